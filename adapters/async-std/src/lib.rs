@@ -1,0 +1,2 @@
+//! The async-std adapter of vllm-client.
+#![deny(missing_docs)]

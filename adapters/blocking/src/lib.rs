@@ -1,0 +1,2 @@
+//! The blocking adapter of vllm-client.
+#![deny(missing_docs)]

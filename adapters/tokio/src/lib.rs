@@ -1,0 +1,2 @@
+//! The tokio adapter of vllm-client.
+#![deny(missing_docs)]

@@ -1,0 +1,3 @@
+//! The pure core of `vllm-client`.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]

@@ -1,0 +1,2 @@
+//! Test tools for vllm-client.
+#![deny(missing_docs)]
