@@ -1,3 +1,10 @@
 //! The pure core of `vllm-client`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod api;
+pub mod error;
+pub mod event;
+
+pub use error::{ApiError, VllmError};
+pub use event::StreamEvent;
