@@ -5,6 +5,7 @@
 pub mod api;
 pub mod error;
 pub mod event;
+pub mod request;
 
 pub use error::{ApiError, VllmError};
 pub use event::StreamEvent;

@@ -1,0 +1,371 @@
+//! Building `http::Request<Bytes>`: base URL joining, authentication, content negotiation.
+//!
+//! Base URLs are accepted the way people write them:
+//!
+//! | given | API root (`/v1/...`) | server root (`/health`, `/version`, `/tokenize`, `/detokenize`) |
+//! |---|---|---|
+//! | `http://host:8000/v1` | `http://host:8000/v1` | `http://host:8000` |
+//! | `http://host:8000/v1/` | `http://host:8000/v1` | `http://host:8000` |
+//! | `http://host:8000` | `http://host:8000/v1` | `http://host:8000` |
+//! | `http://gw/vllm/v1` | `http://gw/vllm/v1` | `http://gw/vllm` |
+//!
+//! A URL that cannot be used (no scheme, not http or https, no host, spaces) is reported by the
+//! first request as [`VllmError::InvalidRequest`], so that building a client never fails.
+
+use std::fmt;
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use http::{Method, Request, Uri};
+
+use crate::error::VllmError;
+
+/// The user agent sent unless the caller sets another.
+pub const USER_AGENT: &str = concat!("vllm-client-rust/", env!("CARGO_PKG_VERSION"));
+
+/// An API key. Its `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// Wraps a key.
+    pub fn new(key: impl Into<String>) -> Self {
+        ApiKey(key.into())
+    }
+    /// The key itself, for the `Authorization` header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+impl fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A parsed base URL: where `/v1/...` endpoints and root endpoints live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseUrl {
+    api_root: String,
+    server_root: String,
+}
+
+impl BaseUrl {
+    /// Parses a base URL, tolerating a trailing slash and a missing `/v1`.
+    pub fn parse(raw: &str) -> Result<BaseUrl, VllmError> {
+        let bad = |why: &str| VllmError::InvalidRequest(format!("base URL {raw:?} {why}"));
+        let trimmed = raw.trim();
+        if trimmed.is_empty() {
+            return Err(bad("is empty"));
+        }
+        let uri: Uri = trimmed
+            .parse()
+            .map_err(|e| bad(&format!("is not a URL ({e})")))?;
+        match uri.scheme_str() {
+            Some("http") | Some("https") => {}
+            Some(other) => return Err(bad(&format!("has scheme {other:?}, not http or https"))),
+            None => return Err(bad("has no scheme (expected http:// or https://)")),
+        }
+        let authority = uri.authority().ok_or_else(|| bad("has no host"))?.as_str();
+        if authority.contains('@') {
+            return Err(bad(
+                "carries credentials; pass the API key with api_key() instead",
+            ));
+        }
+        if uri.query().is_some() {
+            return Err(bad("has a query string"));
+        }
+        let scheme = uri.scheme_str().unwrap_or("http");
+        let path = uri.path().trim_end_matches('/');
+        let (server_path, api_path) = match path.strip_suffix("/v1") {
+            Some(prefix) => (prefix.to_owned(), path.to_owned()),
+            None => (path.to_owned(), format!("{path}/v1")),
+        };
+        Ok(BaseUrl {
+            api_root: format!("{scheme}://{authority}{api_path}"),
+            server_root: format!("{scheme}://{authority}{server_path}"),
+        })
+    }
+
+    /// Where `/v1/...` endpoints live, without a trailing slash.
+    pub fn api_root(&self) -> &str {
+        &self.api_root
+    }
+
+    /// Where root endpoints live, without a trailing slash.
+    pub fn server_root(&self) -> &str {
+        &self.server_root
+    }
+
+    /// The full URL of an endpoint.
+    pub fn url(&self, endpoint: Endpoint) -> String {
+        let root = if endpoint.under_v1() {
+            &self.api_root
+        } else {
+            &self.server_root
+        };
+        format!("{root}{}", endpoint.path())
+    }
+}
+
+/// Every endpoint the client calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Endpoint {
+    /// `POST /v1/chat/completions`
+    ChatCompletions,
+    /// `POST /v1/completions`
+    Completions,
+    /// `GET /v1/models`
+    Models,
+    /// `POST /v1/embeddings`
+    Embeddings,
+    /// `POST /tokenize`
+    Tokenize,
+    /// `POST /detokenize`
+    Detokenize,
+    /// `GET /health`
+    Health,
+    /// `GET /version`
+    Version,
+}
+
+impl Endpoint {
+    /// The path below its root.
+    pub fn path(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "/chat/completions",
+            Endpoint::Completions => "/completions",
+            Endpoint::Models => "/models",
+            Endpoint::Embeddings => "/embeddings",
+            Endpoint::Tokenize => "/tokenize",
+            Endpoint::Detokenize => "/detokenize",
+            Endpoint::Health => "/health",
+            Endpoint::Version => "/version",
+        }
+    }
+
+    /// Whether it lives under `/v1` (the others live at the server's root).
+    pub fn under_v1(self) -> bool {
+        matches!(
+            self,
+            Endpoint::ChatCompletions
+                | Endpoint::Completions
+                | Endpoint::Models
+                | Endpoint::Embeddings
+        )
+    }
+
+    /// The HTTP method.
+    pub fn method(self) -> Method {
+        match self {
+            Endpoint::Models | Endpoint::Health | Endpoint::Version => Method::GET,
+            _ => Method::POST,
+        }
+    }
+}
+
+/// What every request of a client shares: where to send it and how to authenticate.
+#[derive(Debug, Clone)]
+pub struct RequestConfig {
+    /// The base URL as the user gave it (parsed per request, so that building never fails).
+    pub base_url: String,
+    /// The API key, sent as `Authorization: Bearer`.
+    pub api_key: Option<ApiKey>,
+    /// Headers added to every request (before the client's own).
+    pub default_headers: HeaderMap,
+    /// The `User-Agent`.
+    pub user_agent: String,
+}
+
+impl Default for RequestConfig {
+    fn default() -> Self {
+        RequestConfig {
+            base_url: "http://localhost:8000/v1".to_owned(),
+            api_key: None,
+            default_headers: HeaderMap::new(),
+            user_agent: USER_AGENT.to_owned(),
+        }
+    }
+}
+
+impl RequestConfig {
+    /// Builds the request for `endpoint` with an optional JSON body. The body is built once;
+    /// retries re-send it by cheap clone of its `Bytes`.
+    pub fn build(
+        &self,
+        endpoint: Endpoint,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Request<Bytes>, VllmError> {
+        let base = BaseUrl::parse(&self.base_url)?;
+        let stream = body
+            .and_then(|b| b.get("stream"))
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
+        let body = match body {
+            Some(v) => Bytes::from(serde_json::to_vec(v).map_err(|e| {
+                VllmError::InvalidRequest(format!("cannot serialize the body: {e}"))
+            })?),
+            None => Bytes::new(),
+        };
+        let mut req = Request::builder()
+            .method(endpoint.method())
+            .uri(base.url(endpoint))
+            .body(body)
+            .map_err(|e| VllmError::InvalidRequest(format!("cannot build the request: {e}")))?;
+        let headers = req.headers_mut();
+        for (name, value) in &self.default_headers {
+            headers.append(name.clone(), value.clone());
+        }
+        if endpoint.method() == Method::POST {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        headers.insert(
+            ACCEPT,
+            HeaderValue::from_static(if stream {
+                "text/event-stream"
+            } else {
+                "application/json"
+            }),
+        );
+        let ua = HeaderValue::from_str(&self.user_agent).map_err(|_| {
+            VllmError::InvalidRequest("the user agent is not a valid header".into())
+        })?;
+        headers.insert(http::header::USER_AGENT, ua);
+        if let Some(key) = &self.api_key {
+            let mut v =
+                HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
+                    VllmError::InvalidRequest(
+                        "the API key has characters a header cannot carry".into(),
+                    )
+                })?;
+            v.set_sensitive(true);
+            headers.insert(AUTHORIZATION, v);
+        }
+        Ok(req)
+    }
+}
+
+/// Parses `name: value` pairs into a header map, for builders that take strings.
+pub fn header_pair(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), VllmError> {
+    let n = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| VllmError::InvalidRequest(format!("invalid header name {name:?}")))?;
+    let v = HeaderValue::from_str(value)
+        .map_err(|_| VllmError::InvalidRequest(format!("invalid value for header {name:?}")))?;
+    Ok((n, v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn base_url_forms() {
+        for (given, api, root) in [
+            ("http://h:8000/v1", "http://h:8000/v1", "http://h:8000"),
+            ("http://h:8000/v1/", "http://h:8000/v1", "http://h:8000"),
+            ("http://h:8000", "http://h:8000/v1", "http://h:8000"),
+            ("http://h:8000/", "http://h:8000/v1", "http://h:8000"),
+            (
+                "https://gw/vllm/v1",
+                "https://gw/vllm/v1",
+                "https://gw/vllm",
+            ),
+            ("https://gw/vllm", "https://gw/vllm/v1", "https://gw/vllm"),
+            (" http://h/v1 ", "http://h/v1", "http://h"),
+        ] {
+            let b = BaseUrl::parse(given).unwrap();
+            assert_eq!((b.api_root(), b.server_root()), (api, root), "{given}");
+        }
+    }
+
+    #[test]
+    fn endpoints_find_their_root() {
+        let b = BaseUrl::parse("http://h:8000/v1").unwrap();
+        assert_eq!(
+            b.url(Endpoint::ChatCompletions),
+            "http://h:8000/v1/chat/completions"
+        );
+        assert_eq!(b.url(Endpoint::Models), "http://h:8000/v1/models");
+        assert_eq!(b.url(Endpoint::Embeddings), "http://h:8000/v1/embeddings");
+        assert_eq!(b.url(Endpoint::Completions), "http://h:8000/v1/completions");
+        assert_eq!(b.url(Endpoint::Health), "http://h:8000/health");
+        assert_eq!(b.url(Endpoint::Version), "http://h:8000/version");
+        assert_eq!(b.url(Endpoint::Tokenize), "http://h:8000/tokenize");
+        assert_eq!(b.url(Endpoint::Detokenize), "http://h:8000/detokenize");
+    }
+
+    #[test]
+    fn bad_base_urls_are_clear_errors() {
+        for bad in [
+            "",
+            "localhost:8000",
+            "ftp://h/v1",
+            "http://",
+            "not a url",
+            "http://u:p@h/v1",
+            "/v1",
+        ] {
+            let e = BaseUrl::parse(bad).unwrap_err();
+            assert!(matches!(e, VllmError::InvalidRequest(_)), "{bad}: {e:?}");
+            assert!(e.to_string().contains("base URL"), "{e}");
+        }
+    }
+
+    #[test]
+    fn request_headers_and_body() {
+        let cfg = RequestConfig {
+            base_url: "http://127.0.0.1:1/v1".into(),
+            api_key: Some(ApiKey::new("sk-secret")),
+            ..Default::default()
+        };
+        let body = json!({"model": "m", "stream": true});
+        let r = cfg.build(Endpoint::ChatCompletions, Some(&body)).unwrap();
+        assert_eq!(r.method(), Method::POST);
+        assert_eq!(r.uri(), "http://127.0.0.1:1/v1/chat/completions");
+        assert_eq!(r.headers()[AUTHORIZATION], "Bearer sk-secret");
+        assert!(r.headers()[AUTHORIZATION].is_sensitive());
+        assert_eq!(r.headers()[ACCEPT], "text/event-stream");
+        assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
+        assert!(r.headers()[http::header::USER_AGENT]
+            .to_str()
+            .unwrap()
+            .starts_with("vllm-client-rust/"));
+        let sent: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+        assert_eq!(sent, body);
+        let g = cfg.build(Endpoint::Health, None).unwrap();
+        assert_eq!(g.method(), Method::GET);
+        assert!(g.body().is_empty());
+        assert!(!g.headers().contains_key(CONTENT_TYPE));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let cfg = RequestConfig {
+            api_key: Some(ApiKey::new("sk-secret")),
+            ..Default::default()
+        };
+        assert!(!format!("{cfg:?}").contains("sk-secret"));
+        assert!(!format!("{}", ApiKey::new("sk-secret")).contains("sk-secret"));
+        let r = cfg.build(Endpoint::Models, None).unwrap();
+        assert!(!format!("{r:?}").contains("sk-secret"));
+    }
+
+    #[test]
+    fn bad_api_key_characters() {
+        let cfg = RequestConfig {
+            api_key: Some(ApiKey::new("sk\nsecret")),
+            ..Default::default()
+        };
+        let e = cfg.build(Endpoint::Models, None).unwrap_err();
+        assert!(!e.to_string().contains("secret"));
+    }
+}
