@@ -3,6 +3,9 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod call;
+pub mod client;
+pub mod config;
 pub mod error;
 pub mod event;
 pub mod request;

@@ -183,6 +183,9 @@ pub struct RequestConfig {
     pub default_headers: HeaderMap,
     /// The `User-Agent`.
     pub user_agent: String,
+    /// Set when the builder was given something unusable (a bad header); every request then
+    /// fails with it.
+    pub invalid: Option<String>,
 }
 
 impl Default for RequestConfig {
@@ -192,6 +195,7 @@ impl Default for RequestConfig {
             api_key: None,
             default_headers: HeaderMap::new(),
             user_agent: USER_AGENT.to_owned(),
+            invalid: None,
         }
     }
 }
@@ -204,6 +208,9 @@ impl RequestConfig {
         endpoint: Endpoint,
         body: Option<&serde_json::Value>,
     ) -> Result<Request<Bytes>, VllmError> {
+        if let Some(why) = &self.invalid {
+            return Err(VllmError::InvalidRequest(why.clone()));
+        }
         let base = BaseUrl::parse(&self.base_url)?;
         let stream = body
             .and_then(|b| b.get("stream"))

@@ -1,0 +1,125 @@
+//! [`Shared`]: the state every call of a client shares — retry budget, circuit breakers, rate
+//! and concurrency limits, and the source of per-call jitter seeds.
+//!
+//! It is a plain struct passed to the driver by `&mut`: an adapter keeps it in a mutex and
+//! never holds that mutex across an await or a blocking read.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use crate::config::{BreakerScope, PolicyConfig};
+use crate::policy::{
+    BreakerState, CircuitBreaker, ConcurrencyLimiter, RateLimiter, RetryBudget, Rng, Transition,
+};
+use crate::request::Endpoint;
+
+/// State shared by all calls of one client.
+#[derive(Debug)]
+pub struct Shared {
+    pub(crate) budget: Option<RetryBudget>,
+    pub(crate) breaker: Option<CircuitBreaker>,
+    pub(crate) endpoint_breakers: HashMap<Endpoint, CircuitBreaker>,
+    scope: BreakerScope,
+    pub(crate) rate: Option<RateLimiter>,
+    pub(crate) concurrency: Option<ConcurrencyLimiter>,
+    seeds: Rng,
+    transitions: Vec<(Option<Endpoint>, Transition)>,
+}
+
+impl Shared {
+    /// Shared state for `policy`. `entropy` seeds the jitter when the policy has no seed of its
+    /// own (adapters pass a value from the OS, so that processes do not retry in lockstep).
+    pub fn new(policy: &PolicyConfig, entropy: u64) -> Self {
+        let breaker = match policy.breaker_scope {
+            BreakerScope::Client => policy.breaker.clone().map(CircuitBreaker::new),
+            BreakerScope::PerEndpoint => None,
+        };
+        Shared {
+            budget: policy.budget.clone().map(RetryBudget::new),
+            breaker,
+            endpoint_breakers: HashMap::new(),
+            scope: policy.breaker_scope,
+            rate: policy
+                .rate_limit
+                .map(|r| RateLimiter::new(r.requests, r.per, r.burst)),
+            concurrency: policy.max_concurrency.map(ConcurrencyLimiter::new),
+            seeds: Rng::new(policy.seed.unwrap_or(entropy)),
+            transitions: Vec::new(),
+        }
+    }
+
+    /// A fresh seed for one call's jitter.
+    pub(crate) fn next_seed(&mut self) -> u64 {
+        self.seeds.next_u64()
+    }
+
+    /// The breaker that guards `endpoint`, if breaking is on.
+    pub(crate) fn breaker_for(
+        &mut self,
+        endpoint: Endpoint,
+        policy: &PolicyConfig,
+    ) -> Option<&mut CircuitBreaker> {
+        match self.scope {
+            BreakerScope::Client => self.breaker.as_mut(),
+            BreakerScope::PerEndpoint => {
+                let cfg = policy.breaker.clone()?;
+                Some(
+                    self.endpoint_breakers
+                        .entry(endpoint)
+                        .or_insert_with(|| CircuitBreaker::new(cfg)),
+                )
+            }
+        }
+    }
+
+    /// Moves the breakers' transitions into the queue [`poll_transition`](Self::poll_transition)
+    /// drains.
+    pub(crate) fn collect_transitions(&mut self) {
+        // Bounded: each breaker's own queue is bounded, and callers drain this one.
+        if let Some(b) = self.breaker.as_mut() {
+            while let Some(t) = b.poll_transition() {
+                self.transitions.push((None, t));
+            }
+        }
+        for (e, b) in self.endpoint_breakers.iter_mut() {
+            while let Some(t) = b.poll_transition() {
+                self.transitions.push((Some(*e), t));
+            }
+        }
+        let excess = self.transitions.len().saturating_sub(64);
+        self.transitions.drain(..excess);
+    }
+
+    /// The next breaker transition (with the endpoint, for per-endpoint breakers), for logging.
+    pub fn poll_transition(&mut self) -> Option<(Option<Endpoint>, Transition)> {
+        self.collect_transitions();
+        if self.transitions.is_empty() {
+            None
+        } else {
+            Some(self.transitions.remove(0))
+        }
+    }
+
+    /// The state of the client-wide breaker (or of `endpoint`'s, per endpoint).
+    pub fn breaker_state(&self, endpoint: Endpoint, now: Instant) -> Option<BreakerState> {
+        match self.scope {
+            BreakerScope::Client => self.breaker.as_ref().map(|b| b.state(now)),
+            BreakerScope::PerEndpoint => self.endpoint_breakers.get(&endpoint).map(|b| b.state(now)),
+        }
+    }
+
+    /// The client-wide breaker, for forcing it open, disabling or resetting it.
+    pub fn breaker_mut(&mut self) -> Option<&mut CircuitBreaker> {
+        self.breaker.as_mut()
+    }
+
+    /// Tokens left in the retry budget (`None` when the budget is off).
+    pub fn budget_tokens(&self, now: Instant) -> Option<u32> {
+        self.budget.as_ref().map(|b| b.tokens(now))
+    }
+
+    /// Calls in flight under the concurrency limit (`None` when it is off).
+    pub fn in_flight(&self) -> Option<usize> {
+        self.concurrency.as_ref().map(|c| c.in_flight())
+    }
+}

@@ -1,0 +1,216 @@
+//! [`ClientBuilder`]: every knob of a client, with its default.
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use http::HeaderMap;
+
+use super::{Client, Execute};
+use crate::config::{BreakerScope, ClientConfig, RateLimit};
+use crate::policy::{Backoff, BreakerConfig, Jitter, RetryBudgetConfig};
+use crate::request::{header_pair, ApiKey};
+
+/// Builds a [`Client`]. `build()` never fails: a bad base URL or header is reported by the
+/// first request, as a clear [`VllmError::InvalidRequest`](crate::VllmError::InvalidRequest).
+///
+/// | knob | default | what it does |
+/// |---|---|---|
+/// | [`base_url`](Self::base_url) | `http://localhost:8000/v1` | where the server is |
+/// | [`api_key`](Self::api_key) | none | `Authorization: Bearer` |
+/// | [`timeout_secs`](Self::timeout_secs) / [`timeout`](Self::timeout) | 600 s | one whole attempt, body included |
+/// | [`connect_timeout`](Self::connect_timeout) | 10 s | establishing the connection |
+/// | [`first_token_timeout`](Self::first_token_timeout) | off | response head and first data event of a stream: vLLM signals overload by queueing, so a slow first token is retried |
+/// | [`idle_timeout`](Self::idle_timeout) | 60 s | between data events of a stream (keep-alive comments do not count) and between body chunks |
+/// | [`total_timeout`](Self::total_timeout) | off | one deadline over all attempts and sleeps |
+/// | [`max_retries`](Self::max_retries) | 2 | retries after the first attempt |
+/// | [`backoff`](Self::backoff) | 500 ms · 2ⁿ up to 8 s, full jitter | sleep between attempts |
+/// | [`max_retry_after`](Self::max_retry_after) | 60 s | the longest server hint honoured; a longer one ends the call at once with the hint in the error |
+/// | [`retry_budget`](Self::retry_budget) | 500 tokens, 5 per retry, 10 per timeout retry, +1 per success | stops retry storms; first attempts never wait on it |
+/// | [`circuit_breaker`](Self::circuit_breaker) | off | fail fast while the server is failing |
+/// | [`rate_limit`](Self::rate_limit) | off | client-side requests per period (GCRA) |
+/// | [`max_concurrency`](Self::max_concurrency) | off | calls in flight; a stream holds its slot until it ends |
+/// | [`seed`](Self::seed) | from the OS | jitter seed, for replayable runs |
+#[must_use]
+pub struct ClientBuilder<E: Execute> {
+    config: ClientConfig,
+    http: Option<E::HttpClient>,
+    header_error: Option<String>,
+    _exec: PhantomData<fn() -> E>,
+}
+
+impl<E: Execute> Default for ClientBuilder<E> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<E: Execute> ClientBuilder<E> {
+    /// A builder with every default.
+    pub fn new() -> Self {
+        ClientBuilder {
+            config: ClientConfig::default(),
+            http: None,
+            header_error: None,
+            _exec: PhantomData,
+        }
+    }
+
+    /// Starts from a whole configuration.
+    pub fn config(mut self, config: ClientConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The server's base URL, e.g. `http://localhost:8000/v1`.
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.config.request.base_url = url.into();
+        self
+    }
+
+    /// The API key (`--api-key` of vLLM, a gateway's key). Never printed.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.config.request.api_key = Some(ApiKey::new(key));
+        self
+    }
+
+    /// The timeout of one whole attempt, in seconds.
+    pub fn timeout_secs(self, secs: u64) -> Self {
+        self.timeout(Duration::from_secs(secs))
+    }
+
+    /// The timeout of one whole attempt.
+    pub fn timeout(mut self, d: Duration) -> Self {
+        self.config.policy.timeouts.attempt = Some(d);
+        self
+    }
+
+    /// The connect timeout.
+    pub fn connect_timeout(mut self, d: Duration) -> Self {
+        self.config.policy.timeouts.connect = Some(d);
+        self
+    }
+
+    /// The time allowed until the first data event of a stream (response head included).
+    pub fn first_token_timeout(mut self, d: Duration) -> Self {
+        self.config.policy.timeouts.first_token = Some(d);
+        self
+    }
+
+    /// The time allowed between data events of a stream.
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.config.policy.timeouts.idle = Some(d);
+        self
+    }
+
+    /// One deadline over all attempts and sleeps of a call.
+    pub fn total_timeout(mut self, d: Duration) -> Self {
+        self.config.policy.timeouts.total = Some(d);
+        self
+    }
+
+    /// How many times a failed attempt is retried (0 turns retries off).
+    pub fn max_retries(mut self, n: u32) -> Self {
+        self.config.policy.retry.max_retries = n;
+        self
+    }
+
+    /// The backoff between attempts.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.config.policy.retry.backoff = backoff;
+        self
+    }
+
+    /// Shorthand for an exponential backoff from `initial` to `max` with `jitter`.
+    pub fn exponential_backoff(mut self, initial: Duration, max: Duration, jitter: Jitter) -> Self {
+        let b = &mut self.config.policy.retry.backoff;
+        b.initial = initial;
+        b.max = max;
+        b.jitter = jitter;
+        self
+    }
+
+    /// The longest `Retry-After` / `retry-after-ms` honoured.
+    pub fn max_retry_after(mut self, d: Duration) -> Self {
+        self.config.policy.retry.max_retry_after = d;
+        self
+    }
+
+    /// The retry budget; `None` turns it off.
+    pub fn retry_budget(mut self, budget: Option<RetryBudgetConfig>) -> Self {
+        self.config.policy.budget = budget;
+        self
+    }
+
+    /// Turns on a circuit breaker, one for the whole client.
+    pub fn circuit_breaker(mut self, breaker: BreakerConfig) -> Self {
+        self.config.policy.breaker = Some(breaker);
+        self
+    }
+
+    /// Whether the breaker is per client (default) or per endpoint.
+    pub fn breaker_scope(mut self, scope: BreakerScope) -> Self {
+        self.config.policy.breaker_scope = scope;
+        self
+    }
+
+    /// At most `requests` per `per` on average, in bursts of up to `burst`.
+    pub fn rate_limit(mut self, requests: u32, per: Duration, burst: u32) -> Self {
+        self.config.policy.rate_limit = Some(RateLimit {
+            requests,
+            per,
+            burst,
+        });
+        self
+    }
+
+    /// At most `n` calls in flight (a stream holds its slot until it ends or is dropped).
+    pub fn max_concurrency(mut self, n: usize) -> Self {
+        self.config.policy.max_concurrency = Some(n);
+        self
+    }
+
+    /// The jitter seed, for reproducible timelines.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.config.policy.seed = Some(seed);
+        self
+    }
+
+    /// A header sent with every request.
+    pub fn default_header(mut self, name: &str, value: &str) -> Self {
+        match header_pair(name, value) {
+            Ok((n, v)) => {
+                self.config.request.default_headers.append(n, v);
+            }
+            Err(e) => self.header_error = Some(e.to_string()),
+        }
+        self
+    }
+
+    /// Headers sent with every request.
+    pub fn default_headers(mut self, headers: HeaderMap) -> Self {
+        self.config.request.default_headers.extend(headers);
+        self
+    }
+
+    /// The `User-Agent`.
+    pub fn user_agent(mut self, ua: impl Into<String>) -> Self {
+        self.config.request.user_agent = ua.into();
+        self
+    }
+
+    /// Brings your own HTTP client (`reqwest::Client`, `surf::Client`, `ureq::Agent`); its own
+    /// timeouts should be longer than the client's, which are enforced on top.
+    pub fn http_client(mut self, http: E::HttpClient) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    /// Builds the client. Never fails.
+    pub fn build(self) -> Client<E> {
+        let mut config = self.config;
+        if let Some(e) = self.header_error {
+            config.request.invalid = Some(e);
+        }
+        Client::from_exec(E::from_config(config, self.http))
+    }
+}

@@ -1,0 +1,207 @@
+//! `client.chat.completions().create()…send()`: the chat request builder, written once for
+//! every adapter.
+
+use serde_json::Value;
+
+use super::{CallSpec, Execute};
+use crate::api::{ChatCompletionRequest, ChatCompletionResponse, IntoMessages, StreamOptions};
+use crate::request::Endpoint;
+
+/// `client.chat`: the chat API.
+#[derive(Debug, Clone)]
+pub struct Chat<E> {
+    exec: E,
+}
+
+impl<E: Execute> Chat<E> {
+    /// Wraps an executor.
+    pub fn new(exec: E) -> Self {
+        Chat { exec }
+    }
+
+    /// `client.chat.completions()`.
+    pub fn completions(&self) -> ChatCompletions<E> {
+        ChatCompletions {
+            exec: self.exec.clone(),
+        }
+    }
+}
+
+/// `client.chat.completions()`: creates chat completion requests.
+#[derive(Debug, Clone)]
+pub struct ChatCompletions<E> {
+    exec: E,
+}
+
+impl<E: Execute> ChatCompletions<E> {
+    /// Starts a request; set `model` and `messages`, then `send()` or `send_stream()`.
+    pub fn create(&self) -> ChatCompletionBuilder<E> {
+        ChatCompletionBuilder {
+            exec: self.exec.clone(),
+            request: ChatCompletionRequest::default(),
+        }
+    }
+}
+
+/// A chat completion request being built. Setters take and return `self`; unset parameters are
+/// not sent, so the server's defaults apply.
+#[derive(Debug, Clone)]
+#[must_use = "a request does nothing until .send() or .send_stream()"]
+pub struct ChatCompletionBuilder<E> {
+    exec: E,
+    request: ChatCompletionRequest,
+}
+
+macro_rules! setter {
+    ($(#[$doc:meta])* $name:ident : $ty:ty => $($field:ident).+) => {
+        $(#[$doc])*
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.request.$($field).+ = Some(value.into());
+            self
+        }
+    };
+}
+pub(crate) use setter;
+
+impl<E: Execute> ChatCompletionBuilder<E> {
+    /// The model to use, as `/v1/models` lists it.
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.request.model = model.into();
+        self
+    }
+
+    /// The conversation: `json!([{"role": "user", "content": "…"}])` or a `Vec<Message>`.
+    pub fn messages(mut self, messages: impl IntoMessages) -> Self {
+        self.request.messages = messages.into_messages();
+        self
+    }
+
+    /// Appends one typed message.
+    pub fn message(mut self, message: crate::api::Message) -> Self {
+        let v = serde_json::to_value(message).unwrap_or(Value::Null);
+        match &mut self.request.messages {
+            Value::Array(a) => a.push(v),
+            other => *other = Value::Array(vec![v]),
+        }
+        self
+    }
+
+    setter!(/// Sampling temperature.
+        temperature: f32 => sampling.temperature);
+    setter!(/// Upper bound of generated tokens.
+        max_tokens: u32 => sampling.max_tokens);
+    setter!(/// Upper bound of generated tokens (the newer OpenAI name).
+        max_completion_tokens: u32 => max_completion_tokens);
+    setter!(/// Lower bound of generated tokens (vLLM).
+        min_tokens: u32 => sampling.min_tokens);
+    setter!(/// Nucleus sampling mass.
+        top_p: f32 => sampling.top_p);
+    setter!(/// Keep only the k most likely tokens (vLLM; -1 disables).
+        top_k: i32 => sampling.top_k);
+    setter!(/// Minimum probability relative to the most likely token (vLLM).
+        min_p: f32 => sampling.min_p);
+    setter!(/// Multiplicative repetition penalty (vLLM).
+        repetition_penalty: f32 => sampling.repetition_penalty);
+    setter!(/// Presence penalty.
+        presence_penalty: f32 => sampling.presence_penalty);
+    setter!(/// Frequency penalty.
+        frequency_penalty: f32 => sampling.frequency_penalty);
+    setter!(/// Seed for reproducible sampling.
+        seed: i64 => sampling.seed);
+    setter!(/// Number of choices.
+        n: u32 => sampling.n);
+    setter!(/// Stop token ids (vLLM).
+        stop_token_ids: Vec<u32> => sampling.stop_token_ids);
+    setter!(/// Keep generating past end-of-sequence (vLLM).
+        ignore_eos: bool => sampling.ignore_eos);
+    setter!(/// Whether special tokens are removed from the output (vLLM).
+        skip_special_tokens: bool => sampling.skip_special_tokens);
+    setter!(/// Scheduling priority (vLLM with priority scheduling; lower runs earlier).
+        priority: i32 => sampling.priority);
+    setter!(/// Token id → bias, as JSON.
+        logit_bias: Value => sampling.logit_bias);
+    setter!(/// An id of the end user.
+        user: String => sampling.user);
+    setter!(/// A request id the server logs (vLLM).
+        request_id: String => sampling.request_id);
+    setter!(/// Constrained output (vLLM ≥ 0.12): `json!({"json": schema})`, `{"regex": …}`,
+        /// `{"choice": […]}` or `{"grammar": …}`.
+        structured_outputs: Value => sampling.structured_outputs);
+    setter!(/// `json!({"type": "json_object"})` or a JSON schema format.
+        response_format: Value => response_format);
+    setter!(/// Tools the model may call (a JSON array of tool definitions).
+        tools: Value => tools);
+    setter!(/// `"auto"`, `"none"`, `"required"` or a named function.
+        tool_choice: Value => tool_choice);
+    setter!(/// Whether several tools may be called in one turn.
+        parallel_tool_calls: bool => parallel_tool_calls);
+    setter!(/// Whether to return log probabilities.
+        logprobs: bool => logprobs);
+    setter!(/// Alternatives per position with `logprobs`.
+        top_logprobs: u32 => top_logprobs);
+    setter!(/// Chat template arguments, e.g. `json!({"enable_thinking": false})` for Qwen3.
+        chat_template_kwargs: Value => chat_template_kwargs);
+    setter!(/// `low`, `medium` or `high` for reasoning models.
+        reasoning_effort: String => reasoning_effort);
+    setter!(/// Whether the reasoning text is returned (vLLM).
+        include_reasoning: bool => include_reasoning);
+
+    /// Stop strings: a string or an array of strings (`json!(["\n\n", "END"])`).
+    pub fn stop(mut self, stop: impl Into<Value>) -> Self {
+        self.request.sampling.stop = Some(stop.into());
+        self
+    }
+
+    /// Whether to stream. [`send_stream`](Self::send_stream) sets it by itself.
+    pub fn stream(mut self, stream: bool) -> Self {
+        self.request.sampling.stream = Some(stream);
+        self
+    }
+
+    /// Ask for a final usage chunk in a stream (`stream_options.include_usage`).
+    pub fn include_usage(mut self, include: bool) -> Self {
+        self.request
+            .sampling
+            .stream_options
+            .get_or_insert_with(StreamOptions::default)
+            .include_usage = Some(include);
+        self
+    }
+
+    /// Free-form fields merged into the body last; they override typed fields of the same
+    /// name. `value` should be a JSON object; anything else is ignored.
+    pub fn extra(mut self, value: Value) -> Self {
+        if let Value::Object(map) = value {
+            self.request.extra.extend(map);
+        }
+        self
+    }
+
+    /// The request as it stands.
+    pub fn request(&self) -> &ChatCompletionRequest {
+        &self.request
+    }
+
+    /// Sends the request and waits for the whole answer (retrying as the client's policy says).
+    pub fn send(mut self) -> E::Output<ChatCompletionResponse> {
+        if self.request.is_stream() {
+            // `.send()` returns one response: a streamed body would be decoded as one anyway.
+            self.request.sampling.stream = Some(false);
+        }
+        let spec = CallSpec::json(Endpoint::ChatCompletions, self.request.to_body());
+        self.exec.execute(spec)
+    }
+
+    /// Sends the request as a stream of [`StreamEvent`](crate::StreamEvent)s. Fails if the call
+    /// fails before any output (after retries); later failures arrive as a final
+    /// `StreamEvent::Error`.
+    pub fn send_stream(mut self) -> E::Output<E::Stream> {
+        self.request.sampling.stream = Some(true);
+        let spec = CallSpec::stream(
+            Endpoint::ChatCompletions,
+            crate::stream::StreamKind::Chat,
+            self.request.to_body(),
+        );
+        self.exec.execute_stream(spec)
+    }
+}

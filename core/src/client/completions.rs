@@ -1,0 +1,127 @@
+//! `client.completions.create()…send()`: the legacy completions builder.
+
+use serde_json::Value;
+
+use super::chat::setter;
+use super::{CallSpec, Execute};
+use crate::api::{CompletionRequest, CompletionResponse, StreamOptions};
+use crate::request::Endpoint;
+
+/// `client.completions`: the legacy text completion API.
+#[derive(Debug, Clone)]
+pub struct Completions<E> {
+    exec: E,
+}
+
+impl<E: Execute> Completions<E> {
+    /// Wraps an executor.
+    pub fn new(exec: E) -> Self {
+        Completions { exec }
+    }
+
+    /// Starts a request; set `model` and `prompt`, then `send()` or `send_stream()`.
+    pub fn create(&self) -> CompletionBuilder<E> {
+        CompletionBuilder {
+            exec: self.exec.clone(),
+            request: CompletionRequest::default(),
+        }
+    }
+}
+
+/// A completion request being built.
+#[derive(Debug, Clone)]
+#[must_use = "a request does nothing until .send() or .send_stream()"]
+pub struct CompletionBuilder<E> {
+    exec: E,
+    request: CompletionRequest,
+}
+
+impl<E: Execute> CompletionBuilder<E> {
+    /// The model to use.
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.request.model = model.into();
+        self
+    }
+
+    /// The prompt: a string, an array of strings, or token ids.
+    pub fn prompt(mut self, prompt: impl Into<Value>) -> Self {
+        self.request.prompt = prompt.into();
+        self
+    }
+
+    setter!(/// Sampling temperature.
+        temperature: f32 => sampling.temperature);
+    setter!(/// Upper bound of generated tokens.
+        max_tokens: u32 => sampling.max_tokens);
+    setter!(/// Nucleus sampling mass.
+        top_p: f32 => sampling.top_p);
+    setter!(/// Keep only the k most likely tokens (vLLM).
+        top_k: i32 => sampling.top_k);
+    setter!(/// Minimum relative probability (vLLM).
+        min_p: f32 => sampling.min_p);
+    setter!(/// Repetition penalty (vLLM).
+        repetition_penalty: f32 => sampling.repetition_penalty);
+    setter!(/// Presence penalty.
+        presence_penalty: f32 => sampling.presence_penalty);
+    setter!(/// Frequency penalty.
+        frequency_penalty: f32 => sampling.frequency_penalty);
+    setter!(/// Seed.
+        seed: i64 => sampling.seed);
+    setter!(/// Number of choices.
+        n: u32 => sampling.n);
+    setter!(/// Constrained output (vLLM).
+        structured_outputs: Value => sampling.structured_outputs);
+    setter!(/// Scheduling priority (vLLM).
+        priority: i32 => sampling.priority);
+    setter!(/// Echo the prompt.
+        echo: bool => echo);
+    setter!(/// Log probabilities per token.
+        logprobs: u32 => logprobs);
+
+    /// Stop strings.
+    pub fn stop(mut self, stop: impl Into<Value>) -> Self {
+        self.request.sampling.stop = Some(stop.into());
+        self
+    }
+
+    /// Whether to stream.
+    pub fn stream(mut self, stream: bool) -> Self {
+        self.request.sampling.stream = Some(stream);
+        self
+    }
+
+    /// Ask for a final usage chunk in a stream.
+    pub fn include_usage(mut self, include: bool) -> Self {
+        self.request
+            .sampling
+            .stream_options
+            .get_or_insert_with(StreamOptions::default)
+            .include_usage = Some(include);
+        self
+    }
+
+    /// Free-form fields merged last (a JSON object).
+    pub fn extra(mut self, value: Value) -> Self {
+        if let Value::Object(map) = value {
+            self.request.extra.extend(map);
+        }
+        self
+    }
+
+    /// Sends and waits for the whole answer.
+    pub fn send(mut self) -> E::Output<CompletionResponse> {
+        self.request.sampling.stream = Some(false);
+        self.exec
+            .execute(CallSpec::json(Endpoint::Completions, self.request.to_body()))
+    }
+
+    /// Sends as a stream of [`StreamEvent`](crate::StreamEvent)s (`Content` carries the text).
+    pub fn send_stream(mut self) -> E::Output<E::Stream> {
+        self.request.sampling.stream = Some(true);
+        self.exec.execute_stream(CallSpec::stream(
+            Endpoint::Completions,
+            crate::stream::StreamKind::Completions,
+            self.request.to_body(),
+        ))
+    }
+}
