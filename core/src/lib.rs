@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod event;
+pub mod policy;
 pub mod request;
 
 pub use error::{ApiError, VllmError};

@@ -1,0 +1,950 @@
+//! A circuit breaker with resilience4j semantics, hardened against the known bug classes.
+//!
+//! ```text
+//!                    failure rate ≥ threshold or slow-call rate ≥ threshold
+//!                    (over the sliding window, once ≥ minimum_calls were recorded)
+//!        ┌────────┐ ───────────────────────────────────────────────► ┌──────┐
+//!        │ Closed │                                                   │ Open │ ◄──┐
+//!        └────────┘ ◄──────────┐                                      └──────┘    │
+//!             ▲                │ all `half_open_probes` probes          │         │ any probe
+//!             │                │ succeeded                              │ break   │ failed
+//!   reset()   │           ┌──────────┐ ◄────────────────────────────────┘ duration│ (break grows)
+//!             │           │ HalfOpen │ ─────────────────────────────────────────────┘
+//!             │           └──────────┘
+//!   Disabled (admits all, records nothing) and ForcedOpen (admits nothing) are entered only
+//!   by disable() / force_open() and left only by reset() (or the other of the two).
+//! ```
+//!
+//! * **Window**: count-based (the last `size` calls) or time-based (the last `length`, kept
+//!   in `buckets` buckets). Only calls recorded while Closed enter it; it is cleared on every
+//!   transition into Closed.
+//! * **Rates**: a call fails if [`Outcome::Failure`]; it is slow if its time to first byte
+//!   exceeds `slow_call_duration` (vLLM signals overload by queueing). The breaker trips when
+//!   `failures/calls ≥ failure_rate_threshold %` or `slow/calls ≥ slow_call_rate_threshold %`,
+//!   and never while fewer than `minimum_calls` calls are in the window (for a count window the
+//!   minimum is clamped to `size`, as resilience4j does).
+//! * **Open**: nothing is admitted until the break ends; the rejection says when
+//!   ([`BreakerRejected::retry_at`]). The break of the k-th consecutive trip is
+//!   `min(max_break_duration, break_duration · break_multiplier^(k−1))` (saturating).
+//! * **HalfOpen**: at most `half_open_probes` probes in flight (no herd). Each probe holds a
+//!   lease of `probe_lease`; a probe that never reports frees its slot when the lease expires
+//!   (so a lost probe cannot wedge the breaker), and its late report is then ignored. All
+//!   `half_open_probes` probes succeeding closes the breaker; any failing opens it again (a
+//!   slow success counts as a failure when `slow_call_rate_threshold < 100`).
+//! * **Generations**: every transition bumps the generation; a permit carries the generation
+//!   and breaker it came from, and a result from another generation or breaker changes nothing.
+//! * **Permits are plain data** (the core is pure, so there is no `Drop` magic): every permit
+//!   from [`CircuitBreaker::try_acquire`] must be given back to [`CircuitBreaker::record`]
+//!   exactly once — with [`Outcome::Ignored`] if the call was cancelled or its result should
+//!   not count. A permit is not `Clone`, so it cannot be recorded twice.
+//! * **Transitions** can be observed with [`CircuitBreaker::poll_transition`]; the queue keeps
+//!   the latest 64 (older ones are dropped). Open → HalfOpen happens lazily on the next call
+//!   at or after the break's end, and is stamped with the instant the break ended.
+//! * Time: a `now` earlier than one already seen is treated as the last one seen.
+//!
+//! | knob | default |
+//! |---|---|
+//! | `window` | count-based, 100 calls |
+//! | `failure_rate_threshold` | 50 % |
+//! | `slow_call_rate_threshold` | 100 % (trips only if every call in the window is slow) |
+//! | `slow_call_duration` | 60 s |
+//! | `minimum_calls` | 10 |
+//! | `break_duration` | 30 s |
+//! | `break_multiplier` | 1 (constant; set e.g. 2 to grow on consecutive trips) |
+//! | `max_break_duration` | 300 s |
+//! | `half_open_probes` | 1 |
+//! | `probe_lease` | 60 s |
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::backoff::capped_exponential;
+use super::clock::{saturating_add, saturating_since, Monotonic};
+
+const TRANSITION_QUEUE: usize = 64;
+
+// Distinguishes breakers so that a permit from one cannot be recorded in another.
+static NEXT_BREAKER_ID: AtomicU64 = AtomicU64::new(1);
+
+/// The sliding window the rates are computed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlidingWindow {
+    /// The last `size` calls (`0` is treated as 1).
+    Count {
+        /// Number of calls.
+        size: u32,
+    },
+    /// The calls of the last `length`, aggregated in `buckets` equal buckets (`0` is treated as
+    /// 1; a bucket is at least 1 ns).
+    Time {
+        /// Window length.
+        length: Duration,
+        /// Number of buckets.
+        buckets: u32,
+    },
+}
+
+/// Configuration of a [`CircuitBreaker`] (defaults in the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerConfig {
+    /// The sliding window. Default count-based, 100 calls.
+    pub window: SlidingWindow,
+    /// Percentage of failed calls that trips the breaker, 1..=100 (clamped). Default 50.
+    pub failure_rate_threshold: u8,
+    /// Percentage of slow calls that trips the breaker, 1..=100 (clamped). Default 100.
+    pub slow_call_rate_threshold: u8,
+    /// A call whose time to first byte exceeds this is slow. Default 60 s.
+    pub slow_call_duration: Duration,
+    /// Calls needed in the window before the rates are evaluated. Default 10.
+    pub minimum_calls: u32,
+    /// Duration of the first break. Default 30 s.
+    pub break_duration: Duration,
+    /// Growth of the break on consecutive trips (0 and 1 mean constant). Default 1.
+    pub break_multiplier: u32,
+    /// Upper bound of a grown break (never below `break_duration`). Default 300 s.
+    pub max_break_duration: Duration,
+    /// Probes admitted concurrently while half-open (0 is treated as 1). Default 1.
+    pub half_open_probes: u32,
+    /// How long a probe holds its slot without reporting. Default 60 s.
+    pub probe_lease: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            window: SlidingWindow::Count { size: 100 },
+            failure_rate_threshold: 50,
+            slow_call_rate_threshold: 100,
+            slow_call_duration: Duration::from_secs(60),
+            minimum_calls: 10,
+            break_duration: Duration::from_secs(30),
+            break_multiplier: 1,
+            max_break_duration: Duration::from_secs(300),
+            half_open_probes: 1,
+            probe_lease: Duration::from_secs(60),
+        }
+    }
+}
+
+impl BreakerConfig {
+    /// The break after the `trip`-th consecutive trip (1-based).
+    pub fn break_for(&self, trip: u32) -> Duration {
+        let cap = self.max_break_duration.max(self.break_duration);
+        capped_exponential(self.break_duration, self.break_multiplier, trip, cap)
+    }
+
+    fn probes(&self) -> u32 {
+        self.half_open_probes.max(1)
+    }
+
+    fn minimum(&self) -> u32 {
+        match self.window {
+            SlidingWindow::Count { size } => self.minimum_calls.min(size.max(1)),
+            SlidingWindow::Time { .. } => self.minimum_calls,
+        }
+    }
+}
+
+/// The breaker's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BreakerState {
+    /// Calls flow; outcomes are recorded.
+    Closed,
+    /// Calls are rejected until the break ends.
+    Open,
+    /// A bounded number of probes test the server.
+    HalfOpen,
+    /// Every call is admitted and nothing is recorded.
+    Disabled,
+    /// Every call is rejected until `reset()` or `disable()`.
+    ForcedOpen,
+}
+
+/// A state change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    /// State before.
+    pub from: BreakerState,
+    /// State after.
+    pub to: BreakerState,
+    /// When it happened.
+    pub at: Instant,
+}
+
+/// Admission to make one call. Record it exactly once with [`CircuitBreaker::record`].
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "a permit must be recorded exactly once"]
+pub struct BreakerPermit {
+    breaker: u64,
+    generation: u64,
+    probe: Option<u64>,
+}
+
+impl BreakerPermit {
+    /// The generation of the breaker that issued it.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Whether this permit is a half-open probe.
+    pub fn is_probe(&self) -> bool {
+        self.probe.is_some()
+    }
+}
+
+/// The breaker refused a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("circuit breaker {state:?}: retry at {retry_at:?}")]
+pub struct BreakerRejected {
+    /// When the breaker will next admit a probe: the end of the break (Open), or the latest
+    /// instant a probe slot frees (HalfOpen; it may free earlier if a probe reports). For
+    /// ForcedOpen, which never admits by itself, `now + break_duration` as a polling hint.
+    pub retry_at: Instant,
+    /// The state that refused.
+    pub state: BreakerState,
+}
+
+/// How a call ended, as far as the breaker is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The call succeeded; `ttfb` is its time to first byte (slow-call detection).
+    Success {
+        /// Time to first byte.
+        ttfb: Duration,
+    },
+    /// The call failed (in a way that says something about the server's health).
+    Failure {
+        /// Time to first byte, if a byte arrived.
+        ttfb: Option<Duration>,
+    },
+    /// Not counted (cancelled by the caller, a client-side error…); releases a probe slot.
+    Ignored,
+}
+
+/// Window counts at an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WindowMetrics {
+    /// Calls in the window.
+    pub calls: u64,
+    /// Failed calls in the window.
+    pub failures: u64,
+    /// Slow calls in the window.
+    pub slow: u64,
+}
+
+impl WindowMetrics {
+    fn add(&mut self, o: WindowMetrics) {
+        self.calls += o.calls;
+        self.failures += o.failures;
+        self.slow += o.slow;
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Window {
+    Count {
+        size: usize,
+        calls: VecDeque<(bool, bool)>,
+    },
+    Time {
+        bucket_nanos: u128,
+        buckets: u64,
+        // (epoch, counts), oldest first, only non-empty buckets.
+        data: VecDeque<(u64, WindowMetrics)>,
+    },
+}
+
+impl Window {
+    fn new(w: SlidingWindow) -> Self {
+        match w {
+            SlidingWindow::Count { size } => Window::Count {
+                size: size.max(1) as usize,
+                calls: VecDeque::new(),
+            },
+            SlidingWindow::Time { length, buckets } => {
+                let buckets = u64::from(buckets.max(1));
+                Window::Time {
+                    bucket_nanos: (length.as_nanos() / u128::from(buckets)).max(1),
+                    buckets,
+                    data: VecDeque::new(),
+                }
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        match self {
+            Window::Count { calls, .. } => calls.clear(),
+            Window::Time { data, .. } => data.clear(),
+        }
+    }
+
+    fn epoch(bucket_nanos: u128, origin: Instant, now: Instant) -> u64 {
+        u64::try_from(saturating_since(now, origin).as_nanos() / bucket_nanos).unwrap_or(u64::MAX)
+    }
+
+    fn record(&mut self, origin: Instant, now: Instant, failed: bool, slow: bool) {
+        match self {
+            Window::Count { size, calls } => {
+                if calls.len() >= *size {
+                    calls.pop_front();
+                }
+                calls.push_back((failed, slow));
+            }
+            Window::Time {
+                bucket_nanos,
+                buckets,
+                data,
+            } => {
+                let e = Self::epoch(*bucket_nanos, origin, now);
+                while data
+                    .front()
+                    .is_some_and(|(b, _)| b.saturating_add(*buckets) <= e)
+                {
+                    data.pop_front();
+                }
+                let m = WindowMetrics {
+                    calls: 1,
+                    failures: u64::from(failed),
+                    slow: u64::from(slow),
+                };
+                match data.back_mut() {
+                    Some((b, acc)) if *b == e => acc.add(m),
+                    _ => data.push_back((e, m)),
+                }
+            }
+        }
+    }
+
+    fn metrics(&self, origin: Instant, now: Instant) -> WindowMetrics {
+        let mut m = WindowMetrics::default();
+        match self {
+            Window::Count { calls, .. } => {
+                for (f, s) in calls {
+                    m.add(WindowMetrics {
+                        calls: 1,
+                        failures: u64::from(*f),
+                        slow: u64::from(*s),
+                    });
+                }
+            }
+            Window::Time {
+                bucket_nanos,
+                buckets,
+                data,
+            } => {
+                let e = Self::epoch(*bucket_nanos, origin, now);
+                for (b, acc) in data {
+                    if b.saturating_add(*buckets) > e {
+                        m.add(*acc);
+                    }
+                }
+            }
+        }
+        m
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Probe {
+    id: u64,
+    lease_until: Instant,
+}
+
+#[derive(Debug, Clone)]
+enum Inner {
+    Closed,
+    Open { until: Instant },
+    HalfOpen { probes: Vec<Probe>, successes: u32 },
+    Disabled,
+    ForcedOpen,
+}
+
+impl Inner {
+    fn state(&self) -> BreakerState {
+        match self {
+            Inner::Closed => BreakerState::Closed,
+            Inner::Open { .. } => BreakerState::Open,
+            Inner::HalfOpen { .. } => BreakerState::HalfOpen,
+            Inner::Disabled => BreakerState::Disabled,
+            Inner::ForcedOpen => BreakerState::ForcedOpen,
+        }
+    }
+}
+
+/// A circuit breaker (see the module docs for the state machine and defaults).
+#[derive(Debug, Clone)]
+pub struct CircuitBreaker {
+    config: BreakerConfig,
+    id: u64,
+    inner: Inner,
+    generation: u64,
+    consecutive_trips: u32,
+    window: Window,
+    origin: Option<Instant>,
+    clock: Monotonic,
+    next_probe: u64,
+    transitions: VecDeque<Transition>,
+}
+
+impl Default for CircuitBreaker {
+    fn default() -> Self {
+        CircuitBreaker::new(BreakerConfig::default())
+    }
+}
+
+impl CircuitBreaker {
+    /// A closed breaker.
+    pub fn new(config: BreakerConfig) -> Self {
+        CircuitBreaker {
+            config,
+            id: NEXT_BREAKER_ID.fetch_add(1, Ordering::Relaxed),
+            inner: Inner::Closed,
+            generation: 0,
+            consecutive_trips: 0,
+            window: Window::new(config.window),
+            origin: None,
+            clock: Monotonic::new(),
+            next_probe: 0,
+            transitions: VecDeque::new(),
+        }
+    }
+
+    // ---- getters -------------------------------------------------------------------------
+
+    /// The configuration.
+    pub fn config(&self) -> &BreakerConfig {
+        &self.config
+    }
+
+    /// The state at `now` (an Open breaker whose break ended reads as HalfOpen). Changes
+    /// nothing.
+    pub fn state(&self, now: Instant) -> BreakerState {
+        let now = self.clock.peek(now);
+        match self.inner {
+            Inner::Open { until } if now >= until => BreakerState::HalfOpen,
+            ref i => i.state(),
+        }
+    }
+
+    /// The current generation; it changes on every transition and on `reset`.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// When the current break ends, if Open.
+    pub fn open_until(&self) -> Option<Instant> {
+        match self.inner {
+            Inner::Open { until } => Some(until),
+            _ => None,
+        }
+    }
+
+    /// Half-open probes in flight at `now` (expired leases excluded).
+    pub fn in_flight_probes(&self, now: Instant) -> u32 {
+        let now = self.clock.peek(now);
+        match &self.inner {
+            Inner::HalfOpen { probes, .. } => {
+                probes.iter().filter(|p| p.lease_until > now).count() as u32
+            }
+            _ => 0,
+        }
+    }
+
+    /// Consecutive trips since the breaker was last closed.
+    pub fn consecutive_trips(&self) -> u32 {
+        self.consecutive_trips
+    }
+
+    /// The window's counts at `now`.
+    pub fn metrics(&self, now: Instant) -> WindowMetrics {
+        let now = self.clock.peek(now);
+        match self.origin {
+            Some(origin) => self.window.metrics(origin, now),
+            None => WindowMetrics::default(),
+        }
+    }
+
+    // ---- calls ---------------------------------------------------------------------------
+
+    /// Asks to make a call at `now`.
+    pub fn try_acquire(&mut self, now: Instant) -> Result<BreakerPermit, BreakerRejected> {
+        let now = self.advance(now);
+        let (breaker, generation) = (self.id, self.generation);
+        let permit = |probe| BreakerPermit {
+            breaker,
+            generation,
+            probe,
+        };
+        match &mut self.inner {
+            Inner::Closed | Inner::Disabled => Ok(permit(None)),
+            Inner::Open { until } => Err(BreakerRejected {
+                retry_at: *until,
+                state: BreakerState::Open,
+            }),
+            Inner::ForcedOpen => Err(BreakerRejected {
+                retry_at: saturating_add(now, self.config.break_duration),
+                state: BreakerState::ForcedOpen,
+            }),
+            Inner::HalfOpen { probes, .. } => {
+                if (probes.len() as u64) < u64::from(self.config.probes()) {
+                    let id = self.next_probe;
+                    self.next_probe = self.next_probe.wrapping_add(1);
+                    probes.push(Probe {
+                        id,
+                        lease_until: saturating_add(now, self.config.probe_lease),
+                    });
+                    Ok(permit(Some(id)))
+                } else {
+                    let retry_at = probes.iter().map(|p| p.lease_until).min().unwrap_or(now);
+                    Err(BreakerRejected {
+                        retry_at,
+                        state: BreakerState::HalfOpen,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Records how a permitted call ended. Returns whether the outcome was counted (`false` for
+    /// `Ignored`, a stale generation, a probe whose lease expired, another breaker's permit, or
+    /// a Disabled / ForcedOpen breaker). Consumes the permit.
+    pub fn record(&mut self, now: Instant, permit: BreakerPermit, outcome: Outcome) -> bool {
+        let now = self.advance(now);
+        if permit.breaker != self.id || permit.generation != self.generation {
+            return false;
+        }
+        let slow_limit = self.config.slow_call_duration;
+        let (failed, slow) = match outcome {
+            Outcome::Success { ttfb } => (false, ttfb > slow_limit),
+            Outcome::Failure { ttfb } => (true, ttfb.is_some_and(|t| t > slow_limit)),
+            Outcome::Ignored => {
+                if let (Inner::HalfOpen { probes, .. }, Some(id)) = (&mut self.inner, permit.probe)
+                {
+                    probes.retain(|p| p.id != id);
+                }
+                return false;
+            }
+        };
+        match &mut self.inner {
+            Inner::Closed => {
+                let origin = *self.origin.get_or_insert(now);
+                self.window.record(origin, now, failed, slow);
+                let m = self.window.metrics(origin, now);
+                if m.calls >= u64::from(self.config.minimum())
+                    && m.calls > 0
+                    && self.rates_exceeded(m)
+                {
+                    self.trip(now, BreakerState::Closed);
+                }
+                true
+            }
+            Inner::HalfOpen { probes, successes } => {
+                let Some(id) = permit.probe else { return false };
+                let before = probes.len();
+                probes.retain(|p| p.id != id);
+                if probes.len() == before {
+                    // Lease expired: its slot was already given away.
+                    return false;
+                }
+                let slow_counts = self.config.slow_call_rate_threshold < 100;
+                if failed || (slow && slow_counts) {
+                    self.trip(now, BreakerState::HalfOpen);
+                } else {
+                    *successes += 1;
+                    if *successes >= self.config.probes() {
+                        self.transition(now, Inner::Closed);
+                    }
+                }
+                true
+            }
+            Inner::Open { .. } | Inner::Disabled | Inner::ForcedOpen => false,
+        }
+    }
+
+    /// The next unobserved transition, oldest first.
+    pub fn poll_transition(&mut self) -> Option<Transition> {
+        self.transitions.pop_front()
+    }
+
+    // ---- mutators ------------------------------------------------------------------------
+
+    /// Rejects every call until [`reset`](Self::reset) or [`disable`](Self::disable).
+    pub fn force_open(&mut self, now: Instant) {
+        let now = self.advance(now);
+        self.transition(now, Inner::ForcedOpen);
+    }
+
+    /// Admits every call and records nothing until [`reset`](Self::reset) or
+    /// [`force_open`](Self::force_open).
+    pub fn disable(&mut self, now: Instant) {
+        let now = self.advance(now);
+        self.transition(now, Inner::Disabled);
+    }
+
+    /// Back to Closed with an empty window and no trip history. Outstanding permits become
+    /// stale.
+    pub fn reset(&mut self, now: Instant) {
+        let now = self.advance(now);
+        self.transition(now, Inner::Closed);
+    }
+
+    // ---- internals -----------------------------------------------------------------------
+
+    fn rates_exceeded(&self, m: WindowMetrics) -> bool {
+        let f = u64::from(self.config.failure_rate_threshold.clamp(1, 100));
+        let s = u64::from(self.config.slow_call_rate_threshold.clamp(1, 100));
+        m.failures * 100 >= f * m.calls || m.slow * 100 >= s * m.calls
+    }
+
+    /// Clamps `now`, performs the lazy Open → HalfOpen transition and expires probe leases.
+    fn advance(&mut self, now: Instant) -> Instant {
+        let now = self.clock.observe(now);
+        if let Inner::Open { until } = self.inner {
+            if now >= until {
+                self.transition(
+                    until,
+                    Inner::HalfOpen {
+                        probes: Vec::new(),
+                        successes: 0,
+                    },
+                );
+            }
+        }
+        if let Inner::HalfOpen { probes, .. } = &mut self.inner {
+            probes.retain(|p| p.lease_until > now);
+        }
+        now
+    }
+
+    fn trip(&mut self, now: Instant, _from: BreakerState) {
+        self.consecutive_trips = self.consecutive_trips.saturating_add(1);
+        let until = saturating_add(now, self.config.break_for(self.consecutive_trips));
+        self.transition(now, Inner::Open { until });
+    }
+
+    fn transition(&mut self, at: Instant, to: Inner) {
+        let from = self.inner.state();
+        let to_state = to.state();
+        self.generation = self.generation.wrapping_add(1);
+        if to_state == BreakerState::Closed {
+            self.window.clear();
+            self.consecutive_trips = 0;
+        }
+        self.inner = to;
+        if from != to_state {
+            if self.transitions.len() >= TRANSITION_QUEUE {
+                self.transitions.pop_front();
+            }
+            self.transitions.push_back(Transition {
+                from,
+                to: to_state,
+                at,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    const OK: Outcome = Outcome::Success {
+        ttfb: Duration::ZERO,
+    };
+    const FAIL: Outcome = Outcome::Failure { ttfb: None };
+
+    fn small() -> BreakerConfig {
+        BreakerConfig {
+            window: SlidingWindow::Count { size: 4 },
+            minimum_calls: 4,
+            break_duration: Duration::from_secs(10),
+            ..Default::default()
+        }
+    }
+
+    fn call(b: &mut CircuitBreaker, now: Instant, o: Outcome) -> bool {
+        match b.try_acquire(now) {
+            Ok(p) => {
+                b.record(now, p, o);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn trip(b: &mut CircuitBreaker, now: Instant) {
+        for _ in 0..4 {
+            call(b, now, FAIL);
+        }
+        assert_eq!(b.state(now), BreakerState::Open);
+    }
+
+    #[test]
+    fn defaults() {
+        let c = BreakerConfig::default();
+        assert_eq!(c.failure_rate_threshold, 50);
+        assert_eq!(c.slow_call_rate_threshold, 100);
+        assert_eq!(c.minimum_calls, 10);
+        assert_eq!(c.break_duration, Duration::from_secs(30));
+        assert_eq!(c.half_open_probes, 1);
+    }
+
+    #[test]
+    fn never_trips_below_minimum() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(small());
+        for _ in 0..3 {
+            call(&mut b, t0, FAIL);
+        }
+        assert_eq!(b.state(t0), BreakerState::Closed);
+        call(&mut b, t0, FAIL);
+        assert_eq!(b.state(t0), BreakerState::Open);
+    }
+
+    #[test]
+    fn failure_rate_threshold() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(small());
+        call(&mut b, t0, OK);
+        call(&mut b, t0, OK);
+        call(&mut b, t0, OK);
+        call(&mut b, t0, FAIL); // 25 %
+        assert_eq!(b.state(t0), BreakerState::Closed);
+        call(&mut b, t0, FAIL); // window: OK OK FAIL FAIL = 50 %
+        assert_eq!(b.state(t0), BreakerState::Open);
+    }
+
+    #[test]
+    fn open_rejects_until_break_ends_then_one_probe() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(small());
+        trip(&mut b, t0);
+        let until = t0 + Duration::from_secs(10);
+        assert_eq!(
+            b.try_acquire(until - Duration::from_nanos(1)),
+            Err(BreakerRejected {
+                retry_at: until,
+                state: BreakerState::Open
+            })
+        );
+        let p = b.try_acquire(until).unwrap();
+        assert!(p.is_probe());
+        assert_eq!(b.state(until).clone(), BreakerState::HalfOpen);
+        // Herd protection: a second caller is rejected while the probe is out.
+        let r = b.try_acquire(until).unwrap_err();
+        assert_eq!(r.state, BreakerState::HalfOpen);
+        assert_eq!(r.retry_at, until + Duration::from_secs(60));
+        assert!(b.record(until, p, OK));
+        assert_eq!(b.state(until), BreakerState::Closed);
+        let ts: Vec<_> = std::iter::from_fn(|| b.poll_transition()).collect();
+        assert_eq!(
+            ts,
+            vec![
+                Transition {
+                    from: BreakerState::Closed,
+                    to: BreakerState::Open,
+                    at: t0
+                },
+                Transition {
+                    from: BreakerState::Open,
+                    to: BreakerState::HalfOpen,
+                    at: until
+                },
+                Transition {
+                    from: BreakerState::HalfOpen,
+                    to: BreakerState::Closed,
+                    at: until
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn probe_failure_reopens_with_growth() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(BreakerConfig {
+            break_multiplier: 2,
+            max_break_duration: Duration::from_secs(25),
+            ..small()
+        });
+        trip(&mut b, t0);
+        let t1 = t0 + Duration::from_secs(10);
+        assert!(call(&mut b, t1, FAIL));
+        assert_eq!(b.open_until(), Some(t1 + Duration::from_secs(20)));
+        let t2 = t1 + Duration::from_secs(20);
+        assert!(call(&mut b, t2, FAIL));
+        assert_eq!(b.open_until(), Some(t2 + Duration::from_secs(25)));
+        assert_eq!(b.consecutive_trips(), 3);
+    }
+
+    #[test]
+    fn lost_probe_frees_slot_after_lease() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(BreakerConfig {
+            probe_lease: ms(100),
+            ..small()
+        });
+        trip(&mut b, t0);
+        let t1 = t0 + Duration::from_secs(10);
+        let lost = b.try_acquire(t1).unwrap();
+        assert!(b.try_acquire(t1 + ms(99)).is_err());
+        let p2 = b.try_acquire(t1 + ms(100)).unwrap();
+        // The lost probe's late report is ignored.
+        assert!(!b.record(t1 + ms(150), lost, FAIL));
+        assert_eq!(b.state(t1 + ms(150)), BreakerState::HalfOpen);
+        assert!(b.record(t1 + ms(150), p2, OK));
+        assert_eq!(b.state(t1 + ms(150)), BreakerState::Closed);
+    }
+
+    #[test]
+    fn ignored_releases_probe() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(small());
+        trip(&mut b, t0);
+        let t1 = t0 + Duration::from_secs(10);
+        let p = b.try_acquire(t1).unwrap();
+        assert!(!b.record(t1, p, Outcome::Ignored));
+        assert_eq!(b.state(t1), BreakerState::HalfOpen);
+        assert!(b.try_acquire(t1).is_ok());
+    }
+
+    #[test]
+    fn stale_generation_changes_nothing() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(small());
+        let old: Vec<_> = (0..4).map(|_| b.try_acquire(t0).unwrap()).collect();
+        trip(&mut b, t0);
+        let t1 = t0 + Duration::from_secs(10);
+        let probe = b.try_acquire(t1).unwrap();
+        for p in old {
+            assert!(!b.record(t1, p, OK));
+        }
+        assert_eq!(b.state(t1), BreakerState::HalfOpen);
+        assert!(b.record(t1, probe, OK));
+        // A permit from another breaker is ignored too.
+        let mut other = CircuitBreaker::new(small());
+        let foreign = other.try_acquire(t1).unwrap();
+        assert!(!b.record(t1, foreign, FAIL));
+    }
+
+    #[test]
+    fn several_probes_all_must_succeed() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(BreakerConfig {
+            half_open_probes: 3,
+            ..small()
+        });
+        trip(&mut b, t0);
+        let t1 = t0 + Duration::from_secs(10);
+        let ps: Vec<_> = (0..3).map(|_| b.try_acquire(t1).unwrap()).collect();
+        assert!(b.try_acquire(t1).is_err());
+        let mut ps = ps.into_iter();
+        b.record(t1, ps.next().unwrap(), OK);
+        b.record(t1, ps.next().unwrap(), OK);
+        assert_eq!(b.state(t1), BreakerState::HalfOpen);
+        b.record(t1, ps.next().unwrap(), OK);
+        assert_eq!(b.state(t1), BreakerState::Closed);
+    }
+
+    #[test]
+    fn slow_calls_trip() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(BreakerConfig {
+            slow_call_rate_threshold: 50,
+            slow_call_duration: Duration::from_secs(5),
+            ..small()
+        });
+        let slow = Outcome::Success {
+            ttfb: Duration::from_secs(6),
+        };
+        call(&mut b, t0, OK);
+        call(&mut b, t0, OK);
+        call(&mut b, t0, slow);
+        assert_eq!(b.state(t0), BreakerState::Closed);
+        call(&mut b, t0, slow);
+        assert_eq!(b.state(t0), BreakerState::Open);
+    }
+
+    #[test]
+    fn time_window_forgets_old_calls() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(BreakerConfig {
+            window: SlidingWindow::Time {
+                length: Duration::from_secs(10),
+                buckets: 10,
+            },
+            minimum_calls: 4,
+            ..Default::default()
+        });
+        for _ in 0..3 {
+            call(&mut b, t0, FAIL);
+        }
+        assert_eq!(b.metrics(t0).calls, 3);
+        let t1 = t0 + Duration::from_secs(10);
+        assert_eq!(b.metrics(t1).calls, 0);
+        call(&mut b, t1, FAIL);
+        assert_eq!(b.state(t1), BreakerState::Closed);
+        for _ in 0..3 {
+            call(&mut b, t1 + ms(500), FAIL);
+        }
+        assert_eq!(b.state(t1 + ms(500)), BreakerState::Open);
+    }
+
+    #[test]
+    fn forced_and_disabled() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(small());
+        b.force_open(t0);
+        assert_eq!(
+            b.try_acquire(t0 + Duration::from_secs(1000))
+                .unwrap_err()
+                .state,
+            BreakerState::ForcedOpen
+        );
+        b.disable(t0);
+        for _ in 0..100 {
+            assert!(call(&mut b, t0, FAIL));
+        }
+        assert_eq!(b.state(t0), BreakerState::Disabled);
+        b.reset(t0);
+        assert_eq!(b.state(t0), BreakerState::Closed);
+        assert_eq!(b.metrics(t0).calls, 0);
+    }
+
+    #[test]
+    fn backwards_time_is_clamped() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(small());
+        let t5 = t0 + Duration::from_secs(5);
+        trip(&mut b, t5);
+        // An earlier now is treated as t5: still open.
+        assert!(b.try_acquire(t0).is_err());
+        assert_eq!(b.state(t0), BreakerState::Open);
+    }
+
+    #[test]
+    fn huge_durations_do_not_panic() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(BreakerConfig {
+            break_duration: Duration::MAX,
+            max_break_duration: Duration::MAX,
+            break_multiplier: u32::MAX,
+            probe_lease: Duration::MAX,
+            window: SlidingWindow::Time {
+                length: Duration::MAX,
+                buckets: u32::MAX,
+            },
+            minimum_calls: 1,
+            ..Default::default()
+        });
+        call(&mut b, t0, FAIL);
+        assert_eq!(b.state(t0), BreakerState::Open);
+        assert!(b.try_acquire(t0 + Duration::from_secs(1_000_000)).is_err());
+    }
+}

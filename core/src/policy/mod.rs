@@ -1,0 +1,63 @@
+//! Resilience policies: retry classification and decision, backoff with jitter, server retry
+//! hints, a shared retry budget, a circuit breaker, rate and concurrency limits, and the
+//! timeout taxonomy.
+//!
+//! Everything here is pure and deterministic: time is always an argument (`now: Instant`;
+//! wall time only when passed in), randomness comes only from a seeded [`Rng`], arithmetic
+//! saturates instead of panicking or wrapping, and a `now` earlier than one already seen is
+//! treated as the last one. Shared state (breaker, budget, limiters) is plain `&mut self`
+//! structs; an adapter keeps each in a mutex that is never held across an await.
+//!
+//! | knob | type | default | file |
+//! |---|---|---|---|
+//! | `max_retries` | [`RetryPolicy`] | 2 (3 attempts) | `retry.rs` |
+//! | `max_retry_after` | [`RetryPolicy`] | 60 s (longer hint ⇒ give up) | `retry.rs` |
+//! | `honor_retry_after` | [`RetryPolicy`] | true | `retry.rs` |
+//! | `initial` / `max` / `multiplier` | [`Backoff`] | 500 ms / 8 s / 2 | `backoff.rs` |
+//! | `jitter` | [`Backoff`] | [`Jitter::Full`] | `backoff.rs` |
+//! | `capacity` | [`RetryBudgetConfig`] | 500 tokens | `budget.rs` |
+//! | `retry_cost` / `timeout_retry_cost` | [`RetryBudgetConfig`] | 5 / 10 | `budget.rs` |
+//! | `success_reward` | [`RetryBudgetConfig`] | 1 | `budget.rs` |
+//! | `refill_millis_per_sec` | [`RetryBudgetConfig`] | 1000 (1 token/s) | `budget.rs` |
+//! | `window` | [`BreakerConfig`] | count-based, 100 calls | `breaker.rs` |
+//! | `failure_rate_threshold` | [`BreakerConfig`] | 50 % | `breaker.rs` |
+//! | `slow_call_rate_threshold` | [`BreakerConfig`] | 100 % | `breaker.rs` |
+//! | `slow_call_duration` | [`BreakerConfig`] | 60 s (time to first byte) | `breaker.rs` |
+//! | `minimum_calls` | [`BreakerConfig`] | 10 | `breaker.rs` |
+//! | `break_duration` | [`BreakerConfig`] | 30 s | `breaker.rs` |
+//! | `break_multiplier` / `max_break_duration` | [`BreakerConfig`] | 1 (constant) / 300 s | `breaker.rs` |
+//! | `half_open_probes` | [`BreakerConfig`] | 1 | `breaker.rs` |
+//! | `probe_lease` | [`BreakerConfig`] | 60 s | `breaker.rs` |
+//! | rate, burst | [`RateLimiter::new`] | none (no limiter unless configured) | `rate.rs` |
+//! | max in flight | [`ConcurrencyLimiter::new`] | none (no limiter unless configured) | `concurrency.rs` |
+//! | `connect` | [`Timeouts`] | 10 s | `timeouts.rs` |
+//! | `first_token` | [`Timeouts`] | none | `timeouts.rs` |
+//! | `idle` | [`Timeouts`] | 60 s (data events only) | `timeouts.rs` |
+//! | `attempt` | [`Timeouts`] | 600 s | `timeouts.rs` |
+//! | `total` | [`Timeouts`] | none | `timeouts.rs` |
+
+pub mod backoff;
+pub mod breaker;
+pub mod budget;
+pub mod clock;
+pub mod concurrency;
+pub mod rate;
+pub mod retry;
+pub mod retry_after;
+pub mod rng;
+pub mod timeouts;
+
+pub use backoff::{Backoff, Jitter};
+pub use breaker::{
+    BreakerConfig, BreakerPermit, BreakerRejected, BreakerState, CircuitBreaker, Outcome,
+    SlidingWindow, Transition, WindowMetrics,
+};
+pub use budget::{RetryBudget, RetryBudgetConfig};
+pub use concurrency::{ConcurrencyLimiter, ConcurrencyPermit};
+pub use rate::{RateLimited, RateLimiter};
+pub use retry::{
+    is_retryable_status, Failure, GiveUpReason, RetryContext, RetryDecision, RetryPolicy,
+};
+pub use retry_after::{parse_retry_after, parse_should_retry, HintSource, RetryAfter};
+pub use rng::Rng;
+pub use timeouts::{clamp_to_deadline, earliest, earliest_timer, TimeoutKind, Timeouts};

@@ -1,0 +1,627 @@
+//! Failure classification and the retry decision.
+//!
+//! After every failed attempt the call driver asks [`RetryPolicy::decide`] what to do. The
+//! checks run in this order; the first that says "give up" wins:
+//!
+//! ```text
+//!  Failure ──► output already reached the caller? ──yes──► GiveUp(OutputStarted)
+//!                 │ no
+//!                 ▼
+//!              retryable? (x-should-retry overrides a status) ──no──► GiveUp(NotRetryable)
+//!                 │ yes
+//!                 ▼
+//!              attempts_made ≥ 1 + max_retries? ──yes──► GiveUp(AttemptsExhausted)
+//!                 │ no
+//!                 ▼
+//!              server hint h?  ──h > max_retry_after──► GiveUp(HintBeyondCap { h })
+//!                 │ h ≤ cap: delay = h            │ none: delay = backoff(retry n)
+//!                 ▼                                ▼
+//!              now + delay ≥ deadline? ──yes──► GiveUp(HintBeyondDeadline | BackoffBeyondDeadline)
+//!                 │ no
+//!                 ▼
+//!              budget.try_withdraw(cost)? ──no──► GiveUp(BudgetExhausted)
+//!                 │ yes
+//!                 ▼
+//!              Retry { delay, hinted }
+//! ```
+//!
+//! **Retryable**: connect errors; transport errors, timeouts (except [`TimeoutKind::Deadline`])
+//! and truncated streams before any output; statuses 408, 429, 500, 502, 503, 504 (not 501,
+//! no other 4xx, no other code); in-band stream error events before any output whose `code` is
+//! one of those statuses. Decode errors are never retried. An `x-should-retry: true|false`
+//! header overrides the status classification. **Nothing** is retried once output reached the
+//! caller — vLLM restarts generation from scratch, so a retry would duplicate streamed text;
+//! this beats even `x-should-retry: true`.
+//!
+//! **Hints** (`retry-after-ms`, `Retry-After`, `llm_provider-retry-after`, see
+//! [`super::retry_after`]) change *when*, never *whether*: a hint `h ≤ max_retry_after` makes the
+//! delay exactly `h` (even 0); a larger hint gives up at once, reporting it. A wait is never
+//! silently shortened to fit a cap or deadline.
+//!
+//! **Deadline**: the policy gives up when `now + delay ≥ deadline` — an attempt starting exactly
+//! at the deadline would have no time at all, so equality gives up too.
+//!
+//! **Budget**: consulted last, only when everything else says retry (first attempts never touch
+//! it); a retry costs `retry_cost`, or `timeout_retry_cost` after a timeout.
+//!
+//! Defaults ([`RetryPolicy::default`]): `max_retries` 2 (3 attempts, like openai-python),
+//! [`Backoff::default`] (500 ms · 2^(n−1) ≤ 8 s, full jitter), `max_retry_after` 60 s,
+//! `honor_retry_after` true.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use http::{HeaderMap, StatusCode};
+
+use super::backoff::Backoff;
+use super::budget::RetryBudget;
+use super::clock::saturating_add;
+use super::retry_after::{parse_retry_after, parse_should_retry};
+use super::rng::Rng;
+use super::timeouts::TimeoutKind;
+
+/// What an attempt ended with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Failure {
+    /// The connection could not be established (refused, DNS, TLS handshake…). Nothing was sent
+    /// or received.
+    Connect,
+    /// The connection broke mid-exchange (reset, broken pipe).
+    Transport {
+        /// Whether any output already reached the caller.
+        output_started: bool,
+    },
+    /// A timer fired.
+    Timeout {
+        /// Which one.
+        kind: TimeoutKind,
+        /// Whether any output already reached the caller.
+        output_started: bool,
+    },
+    /// The server answered with a non-success status. No output can have reached the caller.
+    Status {
+        /// The status code.
+        status: StatusCode,
+        /// The response headers (retry hints, `x-should-retry`, `Date`).
+        headers: HeaderMap,
+    },
+    /// An in-band `{"error": …}` event inside a 200 stream.
+    StreamError {
+        /// The error's `code`, when it is an HTTP-like status (vLLM sends e.g. 500).
+        code: Option<u16>,
+        /// Whether any output already reached the caller.
+        output_started: bool,
+    },
+    /// The body ended without `[DONE]`.
+    Truncated {
+        /// Whether any output already reached the caller.
+        output_started: bool,
+    },
+    /// The response could not be decoded, or any other error. Never retried.
+    Decode {
+        /// Whether any output already reached the caller.
+        output_started: bool,
+    },
+}
+
+/// Statuses retried by default: 408, 429, 500, 502, 503, 504.
+pub fn is_retryable_status(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
+}
+
+impl Failure {
+    /// Whether any output of this attempt already reached the caller.
+    pub fn output_started(&self) -> bool {
+        match self {
+            Failure::Connect | Failure::Status { .. } => false,
+            Failure::Transport { output_started }
+            | Failure::Timeout { output_started, .. }
+            | Failure::StreamError { output_started, .. }
+            | Failure::Truncated { output_started }
+            | Failure::Decode { output_started } => *output_started,
+        }
+    }
+
+    /// Whether this failure was a timeout (a retry after it costs more budget).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Failure::Timeout { .. })
+    }
+
+    /// The classification alone (no attempt limit, deadline or budget): could a retry help?
+    /// Always `false` once output started.
+    pub fn is_retryable(&self) -> bool {
+        if self.output_started() {
+            return false;
+        }
+        match self {
+            Failure::Connect | Failure::Transport { .. } | Failure::Truncated { .. } => true,
+            Failure::Timeout { kind, .. } => *kind != TimeoutKind::Deadline,
+            Failure::Status { status, headers } => {
+                parse_should_retry(headers).unwrap_or_else(|| is_retryable_status(status.as_u16()))
+            }
+            Failure::StreamError { code, .. } => code.is_some_and(is_retryable_status),
+            Failure::Decode { .. } => false,
+        }
+    }
+}
+
+/// Why the policy gave up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GiveUpReason {
+    /// The failure is not retryable.
+    NotRetryable,
+    /// `1 + max_retries` attempts were made.
+    AttemptsExhausted,
+    /// Output already reached the caller; a retry would duplicate it.
+    OutputStarted,
+    /// The server asked to wait longer than `max_retry_after`.
+    HintBeyondCap {
+        /// What the server asked for.
+        hint: Duration,
+    },
+    /// The server's hint would end at or after the overall deadline.
+    HintBeyondDeadline {
+        /// What the server asked for.
+        hint: Duration,
+    },
+    /// The backoff delay would end at or after the overall deadline.
+    BackoffBeyondDeadline {
+        /// The delay that was drawn.
+        delay: Duration,
+    },
+    /// The shared retry budget is empty.
+    BudgetExhausted,
+}
+
+/// The policy's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryDecision {
+    /// Sleep `delay`, then make another attempt.
+    Retry {
+        /// How long to wait.
+        delay: Duration,
+        /// Whether `delay` is the server's hint (otherwise it is the backoff).
+        hinted: bool,
+    },
+    /// Stop and report the failure.
+    GiveUp(GiveUpReason),
+}
+
+/// Everything about the call's progress the decision needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryContext {
+    /// Attempts made so far, including the one that just failed (≥ 1; 0 is treated as 1).
+    pub attempts_made: u32,
+    /// The current time.
+    pub now: Instant,
+    /// The overall deadline, if any.
+    pub deadline: Option<Instant>,
+    /// Wall-clock time the failed response head was received (for `Retry-After` dates).
+    pub received_at: SystemTime,
+    /// The delay slept before the failed attempt (zero before the first retry).
+    pub previous_delay: Duration,
+}
+
+impl RetryContext {
+    /// A context with no deadline and no previous delay.
+    pub fn new(attempts_made: u32, now: Instant, received_at: SystemTime) -> Self {
+        RetryContext {
+            attempts_made,
+            now,
+            deadline: None,
+            received_at,
+            previous_delay: Duration::ZERO,
+        }
+    }
+
+    /// Sets the overall deadline.
+    pub fn with_deadline(mut self, deadline: Option<Instant>) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Sets the previous delay.
+    pub fn with_previous_delay(mut self, previous: Duration) -> Self {
+        self.previous_delay = previous;
+        self
+    }
+}
+
+/// Whether and when to retry (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt; total attempts ≤ 1 + `max_retries`. Default 2.
+    pub max_retries: u32,
+    /// Delay schedule when the server gives no hint. Default [`Backoff::default`].
+    pub backoff: Backoff,
+    /// Longest server hint honoured; a longer one gives up at once. Default 60 s.
+    pub max_retry_after: Duration,
+    /// Whether server hints are honoured at all (otherwise the backoff is used). Default true.
+    pub honor_retry_after: bool,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 2,
+            backoff: Backoff::default(),
+            max_retry_after: Duration::from_secs(60),
+            honor_retry_after: true,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// A policy that never retries.
+    pub fn none() -> Self {
+        RetryPolicy {
+            max_retries: 0,
+            ..RetryPolicy::default()
+        }
+    }
+
+    /// Decides whether to retry after `failure`.
+    ///
+    /// Draws from `rng` only when the backoff is used; withdraws from `budget` only when the
+    /// answer is [`RetryDecision::Retry`].
+    pub fn decide(
+        &self,
+        failure: &Failure,
+        ctx: &RetryContext,
+        rng: &mut Rng,
+        budget: Option<&mut RetryBudget>,
+    ) -> RetryDecision {
+        use GiveUpReason::*;
+        if failure.output_started() {
+            return RetryDecision::GiveUp(OutputStarted);
+        }
+        if !failure.is_retryable() {
+            return RetryDecision::GiveUp(NotRetryable);
+        }
+        let attempts = ctx.attempts_made.max(1);
+        if attempts > self.max_retries || attempts == u32::MAX {
+            // attempts − 1 retries were made; one more would exceed max_retries (or the
+            // attempt counter itself).
+            return RetryDecision::GiveUp(AttemptsExhausted);
+        }
+        let hint = match failure {
+            Failure::Status { headers, .. } if self.honor_retry_after => {
+                parse_retry_after(headers, ctx.received_at).map(|h| h.delay)
+            }
+            _ => None,
+        };
+        let (delay, hinted) = match hint {
+            Some(h) if h > self.max_retry_after => {
+                return RetryDecision::GiveUp(HintBeyondCap { hint: h })
+            }
+            Some(h) => (h, true),
+            None => (self.backoff.delay(attempts, ctx.previous_delay, rng), false),
+        };
+        if let Some(deadline) = ctx.deadline {
+            if saturating_add(ctx.now, delay) >= deadline {
+                return RetryDecision::GiveUp(if hinted {
+                    HintBeyondDeadline { hint: delay }
+                } else {
+                    BackoffBeyondDeadline { delay }
+                });
+            }
+        }
+        if let Some(budget) = budget {
+            let cost = budget.retry_cost(failure.is_timeout());
+            if !budget.try_withdraw(ctx.now, cost) {
+                return RetryDecision::GiveUp(BudgetExhausted);
+            }
+        }
+        RetryDecision::Retry { delay, hinted }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn status(code: u16, hdrs: &[(&'static str, &str)]) -> Failure {
+        let mut headers = HeaderMap::new();
+        for (k, v) in hdrs {
+            headers.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        Failure::Status {
+            status: StatusCode::from_u16(code).unwrap(),
+            headers,
+        }
+    }
+
+    fn ctx(attempts: u32) -> RetryContext {
+        RetryContext::new(attempts, Instant::now(), SystemTime::UNIX_EPOCH)
+    }
+
+    fn decide(p: &RetryPolicy, f: &Failure, c: &RetryContext) -> RetryDecision {
+        p.decide(f, c, &mut Rng::new(1), None)
+    }
+
+    fn is_retry(d: RetryDecision) -> bool {
+        matches!(d, RetryDecision::Retry { .. })
+    }
+
+    #[test]
+    fn status_classification() {
+        let p = RetryPolicy::default();
+        for code in [408, 429, 500, 502, 503, 504] {
+            assert!(is_retry(decide(&p, &status(code, &[]), &ctx(1))), "{code}");
+        }
+        for code in [400, 401, 403, 404, 409, 422, 501, 505, 529, 302, 200] {
+            assert_eq!(
+                decide(&p, &status(code, &[]), &ctx(1)),
+                RetryDecision::GiveUp(GiveUpReason::NotRetryable),
+                "{code}"
+            );
+        }
+    }
+
+    #[test]
+    fn should_retry_header_overrides() {
+        let p = RetryPolicy::default();
+        assert!(is_retry(decide(
+            &p,
+            &status(400, &[("x-should-retry", "true")]),
+            &ctx(1)
+        )));
+        assert_eq!(
+            decide(&p, &status(503, &[("x-should-retry", "false")]), &ctx(1)),
+            RetryDecision::GiveUp(GiveUpReason::NotRetryable)
+        );
+        assert!(is_retry(decide(
+            &p,
+            &status(503, &[("x-should-retry", "maybe")]),
+            &ctx(1)
+        )));
+    }
+
+    #[test]
+    fn transport_and_timeouts() {
+        let p = RetryPolicy::default();
+        assert!(is_retry(decide(&p, &Failure::Connect, &ctx(1))));
+        assert!(is_retry(decide(
+            &p,
+            &Failure::Transport {
+                output_started: false
+            },
+            &ctx(1)
+        )));
+        assert!(is_retry(decide(
+            &p,
+            &Failure::Truncated {
+                output_started: false
+            },
+            &ctx(1)
+        )));
+        for kind in [
+            TimeoutKind::Connect,
+            TimeoutKind::FirstToken,
+            TimeoutKind::Idle,
+            TimeoutKind::Attempt,
+        ] {
+            assert!(is_retry(decide(
+                &p,
+                &Failure::Timeout {
+                    kind,
+                    output_started: false
+                },
+                &ctx(1)
+            )));
+        }
+        assert_eq!(
+            decide(
+                &p,
+                &Failure::Timeout {
+                    kind: TimeoutKind::Deadline,
+                    output_started: false
+                },
+                &ctx(1)
+            ),
+            RetryDecision::GiveUp(GiveUpReason::NotRetryable)
+        );
+        assert_eq!(
+            decide(
+                &p,
+                &Failure::Decode {
+                    output_started: false
+                },
+                &ctx(1)
+            ),
+            RetryDecision::GiveUp(GiveUpReason::NotRetryable)
+        );
+        assert!(is_retry(decide(
+            &p,
+            &Failure::StreamError {
+                code: Some(500),
+                output_started: false
+            },
+            &ctx(1)
+        )));
+        assert!(!is_retry(decide(
+            &p,
+            &Failure::StreamError {
+                code: Some(400),
+                output_started: false
+            },
+            &ctx(1)
+        )));
+    }
+
+    #[test]
+    fn never_after_output() {
+        let p = RetryPolicy {
+            max_retries: 100,
+            ..Default::default()
+        };
+        for f in [
+            Failure::Transport {
+                output_started: true,
+            },
+            Failure::Timeout {
+                kind: TimeoutKind::Idle,
+                output_started: true,
+            },
+            Failure::StreamError {
+                code: Some(503),
+                output_started: true,
+            },
+            Failure::Truncated {
+                output_started: true,
+            },
+            Failure::Decode {
+                output_started: true,
+            },
+        ] {
+            assert_eq!(
+                decide(&p, &f, &ctx(1)),
+                RetryDecision::GiveUp(GiveUpReason::OutputStarted)
+            );
+        }
+    }
+
+    #[test]
+    fn attempt_limit() {
+        let p = RetryPolicy::default();
+        assert!(is_retry(decide(&p, &Failure::Connect, &ctx(0))));
+        assert!(is_retry(decide(&p, &Failure::Connect, &ctx(1))));
+        assert!(is_retry(decide(&p, &Failure::Connect, &ctx(2))));
+        assert_eq!(
+            decide(&p, &Failure::Connect, &ctx(3)),
+            RetryDecision::GiveUp(GiveUpReason::AttemptsExhausted)
+        );
+        assert_eq!(
+            decide(&RetryPolicy::none(), &Failure::Connect, &ctx(1)),
+            RetryDecision::GiveUp(GiveUpReason::AttemptsExhausted)
+        );
+        let p = RetryPolicy {
+            max_retries: u32::MAX,
+            ..Default::default()
+        };
+        assert!(is_retry(decide(&p, &Failure::Connect, &ctx(u32::MAX - 1))));
+        assert!(!is_retry(decide(&p, &Failure::Connect, &ctx(u32::MAX))));
+    }
+
+    #[test]
+    fn hint_exact_and_cap() {
+        let p = RetryPolicy::default();
+        assert_eq!(
+            decide(&p, &status(429, &[("retry-after", "7")]), &ctx(1)),
+            RetryDecision::Retry {
+                delay: Duration::from_secs(7),
+                hinted: true
+            }
+        );
+        assert_eq!(
+            decide(&p, &status(429, &[("retry-after-ms", "0")]), &ctx(1)),
+            RetryDecision::Retry {
+                delay: Duration::ZERO,
+                hinted: true
+            }
+        );
+        assert_eq!(
+            decide(&p, &status(429, &[("retry-after", "61")]), &ctx(1)),
+            RetryDecision::GiveUp(GiveUpReason::HintBeyondCap {
+                hint: Duration::from_secs(61)
+            })
+        );
+        // A hint never turns a non-retryable status into a retry, nor extends attempts.
+        assert_eq!(
+            decide(&p, &status(400, &[("retry-after", "1")]), &ctx(1)),
+            RetryDecision::GiveUp(GiveUpReason::NotRetryable)
+        );
+        assert_eq!(
+            decide(&p, &status(429, &[("retry-after", "1")]), &ctx(3)),
+            RetryDecision::GiveUp(GiveUpReason::AttemptsExhausted)
+        );
+        // Ignored when configured so.
+        let p = RetryPolicy {
+            honor_retry_after: false,
+            ..p
+        };
+        assert!(matches!(
+            decide(&p, &status(429, &[("retry-after", "1000")]), &ctx(1)),
+            RetryDecision::Retry { hinted: false, .. }
+        ));
+    }
+
+    #[test]
+    fn deadline() {
+        let p = RetryPolicy::default();
+        let c = ctx(1);
+        let c = c.with_deadline(Some(c.now + Duration::from_secs(5)));
+        assert_eq!(
+            decide(&p, &status(503, &[("retry-after", "5")]), &c),
+            RetryDecision::GiveUp(GiveUpReason::HintBeyondDeadline {
+                hint: Duration::from_secs(5)
+            })
+        );
+        assert!(is_retry(decide(
+            &p,
+            &status(503, &[("retry-after", "4")]),
+            &c
+        )));
+        let p = RetryPolicy {
+            backoff: Backoff::constant(Duration::from_secs(6)),
+            ..p
+        };
+        assert_eq!(
+            decide(&p, &Failure::Connect, &c),
+            RetryDecision::GiveUp(GiveUpReason::BackoffBeyondDeadline {
+                delay: Duration::from_secs(6)
+            })
+        );
+    }
+
+    #[test]
+    fn budget_consulted_last() {
+        let p = RetryPolicy::default();
+        let c = ctx(1);
+        let mut b = RetryBudget::new(crate::policy::budget::RetryBudgetConfig {
+            capacity: 10,
+            refill_millis_per_sec: 0,
+            ..Default::default()
+        });
+        // Not retryable: budget untouched.
+        p.decide(&status(400, &[]), &c, &mut Rng::new(1), Some(&mut b));
+        assert_eq!(b.tokens(c.now), 10);
+        assert!(is_retry(p.decide(
+            &Failure::Connect,
+            &c,
+            &mut Rng::new(1),
+            Some(&mut b)
+        )));
+        assert_eq!(b.tokens(c.now), 5);
+        let t = Failure::Timeout {
+            kind: TimeoutKind::Idle,
+            output_started: false,
+        };
+        assert_eq!(
+            p.decide(&t, &c, &mut Rng::new(1), Some(&mut b)),
+            RetryDecision::GiveUp(GiveUpReason::BudgetExhausted)
+        );
+        assert_eq!(b.tokens(c.now), 5);
+        assert!(is_retry(p.decide(
+            &Failure::Connect,
+            &c,
+            &mut Rng::new(1),
+            Some(&mut b)
+        )));
+        assert_eq!(b.tokens(c.now), 0);
+    }
+
+    #[test]
+    fn backoff_used_without_hint() {
+        let p = RetryPolicy::default();
+        match decide(&p, &status(503, &[]), &ctx(2)) {
+            RetryDecision::Retry { delay, hinted } => {
+                assert!(!hinted);
+                assert!(delay < Duration::from_secs(1));
+            }
+            d => panic!("{d:?}"),
+        }
+    }
+}
