@@ -5,6 +5,10 @@
 pub mod api;
 pub mod error;
 pub mod event;
+pub mod sse;
+pub mod stream;
 
 pub use error::{ApiError, VllmError};
 pub use event::StreamEvent;
+pub use sse::{SseDecoder, SseError, SseEvent, SseItem, SseLimits};
+pub use stream::{PushReport, StreamDecoder, StreamKind};
