@@ -57,7 +57,7 @@ pub struct PolicyConfig {
     pub rate_limit: Option<RateLimit>,
     /// The most calls in flight at once; a stream holds its slot until it ends or is dropped
     /// (default: off).
-    pub max_concurrency: Option<usize>,
+    pub max_concurrency: Option<u32>,
     /// The seed of the jitter; `None` lets the adapter pick one from the OS so that clients in
     /// different processes do not retry in lockstep.
     pub seed: Option<u64>,

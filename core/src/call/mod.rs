@@ -189,10 +189,16 @@ enum State {
     Start,
     WaitPermit,
     Admit,
-    RateWait { until: Instant },
-    AwaitHead { deadline: Option<(Instant, TimeoutKind)> },
+    RateWait {
+        until: Instant,
+    },
+    AwaitHead {
+        deadline: Option<(Instant, TimeoutKind)>,
+    },
     ReadBody,
-    Backoff { until: Instant },
+    Backoff {
+        until: Instant,
+    },
     Finished,
 }
 
@@ -546,7 +552,8 @@ impl Call {
         if self.output_started {
             // Mid-stream: the caller gets the error as the stream's last event.
             self.release_breaker(now, shared, Outcome::Failure { ttfb: None });
-            self.pending.push_back(StreamEvent::Error(VllmError::Timeout));
+            self.pending
+                .push_back(StreamEvent::Error(VllmError::Timeout));
             self.state = State::ReadBody;
             self.body = None;
             self.stream_terminal_pending();
@@ -582,7 +589,14 @@ impl Call {
                         format!("the response body exceeds {max_body} bytes"),
                         buf,
                     );
-                    self.fail(now, shared, Failure::Decode { output_started: false }, e);
+                    self.fail(
+                        now,
+                        shared,
+                        Failure::Decode {
+                            output_started: false,
+                        },
+                        e,
+                    );
                     return;
                 }
                 buf.extend_from_slice(bytes);
@@ -611,7 +625,9 @@ impl Call {
 
     fn on_body_end(&mut self, now: Instant, shared: &mut Shared) {
         let Some(body) = self.body.take() else { return };
-        let Some(head) = self.head.clone() else { return };
+        let Some(head) = self.head.clone() else {
+            return;
+        };
         match body {
             Body::Json(buf) => {
                 let ttfb = self.ttfb();
@@ -642,7 +658,9 @@ impl Call {
     /// attempt failure (and may be retried) instead.
     fn drain_decoder(&mut self, now: Instant, shared: &mut Shared) {
         loop {
-            let Some(Body::Stream(dec)) = self.body.as_mut() else { return };
+            let Some(Body::Stream(dec)) = self.body.as_mut() else {
+                return;
+            };
             let Some(ev) = dec.poll_event() else { return };
             match ev {
                 StreamEvent::Error(e) if !self.output_started => {
@@ -714,10 +732,10 @@ impl Call {
         let ctx = RetryContext::new(self.attempts, now, received_at)
             .with_deadline(self.deadline)
             .with_previous_delay(self.previous_delay);
-        let decision = self
-            .policy
-            .retry
-            .decide(&failure, &ctx, &mut self.rng, shared.budget.as_mut());
+        let decision =
+            self.policy
+                .retry
+                .decide(&failure, &ctx, &mut self.rng, shared.budget.as_mut());
         match decision {
             RetryDecision::Retry { delay, hinted } => {
                 self.report.retries.push(RetryRecord {

@@ -104,7 +104,9 @@ impl Shared {
     pub fn breaker_state(&self, endpoint: Endpoint, now: Instant) -> Option<BreakerState> {
         match self.scope {
             BreakerScope::Client => self.breaker.as_ref().map(|b| b.state(now)),
-            BreakerScope::PerEndpoint => self.endpoint_breakers.get(&endpoint).map(|b| b.state(now)),
+            BreakerScope::PerEndpoint => {
+                self.endpoint_breakers.get(&endpoint).map(|b| b.state(now))
+            }
         }
     }
 
@@ -119,7 +121,7 @@ impl Shared {
     }
 
     /// Calls in flight under the concurrency limit (`None` when it is off).
-    pub fn in_flight(&self) -> Option<usize> {
+    pub fn in_flight(&self) -> Option<u32> {
         self.concurrency.as_ref().map(|c| c.in_flight())
     }
 }

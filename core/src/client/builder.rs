@@ -164,7 +164,7 @@ impl<E: Execute> ClientBuilder<E> {
     }
 
     /// At most `n` calls in flight (a stream holds its slot until it ends or is dropped).
-    pub fn max_concurrency(mut self, n: usize) -> Self {
+    pub fn max_concurrency(mut self, n: u32) -> Self {
         self.config.policy.max_concurrency = Some(n);
         self
     }

@@ -111,8 +111,10 @@ impl<E: Execute> CompletionBuilder<E> {
     /// Sends and waits for the whole answer.
     pub fn send(mut self) -> E::Output<CompletionResponse> {
         self.request.sampling.stream = Some(false);
-        self.exec
-            .execute(CallSpec::json(Endpoint::Completions, self.request.to_body()))
+        self.exec.execute(CallSpec::json(
+            Endpoint::Completions,
+            self.request.to_body(),
+        ))
     }
 
     /// Sends as a stream of [`StreamEvent`](crate::StreamEvent)s (`Content` carries the text).

@@ -88,7 +88,10 @@ mod tests {
 
     #[test]
     fn good_bodies() {
-        let m = ModelList::decode(br#"{"object":"list","data":[{"id":"a","object":"model","max_model_len":4096}]}"#).unwrap();
+        let m = ModelList::decode(
+            br#"{"object":"list","data":[{"id":"a","object":"model","max_model_len":4096}]}"#,
+        )
+        .unwrap();
         assert_eq!(m.data[0].id, "a");
         assert_eq!(m.data[0].max_model_len, Some(4096));
         assert!(<()>::decode(b"").is_ok());

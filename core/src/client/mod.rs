@@ -173,17 +173,20 @@ impl<E: Execute> Client<E> {
 
     /// `POST /v1/embeddings`.
     pub fn embeddings(&self, request: EmbeddingRequest) -> E::Output<EmbeddingResponse> {
-        self.exec.execute(CallSpec::json(Endpoint::Embeddings, to_value(&request)))
+        self.exec
+            .execute(CallSpec::json(Endpoint::Embeddings, to_value(&request)))
     }
 
     /// `POST /tokenize` (at the server's root).
     pub fn tokenize(&self, request: TokenizeRequest) -> E::Output<TokenizeResponse> {
-        self.exec.execute(CallSpec::json(Endpoint::Tokenize, to_value(&request)))
+        self.exec
+            .execute(CallSpec::json(Endpoint::Tokenize, to_value(&request)))
     }
 
     /// `POST /detokenize` (at the server's root).
     pub fn detokenize(&self, request: DetokenizeRequest) -> E::Output<DetokenizeResponse> {
-        self.exec.execute(CallSpec::json(Endpoint::Detokenize, to_value(&request)))
+        self.exec
+            .execute(CallSpec::json(Endpoint::Detokenize, to_value(&request)))
     }
 
     /// `GET /health`: `Ok(())` when the server answers 2xx.
