@@ -192,6 +192,15 @@ impl<E: Execute> ChatCompletionBuilder<E> {
         self.exec.execute(spec)
     }
 
+    /// Like [`send`](Self::send), but always succeeds with the result and a
+    /// [`CallReport`](crate::call::CallReport): how many attempts were made and why each retry
+    /// happened (when retries are spent, `result` is the last attempt's own error).
+    pub fn send_with_report(mut self) -> E::Output<super::Reported<ChatCompletionResponse>> {
+        self.request.sampling.stream = Some(false);
+        let spec = CallSpec::json(Endpoint::ChatCompletions, self.request.to_body());
+        self.exec.execute_reported(spec)
+    }
+
     /// Sends the request as a stream of [`StreamEvent`](crate::StreamEvent)s. Fails if the call
     /// fails before any output (after retries); later failures arrive as a final
     /// `StreamEvent::Error`.

@@ -17,12 +17,14 @@ pub use chat::{Chat, ChatCompletionBuilder, ChatCompletions};
 pub use completions::{CompletionBuilder, Completions};
 pub use decode::Decode;
 
+
 use serde_json::Value;
 
 use crate::api::{
     DetokenizeRequest, DetokenizeResponse, EmbeddingRequest, EmbeddingResponse, ModelList,
     TokenizeRequest, TokenizeResponse, Version,
 };
+use crate::call::CallReport;
 use crate::config::ClientConfig;
 use crate::error::VllmError;
 use crate::request::{ApiKey, Endpoint};
@@ -49,8 +51,32 @@ pub trait Execute: Clone + Sized {
     fn reconfigure(&self, config: ClientConfig) -> Self;
     /// Runs a call whose answer is one JSON document.
     fn execute<T: Decode + Send + 'static>(&self, spec: CallSpec) -> Self::Output<T>;
+    /// Runs a call answered by one JSON document, and reports what the call went through
+    /// (attempts, retries, which timer fired) whatever its result.
+    fn execute_reported<T: Decode + Send + 'static>(
+        &self,
+        spec: CallSpec,
+    ) -> Self::Output<Reported<T>>;
     /// Runs a streamed call.
     fn execute_stream(&self, spec: CallSpec) -> Self::Output<Self::Stream>;
+}
+
+/// A call's result together with its [`CallReport`]: how many attempts it took, why each retry
+/// happened, which timer fired.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Reported<T> {
+    /// The result, exactly as `send()` would have returned it.
+    pub result: Result<T, VllmError>,
+    /// What the call went through.
+    pub report: CallReport,
+}
+
+impl<T> Reported<T> {
+    /// Pairs a result with its report.
+    pub fn new(result: Result<T, VllmError>, report: CallReport) -> Self {
+        Reported { result, report }
+    }
 }
 
 /// A call to make: which endpoint, with which body, read how.
