@@ -1,2 +1,11 @@
 //! Test tools for vllm-client.
+//!
+//! - [`server`]: a scripted fake vLLM server on 127.0.0.1 (its own thread and runtime), for
+//!   integration tests of every adapter: vLLM's exact JSON and SSE, plus scripted faults
+//!   (429 + Retry-After, 5xx, slow first byte, stalls, cuts, resets, bytes split inside UTF-8
+//!   characters, in-band error events).
 #![deny(missing_docs)]
+
+pub mod server;
+
+pub use server::{FakeServer, Part, RecordedRequest, Reply};

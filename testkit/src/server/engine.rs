@@ -1,0 +1,471 @@
+//! The server's runtime side: accept loop, one task per connection, and the writer that turns
+//! a [`Reply`] into bytes on the socket.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use super::http::{Conn, Gone, Limits, ParsedRequest, ReadError};
+use super::model::{self, ModelConfig, Resolved, Vocab};
+use super::record::RecordedRequest;
+use super::reply::{Action, Body, Framing, Part, Reply, Split};
+
+/// Requests served on one connection before the server closes it.
+const MAX_REQUESTS_PER_CONNECTION: usize = 100_000;
+/// Requests kept in the record (later ones are counted, not stored).
+pub(crate) const MAX_RECORDED: usize = 100_000;
+/// How long a closing connection is drained so that the client reads our last bytes instead
+/// of a reset caused by unread input.
+const DRAIN_ON_CLOSE: Duration = Duration::from_millis(500);
+/// How much a closing connection drains at most.
+const DRAIN_MAX_BYTES: usize = 64 * 1024 * 1024;
+
+/// A queued reply and its optional path filter.
+#[derive(Debug)]
+pub(crate) struct Scripted {
+    pub path: Option<String>,
+    pub reply: Reply,
+}
+
+/// Mutable state shared by the server's tasks and the test's handle.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub requests: Vec<RecordedRequest>,
+    pub total_requests: usize,
+    pub script: VecDeque<Scripted>,
+    pub connections: u64,
+    pub disconnects: usize,
+    pub refuse_next: usize,
+    pub reset_next: usize,
+    pub refuse_all: bool,
+    pub refused: usize,
+    pub rejected: usize,
+}
+
+/// Everything the server's tasks share with the [`FakeServer`](super::FakeServer) handle.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub cfg: ModelConfig,
+    pub limits: Limits,
+    pub state: Mutex<State>,
+    /// Notified whenever a request is recorded or a disconnect is noticed.
+    pub changed: Condvar,
+    pub vocab: Mutex<Vocab>,
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records the request and picks the first queued reply whose filter matches it.
+    fn record(&self, req: &ParsedRequest, connection_id: u64) -> (usize, Option<Reply>) {
+        let mut st = self.lock();
+        let pos = st
+            .script
+            .iter()
+            .position(|s| s.path.as_deref().is_none_or(|p| p == req.path));
+        let reply = pos.and_then(|i| st.script.remove(i)).map(|s| s.reply);
+        let index = st.total_requests;
+        st.total_requests += 1;
+        if st.requests.len() < MAX_RECORDED {
+            st.requests.push(RecordedRequest {
+                index,
+                connection_id,
+                method: req.method.clone(),
+                path: req.path.clone(),
+                query: req.query.clone(),
+                version: req.version.clone(),
+                headers: req.headers.clone(),
+                body: Bytes::copy_from_slice(&req.body),
+                json: serde_json::from_slice(&req.body).ok(),
+                received_at: Instant::now(),
+                scripted: reply.is_some(),
+                client_disconnected: false,
+                disconnected_at: None,
+            });
+        }
+        drop(st);
+        self.changed.notify_all();
+        (index, reply)
+    }
+
+    fn mark_disconnected(&self, index: usize) {
+        let mut st = self.lock();
+        st.disconnects += 1;
+        if let Some(r) = st.requests.get_mut(index) {
+            r.client_disconnected = true;
+            r.disconnected_at = Some(Instant::now());
+        }
+        drop(st);
+        self.changed.notify_all();
+    }
+}
+
+/// Accepts until `shutdown` flips (or its sender is dropped).
+pub(crate) async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            r = listener.accept() => match r {
+                Ok((stream, _)) => on_accept(stream, &shared),
+                // E.g. too many open files: back off a little instead of spinning.
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
+        }
+    }
+}
+
+fn on_accept(stream: TcpStream, shared: &Arc<Shared>) {
+    let (id, fault) = {
+        let mut st = shared.lock();
+        let id = st.connections;
+        st.connections += 1;
+        let fault = if st.reset_next > 0 {
+            st.reset_next -= 1;
+            Some(true)
+        } else if st.refuse_all || st.refuse_next > 0 {
+            st.refuse_next = st.refuse_next.saturating_sub(1);
+            Some(false)
+        } else {
+            None
+        };
+        if fault.is_some() {
+            st.refused += 1;
+        }
+        (id, fault)
+    };
+    match fault {
+        Some(true) => {
+            let _ = stream.set_zero_linger();
+            drop(stream);
+        }
+        Some(false) => drop(stream),
+        None => {
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(serve_connection(Arc::clone(shared), stream, id));
+        }
+    }
+}
+
+async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, connection_id: u64) {
+    let mut conn = Conn {
+        stream,
+        buf: Vec::new(),
+        limits: shared.limits,
+    };
+    for _ in 0..MAX_REQUESTS_PER_CONNECTION {
+        let req = match conn.read_request().await {
+            Ok(Some(req)) => req,
+            Ok(None) | Err(ReadError::Closed) => return,
+            Err(ReadError::Bad(status, msg)) => {
+                shared.lock().rejected += 1;
+                let resolved = Resolved::error(status, &msg);
+                let head = head_bytes(
+                    status,
+                    None,
+                    &[],
+                    resolved.content_type,
+                    &body_len(&resolved.parts),
+                    true,
+                );
+                let mut bytes = head.into_bytes();
+                for p in &resolved.parts {
+                    if let Part::Bytes(b) = p {
+                        bytes.extend_from_slice(b);
+                    }
+                }
+                if conn.write(&bytes).await.is_ok() {
+                    close_gracefully(&mut conn).await;
+                }
+                return;
+            }
+        };
+        let (index, scripted) = shared.record(&req, connection_id);
+        match answer(&mut conn, &shared, &req, index, scripted).await {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(Gone) => {
+                shared.mark_disconnected(index);
+                return;
+            }
+        }
+    }
+    close_gracefully(&mut conn).await;
+}
+
+/// Sends FIN, then reads and discards what the client still sends for a short, bounded time,
+/// so that unread input does not turn our close into a reset before the client read our reply.
+async fn close_gracefully(conn: &mut Conn) {
+    let _ = conn.stream.shutdown().await;
+    let deadline = tokio::time::Instant::now() + DRAIN_ON_CLOSE;
+    let mut drained = 0usize;
+    let mut tmp = [0u8; 8192];
+    // Bounded by the deadline and by DRAIN_MAX_BYTES.
+    while drained < DRAIN_MAX_BYTES {
+        match tokio::time::timeout_at(deadline, conn.stream.read(&mut tmp)).await {
+            Ok(Ok(n)) if n > 0 => drained += n,
+            _ => return,
+        }
+    }
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        413 => "Content Too Large",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        499 => "Client Closed Request",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        529 => "Site Overloaded",
+        _ => "Unknown",
+    }
+}
+
+/// The framing header to write.
+enum FramingHeader {
+    Length(usize),
+    Chunked,
+    None,
+}
+
+fn body_len(parts: &[Part]) -> FramingHeader {
+    FramingHeader::Length(
+        parts
+            .iter()
+            .map(|p| match p {
+                Part::Bytes(b) => b.len(),
+                _ => 0,
+            })
+            .sum(),
+    )
+}
+
+fn head_bytes(
+    status: u16,
+    reason: Option<&str>,
+    user_headers: &[(String, String)],
+    default_content_type: Option<&str>,
+    framing: &FramingHeader,
+    close: bool,
+) -> String {
+    let mut h = format!(
+        "HTTP/1.1 {status} {}\r\ndate: {}\r\nserver: uvicorn\r\n",
+        reason.unwrap_or_else(|| reason_phrase(status)),
+        httpdate::fmt_http_date(std::time::SystemTime::now())
+    );
+    let user_has = |n: &str| user_headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
+    match framing {
+        FramingHeader::Length(n) => h.push_str(&format!("content-length: {n}\r\n")),
+        FramingHeader::Chunked => h.push_str("transfer-encoding: chunked\r\n"),
+        FramingHeader::None => {}
+    }
+    if let Some(ct) = default_content_type {
+        if !user_has("content-type") {
+            h.push_str(&format!("content-type: {ct}\r\n"));
+        }
+    }
+    for (k, v) in user_headers {
+        h.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if close && !user_has("connection") {
+        h.push_str("connection: close\r\n");
+    }
+    h.push_str("\r\n");
+    h
+}
+
+/// Answers one request. `Ok(true)`: the connection may serve another request.
+async fn answer(
+    conn: &mut Conn,
+    shared: &Shared,
+    req: &ParsedRequest,
+    index: usize,
+    scripted: Option<Reply>,
+) -> Result<bool, Gone> {
+    let reply = scripted.unwrap_or_else(Reply::generate);
+    conn.pause(reply.head_delay).await?;
+    match reply.action {
+        Action::Close => {
+            close_gracefully(conn).await;
+            return Ok(false);
+        }
+        Action::Reset => {
+            let _ = conn.stream.set_zero_linger();
+            return Ok(false);
+        }
+        Action::Raw => {
+            if let Body::Parts { parts, .. } = &reply.body {
+                if write_body(conn, parts, false, &reply.split).await? {
+                    close_gracefully(conn).await;
+                }
+            }
+            return Ok(false);
+        }
+        Action::Respond => {}
+    }
+
+    let (status, content_type, parts, streamed) = match reply.body {
+        Body::Generate(gen) => {
+            let resolved = if model::unauthorized(req, &shared.cfg) {
+                model::unauthorized_reply()
+            } else {
+                model::respond(req, index, &shared.cfg, &shared.vocab, &gen)
+            };
+            conn.pause(resolved.extra_delay).await?;
+            (
+                resolved.status,
+                resolved.content_type,
+                resolved.parts,
+                resolved.streamed,
+            )
+        }
+        Body::Parts { parts, streamed } => (reply.status, None, parts, streamed),
+    };
+
+    let user_len = reply
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .map(|(_, v)| v.trim().parse::<usize>().ok());
+    let user_te = reply
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("transfer-encoding"));
+    let has_terminal = parts
+        .iter()
+        .any(|p| matches!(p, Part::Cut | Part::Reset | Part::Stall(_)));
+    let no_body = matches!(status, 100..=199 | 204 | 304) || req.method == "HEAD";
+    let total: usize = match body_len(&parts) {
+        FramingHeader::Length(n) => n,
+        _ => 0,
+    };
+
+    let (framing, chunked, mut keep) = if user_len.is_some() || user_te {
+        // Manual framing: bytes go out raw; keep the connection only if it is surely intact.
+        let intact = user_len == Some(Some(total)) && !user_te;
+        (FramingHeader::None, false, intact)
+    } else if no_body {
+        (FramingHeader::None, false, true)
+    } else {
+        match reply.framing {
+            Framing::Auto if streamed => (FramingHeader::Chunked, true, true),
+            Framing::Chunked => (FramingHeader::Chunked, true, true),
+            Framing::Auto | Framing::ContentLength => (FramingHeader::Length(total), false, true),
+            Framing::UntilClose => (FramingHeader::None, false, false),
+        }
+    };
+    keep = keep && !has_terminal && req.keep_alive && !reply.close_after;
+    let close_header = !keep && !has_terminal;
+    let head = head_bytes(
+        status,
+        reply.reason.as_deref(),
+        &reply.headers,
+        content_type,
+        &framing,
+        close_header,
+    );
+    conn.write(head.as_bytes()).await?;
+    if no_body {
+        if !keep {
+            close_gracefully(conn).await;
+        }
+        return Ok(keep);
+    }
+    let complete = write_body(conn, &parts, chunked, &reply.split).await?;
+    if !complete {
+        return Ok(false);
+    }
+    if chunked {
+        conn.write(b"0\r\n\r\n").await?;
+    }
+    if !keep {
+        close_gracefully(conn).await;
+    }
+    Ok(keep)
+}
+
+/// Writes the parts. `Ok(true)`: all parts went out; `Ok(false)`: a cut, reset or stall ended
+/// the connection (already closed or about to be dropped).
+async fn write_body(
+    conn: &mut Conn,
+    parts: &[Part],
+    chunked: bool,
+    split: &Split,
+) -> Result<bool, Gone> {
+    let mut offset = 0usize;
+    for part in parts {
+        match part {
+            Part::Bytes(bytes) => {
+                let end = offset + bytes.len();
+                let mut pos = offset;
+                // Each iteration writes at least one byte, so it runs at most `bytes.len()` times.
+                while pos < end {
+                    let mut next = end;
+                    if let Some(n) = split.every {
+                        next = next.min((pos / n + 1).saturating_mul(n));
+                    }
+                    if let Some(&a) = split.at.iter().find(|&&a| a > pos) {
+                        next = next.min(a);
+                    }
+                    let seg = &bytes[pos - offset..next - offset];
+                    if chunked {
+                        let mut frame = format!("{:x}\r\n", seg.len()).into_bytes();
+                        frame.extend_from_slice(seg);
+                        frame.extend_from_slice(b"\r\n");
+                        conn.write(&frame).await?;
+                    } else {
+                        conn.write(seg).await?;
+                    }
+                    conn.pause(split.pace).await?;
+                    pos = next;
+                }
+                offset = end;
+            }
+            Part::Delay(d) => conn.pause(*d).await?,
+            Part::Cut => {
+                close_gracefully(conn).await;
+                return Ok(false);
+            }
+            Part::Reset => {
+                let _ = conn.stream.set_zero_linger();
+                return Ok(false);
+            }
+            Part::Stall(d) => {
+                conn.pause(*d).await?;
+                close_gracefully(conn).await;
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
