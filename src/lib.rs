@@ -1,3 +1,98 @@
-//! vllm_client facade.
+//! A resilient client for [vLLM](https://github.com/vllm-project/vllm) and every server that
+//! speaks its OpenAI-compatible API (LiteLLM, llama.cpp's server, gateways in front of vLLM
+//! fleets): timeouts, retries, backoff, `Retry-After`, a retry budget, a circuit breaker, rate
+//! and concurrency limits and streaming are built in, so you never hand-write a retry loop.
+//!
+//! ```no_run
+//! use futures::StreamExt;
+//! use vllm_client::{json, StreamEvent, VllmClient};
+//!
+//! # async fn run() -> Result<(), vllm_client::VllmError> {
+//! let client = VllmClient::new("http://localhost:8000/v1").timeout_secs(120);
+//!
+//! let response = client
+//!     .chat
+//!     .completions()
+//!     .create()
+//!     .model("Qwen/Qwen2.5-7B-Instruct")
+//!     .messages(json!([{"role": "user", "content": "Hello!"}]))
+//!     .send()
+//!     .await?; // retried on 429/5xx/timeouts, with backoff and Retry-After
+//! println!("{}", response.content.unwrap_or_default());
+//!
+//! let mut stream = client
+//!     .chat
+//!     .completions()
+//!     .create()
+//!     .model("Qwen/Qwen2.5-7B-Instruct")
+//!     .messages(json!([{"role": "user", "content": "Tell me a story"}]))
+//!     .send_stream()
+//!     .await?;
+//! while let Some(event) = stream.next().await {
+//!     match event {
+//!         StreamEvent::Content(text) => print!("{text}"),
+//!         StreamEvent::Done => break,
+//!         StreamEvent::Error(e) => return Err(e), // cut, stalled or failed mid-stream
+//!         _ => {}
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Every knob, with its default, is on [`VllmClientBuilder`]
+//! ([`ClientBuilder`](vllm_client_core::client::ClientBuilder)); `VllmClient::new(url)` alone
+//! already retries transient failures twice with jittered backoff, honours `Retry-After`, never
+//! retries a stream whose text you have seen, and times out stalled streams.
+//!
+//! | adapter | type | feature |
+//! |---|---|---|
+//! | tokio + reqwest | [`VllmClient`] | `tokio` (default) |
+#![cfg_attr(
+    feature = "blocking",
+    doc = "| blocking (ureq, std threads) | [`blocking::VllmClient`] | `blocking` |"
+)]
+#![cfg_attr(
+    feature = "async-std",
+    doc = "| async-std + surf | [`async_std::VllmClient`] | `async-std` |"
+)]
+//!
+//! The core that makes every decision is [`vllm_client_core`]: pure, deterministic, and
+//! usable on its own.
 #![deny(missing_docs)]
+
 pub use serde_json::json;
+pub use vllm_client_core::api::{
+    ChatChoice, ChatCompletionResponse, CompletionResponse, DetokenizeRequest, DetokenizeResponse,
+    EmbeddingRequest, EmbeddingResponse, FunctionCall, Message, Model, ModelList, TokenizeRequest,
+    TokenizeResponse, ToolCall, ToolCallDelta, Usage, Version,
+};
+pub use vllm_client_core::call::CallReport;
+pub use vllm_client_core::client::Reported;
+pub use vllm_client_core::config::{BreakerScope, ClientConfig};
+pub use vllm_client_core::policy::{
+    Backoff, BreakerConfig, BreakerState, Jitter, RetryBudgetConfig, SlidingWindow, TimeoutKind,
+    Timeouts,
+};
+pub use vllm_client_core::{ApiError, StreamEvent, VllmError};
+
+/// The pure core, for direct use of the decoders, policies and the call driver.
+pub use vllm_client_core as core;
+
+#[cfg(feature = "tokio")]
+pub use vllm_client_tokio::{EventStream, VllmClient, VllmClientBuilder};
+
+/// The blocking client: same builder and method names, values and iterators instead of
+/// futures and streams. No async runtime inside.
+#[cfg(feature = "blocking")]
+pub mod blocking {
+    pub use vllm_client_blocking::*;
+}
+
+/// The async-std + surf client: same builder and method names as the tokio client.
+///
+/// async-std is discontinued upstream (RUSTSEC-2025-0052); prefer the tokio client for new
+/// code. This adapter stays behind its feature so that others never compile it.
+#[cfg(feature = "async-std")]
+pub mod async_std {
+    pub use vllm_client_async_std::*;
+}

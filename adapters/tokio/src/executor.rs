@@ -116,7 +116,10 @@ impl Execute for Tokio {
         })
     }
 
-    fn execute_reported<T: Decode + Send + 'static>(&self, spec: CallSpec) -> BoxFuture<Reported<T>> {
+    fn execute_reported<T: Decode + Send + 'static>(
+        &self,
+        spec: CallSpec,
+    ) -> BoxFuture<Reported<T>> {
         let mut runner = Runner::new(self.inner.clone(), spec);
         Box::pin(async move {
             let result = runner.finish().await.and_then(|body| T::decode(&body));

@@ -133,7 +133,8 @@ impl Runner {
         };
         match outcome {
             Ok(resp) => {
-                let head = ResponseHead::new(resp.status(), resp.headers().clone(), SystemTime::now());
+                let head =
+                    ResponseHead::new(resp.status(), resp.headers().clone(), SystemTime::now());
                 self.response = Some(resp);
                 Event::Response(head)
             }
@@ -159,7 +160,10 @@ impl Runner {
         }
     }
 
-    fn with_call<R>(&mut self, f: impl FnOnce(&mut Call, &mut vllm_client_core::call::Shared) -> R) -> R {
+    fn with_call<R>(
+        &mut self,
+        f: impl FnOnce(&mut Call, &mut vllm_client_core::call::Shared) -> R,
+    ) -> R {
         let mut shared = self.inner.shared();
         let r = f(&mut self.call, &mut shared);
         while let Some((endpoint, t)) = shared.poll_transition() {

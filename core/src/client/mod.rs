@@ -17,7 +17,6 @@ pub use chat::{Chat, ChatCompletionBuilder, ChatCompletions};
 pub use completions::{CompletionBuilder, Completions};
 pub use decode::Decode;
 
-
 use serde_json::Value;
 
 use crate::api::{
