@@ -563,6 +563,13 @@ impl CircuitBreaker {
         }
     }
 
+    /// Applies the time-based changes due at `now` — the end of a break (Open → HalfOpen) and
+    /// expired probe leases — without making a call. Optional: every other method does this
+    /// first; call it to observe a transition promptly.
+    pub fn tick(&mut self, now: Instant) {
+        self.advance(now);
+    }
+
     /// The next unobserved transition, oldest first.
     pub fn poll_transition(&mut self) -> Option<Transition> {
         self.transitions.pop_front()
