@@ -646,6 +646,8 @@ proptest! {
     /// * an ignored probe releases its slot;
     /// * never trips with fewer recorded calls than the minimum;
     /// * a trip opens for exactly the configured (grown) break;
+    /// * a count window trips exactly when a model of it says the rates are exceeded;
+    /// * half-open: any failed probe reopens, all probes succeeding closes;
     /// * transitions chain (`to` of one is `from` of the next) and never go back in time.
     #[test]
     fn breaker_random_operations(config in breaker_config(), ops in prop::collection::vec(breaker_op(), 1..60)) {
@@ -653,17 +655,22 @@ proptest! {
         let probes_max = config.half_open_probes.max(1);
         let min = effective_minimum(&config);
         let mut offset = Duration::from_secs(3600);
-        let mut latest = at(offset);
+        // The latest time the breaker has seen (it has seen none yet).
+        let mut latest: Option<Instant> = None;
         let mut held: Vec<(BreakerPermit, Instant)> = Vec::new();
         let mut counted_since_closed = 0u32;
+        let mut model_window: std::collections::VecDeque<(bool, bool)> = Default::default();
+        let mut probe_successes: std::collections::HashMap<u64, u32> = Default::default();
         let mut last_transition: Option<Transition> = None;
         for op in ops {
-            let now = at(offset).max(latest);
+            // The breaker gets the raw (possibly earlier) time; the model clamps it.
+            let raw = at(offset);
+            let now = latest.map_or(raw, |l| l.max(raw));
             match op {
                 BreakerOp::Acquire => {
-                    let state = b.state(now);
+                    let state = b.state(raw);
                     let open_until = b.open_until();
-                    match b.try_acquire(now) {
+                    match b.try_acquire(raw) {
                         Ok(p) => {
                             prop_assert!(matches!(state, BreakerState::Closed | BreakerState::Disabled | BreakerState::HalfOpen));
                             if let Some(u) = open_until { prop_assert!(now >= u); }
@@ -679,7 +686,7 @@ proptest! {
                             }
                             if state == BreakerState::HalfOpen {
                                 prop_assert!(r.retry_at > now);
-                                prop_assert_eq!(b.in_flight_probes(now), probes_max);
+                                prop_assert_eq!(b.in_flight_probes(raw), probes_max);
                             }
                         }
                     }
@@ -687,38 +694,74 @@ proptest! {
                 BreakerOp::Record { idx, outcome: kind, ttfb } => {
                     if held.is_empty() { continue; }
                     let (p, acquired) = held.swap_remove(idx % held.len());
-                    b.tick(now);
+                    b.tick(raw);
                     let is_probe = p.is_probe();
                     let live_probe = is_probe && p.generation() == b.generation() && acquired + config.probe_lease > now;
                     let stale = p.generation() != b.generation();
-                    let snapshot = (b.state(now), b.generation(), b.metrics(now), b.in_flight_probes(now), b.open_until());
-                    let before_closed = b.state(now) == BreakerState::Closed;
+                    let snapshot = (b.state(raw), b.generation(), b.metrics(raw), b.in_flight_probes(raw), b.open_until());
+                    let before_closed = b.state(raw) == BreakerState::Closed;
                     let o = outcome(kind, ttfb);
-                    let counted = b.record(now, p, o);
+                    let gen_before = b.generation();
+                    let counted = b.record(raw, p, o);
                     if stale {
                         prop_assert!(!counted);
-                        prop_assert_eq!((b.state(now), b.generation(), b.metrics(now), b.in_flight_probes(now), b.open_until()), snapshot);
+                        prop_assert_eq!((b.state(raw), b.generation(), b.metrics(raw), b.in_flight_probes(raw), b.open_until()), snapshot);
                     }
                     if o == Outcome::Ignored {
                         prop_assert!(!counted);
                         if live_probe {
-                            prop_assert_eq!(b.in_flight_probes(now), snapshot.3 - 1);
+                            prop_assert_eq!(b.in_flight_probes(raw), snapshot.3 - 1);
                         }
                     }
+                    let (failed, slow) = match o {
+                        Outcome::Success { ttfb } => (false, ttfb > config.slow_call_duration),
+                        Outcome::Failure { ttfb } => (true, ttfb.is_some_and(|t| t > config.slow_call_duration)),
+                        Outcome::Ignored => (false, false),
+                    };
                     if counted && before_closed && !is_probe {
                         counted_since_closed += 1;
+                        // Model of a count window: trips exactly when the rates say so.
+                        if let SlidingWindow::Count { size } = config.window {
+                            model_window.push_back((failed, slow));
+                            if model_window.len() > size.max(1) as usize {
+                                model_window.pop_front();
+                            }
+                            let calls = model_window.len() as u64;
+                            let fails = model_window.iter().filter(|c| c.0).count() as u64;
+                            let slows = model_window.iter().filter(|c| c.1).count() as u64;
+                            let exceeded = calls >= u64::from(min)
+                                && (fails * 100 >= u64::from(config.failure_rate_threshold) * calls
+                                    || slows * 100 >= u64::from(config.slow_call_rate_threshold) * calls);
+                            prop_assert_eq!(b.state(raw) == BreakerState::Open, exceeded);
+                        }
+                    }
+                    if counted && is_probe {
+                        // Half-open: any failure reopens; all probes succeeding closes.
+                        let probe_failed = failed || (slow && config.slow_call_rate_threshold < 100);
+                        let n = probe_successes.entry(gen_before).or_insert(0);
+                        if probe_failed {
+                            prop_assert_eq!(b.state(raw), BreakerState::Open);
+                        } else {
+                            *n += 1;
+                            let expected = if *n >= probes_max { BreakerState::Closed } else { BreakerState::HalfOpen };
+                            prop_assert_eq!(b.state(raw), expected);
+                        }
                     }
                 }
                 BreakerOp::Step { back, by } => {
                     offset = if back { offset.saturating_sub(by) } else { offset + by };
                     b.tick(at(offset));
                 }
-                BreakerOp::ForceOpen => b.force_open(now),
-                BreakerOp::Disable => b.disable(now),
-                BreakerOp::Reset => { b.reset(now); counted_since_closed = 0; }
+                BreakerOp::ForceOpen => b.force_open(raw),
+                BreakerOp::Disable => b.disable(raw),
+                BreakerOp::Reset => {
+                    b.reset(raw);
+                    counted_since_closed = 0;
+                    model_window.clear();
+                }
             }
-            latest = latest.max(at(offset));
-            let now = latest;
+            let now = latest.map_or(at(offset), |l| l.max(at(offset)));
+            latest = Some(now);
 
             // Probes in flight, counted from the permits actually held.
             let live = held.iter().filter(|(p, t)| p.is_probe() && p.generation() == b.generation() && *t + config.probe_lease > now).count() as u32;
@@ -736,6 +779,7 @@ proptest! {
                 }
                 if t.to == BreakerState::Closed {
                     counted_since_closed = 0;
+                    model_window.clear();
                 }
                 if t.to == BreakerState::Open {
                     let brk = config.break_for(b.consecutive_trips());
