@@ -1,18 +1,19 @@
 //! A circuit breaker with resilience4j semantics, hardened against the known bug classes.
 //!
 //! ```text
-//!                    failure rate ≥ threshold or slow-call rate ≥ threshold
-//!                    (over the sliding window, once ≥ minimum_calls were recorded)
-//!        ┌────────┐ ───────────────────────────────────────────────► ┌──────┐
-//!        │ Closed │                                                   │ Open │ ◄──┐
-//!        └────────┘ ◄──────────┐                                      └──────┘    │
-//!             ▲                │ all `half_open_probes` probes          │         │ any probe
-//!             │                │ succeeded                              │ break   │ failed
-//!   reset()   │           ┌──────────┐ ◄────────────────────────────────┘ duration│ (break grows)
-//!             │           │ HalfOpen │ ─────────────────────────────────────────────┘
-//!             │           └──────────┘
-//!   Disabled (admits all, records nothing) and ForcedOpen (admits nothing) are entered only
-//!   by disable() / force_open() and left only by reset() (or the other of the two).
+//!                 rates ≥ thresholds over the window
+//!                 (and ≥ minimum_calls in it)
+//!   ┌────────┐ ─────────────────────────────────► ┌──────┐
+//!   │ Closed │                                    │ Open │ ◄─────────────┐
+//!   └────────┘                                    └──────┘               │
+//!       ▲                                            │ break ends        │ any probe fails
+//!       │ all half_open_probes probes succeed        ▼ (next call/tick)  │ (break may grow)
+//!       │                                       ┌──────────┐             │
+//!       └────────────────────────────────────── │ HalfOpen │ ────────────┘
+//!                                               └──────────┘
+//!
+//!   force_open() ──► ForcedOpen (admits nothing)     disable() ──► Disabled (admits all,
+//!   reset() ──► Closed, from any state                              records nothing)
 //! ```
 //!
 //! * **Window**: count-based (the last `size` calls) or time-based (the last `length`, kept
@@ -374,7 +375,8 @@ impl Inner {
 }
 
 /// A circuit breaker (see the module docs for the state machine and defaults).
-#[derive(Debug, Clone)]
+// Not `Clone`: a clone would share the id, and one permit could be recorded in both.
+#[derive(Debug)]
 pub struct CircuitBreaker {
     config: BreakerConfig,
     id: u64,
@@ -563,6 +565,13 @@ impl CircuitBreaker {
         }
     }
 
+    /// Applies the time-based changes due at `now` — the end of a break (Open → HalfOpen) and
+    /// expired probe leases — without making a call. Optional: every other method does this
+    /// first; call it to observe a transition promptly.
+    pub fn tick(&mut self, now: Instant) {
+        self.advance(now);
+    }
+
     /// The next unobserved transition, oldest first.
     pub fn poll_transition(&mut self) -> Option<Transition> {
         self.transitions.pop_front()
@@ -735,7 +744,7 @@ mod tests {
         );
         let p = b.try_acquire(until).unwrap();
         assert!(p.is_probe());
-        assert_eq!(b.state(until).clone(), BreakerState::HalfOpen);
+        assert_eq!(b.state(until), BreakerState::HalfOpen);
         // Herd protection: a second caller is rejected while the probe is out.
         let r = b.try_acquire(until).unwrap_err();
         assert_eq!(r.state, BreakerState::HalfOpen);

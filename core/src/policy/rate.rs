@@ -1,8 +1,9 @@
 //! A rate limiter: the Generic Cell Rate Algorithm (GCRA), as in `governor`.
 //!
 //! Configured by a rate (`requests` per `period`) and a `burst`. The emission interval is
-//! `T = period / requests` (integer nanoseconds) and the tolerance `τ = T · burst`. The only
-//! state is one timestamp, the *theoretical arrival time* `tat`:
+//! `T = period / requests` (integer nanoseconds) and the tolerance `τ = T · burst`. The state
+//! is one timestamp, the *theoretical arrival time* `tat` (plus the latest `now` seen, so that
+//! time never goes backwards):
 //!
 //! ```text
 //!   check(now, n):   tat' = max(tat, now) + n·T
