@@ -493,6 +493,14 @@ impl Call {
                             VllmError::Timeout,
                         )
                     }
+                    // However the transport words it (a reset, an incomplete chunk), a stream
+                    // whose connection broke before `[DONE]` is a truncated stream.
+                    _ if matches!(self.body, Some(Body::Stream(_))) => (
+                        Failure::Truncated {
+                            output_started: self.output_started,
+                        },
+                        VllmError::Truncated,
+                    ),
                     _ => (
                         Failure::Transport {
                             output_started: self.output_started,
@@ -752,7 +760,13 @@ impl Call {
             }
             RetryDecision::GiveUp(reason) => {
                 self.report.gave_up = Some(reason);
-                self.finish(now, shared, Err(error));
+                if self.stream.is_some() && self.output_started {
+                    // The caller is reading the stream: the error is its last event.
+                    self.pending.push_back(StreamEvent::Error(error));
+                    self.stream_terminal_pending();
+                } else {
+                    self.finish(now, shared, Err(error));
+                }
             }
         }
     }
