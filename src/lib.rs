@@ -96,3 +96,8 @@ pub mod blocking {
 pub mod async_std {
     pub use vllm_client_async_std::*;
 }
+
+/// The README's examples, compiled as doctests so that they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
