@@ -13,31 +13,24 @@ use std::io::Write;
 
 use futures::StreamExt;
 use vllm_client::{json, StreamEvent, VllmClient, VllmError};
-use vllm_testkit::server::FakeServer;
+
+mod support;
 
 #[tokio::main]
 async fn main() -> Result<(), VllmError> {
-    // Keep the fake server alive for the whole run when we use it.
-    let (base_url, _fake) = match std::env::var("VLLM_BASE_URL") {
-        Ok(url) if !url.trim().is_empty() => (url, None),
-        _ => {
-            let server = FakeServer::start();
-            println!(
-                "VLLM_BASE_URL is not set: using the built-in fake vLLM server at {}",
-                server.base_url()
-            );
-            (server.base_url(), Some(server))
-        }
-    };
+    // Keeps the fake server alive for the whole run when we use it.
+    let target = support::target();
 
-    let mut builder = VllmClient::builder().base_url(&base_url).timeout_secs(120);
+    let mut builder = VllmClient::builder()
+        .base_url(&target.base_url)
+        .timeout_secs(120);
     if let Ok(key) = std::env::var("VLLM_API_KEY") {
         builder = builder.api_key(key);
     }
     let client = builder.build();
 
-    let model = match std::env::var("VLLM_MODEL") {
-        Ok(m) if !m.trim().is_empty() => m,
+    let model = match target.model.as_str() {
+        m if !m.trim().is_empty() => m.to_owned(),
         _ => {
             let models = client.models().await?;
             models

@@ -29,21 +29,27 @@ async fn live(test: &str) -> Option<Live> {
     let client = b.build();
     let model = match std::env::var("VLLM_MODEL") {
         Ok(m) if !m.trim().is_empty() => m,
-        _ => client.models().await.expect("GET /v1/models").data[0].id.clone(),
+        _ => client.models().await.expect("GET /v1/models").data[0]
+            .id
+            .clone(),
     };
     Some(Live { client, model })
 }
 
 #[tokio::test]
 async fn live_models() {
-    let Some(l) = live("live_models").await else { return };
+    let Some(l) = live("live_models").await else {
+        return;
+    };
     let models = l.client.models().await.unwrap();
     assert!(models.data.iter().any(|m| m.id == l.model));
 }
 
 #[tokio::test]
 async fn live_chat_with_usage() {
-    let Some(l) = live("live_chat_with_usage").await else { return };
+    let Some(l) = live("live_chat_with_usage").await else {
+        return;
+    };
     let r = l
         .client
         .chat
@@ -63,7 +69,9 @@ async fn live_chat_with_usage() {
 
 #[tokio::test]
 async fn live_stream_ends_with_done_and_usage() {
-    let Some(l) = live("live_stream_ends_with_done_and_usage").await else { return };
+    let Some(l) = live("live_stream_ends_with_done_and_usage").await else {
+        return;
+    };
     let events: Vec<StreamEvent> = l
         .client
         .chat
@@ -78,7 +86,10 @@ async fn live_stream_ends_with_done_and_usage() {
         .unwrap()
         .collect()
         .await;
-    assert!(matches!(events.last(), Some(StreamEvent::Done)), "{events:?}");
+    assert!(
+        matches!(events.last(), Some(StreamEvent::Done)),
+        "{events:?}"
+    );
     assert!(events.iter().any(|e| matches!(e, StreamEvent::Usage(_))));
     assert!(events
         .iter()
@@ -87,7 +98,9 @@ async fn live_stream_ends_with_done_and_usage() {
 
 #[tokio::test]
 async fn live_completions() {
-    let Some(l) = live("live_completions").await else { return };
+    let Some(l) = live("live_completions").await else {
+        return;
+    };
     let r = l
         .client
         .completions
@@ -103,7 +116,9 @@ async fn live_completions() {
 
 #[tokio::test]
 async fn live_4xx_error_is_typed() {
-    let Some(l) = live("live_4xx_error_is_typed").await else { return };
+    let Some(l) = live("live_4xx_error_is_typed").await else {
+        return;
+    };
     let e = l
         .client
         .chat
