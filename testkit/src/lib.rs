@@ -1,2 +1,3 @@
 //! Test tools for vllm-client.
 #![deny(missing_docs)]
+pub mod sim;
