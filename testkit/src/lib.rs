@@ -7,5 +7,6 @@
 #![deny(missing_docs)]
 
 pub mod server;
+pub mod sim;
 
 pub use server::{FakeServer, Part, RecordedRequest, Reply};
