@@ -4,6 +4,8 @@
 //!   integration tests of every adapter: vLLM's exact JSON and SSE, plus scripted faults
 //!   (429 + Retry-After, 5xx, slow first byte, stalls, cuts, resets, bytes split inside UTF-8
 //!   characters, in-band error events).
+//! - [`sim`]: a virtual-time simulator that drives the core's call driver with no sockets,
+//!   jumping the clock to each deadline, and records exact timelines.
 #![deny(missing_docs)]
 
 pub mod server;
