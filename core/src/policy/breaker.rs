@@ -62,6 +62,7 @@ use std::time::{Duration, Instant};
 
 use super::backoff::capped_exponential;
 use super::clock::{saturating_add, saturating_since, Monotonic};
+use super::retry::Failure;
 
 const TRANSITION_QUEUE: usize = 64;
 
@@ -221,6 +222,26 @@ pub enum Outcome {
     },
     /// Not counted (cancelled by the caller, a client-side error…); releases a probe slot.
     Ignored,
+}
+
+impl Outcome {
+    /// How a failed attempt counts: server errors (5xx), throttling (408, 429), timeouts,
+    /// connect and transport failures, truncated streams and in-band error events say the
+    /// server is unhealthy; a 4xx or an undecodable body says nothing about it.
+    pub fn of_failure(failure: &Failure, ttfb: Option<Duration>) -> Outcome {
+        let counts = match failure {
+            Failure::Status { status, .. } => {
+                status.is_server_error() || matches!(status.as_u16(), 408 | 429)
+            }
+            Failure::Decode { .. } => false,
+            _ => true,
+        };
+        if counts {
+            Outcome::Failure { ttfb }
+        } else {
+            Outcome::Ignored
+        }
+    }
 }
 
 /// Window counts at an instant.
@@ -955,5 +976,43 @@ mod tests {
         call(&mut b, t0, FAIL);
         assert_eq!(b.state(t0), BreakerState::Open);
         assert!(b.try_acquire(t0 + Duration::from_secs(1_000_000)).is_err());
+    }
+
+    #[test]
+    fn which_failures_count_against_the_server() {
+        use http::{HeaderMap, StatusCode};
+        let status = |n: u16| Failure::Status {
+            status: StatusCode::from_u16(n).unwrap(),
+            headers: HeaderMap::new(),
+        };
+        for n in [408, 429, 500, 501, 502, 503, 504] {
+            assert!(
+                matches!(
+                    Outcome::of_failure(&status(n), None),
+                    Outcome::Failure { .. }
+                ),
+                "{n}"
+            );
+        }
+        for n in [400, 401, 403, 404, 422] {
+            assert_eq!(
+                Outcome::of_failure(&status(n), None),
+                Outcome::Ignored,
+                "{n}"
+            );
+        }
+        assert_eq!(
+            Outcome::of_failure(
+                &Failure::Decode {
+                    output_started: false
+                },
+                None
+            ),
+            Outcome::Ignored
+        );
+        assert!(matches!(
+            Outcome::of_failure(&Failure::Connect, None),
+            Outcome::Failure { .. }
+        ));
     }
 }
