@@ -22,7 +22,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 const NANOS_PER_SEC: u128 = 1_000_000_000;
 const NANOS_PER_MS: u128 = 1_000_000;
@@ -55,14 +55,14 @@ pub struct RetryAfter {
 /// HTTP-date when the response carries no parsable `Date` header.
 pub fn parse_retry_after(headers: &HeaderMap, received_at: SystemTime) -> Option<RetryAfter> {
     if let Some(delay) =
-        header_str(headers, "retry-after-ms").and_then(|v| parse_decimal(v, NANOS_PER_MS))
+        header_str(headers, &RETRY_AFTER_MS).and_then(|v| parse_decimal(v, NANOS_PER_MS))
     {
         return Some(RetryAfter {
             delay,
             source: HintSource::RetryAfterMs,
         });
     }
-    if let Some(v) = header_str(headers, "retry-after") {
+    if let Some(v) = header_str(headers, &RETRY_AFTER) {
         if let Some(delay) = parse_decimal(v, NANOS_PER_SEC) {
             return Some(RetryAfter {
                 delay,
@@ -70,7 +70,7 @@ pub fn parse_retry_after(headers: &HeaderMap, received_at: SystemTime) -> Option
             });
         }
         if let Ok(at) = httpdate::parse_http_date(v.trim()) {
-            let reference = header_str(headers, "date")
+            let reference = header_str(headers, &DATE)
                 .and_then(|d| httpdate::parse_http_date(d.trim()).ok())
                 .unwrap_or(received_at);
             return Some(RetryAfter {
@@ -79,8 +79,8 @@ pub fn parse_retry_after(headers: &HeaderMap, received_at: SystemTime) -> Option
             });
         }
     }
-    if let Some(delay) = header_str(headers, "llm_provider-retry-after")
-        .and_then(|v| parse_decimal(v, NANOS_PER_SEC))
+    if let Some(delay) =
+        header_str(headers, &LLM_PROVIDER_RETRY_AFTER).and_then(|v| parse_decimal(v, NANOS_PER_SEC))
     {
         return Some(RetryAfter {
             delay,
@@ -92,7 +92,7 @@ pub fn parse_retry_after(headers: &HeaderMap, received_at: SystemTime) -> Option
 
 /// Parses `x-should-retry: true|false` (case-insensitive). Anything else is `None`.
 pub fn parse_should_retry(headers: &HeaderMap) -> Option<bool> {
-    let v = header_str(headers, "x-should-retry")?.trim();
+    let v = header_str(headers, &X_SHOULD_RETRY)?.trim();
     if v.eq_ignore_ascii_case("true") {
         Some(true)
     } else if v.eq_ignore_ascii_case("false") {
@@ -102,7 +102,14 @@ pub fn parse_should_retry(headers: &HeaderMap) -> Option<bool> {
     }
 }
 
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+// Parsed once: looking a header up by `&str` would validate and hash the name every time.
+const X_SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
+const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
+const RETRY_AFTER: HeaderName = HeaderName::from_static("retry-after");
+const LLM_PROVIDER_RETRY_AFTER: HeaderName = HeaderName::from_static("llm_provider-retry-after");
+const DATE: HeaderName = HeaderName::from_static("date");
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
