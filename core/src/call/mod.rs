@@ -479,6 +479,12 @@ impl Call {
                 if !in_exchange {
                     return;
                 }
+                if let Some(Body::Error(_)) = self.body {
+                    // The status already answered; a cut error body does not make a 400
+                    // retryable: classify by the status with the part that arrived.
+                    self.on_body_end(now, shared);
+                    return;
+                }
                 let (failure, error) = match kind {
                     TransportErrorKind::Connect if self.head.is_none() => {
                         (Failure::Connect, VllmError::Connect { message })
@@ -545,6 +551,11 @@ impl Call {
         };
         let Some((_, kind)) = fired else { return };
         self.report.timeout = Some(kind);
+        if let Some(Body::Error(_)) = self.body {
+            // As for a cut error body: the status decides, not the slow body.
+            self.on_body_end(now, shared);
+            return;
+        }
         let failure = Failure::Timeout {
             kind,
             output_started: self.output_started,
@@ -749,8 +760,9 @@ impl Call {
                 // Events decoded from the failed attempt never reached the caller (a retry
                 // happens only before any output); a retry must not emit them later.
                 self.pending.clear();
+                // Saturate: an accepted huge hint must not wrap to "now" (a hot retry loop).
                 self.state = State::Backoff {
-                    until: now.checked_add(delay).unwrap_or(now),
+                    until: crate::policy::clock::saturating_add(now, delay),
                 };
             }
             RetryDecision::GiveUp(reason) => {
