@@ -22,7 +22,7 @@ use vllm_client_core::policy::{
     Backoff, BreakerConfig, Jitter, RetryBudgetConfig, SlidingWindow, Timeouts,
 };
 use vllm_client_core::request::Endpoint;
-use vllm_client_core::{StreamEvent, StreamKind, VllmError};
+use vllm_client_core::{StreamEvent, StreamKind};
 
 const MAX_STEPS: usize = 20_000;
 
@@ -674,7 +674,7 @@ fn answer(
                 headers,
                 SystemTime::UNIX_EPOCH + Duration::from_secs(1_760_000_000),
             );
-            if !deadline.is_some_and(|d| at > d) {
+            if deadline.is_none_or(|d| at <= d) {
                 t.trace.heads.push((attempt, status));
             }
             t.body = a.parts.into_iter().collect();

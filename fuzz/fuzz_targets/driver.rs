@@ -73,8 +73,12 @@ fn config(inp: &mut Input) -> ClientConfig {
         initial: Duration::from_millis(u64::from(inp.u16())),
         max: Duration::from_millis(u64::from(inp.u16()) * 4),
         multiplier: u32::from(inp.u8() % 5),
-        jitter: [Jitter::None, Jitter::Full, Jitter::Equal, Jitter::Decorrelated]
-            [usize::from(inp.u8() % 4)],
+        jitter: [
+            Jitter::None,
+            Jitter::Full,
+            Jitter::Equal,
+            Jitter::Decorrelated,
+        ][usize::from(inp.u8() % 4)],
     };
     p.retry.max_retry_after = match inp.u8() {
         255 => Duration::MAX,
@@ -127,7 +131,9 @@ fn spec(stream: bool) -> CallSpec {
 }
 
 fn head(inp: &mut Input) -> ResponseHead {
-    let status = [200u16, 200, 400, 404, 408, 429, 500, 501, 503, 504, 302, 999][usize::from(inp.u8() % 12)];
+    let status = [
+        200u16, 200, 400, 404, 408, 429, 500, 501, 503, 504, 302, 999,
+    ][usize::from(inp.u8() % 12)];
     let mut headers = HeaderMap::new();
     let h = inp.u8();
     if h & 1 != 0 {
@@ -137,11 +143,20 @@ fn head(inp: &mut Input) -> ResponseHead {
         }
     }
     if h & 2 != 0 {
-        headers.insert("retry-after", HeaderValue::from_static("99999999999999999999999"));
+        headers.insert(
+            "retry-after",
+            HeaderValue::from_static("99999999999999999999999"),
+        );
     }
     if h & 4 != 0 {
-        headers.insert("retry-after", HeaderValue::from_static("Sun, 06 Nov 1994 08:49:44 GMT"));
-        headers.insert("date", HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"));
+        headers.insert(
+            "retry-after",
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:44 GMT"),
+        );
+        headers.insert(
+            "date",
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
+        );
     }
     if h & 8 != 0 {
         headers.insert(
@@ -160,11 +175,16 @@ fn event(inp: &mut Input) -> Option<Event> {
     Some(match inp.u8() % 10 {
         0 => Event::Response(head(inp)),
         1 => Event::TransportError {
-            kind: [TransportErrorKind::Connect, TransportErrorKind::ConnectTimeout, TransportErrorKind::Io]
-                [usize::from(inp.u8() % 3)],
+            kind: [
+                TransportErrorKind::Connect,
+                TransportErrorKind::ConnectTimeout,
+                TransportErrorKind::Io,
+            ][usize::from(inp.u8() % 3)],
             message: "fuzz".into(),
         },
-        2 | 3 => Event::Chunk(Bytes::from_static(PIECES[usize::from(inp.u8()) % PIECES.len()])),
+        2 | 3 => Event::Chunk(Bytes::from_static(
+            PIECES[usize::from(inp.u8()) % PIECES.len()],
+        )),
         4 => {
             let n = usize::from(inp.u8() % 32);
             Event::Chunk(inp.bytes(n))
@@ -227,9 +247,13 @@ fuzz_target!(|data: &[u8]| {
         if driven {
             now = match inp.u8() % 4 {
                 0 => now,
-                1 => now.checked_add(Duration::from_millis(u64::from(inp.u16()))).unwrap_or(now),
+                1 => now
+                    .checked_add(Duration::from_millis(u64::from(inp.u16())))
+                    .unwrap_or(now),
                 2 => deadline.unwrap_or(now).max(now),
-                _ => now.checked_sub(Duration::from_millis(u64::from(inp.u8()))).unwrap_or(now),
+                _ => now
+                    .checked_sub(Duration::from_millis(u64::from(inp.u8())))
+                    .unwrap_or(now),
             };
             match event(&mut inp) {
                 Some(ev) => call.handle(now, ev, &mut shared),
@@ -257,7 +281,11 @@ fuzz_target!(|data: &[u8]| {
     // Done is sticky.
     for _ in 0..3 {
         now = now.checked_add(Duration::from_secs(1)).unwrap_or(now);
-        call.handle(now, Event::Chunk(Bytes::from_static(b"data: [DONE]\n\n")), &mut shared);
+        call.handle(
+            now,
+            Event::Chunk(Bytes::from_static(b"data: [DONE]\n\n")),
+            &mut shared,
+        );
         call.handle(now, Event::Timeout, &mut shared);
         match call.poll(now, &mut shared) {
             Action::Done(r) => {

@@ -836,10 +836,8 @@ impl Call {
     /// The deadline for the next chunk: attempt, overall, first token until the first data
     /// event of a stream, then idle since the last data event.
     fn body_deadline(&self) -> Option<(Instant, TimeoutKind)> {
-        if self.body.is_none() {
-            // A terminal event is queued; the next poll emits it. Nothing to wait for.
-            return None;
-        }
+        // No body: a terminal event is queued; the next poll emits it. Nothing to wait for.
+        self.body.as_ref()?;
         let t = &self.policy.timeouts;
         let from = self.attempt_start;
         let first_token = match (self.stream, self.first_data) {

@@ -31,11 +31,11 @@ impl Shared {
     /// own (adapters pass a value from the OS, so that processes do not retry in lockstep).
     pub fn new(policy: &PolicyConfig, entropy: u64) -> Self {
         let breaker = match policy.breaker_scope {
-            BreakerScope::Client => policy.breaker.clone().map(CircuitBreaker::new),
+            BreakerScope::Client => policy.breaker.map(CircuitBreaker::new),
             BreakerScope::PerEndpoint => None,
         };
         Shared {
-            budget: policy.budget.clone().map(RetryBudget::new),
+            budget: policy.budget.map(RetryBudget::new),
             breaker,
             endpoint_breakers: HashMap::new(),
             scope: policy.breaker_scope,
@@ -62,7 +62,7 @@ impl Shared {
         match self.scope {
             BreakerScope::Client => self.breaker.as_mut(),
             BreakerScope::PerEndpoint => {
-                let cfg = policy.breaker.clone()?;
+                let cfg = policy.breaker?;
                 Some(
                     self.endpoint_breakers
                         .entry(endpoint)
