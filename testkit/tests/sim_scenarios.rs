@@ -966,3 +966,22 @@ fn the_simulator_reports_an_exhausted_script() {
         Some(vllm_testkit::sim::SimFault::ScriptExhausted)
     );
 }
+
+#[test]
+fn a_400_whose_error_body_is_cut_or_slow_is_still_not_retried() {
+    let cfg = config(|p| p.timeouts.idle = Some(secs(2)));
+    for resp in [
+        SimResponse::status(400)
+            .body(r#"{"error":{"mess"#)
+            .then_reset(),
+        SimResponse::status(400)
+            .body(r#"{"error":{"mess"#)
+            .then_stall(),
+    ] {
+        let mut sim = Sim::new(cfg.clone(), 1);
+        let out = sim.run(chat_json(), vec![resp, SimResponse::ok_json(OK)]);
+        assert_clean(&out);
+        assert_eq!(out.sends.len(), 1, "{}", out.render());
+        assert_eq!(err(&out).status().map(|s| s.as_u16()), Some(400));
+    }
+}

@@ -479,6 +479,12 @@ impl Call {
                 if !in_exchange {
                     return;
                 }
+                if let Some(Body::Error(_)) = self.body {
+                    // The status already answered; a cut error body does not make a 400
+                    // retryable: classify by the status with the part that arrived.
+                    self.on_body_end(now, shared);
+                    return;
+                }
                 let (failure, error) = match kind {
                     TransportErrorKind::Connect if self.head.is_none() => {
                         (Failure::Connect, VllmError::Connect { message })
@@ -493,14 +499,6 @@ impl Call {
                             VllmError::Timeout,
                         )
                     }
-                    // However the transport words it (a reset, an incomplete chunk), a stream
-                    // whose connection broke before `[DONE]` is a truncated stream.
-                    _ if matches!(self.body, Some(Body::Stream(_))) => (
-                        Failure::Truncated {
-                            output_started: self.output_started,
-                        },
-                        VllmError::Truncated,
-                    ),
                     _ => (
                         Failure::Transport {
                             output_started: self.output_started,
@@ -553,6 +551,11 @@ impl Call {
         };
         let Some((_, kind)) = fired else { return };
         self.report.timeout = Some(kind);
+        if let Some(Body::Error(_)) = self.body {
+            // As for a cut error body: the status decides, not the slow body.
+            self.on_body_end(now, shared);
+            return;
+        }
         let failure = Failure::Timeout {
             kind,
             output_started: self.output_started,
@@ -723,8 +726,13 @@ impl Call {
 
     /// An attempt failed: retry or give up.
     fn fail(&mut self, now: Instant, shared: &mut Shared, failure: Failure, error: VllmError) {
-        let ttfb = self.head.as_ref().map(|_| self.ttfb());
-        let outcome = Outcome::of_failure(&failure, ttfb);
+        let outcome = if counts_against_server(&failure) {
+            Outcome::Failure {
+                ttfb: self.head.as_ref().map(|_| self.ttfb()),
+            }
+        } else {
+            Outcome::Ignored
+        };
         self.release_breaker(now, shared, outcome);
         self.body = None;
         let received_at = self
@@ -752,8 +760,9 @@ impl Call {
                 // Events decoded from the failed attempt never reached the caller (a retry
                 // happens only before any output); a retry must not emit them later.
                 self.pending.clear();
+                // Saturate: an accepted huge hint must not wrap to "now" (a hot retry loop).
                 self.state = State::Backoff {
-                    until: now.checked_add(delay).unwrap_or(now),
+                    until: crate::policy::clock::saturating_add(now, delay),
                 };
             }
             RetryDecision::GiveUp(reason) => {
@@ -827,7 +836,7 @@ impl Call {
     /// The deadline for the next chunk: attempt, overall, first token until the first data
     /// event of a stream, then idle since the last data event.
     fn body_deadline(&self) -> Option<(Instant, TimeoutKind)> {
-        // No body: a terminal event is queued and the next poll emits it.
+        // No body: a terminal event is queued; the next poll emits it. Nothing to wait for.
         self.body.as_ref()?;
         let t = &self.policy.timeouts;
         let from = self.attempt_start;
@@ -843,6 +852,18 @@ impl Call {
             t.arm(TimeoutKind::Idle, self.last_activity, self.deadline),
             self.deadline.map(|d| (d, TimeoutKind::Deadline)),
         ])
+    }
+}
+
+/// Whether a failure says something about the server's health (for the breaker): server
+/// errors, throttling, timeouts and broken connections do; a 400 does not.
+fn counts_against_server(failure: &Failure) -> bool {
+    match failure {
+        Failure::Status { status, .. } => {
+            status.is_server_error() || matches!(status.as_u16(), 408 | 429)
+        }
+        Failure::Decode { .. } => false,
+        _ => true,
     }
 }
 
