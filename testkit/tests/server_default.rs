@@ -16,7 +16,11 @@ fn chat_body(text: &str) -> Value {
 #[test]
 fn chat_non_stream_has_vllm_shape() {
     let server = FakeServer::start();
-    let r = post(server.addr(), "/v1/chat/completions", &chat_body("Hello there"));
+    let r = post(
+        server.addr(),
+        "/v1/chat/completions",
+        &chat_body("Hello there"),
+    );
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("application/json"));
     let v = r.json();
@@ -63,7 +67,10 @@ fn chat_stream_has_vllm_chunks_and_ends_with_done() {
     body["stream"] = json!(true);
     let r = post(server.addr(), "/v1/chat/completions", &body);
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("content-type"), Some("text/event-stream; charset=utf-8"));
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/event-stream; charset=utf-8")
+    );
     assert_eq!(r.header("transfer-encoding"), Some("chunked"));
     assert!(r.complete);
     let data = r.sse_data();
@@ -142,7 +149,10 @@ fn completions_plain_and_streamed() {
         .map(|c| c["choices"][0]["text"].as_str().unwrap())
         .collect();
     assert_eq!(text, "Echo: x");
-    assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "length");
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "length"
+    );
 }
 
 #[test]
@@ -158,25 +168,48 @@ fn models_embeddings_tokenize_health_version() {
         .collect();
     assert_eq!(ids, ["a/one", "b/two"]);
 
-    let e1 = post(server.addr(), "/v1/embeddings", &json!({"model": "e", "input": ["hi", "yo"]})).json();
-    let e2 = post(server.addr(), "/v1/embeddings", &json!({"model": "e", "input": "hi"})).json();
+    let e1 = post(
+        server.addr(),
+        "/v1/embeddings",
+        &json!({"model": "e", "input": ["hi", "yo"]}),
+    )
+    .json();
+    let e2 = post(
+        server.addr(),
+        "/v1/embeddings",
+        &json!({"model": "e", "input": "hi"}),
+    )
+    .json();
     assert_eq!(e1["object"], "list");
     assert_eq!(e1["data"].as_array().unwrap().len(), 2);
     assert_eq!(e1["data"][0]["embedding"], e2["data"][0]["embedding"]);
     assert_ne!(e1["data"][0]["embedding"], e1["data"][1]["embedding"]);
     assert_eq!(e2["data"][0]["embedding"].as_array().unwrap().len(), 16);
 
-    let t = post(server.addr(), "/tokenize", &json!({"prompt": "Hello big world"})).json();
+    let t = post(
+        server.addr(),
+        "/tokenize",
+        &json!({"prompt": "Hello big world"}),
+    )
+    .json();
     assert_eq!(t["count"], 3);
     assert_eq!(t["max_model_len"], 8192);
-    let d = post(server.addr(), "/detokenize", &json!({"tokens": t["tokens"]})).json();
+    let d = post(
+        server.addr(),
+        "/detokenize",
+        &json!({"tokens": t["tokens"]}),
+    )
+    .json();
     assert_eq!(d["prompt"], "Hello big world");
     let bad = post(server.addr(), "/detokenize", &json!({"tokens": [7]}));
     assert_eq!(bad.status, 400);
 
     let h = get(server.addr(), "/health");
     assert_eq!((h.status, h.body.len()), (200, 0));
-    assert_eq!(get(server.addr(), "/version").json(), json!({"version": "0.11.0-fake"}));
+    assert_eq!(
+        get(server.addr(), "/version").json(),
+        json!({"version": "0.11.0-fake"})
+    );
     assert_eq!(FakeServer::start().requests().len(), 0);
     let default_models = get(FakeServer::start().addr(), "/v1/models").json();
     assert_eq!(default_models["data"][0]["id"], DEFAULT_MODEL);
@@ -199,10 +232,20 @@ fn unknown_path_and_wrong_method() {
 #[test]
 fn bad_json_and_missing_fields_are_400() {
     let server = FakeServer::start();
-    let r = request(server.addr(), "POST", "/v1/chat/completions", &[], "{not json");
+    let r = request(
+        server.addr(),
+        "POST",
+        "/v1/chat/completions",
+        &[],
+        "{not json",
+    );
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["error"]["type"], "BadRequestError");
-    let r = post(server.addr(), "/v1/chat/completions", &json!({"model": "m"}));
+    let r = post(
+        server.addr(),
+        "/v1/chat/completions",
+        &json!({"model": "m"}),
+    );
     assert_eq!(r.status, 400);
     let r = post(
         server.addr(),
@@ -256,7 +299,9 @@ fn keep_alive_serves_two_requests_on_one_connection() {
 
     let reqs = server.requests();
     assert_eq!(reqs.len(), 3);
-    assert!(reqs.iter().all(|r| r.connection_id == reqs[0].connection_id));
+    assert!(reqs
+        .iter()
+        .all(|r| r.connection_id == reqs[0].connection_id));
     assert_eq!(server.connection_count(), 1);
 }
 
@@ -283,7 +328,10 @@ fn requests_are_recorded() {
     assert_eq!(server.request_count(), 2);
     let reqs = server.requests();
     let r = &reqs[0];
-    assert_eq!((r.index, r.method.as_str(), r.path.as_str()), (0, "POST", "/v1/chat/completions"));
+    assert_eq!(
+        (r.index, r.method.as_str(), r.path.as_str()),
+        (0, "POST", "/v1/chat/completions")
+    );
     assert_eq!(r.query.as_deref(), Some("x=1"));
     assert_eq!(r.header("x-custom"), Some("Yes"));
     assert_eq!(r.header_all("X-CUSTOM"), ["Yes", "Twice"]);
@@ -297,7 +345,10 @@ fn requests_are_recorded() {
 
 #[test]
 fn oversized_and_malformed_requests_are_rejected() {
-    let server = FakeServer::builder().max_body_bytes(1000).max_head_bytes(2048).start();
+    let server = FakeServer::builder()
+        .max_body_bytes(1000)
+        .max_head_bytes(2048)
+        .start();
     let mut c = Client::connect(server.addr());
     c.send_raw(b"POST /v1/chat/completions HTTP/1.1\r\ncontent-length: 5000\r\n\r\n");
     c.send_raw(&[b'x'; 5000]);
@@ -307,14 +358,15 @@ fn oversized_and_malformed_requests_are_rejected() {
     assert!(c.at_eof());
 
     let mut c = Client::connect(server.addr());
-    let huge = format!("GET /health HTTP/1.1\r\nx-big: {}\r\n\r\n", "a".repeat(4000));
+    let huge = format!(
+        "GET /health HTTP/1.1\r\nx-big: {}\r\n\r\n",
+        "a".repeat(4000)
+    );
     c.send_raw(huge.as_bytes());
     assert_eq!(c.read_response().unwrap().status, 431);
 
     let mut c = Client::connect(server.addr());
-    c.send_raw(
-        b"POST /tokenize HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n1000\r\n",
-    );
+    c.send_raw(b"POST /tokenize HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n1000\r\n");
     assert_eq!(c.read_response().unwrap().status, 413);
 
     for bad in [
