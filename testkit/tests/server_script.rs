@@ -373,3 +373,30 @@ fn usable_from_inside_a_tokio_runtime() {
         drop(server);
     });
 }
+
+#[test]
+fn replays_real_server_captures() {
+    let server = FakeServer::start();
+    server.push(Reply::fixture("litellm_err_429").unwrap());
+    let r = get(server.addr(), "/v1/models");
+    assert_eq!(r.status, 429);
+    assert_eq!(r.json()["error"]["code"], "429");
+    assert!(r.header("x-litellm-call-id").is_some());
+
+    server.push(Reply::fixture("llamaserver_chat_stream").unwrap());
+    let r = post(server.addr(), "/v1/chat/completions", &chat(true));
+    assert_eq!(r.header("server"), Some("llama.cpp"));
+    assert!(r.complete);
+    assert!(r.chunks.len() > 1);
+    // llama-server packs several events into one chunk.
+    assert!(r.chunks.len() < r.sse_data().len());
+    assert_eq!(r.sse_data().last().unwrap(), "[DONE]");
+
+    // A streamed context overflow from llama-cpp-python: 200 with an empty chunked body.
+    server.push(Reply::fixture("llamacpp_err_context_overflow_stream").unwrap());
+    let r = post(server.addr(), "/v1/chat/completions", &chat(true));
+    assert_eq!((r.status, r.body.len(), r.complete), (200, 0, true));
+
+    assert!(Reply::fixture("../secret").is_err());
+    assert!(Reply::fixture("no_such_capture").is_err());
+}
