@@ -377,7 +377,8 @@ impl Reply {
 
     // ----- head -----------------------------------------------------------------------------
 
-    /// Sets the status code (1xx/204/304 are written as given; use them knowingly).
+    /// Sets the status code (1xx/204/304 are sent without a body). Ignored by
+    /// [`Reply::generate`], whose status is the fake model's.
     pub fn with_status(mut self, status: u16) -> Reply {
         self.status = status;
         self
