@@ -278,12 +278,20 @@ fn head_bytes(
     framing: &FramingHeader,
     close: bool,
 ) -> String {
-    let mut h = format!(
-        "HTTP/1.1 {status} {}\r\ndate: {}\r\nserver: uvicorn\r\n",
-        reason.unwrap_or_else(|| reason_phrase(status)),
-        httpdate::fmt_http_date(std::time::SystemTime::now())
-    );
     let user_has = |n: &str| user_headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
+    let mut h = format!(
+        "HTTP/1.1 {status} {}\r\n",
+        reason.unwrap_or_else(|| reason_phrase(status))
+    );
+    if !user_has("date") {
+        h.push_str(&format!(
+            "date: {}\r\n",
+            httpdate::fmt_http_date(std::time::SystemTime::now())
+        ));
+    }
+    if !user_has("server") {
+        h.push_str("server: uvicorn\r\n");
+    }
     match framing {
         FramingHeader::Length(n) => h.push_str(&format!("content-length: {n}\r\n")),
         FramingHeader::Chunked => h.push_str("transfer-encoding: chunked\r\n"),

@@ -33,7 +33,8 @@ pub struct RecordedRequest {
     /// Whether a scripted [`Reply`](super::Reply) answered it (false: the default behaviour).
     pub scripted: bool,
     /// Whether the client went away before the server finished answering (noticed while the
-    /// server waited — a delay, a stall — or when a write failed).
+    /// server waited — a delay, a stall — or when a write failed). A client that half-closes
+    /// its side (shuts down writing) while waiting for the answer counts as gone too.
     pub client_disconnected: bool,
     /// When the server noticed the disconnect.
     pub disconnected_at: Option<Instant>,

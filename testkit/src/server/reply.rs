@@ -303,6 +303,73 @@ impl Reply {
         )
     }
 
+    /// Replays a captured response: `head` is its status line and headers (as in the
+    /// `*.headers` files of `fixtures/real-servers/`), `body` its decoded body. Framing headers
+    /// of the capture (`content-length`, `transfer-encoding`) are replaced by the server's own:
+    /// a capture that was chunked is sent chunked (as one chunk; see [`Reply::fixture`] for
+    /// the original chunk boundaries), others with `content-length`. Other headers are kept
+    /// as captured, in order. A head without a parsable status line gives a 200.
+    pub fn from_capture(head: &str, body: impl Into<Bytes>) -> Reply {
+        let mut lines = head.lines();
+        let status_line = lines.next().unwrap_or("");
+        let mut it = status_line.splitn(3, ' ');
+        let _version = it.next();
+        let status = it.next().and_then(|s| s.trim().parse().ok()).unwrap_or(200);
+        let reason = it.next().map(str::trim).filter(|r| !r.is_empty());
+        let mut reply = Reply::status(status);
+        if let Some(r) = reason {
+            reply = reply.reason(r);
+        }
+        let mut chunked = false;
+        for line in lines {
+            let Some((k, v)) = line.split_once(':') else {
+                continue;
+            };
+            let k = k.trim();
+            if k.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = v.to_ascii_lowercase().contains("chunked");
+                continue;
+            }
+            if k.eq_ignore_ascii_case("content-length") || k.is_empty() {
+                continue;
+            }
+            reply.headers.push((k.to_string(), v.trim().to_string()));
+        }
+        reply.body = Body::Parts {
+            parts: vec![Part::Bytes(body.into())],
+            streamed: chunked,
+        };
+        reply
+    }
+
+    /// Replays one of the real-server captures copied into this crate's
+    /// `fixtures/real-servers/` (e.g. `"litellm_err_429"`, `"llamaserver_chat_stream"`; the
+    /// names are the files' stems, their `README.md` says what each server is). When a
+    /// `.rawchunked` file exists, the original HTTP chunk boundaries are kept.
+    ///
+    /// Reads the files at run time from the path this crate was built at.
+    pub fn fixture(name: &str) -> std::io::Result<Reply> {
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "fixture names are letters, digits and underscores",
+            ));
+        }
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/real-servers");
+        let head = std::fs::read_to_string(dir.join(format!("{name}.headers")))?;
+        let body = std::fs::read(dir.join(format!("{name}.body")))?;
+        let mut reply = Reply::from_capture(&head, body);
+        if let Ok(raw) = std::fs::read(dir.join(format!("{name}.rawchunked"))) {
+            if let Some(parts) = parse_chunked(&raw) {
+                reply.body = Body::Parts {
+                    parts,
+                    streamed: true,
+                };
+            }
+        }
+        Ok(reply)
+    }
+
     fn with_action(mut self, action: Action) -> Reply {
         self.action = action;
         self
@@ -310,7 +377,8 @@ impl Reply {
 
     // ----- head -----------------------------------------------------------------------------
 
-    /// Sets the status code (1xx/204/304 are written as given; use them knowingly).
+    /// Sets the status code (1xx/204/304 are sent without a body). Ignored by
+    /// [`Reply::generate`], whose status is the fake model's.
     pub fn with_status(mut self, status: u16) -> Reply {
         self.status = status;
         self
@@ -478,4 +546,25 @@ impl Reply {
     pub fn keep_alives_after_tokens(self, n: usize, count: usize, every: Duration) -> Reply {
         self.gen(|g| g.keep_alives = Some((n, count, every)))
     }
+}
+
+/// Splits a chunked-encoded body into one part per chunk (`None` if it is not well formed).
+fn parse_chunked(mut raw: &[u8]) -> Option<Vec<Part>> {
+    let mut parts = Vec::new();
+    // Each iteration consumes at least the size line, so it ends within `raw.len()` steps.
+    while !raw.is_empty() {
+        let eol = raw.windows(2).position(|w| w == b"\r\n")?;
+        let size_str = std::str::from_utf8(&raw[..eol]).ok()?;
+        let size = usize::from_str_radix(size_str.split(';').next()?.trim(), 16).ok()?;
+        raw = &raw[eol + 2..];
+        if size == 0 {
+            return Some(parts);
+        }
+        if raw.len() < size + 2 || &raw[size..size + 2] != b"\r\n" {
+            return None;
+        }
+        parts.push(Part::Bytes(Bytes::copy_from_slice(&raw[..size])));
+        raw = &raw[size + 2..];
+    }
+    Some(parts)
 }

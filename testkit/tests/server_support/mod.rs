@@ -10,6 +10,9 @@ use serde_json::Value;
 /// Socket read timeout: no test may hang.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Status, reason phrase and headers of a response.
+pub type Head = (u16, String, Vec<(String, String)>);
+
 /// One parsed response.
 #[derive(Debug)]
 pub struct Response {
@@ -104,7 +107,7 @@ impl Client {
     }
 
     /// Reads the status line and headers.
-    pub fn read_head(&mut self) -> io::Result<(u16, String, Vec<(String, String)>)> {
+    pub fn read_head(&mut self) -> io::Result<Head> {
         let status_line = self.line()?;
         let mut it = status_line.splitn(3, ' ');
         let _version = it.next();
