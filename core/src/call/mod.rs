@@ -499,6 +499,14 @@ impl Call {
                             VllmError::Timeout,
                         )
                     }
+                    // However the transport words it (a reset, an incomplete chunk), a stream
+                    // whose connection broke before `[DONE]` is a truncated stream.
+                    _ if matches!(self.body, Some(Body::Stream(_))) => (
+                        Failure::Truncated {
+                            output_started: self.output_started,
+                        },
+                        VllmError::Truncated,
+                    ),
                     _ => (
                         Failure::Transport {
                             output_started: self.output_started,
@@ -726,13 +734,8 @@ impl Call {
 
     /// An attempt failed: retry or give up.
     fn fail(&mut self, now: Instant, shared: &mut Shared, failure: Failure, error: VllmError) {
-        let outcome = if counts_against_server(&failure) {
-            Outcome::Failure {
-                ttfb: self.head.as_ref().map(|_| self.ttfb()),
-            }
-        } else {
-            Outcome::Ignored
-        };
+        let ttfb = self.head.as_ref().map(|_| self.ttfb());
+        let outcome = Outcome::of_failure(&failure, ttfb);
         self.release_breaker(now, shared, outcome);
         self.body = None;
         let received_at = self
@@ -852,18 +855,6 @@ impl Call {
             t.arm(TimeoutKind::Idle, self.last_activity, self.deadline),
             self.deadline.map(|d| (d, TimeoutKind::Deadline)),
         ])
-    }
-}
-
-/// Whether a failure says something about the server's health (for the breaker): server
-/// errors, throttling, timeouts and broken connections do; a 400 does not.
-fn counts_against_server(failure: &Failure) -> bool {
-    match failure {
-        Failure::Status { status, .. } => {
-            status.is_server_error() || matches!(status.as_u16(), 408 | 429)
-        }
-        Failure::Decode { .. } => false,
-        _ => true,
     }
 }
 
