@@ -57,6 +57,7 @@
 //!                      └────────────┘
 //! ```
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
 use memchr::{memchr, memchr2};
@@ -369,7 +370,7 @@ impl Parser {
             }
             b"id" => {
                 if memchr(0, value).is_none() {
-                    self.last_id = String::from_utf8_lossy(value).into_owned();
+                    self.last_id = lossy(value).into_owned();
                 }
             }
             b"retry" => {
@@ -532,6 +533,15 @@ impl SseDecoder {
     }
 }
 
+/// `bytes` as text, invalid sequences replaced by U+FFFD. Borrows when `bytes` is valid UTF-8;
+/// `str::from_utf8` first because its validation is much faster than the lossy decoder's.
+pub(crate) fn lossy(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
 impl Raw<'_> {
     fn into_item(self) -> SseItem {
         match self {
@@ -540,12 +550,11 @@ impl Raw<'_> {
                 data,
                 id,
             } => SseItem::Event(SseEvent {
-                event: (!event_type.is_empty())
-                    .then(|| String::from_utf8_lossy(event_type).into_owned()),
-                data: String::from_utf8_lossy(data).into_owned(),
+                event: (!event_type.is_empty()).then(|| lossy(event_type).into_owned()),
+                data: lossy(data).into_owned(),
                 id: (!id.is_empty()).then(|| id.to_owned()),
             }),
-            Raw::Comment(text) => SseItem::Comment(String::from_utf8_lossy(text).into_owned()),
+            Raw::Comment(text) => SseItem::Comment(lossy(text).into_owned()),
             Raw::Retry(ms) => SseItem::Retry(ms),
         }
     }
