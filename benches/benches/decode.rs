@@ -31,7 +31,7 @@ const LONG_LINE: usize = 8 << 20;
 /// pass over a line this long is reported, not measured on the 8 MiB line (a decoder that
 /// rescans its pending line is quadratic there: minutes per pass).
 const PROBE_LINE: usize = 512 << 10;
-const TOO_SLOW: Duration = Duration::from_millis(500);
+const TOO_SLOW: Duration = Duration::from_millis(50);
 
 fn split(input: &[u8], size: usize) -> Vec<Bytes> {
     input.chunks(size).map(Bytes::copy_from_slice).collect()
