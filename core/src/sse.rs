@@ -36,7 +36,14 @@
 //!
 //! Work is linear in the input however it is chunked: every byte is scanned for a line end once
 //! (`memchr2`), a partial line is only appended to, never rescanned, and lines that lie whole
-//! inside a chunk are parsed in place without being copied into the line buffer.
+//! inside a chunk are parsed in place without being copied into the line buffer. The common
+//! event, one `data:` line and a blank line inside one chunk, is dispatched straight from the
+//! input; a `data:` line completed across chunks is moved into the data buffer, not copied; and
+//! an event of 64 KiB or more hands its buffer over as the event's `String`.
+//!
+//! Items wait in a queue until [`poll`](SseDecoder::poll)ed; each takes at least two input
+//! bytes, so the queue is bounded by what the caller pushed since it last polled. A driver that
+//! polls after every push holds at most one chunk's worth.
 //!
 //! # State
 //!
@@ -492,19 +499,15 @@ impl Parser {
                 self.event_type.clear();
                 self.event_type.extend_from_slice(value);
             }
-            b"id" => {
-                if memchr(0, value).is_none() {
-                    self.last_id = lossy(value).into_owned();
-                }
+            b"id" if memchr(0, value).is_none() => {
+                self.last_id = lossy(value).into_owned();
             }
-            b"retry" => {
-                if !value.is_empty() && value.iter().all(u8::is_ascii_digit) {
-                    let ms = value.iter().fold(0u64, |acc, d| {
-                        acc.saturating_mul(10).saturating_add(u64::from(d - b'0'))
-                    });
-                    self.retry = Some(ms);
-                    return sink(Raw::Retry(ms));
-                }
+            b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
+                let ms = value.iter().fold(0u64, |acc, d| {
+                    acc.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+                });
+                self.retry = Some(ms);
+                return sink(Raw::Retry(ms));
             }
             _ => {}
         }

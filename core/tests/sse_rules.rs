@@ -373,8 +373,14 @@ fn large_events_are_exact_in_every_form() {
     let cases: Vec<(Vec<u8>, String)> = vec![
         (format!("data: {big}\n\n").into_bytes(), big.clone()),
         (format!("data:{big}\n\n").into_bytes(), big.clone()),
-        (format!("data: {big}\ndata: y\n\n").into_bytes(), format!("{big}\ny")),
-        (format!("data: y\ndata: {big}\n\n").into_bytes(), format!("y\n{big}")),
+        (
+            format!("data: {big}\ndata: y\n\n").into_bytes(),
+            format!("{big}\ny"),
+        ),
+        (
+            format!("data: y\ndata: {big}\n\n").into_bytes(),
+            format!("y\n{big}"),
+        ),
         (
             [b"data: \xff".as_slice(), big.as_bytes(), b"\r\n\r\n"].concat(),
             format!("\u{FFFD}{big}"),
