@@ -36,7 +36,14 @@
 //!
 //! Work is linear in the input however it is chunked: every byte is scanned for a line end once
 //! (`memchr2`), a partial line is only appended to, never rescanned, and lines that lie whole
-//! inside a chunk are parsed in place without being copied into the line buffer.
+//! inside a chunk are parsed in place without being copied into the line buffer. The common
+//! event, one `data:` line and a blank line inside one chunk, is dispatched straight from the
+//! input; a `data:` line completed across chunks is moved into the data buffer, not copied; and
+//! an event of 64 KiB or more hands its buffer over as the event's `String`.
+//!
+//! Items wait in a queue until [`poll`](SseDecoder::poll)ed; each takes at least two input
+//! bytes, so the queue is bounded by what the caller pushed since it last polled. A driver that
+//! polls after every push holds at most one chunk's worth.
 //!
 //! # State
 //!
@@ -57,6 +64,7 @@
 //!                      └────────────┘
 //! ```
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
 use memchr::{memchr, memchr2};
@@ -151,11 +159,48 @@ pub(crate) enum Raw<'a> {
         /// Raw bytes of the event type; empty means `message`.
         event_type: &'a [u8],
         /// Raw bytes of the data, not yet UTF-8 decoded.
-        data: &'a [u8],
+        data: Data<'a>,
         id: &'a str,
     },
     Comment(&'a [u8]),
     Retry(u64),
+}
+
+/// An event's data: a slice of the input, or the parser's data buffer, which a sink may take.
+pub(crate) enum Data<'a> {
+    Slice(&'a [u8]),
+    /// The data is `buf[start..buf.len() - 1]` (the last byte is the LF to drop).
+    Buffer {
+        buf: &'a mut Vec<u8>,
+        start: usize,
+    },
+}
+
+/// From this size on, an event's data buffer is handed over rather than copied.
+const TAKE_BUFFER_FROM: usize = 64 * 1024;
+
+impl Data<'_> {
+    pub(crate) fn bytes(&self) -> &[u8] {
+        match self {
+            Data::Slice(s) => s,
+            Data::Buffer { buf, start } => &buf[*start..buf.len() - 1],
+        }
+    }
+
+    /// The data as text. A large buffer is taken over in place: no second allocation and copy
+    /// of a multi-megabyte event.
+    fn into_string(self) -> String {
+        match self {
+            Data::Buffer { buf, start } if buf.len() >= TAKE_BUFFER_FROM => {
+                let mut v = std::mem::take(buf);
+                v.pop();
+                v.drain(..start);
+                String::from_utf8(v)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+            }
+            d => lossy(d.bytes()).into_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,8 +217,11 @@ pub(crate) struct Parser {
     limits: SseLimits,
     /// The unterminated tail of the input; never holds a CR or LF.
     line: Vec<u8>,
-    /// Each `data` value followed by LF, as the standard's data buffer.
+    /// Each `data` value followed by LF, as the standard's data buffer, from `data_start` on:
+    /// a completed `data:` line is moved here whole rather than copied, so its field name
+    /// stays in front.
     data: Vec<u8>,
+    data_start: usize,
     event_type: Vec<u8>,
     last_id: String,
     retry: Option<u64>,
@@ -190,6 +238,7 @@ impl Parser {
             limits,
             line: Vec::new(),
             data: Vec::new(),
+            data_start: 0,
             event_type: Vec::new(),
             last_id: String::new(),
             retry: None,
@@ -213,7 +262,17 @@ impl Parser {
     }
 
     pub(crate) fn buffered_bytes(&self) -> usize {
-        self.line.len() + self.data.len() + self.event_type.len()
+        self.line.len() + self.data_len() + self.event_type.len()
+    }
+
+    /// Bytes in the standard's data buffer.
+    fn data_len(&self) -> usize {
+        self.data.len() - self.data_start
+    }
+
+    fn clear_data(&mut self) {
+        self.data.clear();
+        self.data_start = 0;
     }
 
     fn fail(&mut self, e: SseError) {
@@ -221,6 +280,7 @@ impl Parser {
         // Nothing pending can ever be used again; give the memory back.
         self.line = Vec::new();
         self.data = Vec::new();
+        self.data_start = 0;
         self.event_type = Vec::new();
     }
 
@@ -286,10 +346,30 @@ impl Parser {
                         return self.line_too_long();
                     }
                     self.line.extend_from_slice(&input[..p]);
-                    let line = std::mem::take(&mut self.line);
-                    let go = self.process_line(&line, sink);
-                    self.line = line;
-                    self.line.clear();
+                    let go = if self.data_len() == 0 && self.line.starts_with(b"data:") {
+                        // The first data line of an event: move the buffer instead of copying
+                        // it (an 8 MiB line would otherwise be copied once more).
+                        let start = if self.line.get(5) == Some(&b' ') {
+                            6
+                        } else {
+                            5
+                        };
+                        if self.line.len() - start + 1 > self.limits.max_event {
+                            let limit = self.limits.max_event;
+                            return self.fail(SseError::EventTooLarge { limit });
+                        }
+                        std::mem::swap(&mut self.line, &mut self.data);
+                        self.data.push(b'\n');
+                        self.data_start = start;
+                        self.line.clear();
+                        true
+                    } else {
+                        let line = std::mem::take(&mut self.line);
+                        let go = self.process_line(&line, sink);
+                        self.line = line;
+                        self.line.clear();
+                        go
+                    };
                     input = self.skip_line_end(input, p);
                     if !go || self.error.is_some() {
                         return;
@@ -302,6 +382,15 @@ impl Parser {
                 Some(p) => {
                     if p > self.limits.max_line {
                         return self.line_too_long();
+                    }
+                    if let Some(rest) = self.single_line_event(input, p, sink) {
+                        match rest {
+                            Some(rest) => {
+                                input = rest;
+                                continue;
+                            }
+                            None => return,
+                        }
                     }
                     let go = self.process_line(&input[..p], sink);
                     input = self.skip_line_end(input, p);
@@ -318,6 +407,49 @@ impl Parser {
                 }
             }
         }
+    }
+
+    /// The fast path for the common event `data: …` + blank line lying whole in `input` (line
+    /// end at `p`) with nothing buffered: dispatches straight from `input`, skipping the copy
+    /// into the data buffer. `None` if it does not apply; `Some(None)` to stop parsing,
+    /// `Some(Some(rest))` to go on with `rest`.
+    #[inline]
+    fn single_line_event<'a, F>(
+        &mut self,
+        input: &'a [u8],
+        p: usize,
+        sink: &mut F,
+    ) -> Option<Option<&'a [u8]>>
+    where
+        F: FnMut(Raw<'_>) -> bool,
+    {
+        let line = &input[..p];
+        if self.data_len() != 0 || !line.starts_with(b"data:") {
+            return None;
+        }
+        let end = match (input[p], input.get(p + 1)) {
+            (b'\r', None) => return None,
+            (b'\r', Some(b'\n')) => p + 2,
+            _ => p + 1,
+        };
+        if !matches!(input.get(end), Some(b'\n' | b'\r')) {
+            return None;
+        }
+        let value = &line[5..];
+        let value = value.strip_prefix(b" ").unwrap_or(value);
+        if value.len() + 1 > self.limits.max_event {
+            let limit = self.limits.max_event;
+            self.fail(SseError::EventTooLarge { limit });
+            return Some(None);
+        }
+        let go = sink(Raw::Event {
+            event_type: &self.event_type,
+            data: Data::Slice(value),
+            id: &self.last_id,
+        });
+        self.event_type.clear();
+        let rest = self.skip_line_end(input, end);
+        Some(go.then_some(rest))
     }
 
     /// The rest of `input` after the line end at `p`.
@@ -355,7 +487,7 @@ impl Parser {
         };
         match name {
             b"data" => {
-                if self.data.len() + value.len() + 1 > self.limits.max_event {
+                if self.data_len() + value.len() + 1 > self.limits.max_event {
                     let limit = self.limits.max_event;
                     self.fail(SseError::EventTooLarge { limit });
                     return false;
@@ -367,19 +499,15 @@ impl Parser {
                 self.event_type.clear();
                 self.event_type.extend_from_slice(value);
             }
-            b"id" => {
-                if memchr(0, value).is_none() {
-                    self.last_id = String::from_utf8_lossy(value).into_owned();
-                }
+            b"id" if memchr(0, value).is_none() => {
+                self.last_id = lossy(value).into_owned();
             }
-            b"retry" => {
-                if !value.is_empty() && value.iter().all(u8::is_ascii_digit) {
-                    let ms = value.iter().fold(0u64, |acc, d| {
-                        acc.saturating_mul(10).saturating_add(u64::from(d - b'0'))
-                    });
-                    self.retry = Some(ms);
-                    return sink(Raw::Retry(ms));
-                }
+            b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
+                let ms = value.iter().fold(0u64, |acc, d| {
+                    acc.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+                });
+                self.retry = Some(ms);
+                return sink(Raw::Retry(ms));
             }
             _ => {}
         }
@@ -390,17 +518,19 @@ impl Parser {
     where
         F: FnMut(Raw<'_>) -> bool,
     {
-        if self.data.is_empty() {
+        if self.data_len() == 0 {
             self.event_type.clear();
             return true;
         }
-        let data = &self.data[..self.data.len() - 1];
         let go = sink(Raw::Event {
             event_type: &self.event_type,
-            data,
+            data: Data::Buffer {
+                buf: &mut self.data,
+                start: self.data_start,
+            },
             id: &self.last_id,
         });
-        self.data.clear();
+        self.clear_data();
         self.event_type.clear();
         go
     }
@@ -410,6 +540,7 @@ impl Parser {
         self.finished = true;
         self.line = Vec::new();
         self.data = Vec::new();
+        self.data_start = 0;
         self.event_type = Vec::new();
     }
 }
@@ -532,6 +663,15 @@ impl SseDecoder {
     }
 }
 
+/// `bytes` as text, invalid sequences replaced by U+FFFD. Borrows when `bytes` is valid UTF-8;
+/// `str::from_utf8` first because its validation is much faster than the lossy decoder's.
+pub(crate) fn lossy(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
 impl Raw<'_> {
     fn into_item(self) -> SseItem {
         match self {
@@ -540,12 +680,11 @@ impl Raw<'_> {
                 data,
                 id,
             } => SseItem::Event(SseEvent {
-                event: (!event_type.is_empty())
-                    .then(|| String::from_utf8_lossy(event_type).into_owned()),
-                data: String::from_utf8_lossy(data).into_owned(),
+                event: (!event_type.is_empty()).then(|| lossy(event_type).into_owned()),
+                data: data.into_string(),
                 id: (!id.is_empty()).then(|| id.to_owned()),
             }),
-            Raw::Comment(text) => SseItem::Comment(String::from_utf8_lossy(text).into_owned()),
+            Raw::Comment(text) => SseItem::Comment(lossy(text).into_owned()),
             Raw::Retry(ms) => SseItem::Retry(ms),
         }
     }

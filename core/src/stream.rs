@@ -246,7 +246,7 @@ impl State {
                 if !event_type.is_empty() && event_type != b"message" {
                     return true;
                 }
-                let text = String::from_utf8_lossy(data);
+                let text = crate::sse::lossy(data.bytes());
                 let trimmed = text.trim_ascii();
                 if trimmed.is_empty() {
                     report.comments += 1;

@@ -365,3 +365,38 @@ fn long_partial_line_is_not_rescanned() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn large_events_are_exact_in_every_form() {
+    // Events past the size where the decoder hands its buffer over instead of copying it.
+    let big = "x".repeat(100_000);
+    let cases: Vec<(Vec<u8>, String)> = vec![
+        (format!("data: {big}\n\n").into_bytes(), big.clone()),
+        (format!("data:{big}\n\n").into_bytes(), big.clone()),
+        (
+            format!("data: {big}\ndata: y\n\n").into_bytes(),
+            format!("{big}\ny"),
+        ),
+        (
+            format!("data: y\ndata: {big}\n\n").into_bytes(),
+            format!("y\n{big}"),
+        ),
+        (
+            [b"data: \xff".as_slice(), big.as_bytes(), b"\r\n\r\n"].concat(),
+            format!("\u{FFFD}{big}"),
+        ),
+    ];
+    for (input, want) in cases {
+        for size in [input.len(), 1460, 7] {
+            let chunks: Vec<&[u8]> = input.chunks(size).collect();
+            let got = datas(&chunks);
+            assert_eq!(got.len(), 1);
+            assert!(got[0] == want, "chunk size {size}");
+        }
+    }
+    // The decoder stays usable after handing a buffer over.
+    assert_eq!(
+        datas(&[format!("data: {big}\n\ndata: a\ndata: b\n\n").as_bytes()])[1],
+        "a\nb"
+    );
+}
