@@ -747,19 +747,33 @@ impl Call {
                 });
                 self.previous_delay = delay;
                 self.last_error = Some(error);
+                // Events decoded from the failed attempt never reached the caller (a retry
+                // happens only before any output); a retry must not emit them later.
+                self.pending.clear();
                 self.state = State::Backoff {
                     until: now.checked_add(delay).unwrap_or(now),
                 };
             }
             RetryDecision::GiveUp(reason) => {
                 self.report.gave_up = Some(reason);
-                self.finish(now, shared, Err(error));
+                if self.output_started {
+                    // Part of the stream reached the caller: the failure is its last event,
+                    // as for a timeout mid-stream (`Done(Err)` means "failed before output").
+                    self.pending.push_back(StreamEvent::Error(error));
+                    self.stream_terminal_pending();
+                } else {
+                    self.finish(now, shared, Err(error));
+                }
             }
         }
     }
 
     fn finish(&mut self, now: Instant, shared: &mut Shared, result: Result<Bytes, VllmError>) {
         let _ = now;
+        // Nothing is emitted after the end: events still queued (a call cancelled between two
+        // emits, or a failure before output) are dropped, so a queued terminal event cannot
+        // later replace the result.
+        self.pending.clear();
         if let (Some(limiter), Some(permit)) =
             (shared.concurrency.as_mut(), self.concurrency_permit.take())
         {
