@@ -96,7 +96,10 @@ impl Runner {
                     self.send(request, deadline).await
                 }
                 Action::ReadBody { deadline } => self.read(deadline).await,
-                Action::Sleep { until: wake, reason } => {
+                Action::Sleep {
+                    until: wake,
+                    reason,
+                } => {
                     self.response = None;
                     let delay = wake.saturating_duration_since(Instant::now());
                     emit(log::sleep_line(&reason, delay));

@@ -56,7 +56,10 @@ impl Inner {
         let mut count = self.released_count();
         while *count == seen {
             count = match deadline {
-                None => self.released_cv.wait(count).unwrap_or_else(|p| p.into_inner()),
+                None => self
+                    .released_cv
+                    .wait(count)
+                    .unwrap_or_else(|p| p.into_inner()),
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
                     if left.is_zero() {
