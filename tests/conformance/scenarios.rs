@@ -525,11 +525,13 @@ pub fn drop_closes_connection<H: Harness>() {
 
 pub fn breaker_opens_rejects_probes_and_closes<H: Harness>() {
     let server = FakeServer::start();
-    let mut cfg = BreakerConfig::default();
-    cfg.window = SlidingWindow::Count { size: 4 };
-    cfg.minimum_calls = 2;
-    cfg.failure_rate_threshold = 50;
-    cfg.break_duration = Duration::from_millis(400);
+    let cfg = BreakerConfig {
+        window: SlidingWindow::Count { size: 4 },
+        minimum_calls: 2,
+        failure_rate_threshold: 50,
+        break_duration: Duration::from_millis(400),
+        ..BreakerConfig::default()
+    };
     let c = H::builder(&server.base_url())
         .max_retries(0)
         .circuit_breaker(cfg)
