@@ -70,6 +70,7 @@ conformance! {
     connection_refused,
     slow_first_token_retried,
     stall_with_keep_alives_hits_idle_timeout,
+    silent_stall_times_out_and_disconnects,
     in_band_error_event,
     cut_before_done,
     clean_end_without_done,

@@ -336,6 +336,28 @@ pub fn stall_with_keep_alives_hits_idle_timeout<H: Harness>() {
     assert_eq!(server.request_count(), 1, "not retried after output");
 }
 
+pub fn silent_stall_times_out_and_disconnects<H: Harness>() {
+    let server = FakeServer::start();
+    server.push(
+        Reply::generate()
+            .reply_text("one two three")
+            .stall_after_tokens(1, Duration::from_secs(20)),
+    );
+    let c = H::builder(&server.base_url())
+        .idle_timeout(Duration::from_millis(300))
+        .build();
+    let started = Instant::now();
+    let events = stream::<H>(&c).expect("stream");
+    assert!(stream_error(&events).is_timeout(), "{events:?}");
+    assert!(started.elapsed() < Duration::from_millis(300) + MARGIN);
+    assert_eq!(content(&events), "one");
+    // The abandoned connection is closed, so vLLM would stop generating.
+    assert!(
+        server.wait_for_disconnects(1, Duration::from_secs(5)),
+        "the server saw no disconnect"
+    );
+}
+
 pub fn in_band_error_event<H: Harness>() {
     let server = FakeServer::start();
     // The pause makes sure the text reached the caller before the error: an error decoded

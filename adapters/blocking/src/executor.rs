@@ -12,9 +12,9 @@ use vllm_client_core::VllmError;
 use crate::runner::Runner;
 use crate::stream::EventIter;
 
-/// The blocking executor. Cheap to clone; clones share the ureq agent (its connection pool)
-/// and the client's shared state (retry budget, breaker, limits). `Send + Sync`: one client
-/// can serve many threads.
+/// The blocking executor. Cheap to clone; clones share the ureq agent's configuration and the
+/// client's shared state (retry budget, breaker, limits). `Send + Sync`: one client can serve
+/// many threads.
 #[derive(Clone)]
 pub struct Blocking {
     pub(crate) inner: Arc<Inner>,
@@ -82,8 +82,8 @@ impl fmt::Debug for Blocking {
     }
 }
 
-/// ureq with no timer of its own beyond the per-request backstops (the core hands out every
-/// deadline), and error statuses returned as responses for the core to read.
+/// ureq with no timer of its own (the core hands out every deadline; each request also gets
+/// the core's connect timeout and reads error statuses as responses).
 fn agent() -> ureq::Agent {
     let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -126,8 +126,8 @@ impl Execute for Blocking {
     type Stream = EventIter;
     type HttpClient = ureq::Agent;
 
-    /// With your own agent, keep `http_status_as_error(false)`: error statuses must reach
-    /// the core as responses.
+    /// With your own agent, its configuration (TLS, proxy, …) is used for every attempt, each
+    /// on an agent of its own (see the crate docs).
     fn from_config(config: ClientConfig, http: Option<ureq::Agent>) -> Self {
         Blocking::with(config, http.unwrap_or_else(agent))
     }

@@ -38,19 +38,21 @@
 //! slot. The caller's thread never blocks in a socket read: it waits on that channel with
 //! `recv_timeout(deadline − now)`, where the deadline is the one the core handed out (time to
 //! first token, idle between data events, the whole attempt, the overall deadline). So a call
-//! returns at its deadline **plus scheduling latency only — documented margin: 50 ms**, on any
-//! server behaviour (stalls, keep-alive comments, a head that never comes).
+//! or a stream's `next()` returns at its deadline **plus scheduling latency only — documented
+//! margin: 50 ms** — whatever the server does (stalls, keep-alive comments, a head that never
+//! comes).
 //!
-//! When the caller gives up on an attempt (a timer fired, the [`EventIter`] was dropped), the
-//! IO thread is abandoned, never joined: it notices at its next read (the next bytes from the
-//! server, or the connection closing) that nobody listens, drops the response — which closes
-//! the connection, so vLLM aborts the generation — and ends. As a backstop against a server
-//! that holds a connection open in total silence, every read of the IO thread is bounded by
-//! ureq's per-read timeout: the longer of the head deadline and the idle timeout, plus 1 s
-//! (none when the client disables both). The caller is never kept waiting by it.
+//! Each attempt has a ureq agent of its own, built from the client's agent's configuration.
+//! When the attempt ends — finished, timed out, retried, or its [`EventIter`] dropped — that
+//! agent is shut down: its connection is closed at once (so vLLM aborts the generation), and
+//! the IO thread, wherever it blocks, gets an error, finds nobody listening and ends. It is
+//! never joined, so the caller does not wait for it. The one phase a shutdown cannot
+//! interrupt is a TCP connect in progress, which ureq bounds with the core's connect timeout.
 //!
-//! Connecting is bounded by the core's connect timeout (ureq's connect timer) and by the head
-//! deadline. A call waiting for a concurrency slot sleeps on a `Condvar`.
+//! The price is that connections are not reused between calls (as in the async-std
+//! adapter); with vLLM's long generations, a TCP (and TLS) handshake per call is small.
+//!
+//! A call waiting for a concurrency slot sleeps on a `Condvar`.
 #![deny(missing_docs)]
 
 mod executor;

@@ -16,8 +16,6 @@ use crate::executor::Inner;
 
 /// Bytes asked for per read of a body.
 const READ_CHUNK: usize = 16 << 10;
-/// Added to the IO thread's per-read backstop, so that it never fires before the core's timer.
-const BACKSTOP_GRACE: Duration = Duration::from_secs(1);
 
 /// What the loop stops for.
 pub(crate) enum Step {
@@ -28,8 +26,8 @@ pub(crate) enum Step {
 pub(crate) struct Runner {
     inner: Arc<Inner>,
     call: Call,
-    /// What the current attempt's IO thread hands over; dropping it abandons the thread.
-    io: Option<Receiver<Event>>,
+    /// The current attempt's IO thread; dropping it ends the attempt.
+    io: Option<Io>,
 }
 
 impl Runner {
@@ -123,38 +121,32 @@ impl Runner {
         deadline: Option<Instant>,
         connect_timeout: Option<Duration>,
     ) -> Event {
-        // The backstop bounds each read of an abandoned IO thread; it is never shorter than a
-        // timer of the core, so it only ends threads nobody waits for (crate docs).
-        let head_wait = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let backstop = match (head_wait, self.inner.config.policy.timeouts.idle) {
-            (Some(h), Some(i)) => Some(h.max(i) + BACKSTOP_GRACE),
-            _ => None,
-        };
-        let request = self
-            .inner
-            .agent
+        // An agent (a connection pool) of its own, so that ending the attempt can shut its
+        // connection down, interrupting the IO thread wherever it blocks (crate docs).
+        let agent = self.inner.agent.config().new_agent();
+        let request = agent
             .configure_request(request.map(|b| b.to_vec()))
+            .http_status_as_error(false)
             .timeout_connect(connect_timeout)
-            .timeout_per_read(backstop)
             .build();
-        let agent = self.inner.agent.clone();
         let (tx, rx) = mpsc::sync_channel(1);
+        let thread_agent = agent.clone();
         let spawned = std::thread::Builder::new()
             .name("vllm-client-io".into())
-            .spawn(move || attempt(agent, request, tx));
+            .spawn(move || attempt(thread_agent, request, tx));
         if let Err(e) = spawned {
             return Event::TransportError {
                 kind: TransportErrorKind::Io,
                 message: format!("cannot start an IO thread: {e}"),
             };
         }
-        self.io = Some(rx);
+        self.io = Some(Io { rx, agent });
         self.recv(deadline)
     }
 
     /// The IO thread's next report, or `Timeout` at `deadline`.
     fn recv(&mut self, deadline: Option<Instant>) -> Event {
-        let Some(rx) = self.io.as_ref() else {
+        let Some(rx) = self.io.as_ref().map(|io| &io.rx) else {
             return Event::BodyEnd;
         };
         let got = match deadline {
@@ -189,12 +181,25 @@ impl Runner {
 
 impl Drop for Runner {
     fn drop(&mut self) {
-        // Abandons the IO thread, which then drops (closes) the connection.
+        // Shuts the connection down, so the server stops generating.
         self.io = None;
         if !self.call.is_finished() {
             self.with_call(|call, shared| call.cancel(Instant::now(), shared));
             self.inner.release();
         }
+    }
+}
+
+/// An attempt in flight: the IO thread's reports, and its agent, whose shutdown on drop closes
+/// the attempt's connection and unblocks the thread.
+struct Io {
+    rx: Receiver<Event>,
+    agent: ureq::Agent,
+}
+
+impl Drop for Io {
+    fn drop(&mut self) {
+        self.agent.clone().shutdown();
     }
 }
 
