@@ -89,6 +89,8 @@ impl Execute for AsyncStd {
     type Stream = EventStream;
     type HttpClient = surf::Client;
 
+    /// With your own surf client, turn its keep-alive off (`Config::set_http_keep_alive`) and
+    /// its timeout off (`set_timeout(None)`): see the crate docs.
     fn from_config(config: ClientConfig, http: Option<surf::Client>) -> Self {
         AsyncStd::with(config, http.unwrap_or_else(http_client))
     }
