@@ -55,6 +55,7 @@ conformance! {
     chat_stream,
     completion,
     completion_stream,
+    other_endpoints,
     error_nested,
     error_flat,
     error_string,

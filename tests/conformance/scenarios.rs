@@ -156,6 +156,37 @@ pub fn completion_stream<H: Harness>() {
     assert_eq!(Some(content(&events)), plain.content);
 }
 
+pub fn other_endpoints<H: Harness>() {
+    use vllm_client_core::api::{DetokenizeRequest, EmbeddingRequest, TokenizeRequest};
+    let server = FakeServer::start();
+    let c = client::<H>(&server);
+    let models = H::wait(c.models()).expect("models");
+    assert_eq!(models.data[0].id, vllm_testkit::server::DEFAULT_MODEL);
+    H::wait(c.health()).expect("health");
+    assert_eq!(
+        H::wait(c.version()).expect("version").version,
+        "0.11.0-fake"
+    );
+    let e = H::wait(c.embeddings(EmbeddingRequest::new("m", "hello"))).expect("embeddings");
+    assert_eq!(e.data.len(), 1);
+    let t = H::wait(c.tokenize(TokenizeRequest::new("m", "hello world"))).expect("tokenize");
+    assert_eq!(t.count as usize, t.tokens.len());
+    let d = H::wait(c.detokenize(DetokenizeRequest::new("m", t.tokens))).expect("detokenize");
+    assert!(d.prompt.contains("hello"), "{d:?}");
+    let paths: Vec<_> = server.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths,
+        [
+            "/v1/models",
+            "/health",
+            "/version",
+            "/v1/embeddings",
+            "/tokenize",
+            "/detokenize"
+        ]
+    );
+}
+
 // ----- error shapes (REFERENCE §1) ----------------------------------------------------------
 
 fn no_retry_error<H: Harness>(reply: Reply) -> VllmError {
