@@ -5,9 +5,8 @@ use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use tokio::time::{sleep_until, timeout_at};
-use vllm_client_core::call::{
-    Action, Call, CallReport, Event, ResponseHead, SleepReason, TransportErrorKind,
-};
+use vllm_client_core::call::log::{self, LogLevel, LogLine};
+use vllm_client_core::call::{Action, Call, CallReport, Event, ResponseHead, TransportErrorKind};
 use vllm_client_core::client::CallSpec;
 use vllm_client_core::{StreamEvent, VllmError};
 
@@ -80,12 +79,13 @@ impl Runner {
                 Action::ReadBody { deadline } => self.read(deadline).await,
                 Action::Sleep { until, reason } => {
                     self.response = None;
-                    log_sleep(&reason, until);
+                    let delay = until.saturating_duration_since(Instant::now());
+                    emit(log::sleep_line(&reason, delay));
                     sleep_until(until.into()).await;
                     Event::Timeout
                 }
                 Action::WaitForPermit { deadline } => {
-                    tracing::debug!("waiting for a concurrency slot");
+                    emit(log::wait_for_permit_line());
                     let inner = self.inner.clone();
                     let released = inner.released.notified();
                     tokio::pin!(released);
@@ -167,7 +167,7 @@ impl Runner {
         let mut shared = self.inner.shared();
         let r = f(&mut self.call, &mut shared);
         while let Some((endpoint, t)) = shared.poll_transition() {
-            tracing::warn!(?endpoint, from = ?t.from, to = ?t.to, "circuit breaker transition");
+            emit(log::transition_line(endpoint, &t));
         }
         r
     }
@@ -190,32 +190,14 @@ fn transport_error(e: &reqwest::Error) -> Event {
     };
     Event::TransportError {
         kind,
-        message: error_chain(e),
+        message: log::error_chain(e),
     }
 }
 
-/// The error with its causes ("error sending request: connection refused").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        s.push_str(": ");
-        s.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    s
-}
-
-fn log_sleep(reason: &SleepReason, until: Instant) {
-    let delay = until.saturating_duration_since(Instant::now());
-    match reason {
-        SleepReason::Retry(r) => tracing::warn!(
-            attempt = r.attempt,
-            delay_ms = delay.as_millis() as u64,
-            hinted = r.hinted,
-            cause = %r.cause,
-            "retrying"
-        ),
-        _ => tracing::info!(delay_ms = delay.as_millis() as u64, "rate limiter wait"),
+fn emit(line: LogLine) {
+    match line.level {
+        LogLevel::Debug => tracing::debug!("{}", line.message),
+        LogLevel::Info => tracing::info!("{}", line.message),
+        LogLevel::Warn => tracing::warn!("{}", line.message),
     }
 }

@@ -60,6 +60,7 @@
 //! - a call dropped by its caller must be [`cancel`](Call::cancel)led, which releases its
 //!   concurrency slot and breaker probe exactly once.
 
+pub mod log;
 mod report;
 mod shared;
 

@@ -1,0 +1,129 @@
+//! [`AsyncStd`]: runs the core's calls on async-std with surf.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use event_listener::Event as Notify;
+use vllm_client_core::call::Shared;
+use vllm_client_core::client::{CallSpec, Decode, Execute, Reported};
+use vllm_client_core::config::ClientConfig;
+use vllm_client_core::VllmError;
+
+use crate::runner::Runner;
+use crate::stream::EventStream;
+
+/// A boxed, `Send` future: what `send()` returns.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, VllmError>> + Send + 'static>>;
+
+/// The async-std executor. Cheap to clone; clones share the HTTP client and the client's
+/// shared state (retry budget, breaker, limits).
+#[derive(Clone)]
+pub struct AsyncStd {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: ClientConfig,
+    pub(crate) http: surf::Client,
+    shared: Mutex<Shared>,
+    /// Notified whenever a call ends, for calls waiting on a concurrency slot.
+    pub(crate) released: Notify,
+}
+
+impl Inner {
+    /// The shared state. Never held across an await.
+    pub(crate) fn shared(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl fmt::Debug for AsyncStd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncStd").finish_non_exhaustive()
+    }
+}
+
+/// surf with no timer of its own (the core hands out every deadline) and without keep-alive
+/// (see the crate docs: dropping a response must close its connection).
+fn http_client() -> surf::Client {
+    surf::Config::new()
+        .set_timeout(None)
+        .set_http_keep_alive(false)
+        .set_tcp_no_delay(true)
+        .try_into()
+        .unwrap_or_else(|_| surf::Client::new())
+}
+
+/// A seed from the OS for the jitter, so that processes do not retry in lockstep.
+fn entropy() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id() as u64);
+    h.finish()
+}
+
+impl AsyncStd {
+    fn with(config: ClientConfig, http: surf::Client) -> Self {
+        let shared = Shared::new(&config.policy, entropy());
+        AsyncStd {
+            inner: Arc::new(Inner {
+                config,
+                http,
+                shared: Mutex::new(shared),
+                released: Notify::new(),
+            }),
+        }
+    }
+
+    /// Runs `f` with the client's shared state (breaker, budget, limits), e.g. to read the
+    /// breaker's state or force it open.
+    pub fn with_shared<R>(&self, f: impl FnOnce(&mut Shared) -> R) -> R {
+        f(&mut self.inner.shared())
+    }
+}
+
+impl Execute for AsyncStd {
+    type Output<T: Send + 'static> = BoxFuture<T>;
+    type Stream = EventStream;
+    type HttpClient = surf::Client;
+
+    /// With your own surf client, turn its keep-alive off (`Config::set_http_keep_alive`) and
+    /// its timeout off (`set_timeout(None)`): see the crate docs.
+    fn from_config(config: ClientConfig, http: Option<surf::Client>) -> Self {
+        AsyncStd::with(config, http.unwrap_or_else(http_client))
+    }
+
+    fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    fn reconfigure(&self, config: ClientConfig) -> Self {
+        AsyncStd::with(config, self.inner.http.clone())
+    }
+
+    fn execute<T: Decode + Send + 'static>(&self, spec: CallSpec) -> BoxFuture<T> {
+        let mut runner = Runner::new(self.inner.clone(), spec);
+        Box::pin(async move {
+            let body = runner.finish().await?;
+            T::decode(&body)
+        })
+    }
+
+    fn execute_reported<T: Decode + Send + 'static>(
+        &self,
+        spec: CallSpec,
+    ) -> BoxFuture<Reported<T>> {
+        let mut runner = Runner::new(self.inner.clone(), spec);
+        Box::pin(async move {
+            let result = runner.finish().await.and_then(|body| T::decode(&body));
+            Ok(Reported::new(result, runner.report()))
+        })
+    }
+
+    fn execute_stream(&self, spec: CallSpec) -> BoxFuture<EventStream> {
+        let runner = Runner::new(self.inner.clone(), spec);
+        Box::pin(EventStream::start(runner))
+    }
+}

@@ -1,0 +1,131 @@
+//! What adapters log, formatted once: the same line for the same happening in every adapter.
+//!
+//! The core has no logging dependency; an adapter turns a [`LogLine`] into its logger's call
+//! (`tracing::warn!("{}", line.message)` and so on).
+
+use std::time::Duration;
+
+use super::{SleepReason, TransportErrorKind};
+use crate::policy::Transition;
+use crate::request::Endpoint;
+
+/// How loud a [`LogLine`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    /// Routine detail.
+    Debug,
+    /// Worth knowing.
+    Info,
+    /// Something failed and was handled.
+    Warn,
+}
+
+/// One log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// How loud.
+    pub level: LogLevel,
+    /// The text (never contains request headers or the API key).
+    pub message: String,
+}
+
+/// The line for an [`Action::Sleep`](super::Action::Sleep) of `delay`.
+pub fn sleep_line(reason: &SleepReason, delay: Duration) -> LogLine {
+    match reason {
+        SleepReason::Retry(r) => LogLine {
+            level: LogLevel::Warn,
+            message: format!(
+                "retrying after attempt {} failed ({}); waiting {} ms{}",
+                r.attempt,
+                r.cause,
+                delay.as_millis(),
+                if r.hinted { " as the server asked" } else { "" }
+            ),
+        },
+        SleepReason::RateLimit => LogLine {
+            level: LogLevel::Info,
+            message: format!("client-side rate limit: waiting {} ms", delay.as_millis()),
+        },
+    }
+}
+
+/// The line for a circuit-breaker transition (from [`Shared::poll_transition`](super::Shared::poll_transition)).
+pub fn transition_line(endpoint: Option<Endpoint>, t: &Transition) -> LogLine {
+    let scope = match endpoint {
+        Some(e) => format!(" for {e:?}"),
+        None => String::new(),
+    };
+    LogLine {
+        level: LogLevel::Warn,
+        message: format!("circuit breaker{scope}: {:?} -> {:?}", t.from, t.to),
+    }
+}
+
+/// The line for waiting on a concurrency slot.
+pub fn wait_for_permit_line() -> LogLine {
+    LogLine {
+        level: LogLevel::Debug,
+        message: "waiting for a concurrency slot".to_string(),
+    }
+}
+
+/// An error with its causes, `"error sending request: connection refused"`, for
+/// [`Event::TransportError`](super::Event::TransportError)'s message.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let c = cause.to_string();
+        if !s.ends_with(&c) {
+            s.push_str(": ");
+            s.push_str(&c);
+        }
+        source = cause.source();
+    }
+    s
+}
+
+impl TransportErrorKind {
+    /// How an IO error of the given kind raised while sending a request is reported:
+    /// [`Connect`](Self::Connect) when the connection could not be established (refused, no
+    /// route, address unavailable), [`Io`](Self::Io) otherwise.
+    pub fn of_io_error(kind: std::io::ErrorKind) -> TransportErrorKind {
+        use std::io::ErrorKind as K;
+        match kind {
+            K::ConnectionRefused | K::AddrNotAvailable | K::NotFound | K::AddrInUse => {
+                TransportErrorKind::Connect
+            }
+            // Unstable kinds (HostUnreachable, NetworkUnreachable) show in their names.
+            k if format!("{k:?}").contains("Unreachable") => TransportErrorKind::Connect,
+            _ => TransportErrorKind::Io,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_kinds() {
+        use std::io::ErrorKind as K;
+        assert_eq!(
+            TransportErrorKind::of_io_error(K::ConnectionRefused),
+            TransportErrorKind::Connect
+        );
+        assert_eq!(
+            TransportErrorKind::of_io_error(K::ConnectionReset),
+            TransportErrorKind::Io
+        );
+        assert_eq!(
+            TransportErrorKind::of_io_error(K::UnexpectedEof),
+            TransportErrorKind::Io
+        );
+    }
+
+    #[test]
+    fn chain_skips_repeated_causes() {
+        let io = std::io::Error::new(std::io::ErrorKind::Other, "refused");
+        assert_eq!(error_chain(&io), "refused");
+    }
+}

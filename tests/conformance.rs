@@ -1,0 +1,88 @@
+//! The conformance suite: every scenario of `conformance/scenarios.rs`, written once against a
+//! synchronous [`harness::Harness`], run against each adapter (tokio, async-std, blocking) and
+//! the testkit's fake vLLM server on 127.0.0.1.
+
+#[path = "conformance/harness.rs"]
+mod harness;
+#[path = "conformance/scenarios.rs"]
+mod scenarios;
+
+use vllm_testkit::server::Reply;
+
+/// A captured real-server response from `conformance/fixtures/` (status, headers, body).
+pub fn fixture(name: &str) -> Reply {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/fixtures");
+    let head = std::fs::read_to_string(dir.join(format!("{name}.headers"))).expect("fixture head");
+    let body = std::fs::read(dir.join(format!("{name}.body"))).expect("fixture body");
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let mut reply = Reply::status(status);
+    for line in lines {
+        if let Some((name, value)) = line.split_once(':') {
+            let name = name.trim();
+            // Framing is the server's business; the date would be stale.
+            if !["content-length", "transfer-encoding", "date", "connection"]
+                .iter()
+                .any(|h| name.eq_ignore_ascii_case(h))
+            {
+                reply = reply.header(name, value.trim());
+            }
+        }
+    }
+    reply.body(body)
+}
+
+macro_rules! conformance {
+    ($($scenario:ident),* $(,)?) => {
+        mod tokio {
+            $( #[test] fn $scenario() { crate::scenarios::$scenario::<crate::harness::TokioH>() } )*
+        }
+        mod async_std {
+            $( #[test] fn $scenario() { crate::scenarios::$scenario::<crate::harness::AsyncStdH>() } )*
+        }
+        mod blocking {
+            $( #[test] fn $scenario() { crate::scenarios::$scenario::<crate::harness::BlockingH>() } )*
+        }
+    };
+}
+
+conformance! {
+    chat_completion,
+    chat_stream,
+    completion,
+    completion_stream,
+    other_endpoints,
+    error_nested,
+    error_flat,
+    error_string,
+    error_empty_500,
+    error_html_page,
+    error_litellm_string_code,
+    error_fastapi_detail,
+    retry_after_seconds,
+    retry_after_http_date,
+    retry_after_ms,
+    retry_503_then_success,
+    no_retry_501_or_400,
+    connection_refused,
+    slow_first_token_retried,
+    stall_with_keep_alives_hits_idle_timeout,
+    silent_stall_times_out_and_disconnects,
+    in_band_error_event,
+    cut_before_done,
+    clean_end_without_done,
+    utf8_split_inside_characters,
+    tool_call_arguments_assembled,
+    reasoning_both_field_names,
+    usage_when_asked,
+    drop_closes_connection,
+    breaker_opens_rejects_probes_and_closes,
+    rate_limit_spaces_calls,
+    concurrency_permit_held_for_the_stream,
+    total_deadline_bounds_everything,
+    api_key_sent_never_printed,
+}

@@ -1,0 +1,100 @@
+//! The harness: each adapter's API turned into plain synchronous calls, so that every scenario
+//! is written once.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use futures::StreamExt;
+use vllm_client_core::client::{Client, ClientBuilder, Execute};
+use vllm_client_core::policy::Jitter;
+use vllm_client_core::{StreamEvent, VllmError};
+
+/// One adapter, seen synchronously.
+pub trait Harness: 'static {
+    /// The adapter's executor.
+    type E: Execute + Send + Sync + 'static;
+    /// Waits for what `send()` returned.
+    fn wait<T: Send + 'static>(out: <Self::E as Execute>::Output<T>) -> Result<T, VllmError>;
+    /// The next event of a stream.
+    fn next(stream: &mut <Self::E as Execute>::Stream) -> Option<StreamEvent>;
+
+    /// A builder for `base_url` with test-sized timings: fast backoff, no retry budget.
+    fn builder(base_url: &str) -> ClientBuilder<Self::E> {
+        // Logs with `RUST_LOG=warn` (or finer), shown for failing tests.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+        Client::<Self::E>::builder()
+            .base_url(base_url)
+            .exponential_backoff(
+                Duration::from_millis(20),
+                Duration::from_millis(60),
+                Jitter::Full,
+            )
+            .retry_budget(None)
+            .timeout(Duration::from_secs(20))
+            .seed(7)
+    }
+
+    /// Every event of a stream until its end (bounded, so a hot loop of errors fails the test
+    /// instead of hanging it).
+    fn collect(mut stream: <Self::E as Execute>::Stream) -> Vec<StreamEvent> {
+        let mut events = Vec::new();
+        while let Some(ev) = Self::next(&mut stream) {
+            events.push(ev);
+            assert!(events.len() < 10_000, "the stream does not end");
+        }
+        events
+    }
+}
+
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+    })
+}
+
+/// tokio + reqwest, through a shared runtime's `block_on`.
+pub struct TokioH;
+
+impl Harness for TokioH {
+    type E = vllm_client_tokio::Tokio;
+    fn wait<T: Send + 'static>(out: <Self::E as Execute>::Output<T>) -> Result<T, VllmError> {
+        runtime().block_on(out)
+    }
+    fn next(stream: &mut <Self::E as Execute>::Stream) -> Option<StreamEvent> {
+        runtime().block_on(stream.next())
+    }
+}
+
+/// async-std + surf, through `async_std::task::block_on`.
+pub struct AsyncStdH;
+
+impl Harness for AsyncStdH {
+    type E = vllm_client_async_std::AsyncStd;
+    fn wait<T: Send + 'static>(out: <Self::E as Execute>::Output<T>) -> Result<T, VllmError> {
+        async_std::task::block_on(out)
+    }
+    fn next(stream: &mut <Self::E as Execute>::Stream) -> Option<StreamEvent> {
+        async_std::task::block_on(stream.next())
+    }
+}
+
+/// The blocking client, as it is.
+pub struct BlockingH;
+
+impl Harness for BlockingH {
+    type E = vllm_client_blocking::Blocking;
+    fn wait<T: Send + 'static>(out: <Self::E as Execute>::Output<T>) -> Result<T, VllmError> {
+        out
+    }
+    fn next(stream: &mut <Self::E as Execute>::Stream) -> Option<StreamEvent> {
+        stream.next()
+    }
+}

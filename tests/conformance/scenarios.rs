@@ -1,0 +1,726 @@
+//! Every scenario, written once, generic over the [`Harness`] of an adapter.
+//!
+//! Timings are small (tens to hundreds of milliseconds) and every bound on elapsed time is a
+//! generous lower bound, or an upper bound with a wide margin: the machine is shared.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{json, Value};
+use vllm_client_core::client::Client;
+use vllm_client_core::policy::{BreakerConfig, SlidingWindow};
+use vllm_client_core::{StreamEvent, VllmError};
+use vllm_testkit::server::{free_port_url, FakeServer, Part, Reply};
+
+use crate::fixture;
+use crate::harness::Harness;
+
+const CHAT: &str = "/v1/chat/completions";
+/// Slack allowed on upper bounds of elapsed time.
+const MARGIN: Duration = Duration::from_millis(1500);
+
+fn hi() -> Value {
+    json!([{"role": "user", "content": "hi"}])
+}
+
+fn client<H: Harness>(server: &FakeServer) -> Client<H::E> {
+    H::builder(&server.base_url()).build()
+}
+
+fn chat<H: Harness>(
+    c: &Client<H::E>,
+) -> Result<vllm_client_core::api::ChatCompletionResponse, VllmError> {
+    H::wait(
+        c.chat
+            .completions()
+            .create()
+            .model("m")
+            .messages(hi())
+            .send(),
+    )
+}
+
+fn stream<H: Harness>(c: &Client<H::E>) -> Result<Vec<StreamEvent>, VllmError> {
+    let s = H::wait(
+        c.chat
+            .completions()
+            .create()
+            .model("m")
+            .messages(hi())
+            .stream(true)
+            .send_stream(),
+    )?;
+    Ok(H::collect(s))
+}
+
+fn content(events: &[StreamEvent]) -> String {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            StreamEvent::Content(s) => Some(s.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The last event, checking that it is the only terminal one.
+fn terminal(events: &[StreamEvent]) -> &StreamEvent {
+    let n = events.iter().filter(|e| e.is_terminal()).count();
+    assert_eq!(n, 1, "exactly one terminal event: {events:?}");
+    let last = events.last().expect("events");
+    assert!(last.is_terminal(), "the terminal event is last: {events:?}");
+    last
+}
+
+fn stream_error(events: &[StreamEvent]) -> &VllmError {
+    match terminal(events) {
+        StreamEvent::Error(e) => e,
+        other => panic!("expected an error event, got {other:?} in {events:?}"),
+    }
+}
+
+fn api_error(e: &VllmError) -> &vllm_client_core::ApiError {
+    e.api_error()
+        .unwrap_or_else(|| panic!("expected an API error, got {e:?}"))
+}
+
+fn chunk(delta: Value, finish: Option<&str>) -> Part {
+    Part::event(&json!({
+        "id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+        "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}]
+    }))
+}
+
+/// Time between the server's `i`-th and `i+1`-th requests.
+fn gap(server: &FakeServer, i: usize) -> Duration {
+    let r = server.requests();
+    r[i + 1].received_at.duration_since(r[i].received_at)
+}
+
+// ----- chat and completions -----------------------------------------------------------------
+
+pub fn chat_completion<H: Harness>() {
+    let server = FakeServer::start();
+    let r = chat::<H>(&client::<H>(&server)).expect("chat");
+    assert_eq!(r.content.as_deref(), Some("Echo: hi"));
+    assert_eq!(r.finish_reason.as_deref(), Some("stop"));
+    let seen = server.last_request().expect("a request");
+    assert_eq!(seen.path, CHAT);
+    assert_eq!(seen.json.as_ref().expect("json")["model"], "m");
+}
+
+pub fn chat_stream<H: Harness>() {
+    let server = FakeServer::start();
+    let events = stream::<H>(&client::<H>(&server)).expect("stream");
+    assert!(matches!(terminal(&events), StreamEvent::Done));
+    assert_eq!(content(&events), "Echo: hi");
+    let seen = server.last_request().expect("a request");
+    assert_eq!(seen.json.as_ref().expect("json")["stream"], true);
+}
+
+pub fn completion<H: Harness>() {
+    let server = FakeServer::start();
+    let c = client::<H>(&server);
+    let r = H::wait(
+        c.completions
+            .create()
+            .model("m")
+            .prompt("tell me")
+            .max_tokens(1)
+            .send(),
+    )
+    .expect("completion");
+    assert!(r.content.as_deref().is_some_and(|t| !t.is_empty()), "{r:?}");
+    assert_eq!(r.finish_reason.as_deref(), Some("length"));
+    assert_eq!(
+        server.last_request().expect("a request").path,
+        "/v1/completions"
+    );
+}
+
+pub fn completion_stream<H: Harness>() {
+    let server = FakeServer::start();
+    let c = client::<H>(&server);
+    let plain =
+        H::wait(c.completions.create().model("m").prompt("tell me").send()).expect("completion");
+    let s = H::wait(
+        c.completions
+            .create()
+            .model("m")
+            .prompt("tell me")
+            .stream(true)
+            .send_stream(),
+    )
+    .expect("stream");
+    let events = H::collect(s);
+    assert!(matches!(terminal(&events), StreamEvent::Done));
+    assert_eq!(Some(content(&events)), plain.content);
+}
+
+pub fn other_endpoints<H: Harness>() {
+    use vllm_client_core::api::{DetokenizeRequest, EmbeddingRequest, TokenizeRequest};
+    let server = FakeServer::start();
+    let c = client::<H>(&server);
+    let models = H::wait(c.models()).expect("models");
+    assert_eq!(models.data[0].id, vllm_testkit::server::DEFAULT_MODEL);
+    H::wait(c.health()).expect("health");
+    assert_eq!(
+        H::wait(c.version()).expect("version").version,
+        "0.11.0-fake"
+    );
+    let e = H::wait(c.embeddings(EmbeddingRequest::new("m", "hello"))).expect("embeddings");
+    assert_eq!(e.data.len(), 1);
+    let t = H::wait(c.tokenize(TokenizeRequest::new("m", "hello world"))).expect("tokenize");
+    assert_eq!(t.count as usize, t.tokens.len());
+    let d = H::wait(c.detokenize(DetokenizeRequest::new("m", t.tokens))).expect("detokenize");
+    assert!(d.prompt.contains("hello"), "{d:?}");
+    let paths: Vec<_> = server.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(
+        paths,
+        [
+            "/v1/models",
+            "/health",
+            "/version",
+            "/v1/embeddings",
+            "/tokenize",
+            "/detokenize"
+        ]
+    );
+}
+
+// ----- error shapes (REFERENCE §1) ----------------------------------------------------------
+
+fn no_retry_error<H: Harness>(reply: Reply) -> VllmError {
+    let server = FakeServer::start();
+    server.push(reply);
+    let c = H::builder(&server.base_url()).max_retries(0).build();
+    let e = chat::<H>(&c).expect_err("an error");
+    assert_eq!(server.request_count(), 1);
+    e
+}
+
+pub fn error_nested<H: Harness>() {
+    let e = no_retry_error::<H>(Reply::vllm_error(400, "max_tokens is too large"));
+    let api = api_error(&e);
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(400));
+    assert_eq!(api.message, "max_tokens is too large");
+    assert_eq!(api.kind.as_deref(), Some("BadRequestError"));
+    assert_eq!(api.code.as_deref(), Some("400"));
+}
+
+pub fn error_flat<H: Harness>() {
+    let body = json!({"object": "error", "message": "old style", "type": "BadRequestError", "param": null, "code": 400});
+    let e = no_retry_error::<H>(Reply::json_status(400, &body));
+    let api = api_error(&e);
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(400));
+    assert_eq!(api.message, "old style");
+    assert_eq!(api.kind.as_deref(), Some("BadRequestError"));
+}
+
+pub fn error_string<H: Harness>() {
+    let e = no_retry_error::<H>(Reply::json_status(401, &json!({"error": "Unauthorized"})));
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(401));
+    assert_eq!(api_error(&e).message, "Unauthorized");
+    assert!(!e.is_retryable());
+}
+
+pub fn error_empty_500<H: Harness>() {
+    let e = no_retry_error::<H>(Reply::status(500));
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(500));
+    assert!(!api_error(&e).message.is_empty());
+    assert!(e.is_retryable());
+}
+
+pub fn error_html_page<H: Harness>() {
+    let page = "<html><body><h1>502 Bad Gateway</h1><p>nginx</p></body></html>";
+    let e = no_retry_error::<H>(Reply::html(502, page));
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(502));
+    let text = e.to_string();
+    assert!(text.len() < 2000, "bounded: {text}");
+}
+
+pub fn error_litellm_string_code<H: Harness>() {
+    let e = no_retry_error::<H>(fixture("litellm_err_429"));
+    let api = api_error(&e);
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(429));
+    assert_eq!(api.kind.as_deref(), Some("throttling_error"));
+    assert_eq!(api.code.as_deref(), Some("429"));
+    assert!(api.message.contains("mock rate limit error"), "{api:?}");
+}
+
+pub fn error_fastapi_detail<H: Harness>() {
+    let e = no_retry_error::<H>(fixture("llamacpp_err_404_path"));
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(404));
+    assert_eq!(api_error(&e).message, "Not Found");
+}
+
+// ----- retries ------------------------------------------------------------------------------
+
+fn retry_after<H: Harness>(name: &str, value: String, at_least: Duration) {
+    let server = FakeServer::start();
+    server.push(Reply::vllm_error(429, "slow down").header(name, &value));
+    let c = client::<H>(&server);
+    let started = Instant::now();
+    let rep = H::wait(
+        c.chat
+            .completions()
+            .create()
+            .model("m")
+            .messages(hi())
+            .send_with_report(),
+    )
+    .expect("reported");
+    let r = rep.result.expect("success after the wait");
+    assert_eq!(r.content.as_deref(), Some("Echo: hi"));
+    assert_eq!(server.request_count(), 2);
+    assert!(
+        gap(&server, 0) >= at_least,
+        "waited {:?}, hint {name}: {value}",
+        gap(&server, 0)
+    );
+    assert!(started.elapsed() >= at_least);
+    assert_eq!(rep.report.retries.len(), 1);
+    assert!(rep.report.retries[0].hinted, "{:?}", rep.report);
+}
+
+pub fn retry_after_seconds<H: Harness>() {
+    retry_after::<H>("retry-after", "1".into(), Duration::from_millis(950));
+}
+
+pub fn retry_after_http_date<H: Harness>() {
+    // Dates have whole seconds: two seconds ahead is a wait of more than one.
+    let date = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(2));
+    retry_after::<H>("retry-after", date, Duration::from_millis(900));
+}
+
+pub fn retry_after_ms<H: Harness>() {
+    retry_after::<H>("retry-after-ms", "300".into(), Duration::from_millis(290));
+}
+
+pub fn retry_503_then_success<H: Harness>() {
+    let server = FakeServer::start();
+    server.push(Reply::vllm_error(503, "overloaded"));
+    let r = chat::<H>(&client::<H>(&server)).expect("retried");
+    assert_eq!(r.content.as_deref(), Some("Echo: hi"));
+    assert_eq!(server.request_count(), 2);
+}
+
+pub fn no_retry_501_or_400<H: Harness>() {
+    for status in [501, 400] {
+        let server = FakeServer::start();
+        server.push_n(3, Reply::vllm_error(status, "no"));
+        let e = chat::<H>(&client::<H>(&server)).expect_err("not retried");
+        assert_eq!(e.status().map(|s| s.as_u16()), Some(status));
+        assert_eq!(
+            server.request_count(),
+            1,
+            "status {status} must not be retried"
+        );
+    }
+}
+
+pub fn connection_refused<H: Harness>() {
+    let c = H::builder(&free_port_url()).max_retries(2).build();
+    let rep = H::wait(
+        c.chat
+            .completions()
+            .create()
+            .model("m")
+            .messages(hi())
+            .send_with_report(),
+    )
+    .expect("reported");
+    let e = rep.result.expect_err("refused");
+    assert!(e.is_connect(), "{e:?}");
+    assert_eq!(rep.report.attempts, 3, "{:?}", rep.report);
+}
+
+pub fn slow_first_token_retried<H: Harness>() {
+    let server = FakeServer::start();
+    server.push(Reply::generate().delay(Duration::from_millis(1500)));
+    let c = H::builder(&server.base_url())
+        .first_token_timeout(Duration::from_millis(300))
+        .build();
+    let events = stream::<H>(&c).expect("second attempt");
+    assert!(matches!(terminal(&events), StreamEvent::Done), "{events:?}");
+    assert_eq!(content(&events), "Echo: hi");
+    assert_eq!(server.request_count(), 2);
+}
+
+// ----- streams --------------------------------------------------------------------------------
+
+pub fn stall_with_keep_alives_hits_idle_timeout<H: Harness>() {
+    let server = FakeServer::start();
+    server.push(
+        Reply::generate()
+            .reply_text("one two three four")
+            .keep_alives_after_tokens(2, 40, Duration::from_millis(50)),
+    );
+    let c = H::builder(&server.base_url())
+        .idle_timeout(Duration::from_millis(400))
+        .build();
+    let started = Instant::now();
+    let events = stream::<H>(&c).expect("stream");
+    let e = stream_error(&events);
+    assert!(e.is_timeout(), "{e:?}");
+    assert_eq!(content(&events), "one two", "no duplicated text");
+    assert!(started.elapsed() < Duration::from_millis(400) + MARGIN);
+    assert_eq!(server.request_count(), 1, "not retried after output");
+}
+
+pub fn silent_stall_times_out_and_disconnects<H: Harness>() {
+    let server = FakeServer::start();
+    server.push(
+        Reply::generate()
+            .reply_text("one two three")
+            .stall_after_tokens(1, Duration::from_secs(20)),
+    );
+    let c = H::builder(&server.base_url())
+        .idle_timeout(Duration::from_millis(300))
+        .build();
+    let started = Instant::now();
+    let events = stream::<H>(&c).expect("stream");
+    assert!(stream_error(&events).is_timeout(), "{events:?}");
+    assert!(started.elapsed() < Duration::from_millis(300) + MARGIN);
+    assert_eq!(content(&events), "one");
+    // The abandoned connection is closed, so vLLM would stop generating.
+    assert!(
+        server.wait_for_disconnects(1, Duration::from_secs(5)),
+        "the server saw no disconnect"
+    );
+}
+
+pub fn in_band_error_event<H: Harness>() {
+    let server = FakeServer::start();
+    // The pause makes sure the text reached the caller before the error: an error decoded
+    // in the same read as the text, before any output, may be retried instead.
+    server.push(Reply::sse([
+        chunk(json!({"role": "assistant", "content": ""}), None),
+        chunk(json!({"content": "a"}), None),
+        chunk(json!({"content": " b"}), None),
+        Part::delay_ms(150),
+        Part::error_event("engine died"),
+        Part::done(),
+    ]));
+    let events = stream::<H>(&client::<H>(&server)).expect("stream");
+    let e = stream_error(&events);
+    let api = api_error(e);
+    assert!(api.message.contains("engine died"), "{api:?}");
+    assert!(api.in_stream);
+    assert_eq!(content(&events), "a b");
+    assert_eq!(server.request_count(), 1);
+}
+
+pub fn cut_before_done<H: Harness>() {
+    let server = FakeServer::start();
+    server.push(Reply::generate().reply_text("a b c d").cut_after_tokens(2));
+    let events = stream::<H>(&client::<H>(&server)).expect("stream");
+    let e = stream_error(&events);
+    assert!(
+        e.is_truncated() || matches!(e, VllmError::Transport { .. }),
+        "{e:?}"
+    );
+    assert_eq!(content(&events), "a b");
+}
+
+pub fn clean_end_without_done<H: Harness>() {
+    let server = FakeServer::start();
+    server.push(Reply::generate().reply_text("a b").without_done());
+    let events = stream::<H>(&client::<H>(&server)).expect("stream");
+    assert!(stream_error(&events).is_truncated(), "{events:?}");
+}
+
+pub fn utf8_split_inside_characters<H: Harness>() {
+    let server = FakeServer::start();
+    server.push(
+        Reply::sse([
+            chunk(json!({"role": "assistant", "content": ""}), None),
+            chunk(json!({"content": "你好"}), None),
+            chunk(json!({"content": "，世界"}), None),
+            chunk(json!({"content": ""}), Some("stop")),
+            Part::done(),
+        ])
+        .split_every(1)
+        .pace(Duration::from_micros(200)),
+    );
+    let events = stream::<H>(&client::<H>(&server)).expect("stream");
+    assert!(matches!(terminal(&events), StreamEvent::Done));
+    assert_eq!(content(&events), "你好，世界");
+}
+
+pub fn tool_call_arguments_assembled<H: Harness>() {
+    let server = FakeServer::start();
+    let mut parts = vec![chunk(
+        json!({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": ""}}]}),
+        None,
+    )];
+    for piece in ["{\"ci", "ty\": \"Par", "is\", \"unit", "\": \"°C\"", "}"] {
+        parts.push(chunk(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}),
+            None,
+        ));
+    }
+    parts.push(chunk(json!({}), Some("tool_calls")));
+    parts.push(Part::done());
+    server.push(Reply::sse(parts).split_every(7));
+    let events = stream::<H>(&client::<H>(&server)).expect("stream");
+    assert!(matches!(terminal(&events), StreamEvent::Done));
+    let calls: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            StreamEvent::ToolCall(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(calls.len(), 1, "{events:?}");
+    assert_eq!(calls[0].id, "call_1");
+    assert_eq!(calls[0].function.name, "get_weather");
+    let args: Value = serde_json::from_str(&calls[0].function.arguments).expect("JSON arguments");
+    assert_eq!(args, json!({"city": "Paris", "unit": "°C"}));
+}
+
+pub fn reasoning_both_field_names<H: Harness>() {
+    let server = FakeServer::start();
+    server.push(Reply::sse([
+        chunk(json!({"role": "assistant", "content": ""}), None),
+        chunk(json!({"reasoning": "new "}), None),
+        chunk(json!({"reasoning_content": "old"}), None),
+        chunk(json!({"content": "answer"}), None),
+        chunk(json!({"content": ""}), Some("stop")),
+        Part::done(),
+    ]));
+    let c = client::<H>(&server);
+    let events = stream::<H>(&c).expect("stream");
+    let reasoning: String = events
+        .iter()
+        .filter_map(|e| match e {
+            StreamEvent::Reasoning(s) => Some(s.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasoning, "new old");
+    assert_eq!(content(&events), "answer");
+    // Non-streamed: `reasoning`, and `reasoning_content` from older servers.
+    server.push(Reply::generate().reasoning("thinking hard"));
+    assert_eq!(
+        chat::<H>(&c).expect("chat").reasoning.as_deref(),
+        Some("thinking hard")
+    );
+    let old = json!({"id": "x", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok",
+        "reasoning_content": "legacy"}, "finish_reason": "stop"}]});
+    server.push(Reply::json_status(200, &old));
+    assert_eq!(
+        chat::<H>(&c).expect("chat").reasoning.as_deref(),
+        Some("legacy")
+    );
+}
+
+pub fn usage_when_asked<H: Harness>() {
+    let server = FakeServer::start();
+    let c = client::<H>(&server);
+    let s = H::wait(
+        c.chat
+            .completions()
+            .create()
+            .model("m")
+            .messages(hi())
+            .include_usage(true)
+            .send_stream(),
+    )
+    .expect("stream");
+    let events = H::collect(s);
+    assert!(matches!(terminal(&events), StreamEvent::Done));
+    let usage = events
+        .iter()
+        .find_map(|e| match e {
+            StreamEvent::Usage(u) => Some(u.clone()),
+            _ => None,
+        })
+        .expect("a usage event");
+    assert!(usage.completion_tokens > 0, "{usage:?}");
+    let seen = server.last_request().expect("a request");
+    assert_eq!(
+        seen.json.as_ref().expect("json")["stream_options"]["include_usage"],
+        true
+    );
+}
+
+pub fn drop_closes_connection<H: Harness>() {
+    let server = FakeServer::start();
+    server.push(
+        Reply::generate()
+            .reply_text(&"word ".repeat(200))
+            .token_delay(Duration::from_millis(20)),
+    );
+    let c = client::<H>(&server);
+    let mut s = H::wait(
+        c.chat
+            .completions()
+            .create()
+            .model("m")
+            .messages(hi())
+            .stream(true)
+            .send_stream(),
+    )
+    .expect("stream");
+    let first = H::next(&mut s).expect("an event");
+    assert!(!first.is_terminal());
+    drop(s);
+    assert!(
+        server.wait_for_disconnects(1, Duration::from_secs(5)),
+        "the server saw no disconnect"
+    );
+    assert!(server.requests()[0].client_disconnected);
+}
+
+// ----- breaker and limits ---------------------------------------------------------------------
+
+pub fn breaker_opens_rejects_probes_and_closes<H: Harness>() {
+    let server = FakeServer::start();
+    let cfg = BreakerConfig {
+        window: SlidingWindow::Count { size: 4 },
+        minimum_calls: 2,
+        failure_rate_threshold: 50,
+        break_duration: Duration::from_millis(400),
+        ..BreakerConfig::default()
+    };
+    let c = H::builder(&server.base_url())
+        .max_retries(0)
+        .circuit_breaker(cfg)
+        .build();
+    server.push_n(2, Reply::vllm_error(500, "down"));
+    for _ in 0..2 {
+        assert_eq!(
+            chat::<H>(&c).expect_err("500").status().map(|s| s.as_u16()),
+            Some(500)
+        );
+    }
+    // Open: rejected at once, no request reaches the server.
+    let started = Instant::now();
+    let e = chat::<H>(&c).expect_err("open");
+    assert!(matches!(e, VllmError::CircuitOpen { .. }), "{e:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(300),
+        "rejected fast"
+    );
+    assert_eq!(server.request_count(), 2);
+    // After the break: a probe goes through, succeeds, and the breaker closes.
+    std::thread::sleep(Duration::from_millis(500));
+    chat::<H>(&c).expect("probe");
+    chat::<H>(&c).expect("closed");
+    chat::<H>(&c).expect("closed");
+    assert_eq!(server.request_count(), 5);
+}
+
+pub fn rate_limit_spaces_calls<H: Harness>() {
+    let server = FakeServer::start();
+    let c = H::builder(&server.base_url())
+        .rate_limit(1, Duration::from_millis(400), 1)
+        .build();
+    chat::<H>(&c).expect("first");
+    chat::<H>(&c).expect("second");
+    assert!(
+        gap(&server, 0) >= Duration::from_millis(350),
+        "gap {:?}",
+        gap(&server, 0)
+    );
+}
+
+pub fn concurrency_permit_held_for_the_stream<H: Harness>() {
+    let server = FakeServer::start();
+    server.push(
+        Reply::generate()
+            .reply_text(&"word ".repeat(200))
+            .token_delay(Duration::from_millis(20)),
+    );
+    let c = H::builder(&server.base_url()).max_concurrency(1).build();
+    let mut s = H::wait(
+        c.chat
+            .completions()
+            .create()
+            .model("m")
+            .messages(hi())
+            .stream(true)
+            .send_stream(),
+    )
+    .expect("stream");
+    assert!(!H::next(&mut s).expect("an event").is_terminal());
+    let c2 = c.clone();
+    let second = std::thread::spawn(move || chat::<H>(&c2).map(|r| r.content));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        server.request_count(),
+        1,
+        "the second call waits for the slot"
+    );
+    let dropped_at = Instant::now();
+    drop(s);
+    let content = second.join().expect("thread").expect("second call");
+    assert_eq!(content.as_deref(), Some("Echo: hi"));
+    assert!(server.requests()[1].received_at >= dropped_at);
+}
+
+pub fn total_deadline_bounds_everything<H: Harness>() {
+    let server = FakeServer::start();
+    // Every attempt fails slowly, and backoff would go on: the deadline ends it all.
+    server.push_n(
+        10,
+        Reply::vllm_error(503, "busy").delay(Duration::from_millis(150)),
+    );
+    let deadline = Duration::from_millis(700);
+    let c = H::builder(&server.base_url())
+        .max_retries(10)
+        .exponential_backoff(
+            Duration::from_millis(100),
+            Duration::from_millis(200),
+            vllm_client_core::policy::Jitter::None,
+        )
+        .total_timeout(deadline)
+        .build();
+    let started = Instant::now();
+    let e = chat::<H>(&c).expect_err("deadline");
+    let took = started.elapsed();
+    assert!(took <= deadline + MARGIN, "took {took:?}");
+    assert!(e.is_timeout() || e.status().is_some(), "{e:?}");
+    // A stall past the deadline: a head that never comes.
+    server.clear_replies();
+    server.push(Reply::generate().delay(Duration::from_secs(10)));
+    let started = Instant::now();
+    let e = chat::<H>(&c).expect_err("deadline");
+    assert!(e.is_timeout(), "{e:?}");
+    assert!(
+        started.elapsed() <= deadline + MARGIN,
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+// ----- secrets --------------------------------------------------------------------------------
+
+pub fn api_key_sent_never_printed<H: Harness>() {
+    let key = "sk-conformance-secret-1234";
+    let server = FakeServer::builder().api_key(key).start();
+    let c = H::builder(&server.base_url()).api_key(key).build();
+    chat::<H>(&c).expect("authorised");
+    let seen = server.last_request().expect("a request");
+    assert_eq!(
+        seen.header("authorization"),
+        Some(format!("Bearer {key}").as_str())
+    );
+    assert!(
+        !format!("{c:?}").contains(key),
+        "Debug of the client shows the key"
+    );
+
+    let wrong = "sk-wrong-key-5678";
+    let c = H::builder(&server.base_url())
+        .max_retries(0)
+        .build()
+        .with_api_key(wrong);
+    let e = chat::<H>(&c).expect_err("unauthorised");
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(401));
+    for text in [format!("{e}"), format!("{e:?}"), format!("{c:?}")] {
+        assert!(!text.contains(wrong), "the key leaks: {text}");
+    }
+}
