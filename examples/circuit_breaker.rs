@@ -21,11 +21,14 @@ async fn main() {
         .with_target(false)
         .init();
     let target = support::target();
-    let mut breaker = BreakerConfig::default();
-    breaker.window = SlidingWindow::Count { size: 4 };
-    breaker.minimum_calls = 4;
-    breaker.failure_rate_threshold = 50;
-    breaker.break_duration = Duration::from_millis(500);
+    // Open when half of the last 4 calls failed; fail fast for 500 ms, then probe once.
+    let breaker = BreakerConfig {
+        window: SlidingWindow::Count { size: 4 },
+        minimum_calls: 4,
+        failure_rate_threshold: 50,
+        break_duration: Duration::from_millis(500),
+        ..BreakerConfig::default()
+    };
     let client = VllmClient::builder()
         .base_url(&target.base_url)
         .max_retries(0)

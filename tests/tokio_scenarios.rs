@@ -82,10 +82,12 @@ async fn three_503s_with_two_retries() {
 #[tokio::test]
 async fn breaker_opens_probes_once_and_closes() {
     let server = FakeServer::start();
-    let mut cfg = BreakerConfig::default();
-    cfg.window = SlidingWindow::Count { size: 3 };
-    cfg.minimum_calls = 3;
-    cfg.break_duration = Duration::from_millis(300);
+    let cfg = BreakerConfig {
+        window: SlidingWindow::Count { size: 3 },
+        minimum_calls: 3,
+        break_duration: Duration::from_millis(300),
+        ..BreakerConfig::default()
+    };
     let client = VllmClient::builder()
         .base_url(server.base_url())
         .max_retries(0)

@@ -125,7 +125,7 @@ mod tests {
 
     #[test]
     fn chain_skips_repeated_causes() {
-        let io = std::io::Error::new(std::io::ErrorKind::Other, "refused");
+        let io = std::io::Error::other("refused");
         assert_eq!(error_chain(&io), "refused");
     }
 }
