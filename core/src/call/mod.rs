@@ -47,6 +47,7 @@
 //!         }
 //!         Action::Emit(event) => println!("{event:?}"),
 //!         Action::Done(result) => { println!("{result:?}"); break; }
+//!         _ => {} // `Action` is non-exhaustive: later versions may add actions.
 //!     }
 //! }
 //! ```
