@@ -663,10 +663,11 @@ impl SseDecoder {
     }
 }
 
-/// `bytes` as text, invalid sequences replaced by U+FFFD. Borrows when `bytes` is valid UTF-8;
-/// `str::from_utf8` first because its validation is much faster than the lossy decoder's.
+/// `bytes` as text, invalid sequences replaced by U+FFFD. Borrows when `bytes` is valid UTF-8.
+/// Validation is most of the decoder's cost, so the valid case goes through `simdutf8`'s SIMD
+/// validator (a safe API); only invalid input takes std's lossy decoder.
 pub(crate) fn lossy(bytes: &[u8]) -> Cow<'_, str> {
-    match std::str::from_utf8(bytes) {
+    match simdutf8::basic::from_utf8(bytes) {
         Ok(s) => Cow::Borrowed(s),
         Err(_) => String::from_utf8_lossy(bytes),
     }
