@@ -1,4 +1,21 @@
-//! The pure core of `vllm-client`.
+//! The pure, deterministic core of `vllm-client`: everything a client of vLLM's
+//! OpenAI-compatible API decides, and nothing it does. No IO, no async, no clock, no global
+//! randomness: it is fed timestamps, bytes and outcomes, and answers with what to do next.
+//! The adapters (`vllm-client-tokio`, `-async-std`, `-blocking`) only move bytes and sleep.
+//!
+//! | module | decides |
+//! |---|---|
+//! | [`api`] | the wire types of every endpoint, vLLM's extras, and `extra` JSON merged last |
+//! | [`request`] | base URL joining, `http::Request<Bytes>` building, authentication |
+//! | [`error`] | [`VllmError`], and reading every error-body shape servers really send |
+//! | [`sse`] | the WHATWG `text/event-stream` algorithm: bytes in any chunking → events, bounded |
+//! | [`stream`] | chat/completions chunks → [`StreamEvent`]s: `[DONE]`, in-band errors, truncation, tool calls |
+//! | [`policy`] | retry classification, backoff, `Retry-After`, retry budget, circuit breaker, rate and concurrency limits, timeouts |
+//! | [`call`] | the per-call driver that composes all of the above (its docs show the run loop) |
+//! | [`client`] | the user API, written once and generic over an adapter's [`client::Execute`] |
+//!
+//! Dependencies are `http`, `bytes`, `serde`, `serde_json`, `thiserror` and small pure helpers
+//! (`memchr`, `httpdate`, `simdutf8`); CI checks that no IO crate is among them.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
