@@ -7,35 +7,6 @@ mod harness;
 #[path = "conformance/scenarios.rs"]
 mod scenarios;
 
-use vllm_testkit::server::Reply;
-
-/// A captured real-server response from `conformance/fixtures/` (status, headers, body).
-pub fn fixture(name: &str) -> Reply {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance/fixtures");
-    let head = std::fs::read_to_string(dir.join(format!("{name}.headers"))).expect("fixture head");
-    let body = std::fs::read(dir.join(format!("{name}.body"))).expect("fixture body");
-    let mut lines = head.lines();
-    let status: u16 = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("a status line");
-    let mut reply = Reply::status(status);
-    for line in lines {
-        if let Some((name, value)) = line.split_once(':') {
-            let name = name.trim();
-            // Framing is the server's business; the date would be stale.
-            if !["content-length", "transfer-encoding", "date", "connection"]
-                .iter()
-                .any(|h| name.eq_ignore_ascii_case(h))
-            {
-                reply = reply.header(name, value.trim());
-            }
-        }
-    }
-    reply.body(body)
-}
-
 macro_rules! conformance {
     ($($scenario:ident),* $(,)?) => {
         mod tokio {

@@ -11,7 +11,6 @@ use vllm_client_core::policy::{BreakerConfig, SlidingWindow};
 use vllm_client_core::{StreamEvent, VllmError};
 use vllm_testkit::server::{free_port_url, FakeServer, Part, Reply};
 
-use crate::fixture;
 use crate::harness::Harness;
 
 const CHAT: &str = "/v1/chat/completions";
@@ -239,7 +238,7 @@ pub fn error_html_page<H: Harness>() {
 }
 
 pub fn error_litellm_string_code<H: Harness>() {
-    let e = no_retry_error::<H>(fixture("litellm_err_429"));
+    let e = no_retry_error::<H>(Reply::fixture("litellm_err_429").expect("fixture"));
     let api = api_error(&e);
     assert_eq!(e.status().map(|s| s.as_u16()), Some(429));
     assert_eq!(api.kind.as_deref(), Some("throttling_error"));
@@ -248,7 +247,7 @@ pub fn error_litellm_string_code<H: Harness>() {
 }
 
 pub fn error_fastapi_detail<H: Harness>() {
-    let e = no_retry_error::<H>(fixture("llamacpp_err_404_path"));
+    let e = no_retry_error::<H>(Reply::fixture("llamacpp_err_404_path").expect("fixture"));
     assert_eq!(e.status().map(|s| s.as_u16()), Some(404));
     assert_eq!(api_error(&e).message, "Not Found");
 }
