@@ -368,3 +368,18 @@ async fn dropping_a_stream_closes_its_connection() {
             .unwrap();
     assert!(seen, "the server saw the client go away");
 }
+
+#[tokio::test]
+async fn a_concurrency_limit_of_zero_is_a_clear_error_not_a_hang() {
+    let server = FakeServer::start();
+    let client = VllmClient::builder()
+        .base_url(server.base_url())
+        .max_concurrency(0)
+        .build();
+    let e = tokio::time::timeout(Duration::from_secs(5), chat(&client))
+        .await
+        .expect("no hang")
+        .unwrap_err();
+    assert!(e.to_string().contains("max_concurrency"), "{e}");
+    assert_eq!(server.request_count(), 0);
+}

@@ -241,9 +241,15 @@ pub struct Call {
 impl Call {
     /// A call described by `spec`, starting at `now`.
     pub fn new(config: &ClientConfig, spec: CallSpec, now: Instant, shared: &mut Shared) -> Call {
-        let request = spec
-            .body
-            .and_then(|body| config.request.build(spec.endpoint, body.as_ref()));
+        let request = if config.policy.max_concurrency == Some(0) {
+            // Would wait forever (or until the deadline) for a slot that can never exist.
+            Err(VllmError::InvalidRequest(
+                "max_concurrency(0) can never admit a call; use at least 1".into(),
+            ))
+        } else {
+            spec.body
+                .and_then(|body| config.request.build(spec.endpoint, body.as_ref()))
+        };
         let policy = config.policy.clone();
         let deadline = policy.timeouts.deadline_from(now);
         Call {
