@@ -229,6 +229,7 @@ impl RequestConfig {
             .map_err(|e| VllmError::InvalidRequest(format!("cannot build the request: {e}")))?;
         let headers = req.headers_mut();
         for (name, value) in &self.default_headers {
+            check_header_value(name.as_str(), value)?;
             headers.append(name.clone(), value.clone());
         }
         if endpoint.method() == Method::POST {
@@ -245,6 +246,7 @@ impl RequestConfig {
         let ua = HeaderValue::from_str(&self.user_agent).map_err(|_| {
             VllmError::InvalidRequest("the user agent is not a valid header".into())
         })?;
+        check_header_value("user-agent", &ua)?;
         headers.insert(http::header::USER_AGENT, ua);
         if let Some(key) = &self.api_key {
             let mut v =
@@ -254,6 +256,8 @@ impl RequestConfig {
                     )
                 })?;
             v.set_sensitive(true);
+            check_header_value("authorization", &v)
+                .map_err(|_| VllmError::InvalidRequest("the API key has characters a header cannot carry".into()))?;
             headers.insert(AUTHORIZATION, v);
         }
         Ok(req)
@@ -266,7 +270,28 @@ pub fn header_pair(name: &str, value: &str) -> Result<(HeaderName, HeaderValue),
         .map_err(|_| VllmError::InvalidRequest(format!("invalid header name {name:?}")))?;
     let v = HeaderValue::from_str(value)
         .map_err(|_| VllmError::InvalidRequest(format!("invalid value for header {name:?}")))?;
+    check_header_value(n.as_str(), &v)?;
     Ok((n, v))
+}
+
+/// Whether every HTTP client can carry `value`: visible ASCII, spaces and tabs only.
+///
+/// HTTP allows other bytes ("obs-text"), but HTTP clients disagree about them (surf refuses
+/// non-ASCII values, others send them raw), so a header one adapter sends and another refuses
+/// would make the same program behave differently per runtime. It is refused when the client
+/// is built, with the header's name (never its value, which may be a secret).
+pub fn check_header_value(name: &str, value: &HeaderValue) -> Result<(), VllmError> {
+    let ok = value
+        .as_bytes()
+        .iter()
+        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(VllmError::InvalidRequest(format!(
+            "the value of header {name:?} has characters other than visible ASCII, which HTTP clients refuse"
+        )))
+    }
 }
 
 #[cfg(test)]

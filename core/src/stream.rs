@@ -218,6 +218,54 @@ impl StreamDecoder {
         }
     }
 
+    /// The server ignored `stream: true` and answered with one complete `chat.completion` (or
+    /// `text_completion`) JSON document: it is turned into the events its stream would have
+    /// produced — reasoning, content, tool calls (with their deltas), finish reasons, usage,
+    /// then `Done`. An error document gives [`VllmError::Api`]; anything else, a
+    /// [`VllmError::Decode`]. Ignored after the terminal event.
+    pub fn push_document(&mut self, body: &[u8]) {
+        if self.state.terminated {
+            return;
+        }
+        let mut doc = match serde_json::from_slice::<Value>(body) {
+            Ok(v) => v,
+            Err(e) => {
+                let e = VllmError::decode(
+                    format!("the JSON answer to a stream request is not JSON: {e}"),
+                    body,
+                );
+                return self.state.terminate(StreamEvent::Error(e));
+            }
+        };
+        if ApiError::from_stream_event(&doc).is_some() {
+            let text = String::from_utf8_lossy(body);
+            return self.state.api_error(&doc, &text);
+        }
+        let Some(choices) = doc.get_mut("choices").and_then(Value::as_array_mut) else {
+            let e = VllmError::decode("the JSON answer to a stream request has no choices", body);
+            return self.state.terminate(StreamEvent::Error(e));
+        };
+        for choice in choices.iter_mut().filter_map(Value::as_object_mut) {
+            // A whole `message` reads as one big `delta`; its tool calls carry no `index`,
+            // their position is it.
+            if let Some(mut message) = choice.remove("message") {
+                if let Some(calls) = message.get_mut("tool_calls").and_then(Value::as_array_mut) {
+                    for (i, call) in calls.iter_mut().enumerate() {
+                        if let Some(call) = call.as_object_mut() {
+                            call.entry("index").or_insert(Value::from(i));
+                        }
+                    }
+                }
+                choice.insert("delta".to_owned(), message);
+            }
+        }
+        self.state.chunk(&doc.to_string());
+        if !self.state.terminated {
+            self.state.flush_tools();
+            self.state.terminate(StreamEvent::Done);
+        }
+    }
+
     // --- outputs ---
 
     /// The next event, or `None` when nothing is queued. After the terminal event has been

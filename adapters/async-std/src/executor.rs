@@ -1,12 +1,15 @@
 //! [`AsyncStd`]: runs the core's calls on async-std with surf.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use event_listener::Event as Notify;
 use vllm_client_core::call::Shared;
+use vllm_client_core::policy::WaiterId;
 use vllm_client_core::client::{CallSpec, Decode, Execute, Reported};
 use vllm_client_core::config::ClientConfig;
 use vllm_client_core::VllmError;
@@ -28,14 +31,60 @@ pub(crate) struct Inner {
     pub(crate) config: ClientConfig,
     pub(crate) http: surf::Client,
     shared: Mutex<Shared>,
-    /// Notified whenever a call ends, for calls waiting on a concurrency slot.
-    pub(crate) released: Notify,
+    /// Calls waiting for a concurrency slot, by their place in the core's queue. Locked only
+    /// while `shared` is held, so a waiter is registered before anybody can name it.
+    waiters: Mutex<HashMap<WaiterId, Arc<Turn>>>,
 }
 
 impl Inner {
     /// The shared state. Never held across an await.
     pub(crate) fn shared(&self) -> MutexGuard<'_, Shared> {
         self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The waiting calls. Lock only while holding [`shared`](Self::shared).
+    pub(crate) fn waiters(&self) -> MutexGuard<'_, HashMap<WaiterId, Arc<Turn>>> {
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes exactly the waiters whose turn has come (the core hands a freed slot to the
+    /// first waiter). Call with the shared state still locked.
+    pub(crate) fn wake_next(&self, shared: &mut Shared) {
+        while let Some(waiter) = shared.poll_wake() {
+            if let Some(turn) = self.waiters().remove(&waiter) {
+                turn.notify();
+            }
+        }
+    }
+}
+
+/// One call's wake-up: set once its turn for a slot has come (kept if it comes before the
+/// call waits, so it is never missed).
+#[derive(Default)]
+pub(crate) struct Turn {
+    ready: AtomicBool,
+    event: Notify,
+}
+
+impl Turn {
+    fn notify(&self) {
+        self.ready.store(true, Ordering::Release);
+        self.event.notify(1);
+    }
+
+    /// Resolves once the wake-up came.
+    pub(crate) async fn wait(&self) {
+        loop {
+            if self.ready.swap(false, Ordering::AcqRel) {
+                return;
+            }
+            // Listening before checking again, so a wake-up in between is not missed.
+            let listener = self.event.listen();
+            if self.ready.swap(false, Ordering::AcqRel) {
+                return;
+            }
+            listener.await;
+        }
     }
 }
 
@@ -72,7 +121,7 @@ impl AsyncStd {
                 config,
                 http,
                 shared: Mutex::new(shared),
-                released: Notify::new(),
+                waiters: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -80,7 +129,10 @@ impl AsyncStd {
     /// Runs `f` with the client's shared state (breaker, budget, limits), e.g. to read the
     /// breaker's state or force it open.
     pub fn with_shared<R>(&self, f: impl FnOnce(&mut Shared) -> R) -> R {
-        f(&mut self.inner.shared())
+        let mut shared = self.inner.shared();
+        let r = f(&mut shared);
+        self.inner.wake_next(&mut shared);
+        r
     }
 }
 

@@ -12,7 +12,8 @@ use vllm_client_core::call::{Action, Call, CallReport, Event, ResponseHead, Tran
 use vllm_client_core::client::CallSpec;
 use vllm_client_core::{StreamEvent, VllmError};
 
-use crate::executor::Inner;
+use crate::executor::{Inner, Turn};
+use vllm_client_core::policy::WaiterId;
 
 /// Bytes asked for per read of a body.
 const READ_CHUNK: usize = 16 << 10;
@@ -28,6 +29,9 @@ pub(crate) struct Runner {
     call: Call,
     response: Option<surf::Response>,
     buf: Vec<u8>,
+    /// Set when this call's turn for a concurrency slot has come.
+    turn: Arc<Turn>,
+    waiter: Option<WaiterId>,
 }
 
 /// Races `fut` against `deadline`: `None` when the deadline passed first.
@@ -52,6 +56,8 @@ impl Runner {
             call,
             response: None,
             buf: Vec::new(),
+            turn: Arc::new(Turn::default()),
+            waiter: None,
         }
     }
 
@@ -70,23 +76,19 @@ impl Runner {
 
     /// Runs until the next event for the caller, or the end.
     pub(crate) async fn step(&mut self) -> Step {
-        let mut next: Option<Action> = None;
         loop {
-            let action = match next.take() {
-                Some(a) => a,
-                None => self.with_call(|call, shared| call.poll(Instant::now(), shared)),
-            };
+            let action = self.poll();
             let event = match action {
                 Action::Emit(ev) => {
                     if ev.is_terminal() {
+                        // The contract: a finished stream's connection is closed, not reused.
                         self.response = None;
-                        self.inner.released.notify(usize::MAX);
                     }
                     return Step::Emit(ev);
                 }
                 Action::Done(result) => {
                     self.response = None;
-                    self.inner.released.notify(usize::MAX);
+                    self.forget_waiter();
                     return Step::Done(result);
                 }
                 Action::Send {
@@ -106,21 +108,25 @@ impl Runner {
                     async_std::task::sleep(delay).await;
                     Event::Timeout
                 }
-                Action::WaitForPermit { deadline } => {
+                Action::WaitForPermit { deadline, .. } => {
                     emit(log::wait_for_permit_line());
-                    // Listening before asking again, so a release in between is not missed.
-                    let released = self.inner.released.listen();
-                    let again = self.with_call(|call, shared| call.poll(Instant::now(), shared));
-                    if !matches!(again, Action::WaitForPermit { .. }) {
-                        next = Some(again);
-                        continue;
-                    }
-                    match until(deadline, released).await {
+                    // `poll` registered this call under the client lock; a wake-up that came
+                    // before this wait is kept by the `Turn`.
+                    let turn = self.turn.clone();
+                    match until(deadline, turn.wait()).await {
                         Some(()) => Event::PermitReleased,
                         None => Event::Timeout,
                     }
                 }
-                _ => Event::Timeout,
+                other => {
+                    // `Action` is non-exhaustive: an action this adapter does not know ends
+                    // the call with a clear error instead of a guess.
+                    self.response = None;
+                    self.with_call(|call, shared| call.cancel(Instant::now(), shared));
+                    return Step::Done(Err(VllmError::InvalidRequest(format!(
+                        "this adapter cannot perform {other:?}"
+                    ))));
+                }
             };
             self.with_call(|call, shared| call.handle(Instant::now(), event, shared));
         }
@@ -131,7 +137,7 @@ impl Runner {
             Ok(r) => r,
             Err(message) => {
                 return Event::TransportError {
-                    kind: TransportErrorKind::Connect,
+                    kind: TransportErrorKind::Rejected,
                     message,
                 }
             }
@@ -172,12 +178,38 @@ impl Runner {
         }
     }
 
+    /// Asks the driver what to do; a call told to wait is registered as a waiter before the
+    /// client lock is released, so that no release can miss it.
+    fn poll(&mut self) -> Action {
+        let inner = self.inner.clone();
+        let turn = self.turn.clone();
+        let action = self.with_call(|call, shared| {
+            let action = call.poll(Instant::now(), shared);
+            if let Action::WaitForPermit { waiter, .. } = &action {
+                inner.waiters().insert(*waiter, turn);
+            }
+            action
+        });
+        if let Action::WaitForPermit { waiter, .. } = &action {
+            self.waiter = Some(*waiter);
+        }
+        action
+    }
+
+    fn forget_waiter(&mut self) {
+        if let Some(waiter) = self.waiter.take() {
+            let _shared = self.inner.shared();
+            self.inner.waiters().remove(&waiter);
+        }
+    }
+
     fn with_call<R>(
         &mut self,
         f: impl FnOnce(&mut Call, &mut vllm_client_core::call::Shared) -> R,
     ) -> R {
         let mut shared = self.inner.shared();
         let r = f(&mut self.call, &mut shared);
+        self.inner.wake_next(&mut shared);
         while let Some((endpoint, t)) = shared.poll_transition() {
             emit(log::transition_line(endpoint, &t));
         }
@@ -191,8 +223,8 @@ impl Drop for Runner {
         self.response = None;
         if !self.call.is_finished() {
             self.with_call(|call, shared| call.cancel(Instant::now(), shared));
-            self.inner.released.notify(usize::MAX);
         }
+        self.forget_waiter();
     }
 }
 

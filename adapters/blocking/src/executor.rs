@@ -1,10 +1,12 @@
 //! [`Blocking`]: runs the core's calls on the caller's thread with ureq.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use vllm_client_core::call::Shared;
+use vllm_client_core::policy::WaiterId;
 use vllm_client_core::client::{CallSpec, Decode, Execute, Reported};
 use vllm_client_core::config::ClientConfig;
 use vllm_client_core::VllmError;
@@ -24,9 +26,9 @@ pub(crate) struct Inner {
     pub(crate) config: ClientConfig,
     pub(crate) agent: ureq::Agent,
     shared: Mutex<Shared>,
-    /// Counts calls that ended; bumped and notified for calls waiting on a concurrency slot.
-    released: Mutex<u64>,
-    released_cv: Condvar,
+    /// Calls waiting for a concurrency slot, by their place in the core's queue. Locked only
+    /// while `shared` is held, so a waiter is registered before anybody can name it.
+    waiters: Mutex<HashMap<WaiterId, Arc<Turn>>>,
 }
 
 impl Inner {
@@ -35,43 +37,55 @@ impl Inner {
         self.shared.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn released_count(&self) -> MutexGuard<'_, u64> {
-        self.released.lock().unwrap_or_else(|p| p.into_inner())
+    /// The waiting calls. Lock only while holding [`shared`](Self::shared).
+    pub(crate) fn waiters(&self) -> MutexGuard<'_, HashMap<WaiterId, Arc<Turn>>> {
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The number of calls ended so far: take it before asking the driver again, then
-    /// [`wait_release`](Self::wait_release) from it, so no release is missed.
-    pub(crate) fn releases(&self) -> u64 {
-        *self.released_count()
+    /// Wakes exactly the waiters whose turn has come (the core hands a freed slot to the
+    /// first waiter). Call with the shared state still locked.
+    pub(crate) fn wake_next(&self, shared: &mut Shared) {
+        while let Some(waiter) = shared.poll_wake() {
+            if let Some(turn) = self.waiters().remove(&waiter) {
+                turn.notify();
+            }
+        }
+    }
+}
+
+/// One call's wake-up: set once its turn for a slot has come (kept if it comes before the
+/// call waits, so it is never missed).
+#[derive(Default)]
+pub(crate) struct Turn {
+    ready: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Turn {
+    fn notify(&self) {
+        *self.ready.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.cv.notify_one();
     }
 
-    /// A call ended: wake every call waiting for a slot.
-    pub(crate) fn release(&self) {
-        *self.released_count() += 1;
-        self.released_cv.notify_all();
-    }
-
-    /// Waits until a call ends after `seen` releases, or `deadline`; whether one did.
-    pub(crate) fn wait_release(&self, seen: u64, deadline: Option<Instant>) -> bool {
-        let mut count = self.released_count();
-        while *count == seen {
-            count = match deadline {
-                None => self
-                    .released_cv
-                    .wait(count)
-                    .unwrap_or_else(|p| p.into_inner()),
+    /// Waits for the wake-up or `deadline`; whether it came.
+    pub(crate) fn wait(&self, deadline: Option<Instant>) -> bool {
+        let mut ready = self.ready.lock().unwrap_or_else(|p| p.into_inner());
+        while !*ready {
+            ready = match deadline {
+                None => self.cv.wait(ready).unwrap_or_else(|p| p.into_inner()),
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
                     if left.is_zero() {
                         return false;
                     }
-                    match self.released_cv.wait_timeout(count, left) {
-                        Ok((c, _)) => c,
+                    match self.cv.wait_timeout(ready, left) {
+                        Ok((r, _)) => r,
                         Err(p) => p.into_inner().0,
                     }
                 }
             };
         }
+        *ready = false;
         true
     }
 }
@@ -108,8 +122,7 @@ impl Blocking {
                 config,
                 agent,
                 shared: Mutex::new(shared),
-                released: Mutex::new(0),
-                released_cv: Condvar::new(),
+                waiters: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -117,7 +130,10 @@ impl Blocking {
     /// Runs `f` with the client's shared state (breaker, budget, limits), e.g. to read the
     /// breaker's state or force it open.
     pub fn with_shared<R>(&self, f: impl FnOnce(&mut Shared) -> R) -> R {
-        f(&mut self.inner.shared())
+        let mut shared = self.inner.shared();
+        let r = f(&mut shared);
+        self.inner.wake_next(&mut shared);
+        r
     }
 }
 

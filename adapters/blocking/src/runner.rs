@@ -12,7 +12,8 @@ use vllm_client_core::call::{Action, Call, CallReport, Event, ResponseHead, Tran
 use vllm_client_core::client::CallSpec;
 use vllm_client_core::{StreamEvent, VllmError};
 
-use crate::executor::Inner;
+use crate::executor::{Inner, Turn};
+use vllm_client_core::policy::WaiterId;
 
 /// Bytes asked for per read of a body.
 const READ_CHUNK: usize = 16 << 10;
@@ -28,6 +29,9 @@ pub(crate) struct Runner {
     call: Call,
     /// The current attempt's IO thread; dropping it ends the attempt.
     io: Option<Io>,
+    /// Set when this call's turn for a concurrency slot has come.
+    turn: Arc<Turn>,
+    waiter: Option<WaiterId>,
 }
 
 impl Runner {
@@ -40,6 +44,8 @@ impl Runner {
             inner,
             call,
             io: None,
+            turn: Arc::new(Turn::default()),
+            waiter: None,
         }
     }
 
@@ -58,23 +64,19 @@ impl Runner {
 
     /// Runs until the next event for the caller, or the end.
     pub(crate) fn step(&mut self) -> Step {
-        let mut next: Option<Action> = None;
         loop {
-            let action = match next.take() {
-                Some(a) => a,
-                None => self.with_call(|call, shared| call.poll(Instant::now(), shared)),
-            };
+            let action = self.poll();
             let event = match action {
                 Action::Emit(ev) => {
                     if ev.is_terminal() {
+                        // The contract: a finished stream's connection is closed, not reused.
                         self.io = None;
-                        self.inner.release();
                     }
                     return Step::Emit(ev);
                 }
                 Action::Done(result) => {
                     self.io = None;
-                    self.inner.release();
+                    self.forget_waiter();
                     return Step::Done(result);
                 }
                 Action::Send {
@@ -93,22 +95,25 @@ impl Runner {
                     std::thread::sleep(delay);
                     Event::Timeout
                 }
-                Action::WaitForPermit { deadline } => {
+                Action::WaitForPermit { deadline, .. } => {
                     emit(log::wait_for_permit_line());
-                    // Counted before asking again, so a release in between is not missed.
-                    let seen = self.inner.releases();
-                    let again = self.with_call(|call, shared| call.poll(Instant::now(), shared));
-                    if !matches!(again, Action::WaitForPermit { .. }) {
-                        next = Some(again);
-                        continue;
-                    }
-                    if self.inner.wait_release(seen, deadline) {
+                    // `poll` registered this call under the client lock; a wake-up that came
+                    // before this wait is kept by the `Turn`.
+                    if self.turn.wait(deadline) {
                         Event::PermitReleased
                     } else {
                         Event::Timeout
                     }
                 }
-                _ => Event::Timeout,
+                other => {
+                    // `Action` is non-exhaustive: an action this adapter does not know ends
+                    // the call with a clear error instead of a guess.
+                    self.io = None;
+                    self.with_call(|call, shared| call.cancel(Instant::now(), shared));
+                    return Step::Done(Err(VllmError::InvalidRequest(format!(
+                        "this adapter cannot perform {other:?}"
+                    ))));
+                }
             };
             self.with_call(|call, shared| call.handle(Instant::now(), event, shared));
         }
@@ -166,12 +171,38 @@ impl Runner {
         }
     }
 
+    /// Asks the driver what to do; a call told to wait is registered as a waiter before the
+    /// client lock is released, so that no release can miss it.
+    fn poll(&mut self) -> Action {
+        let inner = self.inner.clone();
+        let turn = self.turn.clone();
+        let action = self.with_call(|call, shared| {
+            let action = call.poll(Instant::now(), shared);
+            if let Action::WaitForPermit { waiter, .. } = &action {
+                inner.waiters().insert(*waiter, turn);
+            }
+            action
+        });
+        if let Action::WaitForPermit { waiter, .. } = &action {
+            self.waiter = Some(*waiter);
+        }
+        action
+    }
+
+    fn forget_waiter(&mut self) {
+        if let Some(waiter) = self.waiter.take() {
+            let _shared = self.inner.shared();
+            self.inner.waiters().remove(&waiter);
+        }
+    }
+
     fn with_call<R>(
         &mut self,
         f: impl FnOnce(&mut Call, &mut vllm_client_core::call::Shared) -> R,
     ) -> R {
         let mut shared = self.inner.shared();
         let r = f(&mut self.call, &mut shared);
+        self.inner.wake_next(&mut shared);
         while let Some((endpoint, t)) = shared.poll_transition() {
             emit(log::transition_line(endpoint, &t));
         }
@@ -185,8 +216,8 @@ impl Drop for Runner {
         self.io = None;
         if !self.call.is_finished() {
             self.with_call(|call, shared| call.cancel(Instant::now(), shared));
-            self.inner.release();
         }
+        self.forget_waiter();
     }
 }
 
@@ -244,6 +275,10 @@ fn attempt(agent: ureq::Agent, request: http::Request<Vec<u8>>, tx: SyncSender<E
 
 fn send_error(e: &ureq::Error) -> Event {
     let kind = match e {
+        // ureq refused the request itself; nothing was sent.
+        ureq::Error::Http(_) | ureq::Error::BadUri(_) | ureq::Error::RequireHttpsOnly(_) => {
+            TransportErrorKind::Rejected
+        }
         ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => TransportErrorKind::Connect,
         ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => {
             TransportErrorKind::ConnectTimeout

@@ -3,10 +3,12 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 use vllm_client_core::call::Shared;
+use vllm_client_core::policy::WaiterId;
 use vllm_client_core::client::{CallSpec, Decode, Execute, Reported};
 use vllm_client_core::config::ClientConfig;
 use vllm_client_core::VllmError;
@@ -28,8 +30,9 @@ pub(crate) struct Inner {
     pub(crate) config: ClientConfig,
     pub(crate) http: reqwest::Client,
     shared: Mutex<Shared>,
-    /// Woken whenever a call ends, for calls waiting on a concurrency slot.
-    pub(crate) released: Notify,
+    /// Calls waiting for a concurrency slot, by their place in the core's queue. Locked only
+    /// while `shared` is held, so a waiter is registered before anybody can name it.
+    waiters: Mutex<HashMap<WaiterId, Arc<Notify>>>,
 }
 
 impl Inner {
@@ -38,6 +41,21 @@ impl Inner {
         // A panic while holding the lock cannot leave `Shared` half-updated in a way that
         // matters more than refusing all further calls would.
         self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The waiting calls. Lock only while holding [`shared`](Self::shared).
+    pub(crate) fn waiters(&self) -> MutexGuard<'_, HashMap<WaiterId, Arc<Notify>>> {
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes exactly the waiters whose turn has come (the core hands a freed slot to the
+    /// first waiter). Call with the shared state still locked.
+    pub(crate) fn wake_next(&self, shared: &mut Shared) {
+        while let Some(waiter) = shared.poll_wake() {
+            if let Some(notify) = self.waiters().remove(&waiter) {
+                notify.notify_one();
+            }
+        }
     }
 }
 
@@ -73,7 +91,7 @@ impl Tokio {
                 config,
                 http,
                 shared: Mutex::new(shared),
-                released: Notify::new(),
+                waiters: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -81,7 +99,10 @@ impl Tokio {
     /// Runs `f` with the client's shared state (breaker, budget, limits), e.g. to read the
     /// breaker's state or force it open.
     pub fn with_shared<R>(&self, f: impl FnOnce(&mut Shared) -> R) -> R {
-        f(&mut self.inner.shared())
+        let mut shared = self.inner.shared();
+        let r = f(&mut shared);
+        self.inner.wake_next(&mut shared);
+        r
     }
 }
 

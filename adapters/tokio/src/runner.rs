@@ -4,10 +4,12 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
+use tokio::sync::Notify;
 use tokio::time::{sleep_until, timeout_at};
 use vllm_client_core::call::log::{self, LogLevel, LogLine};
 use vllm_client_core::call::{Action, Call, CallReport, Event, ResponseHead, TransportErrorKind};
 use vllm_client_core::client::CallSpec;
+use vllm_client_core::policy::WaiterId;
 use vllm_client_core::{StreamEvent, VllmError};
 
 use crate::executor::Inner;
@@ -22,6 +24,9 @@ pub(crate) struct Runner {
     inner: Arc<Inner>,
     call: Call,
     response: Option<reqwest::Response>,
+    /// Notified when this call's turn for a concurrency slot has come.
+    wake: Arc<Notify>,
+    waiter: Option<WaiterId>,
 }
 
 impl Runner {
@@ -34,6 +39,8 @@ impl Runner {
             inner,
             call,
             response: None,
+            wake: Arc::new(Notify::new()),
+            waiter: None,
         }
     }
 
@@ -52,22 +59,19 @@ impl Runner {
 
     /// Runs until the next event for the caller, or the end.
     pub(crate) async fn step(&mut self) -> Step {
-        let mut next: Option<Action> = None;
         loop {
-            let action = match next.take() {
-                Some(a) => a,
-                None => self.with_call(|call, shared| call.poll(Instant::now(), shared)),
-            };
+            let action = self.poll();
             let event = match action {
                 Action::Emit(ev) => {
                     if ev.is_terminal() {
-                        self.inner.released.notify_waiters();
+                        // The contract: a finished stream's connection is closed, not reused.
+                        self.response = None;
                     }
                     return Step::Emit(ev);
                 }
                 Action::Done(result) => {
                     self.response = None;
-                    self.inner.released.notify_waiters();
+                    self.forget_waiter();
                     return Step::Done(result);
                 }
                 Action::Send {
@@ -84,30 +88,31 @@ impl Runner {
                     sleep_until(until.into()).await;
                     Event::Timeout
                 }
-                Action::WaitForPermit { deadline } => {
+                Action::WaitForPermit { deadline, .. } => {
                     emit(log::wait_for_permit_line());
-                    let inner = self.inner.clone();
-                    let released = inner.released.notified();
-                    tokio::pin!(released);
-                    // Registered before asking again, so a release in between is not missed.
-                    released.as_mut().enable();
-                    let again = self.with_call(|call, shared| call.poll(Instant::now(), shared));
-                    if !matches!(again, Action::WaitForPermit { .. }) {
-                        next = Some(again);
-                        continue;
-                    }
+                    // `poll` registered this call under the client lock; a wake-up that came
+                    // before this await is kept by `Notify` as a stored permit.
+                    let wake = self.wake.clone();
+                    let turn = wake.notified();
                     match deadline {
-                        Some(d) => match timeout_at(d.into(), released).await {
+                        Some(d) => match timeout_at(d.into(), turn).await {
                             Ok(()) => Event::PermitReleased,
                             Err(_) => Event::Timeout,
                         },
                         None => {
-                            released.await;
+                            turn.await;
                             Event::PermitReleased
                         }
                     }
                 }
-                _ => Event::Timeout,
+                other => {
+                    // `Action` is non-exhaustive: an action this adapter does not know ends
+                    // the call with a clear error instead of a guess.
+                    self.with_call(|call, shared| call.cancel(Instant::now(), shared));
+                    return Step::Done(Err(VllmError::InvalidRequest(format!(
+                        "this adapter cannot perform {other:?}"
+                    ))));
+                }
             };
             self.with_call(|call, shared| call.handle(Instant::now(), event, shared));
         }
@@ -118,7 +123,7 @@ impl Runner {
             Ok(r) => r,
             Err(e) => {
                 return Event::TransportError {
-                    kind: TransportErrorKind::Connect,
+                    kind: TransportErrorKind::Rejected,
                     message: e.to_string(),
                 }
             }
@@ -160,12 +165,38 @@ impl Runner {
         }
     }
 
+    /// Asks the driver what to do; a call told to wait is registered as a waiter before the
+    /// client lock is released, so that no release can miss it.
+    fn poll(&mut self) -> Action {
+        let inner = self.inner.clone();
+        let wake = self.wake.clone();
+        let action = self.with_call(|call, shared| {
+            let action = call.poll(Instant::now(), shared);
+            if let Action::WaitForPermit { waiter, .. } = &action {
+                inner.waiters().insert(*waiter, wake);
+            }
+            action
+        });
+        if let Action::WaitForPermit { waiter, .. } = &action {
+            self.waiter = Some(*waiter);
+        }
+        action
+    }
+
+    fn forget_waiter(&mut self) {
+        if let Some(waiter) = self.waiter.take() {
+            let _shared = self.inner.shared();
+            self.inner.waiters().remove(&waiter);
+        }
+    }
+
     fn with_call<R>(
         &mut self,
         f: impl FnOnce(&mut Call, &mut vllm_client_core::call::Shared) -> R,
     ) -> R {
         let mut shared = self.inner.shared();
         let r = f(&mut self.call, &mut shared);
+        self.inner.wake_next(&mut shared);
         while let Some((endpoint, t)) = shared.poll_transition() {
             emit(log::transition_line(endpoint, &t));
         }
@@ -177,8 +208,8 @@ impl Drop for Runner {
     fn drop(&mut self) {
         if !self.call.is_finished() {
             self.with_call(|call, shared| call.cancel(Instant::now(), shared));
-            self.inner.released.notify_waiters();
         }
+        self.forget_waiter();
     }
 }
 

@@ -79,8 +79,8 @@ use crate::config::{ClientConfig, PolicyConfig};
 use crate::error::{ApiError, VllmError};
 use crate::event::StreamEvent;
 use crate::policy::{
-    earliest_timer, parse_retry_after, BreakerPermit, ConcurrencyPermit, Failure, Outcome,
-    RateLimited, RetryContext, RetryDecision, Rng, TimeoutKind,
+    earliest_timer, parse_retry_after, Admission, BreakerPermit, ConcurrencyPermit, Failure,
+    GiveUpReason, Outcome, RateLimited, RetryContext, RetryDecision, Rng, TimeoutKind, WaiterId,
 };
 use crate::request::Endpoint;
 use crate::stream::{StreamDecoder, StreamKind};
@@ -116,13 +116,19 @@ pub enum Action {
         /// Why, for logs.
         reason: SleepReason,
     },
-    /// Wait for a concurrency slot: report [`Event::PermitReleased`] when another call of the
-    /// client ends, or [`Event::Timeout`] at `deadline`.
+    /// Wait for a concurrency slot. Slots are handed out first come, first served: when
+    /// another call ends, [`Shared::poll_wake`] names the one waiter whose turn it is; wake
+    /// that call and report [`Event::PermitReleased`] (a wake-up for anybody else is harmless:
+    /// the call just asks to wait again). Report [`Event::Timeout`] at `deadline`.
     WaitForPermit {
         /// The overall deadline, if any.
         deadline: Option<Instant>,
+        /// This call's place in the queue, as [`Shared::poll_wake`] will name it.
+        waiter: WaiterId,
     },
-    /// Hand this event to the caller of a stream.
+    /// Hand this event to the caller of a stream. After a terminal event (`Done`, `Error`) the
+    /// transport drops the response: the connection is closed, never reused, so a server
+    /// that keeps the stream open after `[DONE]` cannot hold a slot or a socket.
     Emit(StreamEvent),
     /// The call is over. For a JSON call: the body of the successful response. For a stream:
     /// `Ok` after its terminal event was emitted, `Err` when it failed before any output.
@@ -162,6 +168,10 @@ pub enum TransportErrorKind {
     ConnectTimeout,
     /// The connection broke after it was established.
     Io,
+    /// The transport refused to send this request at all (a header value or URL its HTTP
+    /// client cannot carry). A bug on the caller's side: never retried, never counted against
+    /// the server, reported as [`VllmError::InvalidRequest`].
+    Rejected,
 }
 
 /// A response head as received.
@@ -189,7 +199,9 @@ impl ResponseHead {
 #[derive(Debug)]
 enum State {
     Start,
-    WaitPermit,
+    WaitPermit {
+        waiter: Option<WaiterId>,
+    },
     Admit,
     RateWait {
         until: Instant,
@@ -208,6 +220,12 @@ enum State {
 enum Body {
     Json(Vec<u8>),
     Stream(Box<StreamDecoder>),
+    /// A 2xx `application/json` answer to a stream request (a server that ignored
+    /// `stream: true`): read whole, then turned into the events a stream would have produced.
+    Document(Box<StreamDecoder>, Vec<u8>),
+    /// A 2xx answer to a stream request that is neither an event stream nor JSON (an HTML
+    /// page from a proxy): kept for the error's snippet, never retried.
+    Foreign(String, Vec<u8>),
     Error(Vec<u8>),
 }
 
@@ -325,26 +343,41 @@ impl Call {
                         self.finish(now, shared, Err(e));
                         continue;
                     }
-                    self.state = State::WaitPermit;
+                    self.state = State::WaitPermit { waiter: None };
                 }
-                State::WaitPermit => match shared.concurrency.as_mut() {
-                    None => self.state = State::Admit,
-                    Some(limiter) => match limiter.try_acquire() {
-                        Some(permit) => {
+                State::WaitPermit { waiter } => {
+                    let Some(limiter) = shared.concurrency.as_mut() else {
+                        self.state = State::Admit;
+                        continue;
+                    };
+                    // First come, first served: a new call queues behind every waiting one; a
+                    // waiting call takes only the slot handed to it.
+                    let admission = match waiter {
+                        None => limiter.acquire(),
+                        Some(w) => match limiter.claim(w) {
+                            Some(permit) => Admission::Admitted(permit),
+                            None => Admission::Queued(w),
+                        },
+                    };
+                    match admission {
+                        Admission::Admitted(permit) => {
                             self.concurrency_permit = Some(permit);
                             self.state = State::Admit;
                         }
-                        None if self.past_deadline(now) => {
-                            self.report.timeout = Some(TimeoutKind::Deadline);
-                            self.finish(now, shared, Err(VllmError::Timeout));
-                        }
-                        None => {
+                        Admission::Queued(w) => {
+                            self.state = State::WaitPermit { waiter: Some(w) };
+                            if self.past_deadline(now) {
+                                self.report.timeout = Some(TimeoutKind::Deadline);
+                                self.finish(now, shared, Err(VllmError::Timeout));
+                                continue;
+                            }
                             return Action::WaitForPermit {
                                 deadline: self.deadline,
-                            }
+                                waiter: w,
+                            };
                         }
-                    },
-                },
+                    }
+                }
                 State::Admit => {
                     if let Some(action) = self.admit(now, shared) {
                         return action;
@@ -428,6 +461,9 @@ impl Call {
                 Err(rejected) => {
                     shared.collect_transitions();
                     // A retry the breaker refuses ends the call with the last attempt's error.
+                    if self.last_error.is_some() {
+                        self.report.gave_up = Some(GiveUpReason::CircuitOpen);
+                    }
                     let e = self.last_error.take().unwrap_or(VllmError::CircuitOpen {
                         retry_in: rejected.retry_at.saturating_duration_since(now),
                     });
@@ -487,11 +523,32 @@ impl Call {
                 if !in_exchange {
                     return;
                 }
-                if let Some(Body::Error(_)) = self.body {
+                if let Some(Body::Error(_) | Body::Foreign(..)) = self.body {
                     // The status already answered; a cut error body does not make a 400
                     // retryable: classify by the status with the part that arrived.
                     self.on_body_end(now, shared);
                     return;
+                }
+                if kind == TransportErrorKind::Rejected {
+                    // Nothing reached the server: the caller's request is at fault.
+                    self.release_breaker(now, shared, Outcome::Ignored);
+                    self.report.gave_up = Some(GiveUpReason::NotRetryable);
+                    let e = VllmError::InvalidRequest(format!(
+                        "the HTTP client refused to send the request: {message}"
+                    ));
+                    self.finish(now, shared, Err(e));
+                    return;
+                }
+                if let (TransportErrorKind::ConnectTimeout, State::AwaitHead { deadline }) =
+                    (kind, &self.state)
+                {
+                    // An HTTP client's connect timer clamped to the head deadline fires with
+                    // it: that is the deadline's timeout (an overall deadline is not retried),
+                    // however the transport words it.
+                    if deadline.is_some_and(|(d, _)| now >= d) {
+                        self.on_timeout(now, shared);
+                        return;
+                    }
                 }
                 let (failure, error) = match kind {
                     TransportErrorKind::Connect if self.head.is_none() => {
@@ -555,7 +612,7 @@ impl Call {
         let fired = match self.state {
             State::AwaitHead { deadline } => deadline.filter(|(d, _)| now >= *d),
             State::ReadBody => self.body_deadline().filter(|(d, _)| now >= *d),
-            State::WaitPermit => {
+            State::WaitPermit { .. } => {
                 if self.past_deadline(now) {
                     self.report.timeout = Some(TimeoutKind::Deadline);
                     self.finish(now, shared, Err(VllmError::Timeout));
@@ -567,7 +624,7 @@ impl Call {
         };
         let Some((_, kind)) = fired else { return };
         self.report.timeout = Some(kind);
-        if let Some(Body::Error(_)) = self.body {
+        if let Some(Body::Error(_) | Body::Foreign(..)) = self.body {
             // As for a cut error body: the status decides, not the slow body.
             self.on_body_end(now, shared);
             return;
@@ -594,9 +651,12 @@ impl Call {
         self.body = Some(if !ok {
             Body::Error(Vec::new())
         } else if let Some(kind) = self.stream {
-            Body::Stream(Box::new(
-                StreamDecoder::new(kind).with_limits(self.policy.sse_limits),
-            ))
+            let decoder = Box::new(StreamDecoder::new(kind).with_limits(self.policy.sse_limits));
+            match StreamBody::of(&head.headers) {
+                StreamBody::EventStream => Body::Stream(decoder),
+                StreamBody::Json => Body::Document(decoder, Vec::new()),
+                StreamBody::Other(content_type) => Body::Foreign(content_type, Vec::new()),
+            }
         } else {
             Body::Json(Vec::new())
         });
@@ -628,10 +688,25 @@ impl Call {
                 }
                 buf.extend_from_slice(bytes);
             }
-            Some(Body::Error(buf)) => {
+            Some(Body::Error(buf) | Body::Foreign(_, buf)) => {
                 self.last_activity = now;
                 let room = MAX_ERROR_BODY.saturating_sub(buf.len());
                 buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+            }
+            Some(Body::Document(_, buf)) => {
+                self.last_activity = now;
+                if buf.len().saturating_add(bytes.len()) > max_body {
+                    let e = VllmError::decode(
+                        format!("the JSON answer to a stream request exceeds {max_body} bytes"),
+                        buf,
+                    );
+                    let failure = Failure::Decode {
+                        output_started: false,
+                    };
+                    self.fail(now, shared, failure, e);
+                    return;
+                }
+                buf.extend_from_slice(bytes);
             }
             Some(Body::Stream(dec)) => {
                 let report = dec.push(bytes);
@@ -677,6 +752,27 @@ impl Call {
                 dec.finish();
                 self.body = Some(Body::Stream(dec));
                 self.drain_decoder(now, shared);
+            }
+            Body::Document(mut dec, buf) => {
+                // The server ignored `stream: true`: its whole answer is one document, turned
+                // into the events its stream would have carried, so the caller's loop works.
+                dec.push_document(&buf);
+                self.first_data = Some(now);
+                self.body = Some(Body::Stream(dec));
+                self.drain_decoder(now, shared);
+            }
+            Body::Foreign(content_type, buf) => {
+                let e = VllmError::decode(
+                    format!(
+                        "a stream was asked for, but the server answered {} with Content-Type {content_type:?}",
+                        head.status
+                    ),
+                    &buf,
+                );
+                let failure = Failure::Decode {
+                    output_started: false,
+                };
+                self.fail(now, shared, failure, e);
             }
         }
     }
@@ -796,10 +892,14 @@ impl Call {
         // emits, or a failure before output) are dropped, so a queued terminal event cannot
         // later replace the result.
         self.pending.clear();
-        if let (Some(limiter), Some(permit)) =
-            (shared.concurrency.as_mut(), self.concurrency_permit.take())
-        {
-            limiter.release(permit);
+        if let Some(limiter) = shared.concurrency.as_mut() {
+            if let State::WaitPermit { waiter: Some(w) } = self.state {
+                // Out of the queue; a slot already handed to this call passes on.
+                limiter.leave(w);
+            }
+            if let Some(permit) = self.concurrency_permit.take() {
+                limiter.release(permit);
+            }
         }
         self.result = Some(result);
         self.state = State::Finished;
@@ -844,25 +944,60 @@ impl Call {
         ])
     }
 
-    /// The deadline for the next chunk: attempt, overall, first token until the first data
-    /// event of a stream, then idle since the last data event.
+    /// The deadline for the next chunk.
+    ///
+    /// Before a stream's first data event only the first-token timer (when set), the attempt
+    /// timer and the overall deadline run — never the idle timer: vLLM sends a stream's head at
+    /// once and its first token only when the request is scheduled, so a quiet stream before
+    /// its first token is *queued*, not stalled. After the first data event, idle counts from
+    /// the last data event (keep-alive comments do not reset it). A non-streamed body (and an
+    /// error body) is idle-timed from the head and then from each chunk.
     fn body_deadline(&self) -> Option<(Instant, TimeoutKind)> {
         // No body: a terminal event is queued; the next poll emits it. Nothing to wait for.
-        self.body.as_ref()?;
+        let body = self.body.as_ref()?;
         let t = &self.policy.timeouts;
         let from = self.attempt_start;
-        let first_token = match (self.stream, self.first_data) {
-            (Some(_), None) if matches!(self.body, Some(Body::Stream(_))) => {
-                t.arm(TimeoutKind::FirstToken, from, self.deadline)
-            }
-            _ => None,
+        let (first_token, idle) = match (body, self.first_data) {
+            (Body::Stream(_), None) => (t.arm(TimeoutKind::FirstToken, from, self.deadline), None),
+            _ => (
+                None,
+                t.arm(TimeoutKind::Idle, self.last_activity, self.deadline),
+            ),
         };
         earliest_timer([
             t.arm(TimeoutKind::Attempt, from, self.deadline),
             first_token,
-            t.arm(TimeoutKind::Idle, self.last_activity, self.deadline),
+            idle,
             self.deadline.map(|d| (d, TimeoutKind::Deadline)),
         ])
+    }
+}
+
+/// What a 2xx answer to a stream request carries, by its `Content-Type`.
+enum StreamBody {
+    /// `text/event-stream`, or no `Content-Type` at all (read as events; anything else fails
+    /// in the decoder).
+    EventStream,
+    /// `application/json` or `…+json`: one complete answer from a server that ignored
+    /// `stream: true`.
+    Json,
+    /// Anything else (`text/html` from a proxy, …), with the type as sent.
+    Other(String),
+}
+
+impl StreamBody {
+    fn of(headers: &HeaderMap) -> StreamBody {
+        let Some(value) = headers.get(http::header::CONTENT_TYPE) else {
+            return StreamBody::EventStream;
+        };
+        let text = String::from_utf8_lossy(value.as_bytes());
+        let essence = text.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        match essence.as_str() {
+            "text/event-stream" | "" => StreamBody::EventStream,
+            "application/json" => StreamBody::Json,
+            e if e.ends_with("+json") => StreamBody::Json,
+            _ => StreamBody::Other(crate::error::snippet(value.as_bytes())),
+        }
     }
 }
 

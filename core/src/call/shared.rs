@@ -120,6 +120,19 @@ impl Shared {
         self.budget.as_ref().map(|b| b.tokens(now))
     }
 
+    /// The next waiting call whose turn has come: a call ended and its concurrency slot was
+    /// handed to this waiter (first come, first served). Wake exactly that call (its
+    /// [`Action::WaitForPermit`](super::Action::WaitForPermit) named it); each hand-over is
+    /// reported once. Drain this after every `poll`, `handle` and `cancel`.
+    pub fn poll_wake(&mut self) -> Option<crate::policy::WaiterId> {
+        self.concurrency.as_mut()?.poll_wake()
+    }
+
+    /// Calls waiting for a concurrency slot (`None` when the limit is off).
+    pub fn waiting(&self) -> Option<usize> {
+        self.concurrency.as_ref().map(|c| c.waiting())
+    }
+
     /// Calls in flight under the concurrency limit (`None` when it is off).
     pub fn in_flight(&self) -> Option<u32> {
         self.concurrency.as_ref().map(|c| c.in_flight())

@@ -108,11 +108,22 @@ impl CallSpec {
         }
     }
 
-    /// A streamed call.
+    /// A streamed call. The body always asks for a stream: `"stream": true` is set in it
+    /// (whatever it said), so the request carries `Accept: text/event-stream` and the server
+    /// is asked for what the call will read. A body that is not a JSON object is refused.
     pub fn stream(endpoint: Endpoint, kind: StreamKind, body: Result<Value, VllmError>) -> Self {
+        let body = body.and_then(|mut v| match v.as_object_mut() {
+            Some(object) => {
+                object.insert("stream".to_owned(), Value::Bool(true));
+                Ok(Some(v))
+            }
+            None => Err(VllmError::InvalidRequest(
+                "the body of a stream request must be a JSON object".into(),
+            )),
+        });
         CallSpec {
             endpoint,
-            body: body.map(Some),
+            body,
             stream: Some(kind),
         }
     }

@@ -53,7 +53,7 @@ pub use breaker::{
     SlidingWindow, Transition, WindowMetrics,
 };
 pub use budget::{RetryBudget, RetryBudgetConfig};
-pub use concurrency::{ConcurrencyLimiter, ConcurrencyPermit};
+pub use concurrency::{Admission, ConcurrencyLimiter, ConcurrencyPermit, WaiterId};
 pub use rate::{RateLimited, RateLimiter};
 pub use retry::{
     is_retryable_status, Failure, GiveUpReason, RetryContext, RetryDecision, RetryPolicy,

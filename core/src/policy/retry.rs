@@ -10,6 +10,9 @@
 //!              retryable? (x-should-retry overrides a status) ──no──► GiveUp(NotRetryable)
 //!                 │ yes
 //!                 ▼
+//!              first-token timeout, not opted in? ──yes──► GiveUp(FirstTokenTimeout)
+//!                 │ no
+//!                 ▼
 //!              attempts_made ≥ 1 + max_retries? ──yes──► GiveUp(AttemptsExhausted)
 //!                 │ no
 //!                 ▼
@@ -25,7 +28,8 @@
 //!              Retry { delay, hinted }
 //! ```
 //!
-//! **Retryable**: connect errors; transport errors, timeouts (except [`TimeoutKind::Deadline`])
+//! **Retryable**: connect errors; transport errors, timeouts (except [`TimeoutKind::Deadline`],
+//! and [`TimeoutKind::FirstToken`] unless [`RetryPolicy::retry_first_token_timeout`] is set)
 //! and truncated streams before any output; statuses 408, 429, 500, 502, 503, 504 (not 501,
 //! no other 4xx, no other code); in-band stream error events before any output whose `code` is
 //! one of those statuses. Decode errors are never retried. An `x-should-retry: true|false`
@@ -172,6 +176,38 @@ pub enum GiveUpReason {
     },
     /// The shared retry budget is empty.
     BudgetExhausted,
+    /// A first-token timeout, not retried against the same endpoint (see
+    /// [`RetryPolicy::retry_first_token_timeout`]): the retry would queue again at the back.
+    FirstTokenTimeout,
+    /// The circuit breaker refused the retry (the server kept failing).
+    CircuitOpen,
+}
+
+impl std::fmt::Display for GiveUpReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GiveUpReason::NotRetryable => f.write_str("the failure is not retryable"),
+            GiveUpReason::AttemptsExhausted => f.write_str("every allowed attempt was made"),
+            GiveUpReason::OutputStarted => {
+                f.write_str("output already reached the caller; a retry would duplicate it")
+            }
+            GiveUpReason::HintBeyondCap { hint } => {
+                write!(f, "the server asked to wait {hint:?}, more than max_retry_after")
+            }
+            GiveUpReason::HintBeyondDeadline { hint } => write!(
+                f,
+                "the server asked to wait {hint:?}, past the call's deadline"
+            ),
+            GiveUpReason::BackoffBeyondDeadline { delay } => {
+                write!(f, "the backoff of {delay:?} would end past the call's deadline")
+            }
+            GiveUpReason::BudgetExhausted => f.write_str("the client's retry budget is empty"),
+            GiveUpReason::CircuitOpen => f.write_str("the circuit breaker refused the retry"),
+            GiveUpReason::FirstTokenTimeout => f.write_str(
+                "a first-token timeout is not retried against the same endpoint (it would queue again)",
+            ),
+        }
+    }
 }
 
 /// The policy's answer.
@@ -239,6 +275,12 @@ pub struct RetryPolicy {
     pub max_retry_after: Duration,
     /// Whether server hints are honoured at all (otherwise the backoff is used). Default true.
     pub honor_retry_after: bool,
+    /// Whether a first-token timeout is retried against the same endpoint. Default false: a
+    /// vLLM server that is slow to start a stream is *queueing* it, and a retry would throw
+    /// away the queue position (and any prefill done), then queue again at the back — the
+    /// second attempt waits longer than the first would have. The call ends with
+    /// [`GiveUpReason::FirstTokenTimeout`] instead.
+    pub retry_first_token_timeout: bool,
 }
 
 impl Default for RetryPolicy {
@@ -248,6 +290,7 @@ impl Default for RetryPolicy {
             backoff: Backoff::default(),
             max_retry_after: Duration::from_secs(60),
             honor_retry_after: true,
+            retry_first_token_timeout: false,
         }
     }
 }
@@ -278,6 +321,17 @@ impl RetryPolicy {
         }
         if !failure.is_retryable() {
             return RetryDecision::GiveUp(NotRetryable);
+        }
+        if !self.retry_first_token_timeout
+            && matches!(
+                failure,
+                Failure::Timeout {
+                    kind: TimeoutKind::FirstToken,
+                    ..
+                }
+            )
+        {
+            return RetryDecision::GiveUp(FirstTokenTimeout);
         }
         let attempts = ctx.attempts_made.max(1);
         if attempts > self.max_retries || attempts == u32::MAX {
@@ -399,7 +453,6 @@ mod tests {
         )));
         for kind in [
             TimeoutKind::Connect,
-            TimeoutKind::FirstToken,
             TimeoutKind::Idle,
             TimeoutKind::Attempt,
         ] {
@@ -412,6 +465,20 @@ mod tests {
                 &ctx(1)
             )));
         }
+        // A first-token timeout would queue again at the back of the same server's queue.
+        let first_token = Failure::Timeout {
+            kind: TimeoutKind::FirstToken,
+            output_started: false,
+        };
+        assert_eq!(
+            decide(&p, &first_token, &ctx(1)),
+            RetryDecision::GiveUp(GiveUpReason::FirstTokenTimeout)
+        );
+        let opt_in = RetryPolicy {
+            retry_first_token_timeout: true,
+            ..RetryPolicy::default()
+        };
+        assert!(is_retry(decide(&opt_in, &first_token, &ctx(1))));
         assert_eq!(
             decide(
                 &p,
