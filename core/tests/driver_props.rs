@@ -327,7 +327,7 @@ enum Wait {
     NotStarted,
     Poll,
     At(Instant, Pending),
-    Permit(Option<Instant>),
+    Permit(Option<Instant>, vllm_client_core::policy::WaiterId),
     Never,
     Done,
 }
@@ -410,7 +410,7 @@ fn run(config: &ClientConfig, seed: u64, plans: &[CallPlan], skew: Vec<u64>) -> 
                     Wait::NotStarted => Some(t0 + ms(t.plan.start)),
                     Wait::Poll => Some(r.now),
                     Wait::At(at, _) => Some(*at),
-                    Wait::Permit(d) => *d,
+                    Wait::Permit(d, _) => *d,
                     Wait::Never | Wait::Done => None,
                 };
                 w.map(|w| (w, i))
@@ -421,7 +421,7 @@ fn run(config: &ClientConfig, seed: u64, plans: &[CallPlan], skew: Vec<u64>) -> 
             // comes back, then wake the permit waiters.
             let mut any = false;
             for t in tasks.iter_mut() {
-                if matches!(t.wait, Wait::Never | Wait::Permit(None)) {
+                if matches!(t.wait, Wait::Never | Wait::Permit(None, _)) {
                     any = true;
                     cancel(&mut r, t);
                 }
@@ -429,11 +429,7 @@ fn run(config: &ClientConfig, seed: u64, plans: &[CallPlan], skew: Vec<u64>) -> 
             if !any {
                 break;
             }
-            for t in tasks.iter_mut() {
-                if matches!(t.wait, Wait::Permit(_)) {
-                    t.wait = Wait::At(r.now, Pending::Released);
-                }
-            }
+            wake_named(&mut r, &mut tasks);
             continue;
         };
         r.now = r.now.max(wake);
@@ -442,17 +438,9 @@ fn run(config: &ClientConfig, seed: u64, plans: &[CallPlan], skew: Vec<u64>) -> 
             r.hit_step_bound = true;
             break;
         }
-        let before = r.shared.in_flight();
         step(&mut r, &mut tasks[i]);
         check_shared(&mut r);
-        let released = matches!((before, r.shared.in_flight()), (Some(b), Some(a)) if a < b);
-        if released {
-            for t in tasks.iter_mut() {
-                if matches!(t.wait, Wait::Permit(_)) {
-                    t.wait = Wait::At(r.now, Pending::Released);
-                }
-            }
-        }
+        wake_named(&mut r, &mut tasks);
     }
     // Whatever did not end (the step bound): cancel, for the permit checks.
     for t in tasks.iter_mut() {
@@ -462,6 +450,30 @@ fn run(config: &ClientConfig, seed: u64, plans: &[CallPlan], skew: Vec<u64>) -> 
     }
     let traces = tasks.into_iter().map(|t| t.trace).collect();
     (traces, r)
+}
+
+/// Wakes exactly the waiters the core names, as an adapter does, and checks that the named
+/// waiter is the one that waited longest (first come, first served).
+fn wake_named(r: &mut Run, tasks: &mut [Task]) {
+    while let Some(w) = r.shared.poll_wake() {
+        let earlier = tasks
+            .iter()
+            .filter_map(|t| match t.wait {
+                Wait::Permit(_, x) if x < w => Some(x),
+                _ => None,
+            })
+            .min();
+        if let Some(earlier) = earlier {
+            r.violations.push(format!(
+                "{w:?} got a slot before {earlier:?}, which waited longer"
+            ));
+        }
+        for t in tasks.iter_mut() {
+            if matches!(t.wait, Wait::Permit(_, x) if x == w) {
+                t.wait = Wait::At(r.now, Pending::Released);
+            }
+        }
+    }
 }
 
 fn check_shared(r: &mut Run) {
@@ -528,7 +540,7 @@ fn step(r: &mut Run, t: &mut Task) {
                 c.handle(now, ev, &mut r.shared);
             }
         }
-        Wait::Permit(_) => {
+        Wait::Permit(..) => {
             let now = r.driver_now();
             if let Some(c) = t.call.as_mut() {
                 c.handle(now, Event::Timeout, &mut r.shared);
@@ -584,11 +596,11 @@ fn step(r: &mut Run, t: &mut Task) {
                 t.wait = Wait::At(until.max(r.now), Pending::Timeout);
                 return;
             }
-            Action::WaitForPermit { deadline } => {
+            Action::WaitForPermit { deadline, waiter } => {
                 if let Some(d) = deadline {
                     t.trace.deadlines.push(r.off(d));
                 }
-                t.wait = Wait::Permit(deadline);
+                t.wait = Wait::Permit(deadline, waiter);
                 return;
             }
             Action::Send {

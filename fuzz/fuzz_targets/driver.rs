@@ -229,7 +229,7 @@ fuzz_target!(|data: &[u8]| {
                 check(*d);
                 deadline = *d;
             }
-            Action::ReadBody { deadline: d } | Action::WaitForPermit { deadline: d } => {
+            Action::ReadBody { deadline: d } | Action::WaitForPermit { deadline: d, .. } => {
                 check(*d);
                 deadline = *d;
             }
@@ -268,7 +268,7 @@ fuzz_target!(|data: &[u8]| {
                     message: "down".into(),
                 },
                 Action::ReadBody { .. } => Event::BodyEnd,
-                Action::WaitForPermit { deadline: None } => {
+                Action::WaitForPermit { deadline: None, .. } => {
                     call.cancel(now, &mut shared);
                     continue;
                 }

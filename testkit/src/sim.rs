@@ -35,7 +35,8 @@
 //! Several calls can share one [`Shared`] (breaker, budget, limiters): call [`Sim::run`]
 //! repeatedly, with [`Sim::advance`] in between, or run calls concurrently with
 //! [`Sim::run_all`] (calls interleave at virtual instants; a call waiting for a concurrency
-//! permit is woken with [`Event::PermitReleased`] when another call releases one).
+//! permit is woken with [`Event::PermitReleased`] when the core hands it the slot another call
+//! released — exactly the waiter [`Shared::poll_wake`] names, as a real adapter does).
 //!
 //! The simulator never loops forever: a run stops after [`Sim::with_max_steps`] driver steps
 //! (default 10 000) and reports [`SimFault::StepLimit`]; a call that waits for something that
@@ -62,6 +63,7 @@ use vllm_client_core::call::{
 };
 use vllm_client_core::client::CallSpec;
 use vllm_client_core::config::ClientConfig;
+use vllm_client_core::policy::WaiterId;
 use vllm_client_core::request::Endpoint;
 use vllm_client_core::{StreamEvent, StreamKind, VllmError};
 
@@ -702,7 +704,7 @@ impl Sim {
                     self.fault(t, SimFault::Hang);
                 }
                 if any {
-                    self.release_waiters(&mut tasks, None);
+                    self.wake_waiters(&mut tasks);
                     continue;
                 }
                 break;
@@ -717,25 +719,20 @@ impl Sim {
                 }
                 break;
             }
-            let before = self.shared.in_flight();
             self.step(&mut tasks[i], &mut steps);
-            let after = self.shared.in_flight();
-            let released = match (before, after) {
-                (Some(b), Some(a)) => a < b,
-                _ => false,
-            };
-            if released || tasks[i].is_done() {
-                self.release_waiters(&mut tasks, Some(i));
-            }
+            self.wake_waiters(&mut tasks);
         }
         tasks.into_iter().map(|t| t.into_outcome()).collect()
     }
 
-    /// Wakes the calls waiting for a permit: they are told [`Event::PermitReleased`] now.
-    fn release_waiters(&mut self, tasks: &mut [Task], except: Option<usize>) {
-        for (j, t) in tasks.iter_mut().enumerate() {
-            if Some(j) != except && matches!(t.wait, Wait::Permit(_)) {
-                t.wait = Wait::At(self.now, Pending::PermitReleased);
+    /// Wakes exactly the waiters the core names ([`Shared::poll_wake`]): they are told
+    /// [`Event::PermitReleased`] now. Nobody else is woken.
+    fn wake_waiters(&mut self, tasks: &mut [Task]) {
+        while let Some(waiter) = self.shared.poll_wake() {
+            for t in tasks.iter_mut() {
+                if matches!(t.wait, Wait::Permit(_, w) if w == waiter) {
+                    t.wait = Wait::At(self.now, Pending::PermitReleased);
+                }
             }
         }
     }
@@ -814,7 +811,7 @@ impl Sim {
                     }
                 }
                 Wait::At(_, pending) => self.deliver(task, pending),
-                Wait::Permit(_) => {
+                Wait::Permit(..) => {
                     // Its deadline passed.
                     self.deliver(task, Pending::Timeout);
                 }
@@ -955,11 +952,11 @@ impl Sim {
                     task.wait = Wait::At(until.max(now), Pending::Timeout);
                     return;
                 }
-                Action::WaitForPermit { deadline } => {
+                Action::WaitForPermit { deadline, waiter } => {
                     self.check_deadline(task, deadline, "permit wait");
                     let off = self.off(deadline);
                     self.record(task, Step::WaitForPermit { deadline: off });
-                    task.wait = Wait::Permit(deadline);
+                    task.wait = Wait::Permit(deadline, waiter);
                     return;
                 }
                 other => {
@@ -1122,8 +1119,8 @@ enum Wait {
     Poll,
     /// Something happens at this instant.
     At(Instant, Pending),
-    /// Waits for a permit, until this deadline.
-    Permit(Option<Instant>),
+    /// Waits for a permit as this waiter, until this deadline.
+    Permit(Option<Instant>, WaiterId),
     /// Waits for something that never happens.
     Never,
     /// Ended.
@@ -1209,7 +1206,7 @@ impl Task {
             Wait::Start(t) => return Some(*t),
             Wait::Poll => Some(now),
             Wait::At(t, _) => Some(*t),
-            Wait::Permit(d) => *d,
+            Wait::Permit(d, _) => *d,
             Wait::Never | Wait::Done => None,
         };
         if matches!(self.wait, Wait::Done) {
