@@ -640,12 +640,14 @@ proptest! {
 
     /// Breaker, driven by random operations and clock steps (also backwards):
     /// * no admission while open before the break ends; the rejection names the break's end;
-    /// * half-open probes in flight ≤ configured (checked against the permits actually held);
+    /// * half-open probes in flight ≤ configured (checked against the permits actually held),
+    ///   and a half-open rejection means the episode has admitted all its probes;
     /// * an old-generation result changes nothing (state, generation, metrics, probes,
     ///   transitions);
     /// * an ignored probe releases its slot;
     /// * never trips with fewer recorded calls than the minimum;
-    /// * a trip opens for exactly the configured (grown) break;
+    /// * a trip opens for exactly the configured (grown) break (also a trip on an ended lease,
+    ///   even when the next episode began in the same step);
     /// * a count window trips exactly when a model of it says the rates are exceeded;
     /// * half-open: any failed probe reopens, all probes succeeding closes;
     /// * transitions chain (`to` of one is `from` of the next) and never go back in time.
@@ -653,7 +655,12 @@ proptest! {
     fn breaker_random_operations(config in breaker_config(), ops in prop::collection::vec(breaker_op(), 1..60)) {
         let mut b = CircuitBreaker::new(config);
         let probes_max = config.half_open_probes.max(1);
+        let lease = config.probe_lease.max(Duration::from_nanos(1));
         let min = effective_minimum(&config);
+        // Per half-open generation: probes admitted, minus those given back as Ignored.
+        let mut episode: std::collections::HashMap<u64, u32> = Default::default();
+        // The end of the break the latest Open transition started.
+        let mut open_end: Option<Instant> = None;
         let mut offset = Duration::from_secs(3600);
         // The latest time the breaker has seen (it has seen none yet).
         let mut latest: Option<Instant> = None;
@@ -675,6 +682,11 @@ proptest! {
                             prop_assert!(matches!(state, BreakerState::Closed | BreakerState::Disabled | BreakerState::HalfOpen));
                             if let Some(u) = open_until { prop_assert!(now >= u); }
                             prop_assert_eq!(p.is_probe(), state == BreakerState::HalfOpen);
+                            if p.is_probe() {
+                                let n = episode.entry(p.generation()).or_insert(0);
+                                *n += 1;
+                                prop_assert!(*n <= probes_max);
+                            }
                             held.push((p, now));
                         }
                         Err(r) => {
@@ -686,7 +698,8 @@ proptest! {
                             }
                             if state == BreakerState::HalfOpen {
                                 prop_assert!(r.retry_at > now);
-                                prop_assert_eq!(b.in_flight_probes(raw), probes_max);
+                                prop_assert!(b.in_flight_probes(raw) >= 1);
+                                prop_assert_eq!(episode.get(&b.generation()).copied(), Some(probes_max));
                             }
                         }
                     }
@@ -696,7 +709,7 @@ proptest! {
                     let (p, acquired) = held.swap_remove(idx % held.len());
                     b.tick(raw);
                     let is_probe = p.is_probe();
-                    let live_probe = is_probe && p.generation() == b.generation() && acquired + config.probe_lease > now;
+                    let live_probe = is_probe && p.generation() == b.generation() && acquired + lease > now;
                     let stale = p.generation() != b.generation();
                     let snapshot = (b.state(raw), b.generation(), b.metrics(raw), b.in_flight_probes(raw), b.open_until());
                     let before_closed = b.state(raw) == BreakerState::Closed;
@@ -711,6 +724,7 @@ proptest! {
                         prop_assert!(!counted);
                         if live_probe {
                             prop_assert_eq!(b.in_flight_probes(raw), snapshot.3 - 1);
+                            *episode.get_mut(&gen_before).unwrap() -= 1;
                         }
                     }
                     let (failed, slow) = match o {
@@ -764,7 +778,7 @@ proptest! {
             latest = Some(now);
 
             // Probes in flight, counted from the permits actually held.
-            let live = held.iter().filter(|(p, t)| p.is_probe() && p.generation() == b.generation() && *t + config.probe_lease > now).count() as u32;
+            let live = held.iter().filter(|(p, t)| p.is_probe() && p.generation() == b.generation() && *t + lease > now).count() as u32;
             prop_assert!(live <= probes_max);
             prop_assert!(b.in_flight_probes(now) <= probes_max);
 
@@ -781,19 +795,35 @@ proptest! {
                     counted_since_closed = 0;
                     model_window.clear();
                 }
+                if t.from == BreakerState::Open && t.to == BreakerState::HalfOpen {
+                    // Lazily stamped with the end of the break the trip started.
+                    if let Some(end) = open_end.take() {
+                        prop_assert_eq!(t.at, end);
+                    }
+                }
                 if t.to == BreakerState::Open {
                     let brk = config.break_for(b.consecutive_trips());
                     prop_assert!(brk >= config.break_duration);
-                    prop_assert_eq!(b.open_until(), t.at.checked_add(brk));
+                    let end = t.at.checked_add(brk);
+                    prop_assert!(end.is_some());
+                    open_end = end;
+                    // Unless the next episode already began in the same step.
+                    if b.open_until().is_some() {
+                        prop_assert_eq!(b.open_until(), end);
+                    }
+                } else if t.from == BreakerState::Open && t.to != BreakerState::HalfOpen {
+                    open_end = None;
                 }
                 last_transition = Some(t);
             }
         }
     }
 
-    /// Breaker: a lost probe (never reported) frees its slot exactly when its lease expires.
+    /// Breaker: lost probes (never reported) cannot wedge it: when the first lease ends the
+    /// breaker re-opens (a failed probe) for exactly the next break, and then admits a new
+    /// episode; the lost probes' admissions are never handed to other probes of their episode.
     #[test]
-    fn breaker_lost_probe_freed_after_lease(config in breaker_config(), wait in small_duration(30_000)) {
+    fn breaker_lost_probe_reopens_at_lease_end(config in breaker_config(), wait in small_duration(30_000)) {
         let config = BreakerConfig { minimum_calls: 1, failure_rate_threshold: 1, probe_lease: config.probe_lease.max(Duration::from_nanos(1)), ..config };
         let mut b = CircuitBreaker::new(config);
         let t0 = at(Duration::from_secs(3600));
@@ -804,10 +834,26 @@ proptest! {
         let n = config.half_open_probes.max(1);
         let lost: Vec<_> = (0..n).map(|_| b.try_acquire(t1)).collect();
         prop_assert!(lost.iter().all(|r| r.is_ok()));
+        let end = t1 + config.probe_lease;
+        let reopened_until = end + config.break_for(2);
         let r = b.try_acquire(t1).unwrap_err();
-        prop_assert_eq!(r.retry_at, t1 + config.probe_lease);
-        prop_assert!(b.try_acquire(t1 + config.probe_lease - Duration::from_nanos(1)).is_err());
-        prop_assert!(b.try_acquire(t1 + config.probe_lease).is_ok());
+        prop_assert_eq!((r.retry_at, r.state), (reopened_until, BreakerState::HalfOpen));
+        prop_assert!(b.try_acquire(end - Duration::from_nanos(1)).is_err());
+        prop_assert_eq!(b.in_flight_probes(end - Duration::from_nanos(1)), n);
+        if reopened_until > end {
+            let r = b.try_acquire(end).unwrap_err();
+            prop_assert_eq!((r.retry_at, r.state), (reopened_until, BreakerState::Open));
+            prop_assert_eq!(b.open_until(), Some(reopened_until));
+            prop_assert!(b.try_acquire(reopened_until - Duration::from_nanos(1)).is_err());
+        }
+        let p = b.try_acquire(reopened_until).unwrap();
+        prop_assert!(p.is_probe());
+        prop_assert_eq!(b.consecutive_trips(), 2);
+        let fail = Outcome::Failure { ttfb: None };
+        for l in lost {
+            prop_assert!(!b.record(reopened_until, l.unwrap(), fail));
+        }
+        prop_assert_eq!(b.in_flight_probes(reopened_until), 1);
     }
 
     /// Breaker: below the minimum number of calls it never trips, whatever the outcomes.

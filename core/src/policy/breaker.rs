@@ -5,12 +5,13 @@
 //!                 (and ≥ minimum_calls in it)
 //!   ┌────────┐ ─────────────────────────────────► ┌──────┐
 //!   │ Closed │                                    │ Open │ ◄─────────────┐
-//!   └────────┘                                    └──────┘               │
-//!       ▲                                            │ break ends        │ any probe fails
-//!       │ all half_open_probes probes succeed        ▼ (next call/tick)  │ (break may grow)
-//!       │                                       ┌──────────┐             │
+//!   └────────┘                                    └──────┘               │ a probe fails, or a
+//!       ▲                                            │ break ends        │ probe's lease ends
+//!       │ all half_open_probes probes of             ▼ (next call/tick)  │ unreported
+//!       │ the episode succeed                   ┌──────────┐             │ (break may grow)
 //!       └────────────────────────────────────── │ HalfOpen │ ────────────┘
 //!                                               └──────────┘
+//!                                      one episode: at most half_open_probes probes
 //!
 //!   force_open() ──► ForcedOpen (admits nothing)     disable() ──► Disabled (admits all,
 //!   reset() ──► Closed, from any state                              records nothing)
@@ -27,20 +28,38 @@
 //! * **Open**: nothing is admitted until the break ends; the rejection says when
 //!   ([`BreakerRejected::retry_at`]). The break of the k-th consecutive trip is
 //!   `min(max_break_duration, break_duration · break_multiplier^(k−1))` (saturating).
-//! * **HalfOpen**: at most `half_open_probes` probes in flight (no herd). Each probe holds a
-//!   lease of `probe_lease`; a probe that never reports frees its slot when the lease expires
-//!   (so a lost probe cannot wedge the breaker), and its late report is then ignored. All
-//!   `half_open_probes` probes succeeding closes the breaker; any failing opens it again (a
-//!   slow success counts as a failure when `slow_call_rate_threshold < 100`).
+//! * **HalfOpen**: one *episode* is one Open → HalfOpen → (Closed | Open) period, and it
+//!   admits at most `half_open_probes` probes **in total** (as resilience4j's
+//!   `permittedNumberOfCallsInHalfOpenState`), not merely in flight: a probe that reports a
+//!   success keeps its admission, so no further probe is admitted until the episode ends. The
+//!   only probe that gives its admission back is one recorded as [`Outcome::Ignored`] (it says
+//!   nothing about the server: the call was cancelled, or was a client error), as
+//!   resilience4j's `releasePermission`.
+//!   - The episode closes the breaker when `half_open_probes` probes have reported success —
+//!     hence never while one of its probes is still outstanding, so every probe's outcome
+//!     arrives while the episode that admitted it is still running and is counted in it.
+//!   - It re-opens the breaker as soon as one probe fails (a slow success counts as a failure
+//!     when `slow_call_rate_threshold < 100`). The episode's other outstanding probes become
+//!     stale: the breaker is already open, and their outcomes are ignored.
+//!   - Each probe holds a lease of `probe_lease` (`0` is treated as 1 ns): it must report
+//!     before `admitted + probe_lease`. A lease that ends unreported counts as a failed probe:
+//!     the breaker re-opens, stamped at the instant the lease ended, and the probe's late
+//!     report is stale. So a lost probe cannot wedge the breaker (it is open for one break,
+//!     then a new episode starts) and cannot make room for an extra probe in its episode.
 //! * **Generations**: every transition bumps the generation; a permit carries the generation
 //!   and breaker it came from, and a result from another generation or breaker changes nothing.
+//!   A stale permit is the only thing whose outcome is not counted, besides
+//!   [`Outcome::Ignored`] and a Disabled breaker (which records nothing): an outcome recorded
+//!   with a permit of the current generation is always counted — in the window while Closed,
+//!   in the episode while HalfOpen — and [`CircuitBreaker::record`] returns `true`.
 //! * **Permits are plain data** (the core is pure, so there is no `Drop` magic): every permit
 //!   from [`CircuitBreaker::try_acquire`] must be given back to [`CircuitBreaker::record`]
 //!   exactly once — with [`Outcome::Ignored`] if the call was cancelled or its result should
 //!   not count. A permit is not `Clone`, so it cannot be recorded twice.
 //! * **Transitions** can be observed with [`CircuitBreaker::poll_transition`]; the queue keeps
-//!   the latest 64 (older ones are dropped). Open → HalfOpen happens lazily on the next call
-//!   at or after the break's end, and is stamped with the instant the break ended.
+//!   the latest 64 (older ones are dropped). Open → HalfOpen and the re-opening on an expired
+//!   lease happen lazily on the next call at or after the instant they are due, and are
+//!   stamped with that instant (the end of the break, the end of the lease).
 //! * Time: a `now` earlier than one already seen is treated as the last one seen.
 //!
 //! | knob | default |
@@ -106,9 +125,11 @@ pub struct BreakerConfig {
     pub break_multiplier: u32,
     /// Upper bound of a grown break (never below `break_duration`). Default 300 s.
     pub max_break_duration: Duration,
-    /// Probes admitted concurrently while half-open (0 is treated as 1). Default 1.
+    /// Probes admitted per half-open episode, in total (0 is treated as 1); that many successes
+    /// close the breaker. Default 1.
     pub half_open_probes: u32,
-    /// How long a probe holds its slot without reporting. Default 60 s.
+    /// How long a probe may take to report (0 is treated as 1 ns); a lease that ends
+    /// unreported counts as a failed probe. Default 60 s.
     pub probe_lease: Duration,
 }
 
@@ -138,6 +159,10 @@ impl BreakerConfig {
 
     fn probes(&self) -> u32 {
         self.half_open_probes.max(1)
+    }
+
+    fn lease(&self) -> Duration {
+        self.probe_lease.max(Duration::from_nanos(1))
     }
 
     fn minimum(&self) -> u32 {
@@ -199,9 +224,11 @@ impl BreakerPermit {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("circuit breaker {state:?}: retry at {retry_at:?}")]
 pub struct BreakerRejected {
-    /// When the breaker will next admit a probe: the end of the break (Open), or the latest
-    /// instant a probe slot frees (HalfOpen; it may free earlier if a probe reports). For
-    /// ForcedOpen, which never admits by itself, `now + break_duration` as a polling hint.
+    /// When the breaker will next admit a call at the latest: the end of the break (Open); for
+    /// HalfOpen, whose episode has admitted all its probes, the end of the earliest
+    /// outstanding lease plus the break that would follow it (earlier if the probes report:
+    /// at once on success, after a break on failure). For ForcedOpen, which never admits by
+    /// itself, `now + break_duration` as a polling hint.
     pub retry_at: Instant,
     /// The state that refused.
     pub state: BreakerState,
@@ -220,7 +247,8 @@ pub enum Outcome {
         /// Time to first byte, if a byte arrived.
         ttfb: Option<Duration>,
     },
-    /// Not counted (cancelled by the caller, a client-side error…); releases a probe slot.
+    /// Not counted (cancelled by the caller, a client-side error…); gives a half-open probe's
+    /// admission back to its episode.
     Ignored,
 }
 
@@ -389,6 +417,8 @@ struct Probe {
 enum Inner {
     Closed,
     Open { until: Instant },
+    // `probes`: admitted and not yet reported; `successes`: reported successes. Their sum is
+    // the episode's admissions, at most `half_open_probes`.
     HalfOpen { probes: Vec<Probe>, successes: u32 },
     Disabled,
     ForcedOpen,
@@ -452,12 +482,17 @@ impl CircuitBreaker {
         &self.config
     }
 
-    /// The state at `now` (an Open breaker whose break ended reads as HalfOpen). Changes
-    /// nothing.
+    /// The state at `now`, with the lazy transitions due by then applied (an Open breaker
+    /// whose break ended reads as HalfOpen; a HalfOpen one whose probe lease ended reads as
+    /// Open, or as HalfOpen again once the break after it ended too). Changes nothing.
     pub fn state(&self, now: Instant) -> BreakerState {
         let now = self.clock.peek(now);
         match self.inner {
             Inner::Open { until } if now >= until => BreakerState::HalfOpen,
+            Inner::HalfOpen { .. } => match self.expired_lease(now) {
+                Some(end) if now < self.reopen_until(end) => BreakerState::Open,
+                _ => BreakerState::HalfOpen,
+            },
             ref i => i.state(),
         }
     }
@@ -475,12 +510,13 @@ impl CircuitBreaker {
         }
     }
 
-    /// Half-open probes in flight at `now` (expired leases excluded).
+    /// Half-open probes in flight at `now`: admitted, not reported, lease not ended. (An ended
+    /// lease re-opens the breaker, so then there are none.)
     pub fn in_flight_probes(&self, now: Instant) -> u32 {
         let now = self.clock.peek(now);
         match &self.inner {
-            Inner::HalfOpen { probes, .. } => {
-                probes.iter().filter(|p| p.lease_until > now).count() as u32
+            Inner::HalfOpen { probes, .. } if self.expired_lease(now).is_none() => {
+                probes.len() as u32
             }
             _ => 0,
         }
@@ -521,19 +557,22 @@ impl CircuitBreaker {
                 retry_at: saturating_add(now, self.config.break_duration),
                 state: BreakerState::ForcedOpen,
             }),
-            Inner::HalfOpen { probes, .. } => {
-                if (probes.len() as u64) < u64::from(self.config.probes()) {
+            Inner::HalfOpen { probes, successes } => {
+                // Reported successes keep their admission: the cap is per episode.
+                let admitted = probes.len() as u64 + u64::from(*successes);
+                if admitted < u64::from(self.config.probes()) {
                     let id = self.next_probe;
                     self.next_probe = self.next_probe.wrapping_add(1);
                     probes.push(Probe {
                         id,
-                        lease_until: saturating_add(now, self.config.probe_lease),
+                        lease_until: saturating_add(now, self.config.lease()),
                     });
                     Ok(permit(Some(id)))
                 } else {
-                    let retry_at = probes.iter().map(|p| p.lease_until).min().unwrap_or(now);
+                    // Fewer successes than probes, so at least one is outstanding.
+                    let end = probes.iter().map(|p| p.lease_until).min().unwrap_or(now);
                     Err(BreakerRejected {
-                        retry_at,
+                        retry_at: self.reopen_until(end),
                         state: BreakerState::HalfOpen,
                     })
                 }
@@ -541,9 +580,16 @@ impl CircuitBreaker {
         }
     }
 
-    /// Records how a permitted call ended. Returns whether the outcome was counted (`false` for
-    /// `Ignored`, a stale generation, a probe whose lease expired, another breaker's permit, or
-    /// a Disabled / ForcedOpen breaker). Consumes the permit.
+    /// Records how a permitted call ended. Consumes the permit.
+    ///
+    /// Returns whether the outcome was counted. It is counted whenever the permit is of this
+    /// breaker's current generation (the state that admitted it is still running) and the
+    /// breaker is not Disabled: in the window while Closed, in the half-open episode that
+    /// admitted it while HalfOpen. It is not counted (`false`, nothing changes) for a stale
+    /// permit — issued before a transition, e.g. before a trip, or a probe whose episode
+    /// already ended because another probe failed or a lease ended — for another breaker's
+    /// permit, on a Disabled breaker, and for [`Outcome::Ignored`] (which gives a half-open
+    /// probe's admission back).
     pub fn record(&mut self, now: Instant, permit: BreakerPermit, outcome: Outcome) -> bool {
         let now = self.advance(now);
         if permit.breaker != self.id || permit.generation != self.generation {
@@ -579,7 +625,8 @@ impl CircuitBreaker {
                 let before = probes.len();
                 probes.retain(|p| p.id != id);
                 if probes.len() == before {
-                    // Lease expired: its slot was already given away.
+                    // Unreachable: a probe of this generation is outstanding until it reports
+                    // (an ended lease re-opens the breaker, which bumps the generation).
                     return false;
                 }
                 let slow_counts = self.config.slow_call_rate_threshold < 100;
@@ -639,24 +686,48 @@ impl CircuitBreaker {
         m.failures * 100 >= f * m.calls || m.slow * 100 >= s * m.calls
     }
 
-    /// Clamps `now`, performs the lazy Open → HalfOpen transition and expires probe leases.
+    /// The end of the earliest probe lease that ended at or before `now`, if HalfOpen.
+    fn expired_lease(&self, now: Instant) -> Option<Instant> {
+        match &self.inner {
+            Inner::HalfOpen { probes, .. } => probes
+                .iter()
+                .map(|p| p.lease_until)
+                .filter(|&end| end <= now)
+                .min(),
+            _ => None,
+        }
+    }
+
+    /// The end of the break that a half-open failure at `at` would start.
+    fn reopen_until(&self, at: Instant) -> Instant {
+        let trip = self.consecutive_trips.saturating_add(1);
+        saturating_add(at, self.config.break_for(trip))
+    }
+
+    /// Clamps `now` and performs the lazy transitions due by then, each stamped with the
+    /// instant it was due: Open → HalfOpen at the end of the break, HalfOpen → Open at the end
+    /// of the earliest unreported lease (then → HalfOpen again if that break also ended).
     fn advance(&mut self, now: Instant) -> Instant {
         let now = self.clock.observe(now);
-        if let Inner::Open { until } = self.inner {
-            if now >= until {
-                self.transition(
-                    until,
-                    Inner::HalfOpen {
-                        probes: Vec::new(),
-                        successes: 0,
-                    },
-                );
+        // At most Open → HalfOpen → Open → HalfOpen: a fresh episode has no probes.
+        loop {
+            if let Inner::Open { until } = self.inner {
+                if now >= until {
+                    self.transition(
+                        until,
+                        Inner::HalfOpen {
+                            probes: Vec::new(),
+                            successes: 0,
+                        },
+                    );
+                    continue;
+                }
+            }
+            match self.expired_lease(now) {
+                Some(end) => self.trip(end, BreakerState::HalfOpen),
+                None => return now,
             }
         }
-        if let Inner::HalfOpen { probes, .. } = &mut self.inner {
-            probes.retain(|p| p.lease_until > now);
-        }
-        now
     }
 
     fn trip(&mut self, now: Instant, _from: BreakerState) {
@@ -777,10 +848,11 @@ mod tests {
         let p = b.try_acquire(until).unwrap();
         assert!(p.is_probe());
         assert_eq!(b.state(until), BreakerState::HalfOpen);
-        // Herd protection: a second caller is rejected while the probe is out.
+        // Herd protection: a second caller is rejected while the probe is out; at the latest,
+        // the probe's lease ends (60 s) and a new episode starts after another break (10 s).
         let r = b.try_acquire(until).unwrap_err();
         assert_eq!(r.state, BreakerState::HalfOpen);
-        assert_eq!(r.retry_at, until + Duration::from_secs(60));
+        assert_eq!(r.retry_at, until + Duration::from_secs(70));
         assert!(b.record(until, p, OK));
         assert_eq!(b.state(until), BreakerState::Closed);
         let ts: Vec<_> = std::iter::from_fn(|| b.poll_transition()).collect();
@@ -825,7 +897,7 @@ mod tests {
     }
 
     #[test]
-    fn lost_probe_frees_slot_after_lease() {
+    fn lost_probe_reopens_at_lease_end() {
         let t0 = Instant::now();
         let mut b = CircuitBreaker::new(BreakerConfig {
             probe_lease: ms(100),
@@ -834,13 +906,77 @@ mod tests {
         trip(&mut b, t0);
         let t1 = t0 + Duration::from_secs(10);
         let lost = b.try_acquire(t1).unwrap();
-        assert!(b.try_acquire(t1 + ms(99)).is_err());
-        let p2 = b.try_acquire(t1 + ms(100)).unwrap();
-        // The lost probe's late report is ignored.
+        assert_eq!(b.in_flight_probes(t1 + ms(99)), 1);
+        assert_eq!(
+            b.try_acquire(t1 + ms(99)).unwrap_err().retry_at,
+            t1 + ms(100) + Duration::from_secs(10)
+        );
+        // The lease ends unreported: a failed probe. The breaker re-opens, stamped at the
+        // lease's end, and does not hand the slot to another probe of the same episode.
+        assert_eq!(b.state(t1 + ms(100)), BreakerState::Open);
+        assert_eq!(b.in_flight_probes(t1 + ms(100)), 0);
+        let r = b.try_acquire(t1 + ms(150)).unwrap_err();
+        assert_eq!(r.state, BreakerState::Open);
+        let t2 = t1 + ms(100) + Duration::from_secs(10);
+        assert_eq!(r.retry_at, t2);
+        assert_eq!(b.consecutive_trips(), 2);
+        // Its late report is stale.
         assert!(!b.record(t1 + ms(150), lost, FAIL));
-        assert_eq!(b.state(t1 + ms(150)), BreakerState::HalfOpen);
-        assert!(b.record(t1 + ms(150), p2, OK));
-        assert_eq!(b.state(t1 + ms(150)), BreakerState::Closed);
+        // Not wedged: after the break, a new episode.
+        let p = b.try_acquire(t2).unwrap();
+        assert!(b.record(t2, p, OK));
+        assert_eq!(b.state(t2), BreakerState::Closed);
+        let ts: Vec<_> = std::iter::from_fn(|| b.poll_transition())
+            .map(|t| (t.from, t.to, t.at))
+            .collect();
+        use BreakerState::*;
+        assert_eq!(
+            ts,
+            vec![
+                (Closed, Open, t0),
+                (Open, HalfOpen, t1),
+                (HalfOpen, Open, t1 + ms(100)),
+                (Open, HalfOpen, t2),
+                (HalfOpen, Closed, t2),
+            ]
+        );
+    }
+
+    #[test]
+    fn lease_end_and_next_break_in_one_step() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(BreakerConfig {
+            probe_lease: ms(100),
+            ..small()
+        });
+        trip(&mut b, t0);
+        let t1 = t0 + Duration::from_secs(10);
+        let _lost = b.try_acquire(t1).unwrap();
+        // Long after the lease and the break after it: a new episode, reached lazily.
+        let late = t1 + Duration::from_secs(60);
+        assert_eq!(b.state(late), BreakerState::HalfOpen);
+        let p = b.try_acquire(late).unwrap();
+        assert_eq!(b.in_flight_probes(late), 1);
+        assert!(b.record(late, p, FAIL));
+        assert_eq!(b.consecutive_trips(), 3);
+        let ats: Vec<_> = std::iter::from_fn(|| b.poll_transition())
+            .map(|t| t.at)
+            .collect();
+        let t2 = t1 + ms(100) + Duration::from_secs(10);
+        assert_eq!(ats, vec![t0, t1, t1 + ms(100), t2, late]);
+    }
+
+    #[test]
+    fn probe_reported_at_admission_instant_counts_with_zero_lease() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(BreakerConfig {
+            probe_lease: Duration::ZERO,
+            ..small()
+        });
+        trip(&mut b, t0);
+        let t1 = t0 + Duration::from_secs(10);
+        assert!(call(&mut b, t1, OK));
+        assert_eq!(b.state(t1), BreakerState::Closed);
     }
 
     #[test]
@@ -890,6 +1026,91 @@ mod tests {
         b.record(t1, ps.next().unwrap(), OK);
         assert_eq!(b.state(t1), BreakerState::HalfOpen);
         b.record(t1, ps.next().unwrap(), OK);
+        assert_eq!(b.state(t1), BreakerState::Closed);
+    }
+
+    /// The issue's sequence: with two probes per episode, a completed probe must not free an
+    /// admission for a third, and the breaker must not close while a probe is outstanding.
+    #[test]
+    fn issue_probe_cap_is_per_episode() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(BreakerConfig {
+            half_open_probes: 2,
+            ..small()
+        });
+        trip(&mut b, t0);
+        let t1 = t0 + Duration::from_secs(10);
+        let p1 = b.try_acquire(t1).unwrap();
+        let p2 = b.try_acquire(t1).unwrap();
+        assert!(b.try_acquire(t1).is_err());
+        assert!(b.record(t1, p1, OK));
+        assert_eq!(b.state(t1), BreakerState::HalfOpen);
+        // Before the fix, p1's success freed a slot and a third probe was admitted here.
+        let r = b.try_acquire(t1).unwrap_err();
+        assert_eq!(r.state, BreakerState::HalfOpen);
+        assert!(b.record(t1, p2, OK));
+        assert_eq!(b.state(t1), BreakerState::Closed);
+    }
+
+    /// The rest of the issue: a failure of a probe of the episode always counts — it re-opens
+    /// the breaker even after the other probes succeeded.
+    #[test]
+    fn last_probe_failure_reopens_after_other_successes() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(BreakerConfig {
+            half_open_probes: 3,
+            ..small()
+        });
+        trip(&mut b, t0);
+        let t1 = t0 + Duration::from_secs(10);
+        let p1 = b.try_acquire(t1).unwrap();
+        let p2 = b.try_acquire(t1).unwrap();
+        assert!(b.record(t1, p1, OK));
+        let p3 = b.try_acquire(t1).unwrap();
+        assert!(b.record(t1, p2, OK));
+        assert!(b.try_acquire(t1).is_err());
+        assert_eq!(b.state(t1), BreakerState::HalfOpen);
+        assert!(b.record(t1 + ms(5), p3, FAIL));
+        assert_eq!(b.state(t1 + ms(5)), BreakerState::Open);
+        assert_eq!(b.consecutive_trips(), 2);
+    }
+
+    /// A failure ends the episode at once; the episode's other probes are stale after it.
+    #[test]
+    fn other_probes_of_a_failed_episode_are_stale() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(BreakerConfig {
+            half_open_probes: 2,
+            ..small()
+        });
+        trip(&mut b, t0);
+        let t1 = t0 + Duration::from_secs(10);
+        let p1 = b.try_acquire(t1).unwrap();
+        let p2 = b.try_acquire(t1).unwrap();
+        assert!(b.record(t1, p1, FAIL));
+        let g = b.generation();
+        assert!(!b.record(t1, p2, OK));
+        assert_eq!((b.state(t1), b.generation()), (BreakerState::Open, g));
+    }
+
+    /// Ignored gives the admission back (resilience4j's releasePermission), also after
+    /// another probe of the episode succeeded.
+    #[test]
+    fn ignored_probe_admission_is_reissued() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(BreakerConfig {
+            half_open_probes: 2,
+            ..small()
+        });
+        trip(&mut b, t0);
+        let t1 = t0 + Duration::from_secs(10);
+        let p1 = b.try_acquire(t1).unwrap();
+        let p2 = b.try_acquire(t1).unwrap();
+        assert!(b.record(t1, p1, OK));
+        assert!(!b.record(t1, p2, Outcome::Ignored));
+        let p3 = b.try_acquire(t1).unwrap();
+        assert!(b.try_acquire(t1).is_err());
+        assert!(b.record(t1, p3, OK));
         assert_eq!(b.state(t1), BreakerState::Closed);
     }
 
