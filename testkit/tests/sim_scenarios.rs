@@ -401,8 +401,9 @@ fn failures_open_the_breaker_which_fails_fast_then_one_probe_closes_it() {
     assert!(outs[1].sends.is_empty());
     match err(&outs[1]) {
         VllmError::CircuitOpen { retry_in } => {
-            // The probe's lease (60 s from 32 s) is the latest the slot frees.
-            assert_eq!(*retry_in, secs(60) - ms(500))
+            // The latest the breaker can take to admit again: the probe's lease (60 s from
+            // 32 s) ends without a report, which re-opens it for one more break (30 s).
+            assert_eq!(*retry_in, secs(90) - ms(500))
         }
         e => panic!("expected CircuitOpen, got {e:?}"),
     }
@@ -504,9 +505,10 @@ fn keep_alive_comments_do_not_keep_a_stalled_generation_alive() {
 }
 
 #[test]
-fn a_slow_first_token_is_retried_and_the_second_attempt_succeeds() {
+fn a_slow_first_token_is_retried_when_opted_in_and_the_second_attempt_succeeds() {
     let cfg = config(|p| {
         p.timeouts.first_token = Some(secs(10));
+        p.retry.retry_first_token_timeout = true;
         p.retry.backoff = Backoff::constant(ms(100));
     });
     let mut sim = Sim::new(cfg, 1);
@@ -544,6 +546,7 @@ fn a_slow_first_token_is_retried_and_the_second_attempt_succeeds() {
     // A head that is itself slow is the same overload signal.
     let cfg = config(|p| {
         p.timeouts.first_token = Some(secs(10));
+        p.retry.retry_first_token_timeout = true;
         p.retry.backoff = Backoff::constant(ms(100));
     });
     let mut sim = Sim::new(cfg, 1);
@@ -985,4 +988,232 @@ fn a_400_whose_error_body_is_cut_or_slow_is_still_not_retried() {
         assert_eq!(out.sends.len(), 1, "{}", out.render());
         assert_eq!(err(&out).status().map(|s| s.as_u16()), Some(400));
     }
+}
+
+// --- Queued streams: first-token and idle timers -------------------------------------------
+
+#[test]
+fn a_stream_queued_for_90s_with_idle_60s_succeeds_in_one_attempt() {
+    // The defaults: idle 60 s, no first-token timeout. vLLM sends the head at once and the
+    // first token only when the request is scheduled; a quiet stream before its first token is
+    // queued, not stalled, so the idle timer does not run yet.
+    let mut sim = Sim::new(ClientConfig::default(), 1);
+    let out = sim.run(
+        chat_stream(),
+        vec![SimResponse::sse(vec![
+            SimPart::wait_ms(90_000),
+            SimPart::content("finally"),
+            SimPart::done(),
+        ])],
+    );
+    assert_clean(&out);
+    assert_eq!(out.content(), "finally");
+    assert_eq!(out.sends, vec![Duration::ZERO]);
+    assert_timeline(
+        &out,
+        "0ns start
+         0ns send #1 (until 600s)
+         0ns <- 200
+         90s emit content \"finally\"
+         90s emit done
+         90s done ok (0 B)",
+    );
+}
+
+#[test]
+fn before_the_first_data_event_the_first_token_timer_replaces_the_idle_timer() {
+    // first_token 800 ms, idle 300 ms; the server sends the head, then only keep-alive
+    // comments for 500 ms, then tokens: one attempt, no timeout.
+    let cfg = config(|p| {
+        p.timeouts.first_token = Some(ms(800));
+        p.timeouts.idle = Some(ms(300));
+    });
+    let mut parts = Vec::new();
+    for _ in 0..5 {
+        parts.push(SimPart::wait_ms(100));
+        parts.push(SimPart::Comment);
+    }
+    parts.extend([SimPart::content("a"), SimPart::content("b"), SimPart::done()]);
+    let mut sim = Sim::new(cfg, 1);
+    let out = sim.run(chat_stream(), vec![SimResponse::sse(parts)]);
+    assert_clean(&out);
+    assert_eq!(out.content(), "ab");
+    assert!(matches!(out.last_event(), Some(StreamEvent::Done)));
+    assert_eq!(out.sends, vec![Duration::ZERO]);
+    assert_eq!(out.report.timeout, None);
+
+    // After the first data event, idle applies between data events (comments do not count).
+    let cfg = config(|p| {
+        p.timeouts.first_token = Some(ms(800));
+        p.timeouts.idle = Some(ms(300));
+    });
+    let mut sim = Sim::new(cfg, 1);
+    let out = sim.run(
+        chat_stream(),
+        vec![SimResponse::sse(vec![
+            SimPart::wait_ms(500),
+            SimPart::content("a"),
+            SimPart::wait_ms(200),
+            SimPart::Comment,
+            SimPart::wait_ms(200),
+            SimPart::Comment,
+        ])
+        .then_stall()],
+    );
+    assert_clean(&out);
+    assert_eq!(out.content(), "a");
+    assert_eq!(out.report.timeout, Some(TimeoutKind::Idle));
+    assert_eq!(when(&out, |s| *s == Step::Timeout), Some(ms(800)));
+}
+
+#[test]
+fn a_first_token_timeout_is_not_retried_against_the_same_endpoint() {
+    // The request is queued; a retry would go to the back of the same queue and throw away
+    // the prefill already done. The call ends at the timer, and the report says why.
+    let cfg = config(|p| p.timeouts.first_token = Some(secs(10)));
+    let mut sim = Sim::new(cfg, 1);
+    let out = sim.run(
+        chat_stream(),
+        vec![
+            SimResponse::sse(vec![SimPart::wait_ms(15_000), SimPart::content("late")]),
+            SimResponse::sse(vec![SimPart::content("never asked"), SimPart::done()]),
+        ],
+    );
+    assert_clean(&out);
+    assert!(matches!(err(&out), VllmError::Timeout));
+    assert_eq!(out.sends, vec![Duration::ZERO]);
+    assert_eq!(out.ended_at, secs(10));
+    assert_eq!(out.report.timeout, Some(TimeoutKind::FirstToken));
+    assert_eq!(out.report.gave_up, Some(GiveUpReason::FirstTokenTimeout));
+}
+
+// --- A server that ignores `stream: true` --------------------------------------------------
+
+#[test]
+fn a_json_answer_to_a_stream_request_becomes_the_streams_events() {
+    let doc = r#"{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Hello there","reasoning_content":"think","tool_calls":[{"id":"c1","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}},{"id":"c2","type":"function","function":{"name":"g","arguments":"{}"}}]},"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}"#;
+    let mut sim = Sim::new(ClientConfig::default(), 1);
+    let out = sim.run(chat_stream(), vec![SimResponse::ok_json(doc)]);
+    assert_clean(&out);
+    assert_eq!(out.sends, vec![Duration::ZERO], "not retried");
+    assert_eq!(out.content(), "Hello there");
+    assert!(out
+        .events
+        .iter()
+        .any(|e| matches!(e, StreamEvent::Reasoning(r) if r == "think")));
+    let calls: Vec<_> = out
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            StreamEvent::ToolCall(c) => Some((c.index, c.id.clone(), c.function.arguments.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            (0, "c1".to_owned(), r#"{"a":1}"#.to_owned()),
+            (1, "c2".to_owned(), "{}".to_owned())
+        ]
+    );
+    assert!(out
+        .events
+        .iter()
+        .any(|e| matches!(e, StreamEvent::Usage(u) if u.total_tokens == 5)));
+    assert!(matches!(out.last_event(), Some(StreamEvent::Done)));
+    assert!(out.result.is_ok());
+}
+
+#[test]
+fn an_html_answer_to_a_stream_request_is_a_decode_error_and_not_retried() {
+    let mut sim = Sim::new(ClientConfig::default(), 1);
+    let out = sim.run(
+        chat_stream(),
+        vec![
+            SimResponse::status(200)
+                .header("content-type", "text/html; charset=utf-8")
+                .body("<html><body>Gateway login</body></html>"),
+            SimResponse::sse(vec![SimPart::content("never asked"), SimPart::done()]),
+        ],
+    );
+    assert_clean(&out);
+    assert_eq!(out.sends, vec![Duration::ZERO]);
+    match err(&out) {
+        VllmError::Decode { message, snippet } => {
+            assert!(message.contains("text/html"), "{message}");
+            assert!(snippet.contains("Gateway login"), "{snippet}");
+        }
+        other => panic!("expected Decode, got {other:?}"),
+    }
+    assert_eq!(out.report.gave_up, Some(GiveUpReason::NotRetryable));
+}
+
+// --- First come, first served admission -----------------------------------------------------
+
+#[test]
+fn waiting_calls_are_admitted_in_arrival_order_and_a_newcomer_never_overtakes() {
+    let cfg = config(|p| p.max_concurrency = Some(1));
+    let hold = |ms_: u64| {
+        vec![SimResponse::sse(vec![
+            SimPart::content("x"),
+            SimPart::wait_ms(ms_),
+            SimPart::done(),
+        ])]
+    };
+    let mut sim = Sim::new(cfg, 1);
+    let outs = sim.run_all(vec![
+        SimCall::new(chat_stream(), hold(2000)),
+        SimCall::new(chat_stream(), hold(1000)).start_after(ms(100)),
+        SimCall::new(chat_stream(), hold(1000)).start_after(ms(200)),
+        // Arrives exactly when the first call's slot frees: it queues behind the two waiters.
+        SimCall::new(chat_stream(), hold(1000)).start_after(ms(2000)),
+    ]);
+    for o in &outs {
+        assert_clean(o);
+        assert!(matches!(o.last_event(), Some(StreamEvent::Done)), "{}", o.render());
+    }
+    let sends: Vec<Duration> = outs.iter().map(|o| o.sends[0]).collect();
+    assert_eq!(sends, vec![ms(0), ms(2000), ms(3000), ms(4000)]);
+    // Each release woke exactly one waiter: nobody was woken for nothing.
+    for o in &outs {
+        let wakes = o
+            .timeline
+            .iter()
+            .filter(|e| e.step == Step::PermitReleased)
+            .count();
+        let waits = o
+            .timeline
+            .iter()
+            .filter(|e| matches!(e.step, Step::WaitForPermit { .. }))
+            .count();
+        assert_eq!(wakes, waits, "{}", o.render());
+        assert!(wakes <= 1, "{}", o.render());
+    }
+    assert_eq!(sim.shared().in_flight(), Some(0));
+}
+
+#[test]
+fn a_waiter_whose_deadline_passes_leaves_the_queue_without_costing_anyone_their_turn() {
+    let cfg = config(|p| p.max_concurrency = Some(1));
+    let mut sim = Sim::new(cfg, 1);
+    let hold = |ms_: u64| {
+        vec![SimResponse::sse(vec![
+            SimPart::content("x"),
+            SimPart::wait_ms(ms_),
+            SimPart::done(),
+        ])]
+    };
+    let outs = sim.run_all(vec![
+        SimCall::new(chat_stream(), hold(2000)),
+        // Gives up (cancelled by its caller) after 500 ms in the queue.
+        SimCall::new(chat_stream(), hold(1000))
+            .start_after(ms(100))
+            .cancel_after(ms(600)),
+        SimCall::new(chat_stream(), hold(1000)).start_after(ms(200)),
+    ]);
+    assert!(outs[1].sends.is_empty());
+    assert_eq!(outs[2].sends, vec![ms(2000)]);
+    assert!(matches!(outs[2].last_event(), Some(StreamEvent::Done)));
+    assert_eq!(sim.shared().in_flight(), Some(0));
+    assert_eq!(sim.shared().waiting(), Some(0));
 }
