@@ -56,4 +56,8 @@ conformance! {
     concurrency_permit_held_for_the_stream,
     total_deadline_bounds_everything,
     api_key_sent_never_printed,
+    close_delimited_stream,
+    close_delimited_json,
+    short_body_json_retried,
+    short_body_stream_retried,
 }

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use vllm_client_core::client::Client;
 use vllm_client_core::policy::{BreakerConfig, SlidingWindow};
 use vllm_client_core::{StreamEvent, VllmError};
-use vllm_testkit::server::{free_port_url, FakeServer, Part, Reply};
+use vllm_testkit::server::{free_port_url, FakeServer, Framing, Part, Reply};
 
 use crate::harness::Harness;
 
@@ -722,4 +722,131 @@ pub fn api_key_sent_never_printed<H: Harness>() {
     for text in [format!("{e}"), format!("{e:?}"), format!("{c:?}")] {
         assert!(!text.contains(wrong), "the key leaks: {text}");
     }
+}
+
+// ----- body framing (RFC 9112 §6.3) -----------------------------------------------------------
+
+/// A complete streamed answer: role, content in three events, finish, `[DONE]`.
+fn sse_answer(text: &[&str]) -> Vec<Part> {
+    let mut parts = vec![chunk(json!({"role": "assistant", "content": ""}), None)];
+    for t in text {
+        parts.push(chunk(json!({"content": t}), None));
+    }
+    parts.push(chunk(json!({"content": ""}), Some("stop")));
+    parts.push(Part::done());
+    parts
+}
+
+/// The bytes of these parts, in order (delays and cuts left out).
+fn bytes_of(parts: &[Part]) -> Vec<u8> {
+    parts
+        .iter()
+        .flat_map(|p| match p {
+            Part::Bytes(b) => b.to_vec(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+pub fn close_delimited_stream<H: Harness>() {
+    // Neither `content-length` nor chunked: the body ends when the server closes the
+    // connection, as llama.cpp's server and several proxies send streams.
+    let server = FakeServer::start();
+    server.push(
+        Reply::sse(sse_answer(&["one", " two", " three"]))
+            .framing(Framing::UntilClose)
+            .pace(Duration::from_millis(5)),
+    );
+    let events = stream::<H>(&client::<H>(&server)).expect("stream");
+    assert!(matches!(terminal(&events), StreamEvent::Done), "{events:?}");
+    assert_eq!(content(&events), "one two three");
+    assert_eq!(server.request_count(), 1);
+}
+
+pub fn close_delimited_json<H: Harness>() {
+    let server = FakeServer::start();
+    server.push(Reply::generate().framing(Framing::UntilClose));
+    let r = chat::<H>(&client::<H>(&server)).expect("chat");
+    assert_eq!(r.content.as_deref(), Some("Echo: hi"));
+    assert_eq!(r.finish_reason.as_deref(), Some("stop"));
+    assert_eq!(server.request_count(), 1);
+}
+
+pub fn short_body_json_retried<H: Harness>() {
+    // `content-length: N`, N/2 bytes, then a clean close: a transport failure, retried.
+    let server = FakeServer::start();
+    let body = json!({"id": "x", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "never seen"},
+        "finish_reason": "stop"}]})
+    .to_string();
+    let half = body.as_bytes()[..body.len() / 2].to_vec();
+    let short = Reply::status(200)
+        .header("content-type", "application/json")
+        .header("content-length", &body.len().to_string())
+        .body(half);
+    server.push(short.clone());
+    // Without retries, the failure shows: the transport's, not a body that is not JSON.
+    let c = H::builder(&server.base_url()).max_retries(0).build();
+    let e = chat::<H>(&c).expect_err("a short body");
+    assert!(matches!(e, VllmError::Transport { .. }), "{e:?}");
+    assert_eq!(server.request_count(), 1);
+
+    let server = FakeServer::start();
+    server.push(short);
+    let c = client::<H>(&server);
+    let rep = H::wait(
+        c.chat
+            .completions()
+            .create()
+            .model("m")
+            .messages(hi())
+            .send_with_report(),
+    )
+    .expect("reported");
+    let r = rep.result.expect("the retry succeeds");
+    assert_eq!(r.content.as_deref(), Some("Echo: hi"));
+    assert_eq!(server.request_count(), 2);
+    assert_eq!(rep.report.attempts, 2, "{:?}", rep.report);
+}
+
+pub fn short_body_stream_retried<H: Harness>() {
+    // The cut falls inside the first event: nothing reached the caller, so it is retried.
+    let first = chunk(
+        json!({"role": "assistant", "content": "x".repeat(400)}),
+        None,
+    );
+    let mut parts = vec![first];
+    parts.extend(sse_answer(&["never"]));
+    let body = bytes_of(&parts);
+    let half = body.len() / 2;
+    assert!(
+        half < bytes_of(&parts[..1]).len(),
+        "the cut is inside the first event"
+    );
+    // `content-length` counts every part; the cut stops after the first half.
+    let short = Reply::sse([
+        Part::bytes(body[..half].to_vec()),
+        Part::Cut,
+        Part::bytes(body[half..].to_vec()),
+    ])
+    .framing(Framing::ContentLength);
+
+    // Without retries: a failure before any output (the core reports a stream cut inside an
+    // event as truncated).
+    let server = FakeServer::start();
+    server.push(short.clone());
+    let c = H::builder(&server.base_url()).max_retries(0).build();
+    let e = stream::<H>(&c).expect_err("a short body");
+    assert!(
+        e.is_truncated() || matches!(e, VllmError::Transport { .. }),
+        "{e:?}"
+    );
+    assert_eq!(server.request_count(), 1);
+
+    let server = FakeServer::start();
+    server.push(short);
+    let events = stream::<H>(&client::<H>(&server)).expect("stream");
+    assert!(matches!(terminal(&events), StreamEvent::Done), "{events:?}");
+    assert_eq!(content(&events), "Echo: hi");
+    assert_eq!(server.request_count(), 2);
 }

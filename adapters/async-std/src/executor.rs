@@ -14,6 +14,7 @@ use vllm_client_core::client::{CallSpec, Decode, Execute, Reported};
 use vllm_client_core::config::ClientConfig;
 use vllm_client_core::VllmError;
 
+use crate::http1::Http1;
 use crate::runner::Runner;
 use crate::stream::EventStream;
 
@@ -94,15 +95,11 @@ impl fmt::Debug for AsyncStd {
     }
 }
 
-/// surf with no timer of its own (the core hands out every deadline) and without keep-alive
-/// (see the crate docs: dropping a response must close its connection).
+/// surf on [`Http1`]: no timer of its own (the core hands out every deadline), one connection
+/// per request (see the crate docs: dropping a response must close its connection), and
+/// response bodies framed as RFC 9112 says.
 fn http_client() -> surf::Client {
-    surf::Config::new()
-        .set_timeout(None)
-        .set_http_keep_alive(false)
-        .set_tcp_no_delay(true)
-        .try_into()
-        .unwrap_or_else(|_| surf::Client::new())
+    surf::Client::with_http_client(Http1::new())
 }
 
 /// A seed from the OS for the jitter, so that processes do not retry in lockstep.
@@ -141,8 +138,12 @@ impl Execute for AsyncStd {
     type Stream = EventStream;
     type HttpClient = surf::Client;
 
-    /// With your own surf client, turn its keep-alive off (`Config::set_http_keep_alive`) and
-    /// its timeout off (`set_timeout(None)`): see the crate docs.
+    /// With your own surf client, build it on [`Http1`]
+    /// (`surf::Client::with_http_client(Http1::new())`, then your middleware): see the crate
+    /// docs. On surf's default backend, turn keep-alive and the timeout off
+    /// (`Config::set_http_keep_alive(false)`, `set_timeout(None)`), and know that it reads a
+    /// body delimited by the end of the connection as empty and takes a body shorter than its
+    /// `Content-Length` as complete.
     fn from_config(config: ClientConfig, http: Option<surf::Client>) -> Self {
         AsyncStd::with(config, http.unwrap_or_else(http_client))
     }

@@ -39,16 +39,23 @@
 //! the generation. surf's HTTP/1 connection pool would hand an unfinished connection back to
 //! the pool instead, leaving the generation running and the connection unusable.
 //!
-//! surf's HTTP/1 client has no connect timer of its own: connecting is bounded by the
-//! deadline of the response head (first-token, attempt and overall timeouts) that the core
-//! hands out with each request.
+//! The HTTP/1 backend under surf is this crate's [`Http1`], not surf's default one (async-h1's
+//! client), which reads a body delimited by the end of the connection (no `Content-Length`,
+//! not chunked: llama.cpp's server and several proxies stream so) as empty, and takes a body
+//! shorter than its `Content-Length` as complete. [`Http1`] frames bodies as RFC 9112 §6.3
+//! says; a body cut short is a transport error, as on the other adapters.
+//!
+//! It has no connect timer of its own: connecting is bounded by the deadline of the response
+//! head (first-token, attempt and overall timeouts) that the core hands out with each request.
 #![deny(missing_docs)]
 
 mod executor;
+mod http1;
 mod runner;
 mod stream;
 
 pub use executor::{AsyncStd, BoxFuture};
+pub use http1::Http1;
 pub use stream::EventStream;
 
 /// The async-std client: `VllmClient::new("http://localhost:8000/v1")`.
