@@ -60,4 +60,12 @@ conformance! {
     close_delimited_json,
     short_body_json_retried,
     short_body_stream_retried,
+    first_token_timer_replaces_idle_before_the_first_token,
+    queued_stream_outlives_the_idle_timer,
+    first_token_timeout_not_retried_on_one_server,
+    json_answer_to_a_stream_request,
+    html_answer_to_a_stream_request,
+    non_ascii_header_is_refused_not_retried,
+    terminal_event_closes_the_connection,
+    concurrency_slots_first_come_first_served,
 }

@@ -256,8 +256,9 @@ impl RequestConfig {
                     )
                 })?;
             v.set_sensitive(true);
-            check_header_value("authorization", &v)
-                .map_err(|_| VllmError::InvalidRequest("the API key has characters a header cannot carry".into()))?;
+            check_header_value("authorization", &v).map_err(|_| {
+                VllmError::InvalidRequest("the API key has characters a header cannot carry".into())
+            })?;
             headers.insert(AUTHORIZATION, v);
         }
         Ok(req)

@@ -1033,7 +1033,11 @@ fn before_the_first_data_event_the_first_token_timer_replaces_the_idle_timer() {
         parts.push(SimPart::wait_ms(100));
         parts.push(SimPart::Comment);
     }
-    parts.extend([SimPart::content("a"), SimPart::content("b"), SimPart::done()]);
+    parts.extend([
+        SimPart::content("a"),
+        SimPart::content("b"),
+        SimPart::done(),
+    ]);
     let mut sim = Sim::new(cfg, 1);
     let out = sim.run(chat_stream(), vec![SimResponse::sse(parts)]);
     assert_clean(&out);
@@ -1170,7 +1174,11 @@ fn waiting_calls_are_admitted_in_arrival_order_and_a_newcomer_never_overtakes() 
     ]);
     for o in &outs {
         assert_clean(o);
-        assert!(matches!(o.last_event(), Some(StreamEvent::Done)), "{}", o.render());
+        assert!(
+            matches!(o.last_event(), Some(StreamEvent::Done)),
+            "{}",
+            o.render()
+        );
     }
     let sends: Vec<Duration> = outs.iter().map(|o| o.sends[0]).collect();
     assert_eq!(sends, vec![ms(0), ms(2000), ms(3000), ms(4000)]);

@@ -338,6 +338,7 @@ pub fn slow_first_token_retried<H: Harness>() {
     server.push(Reply::generate().delay(Duration::from_millis(1500)));
     let c = H::builder(&server.base_url())
         .first_token_timeout(Duration::from_millis(300))
+        .retry_first_token_timeout(true)
         .build();
     let events = stream::<H>(&c).expect("second attempt");
     assert!(matches!(terminal(&events), StreamEvent::Done), "{events:?}");
@@ -849,4 +850,221 @@ pub fn short_body_stream_retried<H: Harness>() {
     assert!(matches!(terminal(&events), StreamEvent::Done), "{events:?}");
     assert_eq!(content(&events), "Echo: hi");
     assert_eq!(server.request_count(), 2);
+}
+
+// ----- queued streams, first-token and idle timers (outside-bugs 1, queued-requests 2 and 3) --
+
+pub fn first_token_timer_replaces_idle_before_the_first_token<H: Harness>() {
+    let server = FakeServer::start();
+    // The head at once, then only keep-alive comments for 500 ms, then tokens.
+    let mut parts = Vec::new();
+    for _ in 0..5 {
+        parts.push(Part::keep_alive());
+        parts.push(Part::delay_ms(100));
+    }
+    parts.extend([
+        chunk(json!({"content": "a"}), None),
+        chunk(json!({"content": "b"}), Some("stop")),
+        Part::done(),
+    ]);
+    server.push(Reply::sse(parts));
+    let c = H::builder(&server.base_url())
+        .first_token_timeout(Duration::from_millis(800))
+        .idle_timeout(Duration::from_millis(300))
+        .build();
+    let events = stream::<H>(&c).expect("one attempt");
+    assert!(matches!(terminal(&events), StreamEvent::Done), "{events:?}");
+    assert_eq!(content(&events), "ab");
+    assert_eq!(server.request_count(), 1);
+}
+
+pub fn queued_stream_outlives_the_idle_timer<H: Harness>() {
+    // The defaults' shape (idle on, no first-token timeout), scaled down: the first token
+    // comes 900 ms after the head, idle is 300 ms. A queued stream is not a stalled one.
+    let server = FakeServer::start();
+    server.push(Reply::sse([
+        Part::delay_ms(900),
+        chunk(json!({"content": "late"}), Some("stop")),
+        Part::done(),
+    ]));
+    let c = H::builder(&server.base_url())
+        .idle_timeout(Duration::from_millis(300))
+        .build();
+    let events = stream::<H>(&c).expect("one attempt");
+    assert!(matches!(terminal(&events), StreamEvent::Done), "{events:?}");
+    assert_eq!(content(&events), "late");
+    assert_eq!(server.request_count(), 1, "not retried, not re-queued");
+}
+
+pub fn first_token_timeout_not_retried_on_one_server<H: Harness>() {
+    let server = FakeServer::start();
+    server.push(Reply::generate().delay(Duration::from_millis(1500)));
+    let c = H::builder(&server.base_url())
+        .first_token_timeout(Duration::from_millis(300))
+        .build();
+    let started = Instant::now();
+    let e = stream::<H>(&c).expect_err("timed out");
+    assert!(e.is_timeout(), "{e:?}");
+    assert!(started.elapsed() < Duration::from_millis(300) + MARGIN);
+    assert_eq!(
+        server.request_count(),
+        1,
+        "a retry would queue again at the back"
+    );
+}
+
+// ----- a server that ignores `stream: true` (outside-bugs 3) ----------------------------------
+
+pub fn json_answer_to_a_stream_request<H: Harness>() {
+    let server = FakeServer::start();
+    server.push(Reply::json_status(
+        200,
+        &json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                "message": {"role": "assistant", "content": "whole answer", "reasoning_content": "hmm"}}],
+            "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+        }),
+    ));
+    let c = client::<H>(&server);
+    let events = stream::<H>(&c).expect("events");
+    assert!(matches!(terminal(&events), StreamEvent::Done), "{events:?}");
+    assert_eq!(content(&events), "whole answer");
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, StreamEvent::Reasoning(r) if r == "hmm")));
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, StreamEvent::Usage(u) if u.total_tokens == 5)));
+    assert_eq!(server.request_count(), 1, "not retried");
+    let sent = server.requests()[0].json.clone().expect("a JSON body");
+    assert_eq!(sent["stream"], json!(true));
+}
+
+pub fn html_answer_to_a_stream_request<H: Harness>() {
+    let server = FakeServer::start();
+    server.push(Reply::html(
+        200,
+        "<html><body>Sign in to the gateway</body></html>",
+    ));
+    let c = client::<H>(&server);
+    let e = stream::<H>(&c).expect_err("not an event stream");
+    match &e {
+        VllmError::Decode { snippet, .. } => assert!(snippet.contains("Sign in"), "{snippet}"),
+        other => panic!("expected Decode, got {other:?}"),
+    }
+    assert!(!e.is_retryable());
+    assert_eq!(server.request_count(), 1, "not retried");
+}
+
+// ----- requests the transport cannot carry (outside-bugs 6) -----------------------------------
+
+pub fn non_ascii_header_is_refused_not_retried<H: Harness>() {
+    let server = FakeServer::start();
+    let c = H::builder(&server.base_url())
+        .default_header("x-team", "équipe")
+        .build();
+    let e = chat::<H>(&c).expect_err("refused");
+    assert!(matches!(e, VllmError::InvalidRequest(_)), "{e:?}");
+    assert!(e.to_string().contains("x-team"), "{e}");
+    assert!(
+        !e.to_string().contains("équipe"),
+        "the value is not printed: {e}"
+    );
+    assert_eq!(server.request_count(), 0, "nothing sent, nothing retried");
+}
+
+// ----- one connection lifecycle (outside-bugs 7) ----------------------------------------------
+
+pub fn terminal_event_closes_the_connection<H: Harness>() {
+    let server = FakeServer::start();
+    // `[DONE]`, then the server keeps the response open.
+    server.push(Reply::sse([
+        chunk(json!({"content": "a"}), Some("stop")),
+        Part::done(),
+        Part::Stall(Duration::from_secs(20)),
+    ]));
+    let c = client::<H>(&server);
+    let mut s = H::wait(
+        c.chat
+            .completions()
+            .create()
+            .model("m")
+            .messages(hi())
+            .stream(true)
+            .send_stream(),
+    )
+    .expect("stream");
+    let mut events = Vec::new();
+    while let Some(ev) = H::next(&mut s) {
+        let end = ev.is_terminal();
+        events.push(ev);
+        if end {
+            break;
+        }
+    }
+    assert!(
+        matches!(events.last(), Some(StreamEvent::Done)),
+        "{events:?}"
+    );
+    // The caller still holds the stream: the connection is closed anyway.
+    assert!(
+        server.wait_for_disconnects(1, Duration::from_secs(5)),
+        "the connection stayed open after the terminal event"
+    );
+    drop(s);
+}
+
+// ----- first come, first served (queued-requests 1) -------------------------------------------
+
+pub fn concurrency_slots_first_come_first_served<H: Harness>() {
+    let server = FakeServer::start();
+    server.push(
+        Reply::generate()
+            .reply_text("hold the slot for a while")
+            .token_delay(Duration::from_millis(150)),
+    );
+    let c = H::builder(&server.base_url()).max_concurrency(1).build();
+    let ask = |c: Client<H::E>, who: &'static str| {
+        std::thread::spawn(move || {
+            H::wait(
+                c.chat
+                    .completions()
+                    .create()
+                    .model("m")
+                    .messages(json!([{"role": "user", "content": who}]))
+                    .send(),
+            )
+        })
+    };
+    let holder = {
+        let c = c.clone();
+        std::thread::spawn(move || stream::<H>(&c))
+    };
+    assert!(server.wait_for_requests(1, Duration::from_secs(5)));
+    // Five calls queue, in this order, while the slot is held.
+    let mut waiting = Vec::new();
+    for who in ["w1", "w2", "w3", "w4", "w5"] {
+        waiting.push(ask(c.clone(), who));
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    let events = holder.join().expect("holder").expect("stream");
+    assert!(matches!(terminal(&events), StreamEvent::Done), "{events:?}");
+    for w in waiting {
+        w.join().expect("waiter").expect("answered");
+    }
+    let order: Vec<String> = server.requests()[1..]
+        .iter()
+        .map(|r| {
+            r.json.as_ref().expect("json")["messages"][0]["content"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        order,
+        ["w1", "w2", "w3", "w4", "w5"],
+        "admitted in arrival order"
+    );
 }

@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use event_listener::Event as Notify;
 use vllm_client_core::call::Shared;
-use vllm_client_core::policy::WaiterId;
 use vllm_client_core::client::{CallSpec, Decode, Execute, Reported};
 use vllm_client_core::config::ClientConfig;
+use vllm_client_core::policy::WaiterId;
 use vllm_client_core::VllmError;
 
 use crate::http1::Http1;

@@ -6,9 +6,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use vllm_client_core::call::Shared;
-use vllm_client_core::policy::WaiterId;
 use vllm_client_core::client::{CallSpec, Decode, Execute, Reported};
 use vllm_client_core::config::ClientConfig;
+use vllm_client_core::policy::WaiterId;
 use vllm_client_core::VllmError;
 
 use crate::runner::Runner;

@@ -1,16 +1,16 @@
 //! [`Tokio`]: runs the core's calls on tokio with reqwest.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 use vllm_client_core::call::Shared;
-use vllm_client_core::policy::WaiterId;
 use vllm_client_core::client::{CallSpec, Decode, Execute, Reported};
 use vllm_client_core::config::ClientConfig;
+use vllm_client_core::policy::WaiterId;
 use vllm_client_core::VllmError;
 
 use crate::runner::Runner;

@@ -991,7 +991,12 @@ impl StreamBody {
             return StreamBody::EventStream;
         };
         let text = String::from_utf8_lossy(value.as_bytes());
-        let essence = text.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let essence = text
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match essence.as_str() {
             "text/event-stream" | "" => StreamBody::EventStream,
             "application/json" => StreamBody::Json,

@@ -19,8 +19,9 @@ use crate::request::{header_pair, ApiKey};
 /// | [`api_key`](Self::api_key) | none | `Authorization: Bearer` |
 /// | [`timeout_secs`](Self::timeout_secs) / [`timeout`](Self::timeout) | 600 s | one whole attempt, body included |
 /// | [`connect_timeout`](Self::connect_timeout) | 10 s | establishing the connection |
-/// | [`first_token_timeout`](Self::first_token_timeout) | off | response head and first data event of a stream: vLLM signals overload by queueing, so a slow first token is retried |
-/// | [`idle_timeout`](Self::idle_timeout) | 60 s | between data events of a stream (keep-alive comments do not count) and between body chunks |
+/// | [`first_token_timeout`](Self::first_token_timeout) | off | from sending a stream request to its first data event (response head included); before that event it is the only per-event timer: idle does not run |
+/// | [`retry_first_token_timeout`](Self::retry_first_token_timeout) | false | whether a first-token timeout is retried against the same server (a retry would queue again at the back) |
+/// | [`idle_timeout`](Self::idle_timeout) | 60 s | between data events of a stream, from its first data event on (keep-alive comments do not count), and between body chunks of a JSON answer; never while a stream waits for its first token |
 /// | [`total_timeout`](Self::total_timeout) | off | one deadline over all attempts and sleeps |
 /// | [`max_retries`](Self::max_retries) | 2 | retries after the first attempt |
 /// | [`backoff`](Self::backoff) | 500 ms · 2ⁿ up to 8 s, full jitter | sleep between attempts |
@@ -28,7 +29,7 @@ use crate::request::{header_pair, ApiKey};
 /// | [`retry_budget`](Self::retry_budget) | 500 tokens, 5 per retry, 10 per timeout retry, +1 per success | stops retry storms; first attempts never wait on it |
 /// | [`circuit_breaker`](Self::circuit_breaker) | off | fail fast while the server is failing |
 /// | [`rate_limit`](Self::rate_limit) | off | client-side requests per period (GCRA) |
-/// | [`max_concurrency`](Self::max_concurrency) | off | calls in flight; a stream holds its slot until it ends |
+/// | [`max_concurrency`](Self::max_concurrency) | off | calls in flight, admitted first come, first served; a stream holds its slot until it ends |
 /// | [`seed`](Self::seed) | from the OS | jitter seed, for replayable runs |
 #[must_use]
 pub struct ClientBuilder<E: Execute> {
@@ -90,13 +91,29 @@ impl<E: Execute> ClientBuilder<E> {
         self
     }
 
-    /// The time allowed until the first data event of a stream (response head included).
+    /// The time allowed from sending a stream request to its first data event (response head
+    /// included). Until that event this is the only per-event timer (the idle timer starts
+    /// with the first data event), beside the attempt timer and the overall deadline.
     pub fn first_token_timeout(mut self, d: Duration) -> Self {
         self.config.policy.timeouts.first_token = Some(d);
         self
     }
 
-    /// The time allowed between data events of a stream.
+    /// Whether a first-token timeout is retried against the same server (default `false`).
+    ///
+    /// A vLLM server that is slow to start a stream is queueing it; a retry throws away its
+    /// place in the queue (and any prefill done) and queues again at the back, so it waits
+    /// longer than the first attempt would have. By default the call ends with
+    /// [`VllmError::Timeout`](crate::VllmError::Timeout) and its report says
+    /// [`GiveUpReason::FirstTokenTimeout`](crate::policy::GiveUpReason::FirstTokenTimeout).
+    /// Turn it on for servers that drop requests instead of queueing them.
+    pub fn retry_first_token_timeout(mut self, retry: bool) -> Self {
+        self.config.policy.retry.retry_first_token_timeout = retry;
+        self
+    }
+
+    /// The time allowed between data events of a stream (from its first data event on) and
+    /// between body chunks of a JSON answer.
     pub fn idle_timeout(mut self, d: Duration) -> Self {
         self.config.policy.timeouts.idle = Some(d);
         self
@@ -164,6 +181,8 @@ impl<E: Execute> ClientBuilder<E> {
     }
 
     /// At most `n` calls in flight (a stream holds its slot until it ends or is dropped).
+    /// Calls that find no free slot wait in arrival order: a new call never overtakes a
+    /// waiting one, and each call that ends admits exactly the one that waited longest.
     pub fn max_concurrency(mut self, n: u32) -> Self {
         self.config.policy.max_concurrency = Some(n);
         self
@@ -175,7 +194,10 @@ impl<E: Execute> ClientBuilder<E> {
         self
     }
 
-    /// A header sent with every request.
+    /// A header sent with every request. Its value must be visible ASCII (spaces and tabs
+    /// allowed): other bytes are refused by some HTTP clients, so every request of a client
+    /// given one fails with [`VllmError::InvalidRequest`](crate::VllmError::InvalidRequest)
+    /// naming the header (never its value).
     pub fn default_header(mut self, name: &str, value: &str) -> Self {
         match header_pair(name, value) {
             Ok((n, v)) => {
