@@ -1,0 +1,325 @@
+//! The vLLM engine model's exact timelines, and the fleet simulator's smoke tests.
+
+use std::time::{Duration, Instant};
+
+use vllm_testkit::engine::{Engine, EngineConfig, Fault, Output, RequestId, RequestSpec};
+
+fn us(n: u64) -> Duration {
+    Duration::from_micros(n)
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Runs the engine through every event up to `until` (offset), returning each output with its
+/// offset in microseconds.
+fn run_until(e: &mut Engine, t0: Instant, until: Duration) -> Vec<(u64, u64, Output)> {
+    let mut out = Vec::new();
+    for _ in 0..100_000 {
+        let Some(t) = e.next_event_at() else { break };
+        if t > t0 + until {
+            break;
+        }
+        e.advance(t);
+        while let Some((id, o)) = e.poll_output() {
+            out.push((t.duration_since(t0).as_micros() as u64, id.0, o));
+        }
+    }
+    e.advance(t0 + until);
+    while let Some((id, o)) = e.poll_output() {
+        out.push((until.as_micros() as u64, id.0, o));
+    }
+    out
+}
+
+fn fin(prompt: u32, completion: u32, preemptions: u32) -> Output {
+    Output::Finished {
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        preemptions,
+    }
+}
+
+#[test]
+fn one_request_pays_prefill_then_one_token_per_step() {
+    let t0 = Instant::now();
+    let mut e = Engine::new(EngineConfig::default(), t0);
+    let id = e.submit(t0, RequestSpec::stream(100, 3));
+    assert_eq!(id, RequestId(0));
+    // Nothing before the batch is formed.
+    assert_eq!(e.next_event_at(), Some(t0));
+    assert_eq!(e.num_waiting(), 1);
+    e.advance(t0);
+    assert_eq!((e.num_waiting(), e.num_running()), (0, 1));
+    // 15 ms + 0.25 ms × 1 + 0.1 ms × 100 prompt tokens.
+    assert_eq!(e.next_event_at(), Some(t0 + us(25_250)));
+    let out = run_until(&mut e, t0, ms(1000));
+    assert_eq!(
+        out,
+        vec![
+            (25_250, 0, Output::FirstToken),
+            (40_500, 0, Output::Token),
+            (55_750, 0, Output::Token),
+            (55_750, 0, fin(100, 3, 0)),
+        ]
+    );
+    assert_eq!(e.next_event_at(), None);
+    let s = e.stats();
+    assert_eq!(
+        (s.submitted, s.finished, s.steps, s.prefill_tokens),
+        (1, 1, 3, 100)
+    );
+    assert_eq!(s.generated_tokens, 3);
+}
+
+#[test]
+fn two_requests_at_one_instant_batch_together() {
+    let t0 = Instant::now();
+    let mut e = Engine::new(EngineConfig::default(), t0);
+    e.submit(t0, RequestSpec::stream(100, 2));
+    e.submit(t0, RequestSpec::json(200, 2));
+    let out = run_until(&mut e, t0, ms(1000));
+    // Step 1: 15 + 0.25 × 2 + 0.1 × 300 = 45.5 ms; step 2: 15.5 ms.
+    assert_eq!(
+        out,
+        vec![
+            (45_500, 0, Output::FirstToken),
+            (45_500, 1, Output::FirstToken),
+            (61_000, 0, Output::Token),
+            (61_000, 0, fin(100, 2, 0)),
+            (61_000, 1, Output::Token),
+            (61_000, 1, fin(200, 2, 0)),
+        ]
+    );
+}
+
+#[test]
+fn a_newcomer_joins_at_the_next_step_and_its_prefill_slows_everyone() {
+    let t0 = Instant::now();
+    let mut e = Engine::new(EngineConfig::default(), t0);
+    e.submit(t0, RequestSpec::stream(100, 3));
+    e.advance(t0);
+    // Arrives mid-step: waits for the step boundary at 25.25 ms.
+    e.submit(t0 + ms(10), RequestSpec::stream(400, 1));
+    assert_eq!(e.num_waiting(), 1);
+    let out = run_until(&mut e, t0, ms(1000));
+    assert_eq!(
+        out,
+        vec![
+            (25_250, 0, Output::FirstToken),
+            // 15 + 0.25 × 2 + 0.1 × 400 = 55.5 ms: request 0's token waits for 1's prefill.
+            (80_750, 0, Output::Token),
+            (80_750, 1, Output::FirstToken),
+            (80_750, 1, fin(400, 1, 0)),
+            (96_000, 0, Output::Token),
+            (96_000, 0, fin(100, 3, 0)),
+        ]
+    );
+}
+
+#[test]
+fn requests_beyond_max_num_seqs_wait_in_fifo_order() {
+    let t0 = Instant::now();
+    let cfg = EngineConfig {
+        max_num_seqs: 2,
+        ..EngineConfig::default()
+    };
+    let mut e = Engine::new(cfg, t0);
+    for _ in 0..3 {
+        e.submit(t0, RequestSpec::stream(0, 2));
+    }
+    e.advance(t0);
+    assert_eq!((e.num_running(), e.num_waiting()), (2, 1));
+    let out = run_until(&mut e, t0, ms(1000));
+    assert_eq!(
+        out,
+        vec![
+            (15_500, 0, Output::FirstToken),
+            (15_500, 1, Output::FirstToken),
+            (31_000, 0, Output::Token),
+            (31_000, 0, fin(0, 2, 0)),
+            (31_000, 1, Output::Token),
+            (31_000, 1, fin(0, 2, 0)),
+            (46_250, 2, Output::FirstToken),
+            (61_500, 2, Output::Token),
+            (61_500, 2, fin(0, 2, 0)),
+        ]
+    );
+    assert_eq!(e.stats().max_waiting, 3);
+}
+
+#[test]
+fn the_newest_sequence_is_preempted_at_kv_capacity_and_recomputed() {
+    let t0 = Instant::now();
+    let cfg = EngineConfig {
+        kv_capacity_tokens: 10,
+        ..EngineConfig::default()
+    };
+    let mut e = Engine::new(cfg, t0);
+    e.submit(t0, RequestSpec::stream(4, 4));
+    e.submit(t0, RequestSpec::stream(4, 4));
+    let out = run_until(&mut e, t0, ms(1000));
+    assert_eq!(
+        out,
+        vec![
+            // Both fit for the first step (5 + 5 ≤ 10): 15 + 0.5 + 0.8 ms.
+            (16_300, 0, Output::FirstToken),
+            (16_300, 1, Output::FirstToken),
+            // Step 2 needs 6 + 6 > 10: request 1 is preempted and waits; 0 runs alone.
+            (31_550, 0, Output::Token),
+            (46_800, 0, Output::Token),
+            (62_050, 0, Output::Token),
+            (62_050, 0, fin(4, 4, 0)),
+            // Rescheduled: prefill of 4 prompt + 1 generated tokens, 15 + 0.25 + 0.5 ms.
+            (77_800, 1, Output::Token),
+            (93_050, 1, Output::Token),
+            (108_300, 1, Output::Token),
+            (108_300, 1, fin(4, 4, 1)),
+        ]
+    );
+    let s = e.stats();
+    assert_eq!(
+        (s.preemptions, s.prefill_tokens, s.generated_tokens),
+        (1, 13, 8)
+    );
+}
+
+#[test]
+fn a_preempted_sequence_goes_to_the_front_of_the_queue() {
+    let t0 = Instant::now();
+    let cfg = EngineConfig {
+        kv_capacity_tokens: 10,
+        ..EngineConfig::default()
+    };
+    let mut e = Engine::new(cfg, t0);
+    e.submit(t0, RequestSpec::stream(4, 4));
+    e.submit(t0, RequestSpec::stream(4, 4));
+    e.advance(t0);
+    // Arrives during step 1, before the preemption of request 1 at its end.
+    e.submit(t0 + ms(1), RequestSpec::stream(1, 1));
+    let out = run_until(&mut e, t0, ms(1000));
+    // Request 2 would fit next to 0 (2 tokens), but 1 is at the queue's front and does not:
+    // head-of-line blocking keeps 2 waiting until 0 finishes at 62.05 ms; then 1 and 2 are
+    // scheduled together (prefill 5 + 1 tokens: 15 + 0.5 + 0.6 = 16.1 ms).
+    let of = |id: u64| -> Vec<(u64, Output)> {
+        out.iter()
+            .filter(|o| o.1 == id)
+            .map(|o| (o.0, o.2))
+            .collect()
+    };
+    assert_eq!(
+        of(2),
+        vec![(78_150, Output::FirstToken), (78_150, fin(1, 1, 0))]
+    );
+    assert_eq!(of(1)[1], (78_150, Output::Token));
+    assert_eq!(of(0).last(), Some(&(62_050, fin(4, 4, 0))));
+}
+
+#[test]
+fn abort_frees_the_slot_at_the_next_step() {
+    let t0 = Instant::now();
+    let cfg = EngineConfig {
+        max_num_seqs: 1,
+        ..EngineConfig::default()
+    };
+    let mut e = Engine::new(cfg, t0);
+    let a = e.submit(t0, RequestSpec::stream(0, 10));
+    e.submit(t0, RequestSpec::stream(0, 1));
+    let c = e.submit(t0, RequestSpec::stream(0, 1));
+    let mut out = run_until(&mut e, t0, ms(20));
+    assert_eq!(out, vec![(15_250, 0, Output::FirstToken)]);
+    // A disconnect mid-step: the step still ends at 30.5 ms, without a token for `a`.
+    assert!(e.abort(t0 + ms(20), a));
+    assert!(
+        e.abort(t0 + ms(20), c),
+        "a waiting request can be aborted too"
+    );
+    assert!(!e.abort(t0 + ms(20), a), "only once");
+    assert!(!e.abort(t0 + ms(20), RequestId(99)));
+    out = run_until(&mut e, t0, ms(1000));
+    assert_eq!(
+        out,
+        vec![(45_750, 1, Output::FirstToken), (45_750, 1, fin(0, 1, 0))]
+    );
+    assert_eq!(e.stats().aborted, 2);
+}
+
+#[test]
+fn abort_drops_outputs_not_yet_polled() {
+    let t0 = Instant::now();
+    let mut e = Engine::new(EngineConfig::default(), t0);
+    let a = e.submit(t0, RequestSpec::stream(0, 50));
+    e.advance(t0);
+    e.advance(t0 + ms(100));
+    assert!(e.abort(t0 + ms(100), a));
+    assert_eq!(e.poll_output(), None);
+}
+
+#[test]
+fn slow_windows_and_speed_scale_steps() {
+    let t0 = Instant::now();
+    let cfg = EngineConfig::default().with_fault(Fault::slow(ms(0), ms(20), 2.0));
+    let mut e = Engine::new(cfg, t0);
+    e.submit(t0, RequestSpec::stream(0, 2));
+    let out = run_until(&mut e, t0, ms(1000));
+    // Step 1 starts in the window (×2), step 2 at 30.5 ms after it.
+    assert_eq!(
+        out,
+        vec![
+            (30_500, 0, Output::FirstToken),
+            (45_750, 0, Output::Token),
+            (45_750, 0, fin(0, 2, 0)),
+        ]
+    );
+
+    let mut fast = Engine::new(EngineConfig::default().with_speed(2.0), t0);
+    fast.submit(t0, RequestSpec::stream(0, 1));
+    let out = run_until(&mut fast, t0, ms(1000));
+    assert_eq!(out[0], (7_625, 0, Output::FirstToken));
+}
+
+#[test]
+fn a_down_window_loses_everything_in_flight_and_refuses_new_requests() {
+    let t0 = Instant::now();
+    let cfg = EngineConfig::default()
+        .with_fault(Fault::down(ms(10), ms(50)))
+        .with_fault(Fault::errors(ms(60), ms(70)));
+    let mut e = Engine::new(cfg, t0);
+    e.submit(t0, RequestSpec::stream(0, 5));
+    e.submit(t0, RequestSpec::stream(0, 5));
+    let out = run_until(&mut e, t0, ms(20));
+    assert_eq!(
+        out,
+        vec![(10_000, 0, Output::Lost), (10_000, 1, Output::Lost)]
+    );
+    assert!(e.is_down(t0 + ms(20)) && !e.is_down(t0 + ms(50)));
+    e.submit(t0 + ms(20), RequestSpec::stream(0, 1));
+    assert_eq!(e.poll_output(), Some((RequestId(2), Output::Lost)));
+    e.submit(t0 + ms(50), RequestSpec::stream(0, 1));
+    let out = run_until(&mut e, t0, ms(1000));
+    assert_eq!(
+        out,
+        vec![(65_250, 3, Output::FirstToken), (65_250, 3, fin(0, 1, 0))]
+    );
+    assert!(e.is_failing(t0 + ms(60)) && !e.is_failing(t0 + ms(70)));
+    assert_eq!(e.stats().lost, 3);
+}
+
+#[test]
+fn impossible_requests_are_rejected_at_once() {
+    let t0 = Instant::now();
+    let cfg = EngineConfig {
+        kv_capacity_tokens: 100,
+        ..EngineConfig::default()
+    };
+    let mut e = Engine::new(cfg, t0);
+    e.submit(t0, RequestSpec::stream(10, 0));
+    e.submit(t0, RequestSpec::stream(90, 11));
+    e.submit(t0, RequestSpec::stream(90, 10));
+    assert_eq!(e.poll_output(), Some((RequestId(0), Output::Rejected)));
+    assert_eq!(e.poll_output(), Some((RequestId(1), Output::Rejected)));
+    assert_eq!(e.poll_output(), None);
+    let out = run_until(&mut e, t0, ms(10_000));
+    assert_eq!(out.last().map(|o| o.2), Some(fin(90, 10, 0)));
+}
