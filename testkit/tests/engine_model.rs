@@ -323,3 +323,201 @@ fn impossible_requests_are_rejected_at_once() {
     let out = run_until(&mut e, t0, ms(10_000));
     assert_eq!(out.last().map(|o| o.2), Some(fin(90, 10, 0)));
 }
+
+// ---------------------------------------------------------------------------------------------
+// The fleet simulator
+// ---------------------------------------------------------------------------------------------
+
+mod fleet {
+    use std::time::Duration;
+
+    use vllm_client_core::config::ClientConfig;
+    use vllm_testkit::engine::fleet::expected_text;
+    use vllm_testkit::engine::{
+        Arrival, ClientSetup, EngineConfig, ErrorKind, Fault, FleetSim, PoissonSpec, ResultKind,
+        Workload,
+    };
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn one(at: Duration, prompt: u32, max: u32, stream: bool) -> Arrival {
+        Arrival {
+            at,
+            client: 0,
+            prompt_tokens: prompt,
+            max_tokens: max,
+            stream,
+        }
+    }
+
+    fn fleet(engine: EngineConfig, config: ClientConfig) -> FleetSim {
+        FleetSim::new(vec![engine], vec![ClientSetup::new(config, 0, 7)]).keep_text(true)
+    }
+
+    #[test]
+    fn one_stream_gets_its_tokens_at_the_engines_instants() {
+        let sim = fleet(EngineConfig::default(), ClientConfig::default());
+        let out = sim.run(&Workload::new(vec![one(ms(0), 100, 3, true)]));
+        let r = &out.records[0];
+        assert_eq!(r.result, ResultKind::Ok);
+        assert_eq!(r.sends, vec![ms(0)]);
+        assert_eq!(r.first_token, Some(Duration::from_micros(25_250)));
+        assert_eq!(r.end, Some(Duration::from_micros(55_750)));
+        assert_eq!(r.text.as_deref(), Some("t0 t1 t2 "));
+        assert_eq!(
+            (r.tokens_received, r.text_exact, r.attempts),
+            (3, Some(true), 1)
+        );
+        assert_eq!(out.summary.server_submissions, 1);
+        assert!(!out.step_limit_hit);
+    }
+
+    #[test]
+    fn a_json_call_gets_its_head_when_the_engine_finishes() {
+        let sim = fleet(EngineConfig::default(), ClientConfig::default());
+        let out = sim.run(&Workload::new(vec![one(ms(5), 100, 3, false)]));
+        let r = &out.records[0];
+        assert_eq!(r.result, ResultKind::Ok);
+        assert_eq!(r.first_token, None);
+        assert_eq!(r.end, Some(ms(5) + Duration::from_micros(55_750)));
+        assert_eq!(r.text.as_deref(), Some("t0 t1 t2 "));
+        assert_eq!(r.text_exact, Some(true));
+    }
+
+    #[test]
+    fn a_request_too_big_for_the_cache_is_a_400_and_not_retried() {
+        let engine = EngineConfig {
+            kv_capacity_tokens: 100,
+            ..EngineConfig::default()
+        };
+        let out = fleet(engine, ClientConfig::default()).run(&Workload::new(vec![one(
+            ms(0),
+            100,
+            10,
+            true,
+        )]));
+        assert_eq!(
+            out.records[0].result,
+            ResultKind::Failed(ErrorKind::Status(400))
+        );
+        assert_eq!(out.records[0].attempts, 1);
+    }
+
+    fn poisson(rate: f64, secs: u64, seed: u64) -> Workload {
+        Workload::poisson(PoissonSpec {
+            seed,
+            rate_per_sec: rate,
+            duration: Duration::from_secs(secs),
+            clients: 1,
+            prompt_tokens: (100, 700),
+            max_tokens: (20, 120),
+            stream_share: 0.8,
+        })
+    }
+
+    #[test]
+    fn under_load_ttft_grows_and_no_text_is_lost() {
+        let light =
+            fleet(EngineConfig::default(), ClientConfig::default()).run(&poisson(2.0, 30, 3));
+        let heavy =
+            fleet(EngineConfig::default(), ClientConfig::default()).run(&poisson(40.0, 30, 3));
+        for out in [&light, &heavy] {
+            assert!(!out.step_limit_hit);
+            assert_eq!(out.summary.ok, out.summary.requests, "{}", out.summary);
+            assert_eq!(out.summary.text_mismatches, 0);
+            for r in &out.records {
+                assert_eq!(r.text_exact, Some(true));
+                let n = r.arrival.max_tokens;
+                assert_eq!(r.text.as_deref(), Some(expected_text(n).as_str()));
+                if r.arrival.stream {
+                    assert_eq!(r.tokens_received, n);
+                }
+            }
+        }
+        let (l, h) = (
+            light.summary.ttft_p50.unwrap(),
+            heavy.summary.ttft_p50.unwrap(),
+        );
+        assert!(
+            l < ms(100),
+            "light load: TTFT is about one prefill step, got {l:?}"
+        );
+        assert!(h > l * 10, "heavy load queues: {l:?} vs {h:?}");
+        assert!(heavy.engines[0].max_waiting > 10);
+    }
+
+    #[test]
+    fn preemptions_keep_every_token_exactly_once() {
+        let engine = EngineConfig {
+            kv_capacity_tokens: 4_000,
+            ..EngineConfig::default()
+        };
+        let out = fleet(engine, ClientConfig::default()).run(&poisson(6.0, 20, 5));
+        assert!(out.summary.preemptions > 0, "{:?}", out.engines[0]);
+        assert_eq!(out.summary.ok, out.summary.requests, "{}", out.summary);
+        assert_eq!(out.summary.text_mismatches, 0);
+        assert!(out.records.iter().all(|r| r.text_exact == Some(true)));
+    }
+
+    #[test]
+    fn a_first_token_timeout_aborts_on_the_server_and_resubmits() {
+        let mut config = ClientConfig::default();
+        config.policy.timeouts.first_token = Some(Duration::from_secs(2));
+        let out = fleet(EngineConfig::default(), config).run(&poisson(40.0, 20, 3));
+        let s = &out.summary;
+        assert!(s.retries > 0 && s.server_aborts > 0, "{s}");
+        assert!(s.server_submissions > s.requests as u64);
+        assert_eq!(s.text_mismatches, 0);
+        // Every server-side TTFT of a success is within the first-token timeout.
+        for r in out
+            .records
+            .iter()
+            .filter(|r| r.result.is_ok() && r.arrival.stream)
+        {
+            assert!(r.server_ttft().unwrap() <= Duration::from_secs(2));
+        }
+    }
+
+    #[test]
+    fn faults_are_seen_as_connect_errors_and_503s_and_retried() {
+        let engine = EngineConfig::default()
+            .with_fault(Fault::down(ms(100), ms(300)))
+            .with_fault(Fault::errors(ms(1000), ms(1200)));
+        let arrivals = vec![
+            one(ms(0), 100, 50, true),    // in flight when the replica goes down
+            one(ms(150), 100, 5, true),   // refused, then retried after the window
+            one(ms(1100), 100, 5, false), // 503, then retried
+        ];
+        let out = fleet(engine, ClientConfig::default()).run(&Workload::new(arrivals));
+        let r = &out.records;
+        assert_eq!(
+            r[0].result,
+            ResultKind::FailedMidStream(ErrorKind::Truncated)
+        );
+        assert!(r[0].tokens_received > 0);
+        assert!(r[1].result.is_ok() && r[1].attempts >= 2, "{:?}", r[1]);
+        assert!(r[2].result.is_ok() && r[2].attempts >= 2, "{:?}", r[2]);
+        assert_eq!(out.engines[0].lost, 1);
+    }
+
+    #[test]
+    fn a_client_limit_queues_calls_client_side() {
+        let mut config = ClientConfig::default();
+        config.policy.max_concurrency = Some(2);
+        let arrivals: Vec<Arrival> = (0..5).map(|_| one(ms(0), 0, 3, true)).collect();
+        let out = fleet(EngineConfig::default(), config).run(&Workload::new(arrivals));
+        assert_eq!(out.summary.ok, 5);
+        let mut first_sends: Vec<Duration> = out.records.iter().map(|r| r.sends[0]).collect();
+        first_sends.sort();
+        // Two at once; each later call is sent when an earlier one ended.
+        assert_eq!(first_sends[0], ms(0));
+        assert_eq!(first_sends[1], ms(0));
+        let ends: Vec<Duration> = out.records.iter().filter_map(|r| r.end).collect();
+        for s in &first_sends[2..] {
+            assert!(ends.contains(s), "sent at {s:?}, ends {ends:?}");
+        }
+        assert!(out.engines[0].max_waiting <= 2);
+    }
+}

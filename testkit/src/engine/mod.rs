@@ -68,16 +68,16 @@
 
 pub mod config;
 // pub mod experiment;
-// pub mod fleet;
+pub mod fleet;
 pub mod model;
 pub mod request;
 pub mod rng;
-// pub mod summary;
+pub mod summary;
 pub mod workload;
 
 pub use config::{EngineConfig, Fault, FaultKind};
-// pub use fleet::{ClientSetup, FleetOutcome, FleetSim, RequestRecord, ResultKind};
+pub use fleet::{ClientSetup, ErrorKind, FleetOutcome, FleetSim, RequestRecord, ResultKind};
 pub use model::{Engine, EngineStats};
 pub use request::{Output, RequestId, RequestSpec};
-// pub use summary::Summary;
+pub use summary::Summary;
 pub use workload::{Arrival, PoissonSpec, Workload};

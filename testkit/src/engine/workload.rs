@@ -83,7 +83,7 @@ impl Workload {
         // Bounded: t grows by a positive amount each time, almost surely; cap the count too.
         while arrivals.len() < 10_000_000 {
             t += rng.exp(spec.rate_per_sec);
-            if !(t < end) {
+            if t >= end {
                 break;
             }
             let client = (rng.next_u64() % clients as u64) as usize;
