@@ -521,3 +521,95 @@ mod fleet {
         assert!(out.engines[0].max_waiting <= 2);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The overload experiment
+// ---------------------------------------------------------------------------------------------
+
+mod overload {
+    use std::time::Duration;
+
+    use vllm_testkit::engine::experiment::{overload, overload_outcome, OverloadSpec};
+    use vllm_testkit::engine::WakeOrder;
+
+    fn short() -> OverloadSpec {
+        OverloadSpec {
+            duration: Duration::from_secs(20),
+            ..OverloadSpec::default()
+        }
+    }
+
+    #[test]
+    fn the_experiment_is_deterministic() {
+        assert_eq!(overload(&short()), overload(&short()));
+    }
+
+    #[test]
+    fn a_client_limit_moves_the_queue_from_the_servers_to_the_clients() {
+        let a = overload_outcome(&short());
+        let b = overload_outcome(&OverloadSpec {
+            max_concurrency: Some(16),
+            ..short()
+        });
+        for out in [&a, &b] {
+            assert!(!out.step_limit_hit);
+            assert_eq!(out.summary.text_mismatches, 0);
+            assert_eq!(
+                out.summary.overtakes, 0,
+                "oldest waiter first: FIFO per client"
+            );
+        }
+        // Overloaded: the servers' queues grow without a limit…
+        assert!(
+            a.engines.iter().all(|e| e.max_waiting > 30),
+            "{:?}",
+            a.engines
+        );
+        // …and stay short with 4 clients × 16 = max_num_seqs per replica.
+        assert!(
+            b.engines.iter().all(|e| e.max_waiting <= 8),
+            "{:?}",
+            b.engines
+        );
+        assert!(
+            a.summary.ttft_p50 > Some(Duration::from_secs(2)),
+            "{}",
+            a.summary
+        );
+        assert!(
+            b.summary.ttft_p50 > Some(Duration::from_secs(2)),
+            "{}",
+            b.summary
+        );
+    }
+
+    #[test]
+    fn a_first_token_timeout_sheds_and_resubmits_but_not_behind_a_client_limit() {
+        let ft = Some(Duration::from_secs(5));
+        let c = overload(&OverloadSpec {
+            first_token_timeout: ft,
+            ..short()
+        });
+        assert!(c.retries > 0 && c.error_count() > 0, "{c}");
+        assert!(c.server_submissions > c.requests as u64, "{c}");
+        // The first-token timer starts with the attempt, after the permit: a call queued in
+        // its client never trips it.
+        let d = overload(&OverloadSpec {
+            first_token_timeout: ft,
+            max_concurrency: Some(16),
+            ..short()
+        });
+        assert_eq!((d.retries, d.error_count()), (0, 0), "{d}");
+    }
+
+    #[test]
+    fn waking_waiters_in_random_order_is_not_fifo() {
+        let r = overload(&OverloadSpec {
+            max_concurrency: Some(16),
+            wake_order: WakeOrder::Random { seed: 9 },
+            ..short()
+        });
+        assert!(r.overtakes > 0, "{r}");
+        assert_eq!(r.text_mismatches, 0);
+    }
+}

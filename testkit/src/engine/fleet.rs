@@ -8,7 +8,7 @@
 //! | `Send` | down replica: [`Event::TransportError`] (`Connect`) at once. 503 window: a `503` head with vLLM's error body at once. Otherwise the request is [submitted](Engine::submit) to the client's replica: a stream gets its head (`200`, `content-type: text/event-stream`) at once, as vLLM sends it; a JSON call gets its head when the engine finishes (`200`, `application/json`), or `400` when the engine rejects it. A replica going down before a JSON head breaks the connection (`TransportError` `Io`). The driver's deadline is raced: [`Event::Timeout`] at it, and the engine request is aborted (a disconnect). |
 //! | `ReadBody` | everything the engine produced since the last read, as one chunk: one SSE event `data: {"choices":[{"index":0,"delta":{"content":"t<k> "}}]}` per token (`k` counts the request's tokens from 0); at the end a chunk with `finish_reason: "length"` and `usage`, then `data: [DONE]`, then [`Event::BodyEnd`]. A replica going down mid-stream breaks the connection. Nothing by the deadline: `Timeout` and abort. |
 //! | `Sleep` | `Timeout` at `until`. |
-//! | `WaitForPermit` | woken with [`Event::PermitReleased`] (then polled again) whenever another call of the same client ends or emits its terminal event, in the order the calls started waiting, as long as the client's limiter has a free slot; `Timeout` at the deadline. A woken call that is not granted just waits again. |
+//! | `WaitForPermit` | woken with [`Event::PermitReleased`] (then polled again) whenever another call of the same client ends or emits its terminal event, one after the other in [`WakeOrder`] (default: the order the calls started waiting) as long as the client's limiter has a free slot; `Timeout` at the deadline. A woken call that is not granted just waits again. |
 //! | `Emit` | recorded; the first `Content` is the first token. |
 //! | `Done` | recorded with the call's [report](vllm_client_core::call::CallReport). |
 //!
@@ -40,6 +40,7 @@ use vllm_client_core::{StreamEvent, VllmError};
 use super::config::EngineConfig;
 use super::model::{Engine, EngineStats};
 use super::request::{Output, RequestId, RequestSpec};
+use super::rng::SplitMix64;
 use super::summary::Summary;
 use super::workload::{Arrival, Workload};
 use crate::sim::{chat_json, chat_stream, WALL_ORIGIN_SECS};
@@ -222,6 +223,20 @@ pub struct FleetOutcome {
     pub steps: u64,
 }
 
+/// In which order calls waiting for a concurrency permit are woken when a slot frees up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WakeOrder {
+    /// The call that started waiting first is woken first (the default).
+    #[default]
+    Oldest,
+    /// A seeded random order: models adapters that wake every waiter at once
+    /// (`tokio::sync::Notify::notify_waiters`) and let them race for the slot.
+    Random {
+        /// The seed of the order.
+        seed: u64,
+    },
+}
+
 /// The fleet simulator: see the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct FleetSim {
@@ -229,6 +244,7 @@ pub struct FleetSim {
     clients: Vec<ClientSetup>,
     max_steps: u64,
     keep_text: bool,
+    wake_order: WakeOrder,
 }
 
 impl FleetSim {
@@ -240,7 +256,14 @@ impl FleetSim {
             clients,
             max_steps: DEFAULT_MAX_STEPS,
             keep_text: false,
+            wake_order: WakeOrder::Oldest,
         }
+    }
+
+    /// Sets the order permit waiters are woken in (see [`WakeOrder`]).
+    pub fn wake_order(mut self, order: WakeOrder) -> FleetSim {
+        self.wake_order = order;
+        self
     }
 
     /// Bounds the driver steps (polls and handled events) of a run.
@@ -365,6 +388,7 @@ struct Run<'a> {
     sweep: Vec<bool>,
     steps: u64,
     step_limit_hit: bool,
+    wake_rng: Option<SplitMix64>,
 }
 
 fn sse_content(k: u32) -> String {
@@ -423,6 +447,10 @@ impl<'a> Run<'a> {
             sweep: vec![false; nc],
             steps: 0,
             step_limit_hit: false,
+            wake_rng: match sim.wake_order {
+                WakeOrder::Oldest => None,
+                WakeOrder::Random { seed } => Some(SplitMix64::new(seed)),
+            },
         };
         for a in &workload.arrivals {
             let client = if nc == 0 { 0 } else { a.client % nc };
@@ -844,7 +872,14 @@ impl<'a> Run<'a> {
             };
             self.sweep[c] = false;
             let max = self.sim.clients[c].config.policy.max_concurrency;
-            let waiters = std::mem::take(&mut self.waiters[c]);
+            let mut waiters = std::mem::take(&mut self.waiters[c]);
+            if let Some(rng) = self.wake_rng.as_mut() {
+                // Fisher–Yates.
+                for k in (1..waiters.len()).rev() {
+                    let j = (rng.next_u64() % (k as u64 + 1)) as usize;
+                    waiters.swap(k, j);
+                }
+            }
             let mut keep = Vec::with_capacity(waiters.len());
             let mut full = false;
             for j in waiters {

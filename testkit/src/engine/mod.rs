@@ -67,7 +67,7 @@
 //! [`experiment`] for the overload experiment.
 
 pub mod config;
-// pub mod experiment;
+pub mod experiment;
 pub mod fleet;
 pub mod model;
 pub mod request;
@@ -76,7 +76,9 @@ pub mod summary;
 pub mod workload;
 
 pub use config::{EngineConfig, Fault, FaultKind};
-pub use fleet::{ClientSetup, ErrorKind, FleetOutcome, FleetSim, RequestRecord, ResultKind};
+pub use fleet::{
+    ClientSetup, ErrorKind, FleetOutcome, FleetSim, RequestRecord, ResultKind, WakeOrder,
+};
 pub use model::{Engine, EngineStats};
 pub use request::{Output, RequestId, RequestSpec};
 pub use summary::Summary;

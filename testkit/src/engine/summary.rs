@@ -52,6 +52,9 @@ pub struct Summary {
     pub prefill_tokens: u64,
     /// Tokens generated over all replicas (including those of aborted requests).
     pub generated_tokens: u64,
+    /// Calls whose first attempt was sent before that of an earlier arrival of the same client
+    /// (0 when each client's calls leave in arrival order: a FIFO limiter, or none).
+    pub overtakes: usize,
     /// Successful calls whose text was not exactly what the engine produced (must be 0).
     pub text_mismatches: usize,
 }
@@ -64,6 +67,31 @@ pub fn percentile(sorted: &[Duration], p: u32) -> Option<Duration> {
     let n = sorted.len();
     let rank = (u64::from(p.min(100)) * n as u64).div_ceil(100).max(1) as usize;
     sorted.get(rank.min(n) - 1).copied()
+}
+
+/// Per client, in arrival order: calls first sent before the latest first send of an earlier
+/// arrival (calls never sent are skipped).
+fn overtakes(records: &[RequestRecord]) -> usize {
+    let mut order: Vec<&RequestRecord> = records.iter().collect();
+    order.sort_by_key(|r| (r.arrival.client, r.arrival.at));
+    let mut n = 0;
+    let mut latest: Option<(usize, Duration)> = None;
+    for r in order {
+        let Some(&sent) = r.sends.first() else {
+            continue;
+        };
+        match latest {
+            Some((c, t)) if c == r.arrival.client => {
+                if sent < t {
+                    n += 1;
+                } else {
+                    latest = Some((c, sent));
+                }
+            }
+            _ => latest = Some((r.arrival.client, sent)),
+        }
+    }
+    n
 }
 
 impl Summary {
@@ -98,6 +126,7 @@ impl Summary {
                 *s.gave_up.entry(name).or_default() += 1;
             }
         }
+        s.overtakes = overtakes(records);
         s.ttft_count = ttft.len();
         s.ttft_p50 = percentile(&ttft, 50);
         s.ttft_p90 = percentile(&ttft, 90);
@@ -122,7 +151,7 @@ impl Summary {
 
     /// The header of [`table_row`](Self::table_row)'s Markdown table.
     pub fn table_header() -> String {
-        "| variant | ok | errors | TTFT p50 | TTFT p99 | TTFT max | retries | server submissions | server aborts | preemptions |\n|---|---|---|---|---|---|---|---|---|---|".to_owned()
+        "| variant | ok | errors | TTFT p50 | TTFT p99 | TTFT max | retries | server submissions | server aborts | overtakes |\n|---|---|---|---|---|---|---|---|---|---|".to_owned()
     }
 
     /// One Markdown table row for this summary.
@@ -147,7 +176,7 @@ impl Summary {
             self.retries,
             self.server_submissions,
             self.server_aborts,
-            self.preemptions,
+            self.overtakes,
         )
     }
 }
