@@ -629,7 +629,8 @@ impl<'a> Run<'a> {
     }
 
     fn wall(&self, now: Instant) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(WALL_ORIGIN_SECS) + self.off(now)
+        let origin = SystemTime::UNIX_EPOCH + Duration::from_secs(WALL_ORIGIN_SECS);
+        origin.checked_add(self.off(now)).unwrap_or(origin)
     }
 
     /// Delivers what the task waits for, then drives it until it blocks.
