@@ -6,8 +6,12 @@
 //!   characters, in-band error events).
 //! - [`sim`]: a virtual-time simulator that drives the core's call driver with no sockets,
 //!   jumping the clock to each deadline, and records exact timelines.
+//! - [`engine`]: a deterministic vLLM engine model in virtual time (continuous batching,
+//!   prefill, KV-cache preemption, an unbounded FIFO queue, faults) and a fleet simulator that
+//!   drives the call driver against replicas of it.
 #![deny(missing_docs)]
 
+pub mod engine;
 pub mod server;
 pub mod sim;
 

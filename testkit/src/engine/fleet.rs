@@ -1,0 +1,1002 @@
+//! [`FleetSim`]: replicas of the [`Engine`], clients with their own [`Shared`] state, and a
+//! [`Workload`], run in virtual time by driving every [`Call`] like an adapter does.
+//!
+//! # What the simulator does for each action
+//!
+//! | action | what happens |
+//! |---|---|
+//! | `Send` | down replica: [`Event::TransportError`] (`Connect`) at once. 503 window: a `503` head with vLLM's error body at once. Otherwise the request is [submitted](Engine::submit) to the client's replica: a stream gets its head (`200`, `content-type: text/event-stream`) at once, as vLLM sends it; a JSON call gets its head when the engine finishes (`200`, `application/json`), or `400` when the engine rejects it. A replica going down before a JSON head breaks the connection (`TransportError` `Io`). The driver's deadline is raced: [`Event::Timeout`] at it, and the engine request is aborted (a disconnect). |
+//! | `ReadBody` | everything the engine produced since the last read, as one chunk: one SSE event `data: {"choices":[{"index":0,"delta":{"content":"t<k> "}}]}` per token (`k` counts the request's tokens from 0); at the end a chunk with `finish_reason: "length"` and `usage`, then `data: [DONE]`, then [`Event::BodyEnd`]. A replica going down mid-stream breaks the connection. Nothing by the deadline: `Timeout` and abort. |
+//! | `Sleep` | `Timeout` at `until`. |
+//! | `WaitForPermit` | woken with [`Event::PermitReleased`] (then polled again) whenever another call of the same client ends or emits its terminal event, one after the other in [`WakeOrder`] (default: the order the calls started waiting) as long as the client's limiter has a free slot; `Timeout` at the deadline. A woken call that is not granted just waits again. |
+//! | `Emit` | recorded; the first `Content` is the first token. |
+//! | `Done` | recorded with the call's [report](vllm_client_core::call::CallReport). |
+//!
+//! Whenever a call leaves an exchange without reading it to its end (a timeout, a retry, a
+//! failure, the end of the call), its engine request is aborted, as a disconnect does.
+//!
+//! Ordering at one virtual instant: first every engine is [settled](Engine::settle) (steps
+//! ending then hand out their tokens), then every call due then acts (in the order their
+//! wakes were scheduled; arrivals were scheduled first, in workload order), then every engine
+//! [advances](Engine::advance) (batches starting then are formed, including requests
+//! submitted at that instant).
+//!
+//! The run is bounded by [`FleetSim::with_max_steps`] driver steps; calls still running then
+//! are cancelled and recorded as [`ErrorKind::Unfinished`].
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::fmt;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{HeaderMap, StatusCode};
+use vllm_client_core::call::{Action, Call, Event, ResponseHead, Shared, TransportErrorKind};
+use vllm_client_core::config::ClientConfig;
+use vllm_client_core::policy::{GiveUpReason, TimeoutKind};
+use vllm_client_core::{StreamEvent, VllmError};
+
+use super::config::EngineConfig;
+use super::model::{Engine, EngineStats};
+use super::request::{Output, RequestId, RequestSpec};
+use super::rng::SplitMix64;
+use super::summary::Summary;
+use super::workload::{Arrival, Workload};
+use crate::sim::{chat_json, chat_stream, WALL_ORIGIN_SECS};
+
+/// The default bound on driver steps per run.
+pub const DEFAULT_MAX_STEPS: u64 = 200_000_000;
+
+/// One client: its configuration, the replica it talks to (its one base URL), and the seed of
+/// its [`Shared`] state (the jitter, unless the policy has its own seed).
+#[derive(Debug, Clone)]
+pub struct ClientSetup {
+    /// The client's configuration (policy: retries, timeouts, limits).
+    pub config: ClientConfig,
+    /// Index of its replica.
+    pub replica: usize,
+    /// The seed of its shared state.
+    pub seed: u64,
+}
+
+impl ClientSetup {
+    /// A client of `replica` with `config`, seeded with `seed`.
+    pub fn new(config: ClientConfig, replica: usize, seed: u64) -> ClientSetup {
+        ClientSetup {
+            config,
+            replica,
+            seed,
+        }
+    }
+}
+
+/// How a call failed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ErrorKind {
+    /// [`VllmError::Timeout`].
+    Timeout,
+    /// [`VllmError::Connect`].
+    Connect,
+    /// [`VllmError::Api`] with this HTTP status (0: an in-band error without one).
+    Status(u16),
+    /// [`VllmError::Truncated`].
+    Truncated,
+    /// [`VllmError::Transport`].
+    Transport,
+    /// Another error, as text.
+    Other(String),
+    /// The run's step bound was reached before the call ended.
+    Unfinished,
+}
+
+impl ErrorKind {
+    fn of(e: &VllmError) -> ErrorKind {
+        match e {
+            VllmError::Timeout => ErrorKind::Timeout,
+            VllmError::Connect { .. } => ErrorKind::Connect,
+            VllmError::Api(api) => ErrorKind::Status(api.status.map_or(0, |s| s.as_u16())),
+            VllmError::Truncated => ErrorKind::Truncated,
+            VllmError::Transport { .. } => ErrorKind::Transport,
+            other => ErrorKind::Other(other.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ErrorKind::Timeout => write!(f, "timeout"),
+            ErrorKind::Connect => write!(f, "connect"),
+            ErrorKind::Status(s) => write!(f, "http {s}"),
+            ErrorKind::Truncated => write!(f, "truncated"),
+            ErrorKind::Transport => write!(f, "transport"),
+            ErrorKind::Other(s) => write!(f, "other: {s}"),
+            ErrorKind::Unfinished => write!(f, "unfinished"),
+        }
+    }
+}
+
+/// How a call ended, as its caller saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResultKind {
+    /// A JSON call returned its body; a stream ended with `[DONE]`.
+    Ok,
+    /// The call failed before any output (`Done(Err)`).
+    Failed(ErrorKind),
+    /// A stream emitted output, then its terminal event was an error.
+    FailedMidStream(ErrorKind),
+}
+
+impl ResultKind {
+    /// Whether the call succeeded.
+    pub fn is_ok(&self) -> bool {
+        matches!(self, ResultKind::Ok)
+    }
+
+    /// The error, if it failed.
+    pub fn error(&self) -> Option<&ErrorKind> {
+        match self {
+            ResultKind::Ok => None,
+            ResultKind::Failed(k) | ResultKind::FailedMidStream(k) => Some(k),
+        }
+    }
+}
+
+impl fmt::Display for ResultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResultKind::Ok => write!(f, "ok"),
+            ResultKind::Failed(k) => write!(f, "{k}"),
+            ResultKind::FailedMidStream(k) => write!(f, "{k} (mid-stream)"),
+        }
+    }
+}
+
+/// What happened to one request of the workload. Times are offsets from the run's start.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    /// The workload's arrival.
+    pub arrival: Arrival,
+    /// The replica its client talks to.
+    pub replica: usize,
+    /// When each attempt was sent.
+    pub sends: Vec<Duration>,
+    /// When the first `Content` event reached the caller (streams only).
+    pub first_token: Option<Duration>,
+    /// When the call returned `Done`.
+    pub end: Option<Duration>,
+    /// How it ended.
+    pub result: ResultKind,
+    /// Attempts made (the driver's report).
+    pub attempts: u32,
+    /// Retries made (the driver's report).
+    pub retries: u32,
+    /// Why the retry policy gave up, if it did.
+    pub gave_up: Option<GiveUpReason>,
+    /// The last timer that fired, if any.
+    pub timeout: Option<TimeoutKind>,
+    /// `Content` events the caller received (one per token).
+    pub tokens_received: u32,
+    /// Whether the text the caller got is exactly the tokens the engine produced for the
+    /// attempt it read (`t0 t1 … t<n−1> `); `None` unless the call succeeded.
+    pub text_exact: Option<bool>,
+    /// The text itself, when the fleet keeps texts ([`FleetSim::keep_text`]).
+    pub text: Option<String>,
+}
+
+impl RequestRecord {
+    /// Time to first token as the caller sees it: from the arrival (client-side queueing,
+    /// retries and backoff included) to the first `Content` event.
+    pub fn ttft(&self) -> Option<Duration> {
+        self.first_token.map(|t| t.saturating_sub(self.arrival.at))
+    }
+
+    /// Time to first token from the last send (what the server made the last attempt wait).
+    pub fn server_ttft(&self) -> Option<Duration> {
+        match (self.first_token, self.sends.last()) {
+            (Some(t), Some(s)) => Some(t.saturating_sub(*s)),
+            _ => None,
+        }
+    }
+
+    /// From the arrival to `Done`.
+    pub fn latency(&self) -> Option<Duration> {
+        self.end.map(|t| t.saturating_sub(self.arrival.at))
+    }
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone)]
+pub struct FleetOutcome {
+    /// One record per arrival, in workload order.
+    pub records: Vec<RequestRecord>,
+    /// Each replica's counters.
+    pub engines: Vec<EngineStats>,
+    /// The aggregate.
+    pub summary: Summary,
+    /// Whether the step bound stopped the run.
+    pub step_limit_hit: bool,
+    /// Virtual time when the run ended.
+    pub elapsed: Duration,
+    /// Driver steps taken.
+    pub steps: u64,
+}
+
+/// In which order calls waiting for a concurrency permit are woken when a slot frees up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WakeOrder {
+    /// The call that started waiting first is woken first (the default).
+    #[default]
+    Oldest,
+    /// A seeded random order: models adapters that wake every waiter at once
+    /// (`tokio::sync::Notify::notify_waiters`) and let them race for the slot.
+    Random {
+        /// The seed of the order.
+        seed: u64,
+    },
+}
+
+/// The fleet simulator: see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct FleetSim {
+    replicas: Vec<EngineConfig>,
+    clients: Vec<ClientSetup>,
+    max_steps: u64,
+    keep_text: bool,
+    wake_order: WakeOrder,
+}
+
+impl FleetSim {
+    /// A fleet of these replicas and clients. A client whose replica index is out of range
+    /// talks to replica `index % replicas`.
+    pub fn new(replicas: Vec<EngineConfig>, clients: Vec<ClientSetup>) -> FleetSim {
+        FleetSim {
+            replicas,
+            clients,
+            max_steps: DEFAULT_MAX_STEPS,
+            keep_text: false,
+            wake_order: WakeOrder::Oldest,
+        }
+    }
+
+    /// Sets the order permit waiters are woken in (see [`WakeOrder`]).
+    pub fn wake_order(mut self, order: WakeOrder) -> FleetSim {
+        self.wake_order = order;
+        self
+    }
+
+    /// Bounds the driver steps (polls and handled events) of a run.
+    pub fn with_max_steps(mut self, max_steps: u64) -> FleetSim {
+        self.max_steps = max_steps;
+        self
+    }
+
+    /// Keeps each call's text in its record ([`RequestRecord::text`]).
+    pub fn keep_text(mut self, keep: bool) -> FleetSim {
+        self.keep_text = keep;
+        self
+    }
+
+    /// Runs the workload to its end: every call ends (or the step bound is reached). An
+    /// arrival whose client index is out of range uses client `index % clients`; with no
+    /// replica or no client, every call is recorded as unfinished.
+    pub fn run(&self, workload: &Workload) -> FleetOutcome {
+        Run::new(self, workload).run()
+    }
+}
+
+// --------------------------------------------------------------------------------------------
+// The run
+// --------------------------------------------------------------------------------------------
+
+#[derive(Debug)]
+enum Wait {
+    NotStarted,
+    Ready,
+    Sleep,
+    Permit,
+    Head,
+    Read,
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyEnd {
+    Close,
+    Reset,
+}
+
+#[derive(Debug)]
+struct Exchange {
+    replica: usize,
+    id: Option<RequestId>,
+    stream: bool,
+    /// A head to deliver (set when it is due).
+    head: Option<ResponseHead>,
+    head_delivered: bool,
+    /// A transport error to deliver instead of a head.
+    error: Option<TransportErrorKind>,
+    body: Vec<u8>,
+    end: Option<BodyEnd>,
+    tokens: u32,
+    text: String,
+    /// The engine is done with it (finished, rejected, lost).
+    engine_done: bool,
+}
+
+impl Exchange {
+    fn new(replica: usize, stream: bool) -> Exchange {
+        Exchange {
+            replica,
+            id: None,
+            stream,
+            head: None,
+            head_delivered: false,
+            error: None,
+            body: Vec::new(),
+            end: None,
+            tokens: 0,
+            text: String::new(),
+            engine_done: false,
+        }
+    }
+
+    /// Whether something can be delivered now for this wait.
+    fn ready(&self, reading: bool) -> bool {
+        if reading {
+            !self.body.is_empty() || self.end.is_some()
+        } else {
+            self.error.is_some() || self.head.is_some()
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Task {
+    arrival: Arrival,
+    client: usize,
+    replica: usize,
+    call: Option<Call>,
+    wait: Wait,
+    gen: u64,
+    exchange: Option<Exchange>,
+    content: String,
+    finished_tokens: Option<u32>,
+    json_body: Option<Bytes>,
+    sends: Vec<Duration>,
+    first_token: Option<Duration>,
+    end: Option<Duration>,
+    result: Option<ResultKind>,
+    tokens_received: u32,
+    /// Listed in its client's permit waiters.
+    listed: bool,
+}
+
+struct Run<'a> {
+    sim: &'a FleetSim,
+    origin: Instant,
+    now: Instant,
+    engines: Vec<Engine>,
+    shareds: Vec<Shared>,
+    tasks: Vec<Task>,
+    /// (replica, request) → task.
+    routes: HashMap<(usize, RequestId), usize>,
+    heap: BinaryHeap<Reverse<(Instant, u64, usize, u64)>>,
+    seq: u64,
+    waiters: Vec<Vec<usize>>,
+    sweep: Vec<bool>,
+    steps: u64,
+    step_limit_hit: bool,
+    wake_rng: Option<SplitMix64>,
+}
+
+fn sse_content(k: u32) -> String {
+    format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"t{k} \"}}}}]}}\n\n")
+}
+
+fn token_text(k: u32) -> String {
+    format!("t{k} ")
+}
+
+/// The text of `n` tokens: `t0 t1 … t<n−1> `.
+pub fn expected_text(n: u32) -> String {
+    (0..n).map(token_text).collect()
+}
+
+fn usage(prompt: u32, completion: u32) -> String {
+    format!(
+        "{{\"prompt_tokens\":{prompt},\"completion_tokens\":{completion},\"total_tokens\":{}}}",
+        u64::from(prompt) + u64::from(completion)
+    )
+}
+
+fn error_body(status: u16, kind: &str, message: &str) -> Vec<u8> {
+    format!(
+        "{{\"object\":\"error\",\"message\":\"{message}\",\"type\":\"{kind}\",\"param\":null,\"code\":{status}}}"
+    )
+    .into_bytes()
+}
+
+impl<'a> Run<'a> {
+    fn new(sim: &'a FleetSim, workload: &Workload) -> Run<'a> {
+        let origin = Instant::now();
+        let engines: Vec<Engine> = sim
+            .replicas
+            .iter()
+            .map(|c| Engine::new(c.clone(), origin))
+            .collect();
+        let shareds: Vec<Shared> = sim
+            .clients
+            .iter()
+            .map(|c| Shared::new(&c.config.policy, c.seed))
+            .collect();
+        let nc = sim.clients.len();
+        let nr = sim.replicas.len();
+        let mut run = Run {
+            sim,
+            origin,
+            now: origin,
+            engines,
+            shareds,
+            tasks: Vec::with_capacity(workload.arrivals.len()),
+            routes: HashMap::new(),
+            heap: BinaryHeap::new(),
+            seq: 0,
+            waiters: vec![Vec::new(); nc],
+            sweep: vec![false; nc],
+            steps: 0,
+            step_limit_hit: false,
+            wake_rng: match sim.wake_order {
+                WakeOrder::Oldest => None,
+                WakeOrder::Random { seed } => Some(SplitMix64::new(seed)),
+            },
+        };
+        for a in &workload.arrivals {
+            let client = if nc == 0 { 0 } else { a.client % nc };
+            let replica = match (sim.clients.get(client), nr) {
+                (Some(c), n) if n > 0 => c.replica % n,
+                _ => 0,
+            };
+            let i = run.tasks.len();
+            run.tasks.push(Task {
+                arrival: *a,
+                client,
+                replica,
+                call: None,
+                wait: Wait::NotStarted,
+                gen: 0,
+                exchange: None,
+                content: String::new(),
+                finished_tokens: None,
+                json_body: None,
+                sends: Vec::new(),
+                first_token: None,
+                end: None,
+                result: None,
+                tokens_received: 0,
+                listed: false,
+            });
+            let at = origin.checked_add(a.at).unwrap_or(origin);
+            run.push(at, i);
+        }
+        run
+    }
+
+    fn off(&self, t: Instant) -> Duration {
+        t.saturating_duration_since(self.origin)
+    }
+
+    fn push(&mut self, at: Instant, task: usize) {
+        let gen = self.tasks[task].gen;
+        self.seq += 1;
+        self.heap.push(Reverse((at, self.seq, task, gen)));
+    }
+
+    /// Sets a task's wait (invalidating its older wakes) and schedules its wake, if any.
+    fn set_wait(&mut self, i: usize, wait: Wait, wake: Option<Instant>) {
+        let t = &mut self.tasks[i];
+        t.wait = wait;
+        t.gen += 1;
+        if let Some(w) = wake {
+            self.push(w.max(self.now), i);
+        }
+    }
+
+    fn run(mut self) -> FleetOutcome {
+        if self.engines.is_empty() || self.shareds.is_empty() {
+            self.step_limit_hit = false;
+            return self.finish();
+        }
+        loop {
+            let te = self.engines.iter().filter_map(|e| e.next_event_at()).min();
+            let tt = self.heap.peek().map(|Reverse((t, ..))| *t);
+            let t = match (te, tt) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => match a.or(b) {
+                    Some(t) => t,
+                    None => break,
+                },
+            };
+            if self.steps > self.sim.max_steps {
+                self.step_limit_hit = true;
+                break;
+            }
+            self.now = self.now.max(t);
+            let now = self.now;
+            for r in 0..self.engines.len() {
+                self.engines[r].settle(now);
+                self.route(r);
+            }
+            while let Some(Reverse((at, _, i, gen))) = self.heap.peek().copied() {
+                if at > now || self.step_limit_hit {
+                    break;
+                }
+                self.heap.pop();
+                if self.tasks[i].gen != gen {
+                    continue;
+                }
+                self.step(i);
+                self.sweeps();
+            }
+            for r in 0..self.engines.len() {
+                self.engines[r].advance(now);
+                self.route(r);
+            }
+            if self.step_limit_hit {
+                break;
+            }
+        }
+        self.finish()
+    }
+
+    /// Hands the engine's outputs to the exchanges they belong to, waking their calls.
+    fn route(&mut self, r: usize) {
+        while let Some((id, out)) = self.engines[r].poll_output() {
+            let Some(&i) = self.routes.get(&(r, id)) else {
+                continue;
+            };
+            let now = self.now;
+            let wall = self.wall(now);
+            let task = &mut self.tasks[i];
+            let Some(x) = task.exchange.as_mut().filter(|x| x.id == Some(id)) else {
+                continue;
+            };
+            match out {
+                Output::FirstToken | Output::Token => {
+                    if x.stream {
+                        x.body.extend_from_slice(sse_content(x.tokens).as_bytes());
+                    } else {
+                        x.text.push_str(&token_text(x.tokens));
+                    }
+                    x.tokens += 1;
+                }
+                Output::Finished {
+                    prompt_tokens,
+                    completion_tokens,
+                    ..
+                } => {
+                    x.engine_done = true;
+                    task.finished_tokens = Some(completion_tokens);
+                    let usage = usage(prompt_tokens, completion_tokens);
+                    if x.stream {
+                        let tail = format!(
+                            "data: {{\"choices\":[{{\"index\":0,\"delta\":{{}},\"finish_reason\":\"length\"}}],\"usage\":{usage}}}\n\ndata: [DONE]\n\n"
+                        );
+                        x.body.extend_from_slice(tail.as_bytes());
+                    } else {
+                        let body = format!(
+                            "{{\"id\":\"chatcmpl-sim\",\"object\":\"chat.completion\",\"model\":\"m\",\"choices\":[{{\"index\":0,\"message\":{{\"role\":\"assistant\",\"content\":\"{}\"}},\"finish_reason\":\"length\"}}],\"usage\":{usage}}}",
+                            x.text
+                        );
+                        x.body.extend_from_slice(body.as_bytes());
+                        x.head = Some(head(200, "application/json", wall));
+                    }
+                    x.end = Some(BodyEnd::Close);
+                }
+                Output::Rejected => {
+                    x.engine_done = true;
+                    x.head = Some(head(400, "application/json", wall));
+                    x.body = error_body(
+                        400,
+                        "BadRequestError",
+                        "the request does not fit the KV cache",
+                    );
+                    x.end = Some(BodyEnd::Close);
+                }
+                Output::Lost => {
+                    x.engine_done = true;
+                    if x.head_delivered || x.head.is_some() {
+                        x.end = Some(BodyEnd::Reset);
+                    } else {
+                        x.error = Some(TransportErrorKind::Io);
+                    }
+                }
+            }
+            if out.is_terminal() {
+                self.routes.remove(&(r, id));
+            }
+            let reading = match task.wait {
+                Wait::Read => true,
+                Wait::Head => false,
+                _ => continue,
+            };
+            if task.exchange.as_ref().is_some_and(|x| x.ready(reading)) {
+                task.gen += 1;
+                self.push(now, i);
+            }
+        }
+    }
+
+    fn wall(&self, now: Instant) -> SystemTime {
+        let origin = SystemTime::UNIX_EPOCH + Duration::from_secs(WALL_ORIGIN_SECS);
+        origin.checked_add(self.off(now)).unwrap_or(origin)
+    }
+
+    /// Delivers what the task waits for, then drives it until it blocks.
+    fn step(&mut self, i: usize) {
+        let now = self.now;
+        let c = self.tasks[i].client;
+        let wait = std::mem::replace(&mut self.tasks[i].wait, Wait::Ready);
+        let event = match wait {
+            Wait::NotStarted => {
+                let spec = if self.tasks[i].arrival.stream {
+                    chat_stream()
+                } else {
+                    chat_json()
+                };
+                let config = &self.sim.clients[c].config;
+                let call = Call::new(config, spec, now, &mut self.shareds[c]);
+                self.tasks[i].call = Some(call);
+                None
+            }
+            Wait::Ready => None,
+            Wait::Sleep | Wait::Permit => Some(Event::Timeout),
+            Wait::Head => {
+                let x = self.tasks[i].exchange.as_mut();
+                match x {
+                    Some(x) if x.error.is_some() => {
+                        let kind = x.error.take().unwrap_or(TransportErrorKind::Io);
+                        self.close_exchange(i);
+                        Some(Event::TransportError {
+                            kind,
+                            message: format!("simulated {kind:?}"),
+                        })
+                    }
+                    Some(x) if x.head.is_some() => {
+                        x.head_delivered = true;
+                        x.head.take().map(Event::Response)
+                    }
+                    _ => {
+                        self.close_exchange(i);
+                        Some(Event::Timeout)
+                    }
+                }
+            }
+            Wait::Read => {
+                let x = self.tasks[i].exchange.as_mut();
+                match x {
+                    Some(x) if !x.body.is_empty() => {
+                        Some(Event::Chunk(Bytes::from(std::mem::take(&mut x.body))))
+                    }
+                    Some(x) if x.end == Some(BodyEnd::Close) => {
+                        self.close_exchange(i);
+                        Some(Event::BodyEnd)
+                    }
+                    Some(x) if x.end == Some(BodyEnd::Reset) => {
+                        self.close_exchange(i);
+                        Some(Event::TransportError {
+                            kind: TransportErrorKind::Io,
+                            message: "simulated connection reset".into(),
+                        })
+                    }
+                    _ => {
+                        self.close_exchange(i);
+                        Some(Event::Timeout)
+                    }
+                }
+            }
+            Wait::Done => {
+                self.tasks[i].wait = Wait::Done;
+                return;
+            }
+        };
+        if let Some(ev) = event {
+            self.steps += 1;
+            if let Some(call) = self.tasks[i].call.as_mut() {
+                call.handle(now, ev, &mut self.shareds[c]);
+            }
+        }
+        self.drive(i);
+    }
+
+    /// Drops the task's exchange; an engine request still in progress is aborted.
+    fn close_exchange(&mut self, i: usize) {
+        if let Some(x) = self.tasks[i].exchange.take() {
+            if let (Some(id), false) = (x.id, x.engine_done) {
+                self.engines[x.replica].abort(self.now, id);
+                self.routes.remove(&(x.replica, id));
+            }
+        }
+    }
+
+    fn drive(&mut self, i: usize) {
+        let now = self.now;
+        let c = self.tasks[i].client;
+        loop {
+            self.steps += 1;
+            if self.steps > self.sim.max_steps {
+                self.step_limit_hit = true;
+                self.close_exchange(i);
+                self.set_wait(i, Wait::Ready, None);
+                return;
+            }
+            let Some(call) = self.tasks[i].call.as_mut() else {
+                return;
+            };
+            let action = call.poll(now, &mut self.shareds[c]);
+            match action {
+                Action::Emit(ev) => {
+                    let off = self.off(now);
+                    let t = &mut self.tasks[i];
+                    match &ev {
+                        StreamEvent::Content(s) => {
+                            t.first_token.get_or_insert(off);
+                            t.content.push_str(s);
+                            t.tokens_received += 1;
+                        }
+                        StreamEvent::Error(e) => {
+                            t.result = Some(ResultKind::FailedMidStream(ErrorKind::of(e)));
+                        }
+                        _ => {}
+                    }
+                    if ev.is_terminal() {
+                        self.sweep[c] = true;
+                    }
+                }
+                Action::Done(r) => {
+                    self.close_exchange(i);
+                    let off = self.off(now);
+                    let t = &mut self.tasks[i];
+                    t.end = Some(off);
+                    match r {
+                        Ok(body) => {
+                            if t.result.is_none() {
+                                t.result = Some(ResultKind::Ok);
+                                if !t.arrival.stream {
+                                    t.json_body = Some(body);
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            t.result
+                                .get_or_insert(ResultKind::Failed(ErrorKind::of(&e)));
+                        }
+                    }
+                    self.sweep[c] = true;
+                    self.set_wait(i, Wait::Done, None);
+                    return;
+                }
+                Action::Send { deadline, .. } => {
+                    self.close_exchange(i);
+                    let off = self.off(now);
+                    self.tasks[i].sends.push(off);
+                    self.open_exchange(i);
+                    let ready = self.tasks[i]
+                        .exchange
+                        .as_ref()
+                        .is_some_and(|x| x.ready(false));
+                    let wake = if ready { Some(now) } else { deadline };
+                    self.set_wait(i, Wait::Head, wake);
+                    return;
+                }
+                Action::ReadBody { deadline } => {
+                    let ready = self.tasks[i]
+                        .exchange
+                        .as_ref()
+                        .is_some_and(|x| x.ready(true));
+                    let wake = if ready { Some(now) } else { deadline };
+                    self.set_wait(i, Wait::Read, wake);
+                    return;
+                }
+                Action::Sleep { until, .. } => {
+                    self.close_exchange(i);
+                    self.set_wait(i, Wait::Sleep, Some(until));
+                    return;
+                }
+                Action::WaitForPermit { deadline, .. } => {
+                    self.close_exchange(i);
+                    if !self.tasks[i].listed {
+                        self.tasks[i].listed = true;
+                        self.waiters[c].push(i);
+                    }
+                    self.set_wait(i, Wait::Permit, deadline);
+                    return;
+                }
+                other => {
+                    // An action this simulator does not know: end the call cleanly.
+                    let text = format!("fleet simulator: unexpected action {other:?}");
+                    self.close_exchange(i);
+                    if let Some(call) = self.tasks[i].call.as_mut() {
+                        call.cancel(now, &mut self.shareds[c]);
+                    }
+                    self.tasks[i].result = Some(ResultKind::Failed(ErrorKind::Other(text)));
+                    self.sweep[c] = true;
+                }
+            }
+        }
+    }
+
+    /// Starts an exchange with the task's replica.
+    fn open_exchange(&mut self, i: usize) {
+        let now = self.now;
+        let wall = self.wall(now);
+        let r = self.tasks[i].replica;
+        let a = self.tasks[i].arrival;
+        let mut x = Exchange::new(r, a.stream);
+        let engine = &mut self.engines[r];
+        if engine.is_down(now) {
+            x.error = Some(TransportErrorKind::Connect);
+        } else if engine.is_failing(now) {
+            x.head = Some(head(503, "application/json", wall));
+            x.body = error_body(503, "ServiceUnavailableError", "Service Unavailable");
+            x.end = Some(BodyEnd::Close);
+        } else {
+            let spec = RequestSpec {
+                prompt_tokens: a.prompt_tokens,
+                max_tokens: a.max_tokens,
+                stream: a.stream,
+            };
+            let id = engine.submit(now, spec);
+            x.id = Some(id);
+            self.routes.insert((r, id), i);
+            self.tasks[i].exchange = Some(x);
+            // Outputs at submission (rejected) and any earlier ones.
+            self.route(r);
+            if let Some(x) = self.tasks[i].exchange.as_mut() {
+                if x.stream && x.head.is_none() && x.error.is_none() {
+                    x.head = Some(head(200, "text/event-stream", wall));
+                }
+            }
+            return;
+        }
+        self.tasks[i].exchange = Some(x);
+    }
+
+    /// Wakes permit waiters of clients whose calls ended, oldest waiter first, while the
+    /// client's limiter has a free slot.
+    fn sweeps(&mut self) {
+        // Bounded: each round either clears a flag or ends calls (a finite number).
+        for _ in 0..1_000_000 {
+            let Some(c) = self.sweep.iter().position(|s| *s) else {
+                return;
+            };
+            self.sweep[c] = false;
+            let max = self.sim.clients[c].config.policy.max_concurrency;
+            let mut waiters = std::mem::take(&mut self.waiters[c]);
+            if let Some(rng) = self.wake_rng.as_mut() {
+                // Fisher–Yates.
+                for k in (1..waiters.len()).rev() {
+                    let j = (rng.next_u64() % (k as u64 + 1)) as usize;
+                    waiters.swap(k, j);
+                }
+            }
+            let mut keep = Vec::with_capacity(waiters.len());
+            let mut full = false;
+            for j in waiters {
+                if !matches!(self.tasks[j].wait, Wait::Permit) {
+                    self.tasks[j].listed = false;
+                    continue;
+                }
+                if full || self.step_limit_hit {
+                    keep.push(j);
+                    continue;
+                }
+                self.steps += 1;
+                if let Some(call) = self.tasks[j].call.as_mut() {
+                    call.handle(self.now, Event::PermitReleased, &mut self.shareds[c]);
+                }
+                self.tasks[j].wait = Wait::Ready;
+                self.drive(j);
+                if matches!(self.tasks[j].wait, Wait::Permit) {
+                    keep.push(j);
+                } else {
+                    self.tasks[j].listed = false;
+                }
+                let in_flight = self.shareds[c].in_flight();
+                full = match (in_flight, max) {
+                    (Some(n), Some(m)) => n >= m,
+                    _ => false,
+                };
+            }
+            // Calls that started waiting during this sweep (none in practice: only the woken
+            // calls were driven, and they stay listed) go after the others.
+            let added = std::mem::take(&mut self.waiters[c]);
+            keep.extend(added);
+            self.waiters[c] = keep;
+        }
+    }
+
+    fn finish(mut self) -> FleetOutcome {
+        let now = self.now;
+        for i in 0..self.tasks.len() {
+            if self.tasks[i].end.is_some() || self.tasks[i].result.is_some() {
+                continue;
+            }
+            self.close_exchange(i);
+            let c = self.tasks[i].client;
+            if let (Some(call), Some(shared)) =
+                (self.tasks[i].call.as_mut(), self.shareds.get_mut(c))
+            {
+                call.cancel(now, shared);
+            }
+            self.tasks[i].result = Some(ResultKind::Failed(ErrorKind::Unfinished));
+        }
+        let keep_text = self.sim.keep_text;
+        let records: Vec<RequestRecord> = self
+            .tasks
+            .into_iter()
+            .map(|t| {
+                let report = t
+                    .call
+                    .as_ref()
+                    .map(|c| c.report().clone())
+                    .unwrap_or_default();
+                let result = t
+                    .result
+                    .unwrap_or(ResultKind::Failed(ErrorKind::Unfinished));
+                let text = if t.arrival.stream {
+                    t.content
+                } else {
+                    t.json_body
+                        .as_ref()
+                        .and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+                        .and_then(|v| {
+                            v.pointer("/choices/0/message/content")
+                                .and_then(|c| c.as_str())
+                                .map(str::to_owned)
+                        })
+                        .unwrap_or_default()
+                };
+                let text_exact = result
+                    .is_ok()
+                    .then(|| t.finished_tokens.map(expected_text) == Some(text.clone()));
+                RequestRecord {
+                    arrival: t.arrival,
+                    replica: t.replica,
+                    sends: t.sends,
+                    first_token: t.first_token,
+                    end: t.end,
+                    result,
+                    attempts: report.attempts,
+                    retries: report.retries.len() as u32,
+                    gave_up: report.gave_up,
+                    timeout: report.timeout,
+                    tokens_received: t.tokens_received,
+                    text_exact,
+                    text: keep_text.then_some(text),
+                }
+            })
+            .collect();
+        let engines: Vec<EngineStats> = self.engines.iter().map(|e| *e.stats()).collect();
+        let summary = Summary::of(&records, &engines);
+        FleetOutcome {
+            records,
+            engines,
+            summary,
+            step_limit_hit: self.step_limit_hit,
+            elapsed: now.saturating_duration_since(self.origin),
+            steps: self.steps,
+        }
+    }
+}
+
+fn head(status: u16, content_type: &'static str, at: SystemTime) -> ResponseHead {
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    ResponseHead::new(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        headers,
+        at,
+    )
+}
