@@ -39,7 +39,7 @@ fn main() {
     );
     let ftt = Duration::from_secs(10);
     let random = WakeOrder::Random { seed };
-    let oldest = WakeOrder::Oldest;
+    let oldest = WakeOrder::Named;
     let variants: Vec<(&str, Option<u32>, Option<Duration>, WakeOrder)> = vec![
         ("(a) no limit, default timeouts", None, None, oldest),
         (
@@ -49,7 +49,7 @@ fn main() {
             oldest,
         ),
         (
-            "(b') as (b), waiters woken in random order",
+            "(b') as (b), every waiter woken at once, in random order",
             Some(16),
             None,
             random,

@@ -58,6 +58,8 @@ pub struct OverloadSpec {
     pub max_concurrency: Option<u32>,
     /// Each client's first-token timeout.
     pub first_token_timeout: Option<Duration>,
+    /// Whether a first-token timeout is retried (default false, as the client's default).
+    pub retry_first_token_timeout: bool,
     /// The order permit waiters are woken in.
     pub wake_order: WakeOrder,
 }
@@ -76,7 +78,8 @@ impl Default for OverloadSpec {
             stream_share: 1.0,
             max_concurrency: None,
             first_token_timeout: None,
-            wake_order: WakeOrder::Oldest,
+            retry_first_token_timeout: false,
+            wake_order: WakeOrder::Named,
         }
     }
 }
@@ -87,6 +90,7 @@ impl OverloadSpec {
         let mut c = ClientConfig::default();
         c.policy.max_concurrency = self.max_concurrency;
         c.policy.timeouts.first_token = self.first_token_timeout;
+        c.policy.retry.retry_first_token_timeout = self.retry_first_token_timeout;
         c
     }
 

@@ -34,6 +34,7 @@ use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{HeaderMap, StatusCode};
 use vllm_client_core::call::{Action, Call, Event, ResponseHead, Shared, TransportErrorKind};
 use vllm_client_core::config::ClientConfig;
+use vllm_client_core::policy::WaiterId;
 use vllm_client_core::policy::{GiveUpReason, TimeoutKind};
 use vllm_client_core::{StreamEvent, VllmError};
 
@@ -223,14 +224,17 @@ pub struct FleetOutcome {
     pub steps: u64,
 }
 
-/// In which order calls waiting for a concurrency permit are woken when a slot frees up.
+/// Which calls waiting for a concurrency permit are woken when a slot frees up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WakeOrder {
-    /// The call that started waiting first is woken first (the default).
+    /// Exactly the waiter the core names ([`Shared::poll_wake`]), as the adapters do (the
+    /// default).
     #[default]
-    Oldest,
-    /// A seeded random order: models adapters that wake every waiter at once
-    /// (`tokio::sync::Notify::notify_waiters`) and let them race for the slot.
+    Named,
+    /// Every waiter, in a seeded random order, on every wake-up: models an adapter that wakes
+    /// all waiters at once (`tokio::sync::Notify::notify_waiters`) and lets them race. With the
+    /// core's first-come-first-served limiter the race cannot reorder admissions: a woken
+    /// call that was not handed the slot waits again.
     Random {
         /// The seed of the order.
         seed: u64,
@@ -256,7 +260,7 @@ impl FleetSim {
             clients,
             max_steps: DEFAULT_MAX_STEPS,
             keep_text: false,
-            wake_order: WakeOrder::Oldest,
+            wake_order: WakeOrder::Named,
         }
     }
 
@@ -385,6 +389,8 @@ struct Run<'a> {
     heap: BinaryHeap<Reverse<(Instant, u64, usize, u64)>>,
     seq: u64,
     waiters: Vec<Vec<usize>>,
+    /// Per client: the task behind each waiter the core queued.
+    waiter_task: Vec<HashMap<WaiterId, usize>>,
     sweep: Vec<bool>,
     steps: u64,
     step_limit_hit: bool,
@@ -444,11 +450,12 @@ impl<'a> Run<'a> {
             heap: BinaryHeap::new(),
             seq: 0,
             waiters: vec![Vec::new(); nc],
+            waiter_task: vec![HashMap::new(); nc],
             sweep: vec![false; nc],
             steps: 0,
             step_limit_hit: false,
             wake_rng: match sim.wake_order {
-                WakeOrder::Oldest => None,
+                WakeOrder::Named => None,
                 WakeOrder::Random { seed } => Some(SplitMix64::new(seed)),
             },
         };
@@ -723,6 +730,8 @@ impl<'a> Run<'a> {
     fn drive(&mut self, i: usize) {
         let now = self.now;
         let c = self.tasks[i].client;
+        // Whatever this call does may hand a slot to a waiter of its client.
+        self.sweep[c] = true;
         loop {
             self.steps += 1;
             if self.steps > self.sim.max_steps {
@@ -804,8 +813,9 @@ impl<'a> Run<'a> {
                     self.set_wait(i, Wait::Sleep, Some(until));
                     return;
                 }
-                Action::WaitForPermit { deadline, .. } => {
+                Action::WaitForPermit { deadline, waiter } => {
                     self.close_exchange(i);
+                    self.waiter_task[c].insert(waiter, i);
                     if !self.tasks[i].listed {
                         self.tasks[i].listed = true;
                         self.waiters[c].push(i);
@@ -863,32 +873,47 @@ impl<'a> Run<'a> {
         self.tasks[i].exchange = Some(x);
     }
 
-    /// Wakes permit waiters of clients whose calls ended, oldest waiter first, while the
-    /// client's limiter has a free slot.
+    /// Wakes permit waiters of clients whose calls did something: exactly the waiters the
+    /// core names ([`WakeOrder::Named`]), or every waiter in a random order
+    /// ([`WakeOrder::Random`]).
     fn sweeps(&mut self) {
-        // Bounded: each round either clears a flag or ends calls (a finite number).
+        // Bounded: each round clears a flag; a flag is set again only by a call that was
+        // driven, and calls end.
         for _ in 0..1_000_000 {
             let Some(c) = self.sweep.iter().position(|s| *s) else {
                 return;
             };
             self.sweep[c] = false;
-            let max = self.sim.clients[c].config.policy.max_concurrency;
-            let mut waiters = std::mem::take(&mut self.waiters[c]);
-            if let Some(rng) = self.wake_rng.as_mut() {
-                // Fisher–Yates.
-                for k in (1..waiters.len()).rev() {
-                    let j = (rng.next_u64() % (k as u64 + 1)) as usize;
-                    waiters.swap(k, j);
+            let mut named = Vec::new();
+            while let Some(w) = self.shareds[c].poll_wake() {
+                if let Some(j) = self.waiter_task[c].remove(&w) {
+                    named.push(j);
                 }
             }
-            let mut keep = Vec::with_capacity(waiters.len());
-            let mut full = false;
-            for j in waiters {
+            let order = match self.wake_rng.as_mut() {
+                None => named,
+                // Nothing was released: nobody to wake.
+                Some(_) if named.is_empty() => continue,
+                Some(rng) => {
+                    let mut all = std::mem::take(&mut self.waiters[c]);
+                    all.extend(named);
+                    all.sort_unstable();
+                    all.dedup();
+                    // Fisher–Yates.
+                    for k in (1..all.len()).rev() {
+                        let j = (rng.next_u64() % (k as u64 + 1)) as usize;
+                        all.swap(k, j);
+                    }
+                    all
+                }
+            };
+            let mut keep = Vec::new();
+            for j in order {
                 if !matches!(self.tasks[j].wait, Wait::Permit) {
                     self.tasks[j].listed = false;
                     continue;
                 }
-                if full || self.step_limit_hit {
+                if self.step_limit_hit {
                     keep.push(j);
                     continue;
                 }
@@ -903,17 +928,12 @@ impl<'a> Run<'a> {
                 } else {
                     self.tasks[j].listed = false;
                 }
-                let in_flight = self.shareds[c].in_flight();
-                full = match (in_flight, max) {
-                    (Some(n), Some(m)) => n >= m,
-                    _ => false,
-                };
             }
-            // Calls that started waiting during this sweep (none in practice: only the woken
-            // calls were driven, and they stay listed) go after the others.
-            let added = std::mem::take(&mut self.waiters[c]);
-            keep.extend(added);
-            self.waiters[c] = keep;
+            if self.wake_rng.is_some() {
+                let added = std::mem::take(&mut self.waiters[c]);
+                keep.extend(added);
+                self.waiters[c] = keep;
+            }
         }
     }
 
