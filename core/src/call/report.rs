@@ -43,11 +43,51 @@ pub enum SleepReason {
     RateLimit,
 }
 
+/// One line a person can read: `"1 attempt; timer fired: Idle; gave up: the client's retry
+/// budget is empty"`. Why a failed call was not retried is always in it when the policy
+/// decided so.
+impl std::fmt::Display for CallReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = if self.attempts == 1 { "" } else { "s" };
+        write!(f, "{} attempt{s}", self.attempts)?;
+        if !self.retries.is_empty() {
+            let slept: Duration = self.retries.iter().map(|r| r.delay).sum();
+            write!(f, ", {} retried after {slept:?} of backoff", self.retries.len())?;
+        }
+        if let Some(t) = self.timeout {
+            write!(f, "; timer fired: {t:?}")?;
+        }
+        if let Some(g) = &self.gave_up {
+            write!(f, "; gave up: {g}")?;
+        }
+        Ok(())
+    }
+}
+
 impl CallReport {
     pub(crate) fn sleep_reason(&self) -> SleepReason {
         match self.retries.last() {
             Some(r) => SleepReason::Retry(r.clone()),
             None => SleepReason::RateLimit,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn says_why_a_call_was_not_retried() {
+        let report = CallReport {
+            attempts: 1,
+            retries: Vec::new(),
+            timeout: Some(TimeoutKind::Idle),
+            gave_up: Some(GiveUpReason::BudgetExhausted),
+        };
+        assert_eq!(
+            report.to_string(),
+            "1 attempt; timer fired: Idle; gave up: the client's retry budget is empty"
+        );
     }
 }
