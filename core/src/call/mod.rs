@@ -41,8 +41,10 @@
 //!             // Sleep until `until`, then:
 //!             call.handle(Instant::now(), Event::Timeout, &mut shared);
 //!         }
-//!         Action::WaitForPermit { .. } => {
-//!             // Wait until another call releases its slot (or the deadline), then poll again.
+//!         Action::WaitForPermit { waiter, .. } => {
+//!             // Wait until `shared.poll_wake()` names `waiter` — after another call's poll,
+//!             // handle or cancel — (or the deadline), then:
+//!             let _ = waiter;
 //!             call.handle(Instant::now(), Event::PermitReleased, &mut shared);
 //!         }
 //!         Action::Emit(event) => println!("{event:?}"),
@@ -59,7 +61,17 @@
 //! - a `now` earlier than one already seen is taken as the latest one;
 //! - after `Done`, every poll returns `Done` with the same result, and events change nothing;
 //! - a call dropped by its caller must be [`cancel`](Call::cancel)led, which releases its
-//!   concurrency slot and breaker probe exactly once.
+//!   concurrency slot and breaker probe exactly once;
+//! - concurrency slots go first come, first served: after every `poll`, `handle` and `cancel`
+//!   drain [`Shared::poll_wake`] and wake exactly the calls it names;
+//! - before a stream's first data event only the first-token timer (when set), the attempt
+//!   timer and the overall deadline run; the idle timer counts between data events;
+//! - a 2xx `application/json` answer to a stream request is turned into the events a stream
+//!   would have carried; any other non-event-stream 2xx body is a non-retried `Decode` error;
+//! - after a terminal stream event the transport drops the response (the connection is
+//!   closed, not reused);
+//! - a request the transport refuses to send ([`TransportErrorKind::Rejected`]) ends the call
+//!   with `InvalidRequest`: never retried, never counted against the server.
 
 pub mod log;
 mod report;
