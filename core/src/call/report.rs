@@ -52,7 +52,11 @@ impl std::fmt::Display for CallReport {
         write!(f, "{} attempt{s}", self.attempts)?;
         if !self.retries.is_empty() {
             let slept: Duration = self.retries.iter().map(|r| r.delay).sum();
-            write!(f, ", {} retried after {slept:?} of backoff", self.retries.len())?;
+            write!(
+                f,
+                ", {} retried after {slept:?} of backoff",
+                self.retries.len()
+            )?;
         }
         if let Some(t) = self.timeout {
             write!(f, "; timer fired: {t:?}")?;
