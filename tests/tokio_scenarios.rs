@@ -171,12 +171,13 @@ async fn keep_alives_during_a_stall_do_not_keep_it_alive() {
 }
 
 #[tokio::test]
-async fn slow_first_token_is_retried() {
+async fn slow_first_token_is_retried_when_opted_in() {
     let server = FakeServer::start();
     server.push(Reply::generate().delay(Duration::from_secs(3)));
     let client = VllmClient::builder()
         .base_url(server.base_url())
         .first_token_timeout(Duration::from_millis(300))
+        .retry_first_token_timeout(true)
         .exponential_backoff(
             Duration::from_millis(1),
             Duration::from_millis(5),
