@@ -83,6 +83,13 @@ pub enum VllmError {
     /// or it costs more than the limiter can ever admit.
     #[error("client-side rate limit: {0}")]
     RateLimited(String),
+    /// The call was cancelled by its caller (its future or stream was dropped).
+    #[error("the call was cancelled")]
+    Cancelled,
+    /// The transport that drives the call broke the driver's contract (a bug in an adapter
+    /// or a custom transport, never in the server).
+    #[error("driver misuse: {0}")]
+    Misuse(String),
 }
 
 impl VllmError {
@@ -106,7 +113,9 @@ impl VllmError {
             | VllmError::StreamLimit(_)
             | VllmError::InvalidRequest(_)
             | VllmError::CircuitOpen { .. }
-            | VllmError::RateLimited(_) => false,
+            | VllmError::RateLimited(_)
+            | VllmError::Cancelled
+            | VllmError::Misuse(_) => false,
         }
     }
 

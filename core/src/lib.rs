@@ -34,3 +34,21 @@ pub use error::{ApiError, VllmError};
 pub use event::StreamEvent;
 pub use sse::{SseDecoder, SseError, SseEvent, SseItem, SseLimits};
 pub use stream::{PushReport, StreamDecoder, StreamKind};
+
+/// The `http` crate the contract is written in (`Request`, `HeaderMap`, `StatusCode`), so a
+/// custom transport needs no version of its own.
+pub use http;
+
+/// The `bytes` crate of request and response bodies.
+pub use bytes;
+
+/// A seed from the operating system, for [`call::Shared::new`]: different in every process,
+/// so that clients do not retry in lockstep. The core itself never calls it (everything it
+/// decides follows from the seed it is given); transports call it once per client.
+pub fn os_entropy() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // `RandomState` is seeded from the OS's randomness once per process and then per thread.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(u64::from(std::process::id()));
+    h.finish()
+}

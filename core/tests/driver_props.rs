@@ -621,7 +621,7 @@ fn step(r: &mut Run, t: &mut Task) {
                 t.wait = answer(r, t, attempt, a, deadline, connect_timeout);
                 return;
             }
-            Action::ReadBody { deadline } => {
+            Action::ReadBody { deadline, .. } => {
                 if let Some(d) = deadline {
                     t.trace.deadlines.push(r.off(d));
                 }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::{SleepReason, TransportErrorKind};
+use super::SleepReason;
 use crate::policy::Transition;
 use crate::request::Endpoint;
 
@@ -85,43 +85,9 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-impl TransportErrorKind {
-    /// How an IO error of the given kind raised while sending a request is reported:
-    /// [`Connect`](Self::Connect) when the connection could not be established (refused, no
-    /// route, address unavailable), [`Io`](Self::Io) otherwise.
-    pub fn of_io_error(kind: std::io::ErrorKind) -> TransportErrorKind {
-        use std::io::ErrorKind as K;
-        match kind {
-            K::ConnectionRefused | K::AddrNotAvailable | K::NotFound | K::AddrInUse => {
-                TransportErrorKind::Connect
-            }
-            // Unstable kinds (HostUnreachable, NetworkUnreachable) show in their names.
-            k if format!("{k:?}").contains("Unreachable") => TransportErrorKind::Connect,
-            _ => TransportErrorKind::Io,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn io_kinds() {
-        use std::io::ErrorKind as K;
-        assert_eq!(
-            TransportErrorKind::of_io_error(K::ConnectionRefused),
-            TransportErrorKind::Connect
-        );
-        assert_eq!(
-            TransportErrorKind::of_io_error(K::ConnectionReset),
-            TransportErrorKind::Io
-        );
-        assert_eq!(
-            TransportErrorKind::of_io_error(K::UnexpectedEof),
-            TransportErrorKind::Io
-        );
-    }
 
     #[test]
     fn chain_skips_repeated_causes() {

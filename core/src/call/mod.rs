@@ -1,13 +1,14 @@
 //! The call driver: one state machine per call that composes request building, the decoders,
-//! retries, the retry budget, the circuit breaker, the limits and every timeout. An adapter
-//! only performs the [`Action`]s it hands out and reports back [`Event`]s.
+//! retries, the retry budget, the circuit breaker, the limits and every timeout. A transport
+//! only performs the [`Action`]s it hands out and reports back [`Event`]s; the whole contract
+//! is in [`contract`] (one short file).
 //!
 //! ```text
 //!            ┌───────────── admission ─────────────┐
 //!  new ──▶ Start ──▶ (WaitPermit) ──▶ Admit ──▶ (RateWait) ──▶ Send ──▶ AwaitHead
 //!                                     ▲                                   │ Response(2xx)
 //!                                     │ retry                             ▼
-//!                                   Backoff ◀── failure, policy says ── ReadBody ──▶ Emit…
+//!                                   Backoff ◀── Failed: policy says ─── ReadBody ──▶ Emit…
 //!                                                retry (no output yet)      │
 //!                                                                           ▼
 //!                                               give up / success ──▶ Finished (sticky)
@@ -17,13 +18,12 @@
 //!
 //! ```no_run
 //! use std::time::{Instant, SystemTime};
-//! use vllm_client_core::call::{Action, Call, Event, ResponseHead, Shared};
-//! use vllm_client_core::client::CallSpec;
+//! use vllm_client_core::call::{Action, Call, CallSpec, Event, ResponseHead, Shared};
 //! use vllm_client_core::config::ClientConfig;
 //! use vllm_client_core::request::Endpoint;
 //!
 //! let config = ClientConfig::default();
-//! let mut shared = Shared::new(&config.policy, 42);
+//! let mut shared = Shared::new(&config.policy, vllm_client_core::os_entropy());
 //! let spec = CallSpec::get(Endpoint::Models);
 //! let mut call = Call::new(&config, spec, Instant::now(), &mut shared);
 //! loop {
@@ -42,51 +42,66 @@
 //!             call.handle(Instant::now(), Event::Timeout, &mut shared);
 //!         }
 //!         Action::WaitForPermit { waiter, .. } => {
-//!             // Wait until `shared.poll_wake()` names `waiter` — after another call's poll,
-//!             // handle or cancel — (or the deadline), then:
+//!             // Wait until `shared.poll_wake()` names `waiter` (or the deadline), then:
 //!             let _ = waiter;
 //!             call.handle(Instant::now(), Event::PermitReleased, &mut shared);
 //!         }
 //!         Action::Emit(event) => println!("{event:?}"),
 //!         Action::Done(result) => { println!("{result:?}"); break; }
-//!         _ => {} // `Action` is non-exhaustive: later versions may add actions.
 //!     }
+//!     while let Some(waiter) = shared.poll_wake() { /* wake that call */ let _ = waiter; }
 //! }
 //! ```
 //!
-//! Rules the driver keeps, so that adapters need not:
+//! # Without the shared state
+//!
+//! [`Shared`] is client-wide; a transport keeps it behind a lock. Reading a body needs no
+//! shared state: [`handle_local`](Call::handle_local) takes the body events without it (the
+//! SSE and JSON decoding happen there), and [`poll_local`](Call::poll_local) answers
+//! `ReadBody` and `Emit` without it. What a call owes the shared state (a breaker outcome, a
+//! retry-budget deposit, a released slot, a retry decision) is queued in the call and applied
+//! by the next [`poll`](Call::poll), [`handle`](Call::handle) or [`flush`](Call::flush) — call
+//! `flush` as soon as [`has_effects`](Call::has_effects) says so, so that a slot is released
+//! when its stream ends, not when the caller next polls.
+//!
+//! Rules the driver keeps, so that transports need not:
 //! - a stream is never retried once any of its events was emitted (a retry restarts the
 //!   generation, so the caller would see text twice);
+//! - a stream's `Done(Ok)` always follows its terminal event;
 //! - no deadline it hands out lies past the call's overall deadline;
 //! - a `now` earlier than one already seen is taken as the latest one;
 //! - after `Done`, every poll returns `Done` with the same result, and events change nothing;
+//! - events of an attempt that is no longer current are ignored;
 //! - a call dropped by its caller must be [`cancel`](Call::cancel)led, which releases its
 //!   concurrency slot and breaker probe exactly once;
-//! - concurrency slots go first come, first served: after every `poll`, `handle` and `cancel`
-//!   drain [`Shared::poll_wake`] and wake exactly the calls it names;
+//! - concurrency slots go first come, first served: after every `poll`, `handle`, `flush` and
+//!   `cancel` drain [`Shared::poll_wake`] and wake exactly the calls it names;
 //! - before a stream's first data event only the first-token timer (when set), the attempt
 //!   timer and the overall deadline run; the idle timer counts between data events;
 //! - a 2xx `application/json` answer to a stream request is turned into the events a stream
 //!   would have carried; any other non-event-stream 2xx body is a non-retried `Decode` error;
-//! - after a terminal stream event the transport drops the response (the connection is
-//!   closed, not reused);
 //! - a request the transport refuses to send ([`TransportErrorKind::Rejected`]) ends the call
 //!   with `InvalidRequest`: never retried, never counted against the server.
 
+mod body;
+pub mod contract;
 pub mod log;
 mod report;
 mod shared;
+mod spec;
 
+pub use contract::{Action, AttemptId, Event, ResponseHead, TransportErrorKind};
 pub use report::{CallReport, RetryRecord, SleepReason};
 pub use shared::Shared;
+pub use spec::CallSpec;
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, StatusCode};
+use http::Request;
 
-use crate::client::CallSpec;
+use self::body::{Body, StreamBody, MAX_ERROR_BODY};
 use crate::config::{ClientConfig, PolicyConfig};
 use crate::error::{ApiError, VllmError};
 use crate::event::StreamEvent;
@@ -96,117 +111,6 @@ use crate::policy::{
 };
 use crate::request::Endpoint;
 use crate::stream::{StreamDecoder, StreamKind};
-
-/// The largest error body kept (error bodies are short; a proxy's HTML page is cut).
-const MAX_ERROR_BODY: usize = 64 << 10;
-
-/// What the adapter must do next.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Action {
-    /// Send this request. Report [`Event::Response`] when the head arrives,
-    /// [`Event::TransportError`] if it fails, or [`Event::Timeout`] once `deadline` passes.
-    Send {
-        /// The request (a cheap clone of the call's; the body is shared `Bytes`).
-        request: Request<Bytes>,
-        /// When to give up waiting for the response head.
-        deadline: Option<Instant>,
-        /// How long connecting may take, for adapters whose HTTP client times its connect
-        /// phase itself (never later than `deadline`).
-        connect_timeout: Option<Duration>,
-    },
-    /// Read the next chunk of the body. Report [`Event::Chunk`], [`Event::BodyEnd`],
-    /// [`Event::TransportError`], or [`Event::Timeout`] once `deadline` passes.
-    ReadBody {
-        /// When to give up waiting for the next chunk.
-        deadline: Option<Instant>,
-    },
-    /// Sleep until `until` (backoff, or the rate limiter), then report [`Event::Timeout`].
-    Sleep {
-        /// When to wake.
-        until: Instant,
-        /// Why, for logs.
-        reason: SleepReason,
-    },
-    /// Wait for a concurrency slot. Slots are handed out first come, first served: when
-    /// another call ends, [`Shared::poll_wake`] names the one waiter whose turn it is; wake
-    /// that call and report [`Event::PermitReleased`] (a wake-up for anybody else is harmless:
-    /// the call just asks to wait again). Report [`Event::Timeout`] at `deadline`.
-    WaitForPermit {
-        /// The overall deadline, if any.
-        deadline: Option<Instant>,
-        /// This call's place in the queue, as [`Shared::poll_wake`] will name it.
-        waiter: WaiterId,
-    },
-    /// Hand this event to the caller of a stream. After a terminal event (`Done`, `Error`) the
-    /// transport drops the response: the connection is closed, never reused, so a server
-    /// that keeps the stream open after `[DONE]` cannot hold a slot or a socket.
-    Emit(StreamEvent),
-    /// The call is over. For a JSON call: the body of the successful response. For a stream:
-    /// `Ok` after its terminal event was emitted, `Err` when it failed before any output.
-    Done(Result<Bytes, VllmError>),
-}
-
-/// What happened, as the adapter reports it.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Event {
-    /// The response head arrived.
-    Response(ResponseHead),
-    /// The transport failed.
-    TransportError {
-        /// Whether the connection could not be established, or broke later.
-        kind: TransportErrorKind,
-        /// What the transport said (kept in the error; never contains request headers).
-        message: String,
-    },
-    /// A chunk of the body.
-    Chunk(Bytes),
-    /// The body ended cleanly.
-    BodyEnd,
-    /// A deadline handed out with the last action passed (early or spurious ones are ignored).
-    Timeout,
-    /// Another call released its concurrency slot.
-    PermitReleased,
-}
-
-/// How a transport failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum TransportErrorKind {
-    /// The connection could not be established (refused, DNS, TLS handshake).
-    Connect,
-    /// The HTTP client's own connect timer fired.
-    ConnectTimeout,
-    /// The connection broke after it was established.
-    Io,
-    /// The transport refused to send this request at all (a header value or URL its HTTP
-    /// client cannot carry). A bug on the caller's side: never retried, never counted against
-    /// the server, reported as [`VllmError::InvalidRequest`].
-    Rejected,
-}
-
-/// A response head as received.
-#[derive(Debug, Clone)]
-pub struct ResponseHead {
-    /// The status.
-    pub status: StatusCode,
-    /// The headers.
-    pub headers: HeaderMap,
-    /// The wall-clock time it arrived (for `Retry-After` dates when there is no `Date`).
-    pub received_at: SystemTime,
-}
-
-impl ResponseHead {
-    /// A head.
-    pub fn new(status: StatusCode, headers: HeaderMap, received_at: SystemTime) -> Self {
-        ResponseHead {
-            status,
-            headers,
-            received_at,
-        }
-    }
-}
 
 #[derive(Debug)]
 enum State {
@@ -222,23 +126,60 @@ enum State {
         deadline: Option<(Instant, TimeoutKind)>,
     },
     ReadBody,
+    /// An attempt failed; the retry decision needs the shared state (the budget).
+    Failed {
+        failure: Failure,
+        error: VllmError,
+        at: Instant,
+    },
     Backoff {
         until: Instant,
     },
     Finished,
 }
 
+/// Everything about the current attempt, reset in one place when it starts.
 #[derive(Debug)]
-enum Body {
-    Json(Vec<u8>),
-    Stream(Box<StreamDecoder>),
-    /// A 2xx `application/json` answer to a stream request (a server that ignored
-    /// `stream: true`): read whole, then turned into the events a stream would have produced.
-    Document(Box<StreamDecoder>, Vec<u8>),
-    /// A 2xx answer to a stream request that is neither an event stream nor JSON (an HTML
-    /// page from a proxy): kept for the error's snippet, never retried.
-    Foreign(String, Vec<u8>),
-    Error(Vec<u8>),
+struct Attempt {
+    id: AttemptId,
+    start: Instant,
+    head: Option<ResponseHead>,
+    body: Option<Body>,
+    first_data: Option<Instant>,
+    last_activity: Instant,
+    breaker_permit: Option<BreakerPermit>,
+}
+
+impl Attempt {
+    fn new(id: u32, now: Instant) -> Attempt {
+        Attempt {
+            id: AttemptId(id),
+            start: now,
+            head: None,
+            body: None,
+            first_data: None,
+            last_activity: now,
+            breaker_permit: None,
+        }
+    }
+}
+
+/// What the call owes the shared state, applied at the next point that holds it.
+#[derive(Debug, Default)]
+struct Effects {
+    breaker: Vec<(Instant, BreakerPermit, Outcome)>,
+    budget_successes: Vec<Instant>,
+    leave: Option<WaiterId>,
+    release: Option<ConcurrencyPermit>,
+}
+
+impl Effects {
+    fn is_empty(&self) -> bool {
+        self.breaker.is_empty()
+            && self.budget_successes.is_empty()
+            && self.leave.is_none()
+            && self.release.is_none()
+    }
 }
 
 /// One call: see the [module docs](self).
@@ -255,17 +196,14 @@ pub struct Call {
     attempts: u32,
     previous_delay: Duration,
     output_started: bool,
+    terminal_emitted: bool,
     pending: VecDeque<StreamEvent>,
-    attempt_start: Instant,
-    head: Option<ResponseHead>,
-    body: Option<Body>,
-    first_data: Option<Instant>,
-    last_activity: Instant,
-    breaker_permit: Option<BreakerPermit>,
+    attempt: Attempt,
     concurrency_permit: Option<ConcurrencyPermit>,
     last_error: Option<VllmError>,
     result: Option<Result<Bytes, VllmError>>,
     report: CallReport,
+    effects: Effects,
 }
 
 impl Call {
@@ -293,17 +231,14 @@ impl Call {
             attempts: 0,
             previous_delay: Duration::ZERO,
             output_started: false,
+            terminal_emitted: false,
             pending: VecDeque::new(),
-            attempt_start: now,
-            head: None,
-            body: None,
-            first_data: None,
-            last_activity: now,
-            breaker_permit: None,
+            attempt: Attempt::new(0, now),
             concurrency_permit: None,
             last_error: None,
             result: None,
             report: CallReport::default(),
+            effects: Effects::default(),
             policy,
         }
     }
@@ -330,29 +265,94 @@ impl Call {
         self.endpoint
     }
 
+    /// The current attempt (0 before the first request is sent).
+    pub fn attempt(&self) -> AttemptId {
+        self.attempt.id
+    }
+
+    /// Whether the call owes the shared state something (a breaker outcome, a budget deposit,
+    /// a released slot, a retry decision): [`flush`](Self::flush) it soon.
+    pub fn has_effects(&self) -> bool {
+        !self.effects.is_empty() || matches!(self.state, State::Failed { .. })
+    }
+
     // --- poll ------------------------------------------------------------------------------
 
     /// What to do next.
     pub fn poll(&mut self, now: Instant, shared: &mut Shared) -> Action {
         let now = self.observe(now);
+        self.apply(shared);
+        let action = self.poll_inner(now, shared);
+        self.apply(shared);
+        action
+    }
+
+    /// What to do next, if it needs no shared state: reading the body and emitting its events
+    /// (and the end, once nothing is owed). `None`: call [`poll`](Self::poll) with the shared
+    /// state.
+    pub fn poll_local(&mut self, now: Instant) -> Option<Action> {
+        let now = self.observe(now);
+        if self.has_effects() {
+            return None;
+        }
+        if let Some(action) = self.emit_pending(now) {
+            return Some(action);
+        }
+        match self.state {
+            State::ReadBody => Some(self.read_body_action()),
+            State::Finished => Some(self.done_action()),
+            _ => None,
+        }
+    }
+
+    /// Applies what the call owes the shared state (see [`has_effects`](Self::has_effects)).
+    pub fn flush(&mut self, now: Instant, shared: &mut Shared) {
+        self.observe(now);
+        self.apply(shared);
+    }
+
+    fn emit_pending(&mut self, now: Instant) -> Option<Action> {
+        let ev = self.pending.pop_front()?;
+        self.output_started = true;
+        if ev.is_terminal() {
+            self.terminal_emitted = true;
+            self.finish(now, Ok(Bytes::new()));
+        }
+        Some(Action::Emit(ev))
+    }
+
+    fn read_body_action(&self) -> Action {
+        Action::ReadBody {
+            attempt: self.attempt.id,
+            deadline: self.body_deadline().map(|(t, _)| t),
+        }
+    }
+
+    fn done_action(&self) -> Action {
+        let result = match self.result.clone() {
+            // A stream ends `Ok` only after its terminal event: anything else is a cut stream.
+            Some(Ok(_)) | None if self.stream.is_some() && !self.terminal_emitted => {
+                Err(VllmError::Truncated)
+            }
+            Some(r) => r,
+            None => Ok(Bytes::new()),
+        };
+        Action::Done(result)
+    }
+
+    fn poll_inner(&mut self, now: Instant, shared: &mut Shared) -> Action {
         // Bounded: every arm either returns or moves to a later state; Admit → RateWait and
         // Backoff → Admit only advance when time has passed.
         for _ in 0..16 {
-            if let Some(ev) = self.pending.pop_front() {
-                self.output_started = true;
-                if ev.is_terminal() {
-                    self.finish(now, shared, Ok(Bytes::new()));
-                }
-                return Action::Emit(ev);
+            if let Some(action) = self.emit_pending(now) {
+                return action;
             }
             match self.state {
-                State::Finished => {
-                    return Action::Done(self.result.clone().unwrap_or(Ok(Bytes::new())));
-                }
+                State::Finished => return self.done_action(),
                 State::Start => {
                     if let Err(e) = &self.request {
                         let e = e.clone();
-                        self.finish(now, shared, Err(e));
+                        self.finish(now, Err(e));
                         continue;
                     }
                     self.state = State::WaitPermit { waiter: None };
@@ -380,7 +380,7 @@ impl Call {
                             self.state = State::WaitPermit { waiter: Some(w) };
                             if self.past_deadline(now) {
                                 self.report.timeout = Some(TimeoutKind::Deadline);
-                                self.finish(now, shared, Err(VllmError::Timeout));
+                                self.finish(now, Err(VllmError::Timeout));
                                 continue;
                             }
                             return Action::WaitForPermit {
@@ -406,40 +406,34 @@ impl Call {
                         return Action::Sleep { until, reason };
                     }
                 }
+                State::Failed { .. } => self.apply(shared),
                 State::AwaitHead { .. } => {
-                    // The adapter polled instead of reporting the response: a misuse that
+                    // The transport polled instead of reporting the response: a misuse that
                     // would otherwise hang; end the call with a clear error.
-                    self.release_breaker(now, shared, Outcome::Ignored);
+                    self.release_breaker(now, Outcome::Ignored);
                     self.finish(
                         now,
-                        shared,
-                        Err(VllmError::InvalidRequest(
-                            "driver misuse: poll() while a response was awaited".into(),
+                        Err(VllmError::Misuse(
+                            "poll() while a response head was awaited".into(),
                         )),
                     );
                 }
-                State::ReadBody => {
-                    return Action::ReadBody {
-                        deadline: self.body_deadline().map(|(t, _)| t),
-                    }
-                }
+                State::ReadBody => return self.read_body_action(),
             }
         }
         // Unreachable in practice (each arm returns within a few steps); never spin.
         self.finish(
             now,
-            shared,
-            Err(VllmError::InvalidRequest("driver made no progress".into())),
+            Err(VllmError::Misuse("the driver made no progress".into())),
         );
-        Action::Done(self.result.clone().unwrap_or(Ok(Bytes::new())))
+        self.done_action()
     }
-
     /// Rate limit, breaker, then the attempt itself.
     fn admit(&mut self, now: Instant, shared: &mut Shared) -> Option<Action> {
         if self.past_deadline(now) {
             self.report.timeout = Some(TimeoutKind::Deadline);
             let e = self.last_error.take().unwrap_or(VllmError::Timeout);
-            self.finish(now, shared, Err(e));
+            self.finish(now, Err(e));
             return None;
         }
         if let Some(rate) = shared.rate.as_mut() {
@@ -451,7 +445,7 @@ impl Call {
                             "the next slot opens in {:?}, after the call's deadline",
                             until.saturating_duration_since(now)
                         ));
-                        self.finish(now, shared, Err(e));
+                        self.finish(now, Err(e));
                         return None;
                     }
                     self.state = State::RateWait { until };
@@ -461,7 +455,7 @@ impl Call {
                     let e = VllmError::RateLimited(format!(
                         "a request costing {cost} can never fit a burst of {burst}"
                     ));
-                    self.finish(now, shared, Err(e));
+                    self.finish(now, Err(e));
                     return None;
                 }
             }
@@ -469,7 +463,7 @@ impl Call {
         let policy = &self.policy;
         if let Some(breaker) = shared.breaker_for(self.endpoint, policy) {
             match breaker.try_acquire(now) {
-                Ok(permit) => self.breaker_permit = Some(permit),
+                Ok(permit) => self.attempt.breaker_permit = Some(permit),
                 Err(rejected) => {
                     shared.collect_transitions();
                     // A retry the breaker refuses ends the call with the last attempt's error.
@@ -479,7 +473,7 @@ impl Call {
                     let e = self.last_error.take().unwrap_or(VllmError::CircuitOpen {
                         retry_in: rejected.retry_at.saturating_duration_since(now),
                     });
-                    self.finish(now, shared, Err(e));
+                    self.finish(now, Err(e));
                     return None;
                 }
             }
@@ -489,17 +483,15 @@ impl Call {
             Ok(r) => clone_request(r),
             Err(e) => {
                 let e = e.clone();
-                self.finish(now, shared, Err(e));
+                self.finish(now, Err(e));
                 return None;
             }
         };
         self.attempts += 1;
         self.report.attempts = self.attempts;
-        self.attempt_start = now;
-        self.head = None;
-        self.body = None;
-        self.first_data = None;
-        self.last_activity = now;
+        let breaker_permit = self.attempt.breaker_permit.take();
+        self.attempt = Attempt::new(self.attempts, now);
+        self.attempt.breaker_permit = breaker_permit;
         let deadline = self.head_deadline();
         self.state = State::AwaitHead { deadline };
         let t = self.policy.timeouts;
@@ -508,6 +500,7 @@ impl Call {
             None => c,
         });
         Some(Action::Send {
+            attempt: self.attempt.id,
             request,
             deadline: deadline.map(|(d, _)| d),
             connect_timeout,
@@ -516,91 +509,50 @@ impl Call {
 
     // --- handle ----------------------------------------------------------------------------
 
-    /// Reports what happened.
+    /// Reports what happened to the current attempt (or to the sleep or wait in progress).
     pub fn handle(&mut self, now: Instant, event: Event, shared: &mut Shared) {
+        self.handle_local(now, event);
+        self.apply(shared);
+    }
+
+    /// Reports what happened to `attempt`; events of an attempt that is no longer current are
+    /// ignored (a late answer to a request the driver already gave up on).
+    pub fn handle_attempt(
+        &mut self,
+        now: Instant,
+        attempt: AttemptId,
+        event: Event,
+        shared: &mut Shared,
+    ) {
+        if attempt == self.attempt.id {
+            self.handle(now, event, shared);
+        }
+    }
+
+    /// Reports what happened without the shared state: what the call then owes it is queued
+    /// (see [`has_effects`](Self::has_effects)). This is where body bytes are decoded.
+    pub fn handle_local(&mut self, now: Instant, event: Event) {
         let now = self.observe(now);
-        if matches!(self.state, State::Finished) {
+        if matches!(self.state, State::Finished | State::Failed { .. }) {
             return;
         }
         match event {
-            Event::Timeout => self.on_timeout(now, shared),
+            Event::Timeout => self.on_timeout(now),
             Event::PermitReleased => {}
             Event::Response(head) => {
                 if let State::AwaitHead { .. } = self.state {
-                    self.on_head(now, head, shared);
+                    self.on_head(now, head);
                 }
             }
-            Event::TransportError { kind, message } => {
-                let in_exchange = matches!(self.state, State::AwaitHead { .. } | State::ReadBody);
-                if !in_exchange {
-                    return;
-                }
-                if let Some(Body::Error(_) | Body::Foreign(..)) = self.body {
-                    // The status already answered; a cut error body does not make a 400
-                    // retryable: classify by the status with the part that arrived.
-                    self.on_body_end(now, shared);
-                    return;
-                }
-                if kind == TransportErrorKind::Rejected {
-                    // Nothing reached the server: the caller's request is at fault.
-                    self.release_breaker(now, shared, Outcome::Ignored);
-                    self.report.gave_up = Some(GiveUpReason::NotRetryable);
-                    let e = VllmError::InvalidRequest(format!(
-                        "the HTTP client refused to send the request: {message}"
-                    ));
-                    self.finish(now, shared, Err(e));
-                    return;
-                }
-                if let (TransportErrorKind::ConnectTimeout, State::AwaitHead { deadline }) =
-                    (kind, &self.state)
-                {
-                    // An HTTP client's connect timer clamped to the head deadline fires with
-                    // it: that is the deadline's timeout (an overall deadline is not retried),
-                    // however the transport words it.
-                    if deadline.is_some_and(|(d, _)| now >= d) {
-                        self.on_timeout(now, shared);
-                        return;
-                    }
-                }
-                let (failure, error) = match kind {
-                    TransportErrorKind::Connect if self.head.is_none() => {
-                        (Failure::Connect, VllmError::Connect { message })
-                    }
-                    TransportErrorKind::ConnectTimeout if self.head.is_none() => {
-                        self.report.timeout = Some(TimeoutKind::Connect);
-                        (
-                            Failure::Timeout {
-                                kind: TimeoutKind::Connect,
-                                output_started: false,
-                            },
-                            VllmError::Timeout,
-                        )
-                    }
-                    // However the transport words it (a reset, an incomplete chunk), a stream
-                    // whose connection broke before `[DONE]` is a truncated stream.
-                    _ if matches!(self.body, Some(Body::Stream(_))) => (
-                        Failure::Truncated {
-                            output_started: self.output_started,
-                        },
-                        VllmError::Truncated,
-                    ),
-                    _ => (
-                        Failure::Transport {
-                            output_started: self.output_started,
-                        },
-                        VllmError::Transport { message },
-                    ),
-                };
-                self.fail(now, shared, failure, error);
-            }
+            Event::TransportError { kind, message } => self.on_transport_error(now, kind, message),
             Event::Chunk(bytes) => {
                 if let State::ReadBody = self.state {
-                    self.on_chunk(now, &bytes, shared);
+                    self.on_chunk(now, &bytes);
                 }
             }
             Event::BodyEnd => {
                 if let State::ReadBody = self.state {
-                    self.on_body_end(now, shared);
+                    self.on_body_end(now);
                 }
             }
         }
@@ -611,23 +563,85 @@ impl Call {
     pub fn cancel(&mut self, now: Instant, shared: &mut Shared) {
         let now = self.observe(now);
         if !matches!(self.state, State::Finished) {
-            self.release_breaker(now, shared, Outcome::Ignored);
-            self.finish(
-                now,
-                shared,
-                Err(VllmError::InvalidRequest("the call was cancelled".into())),
-            );
+            self.release_breaker(now, Outcome::Ignored);
+            self.finish(now, Err(VllmError::Cancelled));
         }
+        self.apply(shared);
     }
 
-    fn on_timeout(&mut self, now: Instant, shared: &mut Shared) {
+    fn on_transport_error(&mut self, now: Instant, kind: TransportErrorKind, message: String) {
+        let in_exchange = matches!(self.state, State::AwaitHead { .. } | State::ReadBody);
+        if !in_exchange {
+            return;
+        }
+        if let Some(Body::Error(_) | Body::Foreign(..)) = self.attempt.body {
+            // The status already answered; a cut error body does not make a 400 retryable:
+            // classify by the status with the part that arrived.
+            self.on_body_end(now);
+            return;
+        }
+        if kind == TransportErrorKind::Rejected {
+            // Nothing reached the server: the caller's request is at fault.
+            self.release_breaker(now, Outcome::Ignored);
+            self.report.gave_up = Some(GiveUpReason::NotRetryable);
+            let e = VllmError::InvalidRequest(format!(
+                "the HTTP client refused to send the request: {message}"
+            ));
+            self.finish(now, Err(e));
+            return;
+        }
+        if let (TransportErrorKind::ConnectTimeout, State::AwaitHead { deadline }) =
+            (kind, &self.state)
+        {
+            // An HTTP client's connect timer clamped to the head deadline fires with it: that
+            // is the deadline's timeout (an overall deadline is not retried), however the
+            // transport words it.
+            if deadline.is_some_and(|(d, _)| now >= d) {
+                self.on_timeout(now);
+                return;
+            }
+        }
+        let no_head = self.attempt.head.is_none();
+        let (failure, error) = match kind {
+            TransportErrorKind::Connect if no_head => {
+                (Failure::Connect, VllmError::Connect { message })
+            }
+            TransportErrorKind::ConnectTimeout if no_head => {
+                self.report.timeout = Some(TimeoutKind::Connect);
+                (
+                    Failure::Timeout {
+                        kind: TimeoutKind::Connect,
+                        output_started: false,
+                    },
+                    VllmError::Timeout,
+                )
+            }
+            // However the transport words it (a reset, an incomplete chunk), a stream whose
+            // connection broke before `[DONE]` is a truncated stream.
+            _ if matches!(self.attempt.body, Some(Body::Stream(_))) => (
+                Failure::Truncated {
+                    output_started: self.output_started,
+                },
+                VllmError::Truncated,
+            ),
+            _ => (
+                Failure::Transport {
+                    output_started: self.output_started,
+                },
+                VllmError::Transport { message },
+            ),
+        };
+        self.fail(now, failure, error);
+    }
+
+    fn on_timeout(&mut self, now: Instant) {
         let fired = match self.state {
             State::AwaitHead { deadline } => deadline.filter(|(d, _)| now >= *d),
             State::ReadBody => self.body_deadline().filter(|(d, _)| now >= *d),
             State::WaitPermit { .. } => {
                 if self.past_deadline(now) {
                     self.report.timeout = Some(TimeoutKind::Deadline);
-                    self.finish(now, shared, Err(VllmError::Timeout));
+                    self.finish(now, Err(VllmError::Timeout));
                 }
                 return;
             }
@@ -636,31 +650,27 @@ impl Call {
         };
         let Some((_, kind)) = fired else { return };
         self.report.timeout = Some(kind);
-        if let Some(Body::Error(_) | Body::Foreign(..)) = self.body {
+        if let Some(Body::Error(_) | Body::Foreign(..)) = self.attempt.body {
             // As for a cut error body: the status decides, not the slow body.
-            self.on_body_end(now, shared);
+            self.on_body_end(now);
+            return;
+        }
+        if self.output_started {
+            // Mid-stream: the caller gets the error as the stream's last event.
+            self.release_breaker(now, Outcome::Failure { ttfb: None });
+            self.pending.push_back(StreamEvent::Error(VllmError::Timeout));
+            self.stream_terminal_pending();
             return;
         }
         let failure = Failure::Timeout {
             kind,
-            output_started: self.output_started,
+            output_started: false,
         };
-        if self.output_started {
-            // Mid-stream: the caller gets the error as the stream's last event.
-            self.release_breaker(now, shared, Outcome::Failure { ttfb: None });
-            self.pending
-                .push_back(StreamEvent::Error(VllmError::Timeout));
-            self.state = State::ReadBody;
-            self.body = None;
-            self.stream_terminal_pending();
-            return;
-        }
-        self.fail(now, shared, failure, VllmError::Timeout);
+        self.fail(now, failure, VllmError::Timeout);
     }
 
-    fn on_head(&mut self, now: Instant, head: ResponseHead, shared: &mut Shared) {
-        let ok = head.status.is_success();
-        self.body = Some(if !ok {
+    fn on_head(&mut self, now: Instant, head: ResponseHead) {
+        let body = if !head.status.is_success() {
             Body::Error(Vec::new())
         } else if let Some(kind) = self.stream {
             let decoder = Box::new(StreamDecoder::new(kind).with_limits(self.policy.sse_limits));
@@ -671,85 +681,66 @@ impl Call {
             }
         } else {
             Body::Json(Vec::new())
-        });
-        self.head = Some(head);
-        self.last_activity = now;
+        };
+        self.attempt.body = Some(body);
+        self.attempt.head = Some(head);
+        self.attempt.last_activity = now;
         self.state = State::ReadBody;
-        let _ = shared;
     }
 
-    fn on_chunk(&mut self, now: Instant, bytes: &[u8], shared: &mut Shared) {
+    fn on_chunk(&mut self, now: Instant, bytes: &[u8]) {
         let max_body = self.policy.max_body_bytes;
-        match self.body.as_mut() {
-            Some(Body::Json(buf)) => {
-                self.last_activity = now;
+        match self.attempt.body.as_mut() {
+            Some(Body::Json(buf) | Body::Document(_, buf)) => {
+                self.attempt.last_activity = now;
                 if buf.len().saturating_add(bytes.len()) > max_body {
                     let e = VllmError::decode(
                         format!("the response body exceeds {max_body} bytes"),
                         buf,
                     );
-                    self.fail(
-                        now,
-                        shared,
-                        Failure::Decode {
-                            output_started: false,
-                        },
-                        e,
-                    );
+                    let failure = Failure::Decode {
+                        output_started: false,
+                    };
+                    self.fail(now, failure, e);
                     return;
                 }
                 buf.extend_from_slice(bytes);
             }
             Some(Body::Error(buf) | Body::Foreign(_, buf)) => {
-                self.last_activity = now;
+                self.attempt.last_activity = now;
                 let room = MAX_ERROR_BODY.saturating_sub(buf.len());
                 buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
-            }
-            Some(Body::Document(_, buf)) => {
-                self.last_activity = now;
-                if buf.len().saturating_add(bytes.len()) > max_body {
-                    let e = VllmError::decode(
-                        format!("the JSON answer to a stream request exceeds {max_body} bytes"),
-                        buf,
-                    );
-                    let failure = Failure::Decode {
-                        output_started: false,
-                    };
-                    self.fail(now, shared, failure, e);
-                    return;
-                }
-                buf.extend_from_slice(bytes);
             }
             Some(Body::Stream(dec)) => {
                 let report = dec.push(bytes);
                 if report.has_data() {
-                    self.last_activity = now;
-                    if self.first_data.is_none() {
-                        self.first_data = Some(now);
+                    self.attempt.last_activity = now;
+                    if self.attempt.first_data.is_none() {
+                        self.attempt.first_data = Some(now);
                         // The server is generating: that is the breaker's success signal.
-                        let ttfb = now.saturating_duration_since(self.attempt_start);
-                        self.release_breaker(now, shared, Outcome::Success { ttfb });
+                        let ttfb = now.saturating_duration_since(self.attempt.start);
+                        self.release_breaker(now, Outcome::Success { ttfb });
                     }
                 }
-                self.drain_decoder(now, shared);
+                self.drain_decoder(now);
             }
             None => {}
         }
     }
 
-    fn on_body_end(&mut self, now: Instant, shared: &mut Shared) {
-        let Some(body) = self.body.take() else { return };
-        let Some(head) = self.head.clone() else {
+    fn on_body_end(&mut self, now: Instant) {
+        let Some(body) = self.attempt.body.take() else {
+            return;
+        };
+        let Some(head) = self.attempt.head.clone() else {
             return;
         };
         match body {
             Body::Json(buf) => {
                 let ttfb = self.ttfb();
-                self.release_breaker(now, shared, Outcome::Success { ttfb });
-                if let Some(b) = shared.budget.as_mut() {
-                    b.on_success(now);
-                }
-                self.finish(now, shared, Ok(Bytes::from(buf)));
+                self.release_breaker(now, Outcome::Success { ttfb });
+                self.effects.budget_successes.push(now);
+                self.finish(now, Ok(Bytes::from(buf)));
             }
             Body::Error(buf) => {
                 let hint = parse_retry_after(&head.headers, head.received_at).map(|h| h.delay);
@@ -758,20 +749,20 @@ impl Call {
                     status: head.status,
                     headers: head.headers,
                 };
-                self.fail(now, shared, failure, VllmError::from(api));
+                self.fail(now, failure, VllmError::from(api));
             }
             Body::Stream(mut dec) => {
                 dec.finish();
-                self.body = Some(Body::Stream(dec));
-                self.drain_decoder(now, shared);
+                self.attempt.body = Some(Body::Stream(dec));
+                self.drain_decoder(now);
             }
             Body::Document(mut dec, buf) => {
                 // The server ignored `stream: true`: its whole answer is one document, turned
                 // into the events its stream would have carried, so the caller's loop works.
                 dec.push_document(&buf);
-                self.first_data = Some(now);
-                self.body = Some(Body::Stream(dec));
-                self.drain_decoder(now, shared);
+                self.attempt.first_data = Some(now);
+                self.attempt.body = Some(Body::Stream(dec));
+                self.drain_decoder(now);
             }
             Body::Foreign(content_type, buf) => {
                 let e = VllmError::decode(
@@ -784,16 +775,16 @@ impl Call {
                 let failure = Failure::Decode {
                     output_started: false,
                 };
-                self.fail(now, shared, failure, e);
+                self.fail(now, failure, e);
             }
         }
     }
 
     /// Moves decoded events to the emit queue; a terminal error before any output is an
     /// attempt failure (and may be retried) instead.
-    fn drain_decoder(&mut self, now: Instant, shared: &mut Shared) {
+    fn drain_decoder(&mut self, now: Instant) {
         loop {
-            let Some(Body::Stream(dec)) = self.body.as_mut() else {
+            let Some(Body::Stream(dec)) = self.attempt.body.as_mut() else {
                 return;
             };
             let Some(ev) = dec.poll_event() else { return };
@@ -814,25 +805,21 @@ impl Call {
                             output_started: false,
                         },
                     };
-                    self.body = None;
-                    self.fail(now, shared, failure, e);
+                    self.attempt.body = None;
+                    self.fail(now, failure, e);
                     return;
                 }
                 StreamEvent::Done => {
-                    if let Some(b) = shared.budget.as_mut() {
-                        b.on_success(now);
-                    }
+                    self.effects.budget_successes.push(now);
                     let ttfb = self.ttfb();
-                    self.release_breaker(now, shared, Outcome::Success { ttfb });
+                    self.release_breaker(now, Outcome::Success { ttfb });
                     self.pending.push_back(StreamEvent::Done);
-                    self.body = None;
                     self.stream_terminal_pending();
                     return;
                 }
                 StreamEvent::Error(e) => {
-                    self.release_breaker(now, shared, Outcome::Failure { ttfb: None });
+                    self.release_breaker(now, Outcome::Failure { ttfb: None });
                     self.pending.push_back(StreamEvent::Error(e));
-                    self.body = None;
                     self.stream_terminal_pending();
                     return;
                 }
@@ -845,21 +832,32 @@ impl Call {
     /// then finishes.
     fn stream_terminal_pending(&mut self) {
         self.state = State::ReadBody;
-        self.body = None;
+        self.attempt.body = None;
     }
 
-    /// An attempt failed: retry or give up.
-    fn fail(&mut self, now: Instant, shared: &mut Shared, failure: Failure, error: VllmError) {
-        let ttfb = self.head.as_ref().map(|_| self.ttfb());
+    /// An attempt failed: its breaker outcome is owed, and the retry decision waits for the
+    /// shared state (the retry budget).
+    fn fail(&mut self, now: Instant, failure: Failure, error: VllmError) {
+        let ttfb = self.attempt.head.as_ref().map(|_| self.ttfb());
         let outcome = Outcome::of_failure(&failure, ttfb);
-        self.release_breaker(now, shared, outcome);
-        self.body = None;
+        self.release_breaker(now, outcome);
+        self.attempt.body = None;
+        self.state = State::Failed {
+            failure,
+            error,
+            at: now,
+        };
+    }
+
+    /// Retry or give up, after a failed attempt.
+    fn decide(&mut self, at: Instant, failure: Failure, error: VllmError, shared: &mut Shared) {
         let received_at = self
+            .attempt
             .head
             .as_ref()
             .map(|h| h.received_at)
             .unwrap_or(SystemTime::UNIX_EPOCH);
-        let ctx = RetryContext::new(self.attempts, now, received_at)
+        let ctx = RetryContext::new(self.attempts, at, received_at)
             .with_deadline(self.deadline)
             .with_previous_delay(self.previous_delay);
         let decision =
@@ -881,7 +879,7 @@ impl Call {
                 self.pending.clear();
                 // Saturate: an accepted huge hint must not wrap to "now" (a hot retry loop).
                 self.state = State::Backoff {
-                    until: crate::policy::clock::saturating_add(now, delay),
+                    until: crate::policy::clock::saturating_add(at, delay),
                 };
             }
             RetryDecision::GiveUp(reason) => {
@@ -889,40 +887,74 @@ impl Call {
                 if self.output_started {
                     // Part of the stream reached the caller: the failure is its last event,
                     // as for a timeout mid-stream (`Done(Err)` means "failed before output").
+                    self.state = State::ReadBody;
                     self.pending.push_back(StreamEvent::Error(error));
                     self.stream_terminal_pending();
                 } else {
-                    self.finish(now, shared, Err(error));
+                    self.state = State::ReadBody;
+                    self.finish(at, Err(error));
                 }
             }
         }
     }
 
-    fn finish(&mut self, now: Instant, shared: &mut Shared, result: Result<Bytes, VllmError>) {
+    fn finish(&mut self, now: Instant, result: Result<Bytes, VllmError>) {
         let _ = now;
         // Nothing is emitted after the end: events still queued (a call cancelled between two
         // emits, or a failure before output) are dropped, so a queued terminal event cannot
         // later replace the result.
         self.pending.clear();
-        if let Some(limiter) = shared.concurrency.as_mut() {
-            if let State::WaitPermit { waiter: Some(w) } = self.state {
-                // Out of the queue; a slot already handed to this call passes on.
-                limiter.leave(w);
-            }
-            if let Some(permit) = self.concurrency_permit.take() {
-                limiter.release(permit);
-            }
+        if let State::WaitPermit { waiter: Some(w) } = self.state {
+            // Out of the queue; a slot already handed to this call passes on.
+            self.effects.leave = Some(w);
         }
+        if let Some(permit) = self.concurrency_permit.take() {
+            self.effects.release = Some(permit);
+        }
+        self.attempt.body = None;
         self.result = Some(result);
         self.state = State::Finished;
     }
 
-    fn release_breaker(&mut self, now: Instant, shared: &mut Shared, outcome: Outcome) {
-        if let Some(permit) = self.breaker_permit.take() {
-            if let Some(b) = shared.breaker_for(self.endpoint, &self.policy) {
-                b.record(now, permit, outcome);
+    fn release_breaker(&mut self, now: Instant, outcome: Outcome) {
+        if let Some(permit) = self.attempt.breaker_permit.take() {
+            self.effects.breaker.push((now, permit, outcome));
+        }
+    }
+
+    /// Pays what the call owes the shared state, then takes a pending retry decision.
+    fn apply(&mut self, shared: &mut Shared) {
+        let effects = std::mem::take(&mut self.effects);
+        if !effects.breaker.is_empty() {
+            for (at, permit, outcome) in effects.breaker {
+                if let Some(b) = shared.breaker_for(self.endpoint, &self.policy) {
+                    b.record(at, permit, outcome);
+                }
             }
             shared.collect_transitions();
+        }
+        if let Some(budget) = shared.budget.as_mut() {
+            for at in effects.budget_successes {
+                budget.on_success(at);
+            }
+        }
+        if let Some(limiter) = shared.concurrency.as_mut() {
+            if let Some(w) = effects.leave {
+                limiter.leave(w);
+            }
+            if let Some(permit) = effects.release {
+                limiter.release(permit);
+            }
+        }
+        if let State::Failed { .. } = self.state {
+            let State::Failed { failure, error, at } =
+                std::mem::replace(&mut self.state, State::ReadBody)
+            else {
+                return;
+            };
+            self.decide(at, failure, error, shared);
+            // Giving up may have released the slot.
+            self.apply(shared);
         }
     }
 
@@ -940,14 +972,14 @@ impl Call {
     }
 
     fn ttfb(&self) -> Duration {
-        let at = self.first_data.unwrap_or(self.last_activity);
-        at.saturating_duration_since(self.attempt_start)
+        let at = self.attempt.first_data.unwrap_or(self.attempt.last_activity);
+        at.saturating_duration_since(self.attempt.start)
     }
 
     /// The deadline for the response head: attempt, first token (streams), overall.
     fn head_deadline(&self) -> Option<(Instant, TimeoutKind)> {
         let t = &self.policy.timeouts;
-        let from = self.attempt_start;
+        let from = self.attempt.start;
         earliest_timer([
             t.arm(TimeoutKind::Attempt, from, self.deadline),
             self.stream
@@ -966,14 +998,14 @@ impl Call {
     /// error body) is idle-timed from the head and then from each chunk.
     fn body_deadline(&self) -> Option<(Instant, TimeoutKind)> {
         // No body: a terminal event is queued; the next poll emits it. Nothing to wait for.
-        let body = self.body.as_ref()?;
+        let body = self.attempt.body.as_ref()?;
         let t = &self.policy.timeouts;
-        let from = self.attempt_start;
-        let (first_token, idle) = match (body, self.first_data) {
+        let from = self.attempt.start;
+        let (first_token, idle) = match (body, self.attempt.first_data) {
             (Body::Stream(_), None) => (t.arm(TimeoutKind::FirstToken, from, self.deadline), None),
             _ => (
                 None,
-                t.arm(TimeoutKind::Idle, self.last_activity, self.deadline),
+                t.arm(TimeoutKind::Idle, self.attempt.last_activity, self.deadline),
             ),
         };
         earliest_timer([
@@ -982,39 +1014,6 @@ impl Call {
             idle,
             self.deadline.map(|d| (d, TimeoutKind::Deadline)),
         ])
-    }
-}
-
-/// What a 2xx answer to a stream request carries, by its `Content-Type`.
-enum StreamBody {
-    /// `text/event-stream`, or no `Content-Type` at all (read as events; anything else fails
-    /// in the decoder).
-    EventStream,
-    /// `application/json` or `…+json`: one complete answer from a server that ignored
-    /// `stream: true`.
-    Json,
-    /// Anything else (`text/html` from a proxy, …), with the type as sent.
-    Other(String),
-}
-
-impl StreamBody {
-    fn of(headers: &HeaderMap) -> StreamBody {
-        let Some(value) = headers.get(http::header::CONTENT_TYPE) else {
-            return StreamBody::EventStream;
-        };
-        let text = String::from_utf8_lossy(value.as_bytes());
-        let essence = text
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        match essence.as_str() {
-            "text/event-stream" | "" => StreamBody::EventStream,
-            "application/json" => StreamBody::Json,
-            e if e.ends_with("+json") => StreamBody::Json,
-            _ => StreamBody::Other(crate::error::snippet(value.as_bytes())),
-        }
     }
 }
 

@@ -1,0 +1,59 @@
+//! [`CallSpec`]: what one call is — the endpoint, the JSON body, and whether it streams.
+
+use serde_json::Value;
+
+use crate::error::VllmError;
+use crate::request::Endpoint;
+use crate::stream::StreamKind;
+
+/// A call to make: which endpoint, with which body, read how.
+#[derive(Debug, Clone)]
+pub struct CallSpec {
+    /// The endpoint.
+    pub endpoint: Endpoint,
+    /// The JSON body (`None` for GET), or why it could not be built.
+    pub body: Result<Option<Value>, VllmError>,
+    /// `Some` for a streamed call.
+    pub stream: Option<StreamKind>,
+}
+
+impl CallSpec {
+    /// A call answered by one JSON document.
+    pub fn json(endpoint: Endpoint, body: Result<Value, VllmError>) -> Self {
+        CallSpec {
+            endpoint,
+            body: body.map(Some),
+            stream: None,
+        }
+    }
+
+    /// A call without a body.
+    pub fn get(endpoint: Endpoint) -> Self {
+        CallSpec {
+            endpoint,
+            body: Ok(None),
+            stream: None,
+        }
+    }
+
+    /// A streamed call. The body always asks for a stream: `"stream": true` is set in it
+    /// (whatever it said), so the request carries `Accept: text/event-stream` and the server
+    /// is asked for what the call will read. A body that is not a JSON object is refused.
+    pub fn stream(endpoint: Endpoint, kind: StreamKind, body: Result<Value, VllmError>) -> Self {
+        let body = body.and_then(|mut v| match v.as_object_mut() {
+            Some(object) => {
+                object.insert("stream".to_owned(), Value::Bool(true));
+                Ok(Some(v))
+            }
+            None => Err(VllmError::InvalidRequest(
+                "the body of a stream request must be a JSON object".into(),
+            )),
+        });
+        CallSpec {
+            endpoint,
+            body,
+            stream: Some(kind),
+        }
+    }
+}
+
