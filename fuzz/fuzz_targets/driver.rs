@@ -229,7 +229,7 @@ fuzz_target!(|data: &[u8]| {
                 check(*d);
                 deadline = *d;
             }
-            Action::ReadBody { deadline: d } | Action::WaitForPermit { deadline: d, .. } => {
+            Action::ReadBody { deadline: d, .. } | Action::WaitForPermit { deadline: d, .. } => {
                 check(*d);
                 deadline = *d;
             }
@@ -242,7 +242,6 @@ fuzz_target!(|data: &[u8]| {
                 done = Some(r.as_ref().map(|b| b.len()).map_err(|e| e.to_string()));
                 break;
             }
-            _ => {}
         }
         if driven {
             now = match inp.u8() % 4 {

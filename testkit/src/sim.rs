@@ -931,7 +931,7 @@ impl Sim {
                     self.answer(task, resp, deadline, connect_timeout);
                     return;
                 }
-                Action::ReadBody { deadline } => {
+                Action::ReadBody { deadline, .. } => {
                     self.check_deadline(task, deadline, "read");
                     let off = self.off(deadline);
                     self.record(task, Step::ReadBody { deadline: off });
@@ -957,10 +957,6 @@ impl Sim {
                     let off = self.off(deadline);
                     self.record(task, Step::WaitForPermit { deadline: off });
                     task.wait = Wait::Permit(deadline, waiter);
-                    return;
-                }
-                other => {
-                    self.fault(task, SimFault::Unexpected(format!("action {other:?}")));
                     return;
                 }
             }

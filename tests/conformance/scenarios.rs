@@ -110,7 +110,7 @@ pub fn chat_completion<H: Harness>() {
 pub fn chat_stream<H: Harness>() {
     let server = FakeServer::start();
     let events = stream::<H>(&client::<H>(&server)).expect("stream");
-    assert!(matches!(terminal(&events), StreamEvent::Done));
+    assert!(matches!(terminal(&events), StreamEvent::Done), "{events:?}");
     assert_eq!(content(&events), "Echo: hi");
     let seen = server.last_request().expect("a request");
     assert_eq!(seen.json.as_ref().expect("json")["stream"], true);

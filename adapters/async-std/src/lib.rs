@@ -1,9 +1,9 @@
 //! The async-std + surf adapter of `vllm-client`.
 //!
-//! This crate is IO glue only: [`AsyncStd`] performs the actions of the core's call driver
-//! ([`vllm_client_core::call`]) with surf (HTTP/1 over async-std, rustls for `https`) and
-//! async-std timers, and reports back what happened. Every decision — retries, backoff,
-//! timeouts, the breaker, limits, parsing — is made in the core. Use it through the
+//! This crate is IO glue only: [`Surf`] sends requests and reads bodies with surf (HTTP/1
+//! over async-std, rustls for `https`) and times them with async-std; the run loop is
+//! `vllm-client-runner`'s, every decision — retries, backoff, timeouts, the breaker, limits,
+//! parsing — the core's. Use it through the
 //! `vllm-client` facade with the `async-std` feature: `vllm_client::async_std::VllmClient`.
 //!
 //! ```no_run
@@ -47,18 +47,154 @@
 //!
 //! It has no connect timer of its own: connecting is bounded by the deadline of the response
 //! head (first-token, attempt and overall timeouts) that the core hands out with each request.
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod executor;
 mod http1;
-mod runner;
-mod stream;
 
-pub use executor::{AsyncStd, BoxFuture};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use futures_util::AsyncReadExt;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use vllm_client_core::call::log::error_chain;
+use vllm_client_core::call::{ResponseHead, TransportErrorKind};
+use vllm_client_core::config::ClientConfig;
+use vllm_client_runner::{AsyncExec, Failed, Transport};
+
 pub use http1::Http1;
-pub use stream::EventStream;
+pub use vllm_client_runner::EventStream;
 
+/// The async-std executor: the shared run loop over [`Surf`].
+pub type AsyncStd = AsyncExec<Surf>;
 /// The async-std client: `VllmClient::new("http://localhost:8000/v1")`.
 pub type VllmClient = vllm_client_core::client::Client<AsyncStd>;
 /// The async-std client's builder.
 pub type VllmClientBuilder = vllm_client_core::client::ClientBuilder<AsyncStd>;
+
+/// Bytes asked for per read of a body.
+const READ_CHUNK: usize = 16 << 10;
+
+/// surf and async-std timers as a [`Transport`].
+///
+/// With your own surf client (`http_client(..)`), build it on [`Http1`]
+/// (`surf::Client::with_http_client(Http1::new())`, then your middleware): see the crate docs.
+/// On surf's default backend, turn keep-alive and the timeout off
+/// (`Config::set_http_keep_alive(false)`, `set_timeout(None)`), and know that it reads a body
+/// delimited by the end of the connection as empty and takes a body shorter than its
+/// `Content-Length` as complete.
+#[derive(Debug)]
+pub struct Surf {
+    http: surf::Client,
+}
+
+/// A response being read, with its read buffer.
+pub struct SurfResponse {
+    response: surf::Response,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for SurfResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SurfResponse").finish_non_exhaustive()
+    }
+}
+
+impl Transport for Surf {
+    type HttpClient = surf::Client;
+    type Response = SurfResponse;
+
+    fn new(_config: &ClientConfig, http: Option<surf::Client>) -> Self {
+        Surf {
+            http: http.unwrap_or_else(|| surf::Client::with_http_client(Http1::new())),
+        }
+    }
+
+    fn reconfigure(&self, _config: &ClientConfig) -> Self {
+        Surf {
+            http: self.http.clone(),
+        }
+    }
+
+    async fn send(
+        &self,
+        request: http::Request<Bytes>,
+        _connect_timeout: Option<Duration>,
+    ) -> Result<(ResponseHead, SurfResponse), Failed> {
+        let request = to_surf(request).map_err(|m| Failed::new(TransportErrorKind::Rejected, m))?;
+        match self.http.send(request).await {
+            Ok(response) => {
+                let head =
+                    ResponseHead::new(status(&response), headers(&response), SystemTime::now());
+                Ok((
+                    head,
+                    SurfResponse {
+                        response,
+                        buf: Vec::new(),
+                    },
+                ))
+            }
+            Err(e) => {
+                let kind = match e.downcast_ref::<std::io::Error>() {
+                    Some(io) => TransportErrorKind::of_io_error(io.kind()),
+                    None => TransportErrorKind::Io,
+                };
+                Err(Failed::new(kind, error_chain(e.as_ref())))
+            }
+        }
+    }
+
+    async fn read(r: &mut SurfResponse) -> Result<Option<Bytes>, Failed> {
+        r.buf.resize(READ_CHUNK, 0);
+        match r.response.read(&mut r.buf).await {
+            Ok(0) => Ok(None),
+            Ok(n) => Ok(Some(Bytes::copy_from_slice(&r.buf[..n]))),
+            Err(e) => Err(Failed::new(TransportErrorKind::Io, error_chain(&e))),
+        }
+    }
+
+    async fn sleep_until(deadline: Instant) {
+        async_std::task::sleep(deadline.saturating_duration_since(Instant::now())).await
+    }
+}
+/// `http::Request<Bytes>` as surf's request; `Err` names what surf cannot carry.
+fn to_surf(request: http::Request<Bytes>) -> Result<surf::Request, String> {
+    let (parts, body) = request.into_parts();
+    let url = surf::Url::parse(&parts.uri.to_string()).map_err(|e| format!("bad URL: {e}"))?;
+    let method: surf::http::Method = parts
+        .method
+        .as_str()
+        .parse()
+        .map_err(|_| format!("unsupported method {}", parts.method))?;
+    let mut req = surf::http::Request::new(method, url);
+    for (name, value) in parts.headers.iter() {
+        let value = value
+            .to_str()
+            .map_err(|_| format!("header {name} is not visible ASCII"))?;
+        req.append_header(name.as_str(), value);
+    }
+    if !body.is_empty() {
+        // After the headers, so that the request's own content type is kept.
+        req.set_body(surf::Body::from_bytes(body.to_vec()));
+    }
+    Ok(req.into())
+}
+
+fn status(resp: &surf::Response) -> StatusCode {
+    StatusCode::from_u16(resp.status() as u16).unwrap_or(StatusCode::BAD_GATEWAY)
+}
+
+fn headers(resp: &surf::Response) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, values) in resp.iter() {
+        let Ok(name) = HeaderName::from_bytes(name.as_str().as_bytes()) else {
+            continue;
+        };
+        for v in values.iter() {
+            if let Ok(v) = HeaderValue::from_str(v.as_str()) {
+                map.append(name.clone(), v);
+            }
+        }
+    }
+    map
+}

@@ -1,8 +1,8 @@
 //! The blocking adapter of `vllm-client`: ureq 3 and std threads, no async runtime inside.
 //!
-//! This crate is IO glue only: [`Blocking`] performs the actions of the core's call driver
-//! ([`vllm_client_core::call`]) with ureq and reports back what happened. Every decision —
-//! retries, backoff, timeouts, the breaker, limits, parsing — is made in the core. Use it
+//! This crate is IO glue only: [`Ureq`] sends requests and reads bodies with ureq, each within
+//! the deadline the core handed out; the run loop is `vllm-client-runner`'s, every decision —
+//! retries, backoff, timeouts, the breaker, limits, parsing — the core's. Use it
 //! through the `vllm-client` facade with the `blocking` feature:
 //! `vllm_client::blocking::VllmClient`. Same builder and method names as the async clients;
 //! `send()` returns the value and `send_stream()` an [`EventIter`] (an `Iterator`).
@@ -52,17 +52,206 @@
 //! The price is that connections are not reused between calls (as in the async-std
 //! adapter); with vLLM's long generations, a TCP (and TLS) handshake per call is small.
 //!
-//! A call waiting for a concurrency slot sleeps on a `Condvar`.
+//! A call waiting for a concurrency slot blocks until the call ahead of it ends (first come,
+//! first served) or its deadline passes.
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod executor;
-mod runner;
-mod stream;
+use std::io::Read;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::time::{Duration, Instant, SystemTime};
 
-pub use executor::Blocking;
-pub use stream::EventIter;
+use bytes::Bytes;
+use vllm_client_core::call::log::error_chain;
+use vllm_client_core::call::{ResponseHead, TransportErrorKind};
+use vllm_client_core::config::ClientConfig;
+use vllm_client_runner::{BlockingExec, BlockingTransport, Failed, Outcome};
 
+pub use vllm_client_runner::EventIter;
+
+/// The blocking executor: the shared run loop over [`Ureq`].
+pub type Blocking = BlockingExec<Ureq>;
 /// The blocking client: `VllmClient::new("http://localhost:8000/v1")`.
 pub type VllmClient = vllm_client_core::client::Client<Blocking>;
 /// The blocking client's builder.
 pub type VllmClientBuilder = vllm_client_core::client::ClientBuilder<Blocking>;
+
+/// Bytes asked for per read of a body.
+const READ_CHUNK: usize = 16 << 10;
+
+/// ureq on an IO thread per attempt, as a [`BlockingTransport`] (see the crate docs). With
+/// your own agent (`http_client(..)`), its configuration (TLS, proxy, …) is used for every
+/// attempt, each on an agent of its own.
+#[derive(Debug)]
+pub struct Ureq {
+    agent: ureq::Agent,
+}
+
+/// What an IO thread reports.
+enum Report {
+    Head(ResponseHead),
+    Chunk(Bytes),
+    End,
+    Failed(Failed),
+}
+
+/// An attempt in flight: the IO thread's reports, and its agent, whose shutdown on drop closes
+/// the attempt's connection and unblocks the thread.
+pub struct Attempt {
+    rx: Receiver<Report>,
+    agent: ureq::Agent,
+}
+
+impl std::fmt::Debug for Attempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attempt").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        self.agent.clone().shutdown();
+    }
+}
+
+impl Attempt {
+    fn recv(&self, deadline: Option<Instant>) -> Outcome<Report> {
+        let got = match deadline {
+            Some(d) => self
+                .rx
+                .recv_timeout(d.saturating_duration_since(Instant::now())),
+            None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        match got {
+            Ok(report) => Outcome::Ok(report),
+            Err(RecvTimeoutError::Timeout) => Outcome::TimedOut,
+            Err(RecvTimeoutError::Disconnected) => Outcome::Failed(Failed::new(
+                TransportErrorKind::Io,
+                "the IO thread ended without a result",
+            )),
+        }
+    }
+}
+
+/// ureq with no timer of its own (the core hands out every deadline) that reads error
+/// statuses as responses.
+fn agent() -> ureq::Agent {
+    let config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(None)
+        .build();
+    ureq::Agent::new_with_config(config)
+}
+
+impl BlockingTransport for Ureq {
+    type HttpClient = ureq::Agent;
+    type Response = Attempt;
+
+    fn new(_config: &ClientConfig, http: Option<ureq::Agent>) -> Self {
+        Ureq {
+            agent: http.unwrap_or_else(agent),
+        }
+    }
+
+    fn reconfigure(&self, _config: &ClientConfig) -> Self {
+        Ureq {
+            agent: self.agent.clone(),
+        }
+    }
+
+    fn send(
+        &self,
+        request: http::Request<Bytes>,
+        deadline: Option<Instant>,
+        connect_timeout: Option<Duration>,
+    ) -> Outcome<(ResponseHead, Attempt)> {
+        // An agent (a connection pool) of its own, so that ending the attempt can shut its
+        // connection down, interrupting the IO thread wherever it blocks (crate docs).
+        let agent = self.agent.config().new_agent();
+        let request = agent
+            .configure_request(request.map(|b| b.to_vec()))
+            .http_status_as_error(false)
+            .timeout_connect(connect_timeout)
+            .build();
+        let (tx, rx) = mpsc::sync_channel(1);
+        let thread_agent = agent.clone();
+        let spawned = std::thread::Builder::new()
+            .name("vllm-client-io".into())
+            .spawn(move || run(thread_agent, request, tx));
+        if let Err(e) = spawned {
+            let message = format!("cannot start an IO thread: {e}");
+            return Outcome::Failed(Failed::new(TransportErrorKind::Io, message));
+        }
+        let attempt = Attempt { rx, agent };
+        match attempt.recv(deadline) {
+            Outcome::Ok(Report::Head(head)) => Outcome::Ok((head, attempt)),
+            Outcome::Ok(Report::Failed(f)) | Outcome::Failed(f) => Outcome::Failed(f),
+            Outcome::Ok(_) => Outcome::Failed(Failed::new(TransportErrorKind::Io, "no head")),
+            Outcome::TimedOut => Outcome::TimedOut,
+        }
+    }
+
+    fn read(&self, attempt: &mut Attempt, deadline: Option<Instant>) -> Outcome<Option<Bytes>> {
+        match attempt.recv(deadline) {
+            Outcome::Ok(Report::Chunk(bytes)) => Outcome::Ok(Some(bytes)),
+            Outcome::Ok(Report::End) => Outcome::Ok(None),
+            Outcome::Ok(Report::Failed(f)) | Outcome::Failed(f) => Outcome::Failed(f),
+            Outcome::Ok(Report::Head(_)) => {
+                Outcome::Failed(Failed::new(TransportErrorKind::Io, "a second head"))
+            }
+            Outcome::TimedOut => Outcome::TimedOut,
+        }
+    }
+}
+
+/// One attempt, on the IO thread: send, hand over the head, then each chunk, until the body
+/// ends, fails, or the caller stops listening.
+fn run(agent: ureq::Agent, request: http::Request<Vec<u8>>, tx: SyncSender<Report>) {
+    let response = if request.body().is_empty() {
+        agent.run(request.map(|_| ureq::SendBody::none()))
+    } else {
+        agent.run(request)
+    };
+    let response = match response {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = tx.send(Report::Failed(send_error(&e)));
+            return;
+        }
+    };
+    let (parts, body) = response.into_parts();
+    let head = ResponseHead::new(parts.status, parts.headers, SystemTime::now());
+    if tx.send(Report::Head(head)).is_err() {
+        return;
+    }
+    let mut reader = body.into_with_config().limit(u64::MAX).reader();
+    let mut buf = vec![0; READ_CHUNK];
+    loop {
+        let report = match reader.read(&mut buf) {
+            Ok(0) => Report::End,
+            Ok(n) => Report::Chunk(Bytes::copy_from_slice(&buf[..n])),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => Report::Failed(Failed::new(TransportErrorKind::Io, error_chain(&e))),
+        };
+        let last = !matches!(report, Report::Chunk(_));
+        if tx.send(report).is_err() || last {
+            return;
+        }
+    }
+}
+
+fn send_error(e: &ureq::Error) -> Failed {
+    let kind = match e {
+        // ureq refused the request itself; nothing was sent.
+        ureq::Error::Http(_) | ureq::Error::BadUri(_) | ureq::Error::RequireHttpsOnly(_) => {
+            TransportErrorKind::Rejected
+        }
+        ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => TransportErrorKind::Connect,
+        ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => {
+            TransportErrorKind::ConnectTimeout
+        }
+        ureq::Error::Io(io) => TransportErrorKind::of_io_error(io.kind()),
+        _ => TransportErrorKind::Io,
+    };
+    Failed::new(kind, error_chain(e))
+}

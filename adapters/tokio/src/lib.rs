@@ -1,19 +1,101 @@
 //! The tokio + reqwest adapter of `vllm-client`.
 //!
-//! This crate is IO glue only: [`Tokio`] performs the actions of the core's call driver
-//! ([`vllm_client_core::call`]) with reqwest and tokio timers, and reports back what happened.
-//! Every decision — retries, backoff, timeouts, the breaker, limits, parsing — is made in the
-//! core. Use it through the `vllm-client` facade: `vllm_client::VllmClient`.
+//! This crate is IO glue only: [`Reqwest`] sends requests and reads bodies with reqwest and
+//! times them with tokio; the run loop is `vllm-client-runner`'s, every decision — retries,
+//! backoff, timeouts, the breaker, limits, parsing — the core's. Use it through the
+//! `vllm-client` facade: `vllm_client::VllmClient`.
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod executor;
-mod runner;
-mod stream;
+use std::time::{Duration, Instant, SystemTime};
 
-pub use executor::Tokio;
-pub use stream::EventStream;
+use bytes::Bytes;
+use vllm_client_core::call::log::error_chain;
+use vllm_client_core::call::{ResponseHead, TransportErrorKind};
+use vllm_client_core::config::ClientConfig;
+use vllm_client_runner::{AsyncExec, Failed, Transport};
 
+pub use vllm_client_runner::EventStream;
+
+/// The tokio executor: the shared run loop over [`Reqwest`].
+pub type Tokio = AsyncExec<Reqwest>;
 /// The tokio client: `VllmClient::new("http://localhost:8000/v1")`.
 pub type VllmClient = vllm_client_core::client::Client<Tokio>;
 /// The tokio client's builder.
 pub type VllmClientBuilder = vllm_client_core::client::ClientBuilder<Tokio>;
+
+/// reqwest and tokio timers as a [`Transport`]. Bring your own `reqwest::Client` with
+/// `http_client(..)`: its own timeouts should be longer than the client's, which are enforced
+/// on top; its connect timeout is its own (the core's `connect_timeout` configures the
+/// client built by default).
+#[derive(Debug)]
+pub struct Reqwest {
+    http: reqwest::Client,
+    own: bool,
+}
+
+fn http_client(config: &ClientConfig) -> reqwest::Client {
+    let mut b = reqwest::Client::builder();
+    if let Some(c) = config.policy.timeouts.connect {
+        b = b.connect_timeout(c);
+    }
+    // Building fails only when TLS cannot initialise; fall back to the defaults then, and the
+    // first request reports the problem.
+    b.build().unwrap_or_else(|_| reqwest::Client::new())
+}
+
+impl Transport for Reqwest {
+    type HttpClient = reqwest::Client;
+    type Response = reqwest::Response;
+
+    fn new(config: &ClientConfig, http: Option<reqwest::Client>) -> Self {
+        match http {
+            Some(http) => Reqwest { http, own: false },
+            None => Reqwest {
+                http: http_client(config),
+                own: true,
+            },
+        }
+    }
+
+    fn reconfigure(&self, config: &ClientConfig) -> Self {
+        match self.own {
+            // A client of our own carries the connect timeout: build one for the new config.
+            true => Reqwest::new(config, None),
+            false => Reqwest {
+                http: self.http.clone(),
+                own: false,
+            },
+        }
+    }
+
+    async fn send(
+        &self,
+        request: http::Request<Bytes>,
+        _connect_timeout: Option<Duration>,
+    ) -> Result<(ResponseHead, reqwest::Response), Failed> {
+        let request = reqwest::Request::try_from(request)
+            .map_err(|e| Failed::new(TransportErrorKind::Rejected, e.to_string()))?;
+        let resp = self.http.execute(request).await.map_err(|e| failed(&e))?;
+        let head = ResponseHead::new(resp.status(), resp.headers().clone(), SystemTime::now());
+        Ok((head, resp))
+    }
+
+    async fn read(response: &mut reqwest::Response) -> Result<Option<Bytes>, Failed> {
+        response.chunk().await.map_err(|e| failed(&e))
+    }
+
+    async fn sleep_until(deadline: Instant) {
+        tokio::time::sleep_until(deadline.into()).await
+    }
+}
+
+fn failed(e: &reqwest::Error) -> Failed {
+    let kind = match (e.is_connect(), e.is_timeout()) {
+        (true, true) => TransportErrorKind::ConnectTimeout,
+        (true, false) => TransportErrorKind::Connect,
+        _ if e.is_builder() => TransportErrorKind::Rejected,
+        _ => TransportErrorKind::Io,
+    };
+    Failed::new(kind, error_chain(e))
+}

@@ -658,7 +658,8 @@ impl Call {
         if self.output_started {
             // Mid-stream: the caller gets the error as the stream's last event.
             self.release_breaker(now, Outcome::Failure { ttfb: None });
-            self.pending.push_back(StreamEvent::Error(VllmError::Timeout));
+            self.pending
+                .push_back(StreamEvent::Error(VllmError::Timeout));
             self.stream_terminal_pending();
             return;
         }
@@ -972,7 +973,10 @@ impl Call {
     }
 
     fn ttfb(&self) -> Duration {
-        let at = self.attempt.first_data.unwrap_or(self.attempt.last_activity);
+        let at = self
+            .attempt
+            .first_data
+            .unwrap_or(self.attempt.last_activity);
         at.saturating_duration_since(self.attempt.start)
     }
 

@@ -23,8 +23,8 @@ use crate::api::{
     DetokenizeRequest, DetokenizeResponse, EmbeddingRequest, EmbeddingResponse, ModelList,
     TokenizeRequest, TokenizeResponse, Version,
 };
-pub use crate::call::CallSpec;
 use crate::call::CallReport;
+pub use crate::call::CallSpec;
 use crate::config::ClientConfig;
 use crate::error::VllmError;
 use crate::request::{ApiKey, Endpoint};

@@ -799,7 +799,7 @@ impl<'a> Run<'a> {
                     self.set_wait(i, Wait::Head, wake);
                     return;
                 }
-                Action::ReadBody { deadline } => {
+                Action::ReadBody { deadline, .. } => {
                     let ready = self.tasks[i]
                         .exchange
                         .as_ref()
@@ -822,16 +822,6 @@ impl<'a> Run<'a> {
                     }
                     self.set_wait(i, Wait::Permit, deadline);
                     return;
-                }
-                other => {
-                    // An action this simulator does not know: end the call cleanly.
-                    let text = format!("fleet simulator: unexpected action {other:?}");
-                    self.close_exchange(i);
-                    if let Some(call) = self.tasks[i].call.as_mut() {
-                        call.cancel(now, &mut self.shareds[c]);
-                    }
-                    self.tasks[i].result = Some(ResultKind::Failed(ErrorKind::Other(text)));
-                    self.sweep[c] = true;
                 }
             }
         }

@@ -1,0 +1,290 @@
+//! The async run loop, [`EventStream`] and [`AsyncExec`]: any runtime, through [`Transport`].
+
+use std::fmt;
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::future::{select, Either};
+use futures_util::stream::{BoxStream, Stream, StreamExt};
+use vllm_client_core::call::{Action, CallReport, CallSpec, Event, Shared, TransportErrorKind};
+use vllm_client_core::client::{Decode, Execute, Reported};
+use vllm_client_core::config::ClientConfig;
+use vllm_client_core::{StreamEvent, VllmError};
+
+use crate::client::ClientState;
+use crate::driver::Driver;
+use crate::transport::{Failed, Transport};
+
+/// A boxed, `Send` future: what `send()` returns.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, VllmError>> + Send + 'static>>;
+
+/// What the loop stops for.
+pub(crate) enum Step {
+    Emit(StreamEvent),
+    Done(Result<Bytes, VllmError>),
+}
+
+/// Races `fut` against `deadline`: `None` when the deadline passed first (an arrival exactly
+/// at the deadline wins).
+async fn until<T: Transport, F: Future>(deadline: Option<Instant>, fut: F) -> Option<F::Output> {
+    match deadline {
+        None => Some(fut.await),
+        Some(d) => match select(pin!(fut), pin!(T::sleep_until(d))).await {
+            Either::Left((out, _)) => Some(out),
+            Either::Right(_) => None,
+        },
+    }
+}
+
+/// Whether the response in hand is done with: anything but reading its body or emitting a
+/// non-terminal event of it.
+pub(crate) fn ends_response(action: &Action) -> bool {
+    match action {
+        Action::ReadBody { .. } => false,
+        Action::Emit(ev) => ev.is_terminal(),
+        _ => true,
+    }
+}
+
+fn failed(f: Failed) -> Event {
+    Event::TransportError {
+        kind: f.kind,
+        message: f.message,
+    }
+}
+
+pub(crate) struct Runner<T: Transport> {
+    transport: Arc<T>,
+    driver: Driver,
+    response: Option<T::Response>,
+}
+
+impl<T: Transport> Runner<T> {
+    /// Runs until the next event for the caller, or the end.
+    pub(crate) async fn step(&mut self) -> Step {
+        loop {
+            let action = self.driver.next();
+            if ends_response(&action) {
+                // The contract's rule 5: a response lives only while its body is read.
+                self.response = None;
+            }
+            let event = match action {
+                Action::Emit(ev) => return Step::Emit(ev),
+                Action::Done(result) => return Step::Done(result),
+                Action::Send {
+                    request,
+                    deadline,
+                    connect_timeout,
+                    ..
+                } => match until::<T, _>(deadline, self.transport.send(request, connect_timeout))
+                    .await
+                {
+                    None => Event::Timeout,
+                    Some(Ok((head, response))) => {
+                        self.response = Some(response);
+                        Event::Response(head)
+                    }
+                    Some(Err(f)) => failed(f),
+                },
+                Action::ReadBody { deadline, .. } => match self.response.as_mut() {
+                    None => Event::TransportError {
+                        kind: TransportErrorKind::Io,
+                        message: "no response to read".into(),
+                    },
+                    Some(response) => match until::<T, _>(deadline, T::read(response)).await {
+                        None => Event::Timeout,
+                        Some(Ok(Some(bytes))) => Event::Chunk(bytes),
+                        Some(Ok(None)) => Event::BodyEnd,
+                        Some(Err(f)) => failed(f),
+                    },
+                },
+                Action::Sleep { until: at, .. } => {
+                    T::sleep_until(at).await;
+                    Event::Timeout
+                }
+                Action::WaitForPermit { deadline, .. } => {
+                    let turn = self.driver.turn.clone();
+                    match until::<T, _>(deadline, turn.wait()).await {
+                        Some(()) => Event::PermitReleased,
+                        None => Event::Timeout,
+                    }
+                }
+            };
+            self.driver.handle(event);
+        }
+    }
+
+    /// Runs until the call is over, ignoring stream events (JSON calls emit none).
+    async fn finish(&mut self) -> Result<Bytes, VllmError> {
+        loop {
+            if let Step::Done(r) = self.step().await {
+                return r;
+            }
+        }
+    }
+}
+
+/// The events of a streamed call: `Content`, `Reasoning`, tool calls, `Usage`, … then exactly
+/// one `Done` or `Error`, then the end.
+///
+/// Dropping it closes the connection (vLLM then aborts the generation) and frees the call's
+/// concurrency slot.
+pub struct EventStream {
+    inner: BoxStream<'static, StreamEvent>,
+}
+
+impl fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventStream").finish_non_exhaustive()
+    }
+}
+
+impl EventStream {
+    /// Drives the call until its first event: a failure before any output (after retries) is
+    /// returned as the error.
+    async fn start<T: Transport>(mut runner: Runner<T>) -> Result<EventStream, VllmError> {
+        let first = match runner.step().await {
+            Step::Emit(ev) => ev,
+            Step::Done(Err(e)) => return Err(e),
+            // The core guarantees a terminal event before `Done(Ok)` of a stream.
+            Step::Done(Ok(_)) => StreamEvent::Error(VllmError::Truncated),
+        };
+        let done = first.is_terminal();
+        let rest = futures_util::stream::unfold((runner, done), |(mut runner, done)| async move {
+            if done {
+                return None;
+            }
+            match runner.step().await {
+                Step::Emit(ev) => {
+                    let done = ev.is_terminal();
+                    Some((ev, (runner, done)))
+                }
+                Step::Done(_) => None,
+            }
+        });
+        Ok(EventStream {
+            inner: futures_util::stream::once(async move { first })
+                .chain(rest)
+                .boxed(),
+        })
+    }
+
+    /// Collects the text of choice 0 until the end: `Ok` on `Done`, the error otherwise.
+    pub async fn collect_content(mut self) -> Result<String, VllmError> {
+        let mut text = String::new();
+        while let Some(ev) = self.next().await {
+            match ev {
+                StreamEvent::Content(s) => text.push_str(&s),
+                StreamEvent::Done => return Ok(text),
+                StreamEvent::Error(e) => return Err(e),
+                _ => {}
+            }
+        }
+        Err(VllmError::Truncated)
+    }
+}
+
+impl Stream for EventStream {
+    type Item = StreamEvent;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<StreamEvent>> {
+        self.inner.poll_next_unpin(cx)
+    }
+}
+
+/// An async executor for `vllm_client_core::client::Client` over the transport `T`. Cheap to
+/// clone; clones share the transport (its connection pool) and the client's shared state.
+pub struct AsyncExec<T: Transport> {
+    transport: Arc<T>,
+    client: Arc<ClientState>,
+}
+
+impl<T: Transport> Clone for AsyncExec<T> {
+    fn clone(&self) -> Self {
+        AsyncExec {
+            transport: self.transport.clone(),
+            client: self.client.clone(),
+        }
+    }
+}
+
+impl<T: Transport> fmt::Debug for AsyncExec<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncExec").finish_non_exhaustive()
+    }
+}
+
+impl<T: Transport> AsyncExec<T> {
+    /// Runs `f` with the client's shared state (breaker, budget, limits), e.g. to read the
+    /// breaker's state or force it open.
+    pub fn with_shared<R>(&self, f: impl FnOnce(&mut Shared) -> R) -> R {
+        self.client.with_shared(f)
+    }
+
+    fn runner(&self, spec: CallSpec) -> Runner<T> {
+        Runner {
+            transport: self.transport.clone(),
+            driver: Driver::new(self.client.clone(), spec),
+            response: None,
+        }
+    }
+}
+
+impl<T: Transport> Execute for AsyncExec<T> {
+    type Output<R: Send + 'static> = BoxFuture<R>;
+    type Stream = EventStream;
+    type HttpClient = T::HttpClient;
+
+    fn from_config(config: ClientConfig, http: Option<T::HttpClient>) -> Self {
+        let transport = T::new(&config, http);
+        AsyncExec {
+            transport: Arc::new(transport),
+            client: Arc::new(ClientState::new(config)),
+        }
+    }
+
+    fn config(&self) -> &ClientConfig {
+        self.client.config()
+    }
+
+    fn reconfigure(&self, config: ClientConfig) -> Self {
+        AsyncExec {
+            transport: Arc::new(self.transport.reconfigure(&config)),
+            client: Arc::new(ClientState::new(config)),
+        }
+    }
+
+    fn execute<R: Decode + Send + 'static>(&self, spec: CallSpec) -> BoxFuture<R> {
+        let mut runner = self.runner(spec);
+        Box::pin(async move {
+            let body = runner.finish().await?;
+            R::decode(&body)
+        })
+    }
+
+    fn execute_reported<R: Decode + Send + 'static>(
+        &self,
+        spec: CallSpec,
+    ) -> BoxFuture<Reported<R>> {
+        let mut runner = self.runner(spec);
+        Box::pin(async move {
+            let result = runner.finish().await.and_then(|body| R::decode(&body));
+            Ok(Reported::new(result, runner.report()))
+        })
+    }
+
+    fn execute_stream(&self, spec: CallSpec) -> BoxFuture<EventStream> {
+        let runner = self.runner(spec);
+        Box::pin(EventStream::start(runner))
+    }
+}
+
+impl<T: Transport> Runner<T> {
+    fn report(&self) -> CallReport {
+        self.driver.report()
+    }
+}

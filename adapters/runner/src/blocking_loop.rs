@@ -1,0 +1,250 @@
+//! The blocking run loop, [`EventIter`] and [`BlockingExec`], through [`BlockingTransport`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use vllm_client_core::call::{Action, CallSpec, Event, Shared, TransportErrorKind};
+use vllm_client_core::client::{Decode, Execute, Reported};
+use vllm_client_core::config::ClientConfig;
+use vllm_client_core::{StreamEvent, VllmError};
+
+use crate::async_loop::{ends_response, Step};
+use crate::client::ClientState;
+use crate::driver::Driver;
+use crate::transport::{BlockingTransport, Outcome};
+
+fn event<T>(outcome: Outcome<T>, ok: impl FnOnce(T) -> Event) -> Event {
+    match outcome {
+        Outcome::Ok(v) => ok(v),
+        Outcome::TimedOut => Event::Timeout,
+        Outcome::Failed(f) => Event::TransportError {
+            kind: f.kind,
+            message: f.message,
+        },
+    }
+}
+
+pub(crate) struct BlockingRunner<T: BlockingTransport> {
+    transport: Arc<T>,
+    driver: Driver,
+    response: Option<T::Response>,
+}
+
+impl<T: BlockingTransport> BlockingRunner<T> {
+    /// Runs until the next event for the caller, or the end.
+    fn step(&mut self) -> Step {
+        loop {
+            let action = self.driver.next();
+            if ends_response(&action) {
+                // The contract's rule 5: a response lives only while its body is read.
+                self.response = None;
+            }
+            let event = match action {
+                Action::Emit(ev) => return Step::Emit(ev),
+                Action::Done(result) => return Step::Done(result),
+                Action::Send {
+                    request,
+                    deadline,
+                    connect_timeout,
+                    ..
+                } => event(
+                    self.transport.send(request, deadline, connect_timeout),
+                    |(head, response)| {
+                        self.response = Some(response);
+                        Event::Response(head)
+                    },
+                ),
+                Action::ReadBody { deadline, .. } => match self.response.as_mut() {
+                    None => Event::TransportError {
+                        kind: TransportErrorKind::Io,
+                        message: "no response to read".into(),
+                    },
+                    Some(response) => {
+                        event(
+                            self.transport.read(response, deadline),
+                            |chunk| match chunk {
+                                Some(bytes) => Event::Chunk(bytes),
+                                None => Event::BodyEnd,
+                            },
+                        )
+                    }
+                },
+                Action::Sleep { until, .. } => {
+                    std::thread::sleep(until.saturating_duration_since(Instant::now()));
+                    Event::Timeout
+                }
+                Action::WaitForPermit { deadline, .. } => {
+                    if self.driver.turn.wait_blocking(deadline) {
+                        Event::PermitReleased
+                    } else {
+                        Event::Timeout
+                    }
+                }
+            };
+            self.driver.handle(event);
+        }
+    }
+
+    fn finish(&mut self) -> Result<Bytes, VllmError> {
+        loop {
+            if let Step::Done(r) = self.step() {
+                return r;
+            }
+        }
+    }
+}
+
+/// The events of a streamed call: `Content`, `Reasoning`, tool calls, `Usage`, … then exactly
+/// one `Done` or `Error`, then the end (`None`).
+///
+/// Each `next()` blocks at most until the core's next deadline (time to first token, idle
+/// between data events, attempt, overall) plus the transport's margin. Dropping it closes the
+/// connection (vLLM then aborts the generation) and frees the call's concurrency slot.
+pub struct EventIter {
+    next: Box<dyn FnMut() -> Step + Send>,
+    first: Option<StreamEvent>,
+    done: bool,
+}
+
+impl fmt::Debug for EventIter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventIter")
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventIter {
+    fn start<T: BlockingTransport>(mut runner: BlockingRunner<T>) -> Result<EventIter, VllmError> {
+        let first = match runner.step() {
+            Step::Emit(ev) => ev,
+            Step::Done(Err(e)) => return Err(e),
+            // The core guarantees a terminal event before `Done(Ok)` of a stream.
+            Step::Done(Ok(_)) => StreamEvent::Error(VllmError::Truncated),
+        };
+        Ok(EventIter {
+            next: Box::new(move || runner.step()),
+            first: Some(first),
+            done: false,
+        })
+    }
+
+    /// Collects the text of choice 0 until the end: `Ok` on `Done`, the error otherwise.
+    pub fn collect_content(self) -> Result<String, VllmError> {
+        let mut text = String::new();
+        for ev in self {
+            match ev {
+                StreamEvent::Content(s) => text.push_str(&s),
+                StreamEvent::Done => return Ok(text),
+                StreamEvent::Error(e) => return Err(e),
+                _ => {}
+            }
+        }
+        Err(VllmError::Truncated)
+    }
+}
+
+impl Iterator for EventIter {
+    type Item = StreamEvent;
+
+    fn next(&mut self) -> Option<StreamEvent> {
+        if self.done {
+            return None;
+        }
+        let ev = match self.first.take() {
+            Some(ev) => ev,
+            None => match (self.next)() {
+                Step::Emit(ev) => ev,
+                Step::Done(_) => {
+                    self.done = true;
+                    return None;
+                }
+            },
+        };
+        self.done = ev.is_terminal();
+        Some(ev)
+    }
+}
+
+/// A blocking executor for `vllm_client_core::client::Client` over the transport `T`. Cheap
+/// to clone, `Send + Sync`: one client can serve many threads.
+pub struct BlockingExec<T: BlockingTransport> {
+    transport: Arc<T>,
+    client: Arc<ClientState>,
+}
+
+impl<T: BlockingTransport> Clone for BlockingExec<T> {
+    fn clone(&self) -> Self {
+        BlockingExec {
+            transport: self.transport.clone(),
+            client: self.client.clone(),
+        }
+    }
+}
+
+impl<T: BlockingTransport> fmt::Debug for BlockingExec<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlockingExec").finish_non_exhaustive()
+    }
+}
+
+impl<T: BlockingTransport> BlockingExec<T> {
+    /// Runs `f` with the client's shared state (breaker, budget, limits), e.g. to read the
+    /// breaker's state or force it open.
+    pub fn with_shared<R>(&self, f: impl FnOnce(&mut Shared) -> R) -> R {
+        self.client.with_shared(f)
+    }
+
+    fn runner(&self, spec: CallSpec) -> BlockingRunner<T> {
+        BlockingRunner {
+            transport: self.transport.clone(),
+            driver: Driver::new(self.client.clone(), spec),
+            response: None,
+        }
+    }
+}
+
+impl<T: BlockingTransport> Execute for BlockingExec<T> {
+    type Output<R: Send + 'static> = Result<R, VllmError>;
+    type Stream = EventIter;
+    type HttpClient = T::HttpClient;
+
+    fn from_config(config: ClientConfig, http: Option<T::HttpClient>) -> Self {
+        let transport = T::new(&config, http);
+        BlockingExec {
+            transport: Arc::new(transport),
+            client: Arc::new(ClientState::new(config)),
+        }
+    }
+
+    fn config(&self) -> &ClientConfig {
+        self.client.config()
+    }
+
+    fn reconfigure(&self, config: ClientConfig) -> Self {
+        BlockingExec {
+            transport: Arc::new(self.transport.reconfigure(&config)),
+            client: Arc::new(ClientState::new(config)),
+        }
+    }
+
+    fn execute<R: Decode + Send + 'static>(&self, spec: CallSpec) -> Result<R, VllmError> {
+        let body = self.runner(spec).finish()?;
+        R::decode(&body)
+    }
+
+    fn execute_reported<R: Decode + Send + 'static>(
+        &self,
+        spec: CallSpec,
+    ) -> Result<Reported<R>, VllmError> {
+        let mut runner = self.runner(spec);
+        let result = runner.finish().and_then(|body| R::decode(&body));
+        Ok(Reported::new(result, runner.driver.report()))
+    }
+
+    fn execute_stream(&self, spec: CallSpec) -> Result<EventIter, VllmError> {
+        EventIter::start(self.runner(spec))
+    }
+}

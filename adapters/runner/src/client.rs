@@ -1,0 +1,113 @@
+//! [`ClientState`]: what all calls of one client share — the configuration, the core's
+//! [`Shared`] state behind a lock, and the calls waiting for a concurrency slot.
+
+use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use vllm_client_core::call::log::{self, LogLevel, LogLine};
+use vllm_client_core::call::Shared;
+use vllm_client_core::config::ClientConfig;
+use vllm_client_core::policy::WaiterId;
+
+use crate::turn::Turn;
+
+/// The state every call of a client shares.
+pub struct ClientState {
+    config: ClientConfig,
+    shared: Mutex<Shared>,
+    /// Calls waiting for a slot, by their place in the core's queue. Only touched while
+    /// `shared` is locked, so a waiter is registered before anybody can name it.
+    waiters: Mutex<HashMap<WaiterId, Arc<Turn>>>,
+}
+
+impl std::fmt::Debug for ClientState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientState").finish_non_exhaustive()
+    }
+}
+
+impl ClientState {
+    /// State for `config`, seeded from the OS unless the policy has a seed.
+    pub fn new(config: ClientConfig) -> Self {
+        let shared = Shared::new(&config.policy, vllm_client_core::os_entropy());
+        ClientState {
+            config,
+            shared: Mutex::new(shared),
+            waiters: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// Runs `f` with the shared state (breaker, budget, limits), e.g. to read the breaker's
+    /// state or force it open. Slots it frees go to the waiters at once.
+    pub fn with_shared<R>(&self, f: impl FnOnce(&mut Shared) -> R) -> R {
+        f(&mut self.lock())
+    }
+
+    /// The shared state, locked. Never held across an await or a blocking read; on unlock,
+    /// the waiters whose turn came are woken and breaker transitions are logged.
+    pub(crate) fn lock(&self) -> Locked<'_> {
+        Locked {
+            client: self,
+            guard: self.shared.lock().unwrap_or_else(|p| p.into_inner()),
+        }
+    }
+
+    pub(crate) fn register(&self, _locked: &Locked<'_>, waiter: WaiterId, turn: Arc<Turn>) {
+        self.waiters().insert(waiter, turn);
+    }
+
+    pub(crate) fn forget(&self, waiter: WaiterId) {
+        let _locked = self.lock();
+        self.waiters().remove(&waiter);
+    }
+
+    fn waiters(&self) -> MutexGuard<'_, HashMap<WaiterId, Arc<Turn>>> {
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The locked shared state.
+pub(crate) struct Locked<'a> {
+    client: &'a ClientState,
+    guard: MutexGuard<'a, Shared>,
+}
+
+impl Deref for Locked<'_> {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.guard
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Shared {
+        &mut self.guard
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        while let Some(waiter) = self.guard.poll_wake() {
+            if let Some(turn) = self.client.waiters().remove(&waiter) {
+                turn.notify();
+            }
+        }
+        while let Some((endpoint, t)) = self.guard.poll_transition() {
+            emit(log::transition_line(endpoint, &t));
+        }
+    }
+}
+
+pub(crate) fn emit(line: LogLine) {
+    match line.level {
+        LogLevel::Debug => tracing::debug!("{}", line.message),
+        LogLevel::Info => tracing::info!("{}", line.message),
+        LogLevel::Warn => tracing::warn!("{}", line.message),
+    }
+}

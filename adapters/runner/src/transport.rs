@@ -1,0 +1,99 @@
+//! The two traits an adapter implements: [`Transport`] (async) and [`BlockingTransport`].
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Request;
+use vllm_client_core::call::{ResponseHead, TransportErrorKind};
+use vllm_client_core::config::ClientConfig;
+
+/// Why a transport operation failed, as the driver's contract names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failed {
+    /// Connect, connect timeout, broken connection, or a request refused before sending.
+    pub kind: TransportErrorKind,
+    /// What the HTTP client said (never the request's headers).
+    pub message: String,
+}
+
+impl Failed {
+    /// A failure of `kind`.
+    pub fn new(kind: TransportErrorKind, message: impl Into<String>) -> Self {
+        Failed {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// An async transport: moves bytes, nothing else. Every deadline is raced by the loop.
+///
+/// Rules (the core's contract, `vllm_client_core::call::contract`): `send` resolves with the
+/// response head once it arrives; `read` yields the *decoded* body (no chunked framing, a body
+/// shorter than its `Content-Length` is an `Io` failure) and `Ok(None)` at its end; dropping a
+/// `Response` before its end closes the connection.
+pub trait Transport: Send + Sync + Sized + 'static {
+    /// The HTTP client users may bring (`reqwest::Client`, `surf::Client`, …).
+    type HttpClient;
+    /// A response whose body is being read.
+    type Response: Send + 'static;
+
+    /// A transport for `config`, with the user's HTTP client when given.
+    fn new(config: &ClientConfig, http: Option<Self::HttpClient>) -> Self;
+    /// The same transport (same connection pool where it can) for another configuration.
+    fn reconfigure(&self, config: &ClientConfig) -> Self;
+    /// Sends `request` (connecting within `connect_timeout` where the HTTP client can time
+    /// its connect phase) and resolves with the head.
+    fn send(
+        &self,
+        request: Request<Bytes>,
+        connect_timeout: Option<Duration>,
+    ) -> impl Future<Output = Result<(ResponseHead, Self::Response), Failed>> + Send;
+    /// The next chunk of the decoded body, `None` at its end.
+    fn read(
+        response: &mut Self::Response,
+    ) -> impl Future<Output = Result<Option<Bytes>, Failed>> + Send + '_;
+    /// Resolves at `deadline`.
+    fn sleep_until(deadline: Instant) -> impl Future<Output = ()> + Send;
+}
+
+/// What a blocking operation came to.
+#[derive(Debug)]
+pub enum Outcome<T> {
+    /// It completed.
+    Ok(T),
+    /// The deadline passed first.
+    TimedOut,
+    /// It failed.
+    Failed(Failed),
+}
+
+/// A blocking transport: each operation returns by its deadline (plus a small margin).
+///
+/// Same rules as [`Transport`]; dropping a `Response` must close its connection (and unblock
+/// whatever thread reads it).
+pub trait BlockingTransport: Send + Sync + Sized + 'static {
+    /// The HTTP client users may bring (`ureq::Agent`).
+    type HttpClient;
+    /// A response whose body is being read.
+    type Response: Send + 'static;
+
+    /// A transport for `config`, with the user's HTTP client when given.
+    fn new(config: &ClientConfig, http: Option<Self::HttpClient>) -> Self;
+    /// The same transport for another configuration.
+    fn reconfigure(&self, config: &ClientConfig) -> Self;
+    /// Sends `request` and waits for the head until `deadline`.
+    fn send(
+        &self,
+        request: Request<Bytes>,
+        deadline: Option<Instant>,
+        connect_timeout: Option<Duration>,
+    ) -> Outcome<(ResponseHead, Self::Response)>;
+    /// Waits for the next chunk of the decoded body until `deadline`; `None` at its end.
+    fn read(
+        &self,
+        response: &mut Self::Response,
+        deadline: Option<Instant>,
+    ) -> Outcome<Option<Bytes>>;
+}
