@@ -1,0 +1,107 @@
+//! A virtual-time simulator for the core's call driver: the fourth "adapter", with no sockets.
+//!
+//! [`Sim`] drives [`Call`](vllm_client_core::call::Call)s exactly as a real adapter does — `poll`, perform the action,
+//! `handle` what happened — but answers every `Send` from a script of per-attempt
+//! [`SimResponse`]s and jumps a virtual clock straight to the next thing that happens: a
+//! response head, the next body part, a deadline handed out by the driver, the end of a sleep.
+//! An hour of backoff runs in microseconds, and every run records an exact [timeline] of
+//! actions and events with their virtual time offsets, so a scenario can be asserted to the
+//! nanosecond.
+//!
+//! What it is not: a model of TCP or HTTP. A script says *when* a head, a chunk, a cut or a
+//! stall happens; the simulator only races that against the deadline the driver handed out
+//! (an arrival exactly at the deadline wins; a later one loses and the driver gets
+//! [`Event::Timeout`](vllm_client_core::call::Event::Timeout) at the deadline).
+//!
+//! ```
+//! use std::time::Duration;
+//! use vllm_client_core::config::ClientConfig;
+//! use vllm_testkit::sim::{chat_json, Sim, SimResponse};
+//!
+//! let mut sim = Sim::new(ClientConfig::default(), 7);
+//! let out = sim.run(
+//!     chat_json(),
+//!     vec![
+//!         SimResponse::status(429).header("retry-after-ms", "1500").body(r#"{"error":"slow down"}"#),
+//!         SimResponse::ok_json(r#"{"choices":[]}"#),
+//!     ],
+//! );
+//! assert!(out.result.is_ok());
+//! assert_eq!(out.sends, vec![Duration::ZERO, Duration::from_millis(1500)]);
+//! assert_eq!(out.sleeps, vec![Duration::from_millis(1500)]);
+//! assert!(out.violations.is_empty() && out.fault.is_none());
+//! ```
+//!
+//! Several calls can share one [`Shared`](vllm_client_core::call::Shared) (breaker, budget, limiters): call [`Sim::run`]
+//! repeatedly, with [`Sim::advance`] in between, or run calls concurrently with
+//! [`Sim::run_all`] (calls interleave at virtual instants; a call waiting for a concurrency
+//! permit is woken with [`Event::PermitReleased`](vllm_client_core::call::Event::PermitReleased) when the core hands it the slot another call
+//! released — exactly the waiter [`Shared::poll_wake`](vllm_client_core::call::Shared::poll_wake) names, as a real adapter does).
+//!
+//! The simulator never loops forever: a run stops after [`Sim::with_max_steps`] driver steps
+//! (default 10 000) and reports [`SimFault::StepLimit`]; a call that waits for something that
+//! can never happen (no deadline, nothing scheduled) ends with [`SimFault::Hang`]. A faulted
+//! call is cancelled, so its permits are released.
+//!
+//! While it drives, the simulator also checks the driver's contract and lists what it breaks in
+//! [`SimOutcome::violations`]: no handed-out deadline or sleep end past the overall deadline,
+//! no call ending after it, no send after a stream event was emitted, no more than
+//! `1 + max_retries` sends, nothing after a terminal stream event, a stream that emitted events
+//! ends `Ok`, events only for streams.
+//!
+//! # Parts
+//!
+//! | part | what it holds |
+//! |---|---|
+//! | `script` | what the server answers to each attempt ([`SimResponse`], [`SimPart`], [`SimEnd`]) and what the caller does ([`SimCall`]: start, drop) |
+//! | `timeline` | what a run records ([`Step`], [`TimelineEntry`], [`Emitted`]) and reports per call ([`SimOutcome`], [`SimFault`]), with its text renderings |
+//! | `driver` | [`Sim`]: the loop that polls calls, answers them from the script in virtual time, and checks the driver's contract |
+//!
+//! (Not to be confused with [`crate::engine`], a model of a vLLM *server* that the fleet
+//! simulator drives calls against; this module scripts the server's answers directly.)
+//!
+//! [timeline]: SimOutcome::timeline
+
+mod driver;
+mod script;
+mod timeline;
+
+pub use driver::Sim;
+pub use script::{SimCall, SimEnd, SimPart, SimResponse};
+pub use timeline::{Emitted, SimFault, SimOutcome, Step, TimelineEntry};
+
+use vllm_client_core::client::CallSpec;
+use vllm_client_core::request::Endpoint;
+use vllm_client_core::StreamKind;
+
+/// The wall-clock time (seconds since the Unix epoch) at the simulator's virtual time zero:
+/// 2025-10-09T08:53:20Z. A response head received at offset `t` carries `received_at` of
+/// this plus `t`.
+pub const WALL_ORIGIN_SECS: u64 = 1_760_000_000;
+
+/// The default bound on driver steps (polls and handled events) per [`Sim::run_all`].
+pub const DEFAULT_MAX_STEPS: usize = 10_000;
+
+/// A chat completion request body (`stream: false`) for scenarios.
+pub fn chat_json() -> CallSpec {
+    CallSpec::json(
+        Endpoint::ChatCompletions,
+        Ok(serde_json::json!({
+            "model": "m",
+            "messages": [{"role": "user", "content": "hi"}],
+        })),
+    )
+}
+
+/// A streamed chat completion request (`stream: true`) for scenarios.
+pub fn chat_stream() -> CallSpec {
+    CallSpec::stream(
+        Endpoint::ChatCompletions,
+        StreamKind::Chat,
+        Ok(serde_json::json!({
+            "model": "m",
+            "messages": [{"role": "user", "content": "hi"}],
+            "stream": true,
+        })),
+    )
+}
