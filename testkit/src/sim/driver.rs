@@ -28,10 +28,13 @@ pub struct Sim {
     now: Instant,
     max_steps: usize,
     timeline: Vec<TimelineEntry>,
+    /// How far behind the true time each `now` handed to the driver is (cycled); empty: none.
+    skew: Vec<Duration>,
+    skew_at: usize,
 }
 
 impl Sim {
-    /// A simulator for calls with `config`; `seed` seeds [`Shared`](vllm_client_core::call::Shared) (the jitter), unless the
+    /// A simulator for calls with `config`; `seed` seeds [`Shared`] (the jitter), unless the
     /// policy has a seed of its own.
     pub fn new(config: ClientConfig, seed: u64) -> Sim {
         let shared = Shared::new(&config.policy, seed);
@@ -44,12 +47,28 @@ impl Sim {
             now: origin,
             max_steps: DEFAULT_MAX_STEPS,
             timeline: Vec::new(),
+            skew: Vec::new(),
+            skew_at: 0,
         }
     }
 
     /// Bounds the driver steps of each [`run`](Self::run) / [`run_all`](Self::run_all).
     pub fn with_max_steps(mut self, max_steps: usize) -> Sim {
         self.max_steps = max_steps;
+        self
+    }
+
+    /// Models an adapter whose clock readings are sometimes stale: the `now` handed to every
+    /// `poll`, `handle` and `cancel` is the true virtual time minus the next of these skews
+    /// (cycled, starting with the first). The driver must take a `now` earlier than one it
+    /// already saw as the latest one; a skew of zero lets the true time through. Calls are
+    /// still created at the true time, and the timeline records the true time.
+    ///
+    /// Every skew non-zero means the driver never sees its deadlines pass: the run ends at the
+    /// step bound. Include a zero.
+    pub fn with_time_skew(mut self, skew: Vec<Duration>) -> Sim {
+        self.skew = skew;
+        self.skew_at = 0;
         self
     }
 
@@ -160,21 +179,111 @@ impl Sim {
                 break;
             }
             self.step(&mut tasks[i], &mut steps);
+            self.check_shared(&mut tasks[i]);
             self.wake_waiters(&mut tasks);
         }
         tasks.into_iter().map(|t| t.into_outcome()).collect()
     }
 
-    /// Wakes exactly the waiters the core names ([`Shared::poll_wake`](vllm_client_core::call::Shared::poll_wake)): they are told
-    /// [`Event::PermitReleased`](vllm_client_core::call::Event::PermitReleased) now. Nobody else is woken.
+    /// Wakes exactly the waiters the core names ([`Shared::poll_wake`]): they are told
+    /// [`Event::PermitReleased`] now. Nobody else is woken.
+    ///
+    /// Checks first come, first served on the way: the waiter named must be the one that
+    /// waited longest (the smallest [`WaiterId`] still waiting).
     fn wake_waiters(&mut self, tasks: &mut [Task]) {
         while let Some(waiter) = self.shared.poll_wake() {
+            let earlier = tasks
+                .iter()
+                .filter_map(|t| match t.wait {
+                    Wait::Permit(_, w) if w < waiter => Some(w),
+                    _ => None,
+                })
+                .min();
             for t in tasks.iter_mut() {
+                if let (Some(earlier), Wait::Permit(_, w)) = (earlier, &t.wait) {
+                    if *w == waiter {
+                        t.violations.push(format!(
+                            "{waiter:?} was handed a slot before {earlier:?}, which waited longer"
+                        ));
+                    }
+                }
                 if matches!(t.wait, Wait::Permit(_, w) if w == waiter) {
                     t.wait = Wait::At(self.now, Pending::PermitReleased);
                 }
             }
         }
+    }
+
+    /// The shared state's invariants, after each step (breaches are listed on the call that
+    /// stepped): no more calls in flight than `max_concurrency`, no more half-open probes than
+    /// the breaker admits.
+    fn check_shared(&mut self, task: &mut Task) {
+        let policy = &self.config.policy;
+        if let (Some(max), Some(n)) = (policy.max_concurrency, self.shared.in_flight()) {
+            if n > max {
+                task.violations.push(format!(
+                    "{n} calls in flight, more than max_concurrency {max}"
+                ));
+            }
+        }
+        let probes = policy.breaker.map(|b| b.half_open_probes.max(1));
+        let now = self.now;
+        if let (Some(max), Some(breaker)) = (probes, self.shared.breaker_mut()) {
+            let n = breaker.in_flight_probes(now);
+            if n > max {
+                task.violations
+                    .push(format!("{n} half-open probes in flight, more than {max}"));
+            }
+        }
+    }
+
+    /// After `Done`: polling again returns the same result, and late events (a chunk, a
+    /// timeout, the body's end, a permit), even much later, change neither the result nor the
+    /// calls in flight.
+    fn check_done_is_sticky(&mut self, task: &mut Task, done: &Result<Bytes, VllmError>) {
+        let Some(call) = task.call.as_mut() else {
+            return;
+        };
+        let key = |r: &Result<Bytes, VllmError>| r.clone().map_err(|e| e.to_string());
+        let expected = key(done);
+        let in_flight = self.shared.in_flight();
+        for i in 0..3u32 {
+            let later = self
+                .now
+                .checked_add(Duration::from_secs(7) * i)
+                .unwrap_or(self.now);
+            let late = [
+                Event::Chunk(Bytes::from_static(b"data: [DONE]\n\n")),
+                Event::Timeout,
+                Event::BodyEnd,
+                Event::PermitReleased,
+            ];
+            for event in late {
+                call.handle(later, event, &mut self.shared);
+            }
+            match call.poll(later, &mut self.shared) {
+                Action::Done(r) if key(&r) == expected => {}
+                other => {
+                    task.violations
+                        .push(format!("after Done, poll returned {other:?}"));
+                    return;
+                }
+            }
+        }
+        if self.shared.in_flight() != in_flight {
+            task.violations
+                .push("events after Done changed the calls in flight".into());
+        }
+    }
+
+    /// The `now` handed to the driver: the true virtual time, or an earlier one when skewing.
+    fn driver_now(&mut self) -> Instant {
+        if self.skew.is_empty() {
+            return self.now;
+        }
+        let skew = self.skew[self.skew_at % self.skew.len()];
+        self.skew_at = self.skew_at.wrapping_add(1);
+        self.now.checked_sub(skew).unwrap_or(self.now)
     }
 
     fn record(&mut self, task: &mut Task, step: Step) {
@@ -194,7 +303,7 @@ impl Sim {
     /// Cancels a call the simulator cannot continue, and collects its result.
     fn fault(&mut self, task: &mut Task, fault: SimFault) {
         task.fault.get_or_insert(fault);
-        let now = self.now;
+        let now = self.driver_now();
         if let Some(call) = task.call.as_mut() {
             call.cancel(now, &mut self.shared);
             self.record(task, Step::Cancel);
@@ -204,6 +313,7 @@ impl Sim {
                         let step =
                             Step::Done(r.as_ref().map(|b| b.len()).map_err(|e| e.to_string()));
                         self.record(task, step);
+                        self.check_done_is_sticky(task, &r);
                         task.finish(r, self.elapsed());
                         return;
                     }
@@ -230,8 +340,9 @@ impl Sim {
         if task.cancel_at.is_some_and(|c| c <= now) && task.call.is_some() && !task.is_done() {
             task.cancel_at = None;
             task.was_cancelled = true;
+            let driver_now = self.driver_now();
             if let Some(call) = task.call.as_mut() {
-                call.cancel(now, &mut self.shared);
+                call.cancel(driver_now, &mut self.shared);
             }
             self.record(task, Step::Cancel);
             task.wait = Wait::Poll;
@@ -266,7 +377,7 @@ impl Sim {
     }
 
     fn deliver(&mut self, task: &mut Task, pending: Pending) {
-        let now = self.now;
+        let now = self.driver_now();
         let (step, event) = match pending {
             Pending::Head(head) => {
                 let status = head.status.as_u16();
@@ -299,10 +410,23 @@ impl Sim {
                 return;
             }
             let now = self.now;
+            if task.cancel_after_polls.is_some_and(|n| task.polls >= n) {
+                // The caller drops the call between two polls.
+                task.cancel_after_polls = None;
+                task.was_cancelled = true;
+                task.body = None;
+                let driver_now = self.driver_now();
+                if let Some(call) = task.call.as_mut() {
+                    call.cancel(driver_now, &mut self.shared);
+                }
+                self.record(task, Step::Cancel);
+            }
+            task.polls += 1;
+            let driver_now = self.driver_now();
             let Some(call) = task.call.as_mut() else {
                 return;
             };
-            let action = call.poll(now, &mut self.shared);
+            let action = call.poll(driver_now, &mut self.shared);
             match action {
                 Action::Emit(ev) => {
                     if task.terminal_emitted {
@@ -336,6 +460,7 @@ impl Sim {
                                 .push("a stream ended Ok without a terminal event".into());
                         }
                     }
+                    self.check_done_is_sticky(task, &r);
                     task.finish(r, self.elapsed());
                     return;
                 }
@@ -584,6 +709,8 @@ struct Task {
     call: Option<Call>,
     wait: Wait,
     cancel_at: Option<Instant>,
+    cancel_after_polls: Option<usize>,
+    polls: usize,
     was_cancelled: bool,
     body: Option<BodyCursor>,
     overall: Option<Instant>,
@@ -616,6 +743,8 @@ impl Task {
             call: None,
             wait: Wait::Start(at(c.start_after)),
             cancel_at: c.cancel_after.map(at),
+            cancel_after_polls: c.cancel_after_polls,
+            polls: 0,
             was_cancelled: false,
             body: None,
             overall: None,

@@ -1,6 +1,6 @@
 //! A virtual-time simulator for the core's call driver: the fourth "adapter", with no sockets.
 //!
-//! [`Sim`] drives [`Call`](vllm_client_core::call::Call)s exactly as a real adapter does — `poll`, perform the action,
+//! [`Sim`] drives [`Call`]s exactly as a real adapter does — `poll`, perform the action,
 //! `handle` what happened — but answers every `Send` from a script of per-attempt
 //! [`SimResponse`]s and jumps a virtual clock straight to the next thing that happens: a
 //! response head, the next body part, a deadline handed out by the driver, the end of a sleep.
@@ -11,7 +11,7 @@
 //! What it is not: a model of TCP or HTTP. A script says *when* a head, a chunk, a cut or a
 //! stall happens; the simulator only races that against the deadline the driver handed out
 //! (an arrival exactly at the deadline wins; a later one loses and the driver gets
-//! [`Event::Timeout`](vllm_client_core::call::Event::Timeout) at the deadline).
+//! [`Event::Timeout`] at the deadline).
 //!
 //! ```
 //! use std::time::Duration;
@@ -32,11 +32,11 @@
 //! assert!(out.violations.is_empty() && out.fault.is_none());
 //! ```
 //!
-//! Several calls can share one [`Shared`](vllm_client_core::call::Shared) (breaker, budget, limiters): call [`Sim::run`]
+//! Several calls can share one [`Shared`] (breaker, budget, limiters): call [`Sim::run`]
 //! repeatedly, with [`Sim::advance`] in between, or run calls concurrently with
 //! [`Sim::run_all`] (calls interleave at virtual instants; a call waiting for a concurrency
-//! permit is woken with [`Event::PermitReleased`](vllm_client_core::call::Event::PermitReleased) when the core hands it the slot another call
-//! released — exactly the waiter [`Shared::poll_wake`](vllm_client_core::call::Shared::poll_wake) names, as a real adapter does).
+//! permit is woken with [`Event::PermitReleased`] when the core hands it the slot another call
+//! released — exactly the waiter [`Shared::poll_wake`] names, as a real adapter does).
 //!
 //! The simulator never loops forever: a run stops after [`Sim::with_max_steps`] driver steps
 //! (default 10 000) and reports [`SimFault::StepLimit`]; a call that waits for something that
@@ -44,10 +44,18 @@
 //! call is cancelled, so its permits are released.
 //!
 //! While it drives, the simulator also checks the driver's contract and lists what it breaks in
-//! [`SimOutcome::violations`]: no handed-out deadline or sleep end past the overall deadline,
-//! no call ending after it, no send after a stream event was emitted, no more than
-//! `1 + max_retries` sends, nothing after a terminal stream event, a stream that emitted events
-//! ends `Ok`, events only for streams.
+//! [`SimOutcome::violations`]:
+//! - no handed-out deadline or sleep end past the overall deadline, no call ending after it;
+//! - no more than `1 + max_retries` sends, and no send after a stream event was emitted;
+//! - events only for streams, nothing after a terminal stream event, and a stream that emitted
+//!   events ends `Ok`;
+//! - after `Done`, polling again returns the same result, and late events change nothing;
+//! - after every step: no more calls in flight than `max_concurrency`, no more half-open
+//!   probes than the breaker admits; a freed slot goes to the call that waited longest.
+//!
+//! Knobs for harsher adapters: [`SimCall::cancel_after`] and [`SimCall::cancel_after_polls`]
+//! drop a call mid-way (at a time, or between two polls); [`Sim::with_time_skew`] hands the
+//! driver stale clock readings.
 //!
 //! # Parts
 //!
@@ -70,6 +78,8 @@ pub use driver::Sim;
 pub use script::{SimCall, SimEnd, SimPart, SimResponse};
 pub use timeline::{Emitted, SimFault, SimOutcome, Step, TimelineEntry};
 
+#[cfg(doc)]
+use vllm_client_core::call::{Call, Event, Shared};
 use vllm_client_core::client::CallSpec;
 use vllm_client_core::request::Endpoint;
 use vllm_client_core::StreamKind;

@@ -3,9 +3,13 @@
 
 use std::time::Duration;
 
+#[cfg(doc)]
+use super::{Sim, SimFault};
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
+#[cfg(doc)]
+use vllm_client_core::call::{Call, Event, TransportErrorKind};
 use vllm_client_core::client::CallSpec;
 
 /// One part of a scripted response body.
@@ -64,12 +68,12 @@ impl SimPart {
 /// What happens after the last body part of a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SimEnd {
-    /// The body ends cleanly ([`Event::BodyEnd`](vllm_client_core::call::Event::BodyEnd)).
+    /// The body ends cleanly ([`Event::BodyEnd`]).
     #[default]
     Close,
     /// Nothing more ever arrives; only a driver deadline ends the wait.
     Stall,
-    /// The connection breaks ([`Event::TransportError`](vllm_client_core::call::Event::TransportError) with [`TransportErrorKind::Io`](vllm_client_core::call::TransportErrorKind::Io)).
+    /// The connection breaks ([`Event::TransportError`] with [`TransportErrorKind::Io`]).
     Reset,
 }
 
@@ -132,14 +136,14 @@ impl SimResponse {
             .parts(parts)
     }
 
-    /// The connection is refused ([`TransportErrorKind::Connect`](vllm_client_core::call::TransportErrorKind::Connect)) right away (or after
+    /// The connection is refused ([`TransportErrorKind::Connect`]) right away (or after
     /// [`connect_after`](Self::connect_after)).
     pub fn connect_refused() -> SimResponse {
         SimResponse::new(Kind::ConnectRefused, 0)
     }
 
     /// The connection is established, then breaks before any response head
-    /// ([`TransportErrorKind::Io`](vllm_client_core::call::TransportErrorKind::Io)) after [`head_after`](Self::head_after).
+    /// ([`TransportErrorKind::Io`]) after [`head_after`](Self::head_after).
     pub fn reset_before_head() -> SimResponse {
         SimResponse::new(Kind::ResetBeforeHead, 0)
     }
@@ -150,7 +154,7 @@ impl SimResponse {
     }
 
     /// Adds a response header. A name or value `http` refuses makes the run fail with
-    /// [`SimFault::InvalidScript`](super::SimFault::InvalidScript).
+    /// [`SimFault::InvalidScript`].
     pub fn header(mut self, name: &str, value: &str) -> SimResponse {
         match (
             HeaderName::from_bytes(name.as_bytes()),
@@ -177,7 +181,7 @@ impl SimResponse {
     }
 
     /// Connecting takes `d`. When the driver's `connect_timeout` is shorter, the simulator
-    /// reports [`TransportErrorKind::ConnectTimeout`](vllm_client_core::call::TransportErrorKind::ConnectTimeout) when it runs out.
+    /// reports [`TransportErrorKind::ConnectTimeout`] when it runs out.
     pub fn connect_after(mut self, d: Duration) -> SimResponse {
         self.connect_delay = d;
         self
@@ -210,7 +214,7 @@ impl SimResponse {
     }
 }
 
-/// One call for [`Sim::run_all`](super::Sim::run_all): what to call, the script of its attempts, when it starts and
+/// One call for [`Sim::run_all`]: what to call, the script of its attempts, when it starts and
 /// (optionally) when its caller drops it.
 #[derive(Debug, Clone)]
 pub struct SimCall {
@@ -218,6 +222,7 @@ pub struct SimCall {
     pub(super) script: Vec<SimResponse>,
     pub(super) start_after: Duration,
     pub(super) cancel_after: Option<Duration>,
+    pub(super) cancel_after_polls: Option<usize>,
 }
 
 impl SimCall {
@@ -228,6 +233,7 @@ impl SimCall {
             script,
             start_after: Duration::ZERO,
             cancel_after: None,
+            cancel_after_polls: None,
         }
     }
 
@@ -238,9 +244,17 @@ impl SimCall {
     }
 
     /// The caller drops the call `d` after the run starts (unless it ended before):
-    /// [`Call::cancel`](vllm_client_core::call::Call::cancel) is called then.
+    /// [`Call::cancel`] is called then.
     pub fn cancel_after(mut self, d: Duration) -> SimCall {
         self.cancel_after = Some(d);
+        self
+    }
+
+    /// The caller drops the call after polling it `n` times (unless it ended before): between
+    /// two polls, even two emits of one instant, which a [`cancel_after`](Self::cancel_after)
+    /// at a time cannot reach. `0` drops it before the first poll.
+    pub fn cancel_after_polls(mut self, n: usize) -> SimCall {
+        self.cancel_after_polls = Some(n);
         self
     }
 }

@@ -4,20 +4,22 @@
 use std::fmt;
 use std::time::Duration;
 
+#[cfg(doc)]
+use super::Sim;
 use bytes::Bytes;
 use vllm_client_core::call::{CallReport, TransportErrorKind};
 use vllm_client_core::{StreamEvent, VllmError};
 
-/// A stream event as recorded in the timeline (comparable, unlike [`StreamEvent`](vllm_client_core::StreamEvent)).
+/// A stream event as recorded in the timeline (comparable, unlike [`StreamEvent`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Emitted {
-    /// [`StreamEvent::Content`](vllm_client_core::StreamEvent::Content).
+    /// [`StreamEvent::Content`].
     Content(String),
-    /// [`StreamEvent::Reasoning`](vllm_client_core::StreamEvent::Reasoning).
+    /// [`StreamEvent::Reasoning`].
     Reasoning(String),
-    /// [`StreamEvent::Done`](vllm_client_core::StreamEvent::Done).
+    /// [`StreamEvent::Done`].
     Done,
-    /// [`StreamEvent::Error`](vllm_client_core::StreamEvent::Error), with the error's `Display`.
+    /// [`StreamEvent::Error`], with the error's `Display`.
     Error(String),
     /// Any other event, as `Debug`.
     Other(String),
@@ -120,7 +122,7 @@ impl fmt::Display for Step {
 }
 
 /// A timeline entry: when (offset from the simulator's start), which call (its index in
-/// [`Sim::run_all`](super::Sim::run_all)'s list; always 0 for [`Sim::run`](super::Sim::run)), what.
+/// [`Sim::run_all`]'s list; always 0 for [`Sim::run`]), what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimelineEntry {
     /// Virtual time since the simulator started.
