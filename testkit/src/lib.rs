@@ -38,3 +38,8 @@ pub mod server;
 pub mod sim;
 
 pub use server::{FakeServer, Part, RecordedRequest, Reply};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

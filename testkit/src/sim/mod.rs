@@ -57,6 +57,92 @@
 //! drop a call mid-way (at a time, or between two polls); [`Sim::with_time_skew`] hands the
 //! driver stale clock readings.
 //!
+//! # Property-test your retry policy
+//!
+//! A retry policy is a handful of numbers — retries, backoff, a cap on server hints, timeouts,
+//! a budget, a breaker — and its worst cases come from combinations nobody writes by hand: a
+//! 503 with `Retry-After: 40` under a 30 s deadline, a reset after 29 s of a 30 s attempt
+//! timer. The simulator runs a call through any such combination in microseconds, so you can
+//! let [proptest](https://docs.rs/proptest) generate them. You need three things:
+//!
+//! 1. **Policies**: `vllm-client-core`'s `proptest` feature has a strategy for every
+//!    configuration type in `vllm_client_core::strategies` (valid, bounded values). Use
+//!    `strategies::client_config()` for everything at once, or start from *your* config and
+//!    vary only part of it (`strategies::retry_policy().prop_map(|r| { let mut c =
+//!    my_config(); c.policy.retry = r; c })`).
+//! 2. **Failure scripts**: a strategy of [`SimResponse`]s — what the server may answer to
+//!    one attempt. Give each call as many answers as it may make attempts (`1 + max_retries`;
+//!    the strategies retry at most 4 times), or the run ends with
+//!    [`SimFault::ScriptExhausted`].
+//! 3. **What must always hold**, read off the [`SimOutcome`]: its sends, sleeps, result,
+//!    [`report`](SimOutcome::report) and timeline. Assert [`SimOutcome::is_clean`] too: the
+//!    simulator's own contract checks found nothing, and it never had to stop the call.
+//!
+//! The worked example: *for any policy and any script of failures, a call never makes more than
+//! `1 + max_retries` attempts, and never sleeps or runs past its deadline.*
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! use proptest::prelude::*;
+//! use vllm_client_core::strategies;
+//! use vllm_testkit::sim::{chat_json, Sim, SimResponse};
+//!
+//! /// What the server may answer to one attempt: a retryable status with a hint, a refused
+//! /// connection, a reset after a while, silence, or a success.
+//! fn answer() -> impl Strategy<Value = SimResponse> {
+//!     let ms = Duration::from_millis;
+//!     prop_oneof![
+//!         (prop::sample::select(vec![429u16, 500, 502, 503, 504]), 0u64..5_000)
+//!             .prop_map(|(status, hint)| {
+//!                 SimResponse::status(status).header("retry-after-ms", &hint.to_string())
+//!             }),
+//!         Just(SimResponse::connect_refused()),
+//!         (0u64..30_000).prop_map(move |t| SimResponse::reset_before_head().head_after(ms(t))),
+//!         Just(SimResponse::stall()),
+//!         Just(SimResponse::ok_json(r#"{"choices":[]}"#)),
+//!     ]
+//! }
+//!
+//! /// Any policy, with an overall deadline of up to a minute.
+//! fn policy() -> impl Strategy<Value = vllm_client_core::config::ClientConfig> {
+//!     (strategies::client_config(), 1u64..60_000).prop_map(|(mut config, total)| {
+//!         config.policy.timeouts.total = Some(Duration::from_millis(total));
+//!         config
+//!     })
+//! }
+//!
+//! proptest! {
+//!     #![proptest_config(ProptestConfig::with_cases(200))]
+//!
+//!     // In your tests: `#[test]` here, instead of calling it below.
+//!     fn retries_stay_within_their_limits(
+//!         config in policy(),
+//!         script in prop::collection::vec(answer(), 5), // ≥ 1 + max_retries
+//!         seed in any::<u64>(),
+//!     ) {
+//!         let max_attempts = config.policy.retry.max_retries as usize + 1;
+//!         let total = config.policy.timeouts.total.unwrap();
+//!         let out = Sim::new(config, seed).run(chat_json(), script);
+//!
+//!         // `render()` prints the call's timeline: with shrinking, the failure you get is a
+//!         // small policy and a short script, step by step.
+//!         prop_assert!(out.is_clean(), "{:?}\n{}", out.violations, out.render());
+//!         prop_assert!(out.sends.len() <= max_attempts, "{}", out.render());
+//!         prop_assert!(out.sleeps.iter().sum::<Duration>() <= total, "{}", out.render());
+//!         prop_assert!(out.ended_at - out.started_at <= total, "{}", out.render());
+//!     }
+//! }
+//! retries_stay_within_their_limits();
+//! ```
+//!
+//! From there: assert what *your* service promises (a JSON call that got a 200 returns `Ok`;
+//! a 400 is never retried: `out.report.retries` is empty; a stream never shows text twice),
+//! run several calls over one breaker and budget with [`Sim::run_all`] (a retry storm is a
+//! property of many calls, not one), drop calls mid-way with [`SimCall::cancel_after`], and
+//! read `testkit/tests/driver_props.rs` in this repository: the driver's own properties,
+//! written this way.
+//!
 //! # Parts
 //!
 //! | part | what it holds |
