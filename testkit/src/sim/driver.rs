@@ -496,14 +496,14 @@ impl Sim {
                     self.answer(task, resp, deadline, connect_timeout);
                     return;
                 }
-                Action::ReadBody { deadline } => {
+                Action::ReadBody { deadline, .. } => {
                     self.check_deadline(task, deadline, "read");
                     let off = self.off(deadline);
                     self.record(task, Step::ReadBody { deadline: off });
                     self.read(task, deadline);
                     return;
                 }
-                Action::Sleep { until, reason } => {
+                Action::Sleep { until, reason, .. } => {
                     let duration = until.saturating_duration_since(now);
                     if task.overall.is_some_and(|d| until > d) {
                         task.violations.push(format!(
@@ -517,7 +517,9 @@ impl Sim {
                     task.wait = Wait::At(until.max(now), Pending::Timeout);
                     return;
                 }
-                Action::WaitForPermit { deadline, waiter } => {
+                Action::WaitForPermit {
+                    deadline, waiter, ..
+                } => {
                     self.check_deadline(task, deadline, "permit wait");
                     let off = self.off(deadline);
                     self.record(task, Step::WaitForPermit { deadline: off });
