@@ -13,9 +13,12 @@
 //! | [`policy`] | retry classification, backoff, `Retry-After`, retry budget, circuit breaker, rate and concurrency limits, timeouts |
 //! | [`call`] | the per-call driver that composes all of the above (its docs show the run loop) |
 //! | [`client`] | the user API, written once and generic over an adapter's [`client::Execute`] |
+//! | `strategies` | with the `proptest` feature: `proptest` strategies for every policy configuration |
 //!
 //! Dependencies are `http`, `bytes`, `serde`, `serde_json`, `thiserror` and small pure helpers
-//! (`memchr`, `httpdate`, `simdutf8`); CI checks that no IO crate is among them.
+//! (`memchr`, `httpdate`, `simdutf8`); CI checks that no IO crate is among them. The optional
+//! `proptest` feature adds `proptest` and the `strategies` module, for property tests of a
+//! configuration (see `vllm-testkit`'s simulator for running calls made with them).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -28,6 +31,8 @@ pub mod event;
 pub mod policy;
 pub mod request;
 pub mod sse;
+#[cfg(feature = "proptest")]
+pub mod strategies;
 pub mod stream;
 
 pub use error::{ApiError, VllmError};

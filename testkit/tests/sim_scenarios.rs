@@ -1225,3 +1225,55 @@ fn a_waiter_whose_deadline_passes_leaves_the_queue_without_costing_anyone_their_
     assert_eq!(sim.shared().in_flight(), Some(0));
     assert_eq!(sim.shared().waiting(), Some(0));
 }
+
+#[test]
+fn a_call_dropped_after_some_polls_is_cancelled_between_two_emits_of_one_instant() {
+    let mut sim = Sim::new(ClientConfig::default(), 1);
+    let three = SimPart::raw(
+        [
+            SimPart::content("a"),
+            SimPart::content("b"),
+            SimPart::content("c"),
+        ]
+        .into_iter()
+        .flat_map(|p| match p {
+            SimPart::Data(b) => b.to_vec(),
+            _ => Vec::new(),
+        })
+        .collect::<Vec<u8>>(),
+    );
+    // Polls: send; read (after the head); emit "a" (after the chunk); then the caller drops it,
+    // with "b" and "c" decoded but not yet emitted.
+    let call = SimCall::new(
+        chat_stream(),
+        vec![SimResponse::sse(vec![three, SimPart::done()])],
+    )
+    .cancel_after_polls(3);
+    let out = sim.run_all(vec![call]).remove(0);
+    assert!(out.is_clean(), "{:?}\n{}", out.violations, out.render());
+    assert_eq!(out.content(), "a", "{}", out.render());
+    assert!(out.timeline.iter().any(|e| e.step == Step::Cancel));
+    assert!(out.result.is_err());
+    assert_eq!(sim.shared().in_flight(), None);
+}
+
+#[test]
+fn a_clock_that_sometimes_reads_late_still_retries_after_the_hint_and_ends() {
+    let mut sim = Sim::new(ClientConfig::default(), 1).with_time_skew(vec![ms(700), ms(0)]);
+    let out = sim.run(
+        chat_json(),
+        vec![
+            SimResponse::status(429).header("retry-after-ms", "1500"),
+            SimResponse::ok_json("{}"),
+        ],
+    );
+    assert!(out.is_clean(), "{:?}\n{}", out.violations, out.render());
+    assert!(out.result.is_ok(), "{}", out.render());
+    assert_eq!(out.sends.len(), 2);
+    // The hint counts from the driver's (late) reading, never from before the call started.
+    assert!(
+        out.sends[1] >= ms(800) && out.sends[1] <= ms(1500),
+        "{}",
+        out.render()
+    );
+}

@@ -1,584 +1,24 @@
-//! A virtual-time simulator for the core's call driver: the fourth "adapter", with no sockets.
-//!
-//! [`Sim`] drives [`Call`]s exactly as a real adapter does — `poll`, perform the action,
-//! `handle` what happened — but answers every `Send` from a script of per-attempt
-//! [`SimResponse`]s and jumps a virtual clock straight to the next thing that happens: a
-//! response head, the next body part, a deadline handed out by the driver, the end of a sleep.
-//! An hour of backoff runs in microseconds, and every run records an exact [timeline] of
-//! actions and events with their virtual time offsets, so a scenario can be asserted to the
-//! nanosecond.
-//!
-//! What it is not: a model of TCP or HTTP. A script says *when* a head, a chunk, a cut or a
-//! stall happens; the simulator only races that against the deadline the driver handed out
-//! (an arrival exactly at the deadline wins; a later one loses and the driver gets
-//! [`Event::Timeout`] at the deadline).
-//!
-//! ```
-//! use std::time::Duration;
-//! use vllm_client_core::config::ClientConfig;
-//! use vllm_testkit::sim::{chat_json, Sim, SimResponse};
-//!
-//! let mut sim = Sim::new(ClientConfig::default(), 7);
-//! let out = sim.run(
-//!     chat_json(),
-//!     vec![
-//!         SimResponse::status(429).header("retry-after-ms", "1500").body(r#"{"error":"slow down"}"#),
-//!         SimResponse::ok_json(r#"{"choices":[]}"#),
-//!     ],
-//! );
-//! assert!(out.result.is_ok());
-//! assert_eq!(out.sends, vec![Duration::ZERO, Duration::from_millis(1500)]);
-//! assert_eq!(out.sleeps, vec![Duration::from_millis(1500)]);
-//! assert!(out.violations.is_empty() && out.fault.is_none());
-//! ```
-//!
-//! Several calls can share one [`Shared`] (breaker, budget, limiters): call [`Sim::run`]
-//! repeatedly, with [`Sim::advance`] in between, or run calls concurrently with
-//! [`Sim::run_all`] (calls interleave at virtual instants; a call waiting for a concurrency
-//! permit is woken with [`Event::PermitReleased`] when the core hands it the slot another call
-//! released — exactly the waiter [`Shared::poll_wake`] names, as a real adapter does).
-//!
-//! The simulator never loops forever: a run stops after [`Sim::with_max_steps`] driver steps
-//! (default 10 000) and reports [`SimFault::StepLimit`]; a call that waits for something that
-//! can never happen (no deadline, nothing scheduled) ends with [`SimFault::Hang`]. A faulted
-//! call is cancelled, so its permits are released.
-//!
-//! While it drives, the simulator also checks the driver's contract and lists what it breaks in
-//! [`SimOutcome::violations`]: no handed-out deadline or sleep end past the overall deadline,
-//! no call ending after it, no send after a stream event was emitted, no more than
-//! `1 + max_retries` sends, nothing after a terminal stream event, a stream that emitted events
-//! ends `Ok`, events only for streams.
-//!
-//! [timeline]: SimOutcome::timeline
+//! The driving loop: [`Sim`] polls each call, performs its action against the script in
+//! virtual time, reports the event back, and checks the driver's contract as it goes.
 
 use std::collections::VecDeque;
-use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue};
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use vllm_client_core::call::{
     Action, Call, CallReport, Event, ResponseHead, Shared, SleepReason, TransportErrorKind,
 };
 use vllm_client_core::client::CallSpec;
 use vllm_client_core::config::ClientConfig;
 use vllm_client_core::policy::WaiterId;
-use vllm_client_core::request::Endpoint;
-use vllm_client_core::{StreamEvent, StreamKind, VllmError};
+use vllm_client_core::{StreamEvent, VllmError};
 
-/// The wall-clock time (seconds since the Unix epoch) at the simulator's virtual time zero:
-/// 2025-10-09T08:53:20Z. A response head received at offset `t` carries `received_at` of
-/// this plus `t`.
-pub const WALL_ORIGIN_SECS: u64 = 1_760_000_000;
+use super::script::{Kind, SimCall, SimEnd, SimPart, SimResponse};
+use super::timeline::{Emitted, SimFault, SimOutcome, Step, TimelineEntry};
+use super::{chat_json, DEFAULT_MAX_STEPS, WALL_ORIGIN_SECS};
 
-/// The default bound on driver steps (polls and handled events) per [`Sim::run_all`].
-pub const DEFAULT_MAX_STEPS: usize = 10_000;
-
-/// A chat completion request body (`stream: false`) for scenarios.
-pub fn chat_json() -> CallSpec {
-    CallSpec::json(
-        Endpoint::ChatCompletions,
-        Ok(serde_json::json!({
-            "model": "m",
-            "messages": [{"role": "user", "content": "hi"}],
-        })),
-    )
-}
-
-/// A streamed chat completion request (`stream: true`) for scenarios.
-pub fn chat_stream() -> CallSpec {
-    CallSpec::stream(
-        Endpoint::ChatCompletions,
-        StreamKind::Chat,
-        Ok(serde_json::json!({
-            "model": "m",
-            "messages": [{"role": "user", "content": "hi"}],
-            "stream": true,
-        })),
-    )
-}
-
-// --------------------------------------------------------------------------------------------
-// Scripts
-// --------------------------------------------------------------------------------------------
-
-/// One part of a scripted response body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SimPart {
-    /// These bytes arrive as one chunk.
-    Data(Bytes),
-    /// Nothing arrives for this long (the next part comes this much later).
-    Wait(Duration),
-    /// An SSE keep-alive comment (`: keep-alive\n\n`) arrives as one chunk.
-    Comment,
-}
-
-impl SimPart {
-    /// Raw bytes as one chunk.
-    pub fn raw(bytes: impl Into<Bytes>) -> SimPart {
-        SimPart::Data(bytes.into())
-    }
-
-    /// One SSE event `data: <payload>\n\n`.
-    pub fn data(payload: &str) -> SimPart {
-        SimPart::Data(Bytes::from(format!("data: {payload}\n\n")))
-    }
-
-    /// A vLLM chat chunk whose choice 0 carries `text` as `delta.content`.
-    pub fn content(text: &str) -> SimPart {
-        let chunk = serde_json::json!({
-            "id": "chatcmpl-sim",
-            "object": "chat.completion.chunk",
-            "created": 1_760_000_000u64,
-            "model": "m",
-            "choices": [{"index": 0, "delta": {"content": text}, "logprobs": null, "finish_reason": null}],
-        });
-        SimPart::data(&chunk.to_string())
-    }
-
-    /// vLLM's in-band error event (`{"error": {…, "code": code}}`), as sent mid-stream.
-    pub fn error_event(message: &str, code: u16) -> SimPart {
-        let ev = serde_json::json!({
-            "error": {"message": message, "type": "InternalServerError", "param": null, "code": code},
-        });
-        SimPart::data(&ev.to_string())
-    }
-
-    /// `data: [DONE]\n\n`.
-    pub fn done() -> SimPart {
-        SimPart::data("[DONE]")
-    }
-
-    /// A pause.
-    pub fn wait_ms(ms: u64) -> SimPart {
-        SimPart::Wait(Duration::from_millis(ms))
-    }
-}
-
-/// What happens after the last body part of a response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SimEnd {
-    /// The body ends cleanly ([`Event::BodyEnd`]).
-    #[default]
-    Close,
-    /// Nothing more ever arrives; only a driver deadline ends the wait.
-    Stall,
-    /// The connection breaks ([`Event::TransportError`] with [`TransportErrorKind::Io`]).
-    Reset,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Answer,
-    ConnectRefused,
-    ResetBeforeHead,
-    Stall,
-}
-
-/// The scripted answer to one attempt (one `Send`).
-///
-/// Build one with a constructor ([`status`](Self::status), [`ok_json`](Self::ok_json),
-/// [`sse`](Self::sse), [`connect_refused`](Self::connect_refused), [`stall`](Self::stall), …)
-/// and refine it with the builder methods ([`header`](Self::header), [`body`](Self::body),
-/// [`head_after`](Self::head_after), [`then_stall`](Self::then_stall), …).
-#[derive(Debug, Clone)]
-pub struct SimResponse {
-    kind: Kind,
-    status: u16,
-    headers: HeaderMap,
-    invalid: Vec<String>,
-    connect_delay: Duration,
-    head_delay: Duration,
-    parts: Vec<SimPart>,
-    end: SimEnd,
-}
-
-impl SimResponse {
-    fn new(kind: Kind, status: u16) -> SimResponse {
-        SimResponse {
-            kind,
-            status,
-            headers: HeaderMap::new(),
-            invalid: Vec::new(),
-            connect_delay: Duration::ZERO,
-            head_delay: Duration::ZERO,
-            parts: Vec::new(),
-            end: SimEnd::Close,
-        }
-    }
-
-    /// A response with this status and an empty body (add one with [`body`](Self::body)).
-    pub fn status(status: u16) -> SimResponse {
-        SimResponse::new(Kind::Answer, status)
-    }
-
-    /// `200 OK` with a JSON body, in one chunk.
-    pub fn ok_json(body: &str) -> SimResponse {
-        SimResponse::status(200)
-            .header("content-type", "application/json")
-            .body(body)
-    }
-
-    /// `200 OK` with `content-type: text/event-stream` and these body parts.
-    pub fn sse(parts: Vec<SimPart>) -> SimResponse {
-        SimResponse::status(200)
-            .header("content-type", "text/event-stream")
-            .parts(parts)
-    }
-
-    /// The connection is refused ([`TransportErrorKind::Connect`]) right away (or after
-    /// [`connect_after`](Self::connect_after)).
-    pub fn connect_refused() -> SimResponse {
-        SimResponse::new(Kind::ConnectRefused, 0)
-    }
-
-    /// The connection is established, then breaks before any response head
-    /// ([`TransportErrorKind::Io`]) after [`head_after`](Self::head_after).
-    pub fn reset_before_head() -> SimResponse {
-        SimResponse::new(Kind::ResetBeforeHead, 0)
-    }
-
-    /// No response head ever arrives: only the driver's deadline ends the wait.
-    pub fn stall() -> SimResponse {
-        SimResponse::new(Kind::Stall, 0)
-    }
-
-    /// Adds a response header. A name or value `http` refuses makes the run fail with
-    /// [`SimFault::InvalidScript`].
-    pub fn header(mut self, name: &str, value: &str) -> SimResponse {
-        match (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            (Ok(n), Ok(v)) => {
-                self.headers.append(n, v);
-            }
-            _ => self.invalid.push(format!("header {name:?}: {value:?}")),
-        }
-        self
-    }
-
-    /// Replaces the body by `body`, arriving in one chunk.
-    pub fn body(mut self, body: &str) -> SimResponse {
-        self.parts = vec![SimPart::Data(Bytes::copy_from_slice(body.as_bytes()))];
-        self
-    }
-
-    /// Replaces the body by these parts.
-    pub fn parts(mut self, parts: Vec<SimPart>) -> SimResponse {
-        self.parts = parts;
-        self
-    }
-
-    /// Connecting takes `d`. When the driver's `connect_timeout` is shorter, the simulator
-    /// reports [`TransportErrorKind::ConnectTimeout`] when it runs out.
-    pub fn connect_after(mut self, d: Duration) -> SimResponse {
-        self.connect_delay = d;
-        self
-    }
-
-    /// The response head arrives `d` after the connection is established (a slow server, or a
-    /// queued request: vLLM's overload signal).
-    pub fn head_after(mut self, d: Duration) -> SimResponse {
-        self.head_delay = d;
-        self
-    }
-
-    /// After the last part, nothing more ever arrives.
-    pub fn then_stall(mut self) -> SimResponse {
-        self.end = SimEnd::Stall;
-        self
-    }
-
-    /// After the last part, the connection breaks.
-    pub fn then_reset(mut self) -> SimResponse {
-        self.end = SimEnd::Reset;
-        self
-    }
-
-    /// After the last part, the body ends cleanly (the default). A stream without
-    /// `data: [DONE]` that ends this way is cut ("truncated").
-    pub fn then_close(mut self) -> SimResponse {
-        self.end = SimEnd::Close;
-        self
-    }
-}
-
-// --------------------------------------------------------------------------------------------
-// Timeline
-// --------------------------------------------------------------------------------------------
-
-/// A stream event as recorded in the timeline (comparable, unlike [`StreamEvent`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Emitted {
-    /// [`StreamEvent::Content`].
-    Content(String),
-    /// [`StreamEvent::Reasoning`].
-    Reasoning(String),
-    /// [`StreamEvent::Done`].
-    Done,
-    /// [`StreamEvent::Error`], with the error's `Display`.
-    Error(String),
-    /// Any other event, as `Debug`.
-    Other(String),
-}
-
-impl Emitted {
-    fn of(ev: &StreamEvent) -> Emitted {
-        match ev {
-            StreamEvent::Content(s) => Emitted::Content(s.clone()),
-            StreamEvent::Reasoning(s) => Emitted::Reasoning(s.clone()),
-            StreamEvent::Done => Emitted::Done,
-            StreamEvent::Error(e) => Emitted::Error(e.to_string()),
-            other => Emitted::Other(format!("{other:?}")),
-        }
-    }
-}
-
-/// One action of the driver or one event reported to it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Step {
-    /// The call was created.
-    Start,
-    /// Action: send attempt `attempt` (1-based); `deadline` is the offset of the head deadline.
-    Send {
-        /// Which attempt.
-        attempt: u32,
-        /// The head deadline handed out, as an offset.
-        deadline: Option<Duration>,
-    },
-    /// Action: read the body until `deadline` (an offset).
-    ReadBody {
-        /// The read deadline handed out, as an offset.
-        deadline: Option<Duration>,
-    },
-    /// Action: sleep this long.
-    Sleep {
-        /// How long.
-        duration: Duration,
-        /// Whether it is a retry backoff (`false`: the rate limiter).
-        retry: bool,
-    },
-    /// Action: wait for a concurrency permit until `deadline` (an offset).
-    WaitForPermit {
-        /// The deadline handed out, as an offset.
-        deadline: Option<Duration>,
-    },
-    /// Action: a stream event for the caller.
-    Emit(Emitted),
-    /// Action: the call is over; `Ok(body length)` or `Err(error text)`.
-    Done(Result<usize, String>),
-    /// Event: a response head with this status.
-    Response(u16),
-    /// Event: a transport error.
-    TransportError(TransportErrorKind),
-    /// Event: a body chunk of this many bytes.
-    Chunk(usize),
-    /// Event: the body ended.
-    BodyEnd,
-    /// Event: the deadline handed out passed (or a sleep ended).
-    Timeout,
-    /// Event: another call released its concurrency permit.
-    PermitReleased,
-    /// The simulator cancelled the call (scripted, or after a fault).
-    Cancel,
-}
-
-impl fmt::Display for Step {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let dl = |d: &Option<Duration>| match d {
-            Some(d) => format!("until {d:?}"),
-            None => "no deadline".to_owned(),
-        };
-        match self {
-            Step::Start => write!(f, "start"),
-            Step::Send { attempt, deadline } => write!(f, "send #{attempt} ({})", dl(deadline)),
-            Step::ReadBody { deadline } => write!(f, "read ({})", dl(deadline)),
-            Step::Sleep { duration, retry } => write!(
-                f,
-                "sleep {duration:?} ({})",
-                if *retry { "retry" } else { "rate limit" }
-            ),
-            Step::WaitForPermit { deadline } => write!(f, "wait for permit ({})", dl(deadline)),
-            Step::Emit(Emitted::Content(s)) => write!(f, "emit content {s:?}"),
-            Step::Emit(Emitted::Reasoning(s)) => write!(f, "emit reasoning {s:?}"),
-            Step::Emit(Emitted::Done) => write!(f, "emit done"),
-            Step::Emit(Emitted::Error(e)) => write!(f, "emit error: {e}"),
-            Step::Emit(Emitted::Other(s)) => write!(f, "emit {s}"),
-            Step::Done(Ok(n)) => write!(f, "done ok ({n} B)"),
-            Step::Done(Err(e)) => write!(f, "done err: {e}"),
-            Step::Response(s) => write!(f, "<- {s}"),
-            Step::TransportError(k) => write!(f, "<- transport error {k:?}"),
-            Step::Chunk(n) => write!(f, "<- chunk {n} B"),
-            Step::BodyEnd => write!(f, "<- body end"),
-            Step::Timeout => write!(f, "<- timeout"),
-            Step::PermitReleased => write!(f, "<- permit released"),
-            Step::Cancel => write!(f, "cancel"),
-        }
-    }
-}
-
-/// A timeline entry: when (offset from the simulator's start), which call (its index in
-/// [`Sim::run_all`]'s list; always 0 for [`Sim::run`]), what.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TimelineEntry {
-    /// Virtual time since the simulator started.
-    pub at: Duration,
-    /// The call's index.
-    pub call: usize,
-    /// What happened.
-    pub step: Step,
-}
-
-impl fmt::Display for TimelineEntry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?} {}", self.at, self.step)
-    }
-}
-
-/// Why the simulator stopped a call itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SimFault {
-    /// The step bound was reached.
-    StepLimit,
-    /// The call waits for something that can never happen (no deadline, nothing scheduled).
-    Hang,
-    /// The driver sent more requests than the script has responses.
-    ScriptExhausted,
-    /// A scripted response is unusable (e.g. an invalid header).
-    InvalidScript(String),
-    /// The driver asked for something the simulator cannot do (e.g. read a body it never
-    /// received a response for, or an action it does not know).
-    Unexpected(String),
-}
-
-impl fmt::Display for SimFault {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SimFault::StepLimit => write!(f, "step limit reached"),
-            SimFault::Hang => write!(f, "the call would wait forever"),
-            SimFault::ScriptExhausted => write!(f, "more sends than scripted responses"),
-            SimFault::InvalidScript(s) => write!(f, "invalid script: {s}"),
-            SimFault::Unexpected(s) => write!(f, "unexpected: {s}"),
-        }
-    }
-}
-
-/// Everything one simulated call did.
-#[derive(Debug)]
-pub struct SimOutcome {
-    /// What `Action::Done` carried.
-    pub result: Result<Bytes, VllmError>,
-    /// Every stream event emitted, in order.
-    pub events: Vec<StreamEvent>,
-    /// Every action and event of this call, with virtual time offsets from the simulator's
-    /// start.
-    pub timeline: Vec<TimelineEntry>,
-    /// The driver's own report.
-    pub report: CallReport,
-    /// The duration of every sleep (backoff and rate limit), in order.
-    pub sleeps: Vec<Duration>,
-    /// The offset of every send, in order.
-    pub sends: Vec<Duration>,
-    /// Breaches of the driver's contract seen while driving (empty when all is well).
-    pub violations: Vec<String>,
-    /// Set when the simulator had to stop the call itself.
-    pub fault: Option<SimFault>,
-    /// When the call started (offset).
-    pub started_at: Duration,
-    /// When the call returned `Done` (offset).
-    pub ended_at: Duration,
-}
-
-impl SimOutcome {
-    /// The timeline as text, one entry per line (`<offset> <step>`).
-    pub fn render(&self) -> String {
-        render(self.timeline.iter())
-    }
-
-    /// The timeline as text without the `read` actions and `chunk` events (the shape of a
-    /// scenario: sends, heads, sleeps, emits, timeouts, the result).
-    pub fn brief(&self) -> String {
-        render(
-            self.timeline
-                .iter()
-                .filter(|e| !matches!(e.step, Step::ReadBody { .. } | Step::Chunk(_))),
-        )
-    }
-
-    /// The texts of the `Content` events, concatenated.
-    pub fn content(&self) -> String {
-        self.events
-            .iter()
-            .filter_map(|e| match e {
-                StreamEvent::Content(s) => Some(s.as_str()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// The last event, if any.
-    pub fn last_event(&self) -> Option<&StreamEvent> {
-        self.events.last()
-    }
-
-    /// Whether the run had no violation and no fault.
-    pub fn is_clean(&self) -> bool {
-        self.violations.is_empty() && self.fault.is_none()
-    }
-}
-
-fn render<'a>(entries: impl Iterator<Item = &'a TimelineEntry>) -> String {
-    let mut s = String::new();
-    for e in entries {
-        s.push_str(&e.to_string());
-        s.push('\n');
-    }
-    s
-}
-
-// --------------------------------------------------------------------------------------------
-// The simulator
-// --------------------------------------------------------------------------------------------
-
-/// One call for [`Sim::run_all`]: what to call, the script of its attempts, when it starts and
-/// (optionally) when its caller drops it.
-#[derive(Debug, Clone)]
-pub struct SimCall {
-    spec: CallSpec,
-    script: Vec<SimResponse>,
-    start_after: Duration,
-    cancel_after: Option<Duration>,
-}
-
-impl SimCall {
-    /// A call starting when the run starts.
-    pub fn new(spec: CallSpec, script: Vec<SimResponse>) -> SimCall {
-        SimCall {
-            spec,
-            script,
-            start_after: Duration::ZERO,
-            cancel_after: None,
-        }
-    }
-
-    /// Starts `d` after the run starts.
-    pub fn start_after(mut self, d: Duration) -> SimCall {
-        self.start_after = d;
-        self
-    }
-
-    /// The caller drops the call `d` after the run starts (unless it ended before):
-    /// [`Call::cancel`] is called then.
-    pub fn cancel_after(mut self, d: Duration) -> SimCall {
-        self.cancel_after = Some(d);
-        self
-    }
-}
-
-/// The virtual-time simulator: see the [module docs](self).
+/// The virtual-time simulator: see the [module docs](super).
 #[derive(Debug)]
 pub struct Sim {
     config: ClientConfig,
@@ -588,6 +28,9 @@ pub struct Sim {
     now: Instant,
     max_steps: usize,
     timeline: Vec<TimelineEntry>,
+    /// How far behind the true time each `now` handed to the driver is (cycled); empty: none.
+    skew: Vec<Duration>,
+    skew_at: usize,
 }
 
 impl Sim {
@@ -604,12 +47,28 @@ impl Sim {
             now: origin,
             max_steps: DEFAULT_MAX_STEPS,
             timeline: Vec::new(),
+            skew: Vec::new(),
+            skew_at: 0,
         }
     }
 
     /// Bounds the driver steps of each [`run`](Self::run) / [`run_all`](Self::run_all).
     pub fn with_max_steps(mut self, max_steps: usize) -> Sim {
         self.max_steps = max_steps;
+        self
+    }
+
+    /// Models an adapter whose clock readings are sometimes stale: the `now` handed to every
+    /// `poll`, `handle` and `cancel` is the true virtual time minus the next of these skews
+    /// (cycled, starting with the first). The driver must take a `now` earlier than one it
+    /// already saw as the latest one; a skew of zero lets the true time through. Calls are
+    /// still created at the true time, and the timeline records the true time.
+    ///
+    /// Every skew non-zero means the driver never sees its deadlines pass: the run ends at the
+    /// step bound. Include a zero.
+    pub fn with_time_skew(mut self, skew: Vec<Duration>) -> Sim {
+        self.skew = skew;
+        self.skew_at = 0;
         self
     }
 
@@ -720,6 +179,7 @@ impl Sim {
                 break;
             }
             self.step(&mut tasks[i], &mut steps);
+            self.check_shared(&mut tasks[i]);
             self.wake_waiters(&mut tasks);
         }
         tasks.into_iter().map(|t| t.into_outcome()).collect()
@@ -727,14 +187,103 @@ impl Sim {
 
     /// Wakes exactly the waiters the core names ([`Shared::poll_wake`]): they are told
     /// [`Event::PermitReleased`] now. Nobody else is woken.
+    ///
+    /// Checks first come, first served on the way: the waiter named must be the one that
+    /// waited longest (the smallest [`WaiterId`] still waiting).
     fn wake_waiters(&mut self, tasks: &mut [Task]) {
         while let Some(waiter) = self.shared.poll_wake() {
+            let earlier = tasks
+                .iter()
+                .filter_map(|t| match t.wait {
+                    Wait::Permit(_, w) if w < waiter => Some(w),
+                    _ => None,
+                })
+                .min();
             for t in tasks.iter_mut() {
+                if let (Some(earlier), Wait::Permit(_, w)) = (earlier, &t.wait) {
+                    if *w == waiter {
+                        t.violations.push(format!(
+                            "{waiter:?} was handed a slot before {earlier:?}, which waited longer"
+                        ));
+                    }
+                }
                 if matches!(t.wait, Wait::Permit(_, w) if w == waiter) {
                     t.wait = Wait::At(self.now, Pending::PermitReleased);
                 }
             }
         }
+    }
+
+    /// The shared state's invariants, after each step (breaches are listed on the call that
+    /// stepped): no more calls in flight than `max_concurrency`, no more half-open probes than
+    /// the breaker admits.
+    fn check_shared(&mut self, task: &mut Task) {
+        let policy = &self.config.policy;
+        if let (Some(max), Some(n)) = (policy.max_concurrency, self.shared.in_flight()) {
+            if n > max {
+                task.violations.push(format!(
+                    "{n} calls in flight, more than max_concurrency {max}"
+                ));
+            }
+        }
+        let probes = policy.breaker.map(|b| b.half_open_probes.max(1));
+        let now = self.now;
+        if let (Some(max), Some(breaker)) = (probes, self.shared.breaker_mut()) {
+            let n = breaker.in_flight_probes(now);
+            if n > max {
+                task.violations
+                    .push(format!("{n} half-open probes in flight, more than {max}"));
+            }
+        }
+    }
+
+    /// After `Done`: polling again returns the same result, and late events (a chunk, a
+    /// timeout, the body's end, a permit), even much later, change neither the result nor the
+    /// calls in flight.
+    fn check_done_is_sticky(&mut self, task: &mut Task, done: &Result<Bytes, VllmError>) {
+        let Some(call) = task.call.as_mut() else {
+            return;
+        };
+        let key = |r: &Result<Bytes, VllmError>| r.clone().map_err(|e| e.to_string());
+        let expected = key(done);
+        let in_flight = self.shared.in_flight();
+        for i in 0..3u32 {
+            let later = self
+                .now
+                .checked_add(Duration::from_secs(7) * i)
+                .unwrap_or(self.now);
+            let late = [
+                Event::Chunk(Bytes::from_static(b"data: [DONE]\n\n")),
+                Event::Timeout,
+                Event::BodyEnd,
+                Event::PermitReleased,
+            ];
+            for event in late {
+                call.handle(later, event, &mut self.shared);
+            }
+            match call.poll(later, &mut self.shared) {
+                Action::Done(r) if key(&r) == expected => {}
+                other => {
+                    task.violations
+                        .push(format!("after Done, poll returned {other:?}"));
+                    return;
+                }
+            }
+        }
+        if self.shared.in_flight() != in_flight {
+            task.violations
+                .push("events after Done changed the calls in flight".into());
+        }
+    }
+
+    /// The `now` handed to the driver: the true virtual time, or an earlier one when skewing.
+    fn driver_now(&mut self) -> Instant {
+        if self.skew.is_empty() {
+            return self.now;
+        }
+        let skew = self.skew[self.skew_at % self.skew.len()];
+        self.skew_at = self.skew_at.wrapping_add(1);
+        self.now.checked_sub(skew).unwrap_or(self.now)
     }
 
     fn record(&mut self, task: &mut Task, step: Step) {
@@ -754,7 +303,7 @@ impl Sim {
     /// Cancels a call the simulator cannot continue, and collects its result.
     fn fault(&mut self, task: &mut Task, fault: SimFault) {
         task.fault.get_or_insert(fault);
-        let now = self.now;
+        let now = self.driver_now();
         if let Some(call) = task.call.as_mut() {
             call.cancel(now, &mut self.shared);
             self.record(task, Step::Cancel);
@@ -764,6 +313,7 @@ impl Sim {
                         let step =
                             Step::Done(r.as_ref().map(|b| b.len()).map_err(|e| e.to_string()));
                         self.record(task, step);
+                        self.check_done_is_sticky(task, &r);
                         task.finish(r, self.elapsed());
                         return;
                     }
@@ -790,8 +340,9 @@ impl Sim {
         if task.cancel_at.is_some_and(|c| c <= now) && task.call.is_some() && !task.is_done() {
             task.cancel_at = None;
             task.was_cancelled = true;
+            let driver_now = self.driver_now();
             if let Some(call) = task.call.as_mut() {
-                call.cancel(now, &mut self.shared);
+                call.cancel(driver_now, &mut self.shared);
             }
             self.record(task, Step::Cancel);
             task.wait = Wait::Poll;
@@ -826,7 +377,7 @@ impl Sim {
     }
 
     fn deliver(&mut self, task: &mut Task, pending: Pending) {
-        let now = self.now;
+        let now = self.driver_now();
         let (step, event) = match pending {
             Pending::Head(head) => {
                 let status = head.status.as_u16();
@@ -859,10 +410,23 @@ impl Sim {
                 return;
             }
             let now = self.now;
+            if task.cancel_after_polls.is_some_and(|n| task.polls >= n) {
+                // The caller drops the call between two polls.
+                task.cancel_after_polls = None;
+                task.was_cancelled = true;
+                task.body = None;
+                let driver_now = self.driver_now();
+                if let Some(call) = task.call.as_mut() {
+                    call.cancel(driver_now, &mut self.shared);
+                }
+                self.record(task, Step::Cancel);
+            }
+            task.polls += 1;
+            let driver_now = self.driver_now();
             let Some(call) = task.call.as_mut() else {
                 return;
             };
-            let action = call.poll(now, &mut self.shared);
+            let action = call.poll(driver_now, &mut self.shared);
             match action {
                 Action::Emit(ev) => {
                     if task.terminal_emitted {
@@ -896,6 +460,7 @@ impl Sim {
                                 .push("a stream ended Ok without a terminal event".into());
                         }
                     }
+                    self.check_done_is_sticky(task, &r);
                     task.finish(r, self.elapsed());
                     return;
                 }
@@ -938,7 +503,7 @@ impl Sim {
                     self.read(task, deadline);
                     return;
                 }
-                Action::Sleep { until, reason } => {
+                Action::Sleep { until, reason, .. } => {
                     let duration = until.saturating_duration_since(now);
                     if task.overall.is_some_and(|d| until > d) {
                         task.violations.push(format!(
@@ -952,7 +517,9 @@ impl Sim {
                     task.wait = Wait::At(until.max(now), Pending::Timeout);
                     return;
                 }
-                Action::WaitForPermit { deadline, waiter } => {
+                Action::WaitForPermit {
+                    deadline, waiter, ..
+                } => {
                     self.check_deadline(task, deadline, "permit wait");
                     let off = self.off(deadline);
                     self.record(task, Step::WaitForPermit { deadline: off });
@@ -1140,6 +707,8 @@ struct Task {
     call: Option<Call>,
     wait: Wait,
     cancel_at: Option<Instant>,
+    cancel_after_polls: Option<usize>,
+    polls: usize,
     was_cancelled: bool,
     body: Option<BodyCursor>,
     overall: Option<Instant>,
@@ -1172,6 +741,8 @@ impl Task {
             call: None,
             wait: Wait::Start(at(c.start_after)),
             cancel_at: c.cancel_after.map(at),
+            cancel_after_polls: c.cancel_after_polls,
+            polls: 0,
             was_cancelled: false,
             body: None,
             overall: None,
