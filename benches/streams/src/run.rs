@@ -201,6 +201,8 @@ fn median(reports: &[Value], field: &str) -> f64 {
 #[derive(Clone, Copy)]
 struct Summary {
     user: f64,
+    user_min: f64,
+    user_max: f64,
     sys: f64,
     peak_kb: f64,
     growth_kb: f64,
@@ -212,20 +214,53 @@ fn summarize(reports: &[Value]) -> Summary {
     // Each repetition's growth (peak − baseline) first, then its median.
     let growth: Vec<Value> = reports
         .iter()
-        .map(|r| {
-            let g = r["max_rss_kb"].as_f64().unwrap_or(f64::NAN)
-                - r["base_rss_kb"].as_f64().unwrap_or(f64::NAN);
-            serde_json::json!({ "g": g })
-        })
+        .map(|r| serde_json::json!({ "g": growth_kb(r) }))
         .collect();
+    let users = reports.iter().filter_map(|r| r["cpu_user"].as_f64());
     Summary {
         user: median(reports, "cpu_user"),
+        user_min: users.clone().fold(f64::NAN, f64::min),
+        user_max: users.fold(f64::NAN, f64::max),
         sys: median(reports, "cpu_sys"),
         peak_kb: median(reports, "max_rss_kb"),
         growth_kb: median(&growth, "g"),
         wall: median(reports, "wall"),
         tokens: median(reports, "tokens"),
     }
+}
+
+fn user_cpu(r: &Value) -> f64 {
+    r["cpu_user"].as_f64().unwrap_or(f64::NAN)
+}
+
+fn total_cpu(r: &Value) -> f64 {
+    user_cpu(r) + r["cpu_sys"].as_f64().unwrap_or(f64::NAN)
+}
+
+fn peak_kb(r: &Value) -> f64 {
+    r["max_rss_kb"].as_f64().unwrap_or(f64::NAN)
+}
+
+/// Peak growth (VmHWM − baseline) of one report, in kB.
+fn growth_kb(r: &Value) -> f64 {
+    peak_kb(r) - r["base_rss_kb"].as_f64().unwrap_or(f64::NAN)
+}
+
+/// The median over repetitions of `ours ÷ the smallest peer` with both taken in the same
+/// repetition (seconds apart), which cancels much of the shared machine's drift.
+fn paired_ratio(ours: &[Value], peers: &[&[Value]], metric: fn(&Value) -> f64) -> f64 {
+    let ratios: Vec<Value> = ours
+        .iter()
+        .filter_map(|o| {
+            let best = peers
+                .iter()
+                .filter_map(|p| p.iter().find(|r| r["rep"] == o["rep"]).map(metric))
+                .fold(f64::NAN, f64::min);
+            let ratio = metric(o) / best;
+            ratio.is_finite().then(|| serde_json::json!({ "x": ratio }))
+        })
+        .collect();
+    median(&ratios, "x")
 }
 
 fn verdict(ratio: f64, target: f64) -> &'static str {
@@ -256,7 +291,8 @@ pub fn main(o: Options) -> ! {
                     s.mode.name()
                 );
                 match measure_once(which, s.mode, s.n) {
-                    Ok(r) => {
+                    Ok(mut r) => {
+                        r["rep"] = rep.into();
                         eprintln!("  {r}");
                         if r["failed"].as_u64() != Some(0) {
                             failures.push(format!("{}: {}", which.name(), r["first_error"]));
@@ -328,17 +364,25 @@ fn print_report(o: &Options, plan: &[Scenario], results: &HashMap<(usize, Which)
                     }
                 );
                 println!(
-                    "| client | user CPU | sys CPU | user per token | peak RSS | growth per stream | wall | user ÷ cheaper peer | growth ÷ smaller peer |"
+                    "| client | user CPU (min–max) | sys CPU | user per token | user above floor | peak RSS | growth per stream | wall | user ÷ cheaper peer | growth ÷ smaller peer |"
                 );
-                println!("|---|---|---|---|---|---|---|---|---|");
+                println!("|---|---|---|---|---|---|---|---|---|---|");
+                let floor_user = get(Which::Bytes).map_or(f64::NAN, |f| f.user);
                 for w in PEERS_AND_FLOOR {
                     let Some(x) = get(w) else { continue };
                     println!(
-                        "| {} | {:.3} s | {:.3} s | {:.2} µs | {:.1} MB | {:.1} KB | {:.2} s | {:.2}× | {:.2}× |",
+                        "| {} | {:.3} s ({:.2}–{:.2}) | {:.3} s | {:.2} µs | {} | {:.1} MB | {:.1} KB | {:.2} s | {:.2}× | {:.2}× |",
                         w.label(),
                         x.user,
+                        x.user_min,
+                        x.user_max,
                         x.sys,
                         x.user / tokens as f64 * 1e6,
+                        if w == Which::Bytes {
+                            "—".to_string()
+                        } else {
+                            format!("{:.3} s", x.user - floor_user)
+                        },
                         x.peak_kb / 1024.0,
                         x.growth_kb / s.n as f64,
                         x.wall,
@@ -347,36 +391,48 @@ fn print_report(o: &Options, plan: &[Scenario], results: &HashMap<(usize, Which)
                     );
                     if w != Which::Bytes && x.tokens as u64 != tokens {
                         println!(
-                            "| ^ incomplete: {} of {tokens} tokens | | | | | | | | |",
+                            "| ^ incomplete: {} of {tokens} tokens | | | | | | | | | |",
                             x.tokens
                         );
                     }
                 }
                 println!();
+                let raw = |w: Which| results.get(&(si, w)).map_or(&[][..], |v| v.as_slice());
                 if let Some(ours) = get(Which::Ours) {
+                    let origin = [raw(Which::Origin)];
+                    let both = [raw(Which::Origin), raw(Which::AsyncOpenai)];
+                    println!(
+                        "Targets (ratio of medians; in brackets the median of per-repetition ratios, \
+                         ours and the peer measured seconds apart):\n"
+                    );
                     if s.mode == Mode::Fast {
-                        if let Some(origin) = get(Which::Origin) {
-                            let r = ours.user / origin.user;
-                            let rt = (ours.user + ours.sys) / (origin.user + origin.sys);
+                        if let Some(o) = get(Which::Origin) {
+                            let r = ours.user / o.user;
+                            let rp = paired_ratio(raw(Which::Ours), &origin, user_cpu);
+                            let rt = (ours.user + ours.sys) / (o.user + o.sys);
+                            let rtp = paired_ratio(raw(Which::Ours), &origin, total_cpu);
                             println!(
-                                "- target: client CPU ≤ 0.4× the origin crate's — user: {r:.2}× {}; user + sys: {rt:.2}× {}",
+                                "- client CPU ≤ 0.4× the origin crate's — user: {r:.2}× ({rp:.2}×) {}; user + sys: {rt:.2}× ({rtp:.2}×) {}",
                                 verdict(r, 0.4),
                                 verdict(rt, 0.4)
                             );
                         }
                     } else {
                         let r = ours.user / cheaper_user;
+                        let rp = paired_ratio(raw(Which::Ours), &both, user_cpu);
                         let m = ours.growth_kb / smaller_growth;
-                        let peak =
+                        let mp = paired_ratio(raw(Which::Ours), &both, growth_kb);
+                        let pk =
                             ours.peak_kb / peers.iter().map(|p| p.peak_kb).fold(f64::NAN, f64::min);
+                        let pkp = paired_ratio(raw(Which::Ours), &both, peak_kb);
                         println!(
-                            "- target: user CPU ≤ 0.6× the cheaper peer's — {r:.2}× {}",
+                            "- user CPU ≤ 0.6× the cheaper peer's — {r:.2}× ({rp:.2}×) {}",
                             verdict(r, 0.6)
                         );
                         println!(
-                            "- target: peak memory per stream ≤ 0.8× the smaller peer's — growth per stream {m:.2}× {}; whole-process peak {peak:.2}× {}",
+                            "- peak memory per stream ≤ 0.8× the smaller peer's — growth per stream {m:.2}× ({mp:.2}×) {}; whole-process peak {pk:.2}× ({pkp:.2}×) {}",
                             verdict(m, 0.8),
-                            verdict(peak, 0.8)
+                            verdict(pk, 0.8)
                         );
                     }
                 }
