@@ -11,9 +11,16 @@
 //! | [`sse`] | the WHATWG `text/event-stream` algorithm: bytes in any chunking → events, bounded |
 //! | [`stream`] | chat/completions chunks → [`StreamEvent`]s: `[DONE]`, in-band errors, truncation, tool calls |
 //! | [`policy`] | retry classification, backoff, `Retry-After`, retry budget, circuit breaker, rate and concurrency limits, timeouts |
-//! | [`call`] | the per-call driver that composes all of the above (its docs show the run loop) |
+//! | [`call`] | the per-call driver that composes all of the above (its docs show the run loop; [`call::contract`] is everything a transport must know) |
 //! | [`client`] | the user API, written once and generic over an adapter's [`client::Execute`] |
 //! | `strategies` | with the `proptest` feature: `proptest` strategies for every policy configuration |
+//!
+//! **Write your own transport**: read [`call::contract`] (one short file: the actions, the
+//! events, the nine rules — decoded body bytes, the headers a transport adds, when a
+//! connection may be reused, waking the next waiter, cancelling, seeding with
+//! [`os_entropy`]), then drive [`call::Call`] as its docs show. The repository's
+//! `examples/custom_transport.rs` does it over `std::net` with hand-written HTTP/1.1;
+//! `vllm-client-runner` has the run loop ready for any async runtime or plain threads.
 //!
 //! Dependencies are `http`, `bytes`, `serde`, `serde_json`, `thiserror` and small pure helpers
 //! (`memchr`, `httpdate`, `simdutf8`); CI checks that no IO crate is among them. The optional
