@@ -68,4 +68,6 @@ conformance! {
     non_ascii_header_is_refused_not_retried,
     terminal_event_closes_the_connection,
     concurrency_slots_first_come_first_served,
+    spent_server_quota_paces_the_next_call,
+    rate_limit_headers_on_a_429,
 }

@@ -15,6 +15,7 @@
 //!
 //! Secrets never appear here: request headers are not kept, and response snippets are bounded.
 
+use crate::policy::RateLimitSnapshot;
 use std::fmt;
 use std::time::Duration;
 
@@ -158,6 +159,15 @@ impl VllmError {
         }
     }
 
+    /// What the failed response's rate-limit headers said about the server's limits (for a
+    /// 429: how many requests and tokens are left, and when they refill).
+    pub fn rate_limit(&self) -> Option<&RateLimitSnapshot> {
+        match self {
+            VllmError::Api(api) => api.rate_limit.as_ref(),
+            _ => None,
+        }
+    }
+
     /// Builds a decode error keeping a bounded snippet of `body`.
     pub fn decode(message: impl Into<String>, body: &[u8]) -> Self {
         VllmError::Decode {
@@ -196,6 +206,9 @@ pub struct ApiError {
     pub retry_after: Option<Duration>,
     /// Whether this error arrived as an event inside a stream rather than as the response.
     pub in_stream: bool,
+    /// What the response's rate-limit headers said (`x-ratelimit-*`, `anthropic-ratelimit-*`,
+    /// `RateLimit`), when it sent any.
+    pub rate_limit: Option<RateLimitSnapshot>,
 }
 
 impl ApiError {
@@ -262,6 +275,7 @@ impl ApiError {
             code: text("code"),
             retry_after: None,
             in_stream: false,
+            rate_limit: None,
         }
     }
 
@@ -274,12 +288,19 @@ impl ApiError {
             code: None,
             retry_after: None,
             in_stream: false,
+            rate_limit: None,
         }
     }
 
     /// Sets the server's retry hint.
     pub fn with_retry_after(mut self, hint: Option<Duration>) -> Self {
         self.retry_after = hint;
+        self
+    }
+
+    /// Sets what the rate-limit headers said.
+    pub fn with_rate_limit(mut self, snapshot: Option<RateLimitSnapshot>) -> Self {
+        self.rate_limit = snapshot;
         self
     }
 

@@ -1277,3 +1277,59 @@ fn a_clock_that_sometimes_reads_late_still_retries_after_the_hint_and_ends() {
         out.render()
     );
 }
+
+// --- Rate-limit headers ------------------------------------------------------------------------
+
+#[test]
+fn a_spent_server_quota_holds_the_next_call_until_it_refills_instead_of_a_429() {
+    // The server says: no requests left, refilled in 2 s. The next call waits exactly 2 s
+    // and is sent then — instead of being sent at once and answered 429.
+    let mut sim = Sim::new(ClientConfig::default(), 1);
+    let first = sim.run(
+        chat_json(),
+        vec![SimResponse::ok_json(OK)
+            .header("x-ratelimit-limit-requests", "60")
+            .header("x-ratelimit-remaining-requests", "0")
+            .header("x-ratelimit-reset-requests", "2s")],
+    );
+    assert_clean(&first);
+    let snapshot = first.report.rate_limit.expect("the headers were read");
+    assert_eq!(snapshot.requests.remaining, Some(0));
+    assert_eq!(snapshot.wait(), Some(secs(2)));
+    let second = sim.run(chat_json(), vec![SimResponse::ok_json(OK)]);
+    assert_clean(&second);
+    assert!(second.result.is_ok());
+    assert_eq!(second.sleeps, vec![secs(2)], "{}", second.render());
+    assert_eq!(second.sends, vec![secs(2)], "{}", second.render());
+    // The gate is spent: a third call goes at once.
+    let third = sim.run(chat_json(), vec![SimResponse::ok_json(OK)]);
+    assert!(third.sleeps.is_empty() && third.sends == vec![secs(2)]);
+}
+
+#[test]
+fn a_quota_refilling_past_the_deadline_fails_at_once_with_the_hint() {
+    let cfg = config(|p| p.timeouts.total = Some(secs(1)));
+    let mut sim = Sim::new(cfg, 1);
+    let first = sim.run(
+        chat_json(),
+        vec![SimResponse::status(429)
+            .header("x-ratelimit-remaining-tokens", "0")
+            .header("x-ratelimit-reset-tokens", "6m0s")
+            .body(r#"{"error":{"message":"rate limited","type":"rate_limit_error","code":429}}"#)],
+    );
+    // Its retry is refused at once (a 6-minute refill is past the cap), with the 429 itself.
+    let e = err(&first);
+    let snapshot = e.rate_limit().expect("on the error");
+    assert_eq!(snapshot.tokens.reset, Some(secs(360)));
+    assert!(matches!(
+        first.report.gave_up,
+        Some(GiveUpReason::HintBeyondCap { .. })
+    ));
+    let second = sim.run(chat_json(), vec![SimResponse::ok_json(OK)]);
+    assert_clean(&second);
+    match err(&second) {
+        VllmError::RateLimited(message) => assert!(message.contains("refills in 35"), "{message}"),
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
+    assert!(second.sends.is_empty());
+}

@@ -1068,3 +1068,46 @@ pub fn concurrency_slots_first_come_first_served<H: Harness>() {
         "admitted in arrival order"
     );
 }
+
+// ----- rate-limit headers ---------------------------------------------------------------------
+
+pub fn spent_server_quota_paces_the_next_call<H: Harness>() {
+    let server = FakeServer::start();
+    server.push(
+        Reply::generate()
+            .header("x-ratelimit-remaining-requests", "0")
+            .header("x-ratelimit-reset-requests", "400ms"),
+    );
+    let c = client::<H>(&server);
+    let rep = H::wait(
+        c.chat
+            .completions()
+            .create()
+            .model("m")
+            .messages(hi())
+            .send_with_report(),
+    )
+    .expect("reported");
+    assert!(rep.result.is_ok());
+    let snapshot = rep.report.rate_limit.expect("the headers were read");
+    assert_eq!(snapshot.requests.remaining, Some(0));
+    // The next call waits for the refill instead of earning a 429.
+    chat::<H>(&c).expect("second call");
+    assert!(gap(&server, 0) >= Duration::from_millis(380), "{:?}", gap(&server, 0));
+    assert!(gap(&server, 0) < Duration::from_millis(400) + MARGIN);
+}
+
+pub fn rate_limit_headers_on_a_429<H: Harness>() {
+    let server = FakeServer::start();
+    server.push(
+        Reply::vllm_error(429, "slow down")
+            .header("x-ratelimit-limit-tokens", "1000")
+            .header("x-ratelimit-remaining-tokens", "0")
+            .header("x-ratelimit-reset-tokens", "6m0s"),
+    );
+    let c = H::builder(&server.base_url()).max_retries(0).build();
+    let e = chat::<H>(&c).expect_err("429");
+    let snapshot = e.rate_limit().expect("on the error");
+    assert_eq!(snapshot.tokens.limit, Some(1000));
+    assert_eq!(snapshot.tokens.reset, Some(Duration::from_secs(360)));
+}

@@ -42,6 +42,13 @@ pub fn sleep_line(reason: &SleepReason, delay: Duration) -> LogLine {
                 if r.hinted { " as the server asked" } else { "" }
             ),
         },
+        SleepReason::ServerRateLimit => LogLine {
+            level: LogLevel::Info,
+            message: format!(
+                "the server's rate limit is spent: waiting {} ms for it to refill",
+                delay.as_millis()
+            ),
+        },
         SleepReason::RateLimit => LogLine {
             level: LogLevel::Info,
             message: format!("client-side rate limit: waiting {} ms", delay.as_millis()),

@@ -107,7 +107,8 @@ use crate::error::{ApiError, VllmError};
 use crate::event::StreamEvent;
 use crate::policy::{
     earliest_timer, parse_retry_after, Admission, BreakerPermit, ConcurrencyPermit, Failure,
-    GiveUpReason, Outcome, RateLimited, RetryContext, RetryDecision, Rng, TimeoutKind, WaiterId,
+    GiveUpReason, Outcome, RateLimitSnapshot, RateLimited, RetryContext, RetryDecision, Rng,
+    TimeoutKind, WaiterId,
 };
 use crate::request::Endpoint;
 use crate::stream::{StreamDecoder, StreamKind};
@@ -121,6 +122,8 @@ enum State {
     Admit,
     RateWait {
         until: Instant,
+        /// Waiting for the server's announced quota rather than the client's own limiter.
+        server: bool,
     },
     AwaitHead {
         deadline: Option<(Instant, TimeoutKind)>,
@@ -171,6 +174,8 @@ struct Effects {
     budget_successes: Vec<Instant>,
     leave: Option<WaiterId>,
     release: Option<ConcurrencyPermit>,
+    /// The server said its quota is spent until then.
+    rate_gate: Option<Instant>,
 }
 
 impl Effects {
@@ -179,6 +184,7 @@ impl Effects {
             && self.budget_successes.is_empty()
             && self.leave.is_none()
             && self.release.is_none()
+            && self.rate_gate.is_none()
     }
 }
 
@@ -395,11 +401,12 @@ impl Call {
                         return action;
                     }
                 }
-                State::RateWait { until } | State::Backoff { until } => {
+                State::RateWait { until, .. } | State::Backoff { until } => {
                     if now >= until {
                         self.state = State::Admit;
                     } else {
                         let reason = match self.state {
+                            State::RateWait { server: true, .. } => SleepReason::ServerRateLimit,
                             State::RateWait { .. } => SleepReason::RateLimit,
                             _ => self.report.sleep_reason(),
                         };
@@ -436,6 +443,35 @@ impl Call {
             self.finish(now, Err(e));
             return None;
         }
+        if let Some(gate) = shared.server_gate.filter(|g| *g > now) {
+            // The server announced that its quota is spent until `gate`: wait for it instead
+            // of earning a 429 — within the deadline and the longest wait a hint may ask for.
+            let wait = gate.saturating_duration_since(now);
+            let beyond_cap = wait > self.policy.retry.max_retry_after;
+            if beyond_cap || self.deadline.is_some_and(|d| gate >= d) {
+                let e = match self.last_error.take() {
+                    // A retry: the call ends with its last attempt's error, saying why.
+                    Some(e) => {
+                        self.report.gave_up = Some(if beyond_cap {
+                            GiveUpReason::HintBeyondCap { hint: wait }
+                        } else {
+                            GiveUpReason::HintBeyondDeadline { hint: wait }
+                        });
+                        e
+                    }
+                    None => VllmError::RateLimited(format!(
+                        "the server's rate limit refills in {wait:?}, past the call's deadline or max_retry_after"
+                    )),
+                };
+                self.finish(now, Err(e));
+                return None;
+            }
+            self.state = State::RateWait {
+                until: gate,
+                server: true,
+            };
+            return None;
+        }
         if let Some(rate) = shared.rate.as_mut() {
             match rate.check(now, 1) {
                 Ok(()) => {}
@@ -448,7 +484,10 @@ impl Call {
                         self.finish(now, Err(e));
                         return None;
                     }
-                    self.state = State::RateWait { until };
+                    self.state = State::RateWait {
+                        until,
+                        server: false,
+                    };
                     return None;
                 }
                 Err(RateLimited::Never { cost, burst }) => {
@@ -683,6 +722,15 @@ impl Call {
         } else {
             Body::Json(Vec::new())
         };
+        // What the server says about its limits: kept in the report (and in an error), and a
+        // spent quota holds the next calls of the client until it refills.
+        let rate_limit = RateLimitSnapshot::parse(&head.headers, head.received_at);
+        if rate_limit.is_some() {
+            self.report.rate_limit = rate_limit;
+        }
+        if let Some(wait) = rate_limit.and_then(|r| r.wait()) {
+            self.effects.rate_gate = Some(crate::policy::clock::saturating_add(now, wait));
+        }
         self.attempt.body = Some(body);
         self.attempt.head = Some(head);
         self.attempt.last_activity = now;
@@ -745,7 +793,9 @@ impl Call {
             }
             Body::Error(buf) => {
                 let hint = parse_retry_after(&head.headers, head.received_at).map(|h| h.delay);
-                let api = ApiError::from_response(head.status, &buf).with_retry_after(hint);
+                let api = ApiError::from_response(head.status, &buf)
+                    .with_retry_after(hint)
+                    .with_rate_limit(RateLimitSnapshot::parse(&head.headers, head.received_at));
                 let failure = Failure::Status {
                     status: head.status,
                     headers: head.headers,
@@ -938,6 +988,9 @@ impl Call {
             for at in effects.budget_successes {
                 budget.on_success(at);
             }
+        }
+        if let Some(gate) = effects.rate_gate {
+            shared.server_gate = Some(shared.server_gate.map_or(gate, |g| g.max(gate)));
         }
         if let Some(limiter) = shared.concurrency.as_mut() {
             if let Some(w) = effects.leave {

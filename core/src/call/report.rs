@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::policy::{GiveUpReason, TimeoutKind};
+use crate::policy::{GiveUpReason, RateLimitSnapshot, TimeoutKind};
 
 /// What a call went through: how many attempts, why each retry happened and how long it
 /// waited, which timer fired, why the policy gave up.
@@ -17,6 +17,8 @@ pub struct CallReport {
     pub timeout: Option<TimeoutKind>,
     /// Why the retry policy stopped, when the call failed after a failed attempt.
     pub gave_up: Option<GiveUpReason>,
+    /// What the last response's rate-limit headers said, when it sent any.
+    pub rate_limit: Option<RateLimitSnapshot>,
 }
 
 /// One retry.
@@ -41,6 +43,9 @@ pub enum SleepReason {
     Retry(RetryRecord),
     /// Waiting for the client-side rate limiter.
     RateLimit,
+    /// Waiting until the server's announced quota refills (its rate-limit headers said that
+    /// nothing is left), instead of earning a 429.
+    ServerRateLimit,
 }
 
 /// One line a person can read: `"1 attempt; timer fired: Idle; gave up: the client's retry
@@ -88,6 +93,7 @@ mod tests {
             retries: Vec::new(),
             timeout: Some(TimeoutKind::Idle),
             gave_up: Some(GiveUpReason::BudgetExhausted),
+            rate_limit: None,
         };
         assert_eq!(
             report.to_string(),

@@ -22,6 +22,8 @@ pub struct Shared {
     scope: BreakerScope,
     pub(crate) rate: Option<RateLimiter>,
     pub(crate) concurrency: Option<ConcurrencyLimiter>,
+    /// Until when the server said its quota is spent (its rate-limit headers).
+    pub(crate) server_gate: Option<Instant>,
     seeds: Rng,
     transitions: Vec<(Option<Endpoint>, Transition)>,
 }
@@ -43,6 +45,7 @@ impl Shared {
                 .rate_limit
                 .map(|r| RateLimiter::new(r.requests, r.per, r.burst)),
             concurrency: policy.max_concurrency.map(ConcurrencyLimiter::new),
+            server_gate: None,
             seeds: Rng::new(policy.seed.unwrap_or(entropy)),
             transitions: Vec::new(),
         }
@@ -126,6 +129,12 @@ impl Shared {
     /// reported once. Drain this after every `poll`, `handle` and `cancel`.
     pub fn poll_wake(&mut self) -> Option<crate::policy::WaiterId> {
         self.concurrency.as_mut()?.poll_wake()
+    }
+
+    /// Until when new calls wait because the server's rate-limit headers said its quota is
+    /// spent (`None` when no such announcement is in force).
+    pub fn server_rate_limited_until(&self, now: Instant) -> Option<Instant> {
+        self.server_gate.filter(|g| *g > now)
     }
 
     /// Calls waiting for a concurrency slot (`None` when the limit is off).

@@ -42,6 +42,7 @@ pub mod budget;
 pub mod clock;
 pub mod concurrency;
 pub mod rate;
+pub mod rate_limit_headers;
 pub mod retry;
 pub mod retry_after;
 pub mod rng;
@@ -55,6 +56,7 @@ pub use breaker::{
 pub use budget::{RetryBudget, RetryBudgetConfig};
 pub use concurrency::{Admission, ConcurrencyLimiter, ConcurrencyPermit, WaiterId};
 pub use rate::{RateLimited, RateLimiter};
+pub use rate_limit_headers::{Quota, RateLimitSnapshot};
 pub use retry::{
     is_retryable_status, Failure, GiveUpReason, RetryContext, RetryDecision, RetryPolicy,
 };
