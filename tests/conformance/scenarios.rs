@@ -1093,7 +1093,11 @@ pub fn spent_server_quota_paces_the_next_call<H: Harness>() {
     assert_eq!(snapshot.requests.remaining, Some(0));
     // The next call waits for the refill instead of earning a 429.
     chat::<H>(&c).expect("second call");
-    assert!(gap(&server, 0) >= Duration::from_millis(380), "{:?}", gap(&server, 0));
+    assert!(
+        gap(&server, 0) >= Duration::from_millis(380),
+        "{:?}",
+        gap(&server, 0)
+    );
     assert!(gap(&server, 0) < Duration::from_millis(400) + MARGIN);
 }
 
