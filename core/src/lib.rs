@@ -19,7 +19,7 @@
 //! events, the nine rules — decoded body bytes, the headers a transport adds, when a
 //! connection may be reused, waking the next waiter, cancelling, seeding with
 //! [`os_entropy`]), then drive [`call::Call`] as its docs show. The repository's
-//! `examples/custom_transport.rs` does it over `std::net` with hand-written HTTP/1.1;
+//! `examples/custom_transport.rs` does it over `std::net` with hand-written HTTP/1.0;
 //! `vllm-client-runner` has the run loop ready for any async runtime or plain threads.
 //!
 //! Dependencies are `http`, `bytes`, `serde`, `serde_json`, `thiserror` and small pure helpers

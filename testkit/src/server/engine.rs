@@ -386,6 +386,11 @@ async fn answer(
         (FramingHeader::None, false, true)
     } else {
         match reply.framing {
+            // A server must not send chunked to an HTTP/1.0 client (RFC 9112 §6.1): its
+            // stream is delimited by closing the connection.
+            Framing::Auto if streamed && req.version == "HTTP/1.0" => {
+                (FramingHeader::None, false, false)
+            }
             Framing::Auto if streamed => (FramingHeader::Chunked, true, true),
             Framing::Chunked => (FramingHeader::Chunked, true, true),
             Framing::Auto | Framing::ContentLength => (FramingHeader::Length(total), false, true),
