@@ -39,7 +39,10 @@ impl Conn {
         let _ = self.tcp.set_read_timeout(left);
         let mut buf = [0u8; 16 << 10];
         match self.tcp.read(&mut buf) {
-            Ok(n) => Ok(self.raw.extend_from_slice(&buf[..n])).map(|()| n),
+            Ok(n) => {
+                self.raw.extend_from_slice(&buf[..n]);
+                Ok(n)
+            }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 Err(Event::Timeout)
             }
