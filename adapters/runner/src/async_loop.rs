@@ -10,13 +10,13 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_util::future::{select, Either};
 use futures_util::stream::{BoxStream, Stream, StreamExt};
-use vllm_client_core::call::{Action, CallReport, CallSpec, Event, Shared, TransportErrorKind};
+use vllm_client_core::call::{Action, CallReport, CallSpec, Event, TransportErrorKind};
 use vllm_client_core::client::{Decode, Execute, Reported};
 use vllm_client_core::config::ClientConfig;
 use vllm_client_core::{StreamEvent, VllmError};
 
-use crate::client::ClientState;
 use crate::driver::Driver;
+use crate::exec::{AsyncExec, Exec};
 use crate::transport::{Failed, Transport};
 
 /// A boxed, `Send` future: what `send()` returns.
@@ -196,39 +196,11 @@ impl Stream for EventStream {
     }
 }
 
-/// An async executor for `vllm_client_core::client::Client` over the transport `T`. Cheap to
-/// clone; clones share the transport (its connection pool) and the client's shared state.
-pub struct AsyncExec<T: Transport> {
-    transport: Arc<T>,
-    client: Arc<ClientState>,
-}
-
-impl<T: Transport> Clone for AsyncExec<T> {
-    fn clone(&self) -> Self {
-        AsyncExec {
-            transport: self.transport.clone(),
-            client: self.client.clone(),
-        }
-    }
-}
-
-impl<T: Transport> fmt::Debug for AsyncExec<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AsyncExec").finish_non_exhaustive()
-    }
-}
-
 impl<T: Transport> AsyncExec<T> {
-    /// Runs `f` with the client's shared state (breaker, budget, limits), e.g. to read the
-    /// breaker's state or force it open.
-    pub fn with_shared<R>(&self, f: impl FnOnce(&mut Shared) -> R) -> R {
-        self.client.with_shared(f)
-    }
-
     fn runner(&self, spec: CallSpec) -> Runner<T> {
         Runner {
             transport: self.transport.clone(),
-            driver: Driver::new(self.client.clone(), spec),
+            driver: self.driver(spec),
             response: None,
         }
     }
@@ -240,11 +212,7 @@ impl<T: Transport> Execute for AsyncExec<T> {
     type HttpClient = T::HttpClient;
 
     fn from_config(config: ClientConfig, http: Option<T::HttpClient>) -> Self {
-        let transport = T::new(&config, http);
-        AsyncExec {
-            transport: Arc::new(transport),
-            client: Arc::new(ClientState::new(config)),
-        }
+        Exec::with_transport(T::new(&config, http), config)
     }
 
     fn config(&self) -> &ClientConfig {
@@ -252,10 +220,7 @@ impl<T: Transport> Execute for AsyncExec<T> {
     }
 
     fn reconfigure(&self, config: ClientConfig) -> Self {
-        AsyncExec {
-            transport: Arc::new(self.transport.reconfigure(&config)),
-            client: Arc::new(ClientState::new(config)),
-        }
+        Exec::with_transport(self.transport.reconfigure(&config), config)
     }
 
     fn execute<R: Decode + Send + 'static>(&self, spec: CallSpec) -> BoxFuture<R> {

@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use vllm_client_core::call::{Action, CallSpec, Event, Shared, TransportErrorKind};
+use vllm_client_core::call::{Action, CallSpec, Event, TransportErrorKind};
 use vllm_client_core::client::{Decode, Execute, Reported};
 use vllm_client_core::config::ClientConfig;
 use vllm_client_core::{StreamEvent, VllmError};
 
 use crate::async_loop::{ends_response, Step};
-use crate::client::ClientState;
 use crate::driver::Driver;
+use crate::exec::{BlockingExec, Exec};
 use crate::transport::{BlockingTransport, Outcome};
 
 fn event<T>(outcome: Outcome<T>, ok: impl FnOnce(T) -> Event) -> Event {
@@ -168,39 +168,11 @@ impl Iterator for EventIter {
     }
 }
 
-/// A blocking executor for `vllm_client_core::client::Client` over the transport `T`. Cheap
-/// to clone, `Send + Sync`: one client can serve many threads.
-pub struct BlockingExec<T: BlockingTransport> {
-    transport: Arc<T>,
-    client: Arc<ClientState>,
-}
-
-impl<T: BlockingTransport> Clone for BlockingExec<T> {
-    fn clone(&self) -> Self {
-        BlockingExec {
-            transport: self.transport.clone(),
-            client: self.client.clone(),
-        }
-    }
-}
-
-impl<T: BlockingTransport> fmt::Debug for BlockingExec<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BlockingExec").finish_non_exhaustive()
-    }
-}
-
 impl<T: BlockingTransport> BlockingExec<T> {
-    /// Runs `f` with the client's shared state (breaker, budget, limits), e.g. to read the
-    /// breaker's state or force it open.
-    pub fn with_shared<R>(&self, f: impl FnOnce(&mut Shared) -> R) -> R {
-        self.client.with_shared(f)
-    }
-
     fn runner(&self, spec: CallSpec) -> BlockingRunner<T> {
         BlockingRunner {
             transport: self.transport.clone(),
-            driver: Driver::new(self.client.clone(), spec),
+            driver: self.driver(spec),
             response: None,
         }
     }
@@ -212,11 +184,7 @@ impl<T: BlockingTransport> Execute for BlockingExec<T> {
     type HttpClient = T::HttpClient;
 
     fn from_config(config: ClientConfig, http: Option<T::HttpClient>) -> Self {
-        let transport = T::new(&config, http);
-        BlockingExec {
-            transport: Arc::new(transport),
-            client: Arc::new(ClientState::new(config)),
-        }
+        Exec::with_transport(T::new(&config, http), config)
     }
 
     fn config(&self) -> &ClientConfig {
@@ -224,10 +192,7 @@ impl<T: BlockingTransport> Execute for BlockingExec<T> {
     }
 
     fn reconfigure(&self, config: ClientConfig) -> Self {
-        BlockingExec {
-            transport: Arc::new(self.transport.reconfigure(&config)),
-            client: Arc::new(ClientState::new(config)),
-        }
+        Exec::with_transport(self.transport.reconfigure(&config), config)
     }
 
     fn execute<R: Decode + Send + 'static>(&self, spec: CallSpec) -> Result<R, VllmError> {

@@ -32,10 +32,12 @@ mod async_loop;
 mod blocking_loop;
 mod client;
 mod driver;
+mod exec;
 mod transport;
 mod turn;
 
-pub use async_loop::{AsyncExec, EventStream};
-pub use blocking_loop::{BlockingExec, EventIter};
+pub use async_loop::EventStream;
+pub use blocking_loop::EventIter;
 pub use client::ClientState;
+pub use exec::{Async, AsyncExec, Blocking, BlockingExec, Exec};
 pub use transport::{BlockingTransport, Failed, Outcome, Transport};

@@ -1,25 +1,24 @@
 //! [`SplitMix64`]: a small seeded generator for workloads (no dependency, same numbers on
 //! every platform).
 
-/// SplitMix64 (Steele, Lea, Flood 2014): a 64-bit state, one add and a mix per number.
+/// SplitMix64 (Steele, Lea, Flood 2014): the core's own seeded generator
+/// ([`vllm_client_core::policy::Rng`]) with the draws a workload needs.
 #[derive(Debug, Clone)]
 pub struct SplitMix64 {
-    state: u64,
+    rng: vllm_client_core::policy::Rng,
 }
 
 impl SplitMix64 {
     /// A generator seeded with `seed`.
     pub fn new(seed: u64) -> SplitMix64 {
-        SplitMix64 { state: seed }
+        SplitMix64 {
+            rng: vllm_client_core::policy::Rng::new(seed),
+        }
     }
 
     /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.rng.next_u64()
     }
 
     /// A uniform number in `[0, 1)` (53 bits).
