@@ -57,10 +57,46 @@ fn failed(f: Failed) -> Event {
     }
 }
 
+/// A timer armed at an instant, kept across body reads.
+type Timer = (Instant, Pin<Box<dyn Future<Output = ()> + Send>>);
+
 pub(crate) struct Runner<T: Transport> {
     transport: Arc<T>,
     driver: Driver,
     response: Option<T::Response>,
+    /// The body-read timer. The idle deadline moves forward with every data event; re-arming
+    /// a runtime timer per event costs more than the event itself, so a timer armed earlier
+    /// than the current deadline is kept, and when it fires early it is re-armed once.
+    timer: Option<Timer>,
+}
+
+/// Reads the next chunk of `response` before `deadline`, reusing `timer` (see [`Runner`]).
+async fn read_until<T: Transport>(
+    response: &mut T::Response,
+    deadline: Option<Instant>,
+    timer: &mut Option<Timer>,
+) -> Option<Result<Option<Bytes>, Failed>> {
+    let Some(d) = deadline else {
+        return Some(T::read(response).await);
+    };
+    let mut read = pin!(T::read(response));
+    loop {
+        if !matches!(timer, Some((at, _)) if *at <= d) {
+            *timer = Some((d, Box::pin(T::sleep_until(d))));
+        }
+        let Some((_, sleep)) = timer.as_mut() else {
+            return None;
+        };
+        match select(read.as_mut(), sleep.as_mut()).await {
+            Either::Left((out, _)) => return Some(out),
+            Either::Right(_) => {
+                *timer = None;
+                if Instant::now() >= d {
+                    return None;
+                }
+            }
+        }
+    }
 }
 
 impl<T: Transport> Runner<T> {
@@ -95,12 +131,14 @@ impl<T: Transport> Runner<T> {
                         kind: TransportErrorKind::Io,
                         message: "no response to read".into(),
                     },
-                    Some(response) => match until::<T, _>(deadline, T::read(response)).await {
-                        None => Event::Timeout,
-                        Some(Ok(Some(bytes))) => Event::Chunk(bytes),
-                        Some(Ok(None)) => Event::BodyEnd,
-                        Some(Err(f)) => failed(f),
-                    },
+                    Some(response) => {
+                        match read_until::<T>(response, deadline, &mut self.timer).await {
+                            None => Event::Timeout,
+                            Some(Ok(Some(bytes))) => Event::Chunk(bytes),
+                            Some(Ok(None)) => Event::BodyEnd,
+                            Some(Err(f)) => failed(f),
+                        }
+                    }
                 },
                 Action::Sleep { until: at, .. } => {
                     T::sleep_until(at).await;
@@ -202,6 +240,7 @@ impl<T: Transport> AsyncExec<T> {
             transport: self.transport.clone(),
             driver: self.driver(spec),
             response: None,
+            timer: None,
         }
     }
 }
