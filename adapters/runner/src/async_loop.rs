@@ -84,9 +84,7 @@ async fn read_until<T: Transport>(
         if !matches!(timer, Some((at, _)) if *at <= d) {
             *timer = Some((d, Box::pin(T::sleep_until(d))));
         }
-        let Some((_, sleep)) = timer.as_mut() else {
-            return None;
-        };
+        let (_, sleep) = timer.as_mut()?;
         match select(read.as_mut(), sleep.as_mut()).await {
             Either::Left((out, _)) => return Some(out),
             Either::Right(_) => {
