@@ -10,23 +10,17 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_util::future::{select, Either};
 use futures_util::stream::{BoxStream, Stream, StreamExt};
-use vllm_client_core::call::{Action, CallReport, CallSpec, Event, TransportErrorKind};
+use vllm_client_core::call::{CallReport, CallSpec, Event};
 use vllm_client_core::client::{Decode, Execute, Reported};
 use vllm_client_core::config::ClientConfig;
 use vllm_client_core::{StreamEvent, VllmError};
 
-use crate::driver::Driver;
+use crate::driver::{no_response, Driver, Io, Step};
 use crate::exec::{AsyncExec, Exec};
 use crate::transport::{Failed, Transport};
 
 /// A boxed, `Send` future: what `send()` returns.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, VllmError>> + Send + 'static>>;
-
-/// What the loop stops for.
-pub(crate) enum Step {
-    Emit(StreamEvent),
-    Done(Result<Bytes, VllmError>),
-}
 
 /// Races `fut` against `deadline`: `None` when the deadline passed first (an arrival exactly
 /// at the deadline wins).
@@ -37,16 +31,6 @@ async fn until<T: Transport, F: Future>(deadline: Option<Instant>, fut: F) -> Op
             Either::Left((out, _)) => Some(out),
             Either::Right(_) => None,
         },
-    }
-}
-
-/// Whether the response in hand is done with: anything but reading its body or emitting a
-/// non-terminal event of it.
-pub(crate) fn ends_response(action: &Action) -> bool {
-    match action {
-        Action::ReadBody { .. } => false,
-        Action::Emit(ev) => ev.is_terminal(),
-        _ => true,
     }
 }
 
@@ -101,19 +85,15 @@ impl<T: Transport> Runner<T> {
     /// Runs until the next event for the caller, or the end.
     pub(crate) async fn step(&mut self) -> Step {
         loop {
-            let action = self.driver.next();
-            if ends_response(&action) {
-                // The contract's rule 5: a response lives only while its body is read.
-                self.response = None;
-            }
-            let event = match action {
-                Action::Emit(ev) => return Step::Emit(ev),
-                Action::Done(result) => return Step::Done(result),
-                Action::Send {
+            let io = match self.driver.next_io(&mut self.response) {
+                Ok(io) => io,
+                Err(step) => return step,
+            };
+            let event = match io {
+                Io::Send {
                     request,
                     deadline,
                     connect_timeout,
-                    ..
                 } => match until::<T, _>(deadline, self.transport.send(request, connect_timeout))
                     .await
                 {
@@ -124,11 +104,8 @@ impl<T: Transport> Runner<T> {
                     }
                     Some(Err(f)) => failed(f),
                 },
-                Action::ReadBody { deadline, .. } => match self.response.as_mut() {
-                    None => Event::TransportError {
-                        kind: TransportErrorKind::Io,
-                        message: "no response to read".into(),
-                    },
+                Io::Read { deadline } => match self.response.as_mut() {
+                    None => no_response(),
                     Some(response) => {
                         match read_until::<T>(response, deadline, &mut self.timer).await {
                             None => Event::Timeout,
@@ -138,11 +115,11 @@ impl<T: Transport> Runner<T> {
                         }
                     }
                 },
-                Action::Sleep { until: at, .. } => {
+                Io::Sleep { until: at } => {
                     T::sleep_until(at).await;
                     Event::Timeout
                 }
-                Action::WaitForPermit { deadline, .. } => {
+                Io::Wait { deadline } => {
                     let turn = self.driver.turn.clone();
                     match until::<T, _>(deadline, turn.wait()).await {
                         Some(()) => Event::PermitReleased,

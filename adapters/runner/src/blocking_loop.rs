@@ -5,13 +5,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use vllm_client_core::call::{Action, CallSpec, Event, TransportErrorKind};
+use vllm_client_core::call::{CallSpec, Event};
 use vllm_client_core::client::{Decode, Execute, Reported};
 use vllm_client_core::config::ClientConfig;
 use vllm_client_core::{StreamEvent, VllmError};
 
-use crate::async_loop::{ends_response, Step};
-use crate::driver::Driver;
+use crate::driver::{no_response, Driver, Io, Step};
 use crate::exec::{BlockingExec, Exec};
 use crate::transport::{BlockingTransport, Outcome};
 
@@ -36,19 +35,15 @@ impl<T: BlockingTransport> BlockingRunner<T> {
     /// Runs until the next event for the caller, or the end.
     fn step(&mut self) -> Step {
         loop {
-            let action = self.driver.next();
-            if ends_response(&action) {
-                // The contract's rule 5: a response lives only while its body is read.
-                self.response = None;
-            }
-            let event = match action {
-                Action::Emit(ev) => return Step::Emit(ev),
-                Action::Done(result) => return Step::Done(result),
-                Action::Send {
+            let io = match self.driver.next_io(&mut self.response) {
+                Ok(io) => io,
+                Err(step) => return step,
+            };
+            let event = match io {
+                Io::Send {
                     request,
                     deadline,
                     connect_timeout,
-                    ..
                 } => event(
                     self.transport.send(request, deadline, connect_timeout),
                     |(head, response)| {
@@ -56,11 +51,8 @@ impl<T: BlockingTransport> BlockingRunner<T> {
                         Event::Response(head)
                     },
                 ),
-                Action::ReadBody { deadline, .. } => match self.response.as_mut() {
-                    None => Event::TransportError {
-                        kind: TransportErrorKind::Io,
-                        message: "no response to read".into(),
-                    },
+                Io::Read { deadline } => match self.response.as_mut() {
+                    None => no_response(),
                     Some(response) => {
                         event(
                             self.transport.read(response, deadline),
@@ -71,11 +63,11 @@ impl<T: BlockingTransport> BlockingRunner<T> {
                         )
                     }
                 },
-                Action::Sleep { until, .. } => {
+                Io::Sleep { until } => {
                     std::thread::sleep(until.saturating_duration_since(Instant::now()));
                     Event::Timeout
                 }
-                Action::WaitForPermit { deadline, .. } => {
+                Io::Wait { deadline } => {
                     if self.driver.turn.wait_blocking(deadline) {
                         Event::PermitReleased
                     } else {

@@ -3,14 +3,52 @@
 //! client lock only when the call owes the shared state something.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Request;
+use vllm_client_core::{StreamEvent, VllmError};
 
 use vllm_client_core::call::log;
-use vllm_client_core::call::{Action, Call, CallReport, CallSpec, Event};
+use vllm_client_core::call::{Action, Call, CallReport, CallSpec, Event, TransportErrorKind};
 use vllm_client_core::policy::WaiterId;
 
 use crate::client::{emit, ClientState};
 use crate::turn::Turn;
+
+/// What the loop stops for.
+pub(crate) enum Step {
+    Emit(StreamEvent),
+    Done(Result<Bytes, VllmError>),
+}
+
+/// The IO an action asks the transport for; everything else is decided in [`Driver::next_io`].
+// Short-lived, moved once per action: boxing the request would cost an allocation per send.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Io {
+    Send {
+        request: Request<Bytes>,
+        deadline: Option<Instant>,
+        connect_timeout: Option<Duration>,
+    },
+    Read {
+        deadline: Option<Instant>,
+    },
+    Sleep {
+        until: Instant,
+    },
+    Wait {
+        deadline: Option<Instant>,
+    },
+}
+
+/// Reported when the driver asks to read a body the loop does not have (a misuse).
+pub(crate) fn no_response() -> Event {
+    Event::TransportError {
+        kind: TransportErrorKind::Io,
+        message: "no response to read".into(),
+    }
+}
 
 pub(crate) struct Driver {
     client: Arc<ClientState>,
@@ -69,6 +107,38 @@ impl Driver {
             _ => {}
         }
         action
+    }
+
+    /// The next IO for the transport, or what to hand the caller. The response in hand is
+    /// dropped unless the action still concerns it (the contract's rule 5: a response lives
+    /// only while its body is read or its non-terminal events are emitted).
+    pub(crate) fn next_io<R>(&mut self, response: &mut Option<R>) -> Result<Io, Step> {
+        let action = self.next();
+        let keep = match &action {
+            Action::ReadBody { .. } => true,
+            Action::Emit(ev) => !ev.is_terminal(),
+            _ => false,
+        };
+        if !keep {
+            *response = None;
+        }
+        match action {
+            Action::Emit(ev) => Err(Step::Emit(ev)),
+            Action::Done(result) => Err(Step::Done(result)),
+            Action::Send {
+                request,
+                deadline,
+                connect_timeout,
+                ..
+            } => Ok(Io::Send {
+                request,
+                deadline,
+                connect_timeout,
+            }),
+            Action::ReadBody { deadline, .. } => Ok(Io::Read { deadline }),
+            Action::Sleep { until, .. } => Ok(Io::Sleep { until }),
+            Action::WaitForPermit { deadline, .. } => Ok(Io::Wait { deadline }),
+        }
     }
 
     /// Reports what happened; the lock is taken only if the call then owes the shared state.
