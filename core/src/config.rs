@@ -58,6 +58,8 @@ pub struct PolicyConfig {
     /// The most calls in flight at once; a stream holds its slot until it ends or is dropped
     /// (default: off).
     pub max_concurrency: Option<u32>,
+    /// Routing and outlier ejection across several endpoints (see [`crate::pool`]).
+    pub pool: crate::pool::PoolConfig,
     /// The seed of the jitter; `None` lets the adapter pick one from the OS so that clients in
     /// different processes do not retry in lockstep.
     pub seed: Option<u64>,
@@ -77,6 +79,7 @@ impl Default for PolicyConfig {
             breaker_scope: BreakerScope::Client,
             rate_limit: None,
             max_concurrency: None,
+            pool: crate::pool::PoolConfig::default(),
             seed: None,
             max_body_bytes: 64 << 20,
             sse_limits: SseLimits::default(),

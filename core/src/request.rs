@@ -177,6 +177,8 @@ impl Endpoint {
 pub struct RequestConfig {
     /// The base URL as the user gave it (parsed per request, so that building never fails).
     pub base_url: String,
+    /// Several servers instead of `base_url` (empty: `base_url` alone). See [`crate::pool`].
+    pub endpoints: Vec<crate::pool::EndpointConfig>,
     /// The API key, sent as `Authorization: Bearer`.
     pub api_key: Option<ApiKey>,
     /// Headers added to every request (before the client's own).
@@ -192,6 +194,7 @@ impl Default for RequestConfig {
     fn default() -> Self {
         RequestConfig {
             base_url: "http://localhost:8000/v1".to_owned(),
+            endpoints: Vec::new(),
             api_key: None,
             default_headers: HeaderMap::new(),
             user_agent: USER_AGENT.to_owned(),
@@ -211,7 +214,10 @@ impl RequestConfig {
         if let Some(why) = &self.invalid {
             return Err(VllmError::InvalidRequest(why.clone()));
         }
-        let base = BaseUrl::parse(&self.base_url)?;
+        // With several endpoints the pool sends each attempt to its own; the first one's URL
+        // builds the request.
+        let base_url = self.endpoints.first().map_or(&self.base_url, |e| &e.url);
+        let base = BaseUrl::parse(base_url)?;
         let stream = body
             .and_then(|b| b.get("stream"))
             .and_then(serde_json::Value::as_bool)

@@ -105,11 +105,13 @@ use self::body::{Body, StreamBody, MAX_ERROR_BODY};
 use crate::config::{ClientConfig, PolicyConfig};
 use crate::error::{ApiError, VllmError};
 use crate::event::StreamEvent;
+use crate::policy::Verdict;
 use crate::policy::{
     earliest_timer, parse_retry_after, Admission, BreakerPermit, ConcurrencyPermit, Failure,
     GiveUpReason, Outcome, RateLimitSnapshot, RateLimited, RetryContext, RetryDecision, Rng,
     TimeoutKind, WaiterId,
 };
+use crate::pool::{verdict_of, EndpointId, Ticket};
 use crate::request::Endpoint;
 use crate::stream::{StreamDecoder, StreamKind};
 
@@ -151,6 +153,11 @@ struct Attempt {
     first_data: Option<Instant>,
     last_activity: Instant,
     breaker_permit: Option<BreakerPermit>,
+    /// The endpoint it went to, until the attempt ends.
+    ticket: Option<Ticket>,
+    /// Whether what it says about its endpoint was recorded (once per attempt).
+    judged: bool,
+    head_at: Option<Instant>,
 }
 
 impl Attempt {
@@ -163,6 +170,9 @@ impl Attempt {
             first_data: None,
             last_activity: now,
             breaker_permit: None,
+            ticket: None,
+            judged: false,
+            head_at: None,
         }
     }
 }
@@ -176,6 +186,14 @@ struct Effects {
     release: Option<ConcurrencyPermit>,
     /// The server said its quota is spent until then.
     rate_gate: Option<Instant>,
+    pool: Vec<PoolEffect>,
+}
+
+/// What an attempt owes its endpoint's state in the pool.
+#[derive(Debug)]
+enum PoolEffect {
+    Record(Instant, Ticket, Verdict, Option<Duration>),
+    Release(Ticket),
 }
 
 impl Effects {
@@ -185,6 +203,7 @@ impl Effects {
             && self.leave.is_none()
             && self.release.is_none()
             && self.rate_gate.is_none()
+            && self.pool.is_empty()
     }
 }
 
@@ -193,7 +212,11 @@ impl Effects {
 pub struct Call {
     policy: PolicyConfig,
     endpoint: Endpoint,
+    /// Built once for the client's first endpoint; each attempt's copy goes to its own.
     request: Result<Request<Bytes>, VllmError>,
+    affinity: Option<u64>,
+    /// Endpoints this call already sent an attempt to (a retry skips them while it can).
+    tried: Vec<EndpointId>,
     stream: Option<StreamKind>,
     state: State,
     rng: Rng,
@@ -215,7 +238,17 @@ pub struct Call {
 impl Call {
     /// A call described by `spec`, starting at `now`.
     pub fn new(config: &ClientConfig, spec: CallSpec, now: Instant, shared: &mut Shared) -> Call {
-        let request = if config.policy.max_concurrency == Some(0) {
+        shared.configure(config);
+        let affinity = spec.affinity.or_else(|| {
+            let derive = config.policy.pool.routing.affinity_from_prefix;
+            match &spec.body {
+                Ok(Some(body)) if derive => crate::pool::prefix_key(body),
+                _ => None,
+            }
+        });
+        let request = if let Some(e) = shared.pool.invalid() {
+            Err(e.clone())
+        } else if config.policy.max_concurrency == Some(0) {
             // Would wait forever (or until the deadline) for a slot that can never exist.
             Err(VllmError::InvalidRequest(
                 "max_concurrency(0) can never admit a call; use at least 1".into(),
@@ -229,6 +262,8 @@ impl Call {
         Call {
             endpoint: spec.endpoint,
             request,
+            affinity,
+            tried: Vec::new(),
             stream: spec.stream,
             state: State::Start,
             rng: Rng::new(shared.next_seed()),
@@ -518,19 +553,33 @@ impl Call {
             }
             shared.collect_transitions();
         }
+        let id = shared
+            .pool
+            .pick(now, &self.tried, self.affinity)
+            .unwrap_or(EndpointId(0));
         let request = match &self.request {
-            Ok(r) => clone_request(r),
+            Ok(template) => shared.pool.request(id, template, self.endpoint),
+            Err(e) => Err(e.clone()),
+        };
+        let request = match request {
+            Ok(r) => r,
             Err(e) => {
-                let e = e.clone();
+                self.release_breaker(now, Outcome::Ignored);
                 self.finish(now, Err(e));
                 return None;
             }
         };
+        let ticket = shared.pool.dispatch(now, id);
+        if !self.tried.contains(&id) {
+            self.tried.push(id);
+        }
         self.attempts += 1;
         self.report.attempts = self.attempts;
+        self.report.endpoints.push(id);
         let breaker_permit = self.attempt.breaker_permit.take();
         self.attempt = Attempt::new(self.attempts, now);
         self.attempt.breaker_permit = breaker_permit;
+        self.attempt.ticket = Some(ticket);
         let deadline = self.head_deadline();
         self.state = State::AwaitHead { deadline };
         let t = self.policy.timeouts;
@@ -697,6 +746,7 @@ impl Call {
         if self.output_started {
             // Mid-stream: the caller gets the error as the stream's last event.
             self.release_breaker(now, Outcome::Failure { ttfb: None });
+            self.judge(now, Verdict::Failure { connect: false }, None);
             self.pending
                 .push_back(StreamEvent::Error(VllmError::Timeout));
             self.stream_terminal_pending();
@@ -733,6 +783,7 @@ impl Call {
         }
         self.attempt.body = Some(body);
         self.attempt.head = Some(head);
+        self.attempt.head_at = Some(now);
         self.attempt.last_activity = now;
         self.state = State::ReadBody;
     }
@@ -769,6 +820,7 @@ impl Call {
                         // The server is generating: that is the breaker's success signal.
                         let ttfb = now.saturating_duration_since(self.attempt.start);
                         self.release_breaker(now, Outcome::Success { ttfb });
+                        self.judge(now, Verdict::Success, Some(ttfb));
                     }
                 }
                 self.drain_decoder(now);
@@ -788,6 +840,12 @@ impl Call {
             Body::Json(buf) => {
                 let ttfb = self.ttfb();
                 self.release_breaker(now, Outcome::Success { ttfb });
+                // Time to the head: a non-streamed answer's head comes when it is done.
+                let to_head = self
+                    .attempt
+                    .head_at
+                    .map(|h| h.saturating_duration_since(self.attempt.start));
+                self.judge(now, Verdict::Success, to_head);
                 self.effects.budget_successes.push(now);
                 self.finish(now, Ok(Bytes::from(buf)));
             }
@@ -864,12 +922,14 @@ impl Call {
                     self.effects.budget_successes.push(now);
                     let ttfb = self.ttfb();
                     self.release_breaker(now, Outcome::Success { ttfb });
+                    self.judge(now, Verdict::Success, Some(ttfb));
                     self.pending.push_back(StreamEvent::Done);
                     self.stream_terminal_pending();
                     return;
                 }
                 StreamEvent::Error(e) => {
                     self.release_breaker(now, Outcome::Failure { ttfb: None });
+                    self.judge(now, Verdict::Failure { connect: false }, None);
                     self.pending.push_back(StreamEvent::Error(e));
                     self.stream_terminal_pending();
                     return;
@@ -892,6 +952,17 @@ impl Call {
         let ttfb = self.attempt.head.as_ref().map(|_| self.ttfb());
         let outcome = Outcome::of_failure(&failure, ttfb);
         self.release_breaker(now, outcome);
+        let verdict = verdict_of(&failure, self.server_hint(now), self.attempt.head.is_some());
+        // A server that made the call wait for a timer is at least that slow.
+        let sample = match failure {
+            Failure::Timeout {
+                kind: TimeoutKind::FirstToken | TimeoutKind::Attempt,
+                ..
+            } => Some(now.saturating_duration_since(self.attempt.start)),
+            _ => None,
+        };
+        self.judge(now, verdict, sample);
+        self.end_attempt();
         self.attempt.body = None;
         self.state = State::Failed {
             failure,
@@ -910,7 +981,8 @@ impl Call {
             .unwrap_or(SystemTime::UNIX_EPOCH);
         let ctx = RetryContext::new(self.attempts, at, received_at)
             .with_deadline(self.deadline)
-            .with_previous_delay(self.previous_delay);
+            .with_previous_delay(self.previous_delay)
+            .with_failover(shared.pool.can_fail_over(at, &self.tried));
         let decision =
             self.policy
                 .retry
@@ -962,6 +1034,7 @@ impl Call {
         if let Some(permit) = self.concurrency_permit.take() {
             self.effects.release = Some(permit);
         }
+        self.end_attempt();
         self.attempt.body = None;
         self.result = Some(result);
         self.state = State::Finished;
@@ -971,6 +1044,41 @@ impl Call {
         if let Some(permit) = self.attempt.breaker_permit.take() {
             self.effects.breaker.push((now, permit, outcome));
         }
+    }
+
+    /// Records, once per attempt, what it says about its endpoint.
+    fn judge(&mut self, now: Instant, verdict: Verdict, sample: Option<Duration>) {
+        if let (Some(ticket), false) = (self.attempt.ticket, self.attempt.judged) {
+            self.attempt.judged = true;
+            self.effects
+                .pool
+                .push(PoolEffect::Record(now, ticket, verdict, sample));
+        }
+    }
+
+    /// The attempt no longer occupies its endpoint (an unjudged one says nothing about it).
+    fn end_attempt(&mut self) {
+        if let Some(ticket) = self.attempt.ticket.take() {
+            if !self.attempt.judged {
+                self.attempt.judged = true;
+                let now = self.last_now;
+                self.effects
+                    .pool
+                    .push(PoolEffect::Record(now, ticket, Verdict::Neutral, None));
+            }
+            self.effects.pool.push(PoolEffect::Release(ticket));
+        }
+    }
+
+    /// When the server of the current attempt asked to be called again: its `Retry-After`,
+    /// or the reset of a spent rate-limit quota.
+    fn server_hint(&self, now: Instant) -> Option<Instant> {
+        let head = self.attempt.head.as_ref()?;
+        let retry_after = parse_retry_after(&head.headers, head.received_at).map(|h| h.delay);
+        let reset =
+            RateLimitSnapshot::parse(&head.headers, head.received_at).and_then(|r| r.wait());
+        let wait = retry_after.max(reset)?;
+        Some(crate::policy::clock::saturating_add(now, wait))
     }
 
     /// Pays what the call owes the shared state, then takes a pending retry decision.
@@ -987,6 +1095,14 @@ impl Call {
         if let Some(budget) = shared.budget.as_mut() {
             for at in effects.budget_successes {
                 budget.on_success(at);
+            }
+        }
+        for effect in effects.pool {
+            match effect {
+                PoolEffect::Record(at, ticket, verdict, sample) => {
+                    shared.pool.record(at, ticket, verdict, sample)
+                }
+                PoolEffect::Release(ticket) => shared.pool.release(ticket),
             }
         }
         if let Some(gate) = effects.rate_gate {
@@ -1072,16 +1188,4 @@ impl Call {
             self.deadline.map(|d| (d, TimeoutKind::Deadline)),
         ])
     }
-}
-
-fn clone_request(r: &Request<Bytes>) -> Request<Bytes> {
-    let mut b = Request::builder()
-        .method(r.method().clone())
-        .uri(r.uri().clone())
-        .version(r.version());
-    if let Some(h) = b.headers_mut() {
-        *h = r.headers().clone();
-    }
-    b.body(r.body().clone())
-        .unwrap_or_else(|_| Request::new(r.body().clone()))
 }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::policy::{GiveUpReason, RateLimitSnapshot, TimeoutKind};
+use crate::pool::EndpointId;
 
 /// What a call went through: how many attempts, why each retry happened and how long it
 /// waited, which timer fired, why the policy gave up.
@@ -19,6 +20,9 @@ pub struct CallReport {
     pub gave_up: Option<GiveUpReason>,
     /// What the last response's rate-limit headers said, when it sent any.
     pub rate_limit: Option<RateLimitSnapshot>,
+    /// The endpoint each attempt went to, in order (always the first for a client with one
+    /// server).
+    pub endpoints: Vec<EndpointId>,
 }
 
 /// One retry.
@@ -63,6 +67,18 @@ impl std::fmt::Display for CallReport {
                 self.retries.len()
             )?;
         }
+        if self
+            .endpoints
+            .iter()
+            .any(|e| Some(e) != self.endpoints.first())
+        {
+            let list: Vec<String> = self
+                .endpoints
+                .iter()
+                .map(|e| e.index().to_string())
+                .collect();
+            write!(f, " (endpoints {})", list.join(" → "))?;
+        }
         if let Some(t) = self.timeout {
             write!(f, "; timer fired: {t:?}")?;
         }
@@ -94,6 +110,7 @@ mod tests {
             timeout: Some(TimeoutKind::Idle),
             gave_up: Some(GiveUpReason::BudgetExhausted),
             rate_limit: None,
+            endpoints: Vec::new(),
         };
         assert_eq!(
             report.to_string(),

@@ -7,10 +7,11 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use crate::config::{BreakerScope, PolicyConfig};
+use crate::config::{BreakerScope, ClientConfig, PolicyConfig};
 use crate::policy::{
     BreakerState, CircuitBreaker, ConcurrencyLimiter, RateLimiter, RetryBudget, Rng, Transition,
 };
+use crate::pool::{EndpointChange, EndpointStatus, Pool};
 use crate::request::Endpoint;
 
 /// State shared by all calls of one client.
@@ -24,6 +25,9 @@ pub struct Shared {
     pub(crate) concurrency: Option<ConcurrencyLimiter>,
     /// Until when the server said its quota is spent (its rate-limit headers).
     pub(crate) server_gate: Option<Instant>,
+    /// The client's endpoints (configured by [`for_client`](Self::for_client), or by the
+    /// first call).
+    pub(crate) pool: Pool,
     seeds: Rng,
     transitions: Vec<(Option<Endpoint>, Transition)>,
 }
@@ -46,9 +50,36 @@ impl Shared {
                 .map(|r| RateLimiter::new(r.requests, r.per, r.burst)),
             concurrency: policy.max_concurrency.map(ConcurrencyLimiter::new),
             server_gate: None,
+            pool: Pool::default(),
             seeds: Rng::new(policy.seed.unwrap_or(entropy)),
             transitions: Vec::new(),
         }
+    }
+
+    /// Shared state for a whole client configuration: the policy's, plus its endpoints (so
+    /// that [`endpoints`](Self::endpoints) lists them before the first call).
+    pub fn for_client(config: &ClientConfig, entropy: u64) -> Self {
+        let mut shared = Shared::new(&config.policy, entropy);
+        shared.configure(config);
+        shared
+    }
+
+    /// Sets up the endpoints of `config` unless done already (every call does this).
+    pub(crate) fn configure(&mut self, config: &ClientConfig) {
+        if !self.pool.is_configured() {
+            let seed = self.next_seed();
+            self.pool = Pool::new(&config.request, config.policy.pool, seed);
+        }
+    }
+
+    /// Every endpoint's state: health, load, latency, failures.
+    pub fn endpoints(&self, now: Instant) -> Vec<EndpointStatus> {
+        self.pool.status(now)
+    }
+
+    /// The next change of an endpoint's health (ejected, probing, readmitted), for logs.
+    pub fn poll_endpoint_change(&mut self) -> Option<EndpointChange> {
+        self.pool.poll_change()
     }
 
     /// A fresh seed for one call's jitter.

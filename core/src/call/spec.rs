@@ -15,15 +15,25 @@ pub struct CallSpec {
     pub body: Result<Option<Value>, VllmError>,
     /// `Some` for a streamed call.
     pub stream: Option<StreamKind>,
+    /// A session key: calls with the same key go to the same endpoint of a pool while it is
+    /// healthy and not overloaded (see [`crate::pool`]).
+    pub affinity: Option<u64>,
 }
 
 impl CallSpec {
+    /// Sets the session key from a string (see [`affinity`](Self::affinity)).
+    pub fn with_session(mut self, session: &str) -> Self {
+        self.affinity = Some(crate::policy::routing::stable_hash(session.as_bytes()));
+        self
+    }
+
     /// A call answered by one JSON document.
     pub fn json(endpoint: Endpoint, body: Result<Value, VllmError>) -> Self {
         CallSpec {
             endpoint,
             body: body.map(Some),
             stream: None,
+            affinity: None,
         }
     }
 
@@ -33,6 +43,7 @@ impl CallSpec {
             endpoint,
             body: Ok(None),
             stream: None,
+            affinity: None,
         }
     }
 
@@ -53,6 +64,7 @@ impl CallSpec {
             endpoint,
             body,
             stream: Some(kind),
+            affinity: None,
         }
     }
 }

@@ -35,17 +35,24 @@
 //! | `idle` | [`Timeouts`] | 60 s (data events only) | `timeouts.rs` |
 //! | `attempt` | [`Timeouts`] | 600 s | `timeouts.rs` |
 //! | `total` | [`Timeouts`] | none | `timeouts.rs` |
+//! | `consecutive_failures` / `consecutive_connect_failures` | [`EjectionConfig`] | 5 / 3 | `ejection.rs` |
+//! | `base` / `max` ejection | [`EjectionConfig`] | 30 s × times ejected / 300 s | `ejection.rs` |
+//! | `jitter_percent` / `max_ejected_percent` | [`EjectionConfig`] | 10 % / 10 % (at least one, never the last) | `ejection.rs` |
+//! | `affinity_bound` / `latency_decay` | [`RoutingConfig`] | 8 / 10 s | `routing.rs` |
 
 pub mod backoff;
 pub mod breaker;
 pub mod budget;
 pub mod clock;
 pub mod concurrency;
+pub mod ejection;
+pub mod peak_ewma;
 pub mod rate;
 pub mod rate_limit_headers;
 pub mod retry;
 pub mod retry_after;
 pub mod rng;
+pub mod routing;
 pub mod timeouts;
 
 pub use backoff::{Backoff, Jitter};
@@ -55,6 +62,8 @@ pub use breaker::{
 };
 pub use budget::{RetryBudget, RetryBudgetConfig};
 pub use concurrency::{Admission, ConcurrencyLimiter, ConcurrencyPermit, WaiterId};
+pub use ejection::{EjectReason, EjectionConfig, Ejector, Health, HealthChange, Verdict};
+pub use peak_ewma::PeakEwma;
 pub use rate::{RateLimited, RateLimiter};
 pub use rate_limit_headers::{Quota, RateLimitSnapshot};
 pub use retry::{
@@ -62,4 +71,5 @@ pub use retry::{
 };
 pub use retry_after::{parse_retry_after, parse_should_retry, HintSource, RetryAfter};
 pub use rng::Rng;
+pub use routing::RoutingConfig;
 pub use timeouts::{clamp_to_deadline, earliest, earliest_timer, TimeoutKind, Timeouts};

@@ -237,6 +237,10 @@ pub struct RetryContext {
     pub received_at: SystemTime,
     /// The delay slept before the failed attempt (zero before the first retry).
     pub previous_delay: Duration,
+    /// Whether a retry can go to another endpoint the call has not tried (a pool): it then
+    /// goes at once — no backoff, no waiting for this server's hint — and a first-token
+    /// timeout is retried there even when it is not retried against the same endpoint.
+    pub failover: bool,
 }
 
 impl RetryContext {
@@ -248,6 +252,7 @@ impl RetryContext {
             deadline: None,
             received_at,
             previous_delay: Duration::ZERO,
+            failover: false,
         }
     }
 
@@ -260,6 +265,12 @@ impl RetryContext {
     /// Sets the previous delay.
     pub fn with_previous_delay(mut self, previous: Duration) -> Self {
         self.previous_delay = previous;
+        self
+    }
+
+    /// Says whether another, untried endpoint can take the retry.
+    pub fn with_failover(mut self, failover: bool) -> Self {
+        self.failover = failover;
         self
     }
 }
@@ -323,6 +334,7 @@ impl RetryPolicy {
             return RetryDecision::GiveUp(NotRetryable);
         }
         if !self.retry_first_token_timeout
+            && !ctx.failover
             && matches!(
                 failure,
                 Failure::Timeout {
@@ -346,6 +358,9 @@ impl RetryPolicy {
             _ => None,
         };
         let (delay, hinted) = match hint {
+            // Another endpoint takes the retry at once: this server's hint and backoff are
+            // about this server.
+            _ if ctx.failover => (Duration::ZERO, false),
             Some(h) if h > self.max_retry_after => {
                 return RetryDecision::GiveUp(HintBeyondCap { hint: h })
             }

@@ -1,0 +1,612 @@
+//! [`Ejector`]: outlier detection for one endpoint of a pool — when to take it out of
+//! rotation, for how long, and how it comes back.
+//!
+//! ```text
+//!            N consecutive server failures (5xx, connect, first-token timeout;
+//!            fewer for connect failures), or a 429/503 that says until when
+//!  Healthy ─────────────────────────────────────────────────▶ Ejected { until }
+//!     ▲                                                         │    ▲
+//!     │ the probe succeeds                        until passes  │    │ the probe fails
+//!     │ (the server answered)                                   ▼    │ (ejected again,
+//!     └─────────────────────────────────────────────────── Probing ──┘  for longer)
+//!                                         exactly one request in flight
+//! ```
+//!
+//! Rules (each has a test):
+//! - only failures that are the server's fault count: 5xx, connect refused or reset, a
+//!   timeout waiting for the server, a truncated stream; a 4xx is an answer (it resets the
+//!   count) and a call the caller cancelled says nothing;
+//! - connection-level failures eject after fewer in a row than 5xx do (a refused connection
+//!   is a replica that is down, not one that is struggling);
+//! - the ejection lasts `base × times ejected`, capped at `max`, minus up to `jitter_percent`
+//!   so that many clients do not readmit an endpoint in the same instant;
+//! - a `Retry-After` (or a rate-limit reset) on a 429/503 ejects until that instant at once;
+//! - a later deadline always wins over an earlier one: re-ejecting never shortens an ejection;
+//! - an ejected endpoint comes back through exactly one probe request;
+//! - the pool decides whether an ejection is allowed (never more than a share of the
+//!   endpoints, never the last one): [`Ejector::record`] is told.
+
+use std::time::{Duration, Instant};
+
+use super::clock::saturating_add;
+use super::rng::Rng;
+
+/// When an endpoint is ejected and for how long. Defaults follow Envoy's outlier detection
+/// (5 consecutive 5xx, 30 s × times ejected, capped at 300 s, at most 10 % of the endpoints).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EjectionConfig {
+    /// Server failures in a row that eject an endpoint (default 5).
+    pub consecutive_failures: u32,
+    /// Connection failures in a row (refused, reset before an answer, connect timeout) that
+    /// eject an endpoint (default 3): a refused connection is a replica that is down.
+    pub consecutive_connect_failures: u32,
+    /// The first ejection's length; the n-th lasts n times as long (default 30 s).
+    pub base: Duration,
+    /// The longest ejection (default 300 s).
+    pub max: Duration,
+    /// Up to this share of an ejection is taken off at random, so that clients do not readmit
+    /// an endpoint all at once (default 10 %).
+    pub jitter_percent: u32,
+    /// The largest share of the pool's endpoints ejected at once (default 10 %; at least one
+    /// endpoint can always be ejected, and never the last healthy one).
+    pub max_ejected_percent: u32,
+}
+
+impl Default for EjectionConfig {
+    fn default() -> Self {
+        EjectionConfig {
+            consecutive_failures: 5,
+            consecutive_connect_failures: 3,
+            base: Duration::from_secs(30),
+            max: Duration::from_secs(300),
+            jitter_percent: 10,
+            max_ejected_percent: 10,
+        }
+    }
+}
+
+impl EjectionConfig {
+    /// Sets how many server failures in a row eject an endpoint (0 is taken as 1).
+    pub fn consecutive_failures(mut self, n: u32) -> Self {
+        self.consecutive_failures = n;
+        self
+    }
+
+    /// Sets how many connection failures in a row eject an endpoint (0 is taken as 1).
+    pub fn consecutive_connect_failures(mut self, n: u32) -> Self {
+        self.consecutive_connect_failures = n;
+        self
+    }
+
+    /// Sets the first ejection's length and the longest one.
+    pub fn durations(mut self, base: Duration, max: Duration) -> Self {
+        self.base = base;
+        self.max = max;
+        self
+    }
+
+    /// Sets the jitter taken off each ejection, in percent (capped at 100).
+    pub fn jitter_percent(mut self, percent: u32) -> Self {
+        self.jitter_percent = percent;
+        self
+    }
+
+    /// Sets the largest share of endpoints ejected at once, in percent.
+    pub fn max_ejected_percent(mut self, percent: u32) -> Self {
+        self.max_ejected_percent = percent;
+        self
+    }
+
+    /// How many of `endpoints` may be ejected at once: the configured share, at least one,
+    /// never all of them.
+    pub fn max_ejected(&self, endpoints: usize) -> usize {
+        let share = endpoints.saturating_mul(self.max_ejected_percent.min(100) as usize) / 100;
+        share.max(1).min(endpoints.saturating_sub(1))
+    }
+}
+
+/// What an attempt on an endpoint said about the endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The server produced a good answer (or its first token).
+    Success,
+    /// The server answered, though not with success (a 4xx): it is alive.
+    Answered,
+    /// A failure that is the server's fault; `connect` when no connection could be made (or
+    /// it broke before any answer).
+    Failure {
+        /// A connection-level failure.
+        connect: bool,
+    },
+    /// The server asked not to be called again before `until` (429 or 503 with a hint).
+    Overloaded {
+        /// Until when.
+        until: Instant,
+    },
+    /// Nothing learned (the caller cancelled, the request was refused locally).
+    Neutral,
+}
+
+/// Why an endpoint was ejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EjectReason {
+    /// `n` server failures in a row.
+    ConsecutiveFailures(u32),
+    /// `n` connection failures in a row.
+    ConsecutiveConnectFailures(u32),
+    /// The server said when to come back (a 429/503 hint).
+    ServerHint,
+    /// The probe after an ejection failed.
+    ProbeFailed,
+}
+
+impl std::fmt::Display for EjectReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EjectReason::ConsecutiveFailures(n) => write!(f, "{n} server failures in a row"),
+            EjectReason::ConsecutiveConnectFailures(n) => {
+                write!(f, "{n} connection failures in a row")
+            }
+            EjectReason::ServerHint => f.write_str("the server asked to be left alone until then"),
+            EjectReason::ProbeFailed => f.write_str("the probe after an ejection failed"),
+        }
+    }
+}
+
+/// Where an endpoint stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// In rotation.
+    Healthy,
+    /// Out of rotation until `until`; after that, one probe may go.
+    Ejected {
+        /// Until when.
+        until: Instant,
+    },
+    /// The one probe after an ejection is in flight; nothing else goes.
+    Probing,
+}
+
+/// A change of [`Health`], for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthChange {
+    /// Before.
+    pub from: Health,
+    /// After.
+    pub to: Health,
+    /// Why, for an ejection.
+    pub reason: Option<EjectReason>,
+}
+
+/// Outlier detection for one endpoint (see the [module docs](self)).
+#[derive(Debug, Clone)]
+pub struct Ejector {
+    health: Health,
+    consecutive: u32,
+    consecutive_connect: u32,
+    times_ejected: u32,
+    /// Since when the endpoint has been healthy without an ejection (the multiplier decays).
+    healthy_since: Option<Instant>,
+    reason: Option<EjectReason>,
+}
+
+impl Default for Ejector {
+    fn default() -> Self {
+        Ejector::new()
+    }
+}
+
+impl Ejector {
+    /// A healthy endpoint.
+    pub fn new() -> Self {
+        Ejector {
+            health: Health::Healthy,
+            consecutive: 0,
+            consecutive_connect: 0,
+            times_ejected: 0,
+            healthy_since: None,
+            reason: None,
+        }
+    }
+
+    /// The stored state (an ejection whose time has passed is still `Ejected`: it waits for
+    /// its probe; see [`probe_ready`](Self::probe_ready)).
+    pub fn health(&self) -> Health {
+        self.health
+    }
+
+    /// Whether the endpoint takes ordinary requests.
+    pub fn is_healthy(&self) -> bool {
+        self.health == Health::Healthy
+    }
+
+    /// Whether the ejection is over and the one probe may be sent now.
+    pub fn probe_ready(&self, now: Instant) -> bool {
+        matches!(self.health, Health::Ejected { until } if now >= until)
+    }
+
+    /// Whether the endpoint counts as ejected (ejected or probing).
+    pub fn is_ejected(&self) -> bool {
+        !self.is_healthy()
+    }
+
+    /// Server failures in a row so far (all kinds).
+    pub fn consecutive_failures(&self) -> u32 {
+        self.consecutive
+    }
+
+    /// How many times the endpoint was ejected (decays while it stays healthy).
+    pub fn times_ejected(&self) -> u32 {
+        self.times_ejected
+    }
+
+    /// Why it was last ejected.
+    pub fn reason(&self) -> Option<EjectReason> {
+        self.reason
+    }
+
+    /// A request goes to this endpoint at `now`; returns whether it is the probe (the first
+    /// request after an ejection ended).
+    pub fn on_dispatch(&mut self, now: Instant) -> bool {
+        if self.probe_ready(now) {
+            self.health = Health::Probing;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Records what an attempt said. `probe` is what [`on_dispatch`](Self::on_dispatch)
+    /// returned for it; `may_eject` is the pool's answer to "may one more endpoint be
+    /// ejected?". Returns the change of health, if any.
+    pub fn record(
+        &mut self,
+        now: Instant,
+        verdict: Verdict,
+        probe: bool,
+        may_eject: bool,
+        cfg: &EjectionConfig,
+        rng: &mut Rng,
+    ) -> Option<HealthChange> {
+        let from = self.health;
+        match self.health {
+            Health::Probing if probe => match verdict {
+                Verdict::Success | Verdict::Answered => {
+                    self.consecutive = 0;
+                    self.consecutive_connect = 0;
+                    self.health = Health::Healthy;
+                    self.healthy_since = Some(now);
+                }
+                // The probe was spent on nothing: the next request probes again.
+                Verdict::Neutral => self.health = Health::Ejected { until: now },
+                Verdict::Failure { .. } => self.eject(now, EjectReason::ProbeFailed, cfg, rng),
+                Verdict::Overloaded { until } => {
+                    self.reason = Some(EjectReason::ServerHint);
+                    self.times_ejected = self.times_ejected.saturating_add(1);
+                    self.health = Health::Ejected { until };
+                }
+            },
+            // Late answers to requests sent before the ejection change nothing, except a
+            // longer server hint: the later deadline wins.
+            Health::Probing => {}
+            Health::Ejected { until: current } => {
+                if let Verdict::Overloaded { until } = verdict {
+                    if until > current {
+                        self.health = Health::Ejected { until };
+                        self.reason = Some(EjectReason::ServerHint);
+                    }
+                }
+            }
+            Health::Healthy => match verdict {
+                Verdict::Success | Verdict::Answered => {
+                    self.consecutive = 0;
+                    self.consecutive_connect = 0;
+                    self.decay(now, cfg);
+                }
+                Verdict::Neutral => {}
+                Verdict::Failure { connect } => {
+                    self.consecutive = self.consecutive.saturating_add(1);
+                    if connect {
+                        self.consecutive_connect = self.consecutive_connect.saturating_add(1);
+                    } else {
+                        self.consecutive_connect = 0;
+                    }
+                    let reason =
+                        if self.consecutive_connect >= cfg.consecutive_connect_failures.max(1) {
+                            Some(EjectReason::ConsecutiveConnectFailures(
+                                self.consecutive_connect,
+                            ))
+                        } else if self.consecutive >= cfg.consecutive_failures.max(1) {
+                            Some(EjectReason::ConsecutiveFailures(self.consecutive))
+                        } else {
+                            None
+                        };
+                    if let (Some(reason), true) = (reason, may_eject) {
+                        self.eject(now, reason, cfg, rng);
+                    }
+                }
+                Verdict::Overloaded { until } => {
+                    if may_eject && until > now {
+                        self.times_ejected = self.times_ejected.saturating_add(1);
+                        self.reason = Some(EjectReason::ServerHint);
+                        self.health = Health::Ejected { until };
+                    }
+                }
+            },
+        }
+        (self.health != from).then_some(HealthChange {
+            from,
+            to: self.health,
+            reason: self.reason.filter(|_| !self.is_healthy()),
+        })
+    }
+
+    fn eject(&mut self, now: Instant, reason: EjectReason, cfg: &EjectionConfig, rng: &mut Rng) {
+        self.times_ejected = self.times_ejected.saturating_add(1);
+        let length = cfg
+            .base
+            .saturating_mul(self.times_ejected)
+            .min(cfg.max.max(cfg.base));
+        let jitter_share = length.saturating_mul(cfg.jitter_percent.min(100)) / 100;
+        let length = length.saturating_sub(rng.duration_below(jitter_share));
+        let mut until = saturating_add(now, length);
+        if let Health::Ejected { until: current } = self.health {
+            until = until.max(current);
+        }
+        self.consecutive = 0;
+        self.consecutive_connect = 0;
+        self.reason = Some(reason);
+        self.health = Health::Ejected { until };
+    }
+
+    /// Staying healthy earns back one step of the ejection multiplier per `base`.
+    fn decay(&mut self, now: Instant, cfg: &EjectionConfig) {
+        if self.times_ejected == 0 {
+            return;
+        }
+        let since = *self.healthy_since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= cfg.base {
+            self.times_ejected -= 1;
+            self.healthy_since = Some(now);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FAIL: Verdict = Verdict::Failure { connect: false };
+    const REFUSED: Verdict = Verdict::Failure { connect: true };
+
+    fn cfg() -> EjectionConfig {
+        EjectionConfig::default().jitter_percent(0)
+    }
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    fn feed(e: &mut Ejector, now: Instant, v: Verdict, n: u32) -> Option<HealthChange> {
+        let mut last = None;
+        for _ in 0..n {
+            last = e
+                .record(now, v, false, true, &cfg(), &mut Rng::new(1))
+                .or(last);
+        }
+        last
+    }
+
+    #[test]
+    fn five_server_failures_in_a_row_eject_for_the_base_time() {
+        // LiteLLM #34836: 25 consecutive 500s left a deployment in rotation.
+        let t0 = Instant::now();
+        let mut e = Ejector::new();
+        assert_eq!(feed(&mut e, t0, FAIL, 4), None);
+        assert!(e.is_healthy());
+        let change = feed(&mut e, t0, FAIL, 1).unwrap();
+        assert_eq!(
+            change.to,
+            Health::Ejected {
+                until: t0 + secs(30)
+            }
+        );
+        assert_eq!(change.reason, Some(EjectReason::ConsecutiveFailures(5)));
+    }
+
+    #[test]
+    fn an_answer_resets_the_count_and_4xx_is_an_answer() {
+        let t0 = Instant::now();
+        let mut e = Ejector::new();
+        feed(&mut e, t0, FAIL, 4);
+        feed(&mut e, t0, Verdict::Answered, 1);
+        feed(&mut e, t0, FAIL, 4);
+        assert!(e.is_healthy());
+        feed(&mut e, t0, Verdict::Neutral, 3);
+        assert_eq!(e.consecutive_failures(), 4, "a cancelled call says nothing");
+    }
+
+    #[test]
+    fn connection_failures_eject_sooner() {
+        // LiteLLM #27610: connection errors were exempt from cooldown.
+        let t0 = Instant::now();
+        let mut e = Ejector::new();
+        let change = feed(&mut e, t0, REFUSED, 3).unwrap();
+        assert_eq!(
+            change.reason,
+            Some(EjectReason::ConsecutiveConnectFailures(3))
+        );
+    }
+
+    #[test]
+    fn ejections_grow_with_each_episode_up_to_the_cap() {
+        let t0 = Instant::now();
+        let mut e = Ejector::new();
+        let mut now = t0;
+        let mut lengths = Vec::new();
+        for _ in 0..12 {
+            feed(&mut e, now, FAIL, 5);
+            let Health::Ejected { until } = e.health() else {
+                panic!("not ejected")
+            };
+            lengths.push((until - now).as_secs());
+            now = until;
+            assert!(
+                e.on_dispatch(now),
+                "the first request after an ejection probes"
+            );
+            // The probe fails: ejected again, for longer.
+            e.record(now, FAIL, true, true, &cfg(), &mut Rng::new(1));
+            let Health::Ejected { until } = e.health() else {
+                panic!("not re-ejected")
+            };
+            lengths.push((until - now).as_secs());
+            now = until;
+            e.on_dispatch(now);
+            e.record(now, Verdict::Success, true, true, &cfg(), &mut Rng::new(1));
+            assert!(e.is_healthy());
+        }
+        assert_eq!(&lengths[..6], &[30, 60, 90, 120, 150, 180]);
+        assert!(lengths.iter().all(|&l| l <= 300));
+        assert_eq!(*lengths.last().unwrap(), 300);
+    }
+
+    #[test]
+    fn a_later_deadline_wins_and_an_earlier_one_never_shortens() {
+        // LiteLLM #40130: re-cooling kept the earlier, shorter deadline.
+        let t0 = Instant::now();
+        let mut e = Ejector::new();
+        let over = |s| Verdict::Overloaded {
+            until: t0 + secs(s),
+        };
+        e.record(t0, over(10), false, true, &cfg(), &mut Rng::new(1));
+        assert_eq!(
+            e.health(),
+            Health::Ejected {
+                until: t0 + secs(10)
+            }
+        );
+        e.record(t0, over(40), false, true, &cfg(), &mut Rng::new(1));
+        assert_eq!(
+            e.health(),
+            Health::Ejected {
+                until: t0 + secs(40)
+            }
+        );
+        e.record(t0, over(5), false, true, &cfg(), &mut Rng::new(1));
+        assert_eq!(
+            e.health(),
+            Health::Ejected {
+                until: t0 + secs(40)
+            }
+        );
+        feed(&mut e, t0, FAIL, 10);
+        assert_eq!(
+            e.health(),
+            Health::Ejected {
+                until: t0 + secs(40)
+            }
+        );
+    }
+
+    #[test]
+    fn exactly_one_probe_and_late_answers_change_nothing() {
+        let t0 = Instant::now();
+        let mut e = Ejector::new();
+        feed(&mut e, t0, FAIL, 5);
+        assert!(
+            !e.on_dispatch(t0 + secs(29)),
+            "no probe before the ejection ends"
+        );
+        assert!(e.on_dispatch(t0 + secs(30)));
+        assert!(!e.on_dispatch(t0 + secs(30)), "one probe at a time");
+        // A late success of a request sent before the ejection does not readmit.
+        e.record(
+            t0 + secs(31),
+            Verdict::Success,
+            false,
+            true,
+            &cfg(),
+            &mut Rng::new(1),
+        );
+        assert_eq!(e.health(), Health::Probing);
+        // A cancelled probe gives the probe back.
+        e.record(
+            t0 + secs(31),
+            Verdict::Neutral,
+            true,
+            true,
+            &cfg(),
+            &mut Rng::new(1),
+        );
+        assert!(e.probe_ready(t0 + secs(31)));
+    }
+
+    #[test]
+    fn no_ejection_when_the_pool_forbids_it() {
+        let t0 = Instant::now();
+        let mut e = Ejector::new();
+        for _ in 0..10 {
+            e.record(t0, FAIL, false, false, &cfg(), &mut Rng::new(1));
+        }
+        assert!(e.is_healthy());
+        // Once allowed, the next failure ejects.
+        e.record(t0, FAIL, false, true, &cfg(), &mut Rng::new(1));
+        assert!(e.is_ejected());
+    }
+
+    #[test]
+    fn jitter_only_shortens_and_stays_within_its_share() {
+        let t0 = Instant::now();
+        for seed in 0..200 {
+            let mut e = Ejector::new();
+            for _ in 0..5 {
+                e.record(
+                    t0,
+                    FAIL,
+                    false,
+                    true,
+                    &EjectionConfig::default(),
+                    &mut Rng::new(seed),
+                );
+            }
+            let Health::Ejected { until } = e.health() else {
+                panic!()
+            };
+            let l = until - t0;
+            assert!(l <= secs(30) && l >= secs(27), "{l:?}");
+        }
+    }
+
+    #[test]
+    fn the_multiplier_decays_while_healthy() {
+        let t0 = Instant::now();
+        let mut e = Ejector::new();
+        feed(&mut e, t0, FAIL, 5);
+        e.on_dispatch(t0 + secs(30));
+        e.record(
+            t0 + secs(30),
+            Verdict::Success,
+            true,
+            true,
+            &cfg(),
+            &mut Rng::new(1),
+        );
+        assert_eq!(e.times_ejected(), 1);
+        feed(&mut e, t0 + secs(45), Verdict::Success, 1);
+        assert_eq!(e.times_ejected(), 1);
+        feed(&mut e, t0 + secs(61), Verdict::Success, 1);
+        assert_eq!(e.times_ejected(), 0);
+    }
+
+    #[test]
+    fn max_ejected_share() {
+        let c = EjectionConfig::default();
+        assert_eq!(c.max_ejected(1), 0, "never the last one");
+        assert_eq!(c.max_ejected(2), 1);
+        assert_eq!(c.max_ejected(3), 1);
+        assert_eq!(c.max_ejected(30), 3);
+        assert_eq!(c.max_ejected_percent(100).max_ejected(4), 3);
+    }
+}
