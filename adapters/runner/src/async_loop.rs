@@ -260,6 +260,10 @@ impl<T: Transport> Execute for AsyncExec<T> {
         let runner = self.runner(spec);
         Box::pin(EventStream::start(runner))
     }
+
+    fn endpoints(&self) -> Vec<vllm_client_core::pool::EndpointStatus> {
+        self.client.endpoints()
+    }
 }
 
 impl<T: Transport> Runner<T> {

@@ -204,4 +204,8 @@ impl<T: BlockingTransport> Execute for BlockingExec<T> {
     fn execute_stream(&self, spec: CallSpec) -> Result<EventIter, VllmError> {
         EventIter::start(self.runner(spec))
     }
+
+    fn endpoints(&self) -> Vec<vllm_client_core::pool::EndpointStatus> {
+        self.client.endpoints()
+    }
 }

@@ -30,7 +30,7 @@ impl std::fmt::Debug for ClientState {
 impl ClientState {
     /// State for `config`, seeded from the OS unless the policy has a seed.
     pub fn new(config: ClientConfig) -> Self {
-        let shared = Shared::new(&config.policy, vllm_client_core::os_entropy());
+        let shared = Shared::for_client(&config, vllm_client_core::os_entropy());
         ClientState {
             config,
             shared: Mutex::new(shared),
@@ -56,6 +56,11 @@ impl ClientState {
             client: self,
             guard: self.shared.lock().unwrap_or_else(|p| p.into_inner()),
         }
+    }
+
+    /// Every endpoint's state now.
+    pub fn endpoints(&self) -> Vec<vllm_client_core::pool::EndpointStatus> {
+        self.lock().endpoints(std::time::Instant::now())
     }
 
     pub(crate) fn register(&self, _locked: &Locked<'_>, waiter: WaiterId, turn: Arc<Turn>) {
@@ -100,6 +105,9 @@ impl Drop for Locked<'_> {
         }
         while let Some((endpoint, t)) = self.guard.poll_transition() {
             emit(log::transition_line(endpoint, &t));
+        }
+        while let Some(change) = self.guard.poll_endpoint_change() {
+            emit(log::endpoint_line(&change));
         }
     }
 }

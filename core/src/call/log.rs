@@ -68,6 +68,33 @@ pub fn transition_line(endpoint: Option<Endpoint>, t: &Transition) -> LogLine {
     }
 }
 
+/// The line for an endpoint's change of health (from [`Shared::poll_endpoint_change`](super::Shared::poll_endpoint_change)).
+pub fn endpoint_line(c: &crate::pool::EndpointChange) -> LogLine {
+    use crate::policy::Health;
+    let (level, message) = match (c.change.from, c.change.to) {
+        (_, Health::Ejected { .. }) => {
+            let why = c.change.reason.map(|r| r.to_string()).unwrap_or_default();
+            (
+                LogLevel::Warn,
+                format!("endpoint {} ({}) ejected: {why}", c.id.index(), c.url),
+            )
+        }
+        (_, Health::Probing) => (
+            LogLevel::Info,
+            format!(
+                "endpoint {} ({}) probed after its ejection",
+                c.id.index(),
+                c.url
+            ),
+        ),
+        (_, Health::Healthy) => (
+            LogLevel::Info,
+            format!("endpoint {} ({}) back in rotation", c.id.index(), c.url),
+        ),
+    };
+    LogLine { level, message }
+}
+
 /// The line for waiting on a concurrency slot.
 pub fn wait_for_permit_line() -> LogLine {
     LogLine {

@@ -31,6 +31,9 @@ use crate::request::{header_pair, ApiKey};
 /// | [`rate_limit`](Self::rate_limit) | off | client-side requests per period (GCRA) |
 /// | [`max_concurrency`](Self::max_concurrency) | off | calls in flight, admitted first come, first served; a stream holds its slot until it ends |
 /// | [`seed`](Self::seed) | from the OS | jitter seed, for replayable runs |
+/// | [`endpoints`](Self::endpoints) | one: `base_url` | several servers, routed by load, ejected on failure |
+/// | [`ejection`](Self::ejection) | 5 server failures (3 connect failures) in a row; 30 s × times ejected, ≤ 300 s; ≤ 10 % of endpoints | outlier ejection |
+/// | [`routing`](Self::routing) | affinity bound 8, latency decay 10 s | power of two choices, session affinity |
 #[must_use]
 pub struct ClientBuilder<E: Execute> {
     config: ClientConfig,
@@ -59,6 +62,43 @@ impl<E: Execute> ClientBuilder<E> {
     /// Starts from a whole configuration.
     pub fn config(mut self, config: ClientConfig) -> Self {
         self.config = config;
+        self
+    }
+
+    /// Several servers instead of one: URLs (`"http://10.0.0.1:8000/v1"`) or
+    /// [`EndpointConfig`](crate::pool::EndpointConfig)s with a weight, a key or headers of
+    /// their own. Each attempt goes to the endpoint with the lowest (in flight + 1) × latency
+    /// of two drawn at random; failing endpoints are ejected and probed back; a retry before
+    /// the first token fails over to an endpoint the call has not tried. Replaces
+    /// [`base_url`](Self::base_url). See [`crate::pool`].
+    pub fn endpoints<I>(mut self, endpoints: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<crate::pool::EndpointConfig>,
+    {
+        self.config.request.endpoints = endpoints.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Outlier ejection across [`endpoints`](Self::endpoints): when an endpoint leaves
+    /// rotation and for how long.
+    pub fn ejection(mut self, ejection: crate::policy::EjectionConfig) -> Self {
+        self.config.policy.pool.ejection = ejection;
+        self
+    }
+
+    /// Routing across [`endpoints`](Self::endpoints): the affinity bound, the latency
+    /// estimate's decay, session keys derived from the conversation prefix.
+    pub fn routing(mut self, routing: crate::policy::RoutingConfig) -> Self {
+        self.config.policy.pool.routing = routing;
+        self
+    }
+
+    /// Derive each chat's session key from its conversation prefix (the messages up to and
+    /// including the first user message), so that the turns of one conversation go to one
+    /// replica and reuse its prefix cache (default off).
+    pub fn session_affinity_from_prefix(mut self, on: bool) -> Self {
+        self.config.policy.pool.routing.affinity_from_prefix = on;
         self
     }
 

@@ -39,6 +39,7 @@ impl<E: Execute> ChatCompletions<E> {
         ChatCompletionBuilder {
             exec: self.exec.clone(),
             request: ChatCompletionRequest::default(),
+            session: None,
         }
     }
 }
@@ -50,6 +51,7 @@ impl<E: Execute> ChatCompletions<E> {
 pub struct ChatCompletionBuilder<E> {
     exec: E,
     request: ChatCompletionRequest,
+    session: Option<u64>,
 }
 
 macro_rules! setter {
@@ -168,6 +170,14 @@ impl<E: Execute> ChatCompletionBuilder<E> {
         self
     }
 
+    /// A session key: with several endpoints, every request with the same key goes to the
+    /// same one (rendezvous hashing) while it is healthy and not overloaded, so that a
+    /// multi-turn conversation reuses that replica's prefix cache. Not sent to the server.
+    pub fn session(mut self, key: impl AsRef<str>) -> Self {
+        self.session = Some(crate::policy::routing::stable_hash(key.as_ref().as_bytes()));
+        self
+    }
+
     /// Free-form fields merged into the body last; they override typed fields of the same
     /// name. `value` should be a JSON object; anything else is ignored.
     pub fn extra(mut self, value: Value) -> Self {
@@ -188,7 +198,8 @@ impl<E: Execute> ChatCompletionBuilder<E> {
             // `.send()` returns one response: a streamed body would be decoded as one anyway.
             self.request.sampling.stream = Some(false);
         }
-        let spec = CallSpec::json(Endpoint::ChatCompletions, self.request.to_body());
+        let mut spec = CallSpec::json(Endpoint::ChatCompletions, self.request.to_body());
+        spec.affinity = self.session;
         self.exec.execute(spec)
     }
 
@@ -197,7 +208,8 @@ impl<E: Execute> ChatCompletionBuilder<E> {
     /// happened (when retries are spent, `result` is the last attempt's own error).
     pub fn send_with_report(mut self) -> E::Output<super::Reported<ChatCompletionResponse>> {
         self.request.sampling.stream = Some(false);
-        let spec = CallSpec::json(Endpoint::ChatCompletions, self.request.to_body());
+        let mut spec = CallSpec::json(Endpoint::ChatCompletions, self.request.to_body());
+        spec.affinity = self.session;
         self.exec.execute_reported(spec)
     }
 
@@ -206,11 +218,12 @@ impl<E: Execute> ChatCompletionBuilder<E> {
     /// `StreamEvent::Error`.
     pub fn send_stream(mut self) -> E::Output<E::Stream> {
         self.request.sampling.stream = Some(true);
-        let spec = CallSpec::stream(
+        let mut spec = CallSpec::stream(
             Endpoint::ChatCompletions,
             crate::stream::StreamKind::Chat,
             self.request.to_body(),
         );
+        spec.affinity = self.session;
         self.exec.execute_stream(spec)
     }
 }

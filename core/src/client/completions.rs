@@ -24,6 +24,7 @@ impl<E: Execute> Completions<E> {
         CompletionBuilder {
             exec: self.exec.clone(),
             request: CompletionRequest::default(),
+            session: None,
         }
     }
 }
@@ -34,6 +35,7 @@ impl<E: Execute> Completions<E> {
 pub struct CompletionBuilder<E> {
     exec: E,
     request: CompletionRequest,
+    session: Option<u64>,
 }
 
 impl<E: Execute> CompletionBuilder<E> {
@@ -100,6 +102,14 @@ impl<E: Execute> CompletionBuilder<E> {
         self
     }
 
+    /// A session key: with several endpoints, every request with the same key goes to the
+    /// same one (rendezvous hashing) while it is healthy and not overloaded, so that a
+    /// multi-turn conversation reuses that replica's prefix cache. Not sent to the server.
+    pub fn session(mut self, key: impl AsRef<str>) -> Self {
+        self.session = Some(crate::policy::routing::stable_hash(key.as_ref().as_bytes()));
+        self
+    }
+
     /// Free-form fields merged last (a JSON object).
     pub fn extra(mut self, value: Value) -> Self {
         if let Value::Object(map) = value {
@@ -111,19 +121,20 @@ impl<E: Execute> CompletionBuilder<E> {
     /// Sends and waits for the whole answer.
     pub fn send(mut self) -> E::Output<CompletionResponse> {
         self.request.sampling.stream = Some(false);
-        self.exec.execute(CallSpec::json(
-            Endpoint::Completions,
-            self.request.to_body(),
-        ))
+        let mut spec = CallSpec::json(Endpoint::Completions, self.request.to_body());
+        spec.affinity = self.session;
+        self.exec.execute(spec)
     }
 
     /// Sends as a stream of [`StreamEvent`](crate::StreamEvent)s (`Content` carries the text).
     pub fn send_stream(mut self) -> E::Output<E::Stream> {
         self.request.sampling.stream = Some(true);
-        self.exec.execute_stream(CallSpec::stream(
+        let mut spec = CallSpec::stream(
             Endpoint::Completions,
             crate::stream::StreamKind::Completions,
             self.request.to_body(),
-        ))
+        );
+        spec.affinity = self.session;
+        self.exec.execute_stream(spec)
     }
 }

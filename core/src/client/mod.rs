@@ -58,6 +58,8 @@ pub trait Execute: Clone + Sized {
     ) -> Self::Output<Reported<T>>;
     /// Runs a streamed call.
     fn execute_stream(&self, spec: CallSpec) -> Self::Output<Self::Stream>;
+    /// Every endpoint's state now (health, load, latency, failures).
+    fn endpoints(&self) -> Vec<crate::pool::EndpointStatus>;
 }
 
 /// A call's result together with its [`CallReport`]: how many attempts it took, why each retry
@@ -139,6 +141,12 @@ impl<E: Execute> Client<E> {
     /// Sets the API key, sent as `Authorization: Bearer <key>`.
     pub fn with_api_key(self, key: impl Into<String>) -> Self {
         self.map_config(|c| c.request.api_key = Some(ApiKey::new(key)))
+    }
+
+    /// Every endpoint's state now: healthy, ejected until when (and why) or probing; requests
+    /// in flight; latency estimate; failure counts. One entry for a client with one server.
+    pub fn endpoints(&self) -> Vec<crate::pool::EndpointStatus> {
+        self.exec.endpoints()
     }
 
     /// The configuration in force.

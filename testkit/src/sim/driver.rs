@@ -14,7 +14,7 @@ use vllm_client_core::config::ClientConfig;
 use vllm_client_core::policy::WaiterId;
 use vllm_client_core::{StreamEvent, VllmError};
 
-use super::script::{Kind, SimCall, SimEnd, SimPart, SimResponse};
+use super::script::{Kind, SimCall, SimEnd, SimPart, SimResponse, SimServer};
 use super::timeline::{Emitted, SimFault, SimOutcome, Step, TimelineEntry};
 use super::{chat_json, DEFAULT_MAX_STEPS, WALL_ORIGIN_SECS};
 
@@ -31,13 +31,14 @@ pub struct Sim {
     /// How far behind the true time each `now` handed to the driver is (cycled); empty: none.
     skew: Vec<Duration>,
     skew_at: usize,
+    servers: Vec<SimServer>,
 }
 
 impl Sim {
     /// A simulator for calls with `config`; `seed` seeds [`Shared`] (the jitter), unless the
     /// policy has a seed of its own.
     pub fn new(config: ClientConfig, seed: u64) -> Sim {
-        let shared = Shared::new(&config.policy, seed);
+        let shared = Shared::for_client(&config, seed);
         let origin = Instant::now();
         Sim {
             config,
@@ -49,7 +50,23 @@ impl Sim {
             timeline: Vec::new(),
             skew: Vec::new(),
             skew_at: 0,
+            servers: Vec::new(),
         }
+    }
+
+    /// Several servers (a pool): an attempt sent to one of their hosts is answered by it
+    /// instead of the call's script. The run checks, at every send, that the attempt went to
+    /// a healthy endpoint (or to the one probe of an ejected one) whenever one was healthy,
+    /// and that no more endpoints are ejected than the policy allows.
+    pub fn with_servers(mut self, servers: Vec<SimServer>) -> Sim {
+        self.servers = servers;
+        self
+    }
+
+    /// How many attempts each server of [`with_servers`](Self::with_servers) answered, in
+    /// order.
+    pub fn server_hits(&self) -> Vec<usize> {
+        self.servers.iter().map(|s| s.hits).collect()
     }
 
     /// Bounds the driver steps of each [`run`](Self::run) / [`run_all`](Self::run_all).
@@ -234,6 +251,38 @@ impl Sim {
                 task.violations
                     .push(format!("{n} half-open probes in flight, more than {max}"));
             }
+        }
+    }
+
+    /// At a send to `host`: the endpoint is healthy or probing (just dispatched), unless no
+    /// endpoint is healthy; no more endpoints are out of rotation than the policy allows.
+    fn check_route(&mut self, task: &mut Task, host: &str) {
+        use vllm_client_core::policy::Health;
+        let endpoints = self.shared.endpoints(self.now);
+        let any_healthy = endpoints.iter().any(|e| e.health == Health::Healthy);
+        let chosen = endpoints.iter().find(|e| e.url.contains(host));
+        if let Some(e) = chosen {
+            if matches!(e.health, Health::Ejected { .. }) && any_healthy {
+                task.violations.push(format!(
+                    "attempt sent to ejected endpoint {} while another was healthy",
+                    e.url
+                ));
+            }
+        }
+        let out = endpoints
+            .iter()
+            .filter(|e| e.health != Health::Healthy)
+            .count();
+        let max = self
+            .config
+            .policy
+            .pool
+            .ejection
+            .max_ejected(endpoints.len());
+        if out > max {
+            task.violations.push(format!(
+                "{out} endpoints out of rotation, more than the {max} allowed"
+            ));
         }
     }
 
@@ -467,6 +516,7 @@ impl Sim {
                 Action::Send {
                     deadline,
                     connect_timeout,
+                    request,
                     ..
                 } => {
                     task.sends.push(self.elapsed());
@@ -482,13 +532,29 @@ impl Sim {
                             .push(format!("send #{attempt} exceeds 1 + max_retries = {max}"));
                     }
                     let off = self.off(deadline);
+                    let host = request.uri().authority().map(|a| a.to_string());
+                    let server = host
+                        .as_ref()
+                        .and_then(|h| self.servers.iter().position(|s| &s.host == h));
+                    if server.is_some() {
+                        self.check_route(task, host.as_deref().unwrap_or(""));
+                    }
                     self.record(
                         task,
                         Step::Send {
                             attempt,
                             deadline: off,
+                            to: server.and(host),
                         },
                     );
+                    if let Some(i) = server {
+                        let at = self.elapsed();
+                        let s = &mut self.servers[i];
+                        s.hits += 1;
+                        let resp = (s.respond)(at);
+                        self.answer(task, resp, deadline, connect_timeout);
+                        return;
+                    }
                     let Some(resp) = task.script.pop_front() else {
                         self.fault(task, SimFault::ScriptExhausted);
                         return;

@@ -161,7 +161,7 @@ mod script;
 mod timeline;
 
 pub use driver::Sim;
-pub use script::{SimCall, SimEnd, SimPart, SimResponse};
+pub use script::{SimCall, SimEnd, SimPart, SimResponse, SimServer};
 pub use timeline::{Emitted, SimFault, SimOutcome, Step, TimelineEntry};
 
 #[cfg(doc)]

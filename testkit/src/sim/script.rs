@@ -258,3 +258,35 @@ impl SimCall {
         self
     }
 }
+
+/// A simulated server of a pool: answers every attempt sent to its `host:port` with what its
+/// responder returns for the virtual time of the send (see [`Sim::with_servers`]).
+pub struct SimServer {
+    pub(super) host: String,
+    pub(super) respond: Box<dyn FnMut(Duration) -> SimResponse + Send>,
+    pub(super) hits: usize,
+}
+
+impl std::fmt::Debug for SimServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimServer")
+            .field("host", &self.host)
+            .field("hits", &self.hits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SimServer {
+    /// The server at `host` (as in the URL: `10.0.0.1:8000`), answering attempts sent at
+    /// offset `t` from the simulator's start with `respond(t)`.
+    pub fn new(
+        host: impl Into<String>,
+        respond: impl FnMut(Duration) -> SimResponse + Send + 'static,
+    ) -> SimServer {
+        SimServer {
+            host: host.into(),
+            respond: Box::new(respond),
+            hits: 0,
+        }
+    }
+}

@@ -49,6 +49,9 @@ pub enum Step {
         attempt: u32,
         /// The head deadline handed out, as an offset.
         deadline: Option<Duration>,
+        /// The server it went to (`host:port`), when the simulator has servers
+        /// ([`Sim::with_servers`](super::Sim::with_servers)).
+        to: Option<String>,
     },
     /// Action: read the body until `deadline` (an offset).
     ReadBody {
@@ -95,7 +98,16 @@ impl fmt::Display for Step {
         };
         match self {
             Step::Start => write!(f, "start"),
-            Step::Send { attempt, deadline } => write!(f, "send #{attempt} ({})", dl(deadline)),
+            Step::Send {
+                attempt,
+                deadline,
+                to: None,
+            } => write!(f, "send #{attempt} ({})", dl(deadline)),
+            Step::Send {
+                attempt,
+                deadline,
+                to: Some(to),
+            } => write!(f, "send #{attempt} to {to} ({})", dl(deadline)),
             Step::ReadBody { deadline } => write!(f, "read ({})", dl(deadline)),
             Step::Sleep { duration, retry } => write!(
                 f,
