@@ -4,6 +4,8 @@
 
 #[path = "conformance/harness.rs"]
 mod harness;
+#[path = "conformance/pool.rs"]
+mod pool;
 #[path = "conformance/scenarios.rs"]
 mod scenarios;
 
@@ -70,4 +72,7 @@ conformance! {
     concurrency_slots_first_come_first_served,
     spent_server_quota_paces_the_next_call,
     rate_limit_headers_on_a_429,
+    pool_fails_over_from_a_stalled_first_token,
+    pool_ejects_a_server_that_says_retry_after,
+    pool_survives_a_server_killed_mid_run,
 }

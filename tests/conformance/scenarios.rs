@@ -25,7 +25,7 @@ fn client<H: Harness>(server: &FakeServer) -> Client<H::E> {
     H::builder(&server.base_url()).build()
 }
 
-fn chat<H: Harness>(
+pub(crate) fn chat<H: Harness>(
     c: &Client<H::E>,
 ) -> Result<vllm_client_core::api::ChatCompletionResponse, VllmError> {
     H::wait(
@@ -38,7 +38,7 @@ fn chat<H: Harness>(
     )
 }
 
-fn stream<H: Harness>(c: &Client<H::E>) -> Result<Vec<StreamEvent>, VllmError> {
+pub(crate) fn stream<H: Harness>(c: &Client<H::E>) -> Result<Vec<StreamEvent>, VllmError> {
     let s = H::wait(
         c.chat
             .completions()
@@ -51,7 +51,7 @@ fn stream<H: Harness>(c: &Client<H::E>) -> Result<Vec<StreamEvent>, VllmError> {
     Ok(H::collect(s))
 }
 
-fn content(events: &[StreamEvent]) -> String {
+pub(crate) fn content(events: &[StreamEvent]) -> String {
     events
         .iter()
         .filter_map(|e| match e {
@@ -62,7 +62,7 @@ fn content(events: &[StreamEvent]) -> String {
 }
 
 /// The last event, checking that it is the only terminal one.
-fn terminal(events: &[StreamEvent]) -> &StreamEvent {
+pub(crate) fn terminal(events: &[StreamEvent]) -> &StreamEvent {
     let n = events.iter().filter(|e| e.is_terminal()).count();
     assert_eq!(n, 1, "exactly one terminal event: {events:?}");
     let last = events.last().expect("events");
@@ -1115,3 +1115,5 @@ pub fn rate_limit_headers_on_a_429<H: Harness>() {
     assert_eq!(snapshot.tokens.limit, Some(1000));
     assert_eq!(snapshot.tokens.reset, Some(Duration::from_secs(360)));
 }
+
+pub use crate::pool::*;

@@ -1,0 +1,119 @@
+//! Several servers, one client: three fake servers on loopback — one stalls before its first
+//! token, one answers 503 with `Retry-After`, one is killed mid-run.
+
+use std::time::{Duration, Instant};
+
+use vllm_client_core::client::Client;
+use vllm_client_core::policy::{EjectReason, Health};
+use vllm_client_core::StreamEvent;
+use vllm_testkit::server::{FakeServer, Reply};
+
+use crate::harness::Harness;
+use crate::scenarios::{chat, content, stream, terminal};
+
+const MARGIN: Duration = Duration::from_millis(1500);
+
+fn pool<H: Harness>(servers: &[&FakeServer]) -> Client<H::E> {
+    H::builder("http://unused.invalid/v1")
+        .endpoints(servers.iter().map(|s| s.base_url()))
+        .first_token_timeout(Duration::from_millis(300))
+        .build()
+}
+
+fn health<H: Harness>(c: &Client<H::E>, i: usize) -> (Health, Option<EjectReason>) {
+    let e = &c.endpoints()[i];
+    (e.health, e.reason)
+}
+
+pub fn pool_fails_over_from_a_stalled_first_token<H: Harness>() {
+    let stalled = FakeServer::start();
+    let healthy = FakeServer::start();
+    stalled.push_n(20, Reply::generate().delay(Duration::from_secs(10)));
+    let c = pool::<H>(&[&stalled, &healthy]);
+    // Routing draws at random between equals: call until the stalled server was tried.
+    let mut calls = 0;
+    while stalled.request_count() == 0 || calls < 6 {
+        let started = Instant::now();
+        let events = stream::<H>(&c).expect("failed over");
+        assert!(matches!(terminal(&events), StreamEvent::Done), "{events:?}");
+        assert_eq!(content(&events), "Echo: hi", "the text once, never twice");
+        assert!(started.elapsed() < Duration::from_millis(300) + MARGIN);
+        calls += 1;
+        assert!(calls < 40, "routing never tried the stalled server");
+    }
+    // The stalled attempts were abandoned: their connections closed (vLLM frees the slot).
+    let stalled_requests = stalled.request_count();
+    assert!(
+        stalled.wait_for_disconnects(stalled_requests, Duration::from_secs(5)),
+        "an abandoned attempt kept its connection"
+    );
+    assert_eq!(healthy.request_count(), calls);
+}
+
+pub fn pool_ejects_a_server_that_says_retry_after<H: Harness>() {
+    let busy = FakeServer::start();
+    let healthy = FakeServer::start();
+    busy.push_n(
+        20,
+        Reply::vllm_error(503, "overloaded").header("retry-after", "30"),
+    );
+    let c = pool::<H>(&[&busy, &healthy]);
+    let mut calls = 0;
+    while busy.request_count() == 0 || calls < 8 {
+        calls += 1;
+        assert!(calls < 40, "routing never tried the busy server");
+        let started = Instant::now();
+        chat::<H>(&c).expect("failed over");
+        assert!(
+            started.elapsed() < MARGIN,
+            "the failover waited for the hint"
+        );
+    }
+    assert_eq!(busy.request_count(), 1, "ejected after its 503");
+    let (h, why) = health::<H>(&c, 0);
+    assert!(matches!(h, Health::Ejected { .. }), "{h:?}");
+    assert_eq!(why, Some(EjectReason::ServerHint));
+    assert_eq!(c.endpoints()[1].health, Health::Healthy);
+}
+
+pub fn pool_survives_a_server_killed_mid_run<H: Harness>() {
+    let mut servers: Vec<Option<FakeServer>> = (0..3).map(|_| Some(FakeServer::start())).collect();
+    let c = {
+        let refs: Vec<&FakeServer> = servers.iter().flatten().collect();
+        pool::<H>(&refs)
+    };
+    for _ in 0..6 {
+        assert_eq!(content(&stream::<H>(&c).expect("before")), "Echo: hi");
+    }
+    // Kill the server routing prefers (the lowest latency), so that calls keep going to it.
+    let victim = c
+        .endpoints()
+        .iter()
+        .min_by_key(|e| e.latency.unwrap_or(Duration::MAX))
+        .map(|e| e.id.index())
+        .expect("three endpoints");
+    if let Some(server) = servers[victim].take() {
+        server.shutdown();
+    }
+    let mut calls = 0;
+    while c.endpoints()[victim].health == Health::Healthy {
+        let events = stream::<H>(&c).expect("no user-visible error after the kill");
+        assert_eq!(content(&events), "Echo: hi");
+        calls += 1;
+        assert!(
+            calls < 100,
+            "the killed server was never ejected: {:?}",
+            c.endpoints()
+        );
+    }
+    for _ in 0..10 {
+        assert_eq!(content(&stream::<H>(&c).expect("after")), "Echo: hi");
+    }
+    let s = &c.endpoints()[victim];
+    assert!(matches!(s.health, Health::Ejected { .. }), "{s:?}");
+    assert_eq!(
+        s.reason,
+        Some(EjectReason::ConsecutiveConnectFailures(3)),
+        "{s:?}"
+    );
+}
