@@ -540,3 +540,17 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn routing_beats_round_robin_on_a_fleet_with_a_slow_and_a_down_replica() {
+    use vllm_testkit::engine::routing_experiment::{compare, RoutingSpec};
+    let spec = RoutingSpec {
+        duration: secs(30),
+        ..RoutingSpec::default()
+    };
+    let [rr, pool] = compare(&spec);
+    assert_eq!(rr.requests, pool.requests);
+    assert_eq!(pool.text_mismatches, 0, "no lost or duplicated text");
+    assert!(pool.error_count() < rr.error_count(), "{rr:?}\n{pool:?}");
+    assert!(pool.ttft_p99 < rr.ttft_p99, "{rr:?}\n{pool:?}");
+}

@@ -5,7 +5,7 @@
 //!
 //! | action | what happens |
 //! |---|---|
-//! | `Send` | down replica: [`Event::TransportError`] (`Connect`) at once. 503 window: a `503` head with vLLM's error body at once. Otherwise the request is [submitted](Engine::submit) to the client's replica: a stream gets its head (`200`, `content-type: text/event-stream`) at once, as vLLM sends it; a JSON call gets its head when the engine finishes (`200`, `application/json`), or `400` when the engine rejects it. A replica going down before a JSON head breaks the connection (`TransportError` `Io`). The driver's deadline is raced: [`Event::Timeout`] at it, and the engine request is aborted (a disconnect). |
+//! | `Send` | to the client's replica, or to replica `i` when the URL's host is `replica-<i>` ([`replica_url`]: a client with several endpoints routes each attempt). Down replica: [`Event::TransportError`] (`Connect`) at once. 503 window: a `503` head with vLLM's error body at once. Otherwise the request is [submitted](Engine::submit) to the client's replica: a stream gets its head (`200`, `content-type: text/event-stream`) at once, as vLLM sends it; a JSON call gets its head when the engine finishes (`200`, `application/json`), or `400` when the engine rejects it. A replica going down before a JSON head breaks the connection (`TransportError` `Io`). The driver's deadline is raced: [`Event::Timeout`] at it, and the engine request is aborted (a disconnect). |
 //! | `ReadBody` | everything the engine produced since the last read, as one chunk: one SSE event `data: {"choices":[{"index":0,"delta":{"content":"t<k> "}}]}` per token (`k` counts the request's tokens from 0); at the end a chunk with `finish_reason: "length"` and `usage`, then `data: [DONE]`, then [`Event::BodyEnd`]. A replica going down mid-stream breaks the connection. Nothing by the deadline: `Timeout` and abort. |
 //! | `Sleep` | `Timeout` at `until`. |
 //! | `WaitForPermit` | woken with [`Event::PermitReleased`] (then polled again) whenever another call of the same client ends or emits its terminal event, one after the other in [`WakeOrder`] (default: the order the calls started waiting) as long as the client's limiter has a free slot; `Timeout` at the deadline. A woken call that is not granted just waits again. |
@@ -45,6 +45,22 @@ use super::rng::SplitMix64;
 use super::summary::Summary;
 use super::workload::{Arrival, Workload};
 use crate::sim::{chat_json, chat_stream, WALL_ORIGIN_SECS};
+
+/// The base URL of replica `i` for a client with several endpoints
+/// ([`ClientConfig`]'s `request.endpoints`): an attempt sent to host `replica-<i>` goes to
+/// replica `i`, whatever the client's own replica.
+pub fn replica_url(i: usize) -> String {
+    format!("http://replica-{i}.sim/v1")
+}
+
+fn replica_of(uri: &http::Uri) -> Option<usize> {
+    uri.host()?
+        .strip_prefix("replica-")?
+        .split('.')
+        .next()?
+        .parse()
+        .ok()
+}
 
 /// The default bound on driver steps per run.
 pub const DEFAULT_MAX_STEPS: u64 = 200_000_000;
@@ -786,8 +802,14 @@ impl<'a> Run<'a> {
                     self.set_wait(i, Wait::Done, None);
                     return;
                 }
-                Action::Send { deadline, .. } => {
+                Action::Send {
+                    deadline, request, ..
+                } => {
                     self.close_exchange(i);
+                    // A client with several endpoints names the replica in the URL's host.
+                    if let Some(r) = replica_of(request.uri()) {
+                        self.tasks[i].replica = r % self.engines.len().max(1);
+                    }
                     let off = self.off(now);
                     self.tasks[i].sends.push(off);
                     self.open_exchange(i);

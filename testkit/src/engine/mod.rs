@@ -72,6 +72,7 @@ pub mod fleet;
 pub mod model;
 pub mod request;
 pub mod rng;
+pub mod routing_experiment;
 pub mod summary;
 pub mod workload;
 
