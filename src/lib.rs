@@ -70,9 +70,10 @@ pub use vllm_client_core::call::CallReport;
 pub use vllm_client_core::client::Reported;
 pub use vllm_client_core::config::{BreakerScope, ClientConfig};
 pub use vllm_client_core::policy::{
-    Backoff, BreakerConfig, BreakerState, Jitter, RetryBudgetConfig, SlidingWindow, TimeoutKind,
-    Timeouts,
+    Backoff, BreakerConfig, BreakerState, EjectReason, EjectionConfig, Health, Jitter,
+    RetryBudgetConfig, RoutingConfig, SlidingWindow, TimeoutKind, Timeouts,
 };
+pub use vllm_client_core::pool::{EndpointConfig, EndpointId, EndpointStatus};
 pub use vllm_client_core::{ApiError, StreamEvent, VllmError};
 
 /// The pure core, for direct use of the decoders, policies and the call driver.

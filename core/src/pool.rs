@@ -212,6 +212,9 @@ pub struct Pool {
     changes: VecDeque<EndpointChange>,
 }
 
+/// The latency an outlier kept in rotation counts as, at least.
+const FAILURE_PENALTY: Duration = Duration::from_secs(1);
+
 /// The most changes kept for [`Pool::poll_change`] (older ones are dropped).
 const MAX_CHANGES: usize = 64;
 
@@ -436,6 +439,17 @@ impl Pool {
         let change = m
             .ejector
             .record(now, verdict, ticket.probe, may_eject, &cfg, rng);
+        if m.ejector.is_healthy() && m.ejector.is_outlier(&cfg) {
+            // It failed enough to be ejected, but the share of ejected endpoints is spent:
+            // it stays in rotation, looking slow (twice its estimate, at least a second), so
+            // that routing still avoids it.
+            let penalty = m
+                .latency
+                .get()
+                .map_or(FAILURE_PENALTY, |e| e.saturating_mul(2))
+                .max(FAILURE_PENALTY);
+            m.latency.observe(now, penalty);
+        }
         if let Some(change) = change {
             self.push_change(ticket.id, change);
         }

@@ -554,3 +554,32 @@ fn routing_beats_round_robin_on_a_fleet_with_a_slow_and_a_down_replica() {
     assert!(pool.error_count() < rr.error_count(), "{rr:?}\n{pool:?}");
     assert!(pool.ttft_p99 < rr.ttft_p99, "{rr:?}\n{pool:?}");
 }
+
+#[test]
+fn an_outlier_the_ejection_share_keeps_in_rotation_is_still_avoided() {
+    // Endpoint 0 is ejected by its hint, so the share (one of three) is spent when endpoint 1
+    // starts refusing connections: it stays in rotation but looks slow to routing.
+    let (hinted, _) = counting(HOSTS[0], |_| {
+        SimResponse::status(503).header("retry-after", "120")
+    });
+    let (refusing, refused) = counting(HOSTS[1], |_| SimResponse::connect_refused());
+    let (fine, _) = counting(HOSTS[2], |_| ok());
+    let mut sim = Sim::new(pool_config(3, |_| {}), 8).with_servers(vec![hinted, refusing, fine]);
+    for _ in 0..50 {
+        let out = sim.run(chat_json(), vec![]);
+        assert_clean(&out);
+        assert!(out.result.is_ok(), "{}", out.render());
+        sim.advance(ms(100));
+    }
+    assert!(matches!(status(&sim, 0).health, Health::Ejected { .. }));
+    assert_eq!(
+        status(&sim, 1).health,
+        Health::Healthy,
+        "the share is spent"
+    );
+    assert_eq!(
+        refused.load(Ordering::SeqCst),
+        3,
+        "avoided after it became an outlier"
+    );
+}

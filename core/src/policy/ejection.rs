@@ -236,6 +236,13 @@ impl Ejector {
         self.consecutive
     }
 
+    /// Whether it failed enough in a row to be ejected (it may still be in rotation when the
+    /// pool's share of ejected endpoints is spent).
+    pub fn is_outlier(&self, cfg: &EjectionConfig) -> bool {
+        self.consecutive >= cfg.consecutive_failures.max(1)
+            || self.consecutive_connect >= cfg.consecutive_connect_failures.max(1)
+    }
+
     /// How many times the endpoint was ejected (decays while it stays healthy).
     pub fn times_ejected(&self) -> u32 {
         self.times_ejected

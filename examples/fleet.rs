@@ -1,0 +1,103 @@
+//! Several servers, one client: three in-process fake vLLM servers — one stalls before its
+//! first token, one answers `503` with `Retry-After: 30`, one is fine and then killed — and
+//! not a single user-visible error.
+//!
+//! The seed page's answer is one client per URL, a round robin and a semaphore each; here it
+//! is one builder call. Each attempt goes to the less loaded of two endpoints drawn at random
+//! (cost: in flight × time to first token); failing endpoints are ejected and probed back; a
+//! failed attempt moves to an endpoint the call has not tried, before any text reached you.
+//!
+//! ```text
+//! cargo run --example fleet
+//! ```
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use vllm_client::{json, EndpointConfig, Health, StreamEvent, VllmClient, VllmError};
+use vllm_testkit::server::{FakeServer, Reply};
+
+#[tokio::main]
+async fn main() -> Result<(), VllmError> {
+    // Ejections and readmissions are logged as they happen.
+    tracing_subscriber::fmt()
+        .with_env_filter("vllm_client_runner=info")
+        .with_target(false)
+        .init();
+    let stalled = FakeServer::start();
+    let busy = FakeServer::start();
+    let fine = FakeServer::start();
+    stalled.push_n(50, Reply::generate().delay(Duration::from_secs(30)));
+    busy.push_n(
+        50,
+        Reply::vllm_error(503, "overloaded").header("retry-after", "30"),
+    );
+
+    let client = VllmClient::builder()
+        .endpoints([
+            EndpointConfig::new(stalled.base_url()),
+            EndpointConfig::new(busy.base_url()),
+            EndpointConfig::new(fine.base_url()).weight(2),
+        ])
+        .first_token_timeout(Duration::from_millis(500))
+        .build();
+
+    for i in 0..12 {
+        let mut stream = client
+            .chat
+            .completions()
+            .create()
+            .model("fake/vllm-model")
+            .messages(json!([{"role": "user", "content": format!("question {i}")}]))
+            .send_stream()
+            .await?;
+        let mut text = String::new();
+        while let Some(event) = stream.next().await {
+            match event {
+                StreamEvent::Content(delta) => text.push_str(&delta),
+                StreamEvent::Error(e) => return Err(e),
+                _ => {}
+            }
+        }
+        println!("call {i:>2}: {text}");
+    }
+
+    // Kill the healthy server mid-run: the calls move to the others... which misbehave, so
+    // bring the stalled one back to health first.
+    stalled.clear_replies();
+    fine.shutdown();
+    for i in 12..20 {
+        let answer = client
+            .chat
+            .completions()
+            .create()
+            .model("fake/vllm-model")
+            .messages(json!([{"role": "user", "content": format!("question {i}")}]))
+            .send()
+            .await?;
+        println!("call {i:>2}: {}", answer.content.unwrap_or_default());
+    }
+
+    println!("\nendpoint                    health   in flight    latency   ok  failed  why");
+    for e in client.endpoints() {
+        let health = match e.health {
+            Health::Healthy => "healthy",
+            Health::Ejected { .. } => "ejected",
+            Health::Probing => "probing",
+        };
+        let why = match (e.health, e.reason) {
+            (Health::Healthy, _) | (_, None) => String::new(),
+            (_, Some(r)) => r.to_string(),
+        };
+        println!(
+            "{:<27} {:<8} {:>9} {:>10.1?} {:>4} {:>7}  {why}",
+            e.url,
+            health,
+            e.in_flight,
+            e.latency.unwrap_or_default(),
+            e.successes,
+            e.failures
+        );
+    }
+    Ok(())
+}
