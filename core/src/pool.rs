@@ -2,7 +2,7 @@
 //! [`PoolConfig`]), its state ([`Pool`], kept in [`Shared`](crate::call::Shared)) and what it
 //! shows ([`EndpointStatus`]).
 //!
-//! Each attempt of a call is routed ([`routing`](crate::policy::routing)) to one endpoint;
+//! Each attempt of a call is routed ([`routing`]) to one endpoint;
 //! what the attempt says about the endpoint feeds its latency estimate
 //! ([`PeakEwma`]) and its outlier detection ([`Ejector`]). A client made with one base URL is
 //! a pool of one: it is never ejected and behaves as before.
