@@ -75,4 +75,6 @@ conformance! {
     pool_fails_over_from_a_stalled_first_token,
     pool_ejects_a_server_that_says_retry_after,
     pool_survives_a_server_killed_mid_run,
+    pool_hedged_first_token_wins_and_the_loser_is_cancelled,
+    pool_no_hedge_without_another_endpoint,
 }

@@ -118,6 +118,8 @@ pub struct PoolConfig {
     pub routing: RoutingConfig,
     /// Outlier detection.
     pub ejection: EjectionConfig,
+    /// The hedged first token (default off).
+    pub hedge: Option<crate::policy::hedge::HedgeConfig>,
 }
 
 /// An endpoint's place in the pool (the order they were given in).

@@ -13,6 +13,9 @@ use vllm_client_core::{StreamEvent, VllmError};
 pub trait Harness: 'static {
     /// The adapter's executor.
     type E: Execute + Send + Sync + 'static;
+    /// Whether a dropped leg's pending IO is interrupted at once (async runtimes); a blocking
+    /// read is not: the leg is dropped when it returns.
+    const INTERRUPTS_IO: bool = true;
     /// Waits for what `send()` returned.
     fn wait<T: Send + 'static>(out: <Self::E as Execute>::Output<T>) -> Result<T, VllmError>;
     /// The next event of a stream.
@@ -91,6 +94,7 @@ pub struct BlockingH;
 
 impl Harness for BlockingH {
     type E = vllm_client_blocking::Blocking;
+    const INTERRUPTS_IO: bool = false;
     fn wait<T: Send + 'static>(out: <Self::E as Execute>::Output<T>) -> Result<T, VllmError> {
         out
     }

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use vllm_client_core::client::Client;
-use vllm_client_core::policy::{EjectReason, Health};
+use vllm_client_core::policy::{EjectReason, Health, HedgeConfig};
 use vllm_client_core::StreamEvent;
 use vllm_testkit::server::{FakeServer, Reply};
 
@@ -116,4 +116,56 @@ pub fn pool_survives_a_server_killed_mid_run<H: Harness>() {
         Some(EjectReason::ConsecutiveConnectFailures(3)),
         "{s:?}"
     );
+}
+
+pub fn pool_hedged_first_token_wins_and_the_loser_is_cancelled<H: Harness>() {
+    let slow = FakeServer::start();
+    let fast = FakeServer::start();
+    slow.push_n(50, Reply::generate().delay(Duration::from_secs(3)));
+    let c = H::builder("http://unused.invalid/v1")
+        .endpoints([slow.base_url(), fast.base_url()])
+        .hedge(HedgeConfig::after(Duration::from_millis(200)).max_extra_percent(100))
+        .build();
+    // Routing draws between equals: call until the slow server was the first choice (a
+    // blocking client's losing leg holds its connection until its read returns, and routing
+    // then avoids the server it loads).
+    let mut calls = 0;
+    while slow.request_count() < 1 {
+        let started = Instant::now();
+        let events = stream::<H>(&c).expect("hedged");
+        assert!(matches!(terminal(&events), StreamEvent::Done), "{events:?}");
+        assert_eq!(content(&events), "Echo: hi", "the text of one leg, once");
+        assert!(
+            started.elapsed() < Duration::from_millis(200) + MARGIN,
+            "the hedge did not win: {:?}",
+            started.elapsed()
+        );
+        calls += 1;
+        assert!(calls < 40, "routing never chose the slow server first");
+    }
+    // Every request the slow server got was a losing leg: its connection was closed while
+    // the server still held it (a blocking client drops the leg when its read returns, after
+    // the server's delay, so the server sees its answer taken instead).
+    if H::INTERRUPTS_IO {
+        assert!(
+            slow.wait_for_disconnects(slow.request_count(), Duration::from_secs(6)),
+            "a losing leg kept its connection"
+        );
+    }
+    assert_eq!(
+        fast.request_count(),
+        calls,
+        "each call's winner, and only it, on the fast one"
+    );
+}
+
+pub fn pool_no_hedge_without_another_endpoint<H: Harness>() {
+    let slow = FakeServer::start();
+    slow.push(Reply::generate().delay(Duration::from_millis(600)));
+    let c = H::builder(&slow.base_url())
+        .hedge(HedgeConfig::after(Duration::from_millis(100)).max_extra_percent(100))
+        .build();
+    let events = stream::<H>(&c).expect("one server");
+    assert_eq!(content(&events), "Echo: hi");
+    assert_eq!(slow.request_count(), 1, "nothing to hedge to");
 }

@@ -10,12 +10,12 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_util::future::{select, Either};
 use futures_util::stream::{BoxStream, Stream, StreamExt};
-use vllm_client_core::call::{CallReport, CallSpec, Event};
+use vllm_client_core::call::{CallReport, CallSpec, Event, HedgeStep, Leg};
 use vllm_client_core::client::{Decode, Execute, Reported};
 use vllm_client_core::config::ClientConfig;
 use vllm_client_core::{StreamEvent, VllmError};
 
-use crate::driver::{no_response, Driver, Io, Step};
+use crate::driver::{judge_leg, lock, no_response, Driver, Io, Step};
 use crate::exec::{AsyncExec, Exec};
 use crate::transport::{Failed, Transport};
 
@@ -141,6 +141,69 @@ impl<T: Transport> Runner<T> {
     }
 }
 
+/// A runner moved into the future of its next step, which gives it back.
+type LegFuture<T> = Pin<Box<dyn Future<Output = (Runner<T>, Step)> + Send>>;
+
+fn leg<T: Transport>(mut runner: Runner<T>) -> LegFuture<T> {
+    Box::pin(async move {
+        let step = runner.step().await;
+        (runner, step)
+    })
+}
+
+/// The stream's first step, hedged when the core says so: the primary races the hedge
+/// deadline, then (if the core starts a backup) the backup; the leg the core picks goes on,
+/// the other is dropped — its connection closed, its call cancelled.
+async fn first_step<T: Transport>(
+    mut primary: Runner<T>,
+    spec: Option<CallSpec>,
+) -> (Runner<T>, Step) {
+    let (Some(hedge), Some(spec)) = (primary.driver.hedge.clone(), spec) else {
+        let step = primary.step().await;
+        return (primary, step);
+    };
+    let client = primary.driver.client().clone();
+    let transport = primary.transport.clone();
+    let mut p = leg(primary);
+    let backup = loop {
+        let Some(at) = lock(&hedge).deadline() else {
+            return p.await;
+        };
+        match select(p, Box::pin(T::sleep_until(at))).await {
+            Either::Left((done, _)) => return done,
+            Either::Right((_, pending)) => {
+                p = pending;
+                if let Some(driver) = Driver::start_backup(&client, &hedge, spec.clone()) {
+                    break Runner {
+                        transport: transport.clone(),
+                        driver,
+                        response: None,
+                        timer: None,
+                    };
+                }
+            }
+        }
+    };
+    let (first, rest, leg_first) = match select(p, leg(backup)).await {
+        Either::Left((done, rest)) => (done, rest, Leg::Primary),
+        Either::Right((done, rest)) => (done, rest, Leg::Backup),
+    };
+    match judge_leg(&hedge, leg_first, &first.1) {
+        // Dropping `rest` closes the other leg's connection and cancels its call.
+        HedgeStep::Deliver { .. } => first,
+        HedgeStep::Wait => {
+            let other = if leg_first == Leg::Primary {
+                Leg::Backup
+            } else {
+                Leg::Primary
+            };
+            let done = rest.await;
+            judge_leg(&hedge, other, &done.1);
+            done
+        }
+    }
+}
+
 /// The events of a streamed call: `Content`, `Reasoning`, tool calls, `Usage`, … then exactly
 /// one `Done` or `Error`, then the end.
 ///
@@ -159,8 +222,12 @@ impl fmt::Debug for EventStream {
 impl EventStream {
     /// Drives the call until its first event: a failure before any output (after retries) is
     /// returned as the error.
-    async fn start<T: Transport>(mut runner: Runner<T>) -> Result<EventStream, VllmError> {
-        let first = match runner.step().await {
+    async fn start<T: Transport>(
+        runner: Runner<T>,
+        spec: Option<CallSpec>,
+    ) -> Result<EventStream, VllmError> {
+        let (runner, step) = first_step(runner, spec).await;
+        let first = match step {
             Step::Emit(ev) => ev,
             Step::Done(Err(e)) => return Err(e),
             // The core guarantees a terminal event before `Done(Ok)` of a stream.
@@ -257,8 +324,17 @@ impl<T: Transport> Execute for AsyncExec<T> {
     }
 
     fn execute_stream(&self, spec: CallSpec) -> BoxFuture<EventStream> {
+        // Kept for the backup leg of a hedged first token.
+        let hedge_spec = self
+            .client
+            .config()
+            .policy
+            .pool
+            .hedge
+            .is_some()
+            .then(|| spec.clone());
         let runner = self.runner(spec);
-        Box::pin(EventStream::start(runner))
+        Box::pin(EventStream::start(runner, hedge_spec))
     }
 
     fn endpoints(&self) -> Vec<vllm_client_core::pool::EndpointStatus> {

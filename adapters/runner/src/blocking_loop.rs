@@ -1,16 +1,16 @@
 //! The blocking run loop, [`EventIter`] and [`BlockingExec`], through [`BlockingTransport`].
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::Instant;
 
 use bytes::Bytes;
-use vllm_client_core::call::{CallSpec, Event};
+use vllm_client_core::call::{CallSpec, Event, HedgeStep, Leg};
 use vllm_client_core::client::{Decode, Execute, Reported};
 use vllm_client_core::config::ClientConfig;
 use vllm_client_core::{StreamEvent, VllmError};
 
-use crate::driver::{no_response, Driver, Io, Step};
+use crate::driver::{judge_leg, lock, no_response, Driver, Io, Step};
 use crate::exec::{BlockingExec, Exec};
 use crate::transport::{BlockingTransport, Outcome};
 
@@ -88,6 +88,77 @@ impl<T: BlockingTransport> BlockingRunner<T> {
     }
 }
 
+/// Runs a leg's next step on its own thread; the leg comes back with it on `tx` (or is
+/// dropped there, cancelling its call, when nobody listens any more).
+fn spawn_leg<T: BlockingTransport>(
+    leg: Leg,
+    mut runner: BlockingRunner<T>,
+    tx: mpsc::Sender<(Leg, BlockingRunner<T>, Step)>,
+) {
+    std::thread::spawn(move || {
+        let step = runner.step();
+        let _ = tx.send((leg, runner, step));
+    });
+}
+
+/// The stream's first step, hedged when the core says so (see the async loop's twin). A
+/// blocking read cannot be interrupted: the losing leg is dropped — its connection closed —
+/// when its pending read returns, at the latest at its first-token or attempt deadline.
+fn first_step<T: BlockingTransport>(
+    mut primary: BlockingRunner<T>,
+    spec: Option<CallSpec>,
+) -> Result<(BlockingRunner<T>, Step), VllmError> {
+    let (Some(hedge), Some(spec)) = (primary.driver.hedge.clone(), spec) else {
+        let step = primary.step();
+        return Ok((primary, step));
+    };
+    let client = primary.driver.client().clone();
+    let transport = primary.transport.clone();
+    let (tx, rx) = mpsc::channel();
+    spawn_leg(Leg::Primary, primary, tx.clone());
+    let mut racing = false;
+    loop {
+        let deadline = if racing {
+            None
+        } else {
+            lock(&hedge).deadline()
+        };
+        let received = match deadline {
+            Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
+            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+        };
+        match received {
+            Ok((leg, runner, step)) => {
+                let decision = if racing {
+                    judge_leg(&hedge, leg, &step)
+                } else {
+                    HedgeStep::Deliver {
+                        cancel_other: false,
+                    }
+                };
+                if let HedgeStep::Deliver { .. } = decision {
+                    return Ok((runner, step));
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Some(driver) = Driver::start_backup(&client, &hedge, spec.clone()) {
+                    let backup = BlockingRunner {
+                        transport: transport.clone(),
+                        driver,
+                        response: None,
+                    };
+                    spawn_leg(Leg::Backup, backup, tx.clone());
+                    racing = true;
+                }
+            }
+            // Unreachable while `tx` is held here.
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(VllmError::Misuse("a hedged leg vanished".into()));
+            }
+        }
+    }
+}
+
 /// The events of a streamed call: `Content`, `Reasoning`, tool calls, `Usage`, … then exactly
 /// one `Done` or `Error`, then the end (`None`).
 ///
@@ -109,8 +180,12 @@ impl fmt::Debug for EventIter {
 }
 
 impl EventIter {
-    fn start<T: BlockingTransport>(mut runner: BlockingRunner<T>) -> Result<EventIter, VllmError> {
-        let first = match runner.step() {
+    fn start<T: BlockingTransport>(
+        runner: BlockingRunner<T>,
+        spec: Option<CallSpec>,
+    ) -> Result<EventIter, VllmError> {
+        let (mut runner, step) = first_step(runner, spec)?;
+        let first = match step {
             Step::Emit(ev) => ev,
             Step::Done(Err(e)) => return Err(e),
             // The core guarantees a terminal event before `Done(Ok)` of a stream.
@@ -202,7 +277,16 @@ impl<T: BlockingTransport> Execute for BlockingExec<T> {
     }
 
     fn execute_stream(&self, spec: CallSpec) -> Result<EventIter, VllmError> {
-        EventIter::start(self.runner(spec))
+        // Kept for the backup leg of a hedged first token.
+        let hedge_spec = self
+            .client
+            .config()
+            .policy
+            .pool
+            .hedge
+            .is_some()
+            .then(|| spec.clone());
+        EventIter::start(self.runner(spec), hedge_spec)
     }
 
     fn endpoints(&self) -> Vec<vllm_client_core::pool::EndpointStatus> {

@@ -2,7 +2,7 @@
 //! and blocking transports — ask the core what to do, report what happened, take the
 //! client lock only when the call owes the shared state something.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -10,7 +10,9 @@ use http::Request;
 use vllm_client_core::{StreamEvent, VllmError};
 
 use vllm_client_core::call::log;
-use vllm_client_core::call::{Action, Call, CallReport, CallSpec, Event, TransportErrorKind};
+use vllm_client_core::call::{
+    Action, Call, CallReport, CallSpec, Event, Hedge, HedgeStep, Leg, TransportErrorKind,
+};
 use vllm_client_core::policy::WaiterId;
 
 use crate::client::{emit, ClientState};
@@ -56,20 +58,56 @@ pub(crate) struct Driver {
     /// Set when this call's turn for a slot came.
     pub(crate) turn: Arc<Turn>,
     waiter: Option<WaiterId>,
+    /// The hedge of a primary call that may hedge its first token (shown the call after each
+    /// poll, so the run loop can ask it while the call runs).
+    pub(crate) hedge: Option<Arc<Mutex<Hedge>>>,
 }
 
 impl Driver {
     pub(crate) fn new(client: Arc<ClientState>, spec: CallSpec) -> Driver {
-        let call = {
+        let (call, hedge) = {
             let mut shared = client.lock();
-            Call::new(client.config(), spec, Instant::now(), &mut shared)
+            let now = Instant::now();
+            let call = Call::new(client.config(), spec, now, &mut shared);
+            let hedge = Hedge::new(&call, now, &mut shared);
+            (call, hedge)
         };
         Driver {
             client,
             call,
             turn: Arc::new(Turn::default()),
             waiter: None,
+            hedge: hedge.deadline().map(|_| Arc::new(Mutex::new(hedge))),
         }
+    }
+
+    /// A driver for a call made elsewhere (a hedge's backup).
+    fn of_call(client: Arc<ClientState>, call: Call) -> Driver {
+        Driver {
+            client,
+            call,
+            turn: Arc::new(Turn::default()),
+            waiter: None,
+            hedge: None,
+        }
+    }
+
+    /// At the hedge deadline: the backup leg's driver, when the core allows a hedge now.
+    pub(crate) fn start_backup(
+        client: &Arc<ClientState>,
+        hedge: &Mutex<Hedge>,
+        spec: CallSpec,
+    ) -> Option<Driver> {
+        let call = {
+            let mut shared = client.lock();
+            lock(hedge).start_backup(Instant::now(), client.config(), spec, &mut shared)
+        }?;
+        emit(log::hedge_line(None));
+        Some(Driver::of_call(client.clone(), call))
+    }
+
+    pub(crate) fn client(&self) -> &Arc<ClientState> {
+        &self.client
     }
 
     pub(crate) fn report(&self) -> CallReport {
@@ -95,6 +133,9 @@ impl Driver {
                 action
             }
         };
+        if let Some(hedge) = &self.hedge {
+            lock(hedge).observe(&self.call);
+        }
         match &action {
             Action::Sleep { until, reason } => {
                 emit(log::sleep_line(
@@ -169,4 +210,17 @@ impl Drop for Driver {
         }
         self.forget_waiter();
     }
+}
+
+pub(crate) fn lock(hedge: &Mutex<Hedge>) -> MutexGuard<'_, Hedge> {
+    hedge.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A hedged leg's first step: what the core says to do with it (and the log line of the win).
+pub(crate) fn judge_leg(hedge: &Mutex<Hedge>, leg: Leg, step: &Step) -> HedgeStep {
+    let decision = lock(hedge).on_step(leg, matches!(step, Step::Emit(_)));
+    if let HedgeStep::Deliver { cancel_other: true } = decision {
+        emit(log::hedge_line(Some(leg)));
+    }
+    decision
 }

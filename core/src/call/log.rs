@@ -95,6 +95,23 @@ pub fn endpoint_line(c: &crate::pool::EndpointChange) -> LogLine {
     LogLine { level, message }
 }
 
+/// The line for a hedged first token: the backup leg started (`won: None`), or which leg won.
+pub fn hedge_line(won: Option<super::Leg>) -> LogLine {
+    let message = match won {
+        None => "the first token is late: hedging with a second attempt on another endpoint".into(),
+        Some(super::Leg::Primary) => {
+            "hedge: the first attempt answered first; the second is cancelled".into()
+        }
+        Some(super::Leg::Backup) => {
+            "hedge: the second attempt answered first; the first is cancelled".into()
+        }
+    };
+    LogLine {
+        level: LogLevel::Info,
+        message,
+    }
+}
+
 /// The line for waiting on a concurrency slot.
 pub fn wait_for_permit_line() -> LogLine {
     LogLine {

@@ -85,12 +85,14 @@
 
 mod body;
 pub mod contract;
+pub mod hedge;
 pub mod log;
 mod report;
 mod shared;
 mod spec;
 
 pub use contract::{Action, AttemptId, Event, ResponseHead, TransportErrorKind};
+pub use hedge::{Hedge, HedgeStep, Leg};
 pub use report::{CallReport, RetryRecord, SleepReason};
 pub use shared::Shared;
 pub use spec::CallSpec;
@@ -187,6 +189,8 @@ struct Effects {
     /// The server said its quota is spent until then.
     rate_gate: Option<Instant>,
     pool: Vec<PoolEffect>,
+    /// A stream's time to first token, for the hedge delay.
+    first_token: Option<Duration>,
 }
 
 /// What an attempt owes its endpoint's state in the pool.
@@ -204,6 +208,7 @@ impl Effects {
             && self.release.is_none()
             && self.rate_gate.is_none()
             && self.pool.is_empty()
+            && self.first_token.is_none()
     }
 }
 
@@ -217,6 +222,8 @@ pub struct Call {
     affinity: Option<u64>,
     /// Endpoints this call already sent an attempt to (a retry skips them while it can).
     tried: Vec<EndpointId>,
+    /// The backup leg of a hedged first token.
+    hedge_leg: bool,
     stream: Option<StreamKind>,
     state: State,
     rng: Rng,
@@ -264,6 +271,7 @@ impl Call {
             request,
             affinity,
             tried: Vec::new(),
+            hedge_leg: false,
             stream: spec.stream,
             state: State::Start,
             rng: Rng::new(shared.next_seed()),
@@ -821,6 +829,9 @@ impl Call {
                         let ttfb = now.saturating_duration_since(self.attempt.start);
                         self.release_breaker(now, Outcome::Success { ttfb });
                         self.judge(now, Verdict::Success, Some(ttfb));
+                        if !self.hedge_leg && self.policy.pool.hedge.is_some() {
+                            self.effects.first_token = Some(ttfb);
+                        }
                     }
                 }
                 self.drain_decoder(now);
@@ -1096,6 +1107,9 @@ impl Call {
             for at in effects.budget_successes {
                 budget.on_success(at);
             }
+        }
+        if let Some(ttfb) = effects.first_token {
+            shared.hedge.observe(ttfb);
         }
         for effect in effects.pool {
             match effect {

@@ -28,6 +28,8 @@ pub struct Shared {
     /// The client's endpoints (configured by [`for_client`](Self::for_client), or by the
     /// first call).
     pub(crate) pool: Pool,
+    /// Recent first-token times and the bucket that bounds hedges.
+    pub(crate) hedge: crate::policy::hedge::HedgeState,
     seeds: Rng,
     transitions: Vec<(Option<Endpoint>, Transition)>,
 }
@@ -51,6 +53,7 @@ impl Shared {
             concurrency: policy.max_concurrency.map(ConcurrencyLimiter::new),
             server_gate: None,
             pool: Pool::default(),
+            hedge: Default::default(),
             seeds: Rng::new(policy.seed.unwrap_or(entropy)),
             transitions: Vec::new(),
         }
@@ -80,6 +83,11 @@ impl Shared {
     /// The next change of an endpoint's health (ejected, probing, readmitted), for logs.
     pub fn poll_endpoint_change(&mut self) -> Option<EndpointChange> {
         self.pool.poll_change()
+    }
+
+    /// Hedges started and hedgeable calls seen so far.
+    pub fn hedge_counts(&self) -> (u64, u64) {
+        self.hedge.counts()
     }
 
     /// A fresh seed for one call's jitter.

@@ -34,6 +34,7 @@ use crate::request::{header_pair, ApiKey};
 /// | [`endpoints`](Self::endpoints) | one: `base_url` | several servers, routed by load, ejected on failure |
 /// | [`ejection`](Self::ejection) | 5 server failures (3 connect failures) in a row; 30 s × times ejected, ≤ 300 s; ≤ 10 % of endpoints | outlier ejection |
 /// | [`routing`](Self::routing) | affinity bound 8, latency decay 10 s | power of two choices, session affinity |
+/// | [`hedge`](Self::hedge) | off (when on: p95 of recent first tokens, ≤ 5 % extra) | a second attempt when a stream's first token is late |
 #[must_use]
 pub struct ClientBuilder<E: Execute> {
     config: ClientConfig,
@@ -91,6 +92,16 @@ impl<E: Execute> ClientBuilder<E> {
     /// estimate's decay, session keys derived from the conversation prefix.
     pub fn routing(mut self, routing: crate::policy::RoutingConfig) -> Self {
         self.config.policy.pool.routing = routing;
+        self
+    }
+
+    /// Hedge a stream's first token across [`endpoints`](Self::endpoints) (default off): when
+    /// it has not arrived after the delay (fixed, or the p95 of recent first-token times), a
+    /// second attempt starts on another healthy endpoint; the first to produce output wins and
+    /// the other is cancelled before any of its events is seen. At most `max_extra_percent`
+    /// hedges per 100 calls (default 5), each charged to the retry budget.
+    pub fn hedge(mut self, hedge: crate::policy::HedgeConfig) -> Self {
+        self.config.policy.pool.hedge = Some(hedge);
         self
     }
 

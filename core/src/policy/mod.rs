@@ -46,6 +46,7 @@ pub mod budget;
 pub mod clock;
 pub mod concurrency;
 pub mod ejection;
+pub mod hedge;
 pub mod peak_ewma;
 pub mod rate;
 pub mod rate_limit_headers;
@@ -63,6 +64,7 @@ pub use breaker::{
 pub use budget::{RetryBudget, RetryBudgetConfig};
 pub use concurrency::{Admission, ConcurrencyLimiter, ConcurrencyPermit, WaiterId};
 pub use ejection::{EjectReason, EjectionConfig, Ejector, Health, HealthChange, Verdict};
+pub use hedge::{HedgeConfig, HedgeDelay};
 pub use peak_ewma::PeakEwma;
 pub use rate::{RateLimited, RateLimiter};
 pub use rate_limit_headers::{Quota, RateLimitSnapshot};
