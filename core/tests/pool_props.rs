@@ -43,8 +43,12 @@ proptest! {
         ops in proptest::collection::vec(op(), 1..300),
         seed in any::<u64>(),
     ) {
-        let mut request = RequestConfig::default();
-        request.endpoints = (0..n).map(|i| format!("http://10.0.0.{i}:8000/v1").into()).collect();
+        let request = RequestConfig {
+            endpoints: (0..n)
+                .map(|i| format!("http://10.0.0.{i}:8000/v1").into())
+                .collect(),
+            ..RequestConfig::default()
+        };
         let mut cfg = PoolConfig::default();
         cfg.ejection.max_ejected_percent = max_ejected_percent;
         let mut pool = Pool::new(&request, cfg, seed);
