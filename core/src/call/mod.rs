@@ -86,6 +86,7 @@
 mod body;
 pub mod contract;
 pub mod log;
+pub mod observe;
 mod report;
 mod shared;
 mod spec;
@@ -94,6 +95,7 @@ pub use contract::{Action, AttemptId, Event, ResponseHead, TransportErrorKind};
 pub use report::{CallReport, RetryRecord, SleepReason};
 pub use shared::Shared;
 pub use spec::CallSpec;
+pub use observe::{CallMeta, Observation, ResponseInfo};
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
@@ -102,6 +104,7 @@ use bytes::Bytes;
 use http::Request;
 
 use self::body::{Body, StreamBody, MAX_ERROR_BODY};
+use self::observe::{ErrorType, Limiter, Observer};
 use crate::config::{ClientConfig, PolicyConfig};
 use crate::error::{ApiError, VllmError};
 use crate::event::StreamEvent;
@@ -210,6 +213,8 @@ pub struct Call {
     result: Option<Result<Bytes, VllmError>>,
     report: CallReport,
     effects: Effects,
+    meta: CallMeta,
+    obs: Observer,
 }
 
 impl Call {
@@ -222,8 +227,12 @@ impl Call {
             ))
         } else {
             spec.body
+                .as_ref()
+                .map_err(Clone::clone)
                 .and_then(|body| config.request.build(spec.endpoint, body.as_ref()))
         };
+        let body = spec.body.as_ref().ok().and_then(Option::as_ref);
+        let meta = CallMeta::new(spec.endpoint, body, request.as_ref().ok());
         let policy = config.policy.clone();
         let deadline = policy.timeouts.deadline_from(now);
         Call {
@@ -245,6 +254,8 @@ impl Call {
             result: None,
             report: CallReport::default(),
             effects: Effects::default(),
+            meta,
+            obs: Observer::new(now),
             policy,
         }
     }
@@ -269,6 +280,22 @@ impl Call {
     /// The endpoint called.
     pub fn endpoint(&self) -> Endpoint {
         self.endpoint
+    }
+
+    /// What the call is: operation, requested model, server (for span names and metrics).
+    pub fn meta(&self) -> &CallMeta {
+        &self.meta
+    }
+
+    /// What the server said about the answer so far: model, finish reasons, usage.
+    pub fn response_info(&self) -> &ResponseInfo {
+        &self.obs.response
+    }
+
+    /// The next thing the call did, oldest first (see [`observe`]). Drain it after each
+    /// `poll`, `handle`, `flush` and `cancel`; the queue is bounded.
+    pub fn poll_observation(&mut self) -> Option<Observation> {
+        self.obs.pop()
     }
 
     /// The current attempt (0 before the first request is sent).
@@ -320,6 +347,10 @@ impl Call {
     fn emit_pending(&mut self, now: Instant) -> Option<Action> {
         let ev = self.pending.pop_front()?;
         self.output_started = true;
+        self.obs.response.on_event(&ev);
+        if let StreamEvent::Error(e) = &ev {
+            self.obs.finished(now, Some(ErrorType::of(e)), self.attempts);
+        }
         if ev.is_terminal() {
             self.terminal_emitted = true;
             self.finish(now, Ok(Bytes::new()));
@@ -379,10 +410,14 @@ impl Call {
                     };
                     match admission {
                         Admission::Admitted(permit) => {
+                            self.obs.admitted(now);
                             self.concurrency_permit = Some(permit);
                             self.state = State::Admit;
                         }
                         Admission::Queued(w) => {
+                            if waiter.is_none() {
+                                self.obs.waiting(now, Limiter::Concurrency, None);
+                            }
                             self.state = State::WaitPermit { waiter: Some(w) };
                             if self.past_deadline(now) {
                                 self.report.timeout = Some(TimeoutKind::Deadline);
@@ -466,6 +501,7 @@ impl Call {
                 self.finish(now, Err(e));
                 return None;
             }
+            self.obs.waiting(now, Limiter::ServerRate, Some(gate));
             self.state = State::RateWait {
                 until: gate,
                 server: true,
@@ -484,6 +520,7 @@ impl Call {
                         self.finish(now, Err(e));
                         return None;
                     }
+                    self.obs.waiting(now, Limiter::ClientRate, Some(until));
                     self.state = State::RateWait {
                         until,
                         server: false,
@@ -531,6 +568,7 @@ impl Call {
         let breaker_permit = self.attempt.breaker_permit.take();
         self.attempt = Attempt::new(self.attempts, now);
         self.attempt.breaker_permit = breaker_permit;
+        self.obs.attempt_started(now, self.attempts);
         let deadline = self.head_deadline();
         self.state = State::AwaitHead { deadline };
         let t = self.policy.timeouts;
@@ -647,6 +685,9 @@ impl Call {
             }
             TransportErrorKind::ConnectTimeout if no_head => {
                 self.report.timeout = Some(TimeoutKind::Connect);
+                self.obs.push(Observation::TimerFired {
+                    kind: TimeoutKind::Connect,
+                });
                 (
                     Failure::Timeout {
                         kind: TimeoutKind::Connect,
@@ -689,6 +730,7 @@ impl Call {
         };
         let Some((_, kind)) = fired else { return };
         self.report.timeout = Some(kind);
+        self.obs.push(Observation::TimerFired { kind });
         if let Some(Body::Error(_) | Body::Foreign(..)) = self.attempt.body {
             // As for a cut error body: the status decides, not the slow body.
             self.on_body_end(now);
@@ -710,6 +752,7 @@ impl Call {
     }
 
     fn on_head(&mut self, now: Instant, head: ResponseHead) {
+        self.obs.head(head.status);
         let body = if !head.status.is_success() {
             Body::Error(Vec::new())
         } else if let Some(kind) = self.stream {
@@ -766,6 +809,7 @@ impl Call {
                     self.attempt.last_activity = now;
                     if self.attempt.first_data.is_none() {
                         self.attempt.first_data = Some(now);
+                        self.obs.first_chunk(now);
                         // The server is generating: that is the breaker's success signal.
                         let ttfb = now.saturating_duration_since(self.attempt.start);
                         self.release_breaker(now, Outcome::Success { ttfb });
@@ -786,6 +830,12 @@ impl Call {
         };
         match body {
             Body::Json(buf) => {
+                if matches!(
+                    self.endpoint,
+                    Endpoint::ChatCompletions | Endpoint::Completions | Endpoint::Embeddings
+                ) {
+                    self.obs.response = ResponseInfo::from_json(&buf);
+                }
                 let ttfb = self.ttfb();
                 self.release_breaker(now, Outcome::Success { ttfb });
                 self.effects.budget_successes.push(now);
@@ -812,6 +862,7 @@ impl Call {
                 // into the events its stream would have carried, so the caller's loop works.
                 dec.push_document(&buf);
                 self.attempt.first_data = Some(now);
+                self.obs.first_chunk(now);
                 self.attempt.body = Some(Body::Stream(dec));
                 self.drain_decoder(now);
             }
@@ -892,6 +943,7 @@ impl Call {
         let ttfb = self.attempt.head.as_ref().map(|_| self.ttfb());
         let outcome = Outcome::of_failure(&failure, ttfb);
         self.release_breaker(now, outcome);
+        self.obs.end_attempt(now, Some(ErrorType::of(&error)));
         self.attempt.body = None;
         self.state = State::Failed {
             failure,
@@ -917,6 +969,12 @@ impl Call {
                 .decide(&failure, &ctx, &mut self.rng, shared.budget.as_mut());
         match decision {
             RetryDecision::Retry { delay, hinted } => {
+                self.obs.push(Observation::Retry {
+                    attempt: self.attempts,
+                    cause: ErrorType::of(&error),
+                    delay,
+                    hinted,
+                });
                 self.report.retries.push(RetryRecord {
                     attempt: self.attempts,
                     delay,
@@ -950,7 +1008,9 @@ impl Call {
     }
 
     fn finish(&mut self, now: Instant, result: Result<Bytes, VllmError>) {
-        let _ = now;
+        // A stream's error event already finished the observations, with its error.
+        let error = result.as_ref().err().map(ErrorType::of);
+        self.obs.finished(now, error, self.attempts);
         // Nothing is emitted after the end: events still queued (a call cancelled between two
         // emits, or a failure before output) are dropped, so a queued terminal event cannot
         // later replace the result.
