@@ -13,6 +13,7 @@ use futures_util::stream::{BoxStream, Stream, StreamExt};
 use vllm_client_core::call::{CallReport, CallSpec, Event};
 use vllm_client_core::client::{Decode, Execute, Reported};
 use vllm_client_core::config::ClientConfig;
+use vllm_client_core::policy::RateLimitSnapshot;
 use vllm_client_core::{StreamEvent, VllmError};
 
 use crate::driver::{no_response, Driver, Io, Step};
@@ -148,6 +149,7 @@ impl<T: Transport> Runner<T> {
 /// concurrency slot.
 pub struct EventStream {
     inner: BoxStream<'static, StreamEvent>,
+    rate_limit: Option<RateLimitSnapshot>,
 }
 
 impl fmt::Debug for EventStream {
@@ -167,6 +169,7 @@ impl EventStream {
             Step::Done(Ok(_)) => StreamEvent::Error(VllmError::Truncated),
         };
         let done = first.is_terminal();
+        let rate_limit = runner.driver.rate_limit();
         let rest = futures_util::stream::unfold((runner, done), |(mut runner, done)| async move {
             if done {
                 return None;
@@ -183,7 +186,16 @@ impl EventStream {
             inner: futures_util::stream::once(async move { first })
                 .chain(rest)
                 .boxed(),
+            rate_limit,
         })
+    }
+
+    /// What the server's rate-limit headers said (its remaining requests and tokens and when
+    /// they refill), as of the response that started this stream — or of an earlier attempt's
+    /// answer when that one sent none. `None` when no answer of this call carried any (vLLM
+    /// itself sends none; gateways such as LiteLLM do). See `RateLimitSnapshot`.
+    pub fn rate_limit(&self) -> Option<&RateLimitSnapshot> {
+        self.rate_limit.as_ref()
     }
 
     /// Collects the text of choice 0 until the end: `Ok` on `Done`, the error otherwise.

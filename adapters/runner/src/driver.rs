@@ -9,11 +9,11 @@ use bytes::Bytes;
 use http::Request;
 use vllm_client_core::{StreamEvent, VllmError};
 
-use vllm_client_core::call::log;
 use vllm_client_core::call::{Action, Call, CallReport, CallSpec, Event, TransportErrorKind};
 use vllm_client_core::policy::WaiterId;
 
-use crate::client::{emit, ClientState};
+use crate::client::ClientState;
+use crate::telemetry::Telemetry;
 use crate::turn::Turn;
 
 /// What the loop stops for.
@@ -56,6 +56,7 @@ pub(crate) struct Driver {
     /// Set when this call's turn for a slot came.
     pub(crate) turn: Arc<Turn>,
     waiter: Option<WaiterId>,
+    telemetry: Telemetry,
 }
 
 impl Driver {
@@ -64,12 +65,26 @@ impl Driver {
             let mut shared = client.lock();
             Call::new(client.config(), spec, Instant::now(), &mut shared)
         };
-        Driver {
+        let telemetry = Telemetry::new(call.meta());
+        let mut driver = Driver {
             client,
             call,
             turn: Arc::new(Turn::default()),
             waiter: None,
-        }
+            telemetry,
+        };
+        driver.observe();
+        driver
+    }
+
+    /// Reports what the call did since the last time (spans, events, metrics).
+    fn observe(&mut self) {
+        self.telemetry.drain(&mut self.call, &self.client.sink);
+    }
+
+    /// What the server's rate-limit headers said, once a response head arrived.
+    pub(crate) fn rate_limit(&self) -> Option<vllm_client_core::policy::RateLimitSnapshot> {
+        self.call.report().rate_limit
     }
 
     pub(crate) fn report(&self) -> CallReport {
@@ -95,14 +110,12 @@ impl Driver {
                 action
             }
         };
+        self.observe();
         match &action {
-            Action::Sleep { until, reason } => {
-                emit(log::sleep_line(
-                    reason,
-                    until.saturating_duration_since(now),
-                ));
+            Action::Emit(ev) => {
+                self.telemetry
+                    .on_emit(ev, &self.call, &self.client.sink);
             }
-            Action::WaitForPermit { .. } => emit(log::wait_for_permit_line()),
             Action::Done(_) => self.forget_waiter(),
             _ => {}
         }
@@ -145,6 +158,7 @@ impl Driver {
     pub(crate) fn handle(&mut self, event: Event) {
         self.call.handle_local(Instant::now(), event);
         self.flush();
+        self.observe();
     }
 
     fn flush(&mut self) {
@@ -167,6 +181,7 @@ impl Drop for Driver {
             let mut shared = self.client.lock();
             self.call.cancel(Instant::now(), &mut shared);
         }
+        self.observe();
         self.forget_waiter();
     }
 }

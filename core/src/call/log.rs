@@ -1,80 +1,9 @@
-//! What adapters log, formatted once: the same line for the same happening in every adapter.
+//! Text helpers for adapters' messages.
 //!
-//! The core has no logging dependency; an adapter turns a [`LogLine`] into its logger's call
-//! (`tracing::warn!("{}", line.message)` and so on).
-
-use std::time::Duration;
-
-use super::SleepReason;
-use crate::policy::Transition;
-use crate::request::Endpoint;
-
-/// How loud a [`LogLine`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogLevel {
-    /// Routine detail.
-    Debug,
-    /// Worth knowing.
-    Info,
-    /// Something failed and was handled.
-    Warn,
-}
-
-/// One log line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogLine {
-    /// How loud.
-    pub level: LogLevel,
-    /// The text (never contains request headers or the API key).
-    pub message: String,
-}
-
-/// The line for an [`Action::Sleep`](super::Action::Sleep) of `delay`.
-pub fn sleep_line(reason: &SleepReason, delay: Duration) -> LogLine {
-    match reason {
-        SleepReason::Retry(r) => LogLine {
-            level: LogLevel::Warn,
-            message: format!(
-                "retrying after attempt {} failed ({}); waiting {} ms{}",
-                r.attempt,
-                r.cause,
-                delay.as_millis(),
-                if r.hinted { " as the server asked" } else { "" }
-            ),
-        },
-        SleepReason::ServerRateLimit => LogLine {
-            level: LogLevel::Info,
-            message: format!(
-                "the server's rate limit is spent: waiting {} ms for it to refill",
-                delay.as_millis()
-            ),
-        },
-        SleepReason::RateLimit => LogLine {
-            level: LogLevel::Info,
-            message: format!("client-side rate limit: waiting {} ms", delay.as_millis()),
-        },
-    }
-}
-
-/// The line for a circuit-breaker transition (from [`Shared::poll_transition`](super::Shared::poll_transition)).
-pub fn transition_line(endpoint: Option<Endpoint>, t: &Transition) -> LogLine {
-    let scope = match endpoint {
-        Some(e) => format!(" for {e:?}"),
-        None => String::new(),
-    };
-    LogLine {
-        level: LogLevel::Warn,
-        message: format!("circuit breaker{scope}: {:?} -> {:?}", t.from, t.to),
-    }
-}
-
-/// The line for waiting on a concurrency slot.
-pub fn wait_for_permit_line() -> LogLine {
-    LogLine {
-        level: LogLevel::Debug,
-        message: "waiting for a concurrency slot".to_string(),
-    }
-}
+//! The core has no logging dependency. What a call did reaches adapters as typed
+//! [`Observation`](super::Observation)s (see [`observe`](super::observe)), which the shared
+//! runner turns into `tracing` spans and structured events; this module only words an error
+//! chain for a transport's error message.
 
 /// An error with its causes, `"error sending request: connection refused"`, for
 /// [`Event::TransportError`](super::Event::TransportError)'s message.

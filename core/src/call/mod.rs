@@ -277,6 +277,11 @@ impl Call {
         self.output_started
     }
 
+    /// Whether the call reads a stream.
+    pub fn is_stream(&self) -> bool {
+        self.stream.is_some()
+    }
+
     /// The endpoint called.
     pub fn endpoint(&self) -> Endpoint {
         self.endpoint
