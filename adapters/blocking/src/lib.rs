@@ -68,6 +68,7 @@ use vllm_client_core::config::ClientConfig;
 use vllm_client_runner::{BlockingExec, BlockingTransport, Failed, Outcome};
 
 pub use vllm_client_runner::EventIter;
+pub use vllm_client_runner::observability;
 
 /// The blocking executor: the shared run loop over [`Ureq`].
 pub type Blocking = BlockingExec<Ureq>;

@@ -16,6 +16,7 @@ use vllm_client_core::config::ClientConfig;
 use vllm_client_runner::{AsyncExec, Failed, Transport};
 
 pub use vllm_client_runner::EventStream;
+pub use vllm_client_runner::observability;
 
 /// The tokio executor: the shared run loop over [`Reqwest`].
 pub type Tokio = AsyncExec<Reqwest>;
