@@ -109,7 +109,7 @@ use crate::config::{ClientConfig, PolicyConfig};
 use crate::error::{ApiError, VllmError};
 use crate::event::StreamEvent;
 use crate::policy::{
-    earliest_timer, parse_retry_after, Admission, BreakerPermit, ConcurrencyPermit, Failure,
+    earliest_timer, estimate_tokens, parse_retry_after, Admission, BreakerPermit, ConcurrencyPermit, Failure,
     GiveUpReason, Outcome, RateLimitSnapshot, RateLimited, RetryContext, RetryDecision, Rng,
     TimeoutKind, WaiterId,
 };
@@ -179,6 +179,8 @@ struct Effects {
     release: Option<ConcurrencyPermit>,
     /// The server said its quota is spent until then.
     rate_gate: Option<Instant>,
+    /// Tokens to charge (> 0) or refund (< 0) to the token rate limit.
+    tokens: i64,
 }
 
 impl Effects {
@@ -188,6 +190,7 @@ impl Effects {
             && self.leave.is_none()
             && self.release.is_none()
             && self.rate_gate.is_none()
+            && self.tokens == 0
     }
 }
 
@@ -215,6 +218,8 @@ pub struct Call {
     effects: Effects,
     meta: CallMeta,
     obs: Observer,
+    /// The token estimate charged to the token rate limit, until it is corrected.
+    tokens_charged: Option<u64>,
 }
 
 impl Call {
@@ -256,6 +261,7 @@ impl Call {
             effects: Effects::default(),
             meta,
             obs: Observer::new(now),
+            tokens_charged: None,
             policy,
         }
     }
@@ -513,8 +519,15 @@ impl Call {
             };
             return None;
         }
+        if !self.charge_tokens(now, shared) {
+            return None;
+        }
         if let Some(rate) = shared.rate.as_mut() {
-            match rate.check(now, 1) {
+            let checked = rate.check(now, 1);
+            if checked.is_err() {
+                self.refund_unsent_tokens(now, shared);
+            }
+            match checked {
                 Ok(()) => {}
                 Err(RateLimited::Wait { until }) => {
                     if self.deadline.is_some_and(|d| until >= d) {
@@ -547,6 +560,7 @@ impl Call {
                 Ok(permit) => self.attempt.breaker_permit = Some(permit),
                 Err(rejected) => {
                     shared.collect_transitions();
+                    self.refund_unsent_tokens(now, shared);
                     // A retry the breaker refuses ends the call with the last attempt's error.
                     if self.last_error.is_some() {
                         self.report.gave_up = Some(GiveUpReason::CircuitOpen);
@@ -587,6 +601,61 @@ impl Call {
             deadline: deadline.map(|(d, _)| d),
             connect_timeout,
         })
+    }
+
+    /// Charges the call's token estimate to the token rate limit, once, before its first
+    /// attempt. `false`: the call now waits for it, or ended.
+    fn charge_tokens(&mut self, now: Instant, shared: &mut Shared) -> bool {
+        let generates = matches!(
+            self.endpoint,
+            Endpoint::ChatCompletions | Endpoint::Completions | Endpoint::Embeddings
+        );
+        let Some(limiter) = shared.tokens.as_mut() else {
+            return true;
+        };
+        if self.tokens_charged.is_some() || !generates {
+            return true;
+        }
+        let cost = estimate_tokens(self.meta.prompt_chars, self.meta.max_tokens);
+        match limiter.check(now, cost) {
+            Ok(()) => {
+                self.tokens_charged = Some(cost);
+                true
+            }
+            Err(RateLimited::Wait { until }) => {
+                if self.deadline.is_some_and(|d| until >= d) {
+                    let e = VllmError::RateLimited(format!(
+                        "the token rate limit admits {cost} tokens in {:?}, after the call's deadline",
+                        until.saturating_duration_since(now)
+                    ));
+                    self.finish(now, Err(e));
+                    return false;
+                }
+                self.obs.waiting(now, Limiter::TokenRate, Some(until));
+                self.state = State::RateWait {
+                    until,
+                    server: false,
+                };
+                false
+            }
+            Err(RateLimited::Never { cost, burst }) => {
+                let e = VllmError::RateLimited(format!(
+                    "a request estimated at {cost} tokens can never fit a limit of {burst} tokens per minute"
+                ));
+                self.finish(now, Err(e));
+                false
+            }
+        }
+    }
+
+    /// Gives the token estimate back when no attempt of the call was sent.
+    fn refund_unsent_tokens(&mut self, now: Instant, shared: &mut Shared) {
+        if self.attempts > 0 {
+            return;
+        }
+        if let (Some(cost), Some(limiter)) = (self.tokens_charged.take(), shared.tokens.as_mut()) {
+            limiter.adjust(now, -i64::try_from(cost).unwrap_or(i64::MAX));
+        }
     }
 
     // --- handle ----------------------------------------------------------------------------
@@ -1016,6 +1085,17 @@ impl Call {
         // A stream's error event already finished the observations, with its error.
         let error = result.as_ref().err().map(ErrorType::of);
         self.obs.finished(now, error, self.attempts);
+        // The token estimate, corrected by what the server says the call used.
+        if let (Some(charged), Some(usage)) = (self.tokens_charged, &self.obs.response.usage) {
+            let used = usage.prompt_tokens.saturating_add(usage.completion_tokens);
+            let delta = i128::from(used) - i128::from(charged);
+            self.effects.tokens = i64::try_from(delta).unwrap_or(if delta > 0 {
+                i64::MAX
+            } else {
+                i64::MIN
+            });
+            self.tokens_charged = None;
+        }
         // Nothing is emitted after the end: events still queued (a call cancelled between two
         // emits, or a failure before output) are dropped, so a queued terminal event cannot
         // later replace the result.
@@ -1052,6 +1132,11 @@ impl Call {
         if let Some(budget) = shared.budget.as_mut() {
             for at in effects.budget_successes {
                 budget.on_success(at);
+            }
+        }
+        if effects.tokens != 0 {
+            if let Some(limiter) = shared.tokens.as_mut() {
+                limiter.adjust(self.last_now, effects.tokens);
             }
         }
         if let Some(gate) = effects.rate_gate {

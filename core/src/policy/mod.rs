@@ -47,6 +47,7 @@ pub mod retry;
 pub mod retry_after;
 pub mod rng;
 pub mod timeouts;
+pub mod token_rate;
 
 pub use backoff::{Backoff, Jitter};
 pub use breaker::{
@@ -62,4 +63,5 @@ pub use retry::{
 };
 pub use retry_after::{parse_retry_after, parse_should_retry, HintSource, RetryAfter};
 pub use rng::Rng;
+pub use token_rate::{estimate_tokens, TokenRateLimiter};
 pub use timeouts::{clamp_to_deadline, earliest, earliest_timer, TimeoutKind, Timeouts};
