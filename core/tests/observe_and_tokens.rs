@@ -140,7 +140,10 @@ fn a_stream_observes_its_first_chunk_timer_and_error() {
     let mut call = Call::new(&cfg, spec, t0, &mut shared);
     assert!(matches!(call.poll(t0, &mut shared), Action::Send { .. }));
     let mut h = HeaderMap::new();
-    h.insert("content-type", HeaderValue::from_static("text/event-stream"));
+    h.insert(
+        "content-type",
+        HeaderValue::from_static("text/event-stream"),
+    );
     call.handle(
         t0,
         Event::Response(ResponseHead::new(StatusCode::OK, h, SystemTime::now())),

@@ -113,8 +113,7 @@ impl Driver {
         self.observe();
         match &action {
             Action::Emit(ev) => {
-                self.telemetry
-                    .on_emit(ev, &self.call, &self.client.sink);
+                self.telemetry.on_emit(ev, &self.call, &self.client.sink);
             }
             Action::Done(_) => self.forget_waiter(),
             _ => {}

@@ -48,9 +48,9 @@ macro_rules! call_span {
 pub(crate) struct Telemetry {
     call: Span,
     attempt: Option<Span>,
-    /// The last data event handed to the caller (for `time_per_output_chunk`).
+    /// The last data event handed to the caller (for `time_per_output_chunk`, recorded for
+    /// each data event after the first).
     last_chunk: Option<Instant>,
-    response_model: Option<String>,
 }
 
 impl Telemetry {
@@ -68,7 +68,6 @@ impl Telemetry {
             call,
             attempt: None,
             last_chunk: None,
-            response_model: None,
         }
     }
 
@@ -96,7 +95,7 @@ impl Telemetry {
         }
         let now = Instant::now();
         if let Some(last) = self.last_chunk.replace(now) {
-            let attrs = self.common(call.meta(), None);
+            let attrs = self.common(call.meta(), call.response_info().model.as_deref());
             sink.record(
                 Metric::TimePerOutputChunk,
                 secs(now.saturating_duration_since(last)),
@@ -165,8 +164,7 @@ impl Telemetry {
                     since_attempt_start.as_millis()
                 );
                 if Sink::ENABLED && call.is_stream() {
-                    self.last_chunk = Some(Instant::now());
-                    let attrs = self.common(meta, None);
+                    let attrs = self.common(meta, call.response_info().model.as_deref());
                     sink.record(Metric::TimeToFirstChunk, secs(since_call_start), &attrs);
                 }
             }
@@ -279,7 +277,6 @@ impl Telemetry {
         }
         if let Some(m) = &info.model {
             span.record("gen_ai.response.model", m.as_str());
-            self.response_model = Some(m.clone());
         }
         if !info.finish_reasons.is_empty() && !span.is_disabled() {
             span.record(
@@ -358,7 +355,7 @@ impl Telemetry {
     fn common(&self, meta: &CallMeta, response_model: Option<&str>) -> Attrs {
         let mut a = self.basic(meta);
         a.push(("gen_ai.provider.name", Value::Str(PROVIDER_NAME.into())));
-        if let Some(m) = response_model.or(self.response_model.as_deref()) {
+        if let Some(m) = response_model {
             a.push(("gen_ai.response.model", Value::Str(m.to_owned().into())));
         }
         a

@@ -15,8 +15,8 @@ use vllm_client_core::call::{ResponseHead, TransportErrorKind};
 use vllm_client_core::config::ClientConfig;
 use vllm_client_runner::{AsyncExec, Failed, Transport};
 
-pub use vllm_client_runner::EventStream;
 pub use vllm_client_runner::observability;
+pub use vllm_client_runner::EventStream;
 
 /// The tokio executor: the shared run loop over [`Reqwest`].
 pub type Tokio = AsyncExec<Reqwest>;

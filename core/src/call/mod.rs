@@ -92,10 +92,10 @@ mod shared;
 mod spec;
 
 pub use contract::{Action, AttemptId, Event, ResponseHead, TransportErrorKind};
+pub use observe::{CallMeta, Observation, ResponseInfo};
 pub use report::{CallReport, RetryRecord, SleepReason};
 pub use shared::Shared;
 pub use spec::CallSpec;
-pub use observe::{CallMeta, Observation, ResponseInfo};
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
@@ -109,9 +109,9 @@ use crate::config::{ClientConfig, PolicyConfig};
 use crate::error::{ApiError, VllmError};
 use crate::event::StreamEvent;
 use crate::policy::{
-    earliest_timer, estimate_tokens, parse_retry_after, Admission, BreakerPermit, ConcurrencyPermit, Failure,
-    GiveUpReason, Outcome, RateLimitSnapshot, RateLimited, RetryContext, RetryDecision, Rng,
-    TimeoutKind, WaiterId,
+    earliest_timer, estimate_tokens, parse_retry_after, Admission, BreakerPermit,
+    ConcurrencyPermit, Failure, GiveUpReason, Outcome, RateLimitSnapshot, RateLimited,
+    RetryContext, RetryDecision, Rng, TimeoutKind, WaiterId,
 };
 use crate::request::Endpoint;
 use crate::stream::{StreamDecoder, StreamKind};
@@ -360,7 +360,8 @@ impl Call {
         self.output_started = true;
         self.obs.response.on_event(&ev);
         if let StreamEvent::Error(e) = &ev {
-            self.obs.finished(now, Some(ErrorType::of(e)), self.attempts);
+            self.obs
+                .finished(now, Some(ErrorType::of(e)), self.attempts);
         }
         if ev.is_terminal() {
             self.terminal_emitted = true;
@@ -879,6 +880,9 @@ impl Call {
             }
             Some(Body::Stream(dec)) => {
                 let report = dec.push(bytes);
+                if self.obs.response.model.is_none() {
+                    self.obs.response.model = dec.model().map(str::to_owned);
+                }
                 if report.has_data() {
                     self.attempt.last_activity = now;
                     if self.attempt.first_data.is_none() {
@@ -1089,11 +1093,8 @@ impl Call {
         if let (Some(charged), Some(usage)) = (self.tokens_charged, &self.obs.response.usage) {
             let used = usage.prompt_tokens.saturating_add(usage.completion_tokens);
             let delta = i128::from(used) - i128::from(charged);
-            self.effects.tokens = i64::try_from(delta).unwrap_or(if delta > 0 {
-                i64::MAX
-            } else {
-                i64::MIN
-            });
+            self.effects.tokens =
+                i64::try_from(delta).unwrap_or(if delta > 0 { i64::MAX } else { i64::MIN });
             self.tokens_charged = None;
         }
         // Nothing is emitted after the end: events still queued (a call cancelled between two

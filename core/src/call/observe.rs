@@ -564,7 +564,10 @@ mod tests {
     fn error_types_are_low_cardinality_labels() {
         assert_eq!(ErrorType::of(&VllmError::Timeout).label(), "timeout");
         assert_eq!(ErrorType::Status(503).label(), "503");
-        assert_eq!(ErrorType::of(&VllmError::Truncated).to_string(), "truncated");
+        assert_eq!(
+            ErrorType::of(&VllmError::Truncated).to_string(),
+            "truncated"
+        );
     }
 
     #[test]

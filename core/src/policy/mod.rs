@@ -63,5 +63,5 @@ pub use retry::{
 };
 pub use retry_after::{parse_retry_after, parse_should_retry, HintSource, RetryAfter};
 pub use rng::Rng;
-pub use token_rate::{estimate_tokens, TokenRateLimiter};
 pub use timeouts::{clamp_to_deadline, earliest, earliest_timer, TimeoutKind, Timeouts};
+pub use token_rate::{estimate_tokens, TokenRateLimiter};
