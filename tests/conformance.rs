@@ -70,4 +70,6 @@ conformance! {
     concurrency_slots_first_come_first_served,
     spent_server_quota_paces_the_next_call,
     rate_limit_headers_on_a_429,
+    rate_limit_snapshot_on_a_stream,
+    token_rate_limit_paces_and_refunds,
 }
