@@ -8,6 +8,8 @@
 //! Every scenario uses its own model name, so that scenarios running in parallel in one process
 //! (with one global recorder) read only their own measurements.
 
+// Shared with the conformance suite; not every helper is used here.
+#[allow(dead_code)]
 #[path = "conformance/harness.rs"]
 mod harness;
 
