@@ -95,7 +95,8 @@ fn facade(name: &str, model: &str) -> Vec<(Labels, Measured)> {
             }
             // Counters are drained by each snapshot too.
             (MetricKind::Counter, DebugValue::Counter(n)) => e.counter += n,
-            (_, DebugValue::Gauge(g)) => e.samples = vec![g.into_inner()],
+            // Gauges are reset to 0 by each snapshot: keep every value seen, in order.
+            (_, DebugValue::Gauge(g)) => e.samples.push(g.into_inner()),
             _ => {}
         }
     }
@@ -128,6 +129,14 @@ struct OtelPoint {
 
 /// The OpenTelemetry points of `name` whose `gen_ai.request.model` is `model` (cumulative).
 fn otel(name: &str, model: &str) -> Vec<OtelPoint> {
+    otel_where(name, |a| {
+        a.get("gen_ai.request.model").map(String::as_str) == Some(model)
+    })
+}
+
+/// The OpenTelemetry points of `name` whose attributes pass `keep` (a gauge's value is its
+/// `sum`).
+fn otel_where(name: &str, keep: impl Fn(&BTreeMap<String, String>) -> bool) -> Vec<OtelPoint> {
     let c = capture();
     c.provider.force_flush().expect("flush");
     let exported = c.exporter.get_finished_metrics().expect("metrics");
@@ -176,11 +185,22 @@ fn otel(name: &str, model: &str) -> Vec<OtelPoint> {
                         });
                     }
                 }
+                AggregatedMetrics::I64(MetricData::Gauge(g)) => {
+                    for p in g.data_points() {
+                        out.push(OtelPoint {
+                            unit: unit.clone(),
+                            attrs: attrs(&mut p.attributes()),
+                            count: 1,
+                            sum: p.value() as f64,
+                            bounds: Vec::new(),
+                        });
+                    }
+                }
                 _ => {}
             }
         }
     }
-    out.retain(|p| p.attrs.get("gen_ai.request.model").map(String::as_str) == Some(model));
+    out.retain(|p| keep(&p.attrs));
     out
 }
 
@@ -632,6 +652,124 @@ fn rate_limited<H: Harness>(tag: &str) {
     assert_eq!(w[0].1.samples.len(), 1);
     // The second call waited for the rest of the 300 ms interval (minus the first call's time).
     assert!(w[0].1.samples[0] > 0.0 && w[0].1.samples[0] <= 0.3, "{w:?}");
+}
+
+/// The facade's measurements of `name` that carry `label = value`.
+fn facade_by(name: &str, label: &str, value: &str) -> Vec<(Labels, Measured)> {
+    // Merge the latest snapshot into the store (any model).
+    let _ = facade(name, "");
+    let store = capture().store.lock().unwrap();
+    store
+        .iter()
+        .filter(|((n, l), _)| n == name && l.get(label).map(String::as_str) == Some(value))
+        .map(|((_, l), m)| (l.clone(), m.clone()))
+        .collect()
+}
+
+/// Breaker transitions and the concurrency gauges belong to the client, not to a call: the
+/// only scenario with a breaker and a concurrency limit, so its counts are exact. (They are
+/// recorded by the runner, the same for every adapter; the blocking one drives it here.)
+#[test]
+fn breaker_transitions_and_concurrency_gauges() {
+    use vllm_client_core::policy::{BreakerConfig, SlidingWindow};
+    type H = harness::BlockingH;
+    let server = FakeServer::start();
+    capture();
+    let c = H::builder(&server.base_url())
+        .max_retries(0)
+        .max_concurrency(3)
+        .circuit_breaker(BreakerConfig {
+            window: SlidingWindow::Count { size: 4 },
+            minimum_calls: 2,
+            failure_rate_threshold: 50,
+            break_duration: Duration::from_millis(300),
+            ..BreakerConfig::default()
+        })
+        .build();
+    let model = "obs-breaker";
+    let call = || {
+        H::wait(
+            c.chat
+                .completions()
+                .create()
+                .model(model)
+                .messages(json!([{"role": "user", "content": "hi"}]))
+                .send(),
+        )
+    };
+    server.push_n(2, Reply::vllm_error(500, "down"));
+    call().expect_err("500");
+    call().expect_err("500");
+    let e = call().expect_err("open");
+    assert!(
+        matches!(e, vllm_client_core::VllmError::CircuitOpen { .. }),
+        "{e:?}"
+    );
+
+    let opened = facade_by(names::BREAKER_TRANSITIONS, "vllm_client.breaker.to", "Open");
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    assert_eq!(opened[0].0["vllm_client.breaker.scope"], "client");
+    assert_eq!(opened[0].0["vllm_client.breaker.from"], "Closed");
+    assert_eq!(opened[0].1.counter, 1);
+    assert_eq!(opened[0].1.unit, Some(metrics::Unit::Count));
+    let state = facade_by(names::BREAKER_STATE, "vllm_client.breaker.scope", "client");
+    assert_eq!(state.len(), 1);
+    assert_eq!(state[0].1.samples.first(), Some(&2.0), "open: {state:?}");
+    let o = otel_where(names::BREAKER_STATE, |_| true);
+    assert_eq!(o.len(), 1, "{o:?}");
+    assert_eq!((o[0].sum, o[0].unit.as_str()), (2.0, "1"));
+    assert_eq!(o[0].attrs["vllm_client.breaker.scope"], "client");
+    // The refusal is the call's outcome: `circuit_open`.
+    let d = facade(names::OPERATION_DURATION, model);
+    assert!(
+        d.iter()
+            .any(|(l, _)| l.get("error.type").map(String::as_str) == Some("circuit_open")),
+        "{d:?}"
+    );
+
+    // After the break a probe succeeds: Open -> HalfOpen -> Closed.
+    std::thread::sleep(Duration::from_millis(400));
+    let s = H::wait(
+        c.chat
+            .completions()
+            .create()
+            .model(model)
+            .messages(json!([{"role": "user", "content": "hi"}]))
+            .send_stream(),
+    )
+    .expect("the probe");
+    // While the stream is open it holds one concurrency slot (OpenTelemetry keeps a gauge's
+    // last value; the facade's debugging recorder resets it at each snapshot).
+    let gauge = |n: &str| {
+        otel_where(n, |_| true)
+            .iter()
+            .map(|p| p.sum)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(gauge(names::CONCURRENCY_IN_FLIGHT), vec![1.0]);
+    assert_eq!(gauge(names::CONCURRENCY_WAITING), vec![0.0]);
+    let events = H::collect(s);
+    assert!(matches!(events.last(), Some(StreamEvent::Done)));
+    let closed = facade_by(
+        names::BREAKER_TRANSITIONS,
+        "vllm_client.breaker.to",
+        "Closed",
+    );
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    assert_eq!(closed[0].0["vllm_client.breaker.from"], "HalfOpen");
+    assert_eq!(gauge(names::BREAKER_STATE), vec![0.0], "closed again");
+    assert_eq!(
+        gauge(names::CONCURRENCY_IN_FLIGHT),
+        vec![0.0],
+        "the slot came back"
+    );
+    let o = otel_where(names::BREAKER_TRANSITIONS, |_| true);
+    assert_eq!(
+        o.len(),
+        3,
+        "Closed->Open, Open->HalfOpen, HalfOpen->Closed: {o:?}"
+    );
+    assert!(o.iter().all(|p| p.count == 1 && p.unit == "{transition}"));
 }
 
 macro_rules! on_every_adapter {
