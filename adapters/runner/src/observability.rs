@@ -42,7 +42,8 @@ pub const TOKEN_USAGE: &str = "gen_ai.client.token.usage";
 /// `gen_ai.client.operation.time_to_first_chunk`: from a stream call's start to its first data
 /// event.
 pub const TIME_TO_FIRST_CHUNK: &str = "gen_ai.client.operation.time_to_first_chunk";
-/// `gen_ai.client.operation.time_per_output_chunk`: between two data events of a stream.
+/// `gen_ai.client.operation.time_per_output_chunk`: between two data events of a stream, as
+/// they are handed to the caller (one sample per data event after the first).
 pub const TIME_PER_OUTPUT_CHUNK: &str = "gen_ai.client.operation.time_per_output_chunk";
 /// `vllm_client.attempts`: requests sent (each attempt, when it ends).
 pub const ATTEMPTS: &str = "vllm_client.attempts";

@@ -53,6 +53,15 @@
 //! }
 //! ```
 //!
+//! # Observations
+//!
+//! What the call does — limiter waits, attempts with their status and error, the first data
+//! of a stream, timers that fire, retries, the outcome — is queued as typed
+//! [`Observation`]s: drain [`poll_observation`](Call::poll_observation) after each step (the
+//! queue is bounded). [`meta`](Call::meta) says what the call is (operation, model, server)
+//! and [`response_info`](Call::response_info) what the server said (model, finish reasons,
+//! usage). See [`observe`]. The core logs nothing itself.
+//!
 //! # Without the shared state
 //!
 //! [`Shared`] is client-wide; a transport keeps it behind a lock. Reading a body needs no
