@@ -359,6 +359,8 @@ fn chat<H: Harness>(tag: &str) {
             .create()
             .model(model.as_str())
             .messages(json!([{"role": "user", "content": "hi there"}]))
+            .temperature(0.5)
+            .max_tokens(64)
             .send(),
     )
     .expect("a chat");
@@ -422,6 +424,12 @@ fn chat<H: Harness>(tag: &str) {
     assert_eq!(f["gen_ai.operation.name"], "chat");
     assert_eq!(f["gen_ai.provider.name"], "vllm");
     assert_eq!(f["gen_ai.response.model"], model);
+    assert_eq!(f["gen_ai.request.temperature"], "0.5");
+    assert_eq!(f["gen_ai.request.max_tokens"], "64");
+    assert!(
+        !f.contains_key("gen_ai.request.top_p"),
+        "not set, not recorded"
+    );
     assert_eq!(f["server.address"], "127.0.0.1");
     assert_eq!(f["server.port"], port(&server));
     assert_eq!(

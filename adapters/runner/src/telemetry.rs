@@ -31,6 +31,8 @@ macro_rules! call_span {
             gen_ai.provider.name = PROVIDER_NAME,
             gen_ai.request.model = $meta.request_model.as_deref(),
             gen_ai.request.max_tokens = $meta.max_tokens,
+            gen_ai.request.temperature = $meta.temperature,
+            gen_ai.request.top_p = $meta.top_p,
             server.address = $meta.server_address.as_deref(),
             server.port = $meta.server_port,
             gen_ai.response.id = Empty,

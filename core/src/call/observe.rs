@@ -235,7 +235,7 @@ pub enum Observation {
 
 /// What a call is, for span names and metric attributes: the OpenTelemetry GenAI operation
 /// name, the requested model, the server. Read once when the call is built.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CallMeta {
     /// `gen_ai.operation.name`: `"chat"`, `"text_completion"`, `"embeddings"` (the
     /// convention's names), or for vLLM's other endpoints `"models"`, `"tokenize"`,
@@ -251,6 +251,10 @@ pub struct CallMeta {
     pub max_tokens: Option<u64>,
     /// Characters of prompt text in the body (messages' contents, `prompt`, `input`).
     pub prompt_chars: u64,
+    /// `gen_ai.request.temperature`, when set.
+    pub temperature: Option<f64>,
+    /// `gen_ai.request.top_p`, when set.
+    pub top_p: Option<f64>,
 }
 
 impl CallMeta {
@@ -284,6 +288,8 @@ impl CallMeta {
                 .filter_map(|k| field(k))
                 .map(text_chars)
                 .fold(0u64, u64::saturating_add),
+            temperature: field("temperature").and_then(serde_json::Value::as_f64),
+            top_p: field("top_p").and_then(serde_json::Value::as_f64),
         }
     }
 
@@ -517,6 +523,7 @@ mod tests {
         let body = json!({
             "model": "gpt-x",
             "max_tokens": 7,
+            "temperature": 0.5,
             "messages": [{"role": "user", "content": "hello"}, {"role": "system", "content": "abc"}]
         });
         let req = http::Request::builder()
@@ -530,6 +537,7 @@ mod tests {
         assert_eq!(m.server_port, Some(8123));
         assert_eq!(m.max_tokens, Some(7));
         assert_eq!(m.prompt_chars, 8);
+        assert_eq!((m.temperature, m.top_p), (Some(0.5), None));
         assert_eq!(m.span_name(), "chat gpt-x");
         let https = http::Request::builder()
             .uri("https://api.example/v1/models")
