@@ -58,6 +58,18 @@ impl Sink {
         }
     }
 
+    /// The histogram `metric` with `attrs` fixed, for recording many values cheaply (a
+    /// stream's time per chunk): no attribute is built or looked up again.
+    #[allow(unused_variables)]
+    pub(crate) fn bind(&self, metric: Metric, attrs: &Attrs) -> Bound {
+        Bound {
+            #[cfg(feature = "metrics")]
+            facade: facade::histogram(metric, attrs),
+            #[cfg(feature = "opentelemetry")]
+            otel: self.otel.bind(metric, attrs),
+        }
+    }
+
     /// Records `value` into the histogram, counter (added) or gauge (set) `metric`.
     #[allow(unused_variables)]
     pub(crate) fn record(&self, metric: Metric, value: f64, attrs: &Attrs) {
@@ -65,6 +77,29 @@ impl Sink {
         facade::record(metric, value, attrs);
         #[cfg(feature = "opentelemetry")]
         self.otel.record(metric, value, attrs);
+    }
+}
+
+/// A histogram with its attributes fixed (see [`Sink::bind`]).
+pub(crate) struct Bound {
+    #[cfg(feature = "metrics")]
+    facade: metrics::Histogram,
+    #[cfg(feature = "opentelemetry")]
+    otel: Option<(
+        opentelemetry::metrics::Histogram<f64>,
+        Vec<opentelemetry::KeyValue>,
+    )>,
+}
+
+impl Bound {
+    #[allow(unused_variables)]
+    pub(crate) fn record(&self, value: f64) {
+        #[cfg(feature = "metrics")]
+        self.facade.record(value);
+        #[cfg(feature = "opentelemetry")]
+        if let Some((h, kv)) = &self.otel {
+            h.record(value, kv);
+        }
     }
 }
 
@@ -134,6 +169,19 @@ mod facade {
             .collect()
     }
 
+    /// The facade's histogram `metric` with `attrs` (a no-op handle for other kinds).
+    pub(super) fn histogram(metric: Metric, attrs: &Attrs) -> metrics::Histogram {
+        let l = labels(attrs);
+        match metric {
+            Metric::Duration => metrics::histogram!(names::OPERATION_DURATION, l),
+            Metric::TokenUsage => metrics::histogram!(names::TOKEN_USAGE, l),
+            Metric::TimeToFirstChunk => metrics::histogram!(names::TIME_TO_FIRST_CHUNK, l),
+            Metric::TimePerOutputChunk => metrics::histogram!(names::TIME_PER_OUTPUT_CHUNK, l),
+            Metric::LimiterWait => metrics::histogram!(names::LIMITER_WAIT, l),
+            _ => metrics::Histogram::noop(),
+        }
+    }
+
     pub(super) fn record(metric: Metric, value: f64, attrs: &Attrs) {
         let l = labels(attrs);
         match metric {
@@ -179,6 +227,16 @@ mod otel {
         breaker_state: Gauge<i64>,
         in_flight: Gauge<i64>,
         waiting: Gauge<i64>,
+    }
+
+    fn key_values(attrs: &Attrs) -> Vec<KeyValue> {
+        attrs
+            .iter()
+            .map(|(k, v)| match v {
+                Value::Str(s) => KeyValue::new(*k, s.clone().into_owned()),
+                Value::Int(i) => KeyValue::new(*k, *i),
+            })
+            .collect()
     }
 
     impl std::fmt::Debug for Instruments {
@@ -255,14 +313,24 @@ mod otel {
             }
         }
 
+        /// The f64 histogram `metric` with its attributes (`None` for other instruments).
+        pub(super) fn bind(
+            &self,
+            metric: Metric,
+            attrs: &Attrs,
+        ) -> Option<(Histogram<f64>, Vec<KeyValue>)> {
+            let h = match metric {
+                Metric::Duration => &self.duration,
+                Metric::TimeToFirstChunk => &self.ttfc,
+                Metric::TimePerOutputChunk => &self.tpoc,
+                Metric::LimiterWait => &self.limiter_wait,
+                _ => return None,
+            };
+            Some((h.clone(), key_values(attrs)))
+        }
+
         pub(super) fn record(&self, metric: Metric, value: f64, attrs: &Attrs) {
-            let kv: Vec<KeyValue> = attrs
-                .iter()
-                .map(|(k, v)| match v {
-                    Value::Str(s) => KeyValue::new(*k, s.clone().into_owned()),
-                    Value::Int(i) => KeyValue::new(*k, *i),
-                })
-                .collect();
+            let kv = key_values(attrs);
             let n = value as u64;
             match metric {
                 Metric::Duration => self.duration.record(value, &kv),

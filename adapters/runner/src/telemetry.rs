@@ -18,7 +18,7 @@ use vllm_client_core::request::Endpoint;
 use vllm_client_core::StreamEvent;
 
 use crate::observability::PROVIDER_NAME;
-use crate::sink::{Attrs, Metric, Sink, Value};
+use crate::sink::{Attrs, Bound, Metric, Sink, Value};
 
 macro_rules! call_span {
     ($name:literal, $meta:expr) => {
@@ -53,6 +53,8 @@ pub(crate) struct Telemetry {
     /// The last data event handed to the caller (for `time_per_output_chunk`, recorded for
     /// each data event after the first).
     last_chunk: Option<Instant>,
+    /// `time_per_output_chunk` with this call's attributes, bound at the second data event.
+    per_chunk: Option<Bound>,
 }
 
 impl Telemetry {
@@ -70,6 +72,7 @@ impl Telemetry {
             call,
             attempt: None,
             last_chunk: None,
+            per_chunk: None,
         }
     }
 
@@ -97,12 +100,11 @@ impl Telemetry {
         }
         let now = Instant::now();
         if let Some(last) = self.last_chunk.replace(now) {
-            let attrs = self.common(call.meta(), call.response_info().model.as_deref());
-            sink.record(
-                Metric::TimePerOutputChunk,
-                secs(now.saturating_duration_since(last)),
-                &attrs,
-            );
+            let bound = self.per_chunk.get_or_insert_with(|| {
+                let attrs = common(call.meta(), call.response_info().model.as_deref());
+                sink.bind(Metric::TimePerOutputChunk, &attrs)
+            });
+            bound.record(secs(now.saturating_duration_since(last)));
         }
     }
 
@@ -166,7 +168,7 @@ impl Telemetry {
                     since_attempt_start.as_millis()
                 );
                 if Sink::ENABLED && call.is_stream() {
-                    let attrs = self.common(meta, call.response_info().model.as_deref());
+                    let attrs = common(meta, call.response_info().model.as_deref());
                     sink.record(Metric::TimeToFirstChunk, secs(since_call_start), &attrs);
                 }
             }
@@ -178,7 +180,7 @@ impl Telemetry {
                     "the {label} timer fired"
                 );
                 if Sink::ENABLED {
-                    let mut attrs = self.basic(meta);
+                    let mut attrs = basic(meta);
                     attrs.push(("vllm_client.timeout.kind", Value::Str(label.into())));
                     sink.record(Metric::Timeouts, 1.0, &attrs);
                 }
@@ -210,7 +212,7 @@ impl Telemetry {
                     );
                 }
                 if Sink::ENABLED {
-                    let mut attrs = self.basic(meta);
+                    let mut attrs = basic(meta);
                     if let Some(s) = status {
                         attrs.push(("http.response.status_code", Value::Int(s.as_u16().into())));
                     }
@@ -244,7 +246,7 @@ impl Telemetry {
                     if hinted { " as the server asked" } else { "" }
                 );
                 if Sink::ENABLED {
-                    let mut attrs = self.basic(meta);
+                    let mut attrs = basic(meta);
                     attrs.push(("error.type", Value::Str(cause.label())));
                     attrs.push((
                         "vllm_client.retry.hinted",
@@ -313,13 +315,13 @@ impl Telemetry {
             return;
         }
         let meta = call.meta();
-        let mut attrs = self.common(meta, info.model.as_deref());
+        let mut attrs = common(meta, info.model.as_deref());
         if let Some(e) = error {
             attrs.push(("error.type", Value::Str(e.label())));
         }
         sink.record(Metric::Duration, secs(duration), &attrs);
         if let Some(u) = &info.usage {
-            let mut attrs = self.common(meta, info.model.as_deref());
+            let mut attrs = common(meta, info.model.as_deref());
             attrs.push(("gen_ai.token.type", Value::Str("input".into())));
             sink.record(Metric::TokenUsage, u.prompt_tokens as f64, &attrs);
             if let Some(last) = attrs.last_mut() {
@@ -331,37 +333,37 @@ impl Telemetry {
 
     fn metric_wait(&self, meta: &CallMeta, limiter: Limiter, waited: Duration, sink: &Sink) {
         if Sink::ENABLED {
-            let mut attrs = self.basic(meta);
+            let mut attrs = basic(meta);
             attrs.push(("vllm_client.limiter", Value::Str(limiter.label().into())));
             sink.record(Metric::LimiterWait, secs(waited), &attrs);
         }
     }
+}
 
-    /// Operation, request model, server.
-    fn basic(&self, meta: &CallMeta) -> Attrs {
-        let mut a: Attrs = Vec::with_capacity(8);
-        a.push(("gen_ai.operation.name", Value::Str(meta.operation.into())));
-        if let Some(m) = &meta.request_model {
-            a.push(("gen_ai.request.model", Value::Str(m.clone().into())));
-        }
-        if let Some(h) = &meta.server_address {
-            a.push(("server.address", Value::Str(h.clone().into())));
-        }
-        if let Some(p) = meta.server_port {
-            a.push(("server.port", Value::Int(p.into())));
-        }
-        a
+/// Operation, request model, server.
+fn basic(meta: &CallMeta) -> Attrs {
+    let mut a: Attrs = Vec::with_capacity(8);
+    a.push(("gen_ai.operation.name", Value::Str(meta.operation.into())));
+    if let Some(m) = &meta.request_model {
+        a.push(("gen_ai.request.model", Value::Str(m.clone().into())));
     }
+    if let Some(h) = &meta.server_address {
+        a.push(("server.address", Value::Str(h.clone().into())));
+    }
+    if let Some(p) = meta.server_port {
+        a.push(("server.port", Value::Int(p.into())));
+    }
+    a
+}
 
-    /// The GenAI conventions' attributes.
-    fn common(&self, meta: &CallMeta, response_model: Option<&str>) -> Attrs {
-        let mut a = self.basic(meta);
-        a.push(("gen_ai.provider.name", Value::Str(PROVIDER_NAME.into())));
-        if let Some(m) = response_model {
-            a.push(("gen_ai.response.model", Value::Str(m.to_owned().into())));
-        }
-        a
+/// The GenAI conventions' attributes.
+fn common(meta: &CallMeta, response_model: Option<&str>) -> Attrs {
+    let mut a = basic(meta);
+    a.push(("gen_ai.provider.name", Value::Str(PROVIDER_NAME.into())));
+    if let Some(m) = response_model {
+        a.push(("gen_ai.response.model", Value::Str(m.to_owned().into())));
     }
+    a
 }
 
 fn secs(d: Duration) -> f64 {
