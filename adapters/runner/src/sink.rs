@@ -22,6 +22,11 @@ pub(crate) enum Value {
 pub(crate) type Attrs = Vec<(&'static str, Value)>;
 
 /// The instruments, by what they measure.
+///
+/// To record a new one (the router's `vllm_client.endpoint.ejections`, the adaptive
+/// `vllm_client.concurrency.limit` — both names are reserved in `observability.rs` and in the
+/// README's table): add a variant here, its `describe_*` and macro arm in `facade`, and its
+/// instrument in `otel::Instruments`; then call `Sink::record` where the runner learns of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Metric {
     Duration,
