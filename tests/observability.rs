@@ -660,6 +660,43 @@ fn rate_limited<H: Harness>(tag: &str) {
     assert_eq!(w[0].1.samples.len(), 1);
     // The second call waited for the rest of the 300 ms interval (minus the first call's time).
     assert!(w[0].1.samples[0] > 0.0 && w[0].1.samples[0] <= 0.3, "{w:?}");
+
+    // The server's announced quota: spent for 200 ms, so the next call waits for it.
+    let server = FakeServer::start();
+    server.push(
+        Reply::generate()
+            .header("x-ratelimit-remaining-requests", "0")
+            .header("x-ratelimit-reset-requests", "200ms"),
+    );
+    let c = H::builder(&server.base_url()).build();
+    let model = format!("obs-{tag}-server-rate");
+    for _ in 0..2 {
+        H::wait(
+            c.chat
+                .completions()
+                .create()
+                .model(model.as_str())
+                .messages(json!([{"role": "user", "content": "hi"}]))
+                .send(),
+        )
+        .expect("paced by the server's quota");
+    }
+    let w = facade(names::LIMITER_WAIT, &model);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(
+        w[0].0.get("vllm_client.limiter").map(String::as_str),
+        Some("server_rate")
+    );
+    assert!(w[0].1.samples[0] > 0.0 && w[0].1.samples[0] <= 0.2, "{w:?}");
+    // An INFO event in the waiting call's span says so.
+    let s = spans().lock().unwrap();
+    let waited = s.events.iter().any(|e| {
+        e.level == tracing::Level::INFO
+            && e.fields.get("vllm_client.limiter").map(String::as_str) == Some("server_rate")
+            && e.span
+                .is_some_and(|i| s.spans[i].fields.get("gen_ai.request.model") == Some(&model))
+    });
+    assert!(waited, "no server_rate wait event for {model}");
 }
 
 /// The facade's measurements of `name` that carry `label = value`.
