@@ -82,6 +82,21 @@ pub use vllm_client_core as core;
 #[cfg(feature = "tokio")]
 pub use vllm_client_tokio::{EventStream, VllmClient, VllmClientBuilder};
 
+/// Metric names, units, bucket boundaries and the `gen_ai.provider.name` value.
+#[cfg(all(
+    not(feature = "tokio"),
+    not(feature = "blocking"),
+    feature = "async-std"
+))]
+pub use vllm_client_async_std::observability;
+/// Metric names, units, bucket boundaries and the `gen_ai.provider.name` value.
+#[cfg(all(not(feature = "tokio"), feature = "blocking"))]
+pub use vllm_client_blocking::observability;
+/// Metric names, units, bucket boundaries and the `gen_ai.provider.name` value (see the
+/// README's "Observability" section).
+#[cfg(feature = "tokio")]
+pub use vllm_client_tokio::observability;
+
 /// The blocking client: same builder and method names, values and iterators instead of
 /// futures and streams. No async runtime inside.
 #[cfg(feature = "blocking")]

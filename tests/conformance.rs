@@ -72,6 +72,8 @@ conformance! {
     concurrency_slots_first_come_first_served,
     spent_server_quota_paces_the_next_call,
     rate_limit_headers_on_a_429,
+    rate_limit_snapshot_on_a_stream,
+    token_rate_limit_paces_and_refunds,
     pool_fails_over_from_a_stalled_first_token,
     pool_ejects_a_server_that_says_retry_after,
     pool_survives_a_server_killed_mid_run,

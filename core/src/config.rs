@@ -55,6 +55,9 @@ pub struct PolicyConfig {
     pub breaker_scope: BreakerScope,
     /// The client-side rate limit (default: off).
     pub rate_limit: Option<RateLimit>,
+    /// The client-side token rate limit, in tokens per minute (default: off): see
+    /// [`token_rate`](crate::policy::token_rate) for how calls are charged.
+    pub token_rate_limit: Option<u32>,
     /// The most calls in flight at once; a stream holds its slot until it ends or is dropped
     /// (default: off).
     pub max_concurrency: Option<u32>,
@@ -78,6 +81,7 @@ impl Default for PolicyConfig {
             breaker: None,
             breaker_scope: BreakerScope::Client,
             rate_limit: None,
+            token_rate_limit: None,
             max_concurrency: None,
             pool: crate::pool::PoolConfig::default(),
             seed: None,

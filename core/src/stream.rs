@@ -121,9 +121,16 @@ struct State {
     tools: BTreeMap<u32, ToolCall>,
     tool_bytes: usize,
     max_tool_bytes: usize,
+    /// The `model` the first chunk named (`gen_ai.response.model`).
+    model: Option<String>,
 }
 
 impl StreamDecoder {
+    /// The `model` the stream's first chunk named (the model that answers), once it arrived.
+    pub fn model(&self) -> Option<&str> {
+        self.state.model.as_deref()
+    }
+
     /// A decoder for `kind`, with the default [`SseLimits`].
     pub fn new(kind: StreamKind) -> Self {
         let limits = SseLimits::default();
@@ -136,6 +143,7 @@ impl StreamDecoder {
                 tools: BTreeMap::new(),
                 tool_bytes: 0,
                 max_tool_bytes: limits.max_event,
+                model: None,
             },
         }
     }
@@ -321,6 +329,9 @@ impl State {
             let v = serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
             return self.api_error(&v, text);
         }
+        if self.model.is_none() {
+            self.model = chunk.model.map(Cow::into_owned);
+        }
         for choice in chunk.choices.into_iter().flatten() {
             self.choice(choice);
             if self.terminated {
@@ -470,6 +481,8 @@ struct Chunk<'a> {
     error: Option<IgnoredAny>,
     #[serde(default, borrow)]
     object: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    model: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]

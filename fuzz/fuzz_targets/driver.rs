@@ -4,7 +4,8 @@
 //! Checks: no panic; once the input is used up, a well-behaved adapter brings the call to
 //! `Done` within a bound; never more than `1 + max_retries` sends; no deadline or sleep end
 //! handed out past the overall deadline; after `Done`, `Done` stays; the concurrency permit
-//! comes back.
+//! comes back; the call's observations end with exactly one `Finished`, its attempts open and
+//! close in order and agree with the report.
 #![no_main]
 
 use std::time::{Duration, Instant, SystemTime};
@@ -12,7 +13,10 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use libfuzzer_sys::fuzz_target;
-use vllm_client_core::call::{Action, Call, Event, ResponseHead, Shared, TransportErrorKind};
+use vllm_client_core::call::observe::MAX_QUEUED;
+use vllm_client_core::call::{
+    Action, Call, Event, Observation, ResponseHead, Shared, TransportErrorKind,
+};
 use vllm_client_core::client::CallSpec;
 use vllm_client_core::config::{ClientConfig, RateLimit};
 use vllm_client_core::policy::{Backoff, BreakerConfig, Jitter, RetryBudgetConfig};
@@ -118,11 +122,16 @@ fn config(inp: &mut Input) -> ClientConfig {
             burst: u32::from(inp.u8() % 4),
         });
     }
+    if flags & 16 != 0 {
+        p.token_rate_limit = Some(u32::from(inp.u16() % 4096));
+    }
     c
 }
 
-fn spec(stream: bool) -> CallSpec {
-    let body = serde_json::json!({"model": "m", "messages": [], "stream": stream});
+fn spec(stream: bool, max_tokens: u32) -> CallSpec {
+    let body = serde_json::json!({
+        "model": "m", "messages": [], "stream": stream, "max_tokens": max_tokens,
+    });
     if stream {
         CallSpec::stream(Endpoint::ChatCompletions, StreamKind::Chat, Ok(body))
     } else {
@@ -200,10 +209,11 @@ fuzz_target!(|data: &[u8]| {
     let mut inp = Input { data };
     let cfg = config(&mut inp);
     let stream = inp.u8() & 1 == 1;
+    let max_tokens = u32::from(inp.u8()) * 16;
     let t0 = Instant::now();
     let mut now = t0;
     let mut shared = Shared::new(&cfg.policy, u64::from(inp.u16()));
-    let mut call = Call::new(&cfg, spec(stream), now, &mut shared);
+    let mut call = Call::new(&cfg, spec(stream, max_tokens), now, &mut shared);
     let overall = cfg.policy.timeouts.total.and_then(|t| t0.checked_add(t));
     let max_sends = cfg.policy.retry.max_retries as usize + 1;
     let mut sends = 0usize;
@@ -294,4 +304,33 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     assert_eq!(shared.in_flight().unwrap_or(0), 0, "a permit leaked");
+
+    // The observations: one `Finished`, last; attempts in order, agreeing with the report.
+    let obs: Vec<Observation> = std::iter::from_fn(|| call.poll_observation()).collect();
+    let finished = obs
+        .iter()
+        .filter(|o| matches!(o, Observation::Finished { .. }))
+        .count();
+    assert_eq!(finished, 1, "{obs:?}");
+    assert!(matches!(obs.last(), Some(Observation::Finished { .. })));
+    if obs.len() < MAX_QUEUED {
+        let mut open = None;
+        let mut started = 0u32;
+        for o in &obs {
+            match o {
+                Observation::AttemptStarted { attempt } => {
+                    assert!(open.is_none(), "{obs:?}");
+                    started += 1;
+                    assert_eq!(*attempt, started);
+                    open = Some(*attempt);
+                }
+                Observation::AttemptEnded { attempt, .. } => {
+                    assert_eq!(open.take(), Some(*attempt), "{obs:?}");
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(started, call.report().attempts, "{obs:?}");
+        assert_eq!(started as usize, sends, "one AttemptStarted per Send");
+    }
 });

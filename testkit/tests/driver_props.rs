@@ -464,6 +464,67 @@ fn check_call(cfg: &ClientConfig, plan: &CallPlan, out: &SimOutcome) -> Result<(
             prop_assert!(emits.is_empty(), "{}", ctx());
         }
     }
+    check_observations(out)
+}
+
+/// What the driver reports it did matches what it did: attempts open and close in order, one
+/// retry observation per retry, and exactly one `Finished`, last, agreeing with the result.
+fn check_observations(out: &SimOutcome) -> Result<(), TestCaseError> {
+    use vllm_client_core::call::observe::MAX_QUEUED;
+    use vllm_client_core::call::Observation as O;
+    let obs = &out.observations;
+    let ctx = || format!("{obs:#?}\n{}", out.render());
+    if obs.len() >= MAX_QUEUED {
+        return Ok(()); // the oldest were dropped: the bounded queue did its job
+    }
+    let finished: Vec<usize> = (0..obs.len())
+        .filter(|&i| matches!(obs[i], O::Finished { .. }))
+        .collect();
+    prop_assert_eq!(finished.clone(), vec![obs.len() - 1], "{}", ctx());
+    let mut open: Option<u32> = None;
+    let mut started = 0u32;
+    let mut retries = 0usize;
+    for o in obs {
+        match o {
+            O::AttemptStarted { attempt } => {
+                prop_assert!(
+                    open.is_none(),
+                    "an attempt started inside another\n{}",
+                    ctx()
+                );
+                started += 1;
+                prop_assert_eq!(*attempt, started, "{}", ctx());
+                open = Some(*attempt);
+            }
+            O::AttemptEnded { attempt, .. } => {
+                prop_assert_eq!(open.take(), Some(*attempt), "{}", ctx());
+            }
+            O::FirstChunk { attempt, .. } => {
+                prop_assert_eq!(open, Some(*attempt), "{}", ctx());
+            }
+            O::Retry { attempt, .. } => {
+                retries += 1;
+                prop_assert!(open.is_none(), "a retry of an open attempt\n{}", ctx());
+                prop_assert_eq!(*attempt, started, "{}", ctx());
+            }
+            _ => {}
+        }
+    }
+    prop_assert_eq!(started, out.report.attempts, "{}", ctx());
+    prop_assert_eq!(retries, out.report.retries.len(), "{}", ctx());
+    let Some(O::Finished {
+        error, attempts, ..
+    }) = obs.last()
+    else {
+        return Err(TestCaseError::fail(ctx()));
+    };
+    prop_assert_eq!(*attempts, out.report.attempts, "{}", ctx());
+    // Success iff the call succeeded: `Done(Ok)` for JSON, a final `Done` event for a stream.
+    let ok = match out.events.last() {
+        Some(ev) => matches!(ev, vllm_client_core::StreamEvent::Done),
+        None => out.result.is_ok(),
+    };
+    prop_assert_eq!(error.is_none(), ok, "{}", ctx());
     Ok(())
 }
 

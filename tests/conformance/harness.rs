@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use vllm_client_core::client::{Client, ClientBuilder, Execute};
-use vllm_client_core::policy::Jitter;
+use vllm_client_core::policy::{Jitter, RateLimitSnapshot};
 use vllm_client_core::{StreamEvent, VllmError};
 
 /// One adapter, seen synchronously.
@@ -20,6 +20,8 @@ pub trait Harness: 'static {
     fn wait<T: Send + 'static>(out: <Self::E as Execute>::Output<T>) -> Result<T, VllmError>;
     /// The next event of a stream.
     fn next(stream: &mut <Self::E as Execute>::Stream) -> Option<StreamEvent>;
+    /// The server's rate-limit snapshot a stream carries.
+    fn rate_limit(stream: &<Self::E as Execute>::Stream) -> Option<RateLimitSnapshot>;
 
     /// A builder for `base_url` with test-sized timings: fast backoff, no retry budget.
     fn builder(base_url: &str) -> ClientBuilder<Self::E> {
@@ -74,6 +76,9 @@ impl Harness for TokioH {
     fn next(stream: &mut <Self::E as Execute>::Stream) -> Option<StreamEvent> {
         runtime().block_on(stream.next())
     }
+    fn rate_limit(stream: &<Self::E as Execute>::Stream) -> Option<RateLimitSnapshot> {
+        stream.rate_limit().copied()
+    }
 }
 
 /// async-std + surf, through `async_std::task::block_on`.
@@ -86,6 +91,9 @@ impl Harness for AsyncStdH {
     }
     fn next(stream: &mut <Self::E as Execute>::Stream) -> Option<StreamEvent> {
         async_std::task::block_on(stream.next())
+    }
+    fn rate_limit(stream: &<Self::E as Execute>::Stream) -> Option<RateLimitSnapshot> {
+        stream.rate_limit().copied()
     }
 }
 
@@ -100,5 +108,8 @@ impl Harness for BlockingH {
     }
     fn next(stream: &mut <Self::E as Execute>::Stream) -> Option<StreamEvent> {
         stream.next()
+    }
+    fn rate_limit(stream: &<Self::E as Execute>::Stream) -> Option<RateLimitSnapshot> {
+        stream.rate_limit().copied()
     }
 }

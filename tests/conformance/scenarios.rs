@@ -1116,4 +1116,86 @@ pub fn rate_limit_headers_on_a_429<H: Harness>() {
     assert_eq!(snapshot.tokens.reset, Some(Duration::from_secs(360)));
 }
 
+pub fn rate_limit_snapshot_on_a_stream<H: Harness>() {
+    let server = FakeServer::start();
+    server.push(
+        Reply::generate()
+            .header("x-ratelimit-limit-tokens", "1000")
+            .header("x-ratelimit-remaining-tokens", "900")
+            .header("x-ratelimit-reset-tokens", "6s"),
+    );
+    let c = client::<H>(&server);
+    let s = H::wait(
+        c.chat
+            .completions()
+            .create()
+            .model("m")
+            .messages(hi())
+            .send_stream(),
+    )
+    .expect("a stream");
+    // Available as soon as the stream started, before any event is read.
+    let snapshot = H::rate_limit(&s).expect("the head's rate-limit headers");
+    assert_eq!(snapshot.tokens.limit, Some(1000));
+    assert_eq!(snapshot.tokens.remaining, Some(900));
+    assert_eq!(snapshot.tokens.reset, Some(Duration::from_secs(6)));
+    assert!(matches!(terminal(&H::collect(s)), StreamEvent::Done));
+    // A server that sends none (vLLM itself): no snapshot.
+    let s = H::wait(
+        c.chat
+            .completions()
+            .create()
+            .model("m")
+            .messages(hi())
+            .send_stream(),
+    )
+    .expect("a stream");
+    assert_eq!(H::rate_limit(&s), None);
+}
+
+/// `rate_limit_tokens`: an estimate (prompt characters / 4 + `max_tokens`) is charged before
+/// each call; a failed call without reported usage keeps it, a reported usage refunds the rest.
+pub fn token_rate_limit_paces_and_refunds<H: Harness>() {
+    let server = FakeServer::start();
+    server.push(Reply::vllm_error(400, "no"));
+    // 6000 tokens a minute: 100 a second, a bucket of 6000.
+    let c = H::builder(&server.base_url())
+        .rate_limit_tokens(6000)
+        .max_retries(0)
+        .build();
+    let call = |max_tokens: u32| {
+        H::wait(
+            c.chat
+                .completions()
+                .create()
+                .model("m")
+                .messages(hi())
+                .max_tokens(max_tokens)
+                .send(),
+        )
+    };
+    // A: 1 + 5000 charged; it fails with no usage: the estimate stands (999 left).
+    call(5000).expect_err("400");
+    // B: 1 + 1039 = 1040 charged: 41 tokens short, it waits ≈ 410 ms.
+    call(1039).expect("B");
+    assert!(
+        gap(&server, 0) >= Duration::from_millis(380),
+        "{:?}",
+        gap(&server, 0)
+    );
+    assert!(gap(&server, 0) < Duration::from_millis(410) + MARGIN);
+    // B used a few tokens, not 1040: the rest came back, so C (1040 again) goes almost at
+    // once instead of waiting 10.4 s for a full refill.
+    call(1039).expect("C");
+    assert!(
+        gap(&server, 1) < Duration::from_millis(200) + MARGIN,
+        "{:?}",
+        gap(&server, 1)
+    );
+    // An estimate above a minute's worth is refused at once, without a request.
+    let e = call(6000).expect_err("too big");
+    assert!(matches!(e, VllmError::RateLimited(_)), "{e:?}");
+    assert_eq!(server.request_count(), 3);
+}
+
 pub use crate::pool::*;

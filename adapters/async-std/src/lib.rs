@@ -63,6 +63,7 @@ use vllm_client_core::config::ClientConfig;
 use vllm_client_runner::{AsyncExec, Failed, Transport};
 
 pub use http1::Http1;
+pub use vllm_client_runner::observability;
 pub use vllm_client_runner::EventStream;
 
 /// The async-std executor: the shared run loop over [`Surf`].

@@ -67,6 +67,7 @@ use vllm_client_core::call::{ResponseHead, TransportErrorKind};
 use vllm_client_core::config::ClientConfig;
 use vllm_client_runner::{BlockingExec, BlockingTransport, Failed, Outcome};
 
+pub use vllm_client_runner::observability;
 pub use vllm_client_runner::EventIter;
 
 /// The blocking executor: the shared run loop over [`Ureq`].

@@ -13,6 +13,7 @@ use futures_util::stream::{BoxStream, Stream, StreamExt};
 use vllm_client_core::call::{CallReport, CallSpec, Event, HedgeStep, Leg};
 use vllm_client_core::client::{Decode, Execute, Reported};
 use vllm_client_core::config::ClientConfig;
+use vllm_client_core::policy::RateLimitSnapshot;
 use vllm_client_core::{StreamEvent, VllmError};
 
 use crate::driver::{judge_leg, lock, no_response, Driver, Io, Step};
@@ -188,7 +189,7 @@ async fn first_step<T: Transport>(
         Either::Left((done, rest)) => (done, rest, Leg::Primary),
         Either::Right((done, rest)) => (done, rest, Leg::Backup),
     };
-    match judge_leg(&hedge, leg_first, &first.1) {
+    match judge_leg(&client, &hedge, leg_first, &first.1) {
         // Dropping `rest` closes the other leg's connection and cancels its call.
         HedgeStep::Deliver { .. } => first,
         HedgeStep::Wait => {
@@ -198,7 +199,7 @@ async fn first_step<T: Transport>(
                 Leg::Primary
             };
             let done = rest.await;
-            judge_leg(&hedge, other, &done.1);
+            judge_leg(&client, &hedge, other, &done.1);
             done
         }
     }
@@ -211,6 +212,7 @@ async fn first_step<T: Transport>(
 /// concurrency slot.
 pub struct EventStream {
     inner: BoxStream<'static, StreamEvent>,
+    rate_limit: Option<RateLimitSnapshot>,
 }
 
 impl fmt::Debug for EventStream {
@@ -234,6 +236,7 @@ impl EventStream {
             Step::Done(Ok(_)) => StreamEvent::Error(VllmError::Truncated),
         };
         let done = first.is_terminal();
+        let rate_limit = runner.driver.rate_limit();
         let rest = futures_util::stream::unfold((runner, done), |(mut runner, done)| async move {
             if done {
                 return None;
@@ -250,7 +253,16 @@ impl EventStream {
             inner: futures_util::stream::once(async move { first })
                 .chain(rest)
                 .boxed(),
+            rate_limit,
         })
+    }
+
+    /// What the server's rate-limit headers said (its remaining requests and tokens and when
+    /// they refill), as of the response that started this stream — or of an earlier attempt's
+    /// answer when that one sent none. `None` when no answer of this call carried any (vLLM
+    /// itself sends none; gateways such as LiteLLM do). See `RateLimitSnapshot`.
+    pub fn rate_limit(&self) -> Option<&RateLimitSnapshot> {
+        self.rate_limit.as_ref()
     }
 
     /// Collects the text of choice 0 until the end: `Ok` on `Done`, the error otherwise.

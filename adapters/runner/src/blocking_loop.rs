@@ -8,6 +8,7 @@ use bytes::Bytes;
 use vllm_client_core::call::{CallSpec, Event, HedgeStep, Leg};
 use vllm_client_core::client::{Decode, Execute, Reported};
 use vllm_client_core::config::ClientConfig;
+use vllm_client_core::policy::RateLimitSnapshot;
 use vllm_client_core::{StreamEvent, VllmError};
 
 use crate::driver::{judge_leg, lock, no_response, Driver, Io, Step};
@@ -130,7 +131,7 @@ fn first_step<T: BlockingTransport>(
         match received {
             Ok((leg, runner, step)) => {
                 let decision = if racing {
-                    judge_leg(&hedge, leg, &step)
+                    judge_leg(&client, &hedge, leg, &step)
                 } else {
                     HedgeStep::Deliver {
                         cancel_other: false,
@@ -169,6 +170,7 @@ pub struct EventIter {
     next: Box<dyn FnMut() -> Step + Send>,
     first: Option<StreamEvent>,
     done: bool,
+    rate_limit: Option<RateLimitSnapshot>,
 }
 
 impl fmt::Debug for EventIter {
@@ -191,11 +193,21 @@ impl EventIter {
             // The core guarantees a terminal event before `Done(Ok)` of a stream.
             Step::Done(Ok(_)) => StreamEvent::Error(VllmError::Truncated),
         };
+        let rate_limit = runner.driver.rate_limit();
         Ok(EventIter {
             next: Box::new(move || runner.step()),
             first: Some(first),
             done: false,
+            rate_limit,
         })
+    }
+
+    /// What the server's rate-limit headers said (its remaining requests and tokens and when
+    /// they refill), as of the response that started this stream — or of an earlier attempt's
+    /// answer when that one sent none. `None` when no answer of this call carried any (vLLM
+    /// itself sends none; gateways such as LiteLLM do). See `RateLimitSnapshot`.
+    pub fn rate_limit(&self) -> Option<&RateLimitSnapshot> {
+        self.rate_limit.as_ref()
     }
 
     /// Collects the text of choice 0 until the end: `Ok` on `Done`, the error otherwise.

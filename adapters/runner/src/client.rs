@@ -5,11 +5,12 @@ use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use vllm_client_core::call::log::{self, LogLevel, LogLine};
 use vllm_client_core::call::Shared;
 use vllm_client_core::config::ClientConfig;
 use vllm_client_core::policy::WaiterId;
 
+use crate::sink::Sink;
+use crate::telemetry;
 use crate::turn::Turn;
 
 /// The state every call of a client shares.
@@ -19,6 +20,8 @@ pub struct ClientState {
     /// Calls waiting for a slot, by their place in the core's queue. Only touched while
     /// `shared` is locked, so a waiter is registered before anybody can name it.
     waiters: Mutex<HashMap<WaiterId, Arc<Turn>>>,
+    /// Where metrics go (nothing, unless a metrics feature is on).
+    pub(crate) sink: Sink,
 }
 
 impl std::fmt::Debug for ClientState {
@@ -35,6 +38,7 @@ impl ClientState {
             config,
             shared: Mutex::new(shared),
             waiters: Mutex::new(HashMap::new()),
+            sink: Sink::new(),
         }
     }
 
@@ -50,7 +54,7 @@ impl ClientState {
     }
 
     /// The shared state, locked. Never held across an await or a blocking read; on unlock,
-    /// the waiters whose turn came are woken and breaker transitions are logged.
+    /// the waiters whose turn came are woken and breaker transitions are reported.
     pub(crate) fn lock(&self) -> Locked<'_> {
         Locked {
             client: self,
@@ -104,18 +108,17 @@ impl Drop for Locked<'_> {
             }
         }
         while let Some((endpoint, t)) = self.guard.poll_transition() {
-            emit(log::transition_line(endpoint, &t));
+            telemetry::transition(endpoint, &t, &self.client.sink);
+        }
+        if Sink::ENABLED {
+            telemetry::concurrency(
+                self.guard.in_flight(),
+                self.guard.waiting(),
+                &self.client.sink,
+            );
         }
         while let Some(change) = self.guard.poll_endpoint_change() {
-            emit(log::endpoint_line(&change));
+            telemetry::endpoint_change(&change, &self.client.sink);
         }
-    }
-}
-
-pub(crate) fn emit(line: LogLine) {
-    match line.level {
-        LogLevel::Debug => tracing::debug!("{}", line.message),
-        LogLevel::Info => tracing::info!("{}", line.message),
-        LogLevel::Warn => tracing::warn!("{}", line.message),
     }
 }

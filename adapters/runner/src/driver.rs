@@ -9,13 +9,13 @@ use bytes::Bytes;
 use http::Request;
 use vllm_client_core::{StreamEvent, VllmError};
 
-use vllm_client_core::call::log;
 use vllm_client_core::call::{
     Action, Call, CallReport, CallSpec, Event, Hedge, HedgeStep, Leg, TransportErrorKind,
 };
 use vllm_client_core::policy::WaiterId;
 
-use crate::client::{emit, ClientState};
+use crate::client::ClientState;
+use crate::telemetry::Telemetry;
 use crate::turn::Turn;
 
 /// What the loop stops for.
@@ -61,6 +61,7 @@ pub(crate) struct Driver {
     /// The hedge of a primary call that may hedge its first token (shown the call after each
     /// poll, so the run loop can ask it while the call runs).
     pub(crate) hedge: Option<Arc<Mutex<Hedge>>>,
+    telemetry: Telemetry,
 }
 
 impl Driver {
@@ -72,24 +73,42 @@ impl Driver {
             let hedge = Hedge::new(&call, now, &mut shared);
             (call, hedge)
         };
-        Driver {
+        let telemetry = Telemetry::new(call.meta());
+        let mut driver = Driver {
             client,
             call,
             turn: Arc::new(Turn::default()),
             waiter: None,
             hedge: hedge.deadline().map(|_| Arc::new(Mutex::new(hedge))),
-        }
+            telemetry,
+        };
+        driver.observe();
+        driver
+    }
+
+    /// Reports what the call did since the last time (spans, events, metrics).
+    fn observe(&mut self) {
+        self.telemetry.drain(&mut self.call, &self.client.sink);
+    }
+
+    /// What the server's rate-limit headers said, once a response head arrived.
+    pub(crate) fn rate_limit(&self) -> Option<vllm_client_core::policy::RateLimitSnapshot> {
+        self.call.report().rate_limit
     }
 
     /// A driver for a call made elsewhere (a hedge's backup).
     fn of_call(client: Arc<ClientState>, call: Call) -> Driver {
-        Driver {
+        let telemetry = Telemetry::new(call.meta());
+        let mut driver = Driver {
             client,
             call,
             turn: Arc::new(Turn::default()),
             waiter: None,
             hedge: None,
-        }
+            telemetry,
+        };
+        driver.observe();
+        driver
     }
 
     /// At the hedge deadline: the backup leg's driver, when the core allows a hedge now.
@@ -102,7 +121,7 @@ impl Driver {
             let mut shared = client.lock();
             lock(hedge).start_backup(Instant::now(), client.config(), spec, &mut shared)
         }?;
-        emit(log::hedge_line(None));
+        crate::telemetry::hedge(None, &client.sink);
         Some(Driver::of_call(client.clone(), call))
     }
 
@@ -136,14 +155,11 @@ impl Driver {
         if let Some(hedge) = &self.hedge {
             lock(hedge).observe(&self.call);
         }
+        self.observe();
         match &action {
-            Action::Sleep { until, reason } => {
-                emit(log::sleep_line(
-                    reason,
-                    until.saturating_duration_since(now),
-                ));
+            Action::Emit(ev) => {
+                self.telemetry.on_emit(ev, &self.call, &self.client.sink);
             }
-            Action::WaitForPermit { .. } => emit(log::wait_for_permit_line()),
             Action::Done(_) => self.forget_waiter(),
             _ => {}
         }
@@ -186,6 +202,7 @@ impl Driver {
     pub(crate) fn handle(&mut self, event: Event) {
         self.call.handle_local(Instant::now(), event);
         self.flush();
+        self.observe();
     }
 
     fn flush(&mut self) {
@@ -208,6 +225,7 @@ impl Drop for Driver {
             let mut shared = self.client.lock();
             self.call.cancel(Instant::now(), &mut shared);
         }
+        self.observe();
         self.forget_waiter();
     }
 }
@@ -217,10 +235,15 @@ pub(crate) fn lock(hedge: &Mutex<Hedge>) -> MutexGuard<'_, Hedge> {
 }
 
 /// A hedged leg's first step: what the core says to do with it (and the log line of the win).
-pub(crate) fn judge_leg(hedge: &Mutex<Hedge>, leg: Leg, step: &Step) -> HedgeStep {
+pub(crate) fn judge_leg(
+    client: &ClientState,
+    hedge: &Mutex<Hedge>,
+    leg: Leg,
+    step: &Step,
+) -> HedgeStep {
     let decision = lock(hedge).on_step(leg, matches!(step, Step::Emit(_)));
     if let HedgeStep::Deliver { cancel_other: true } = decision {
-        emit(log::hedge_line(Some(leg)));
+        crate::telemetry::hedge(Some(leg), &client.sink);
     }
     decision
 }

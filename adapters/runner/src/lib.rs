@@ -33,6 +33,9 @@ mod blocking_loop;
 mod client;
 mod driver;
 mod exec;
+pub mod observability;
+mod sink;
+mod telemetry;
 mod transport;
 mod turn;
 

@@ -15,6 +15,7 @@ use vllm_client_core::call::{ResponseHead, TransportErrorKind};
 use vllm_client_core::config::ClientConfig;
 use vllm_client_runner::{AsyncExec, Failed, Transport};
 
+pub use vllm_client_runner::observability;
 pub use vllm_client_runner::EventStream;
 
 /// The tokio executor: the shared run loop over [`Reqwest`].

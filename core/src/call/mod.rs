@@ -53,6 +53,15 @@
 //! }
 //! ```
 //!
+//! # Observations
+//!
+//! What the call does — limiter waits, attempts with their status and error, the first data
+//! of a stream, timers that fire, retries, the outcome — is queued as typed
+//! [`Observation`]s: drain [`poll_observation`](Call::poll_observation) after each step (the
+//! queue is bounded). [`meta`](Call::meta) says what the call is (operation, model, server)
+//! and [`response_info`](Call::response_info) what the server said (model, finish reasons,
+//! usage). See [`observe`]. The core logs nothing itself.
+//!
 //! # Without the shared state
 //!
 //! [`Shared`] is client-wide; a transport keeps it behind a lock. Reading a body needs no
@@ -87,12 +96,14 @@ mod body;
 pub mod contract;
 pub mod hedge;
 pub mod log;
+pub mod observe;
 mod report;
 mod shared;
 mod spec;
 
 pub use contract::{Action, AttemptId, Event, ResponseHead, TransportErrorKind};
 pub use hedge::{Hedge, HedgeStep, Leg};
+pub use observe::{CallMeta, Observation, ResponseInfo};
 pub use report::{CallReport, RetryRecord, SleepReason};
 pub use shared::Shared;
 pub use spec::CallSpec;
@@ -104,14 +115,15 @@ use bytes::Bytes;
 use http::Request;
 
 use self::body::{Body, StreamBody, MAX_ERROR_BODY};
+use self::observe::{ErrorType, Limiter, Observer};
 use crate::config::{ClientConfig, PolicyConfig};
 use crate::error::{ApiError, VllmError};
 use crate::event::StreamEvent;
 use crate::policy::Verdict;
 use crate::policy::{
-    earliest_timer, parse_retry_after, Admission, BreakerPermit, ConcurrencyPermit, Failure,
-    GiveUpReason, Outcome, RateLimitSnapshot, RateLimited, RetryContext, RetryDecision, Rng,
-    TimeoutKind, WaiterId,
+    earliest_timer, estimate_tokens, parse_retry_after, Admission, BreakerPermit,
+    ConcurrencyPermit, Failure, GiveUpReason, Outcome, RateLimitSnapshot, RateLimited,
+    RetryContext, RetryDecision, Rng, TimeoutKind, WaiterId,
 };
 use crate::pool::{verdict_of, EndpointId, Ticket};
 use crate::request::Endpoint;
@@ -191,6 +203,8 @@ struct Effects {
     pool: Vec<PoolEffect>,
     /// A stream's time to first token, for the hedge delay.
     first_token: Option<Duration>,
+    /// Tokens to charge (> 0) or refund (< 0) to the token rate limit.
+    tokens: i64,
 }
 
 /// What an attempt owes its endpoint's state in the pool.
@@ -209,6 +223,7 @@ impl Effects {
             && self.rate_gate.is_none()
             && self.pool.is_empty()
             && self.first_token.is_none()
+            && self.tokens == 0
     }
 }
 
@@ -240,6 +255,10 @@ pub struct Call {
     result: Option<Result<Bytes, VllmError>>,
     report: CallReport,
     effects: Effects,
+    meta: CallMeta,
+    obs: Observer,
+    /// The token estimate charged to the token rate limit, until it is corrected.
+    tokens_charged: Option<u64>,
 }
 
 impl Call {
@@ -262,8 +281,12 @@ impl Call {
             ))
         } else {
             spec.body
+                .as_ref()
+                .map_err(Clone::clone)
                 .and_then(|body| config.request.build(spec.endpoint, body.as_ref()))
         };
+        let body = spec.body.as_ref().ok().and_then(Option::as_ref);
+        let meta = CallMeta::new(spec.endpoint, body, request.as_ref().ok());
         let policy = config.policy.clone();
         let deadline = policy.timeouts.deadline_from(now);
         Call {
@@ -288,6 +311,9 @@ impl Call {
             result: None,
             report: CallReport::default(),
             effects: Effects::default(),
+            meta,
+            obs: Observer::new(now),
+            tokens_charged: None,
             policy,
         }
     }
@@ -309,9 +335,30 @@ impl Call {
         self.output_started
     }
 
+    /// Whether the call reads a stream.
+    pub fn is_stream(&self) -> bool {
+        self.stream.is_some()
+    }
+
     /// The endpoint called.
     pub fn endpoint(&self) -> Endpoint {
         self.endpoint
+    }
+
+    /// What the call is: operation, requested model, server (for span names and metrics).
+    pub fn meta(&self) -> &CallMeta {
+        &self.meta
+    }
+
+    /// What the server said about the answer so far: model, finish reasons, usage.
+    pub fn response_info(&self) -> &ResponseInfo {
+        &self.obs.response
+    }
+
+    /// The next thing the call did, oldest first (see [`observe`]). Drain it after each
+    /// `poll`, `handle`, `flush` and `cancel`; the queue is bounded.
+    pub fn poll_observation(&mut self) -> Option<Observation> {
+        self.obs.pop()
     }
 
     /// The current attempt (0 before the first request is sent).
@@ -363,6 +410,11 @@ impl Call {
     fn emit_pending(&mut self, now: Instant) -> Option<Action> {
         let ev = self.pending.pop_front()?;
         self.output_started = true;
+        self.obs.response.on_event(&ev);
+        if let StreamEvent::Error(e) = &ev {
+            self.obs
+                .finished(now, Some(ErrorType::of(e)), self.attempts);
+        }
         if ev.is_terminal() {
             self.terminal_emitted = true;
             self.finish(now, Ok(Bytes::new()));
@@ -422,10 +474,14 @@ impl Call {
                     };
                     match admission {
                         Admission::Admitted(permit) => {
+                            self.obs.admitted(now);
                             self.concurrency_permit = Some(permit);
                             self.state = State::Admit;
                         }
                         Admission::Queued(w) => {
+                            if waiter.is_none() {
+                                self.obs.waiting(now, Limiter::Concurrency, None);
+                            }
                             self.state = State::WaitPermit { waiter: Some(w) };
                             if self.past_deadline(now) {
                                 self.report.timeout = Some(TimeoutKind::Deadline);
@@ -509,14 +565,22 @@ impl Call {
                 self.finish(now, Err(e));
                 return None;
             }
+            self.obs.waiting(now, Limiter::ServerRate, Some(gate));
             self.state = State::RateWait {
                 until: gate,
                 server: true,
             };
             return None;
         }
+        if !self.charge_tokens(now, shared) {
+            return None;
+        }
         if let Some(rate) = shared.rate.as_mut() {
-            match rate.check(now, 1) {
+            let checked = rate.check(now, 1);
+            if checked.is_err() {
+                self.refund_unsent_tokens(now, shared);
+            }
+            match checked {
                 Ok(()) => {}
                 Err(RateLimited::Wait { until }) => {
                     if self.deadline.is_some_and(|d| until >= d) {
@@ -527,6 +591,7 @@ impl Call {
                         self.finish(now, Err(e));
                         return None;
                     }
+                    self.obs.waiting(now, Limiter::ClientRate, Some(until));
                     self.state = State::RateWait {
                         until,
                         server: false,
@@ -548,6 +613,7 @@ impl Call {
                 Ok(permit) => self.attempt.breaker_permit = Some(permit),
                 Err(rejected) => {
                     shared.collect_transitions();
+                    self.refund_unsent_tokens(now, shared);
                     // A retry the breaker refuses ends the call with the last attempt's error.
                     if self.last_error.is_some() {
                         self.report.gave_up = Some(GiveUpReason::CircuitOpen);
@@ -588,6 +654,7 @@ impl Call {
         self.attempt = Attempt::new(self.attempts, now);
         self.attempt.breaker_permit = breaker_permit;
         self.attempt.ticket = Some(ticket);
+        self.obs.attempt_started(now, self.attempts);
         let deadline = self.head_deadline();
         self.state = State::AwaitHead { deadline };
         let t = self.policy.timeouts;
@@ -601,6 +668,61 @@ impl Call {
             deadline: deadline.map(|(d, _)| d),
             connect_timeout,
         })
+    }
+
+    /// Charges the call's token estimate to the token rate limit, once, before its first
+    /// attempt. `false`: the call now waits for it, or ended.
+    fn charge_tokens(&mut self, now: Instant, shared: &mut Shared) -> bool {
+        let generates = matches!(
+            self.endpoint,
+            Endpoint::ChatCompletions | Endpoint::Completions | Endpoint::Embeddings
+        );
+        let Some(limiter) = shared.tokens.as_mut() else {
+            return true;
+        };
+        if self.tokens_charged.is_some() || !generates {
+            return true;
+        }
+        let cost = estimate_tokens(self.meta.prompt_chars, self.meta.max_tokens);
+        match limiter.check(now, cost) {
+            Ok(()) => {
+                self.tokens_charged = Some(cost);
+                true
+            }
+            Err(RateLimited::Wait { until }) => {
+                if self.deadline.is_some_and(|d| until >= d) {
+                    let e = VllmError::RateLimited(format!(
+                        "the token rate limit admits {cost} tokens in {:?}, after the call's deadline",
+                        until.saturating_duration_since(now)
+                    ));
+                    self.finish(now, Err(e));
+                    return false;
+                }
+                self.obs.waiting(now, Limiter::TokenRate, Some(until));
+                self.state = State::RateWait {
+                    until,
+                    server: false,
+                };
+                false
+            }
+            Err(RateLimited::Never { cost, burst }) => {
+                let e = VllmError::RateLimited(format!(
+                    "a request estimated at {cost} tokens can never fit a limit of {burst} tokens per minute"
+                ));
+                self.finish(now, Err(e));
+                false
+            }
+        }
+    }
+
+    /// Gives the token estimate back when no attempt of the call was sent.
+    fn refund_unsent_tokens(&mut self, now: Instant, shared: &mut Shared) {
+        if self.attempts > 0 {
+            return;
+        }
+        if let (Some(cost), Some(limiter)) = (self.tokens_charged.take(), shared.tokens.as_mut()) {
+            limiter.adjust(now, -i64::try_from(cost).unwrap_or(i64::MAX));
+        }
     }
 
     // --- handle ----------------------------------------------------------------------------
@@ -704,6 +826,9 @@ impl Call {
             }
             TransportErrorKind::ConnectTimeout if no_head => {
                 self.report.timeout = Some(TimeoutKind::Connect);
+                self.obs.push(Observation::TimerFired {
+                    kind: TimeoutKind::Connect,
+                });
                 (
                     Failure::Timeout {
                         kind: TimeoutKind::Connect,
@@ -746,6 +871,7 @@ impl Call {
         };
         let Some((_, kind)) = fired else { return };
         self.report.timeout = Some(kind);
+        self.obs.push(Observation::TimerFired { kind });
         if let Some(Body::Error(_) | Body::Foreign(..)) = self.attempt.body {
             // As for a cut error body: the status decides, not the slow body.
             self.on_body_end(now);
@@ -768,6 +894,7 @@ impl Call {
     }
 
     fn on_head(&mut self, now: Instant, head: ResponseHead) {
+        self.obs.head(head.status);
         let body = if !head.status.is_success() {
             Body::Error(Vec::new())
         } else if let Some(kind) = self.stream {
@@ -821,10 +948,14 @@ impl Call {
             }
             Some(Body::Stream(dec)) => {
                 let report = dec.push(bytes);
+                if self.obs.response.model.is_none() {
+                    self.obs.response.model = dec.model().map(str::to_owned);
+                }
                 if report.has_data() {
                     self.attempt.last_activity = now;
                     if self.attempt.first_data.is_none() {
                         self.attempt.first_data = Some(now);
+                        self.obs.first_chunk(now);
                         // The server is generating: that is the breaker's success signal.
                         let ttfb = now.saturating_duration_since(self.attempt.start);
                         self.release_breaker(now, Outcome::Success { ttfb });
@@ -849,6 +980,12 @@ impl Call {
         };
         match body {
             Body::Json(buf) => {
+                if matches!(
+                    self.endpoint,
+                    Endpoint::ChatCompletions | Endpoint::Completions | Endpoint::Embeddings
+                ) {
+                    self.obs.response = ResponseInfo::from_json(&buf);
+                }
                 let ttfb = self.ttfb();
                 self.release_breaker(now, Outcome::Success { ttfb });
                 // Time to the head: a non-streamed answer's head comes when it is done.
@@ -881,6 +1018,7 @@ impl Call {
                 // into the events its stream would have carried, so the caller's loop works.
                 dec.push_document(&buf);
                 self.attempt.first_data = Some(now);
+                self.obs.first_chunk(now);
                 self.attempt.body = Some(Body::Stream(dec));
                 self.drain_decoder(now);
             }
@@ -974,6 +1112,7 @@ impl Call {
         };
         self.judge(now, verdict, sample);
         self.end_attempt();
+        self.obs.end_attempt(now, Some(ErrorType::of(&error)));
         self.attempt.body = None;
         self.state = State::Failed {
             failure,
@@ -1000,6 +1139,12 @@ impl Call {
                 .decide(&failure, &ctx, &mut self.rng, shared.budget.as_mut());
         match decision {
             RetryDecision::Retry { delay, hinted } => {
+                self.obs.push(Observation::Retry {
+                    attempt: self.attempts,
+                    cause: ErrorType::of(&error),
+                    delay,
+                    hinted,
+                });
                 self.report.retries.push(RetryRecord {
                     attempt: self.attempts,
                     delay,
@@ -1033,7 +1178,17 @@ impl Call {
     }
 
     fn finish(&mut self, now: Instant, result: Result<Bytes, VllmError>) {
-        let _ = now;
+        // A stream's error event already finished the observations, with its error.
+        let error = result.as_ref().err().map(ErrorType::of);
+        self.obs.finished(now, error, self.attempts);
+        // The token estimate, corrected by what the server says the call used.
+        if let (Some(charged), Some(usage)) = (self.tokens_charged, &self.obs.response.usage) {
+            let used = usage.prompt_tokens.saturating_add(usage.completion_tokens);
+            let delta = i128::from(used) - i128::from(charged);
+            self.effects.tokens =
+                i64::try_from(delta).unwrap_or(if delta > 0 { i64::MAX } else { i64::MIN });
+            self.tokens_charged = None;
+        }
         // Nothing is emitted after the end: events still queued (a call cancelled between two
         // emits, or a failure before output) are dropped, so a queued terminal event cannot
         // later replace the result.
@@ -1117,6 +1272,11 @@ impl Call {
                     shared.pool.record(at, ticket, verdict, sample)
                 }
                 PoolEffect::Release(ticket) => shared.pool.release(ticket),
+            }
+        }
+        if effects.tokens != 0 {
+            if let Some(limiter) = shared.tokens.as_mut() {
+                limiter.adjust(self.last_now, effects.tokens);
             }
         }
         if let Some(gate) = effects.rate_gate {

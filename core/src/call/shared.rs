@@ -9,7 +9,8 @@ use std::time::Instant;
 
 use crate::config::{BreakerScope, ClientConfig, PolicyConfig};
 use crate::policy::{
-    BreakerState, CircuitBreaker, ConcurrencyLimiter, RateLimiter, RetryBudget, Rng, Transition,
+    BreakerState, CircuitBreaker, ConcurrencyLimiter, RateLimiter, RetryBudget, Rng,
+    TokenRateLimiter, Transition,
 };
 use crate::pool::{EndpointChange, EndpointStatus, Pool};
 use crate::request::Endpoint;
@@ -22,6 +23,7 @@ pub struct Shared {
     pub(crate) endpoint_breakers: HashMap<Endpoint, CircuitBreaker>,
     scope: BreakerScope,
     pub(crate) rate: Option<RateLimiter>,
+    pub(crate) tokens: Option<TokenRateLimiter>,
     pub(crate) concurrency: Option<ConcurrencyLimiter>,
     /// Until when the server said its quota is spent (its rate-limit headers).
     pub(crate) server_gate: Option<Instant>,
@@ -50,6 +52,7 @@ impl Shared {
             rate: policy
                 .rate_limit
                 .map(|r| RateLimiter::new(r.requests, r.per, r.burst)),
+            tokens: policy.token_rate_limit.map(TokenRateLimiter::per_minute),
             concurrency: policy.max_concurrency.map(ConcurrencyLimiter::new),
             server_gate: None,
             pool: Pool::default(),
@@ -174,6 +177,11 @@ impl Shared {
     /// spent (`None` when no such announcement is in force).
     pub fn server_rate_limited_until(&self, now: Instant) -> Option<Instant> {
         self.server_gate.filter(|g| *g > now)
+    }
+
+    /// Tokens the token rate limit would admit at once (`None` when it is off).
+    pub fn tokens_available(&self, now: Instant) -> Option<u64> {
+        self.tokens.as_ref().map(|t| t.available(now))
     }
 
     /// Calls waiting for a concurrency slot (`None` when the limit is off).

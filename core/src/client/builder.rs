@@ -29,6 +29,7 @@ use crate::request::{header_pair, ApiKey};
 /// | [`retry_budget`](Self::retry_budget) | 500 tokens, 5 per retry, 10 per timeout retry, +1 per success | stops retry storms; first attempts never wait on it |
 /// | [`circuit_breaker`](Self::circuit_breaker) | off | fail fast while the server is failing |
 /// | [`rate_limit`](Self::rate_limit) | off | client-side requests per period (GCRA) |
+/// | [`rate_limit_tokens`](Self::rate_limit_tokens) | off | client-side tokens per minute: an estimate charged before each call, corrected by the reported usage |
 /// | [`max_concurrency`](Self::max_concurrency) | off | calls in flight, admitted first come, first served; a stream holds its slot until it ends |
 /// | [`seed`](Self::seed) | from the OS | jitter seed, for replayable runs |
 /// | [`endpoints`](Self::endpoints) | one: `base_url` | several servers, routed by load, ejected on failure |
@@ -228,6 +229,17 @@ impl<E: Execute> ClientBuilder<E> {
             per,
             burst,
         });
+        self
+    }
+
+    /// At most `per_minute` tokens a minute (prompt and completion together), on top of
+    /// [`rate_limit`](Self::rate_limit) (a call goes when both allow it). Each call is charged
+    /// an estimate before it is sent — `ceil(prompt characters / 4) + max_tokens` — and the
+    /// difference to the `usage` the server reports is charged or refunded when it ends. A
+    /// call whose estimate exceeds a minute's worth is refused at once with
+    /// `VllmError::RateLimited`. See `vllm_client_core::policy::token_rate`.
+    pub fn rate_limit_tokens(mut self, per_minute: u32) -> Self {
+        self.config.policy.token_rate_limit = Some(per_minute);
         self
     }
 

@@ -55,6 +55,7 @@ pub mod retry_after;
 pub mod rng;
 pub mod routing;
 pub mod timeouts;
+pub mod token_rate;
 
 pub use backoff::{Backoff, Jitter};
 pub use breaker::{
@@ -75,3 +76,4 @@ pub use retry_after::{parse_retry_after, parse_should_retry, HintSource, RetryAf
 pub use rng::Rng;
 pub use routing::RoutingConfig;
 pub use timeouts::{clamp_to_deadline, earliest, earliest_timer, TimeoutKind, Timeouts};
+pub use token_rate::{estimate_tokens, TokenRateLimiter};

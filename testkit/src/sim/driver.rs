@@ -151,6 +151,7 @@ impl Sim {
                 fault: Some(SimFault::Unexpected("no outcome".into())),
                 started_at: self.elapsed(),
                 ended_at: self.elapsed(),
+                observations: Vec::new(),
             },
         }
     }
@@ -860,7 +861,12 @@ impl Task {
         self.body = None;
     }
 
-    fn into_outcome(self) -> SimOutcome {
+    fn into_outcome(mut self) -> SimOutcome {
+        let observations = self
+            .call
+            .as_mut()
+            .map(|c| std::iter::from_fn(|| c.poll_observation()).collect())
+            .unwrap_or_default();
         let report = self
             .call
             .as_ref()
@@ -881,6 +887,7 @@ impl Task {
             fault: self.fault,
             started_at: self.started_at,
             ended_at: self.ended_at,
+            observations,
         }
     }
 }

@@ -203,6 +203,9 @@ pub struct SimOutcome {
     pub started_at: Duration,
     /// When the call returned `Done` (offset).
     pub ended_at: Duration,
+    /// What the driver reported it did ([`Call::poll_observation`](vllm_client_core::call::Call::poll_observation)),
+    /// drained when the call ended.
+    pub observations: Vec<vllm_client_core::call::Observation>,
 }
 
 impl SimOutcome {

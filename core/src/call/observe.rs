@@ -1,0 +1,605 @@
+//! [`Observation`]: what a call did, as typed values — for spans, logs and metrics.
+//!
+//! The core has no logging or metrics dependency. Instead, a [`Call`](super::Call) queues one
+//! [`Observation`] at each point where something worth seeing happens, and an adapter drains
+//! them with [`Call::poll_observation`](super::Call::poll_observation) and turns them into
+//! whatever it reports with (the shared runner: `tracing` spans and events, and optionally
+//! `metrics` / OpenTelemetry instruments). Breaker transitions belong to the client, not to a
+//! call: they come from [`Shared::poll_transition`](super::Shared::poll_transition).
+//!
+//! What a call is — its operation, model and server, for span names and metric attributes —
+//! is in [`CallMeta`] ([`Call::meta`](super::Call::meta)); what the server answered about it
+//! (response model, finish reasons, token usage) is in [`ResponseInfo`]
+//! ([`Call::response_info`](super::Call::response_info)).
+//!
+//! One call produces, in order:
+//!
+//! ```text
+//! [Waiting(limiter) [Admitted(concurrency)]]*          — limiter waits, when any
+//! ( AttemptStarted  [FirstChunk]  [TimerFired]  AttemptEnded  [Retry] )*
+//! Finished                                             — exactly once
+//! ```
+//!
+//! The queue is bounded ([`MAX_QUEUED`]): a caller that never drains it loses the oldest
+//! observations (counted in [`Observer::dropped`]), never memory.
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use serde::Deserialize;
+
+use crate::api::Usage;
+use crate::error::VllmError;
+use crate::event::StreamEvent;
+use crate::policy::TimeoutKind;
+use crate::request::Endpoint;
+
+/// The most observations a call keeps queued; older ones are dropped first.
+pub const MAX_QUEUED: usize = 256;
+
+/// A low-cardinality name for what went wrong, for the `error.type` attribute of the
+/// OpenTelemetry conventions: the HTTP status code for an error answer (`"429"`, `"503"`),
+/// otherwise a fixed word (`"timeout"`, `"connect"`, …). See [`label`](Self::label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorType {
+    /// The server answered with this non-2xx status.
+    Status(u16),
+    /// An in-band error event or error body without a status.
+    Api,
+    /// A timer fired.
+    Timeout,
+    /// The connection could not be established.
+    Connect,
+    /// The connection failed mid-exchange.
+    Transport,
+    /// The answer could not be decoded.
+    Decode,
+    /// A stream ended before `[DONE]`.
+    Truncated,
+    /// A stream broke a decoder limit.
+    StreamLimit,
+    /// The request was invalid (never sent).
+    InvalidRequest,
+    /// The circuit breaker refused the call.
+    CircuitOpen,
+    /// A client-side rate limit refused the call.
+    RateLimited,
+    /// The caller dropped the call.
+    Cancelled,
+    /// The driver was misused.
+    Misuse,
+}
+
+impl ErrorType {
+    /// The type of `e`.
+    pub fn of(e: &VllmError) -> ErrorType {
+        match e {
+            VllmError::Api(api) => match api.status {
+                Some(s) => ErrorType::Status(s.as_u16()),
+                None => ErrorType::Api,
+            },
+            VllmError::Timeout => ErrorType::Timeout,
+            VllmError::Connect { .. } => ErrorType::Connect,
+            VllmError::Transport { .. } => ErrorType::Transport,
+            VllmError::Decode { .. } => ErrorType::Decode,
+            VllmError::Truncated => ErrorType::Truncated,
+            VllmError::StreamLimit(_) => ErrorType::StreamLimit,
+            VllmError::InvalidRequest(_) => ErrorType::InvalidRequest,
+            VllmError::CircuitOpen { .. } => ErrorType::CircuitOpen,
+            VllmError::RateLimited(_) => ErrorType::RateLimited,
+            VllmError::Cancelled => ErrorType::Cancelled,
+            VllmError::Misuse(_) => ErrorType::Misuse,
+        }
+    }
+
+    /// The attribute value: the status code (`"503"`) or `"api_error"`, `"timeout"`,
+    /// `"connect"`, `"transport"`, `"decode"`, `"truncated"`, `"stream_limit"`,
+    /// `"invalid_request"`, `"circuit_open"`, `"rate_limited"`, `"cancelled"`, `"misuse"`.
+    pub fn label(self) -> Cow<'static, str> {
+        Cow::Borrowed(match self {
+            ErrorType::Status(s) => return Cow::Owned(s.to_string()),
+            ErrorType::Api => "api_error",
+            ErrorType::Timeout => "timeout",
+            ErrorType::Connect => "connect",
+            ErrorType::Transport => "transport",
+            ErrorType::Decode => "decode",
+            ErrorType::Truncated => "truncated",
+            ErrorType::StreamLimit => "stream_limit",
+            ErrorType::InvalidRequest => "invalid_request",
+            ErrorType::CircuitOpen => "circuit_open",
+            ErrorType::RateLimited => "rate_limited",
+            ErrorType::Cancelled => "cancelled",
+            ErrorType::Misuse => "misuse",
+        })
+    }
+}
+
+impl fmt::Display for ErrorType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
+/// A limiter a call waited for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Limiter {
+    /// A concurrency slot (`max_concurrency`).
+    Concurrency,
+    /// The client's own request rate (`rate_limit`).
+    ClientRate,
+    /// The client's own token rate (`rate_limit_tokens`).
+    TokenRate,
+    /// The server's announced quota (its rate-limit headers said nothing is left).
+    ServerRate,
+}
+
+impl Limiter {
+    /// The attribute value: `"concurrency"`, `"client_rate"`, `"token_rate"`, `"server_rate"`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Limiter::Concurrency => "concurrency",
+            Limiter::ClientRate => "client_rate",
+            Limiter::TokenRate => "token_rate",
+            Limiter::ServerRate => "server_rate",
+        }
+    }
+}
+
+/// The name of a [`TimeoutKind`] as an attribute value: `"connect"`, `"first_token"`,
+/// `"idle"`, `"attempt"`, `"deadline"`.
+pub fn timeout_label(kind: TimeoutKind) -> &'static str {
+    match kind {
+        TimeoutKind::Connect => "connect",
+        TimeoutKind::FirstToken => "first_token",
+        TimeoutKind::Idle => "idle",
+        TimeoutKind::Attempt => "attempt",
+        TimeoutKind::Deadline => "deadline",
+    }
+}
+
+/// One thing a call did. See the [module docs](self) for the order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Observation {
+    /// The call waits for `limiter`: for `delay` (the rate limits), or until a slot frees
+    /// (`None`: the concurrency limit).
+    Waiting {
+        /// Which limiter.
+        limiter: Limiter,
+        /// How long, when known in advance.
+        delay: Option<Duration>,
+    },
+    /// The call got the concurrency slot it waited for.
+    Admitted {
+        /// Which limiter (always [`Limiter::Concurrency`] today).
+        limiter: Limiter,
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// An attempt's request was handed to the transport.
+    AttemptStarted {
+        /// The attempt, 1-based.
+        attempt: u32,
+    },
+    /// The attempt's first data (a stream's first data event; a document's end).
+    FirstChunk {
+        /// The attempt, 1-based.
+        attempt: u32,
+        /// Since the call started (waits and earlier attempts included).
+        since_call_start: Duration,
+        /// Since this attempt's request was sent.
+        since_attempt_start: Duration,
+    },
+    /// A timer fired.
+    TimerFired {
+        /// Which one.
+        kind: TimeoutKind,
+    },
+    /// An attempt ended.
+    AttemptEnded {
+        /// The attempt, 1-based.
+        attempt: u32,
+        /// The response status, when a head arrived.
+        status: Option<StatusCode>,
+        /// What went wrong; `None` for a success.
+        error: Option<ErrorType>,
+        /// How long the attempt took.
+        duration: Duration,
+    },
+    /// The policy retries after a failed attempt.
+    Retry {
+        /// The attempt that failed, 1-based.
+        attempt: u32,
+        /// Why it failed.
+        cause: ErrorType,
+        /// The backoff before the next attempt.
+        delay: Duration,
+        /// Whether the delay is the server's `Retry-After` hint.
+        hinted: bool,
+    },
+    /// The call ended (exactly once; the last observation).
+    Finished {
+        /// What went wrong; `None` for a success (a stream that ended with `[DONE]`).
+        error: Option<ErrorType>,
+        /// Attempts made.
+        attempts: u32,
+        /// From the call's start to its end.
+        duration: Duration,
+    },
+}
+
+/// What a call is, for span names and metric attributes: the OpenTelemetry GenAI operation
+/// name, the requested model, the server. Read once when the call is built.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallMeta {
+    /// `gen_ai.operation.name`: `"chat"`, `"text_completion"`, `"embeddings"` (the
+    /// convention's names), or for vLLM's other endpoints `"models"`, `"tokenize"`,
+    /// `"detokenize"`, `"health"`, `"version"`.
+    pub operation: &'static str,
+    /// `gen_ai.request.model`: the body's `model` field, when it has one.
+    pub request_model: Option<String>,
+    /// `server.address`: the host of the request's URL.
+    pub server_address: Option<String>,
+    /// `server.port`: the port of the request's URL (the scheme's default when absent).
+    pub server_port: Option<u16>,
+    /// The request's `max_tokens` (or `max_completion_tokens`), when set.
+    pub max_tokens: Option<u64>,
+    /// Characters of prompt text in the body (messages' contents, `prompt`, `input`).
+    pub prompt_chars: u64,
+    /// `gen_ai.request.temperature`, when set.
+    pub temperature: Option<f64>,
+    /// `gen_ai.request.top_p`, when set.
+    pub top_p: Option<f64>,
+}
+
+impl CallMeta {
+    /// What a call to `endpoint` with `body`, sent to `request`'s URL, is.
+    pub fn new(
+        endpoint: Endpoint,
+        body: Option<&serde_json::Value>,
+        request: Option<&http::Request<bytes::Bytes>>,
+    ) -> CallMeta {
+        let uri = request.map(|r| r.uri());
+        let server_port = uri.and_then(|u| {
+            u.port_u16().or(match u.scheme_str() {
+                Some("https") => Some(443),
+                Some("http") => Some(80),
+                _ => None,
+            })
+        });
+        let field = |name: &str| body.and_then(|b| b.get(name));
+        CallMeta {
+            operation: operation_name(endpoint),
+            request_model: field("model")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned),
+            server_address: uri.and_then(|u| u.host()).map(str::to_owned),
+            server_port,
+            max_tokens: field("max_tokens")
+                .or_else(|| field("max_completion_tokens"))
+                .and_then(serde_json::Value::as_u64),
+            prompt_chars: ["messages", "prompt", "input"]
+                .iter()
+                .filter_map(|k| field(k))
+                .map(text_chars)
+                .fold(0u64, u64::saturating_add),
+            temperature: field("temperature").and_then(serde_json::Value::as_f64),
+            top_p: field("top_p").and_then(serde_json::Value::as_f64),
+        }
+    }
+
+    /// The span name of the conventions: `"{operation} {model}"` (`"chat gpt-x"`), or the
+    /// operation alone when no model was named.
+    pub fn span_name(&self) -> String {
+        match &self.request_model {
+            Some(m) => format!("{} {m}", self.operation),
+            None => self.operation.to_owned(),
+        }
+    }
+}
+
+/// The GenAI operation name of `endpoint` (see [`CallMeta::operation`]).
+pub fn operation_name(endpoint: Endpoint) -> &'static str {
+    match endpoint {
+        Endpoint::ChatCompletions => "chat",
+        Endpoint::Completions => "text_completion",
+        Endpoint::Embeddings => "embeddings",
+        Endpoint::Models => "models",
+        Endpoint::Tokenize => "tokenize",
+        Endpoint::Detokenize => "detokenize",
+        Endpoint::Health => "health",
+        Endpoint::Version => "version",
+    }
+}
+
+/// Characters of text in a prompt value: strings count their characters, arrays and
+/// objects the strings inside them (a message's `content`, a list of prompts). Bounded by
+/// the value's size; no recursion deeper than the JSON (which `serde_json` limits to 128).
+fn text_chars(v: &serde_json::Value) -> u64 {
+    match v {
+        serde_json::Value::String(s) => s.chars().count() as u64,
+        serde_json::Value::Array(a) => a.iter().map(text_chars).fold(0, u64::saturating_add),
+        serde_json::Value::Object(o) => o
+            .iter()
+            .filter(|(k, _)| k.as_str() != "role" && k.as_str() != "name")
+            .map(|(_, v)| text_chars(v))
+            .fold(0, u64::saturating_add),
+        _ => 0,
+    }
+}
+
+/// What the server said about a call's answer: the model that answered, why the choices
+/// stopped, the token usage. From a JSON answer's document, or from a stream's events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResponseInfo {
+    /// `gen_ai.response.id`.
+    pub id: Option<String>,
+    /// `gen_ai.response.model`.
+    pub model: Option<String>,
+    /// `gen_ai.response.finish_reasons`, in choice order (at most 16 kept).
+    pub finish_reasons: Vec<String>,
+    /// Token usage, when the server reported it.
+    pub usage: Option<Usage>,
+}
+
+/// The most finish reasons kept (a request with a huge `n`).
+const MAX_FINISH_REASONS: usize = 16;
+
+#[derive(Deserialize)]
+struct Document {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    choices: Vec<DocChoice>,
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+#[derive(Deserialize)]
+struct DocChoice {
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+impl ResponseInfo {
+    /// What a JSON answer says (nothing, if it is not one).
+    pub fn from_json(body: &[u8]) -> ResponseInfo {
+        match serde_json::from_slice::<Document>(body) {
+            Ok(d) => ResponseInfo {
+                id: d.id,
+                model: d.model,
+                finish_reasons: d
+                    .choices
+                    .into_iter()
+                    .filter_map(|c| c.finish_reason)
+                    .take(MAX_FINISH_REASONS)
+                    .collect(),
+                usage: d.usage,
+            },
+            Err(_) => ResponseInfo::default(),
+        }
+    }
+
+    /// Takes what a stream event says.
+    pub fn on_event(&mut self, ev: &StreamEvent) {
+        match ev {
+            StreamEvent::Finish { reason, .. }
+                if self.finish_reasons.len() < MAX_FINISH_REASONS =>
+            {
+                self.finish_reasons.push(reason.clone());
+            }
+            StreamEvent::Usage(u) => self.usage = Some(u.clone()),
+            _ => {}
+        }
+    }
+}
+
+/// A call's observations and the bookkeeping behind them (kept inside the call).
+#[derive(Debug)]
+pub struct Observer {
+    queue: VecDeque<Observation>,
+    dropped: u64,
+    call_start: Instant,
+    /// The attempt in progress: number, start, head status, failure.
+    open: Option<(u32, Instant, Option<StatusCode>)>,
+    /// Since when the call waits for a concurrency slot.
+    queued_since: Option<Instant>,
+    finished: bool,
+    pub(crate) response: ResponseInfo,
+}
+
+impl Observer {
+    pub(crate) fn new(now: Instant) -> Observer {
+        Observer {
+            queue: VecDeque::new(),
+            dropped: 0,
+            call_start: now,
+            open: None,
+            queued_since: None,
+            finished: false,
+            response: ResponseInfo::default(),
+        }
+    }
+
+    /// Observations lost because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<Observation> {
+        self.queue.pop_front()
+    }
+
+    pub(crate) fn push(&mut self, o: Observation) {
+        if self.finished {
+            return;
+        }
+        if self.queue.len() >= MAX_QUEUED {
+            self.queue.pop_front();
+            self.dropped = self.dropped.saturating_add(1);
+        }
+        self.queue.push_back(o);
+    }
+
+    pub(crate) fn waiting(&mut self, now: Instant, limiter: Limiter, until: Option<Instant>) {
+        if limiter == Limiter::Concurrency {
+            self.queued_since = Some(now);
+        }
+        let delay = until.map(|u| u.saturating_duration_since(now));
+        self.push(Observation::Waiting { limiter, delay });
+    }
+
+    pub(crate) fn admitted(&mut self, now: Instant) {
+        if let Some(since) = self.queued_since.take() {
+            self.push(Observation::Admitted {
+                limiter: Limiter::Concurrency,
+                waited: now.saturating_duration_since(since),
+            });
+        }
+    }
+
+    pub(crate) fn attempt_started(&mut self, now: Instant, attempt: u32) {
+        self.end_attempt(now, None);
+        self.open = Some((attempt, now, None));
+        self.push(Observation::AttemptStarted { attempt });
+    }
+
+    pub(crate) fn head(&mut self, status: StatusCode) {
+        if let Some((_, _, s)) = self.open.as_mut() {
+            *s = Some(status);
+        }
+    }
+
+    pub(crate) fn first_chunk(&mut self, now: Instant) {
+        if let Some((attempt, start, _)) = self.open {
+            self.push(Observation::FirstChunk {
+                attempt,
+                since_call_start: now.saturating_duration_since(self.call_start),
+                since_attempt_start: now.saturating_duration_since(start),
+            });
+        }
+    }
+
+    /// Ends the attempt in progress, if any.
+    pub(crate) fn end_attempt(&mut self, now: Instant, error: Option<ErrorType>) {
+        if let Some((attempt, start, status)) = self.open.take() {
+            self.push(Observation::AttemptEnded {
+                attempt,
+                status,
+                error,
+                duration: now.saturating_duration_since(start),
+            });
+        }
+    }
+
+    pub(crate) fn finished(&mut self, now: Instant, error: Option<ErrorType>, attempts: u32) {
+        if self.finished {
+            return;
+        }
+        self.end_attempt(now, error);
+        self.push(Observation::Finished {
+            error,
+            attempts,
+            duration: now.saturating_duration_since(self.call_start),
+        });
+        self.finished = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn meta_reads_model_operation_server_and_prompt() {
+        let body = json!({
+            "model": "gpt-x",
+            "max_tokens": 7,
+            "temperature": 0.5,
+            "messages": [{"role": "user", "content": "hello"}, {"role": "system", "content": "abc"}]
+        });
+        let req = http::Request::builder()
+            .uri("http://127.0.0.1:8123/v1/chat/completions")
+            .body(bytes::Bytes::new())
+            .unwrap();
+        let m = CallMeta::new(Endpoint::ChatCompletions, Some(&body), Some(&req));
+        assert_eq!(m.operation, "chat");
+        assert_eq!(m.request_model.as_deref(), Some("gpt-x"));
+        assert_eq!(m.server_address.as_deref(), Some("127.0.0.1"));
+        assert_eq!(m.server_port, Some(8123));
+        assert_eq!(m.max_tokens, Some(7));
+        assert_eq!(m.prompt_chars, 8);
+        assert_eq!((m.temperature, m.top_p), (Some(0.5), None));
+        assert_eq!(m.span_name(), "chat gpt-x");
+        let https = http::Request::builder()
+            .uri("https://api.example/v1/models")
+            .body(bytes::Bytes::new())
+            .unwrap();
+        let m = CallMeta::new(Endpoint::Models, None, Some(&https));
+        assert_eq!((m.operation, m.server_port), ("models", Some(443)));
+        assert_eq!(m.span_name(), "models");
+        assert_eq!(m.prompt_chars, 0);
+    }
+
+    #[test]
+    fn response_info_from_a_document_and_from_events() {
+        let doc = br#"{"id":"c1","model":"m2","choices":[{"finish_reason":"stop"},{"finish_reason":"length"}],
+            "usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}"#;
+        let r = ResponseInfo::from_json(doc);
+        assert_eq!(r.model.as_deref(), Some("m2"));
+        assert_eq!(r.id.as_deref(), Some("c1"));
+        assert_eq!(r.finish_reasons, ["stop", "length"]);
+        assert_eq!(r.usage.as_ref().map(|u| u.completion_tokens), Some(5));
+        assert_eq!(ResponseInfo::from_json(b"<html>"), ResponseInfo::default());
+
+        let mut r = ResponseInfo::default();
+        r.on_event(&StreamEvent::Finish {
+            index: 0,
+            reason: "stop".into(),
+        });
+        assert_eq!(r.finish_reasons, ["stop"]);
+    }
+
+    #[test]
+    fn error_types_are_low_cardinality_labels() {
+        assert_eq!(ErrorType::of(&VllmError::Timeout).label(), "timeout");
+        assert_eq!(ErrorType::Status(503).label(), "503");
+        assert_eq!(
+            ErrorType::of(&VllmError::Truncated).to_string(),
+            "truncated"
+        );
+    }
+
+    #[test]
+    fn the_queue_is_bounded_and_ends_with_finished() {
+        let t0 = Instant::now();
+        let mut o = Observer::new(t0);
+        for i in 0..(MAX_QUEUED as u32 + 10) {
+            o.attempt_started(t0, i + 1);
+        }
+        assert!(o.dropped() > 0);
+        o.finished(t0 + Duration::from_secs(1), None, 3);
+        o.finished(t0 + Duration::from_secs(2), None, 3);
+        o.push(Observation::TimerFired {
+            kind: TimeoutKind::Idle,
+        });
+        let all: Vec<_> = std::iter::from_fn(|| o.pop()).collect();
+        assert!(all.len() <= MAX_QUEUED);
+        assert_eq!(
+            all.last(),
+            Some(&Observation::Finished {
+                error: None,
+                attempts: 3,
+                duration: Duration::from_secs(1)
+            })
+        );
+    }
+}
