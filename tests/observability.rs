@@ -832,3 +832,80 @@ macro_rules! on_every_adapter {
 }
 
 on_every_adapter!(chat, stream, retried, failed, rate_limited);
+
+/// A pool's ejections and hedges are client events: the only scenario with several endpoints,
+/// so its counts are exact.
+#[test]
+fn endpoint_ejections_and_hedges() {
+    use vllm_client_core::policy::HedgeConfig;
+    type H = harness::TokioH;
+    let busy = FakeServer::start();
+    let slow = FakeServer::start();
+    capture();
+    busy.push_n(
+        20,
+        Reply::vllm_error(503, "busy").header("retry-after", "30"),
+    );
+    slow.push_n(20, Reply::generate().delay(Duration::from_secs(2)));
+    let c = H::builder("http://unused.invalid/v1")
+        .endpoints([busy.base_url(), slow.base_url()])
+        .build();
+    // Routing draws between equals: call until the busy server answered (and was ejected).
+    for _ in 0..40 {
+        if busy.request_count() > 0 {
+            break;
+        }
+        let _ = H::wait(
+            c.chat
+                .completions()
+                .create()
+                .model("obs-pool")
+                .messages(json!([{"role": "user", "content": "hi"}]))
+                .send(),
+        );
+    }
+    assert_eq!(busy.request_count(), 1);
+    let ejections = facade_by(names::ENDPOINT_EJECTIONS, "server.port", &port(&busy));
+    assert_eq!(ejections.len(), 1, "{ejections:?}");
+    assert_eq!(ejections[0].1.counter, 1);
+    assert_eq!(ejections[0].0["server.address"], "127.0.0.1");
+    assert!(ejections[0].0["vllm_client.endpoint.reason"].contains("asked"));
+    let o = otel_where(names::ENDPOINT_EJECTIONS, |a| {
+        a.get("server.port").map(String::as_str) == Some(port(&busy).as_str())
+    });
+    assert_eq!(o.len(), 1, "{o:?}");
+    assert_eq!((o[0].sum, o[0].unit.as_str()), (1.0, "{ejection}"));
+
+    // Hedges: a client whose first choice is slow hedges onto the other endpoint and wins.
+    let slow = FakeServer::start();
+    slow.push_n(20, Reply::generate().delay(Duration::from_secs(2)));
+    let fast = FakeServer::start();
+    let c = H::builder("http://unused.invalid/v1")
+        .endpoints([slow.base_url(), fast.base_url()])
+        .hedge(HedgeConfig::after(Duration::from_millis(100)).max_extra_percent(100))
+        .build();
+    for _ in 0..40 {
+        if slow.request_count() > 0 {
+            break;
+        }
+        let s = H::wait(
+            c.chat
+                .completions()
+                .create()
+                .model("obs-hedge")
+                .messages(json!([{"role": "user", "content": "hi"}]))
+                .send_stream(),
+        )
+        .expect("a stream");
+        assert!(matches!(H::collect(s).last(), Some(StreamEvent::Done)));
+    }
+    assert_eq!(
+        slow.request_count(),
+        1,
+        "the slow server was chosen first once"
+    );
+    let started = facade_by(names::HEDGES, "vllm_client.hedge.event", "started");
+    let won = facade_by(names::HEDGES, "vllm_client.hedge.event", "backup_won");
+    assert_eq!((started.len(), won.len()), (1, 1), "{started:?} {won:?}");
+    assert_eq!((started[0].1.counter, won[0].1.counter), (1, 1));
+}
