@@ -875,6 +875,19 @@ fn endpoint_ejections_and_hedges() {
     });
     assert_eq!(o.len(), 1, "{o:?}");
     assert_eq!((o[0].sum, o[0].unit.as_str()), (1.0, "{ejection}"));
+    // The attempt that went to the busy server says so in its span.
+    {
+        let s = spans().lock().unwrap();
+        let to_busy: Vec<&SpanRec> = s
+            .spans
+            .iter()
+            .filter(|sp| sp.name == "attempt")
+            .filter(|sp| sp.fields.get("server.port") == Some(&port(&busy)))
+            .collect();
+        assert_eq!(to_busy.len(), 1, "{:?}", s.spans);
+        assert_eq!(to_busy[0].fields["vllm_client.endpoint.index"], "0");
+        assert_eq!(to_busy[0].fields["server.address"], "127.0.0.1");
+    }
 
     // Hedges: a client whose first choice is slow hedges onto the other endpoint and wins.
     let slow = FakeServer::start();

@@ -127,6 +127,11 @@ pub struct PoolConfig {
 pub struct EndpointId(pub(crate) usize);
 
 impl EndpointId {
+    /// The endpoint at `index` of the list the client was given.
+    pub fn new(index: usize) -> EndpointId {
+        EndpointId(index)
+    }
+
     /// Its index in the list the client was given.
     pub fn index(self) -> usize {
         self.0

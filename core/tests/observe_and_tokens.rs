@@ -12,6 +12,7 @@ use vllm_client_core::call::{Action, Call, Event, Observation, ResponseHead, Sha
 use vllm_client_core::client::CallSpec;
 use vllm_client_core::config::ClientConfig;
 use vllm_client_core::policy::{RateLimited, TimeoutKind, TokenRateLimiter};
+use vllm_client_core::pool::EndpointId;
 use vllm_client_core::request::Endpoint;
 use vllm_client_core::{StreamEvent, StreamKind, VllmError};
 
@@ -93,7 +94,10 @@ fn a_retried_call_is_observed_in_order_with_its_meta_and_response() {
     assert_eq!(
         obs,
         vec![
-            Observation::AttemptStarted { attempt: 1 },
+            Observation::AttemptStarted {
+                attempt: 1,
+                endpoint: EndpointId::new(0),
+            },
             Observation::AttemptEnded {
                 attempt: 1,
                 status: Some(StatusCode::SERVICE_UNAVAILABLE),
@@ -106,7 +110,10 @@ fn a_retried_call_is_observed_in_order_with_its_meta_and_response() {
                 delay: Duration::from_millis(100),
                 hinted: true,
             },
-            Observation::AttemptStarted { attempt: 2 },
+            Observation::AttemptStarted {
+                attempt: 2,
+                endpoint: EndpointId::new(0),
+            },
             Observation::AttemptEnded {
                 attempt: 2,
                 status: Some(StatusCode::OK),
@@ -172,7 +179,10 @@ fn a_stream_observes_its_first_chunk_timer_and_error() {
     assert_eq!(
         obs,
         vec![
-            Observation::AttemptStarted { attempt: 1 },
+            Observation::AttemptStarted {
+                attempt: 1,
+                endpoint: EndpointId::new(0),
+            },
             Observation::FirstChunk {
                 attempt: 1,
                 since_call_start: Duration::from_millis(20),

@@ -318,7 +318,7 @@ fuzz_target!(|data: &[u8]| {
         let mut started = 0u32;
         for o in &obs {
             match o {
-                Observation::AttemptStarted { attempt } => {
+                Observation::AttemptStarted { attempt, .. } => {
                     assert!(open.is_none(), "{obs:?}");
                     started += 1;
                     assert_eq!(*attempt, started);

@@ -486,7 +486,7 @@ fn check_observations(out: &SimOutcome) -> Result<(), TestCaseError> {
     let mut retries = 0usize;
     for o in obs {
         match o {
-            O::AttemptStarted { attempt } => {
+            O::AttemptStarted { attempt, .. } => {
                 prop_assert!(
                     open.is_none(),
                     "an attempt started inside another\n{}",

@@ -22,6 +22,8 @@ pub struct ClientState {
     waiters: Mutex<HashMap<WaiterId, Arc<Turn>>>,
     /// Where metrics go (nothing, unless a metrics feature is on).
     pub(crate) sink: Sink,
+    /// The endpoints' base URLs (the base URL alone for a client with one server).
+    pub(crate) endpoint_urls: Arc<[String]>,
 }
 
 impl std::fmt::Debug for ClientState {
@@ -33,12 +35,17 @@ impl std::fmt::Debug for ClientState {
 impl ClientState {
     /// State for `config`, seeded from the OS unless the policy has a seed.
     pub fn new(config: ClientConfig) -> Self {
+        let endpoint_urls: Arc<[String]> = match config.request.endpoints.as_slice() {
+            [] => vec![config.request.base_url.clone()].into(),
+            list => list.iter().map(|e| e.url.clone()).collect(),
+        };
         let shared = Shared::for_client(&config, vllm_client_core::os_entropy());
         ClientState {
             config,
             shared: Mutex::new(shared),
             waiters: Mutex::new(HashMap::new()),
             sink: Sink::new(),
+            endpoint_urls,
         }
     }
 

@@ -73,7 +73,7 @@ impl Driver {
             let hedge = Hedge::new(&call, now, &mut shared);
             (call, hedge)
         };
-        let telemetry = Telemetry::new(call.meta());
+        let telemetry = Telemetry::new(call.meta(), client.endpoint_urls.clone());
         let mut driver = Driver {
             client,
             call,
@@ -98,7 +98,7 @@ impl Driver {
 
     /// A driver for a call made elsewhere (a hedge's backup).
     fn of_call(client: Arc<ClientState>, call: Call) -> Driver {
-        let telemetry = Telemetry::new(call.meta());
+        let telemetry = Telemetry::new(call.meta(), client.endpoint_urls.clone());
         let mut driver = Driver {
             client,
             call,

@@ -7,6 +7,7 @@
 //! `otel.name` as the name), `otel.kind = "client"`. One child span `"attempt"` per request
 //! sent. Secrets never appear: no request header, URL query or body is recorded.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::field::Empty;
@@ -56,10 +57,12 @@ pub(crate) struct Telemetry {
     last_chunk: Option<Instant>,
     /// `time_per_output_chunk` with this call's attributes, bound at the second data event.
     per_chunk: Option<Bound>,
+    /// The client's endpoints' base URLs, for the attempt spans' `server.address`.
+    endpoints: Arc<[String]>,
 }
 
 impl Telemetry {
-    pub(crate) fn new(meta: &CallMeta) -> Telemetry {
+    pub(crate) fn new(meta: &CallMeta, endpoints: Arc<[String]>) -> Telemetry {
         let call = match meta.operation {
             "chat" => call_span!("chat", meta),
             "text_completion" => call_span!("text_completion", meta),
@@ -74,6 +77,7 @@ impl Telemetry {
             attempt: None,
             last_chunk: None,
             per_chunk: None,
+            endpoints,
         }
     }
 
@@ -144,12 +148,20 @@ impl Telemetry {
                 );
                 self.metric_wait(meta, limiter, waited, sink);
             }
-            Observation::AttemptStarted { attempt } => {
+            Observation::AttemptStarted { attempt, endpoint } => {
+                // With several endpoints, where this attempt went.
+                let (address, port) = self
+                    .endpoints
+                    .get(endpoint.index())
+                    .map_or(("", 0), |url| split_host(url));
                 let span = tracing::info_span!(
                     parent: &self.call,
                     "attempt",
                     otel.kind = "client",
                     vllm_client.attempt = attempt,
+                    vllm_client.endpoint.index = endpoint.index(),
+                    server.address = address,
+                    server.port = port,
                     http.response.status_code = Empty,
                     error.type = Empty,
                 );

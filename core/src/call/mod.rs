@@ -654,7 +654,7 @@ impl Call {
         self.attempt = Attempt::new(self.attempts, now);
         self.attempt.breaker_permit = breaker_permit;
         self.attempt.ticket = Some(ticket);
-        self.obs.attempt_started(now, self.attempts);
+        self.obs.attempt_started(now, self.attempts, id);
         let deadline = self.head_deadline();
         self.state = State::AwaitHead { deadline };
         let t = self.policy.timeouts;

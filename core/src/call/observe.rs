@@ -185,6 +185,8 @@ pub enum Observation {
     AttemptStarted {
         /// The attempt, 1-based.
         attempt: u32,
+        /// The endpoint it went to (always the first for a client with one server).
+        endpoint: crate::pool::EndpointId,
     },
     /// The attempt's first data (a stream's first data event; a document's end).
     FirstChunk {
@@ -465,10 +467,15 @@ impl Observer {
         }
     }
 
-    pub(crate) fn attempt_started(&mut self, now: Instant, attempt: u32) {
+    pub(crate) fn attempt_started(
+        &mut self,
+        now: Instant,
+        attempt: u32,
+        endpoint: crate::pool::EndpointId,
+    ) {
         self.end_attempt(now, None);
         self.open = Some((attempt, now, None));
-        self.push(Observation::AttemptStarted { attempt });
+        self.push(Observation::AttemptStarted { attempt, endpoint });
     }
 
     pub(crate) fn head(&mut self, status: StatusCode) {
@@ -583,7 +590,7 @@ mod tests {
         let t0 = Instant::now();
         let mut o = Observer::new(t0);
         for i in 0..(MAX_QUEUED as u32 + 10) {
-            o.attempt_started(t0, i + 1);
+            o.attempt_started(t0, i + 1, crate::pool::EndpointId::new(0));
         }
         assert!(o.dropped() > 0);
         o.finished(t0 + Duration::from_secs(1), None, 3);
