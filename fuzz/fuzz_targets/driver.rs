@@ -231,28 +231,27 @@ fuzz_target!(|data: &[u8]| {
         let driven = !inp.is_empty() && steps <= INPUT_STEPS;
         // Clock: forward, a jump to the last deadline, or backwards.
         let action = call.poll(now, &mut shared);
-        let mut deadline = None;
-        match &action {
+        let deadline = match &action {
             Action::Send { deadline: d, .. } => {
                 sends += 1;
                 assert!(sends <= max_sends, "{sends} sends > {max_sends}");
                 check(*d);
-                deadline = *d;
+                *d
             }
             Action::ReadBody { deadline: d, .. } | Action::WaitForPermit { deadline: d, .. } => {
                 check(*d);
-                deadline = *d;
+                *d
             }
             Action::Sleep { until, .. } => {
                 check(Some(*until));
-                deadline = Some(*until);
+                Some(*until)
             }
             Action::Emit(_) => continue,
             Action::Done(r) => {
                 done = Some(r.as_ref().map(|b| b.len()).map_err(|e| e.to_string()));
                 break;
             }
-        }
+        };
         if driven {
             now = match inp.u8() % 4 {
                 0 => now,

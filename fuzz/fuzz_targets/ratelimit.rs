@@ -29,7 +29,9 @@ fuzz_target!(|data: &[u8]| {
     let mut headers = HeaderMap::new();
     // Each value is prefixed by a byte choosing its header name.
     for piece in data.split(|b| *b == b'\n') {
-        let Some((&which, value)) = piece.split_first() else { continue };
+        let Some((&which, value)) = piece.split_first() else {
+            continue;
+        };
         let name = HeaderName::from_static(NAMES[which as usize % NAMES.len()]);
         if let Ok(v) = HeaderValue::from_bytes(value) {
             headers.append(name, v);
