@@ -19,7 +19,8 @@
 //! 4. **Headers the transport adds**: the built request carries method, URL, `Content-Type`,
 //!    `Accept`, `User-Agent`, `Authorization` and the client's default headers; the transport
 //!    adds what its HTTP/1.1 or HTTP/2 framing needs (`Host`, `Content-Length` of the body,
-//!    `Transfer-Encoding`, `Connection`).
+//!    `Transfer-Encoding`, `Connection`). With several endpoints, attempts of one call may go
+//!    to different hosts: send each request where its URL says.
 //! 5. **Connection lifecycle**: keep a response only while the driver asks `ReadBody` for its
 //!    attempt; as soon as the next action is anything else (`Emit` of a terminal event, `Done`,
 //!    `Sleep`, another `Send`) drop it. A connection may be reused for a later request only if

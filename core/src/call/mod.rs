@@ -90,7 +90,11 @@
 //! - a 2xx `application/json` answer to a stream request is turned into the events a stream
 //!   would have carried; any other non-event-stream 2xx body is a non-retried `Decode` error;
 //! - a request the transport refuses to send ([`TransportErrorKind::Rejected`]) ends the call
-//!   with `InvalidRequest`: never retried, never counted against the server.
+//!   with `InvalidRequest`: never retried, never counted against the server;
+//! - with several endpoints ([`crate::pool`]) each attempt is routed here, before its `Send`:
+//!   the request already carries its endpoint's URL, key and headers, and a retry before the
+//!   first event fails over to an endpoint the call has not tried. A hedged first token is two
+//!   calls raced by the run loop under a [`Hedge`]'s decisions.
 
 mod body;
 pub mod contract;
