@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use vllm_client_core::client::{Client, Reported};
+use vllm_client_core::policy::GiveUpReason;
 use vllm_client_core::{StreamEvent, VllmError};
 
 use harness::Harness;
@@ -259,7 +260,10 @@ pub fn llama_chat<H: Harness>() {
     let r = chat::<H>(&c, TINY, 8);
     assert_eq!(r.report.attempts, 1, "{}", r.report);
     let r = r.result.unwrap_or_else(|e| panic!("chat: {e}"));
-    assert!(!r.content.as_deref().unwrap_or_default().is_empty(), "{r:?}");
+    assert!(
+        !r.content.as_deref().unwrap_or_default().is_empty(),
+        "{r:?}"
+    );
     assert_eq!(r.finish_reason.as_deref(), Some("length"), "{r:?}");
     let u = r.usage.expect("usage in a JSON answer");
     assert_eq!(u.completion_tokens, 8, "{u:?}");
@@ -348,7 +352,9 @@ pub fn llama_api_key<H: Harness>() {
 
     let c = client::<H>(&t);
     let r = chat::<H>(&c, TINY, 4);
-    let r = r.result.unwrap_or_else(|e| panic!("chat with the key: {e}"));
+    let r = r
+        .result
+        .unwrap_or_else(|e| panic!("chat with the key: {e}"));
     assert_eq!(r.usage.expect("usage").completion_tokens, 4);
     let shown = format!("{c:?} {:?} {e:?} {e}", c.config());
     assert!(!shown.contains(&key), "the key leaked: {shown}");
@@ -427,7 +433,10 @@ pub fn litellm_wrong_key<H: Harness>() {
     assert_eq!(r.report.attempts, 1, "{}", r.report);
     let shown = format!("{c:?} {e:?} {e} {:?}", client::<H>(&t));
     assert!(!shown.contains(&master), "the master key leaked: {shown}");
-    assert!(!shown.contains("sk-wrong-key-0000"), "the key leaked: {shown}");
+    assert!(
+        !shown.contains("sk-wrong-key-0000"),
+        "the key leaked: {shown}"
+    );
 }
 
 /// An unknown model is a **400** `invalid_request_error` ("Invalid model name passed in
@@ -449,17 +458,18 @@ pub fn litellm_unknown_model<H: Harness>() {
 
 /// A deployment with `rpm: 1` (router pre-call check `enforce_model_rate_limits`): its 200
 /// says `x-ratelimit-limit-requests: 1`, `x-ratelimit-remaining-requests: 0` (no reset);
-/// past the quota, a 429 `throttling_error` whose hint LiteLLM sends as
-/// `llm_provider-retry-after: 60` — under a prefixed name that no client reads, so no
-/// `Retry-After` reaches the policy. The counter is per minute and shared by every adapter,
-/// so a 200 is seen only by the first call of a minute.
+/// past the quota, a 429 `throttling_error` whose hint LiteLLM sends only as
+/// `llm_provider-retry-after: 60` (no plain `Retry-After`). With `max_retry_after` at 5 s the
+/// client does not sleep a minute: it gives up at once, the hint in the error. The counter is
+/// per minute and shared by every adapter, so a 200 is seen only by the first call of a
+/// minute.
 pub fn litellm_deployment_rpm<H: Harness>() {
     let Some(t) = litellm("litellm_deployment_rpm") else {
         return;
     };
     let c = H::builder(&t.url)
         .api_key(t.key.clone().expect("key"))
-        .max_retries(0)
+        .max_retry_after(Duration::from_secs(5))
         .build();
     for _ in 0..3 {
         let r = chat::<H>(&c, "mock-rpm1", 4);
@@ -473,8 +483,16 @@ pub fn litellm_deployment_rpm<H: Harness>() {
                 assert_eq!(e.status().map(|s| s.as_u16()), Some(429), "{e}");
                 assert_eq!(api_kind(&e), Some("throttling_error"), "{e:?}");
                 assert!(e.is_retryable());
-                assert_eq!(e.retry_after(), None, "{e:?}");
-                assert_eq!(r.report.attempts, 1);
+                assert_eq!(e.retry_after(), Some(Duration::from_secs(60)), "{e:?}");
+                assert_eq!(r.report.attempts, 1, "{}", r.report);
+                assert_eq!(
+                    r.report.gave_up,
+                    Some(GiveUpReason::HintBeyondCap {
+                        hint: Duration::from_secs(60)
+                    }),
+                    "{}",
+                    r.report
+                );
                 return;
             }
         }
@@ -543,7 +561,10 @@ pub fn litellm_429_carries_the_hint<H: Harness>() {
     assert_eq!(e.retry_after(), Some(Duration::from_secs(2)), "{e:?}");
     assert!(e.is_retryable());
     assert!(
-        e.api_error().expect("api").message.contains("Rate limit exceeded"),
+        e.api_error()
+            .expect("api")
+            .message
+            .contains("Rate limit exceeded"),
         "{e}"
     );
 }
@@ -700,8 +721,14 @@ fn seed_server(test: &str) -> bool {
     let Some(t) = llama(test) else { return false };
     let on_8000 = t.url.trim_end_matches('/') == "http://127.0.0.1:8000/v1";
     if !on_8000 {
-        assert!(!required(), "{test}: the seed page needs llama-server on port 8000");
-        println!("SKIPPED {test}: the seed page's code talks to localhost:8000, not {}", t.url);
+        assert!(
+            !required(),
+            "{test}: the seed page needs llama-server on port 8000"
+        );
+        println!(
+            "SKIPPED {test}: the seed page's code talks to localhost:8000, not {}",
+            t.url
+        );
     }
     on_8000
 }
@@ -715,10 +742,11 @@ fn seed_complete_example_against_localhost_8000() {
     seed::complete_example::main().expect("the page's main");
     // …and check what it printed: the answer to "你好!" (a Chinese prompt, sent as bytes the
     // tiny vocabulary only knows through byte fallback).
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let rt = ::tokio::runtime::Runtime::new().expect("runtime");
     let answer = rt
         .block_on(
-            seed::complete_example::RobustClient::new("http://localhost:8000/v1", 300).chat("你好!"),
+            seed::complete_example::RobustClient::new("http://localhost:8000/v1", 300)
+                .chat("你好!"),
         )
         .unwrap_or_else(|e| panic!("the seed page's RobustClient: {e}"));
     assert!(!answer.is_empty());
@@ -729,7 +757,7 @@ fn seed_chat_with_timeout_against_localhost_8000() {
     if !seed_server("seed_chat_with_timeout_against_localhost_8000") {
         return;
     }
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let rt = ::tokio::runtime::Runtime::new().expect("runtime");
     let answer = rt
         .block_on(seed::timeout_block::chat_with_timeout("Hello!"))
         .unwrap_or_else(|e| panic!("chat_with_timeout: {e}"));
