@@ -174,6 +174,8 @@ fn client<H: Harness>(t: &Target) -> Client<H::E> {
 const TINY: &str = "tiny-llama";
 /// LiteLLM's mock deployment answers this, as one JSON answer or streamed in pieces.
 const MOCK_TEXT: &str = "Hello from the LiteLLM mock.";
+/// The mock behind the proxy with the rate-limited key.
+const LIMITED_MOCK_TEXT: &str = "Hello from the rate-limited LiteLLM mock.";
 
 fn chat<H: Harness>(
     c: &Client<H::E>,
@@ -531,7 +533,7 @@ pub fn litellm_429_retried_after_the_hint<H: Harness>() {
     let answer = r
         .result
         .unwrap_or_else(|e| panic!("retried after the hint: {e} ({report})"));
-    assert_eq!(answer.content.as_deref(), Some(MOCK_TEXT));
+    assert_eq!(answer.content.as_deref(), Some(LIMITED_MOCK_TEXT));
     assert_eq!(report.attempts, 2, "{report}");
     assert_eq!(report.retries.len(), 1, "{report:?}");
     let retry = &report.retries[0];
