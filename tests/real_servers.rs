@@ -84,6 +84,13 @@ fn required() -> bool {
     )
 }
 
+/// Says why a test did nothing, on the real stderr: the test harness captures `println!`
+/// of passing tests, and a skip must be seen.
+fn skipped(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {why}");
+}
+
 /// A server under test: its base URL and, when it needs one, its key.
 struct Target {
     url: String,
@@ -99,7 +106,9 @@ fn target(test: &str, url_var: &str, key_var: Option<&str>) -> Option<Target> {
             !required(),
             "{test}: {why}; VLLM_REAL_SERVERS_REQUIRED=1, so this fails instead of skipping"
         );
-        println!("SKIPPED {test}: {why} (start them with scripts/real/start.sh)");
+        skipped(&format!(
+            "{test}: {why} (start the servers with scripts/real/start.sh)"
+        ));
         None
     };
     let url = match s.get(url_var).filter(|u| !u.is_empty()) {

@@ -44,7 +44,7 @@ running_pid() {
   [ -f "$f" ] || return 1
   pid="$(cat "$f")"
   if [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] \
-    && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$(cat "$f.marker" 2>/dev/null || echo '#none#')"; then
+    && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$(cat "$f.marker" 2>/dev/null || echo '#none#') "; then
     echo "$pid"
     return 0
   fi
@@ -72,10 +72,11 @@ except Exception:
 PY
 }
 
-# start_service NAME PORT HEALTH_URL MARKER CMD... — idempotent: a healthy running NAME is kept.
+# start_service NAME PORT MARKER CMD... — idempotent: a running NAME is kept. MARKER is a
+# piece of the command line that identifies the process (a recycled PID does not match it).
 start_service() {
-  local name="$1" port="$2" health="$3" marker="$4"
-  shift 4
+  local name="$1" port="$2" marker="$3"
+  shift 3
   mkdir -p "$RUN_DIR/pids" "$RUN_DIR/logs"
   local pid
   if pid="$(running_pid "$name")"; then
@@ -137,4 +138,33 @@ secret() { # file: a random test key, created once (mode 0600)
     (umask 077 && "$PYTHON" -c 'import secrets; print("sk-test-" + secrets.token_hex(16))' >"$1")
   fi
   cat "$1"
+}
+
+# ---- llama-server instances ----
+
+# -n bounds a request that sets no max_tokens (the tiny model never emits an end token).
+llama_args=(-m "$TINY_MODEL" --host 127.0.0.1 --ctx-size 4096 --n-predict 48 --threads 1
+  --alias tiny-llama --no-webui)
+
+start_llama() { # name port extra-args...
+  local name="$1" port="$2"
+  shift 2
+  start_service "$name" "$port" "--port $port" "$LLAMA_SERVER" "${llama_args[@]}" --port "$port" "$@"
+}
+
+replica_port() { # n (1-based) -> port
+  local i=0 port
+  for port in $REPLICA_PORTS; do
+    i=$((i + 1))
+    if [ "$i" = "$1" ]; then
+      echo "$port"
+      return 0
+    fi
+  done
+  die "no replica $1 (ports: $REPLICA_PORTS)"
+}
+
+# A fleet replica: 2 slots and Prometheus metrics at /metrics.
+start_replica() { # n
+  start_llama "replica-$1" "$(replica_port "$1")" --parallel 2 --metrics
 }

@@ -34,22 +34,13 @@ limited_key="$(secret "$RUN_DIR/litellm-limited-key")"
 LLAMA_AUTH_PORT="${VLLM_REAL_LLAMA_AUTH_PORT:-8001}"
 LITELLM_KEYS_PORT="${VLLM_REAL_LITELLM_KEYS_PORT:-4001}"
 
-# llama-server: -n bounds a request that sets no max_tokens (the tiny model never emits EOS).
-llama_args=(-m "$TINY_MODEL" --host 127.0.0.1 --ctx-size 4096 --n-predict 48 --threads 1
-  --alias tiny-llama --no-webui)
-start_llama() { # name port extra-args...
-  local name="$1" port="$2"
-  shift 2
-  start_service "$name" "$port" "http://127.0.0.1:$port/health" "--port $port" \
-    "$LLAMA_SERVER" "${llama_args[@]}" --port "$port" "$@"
-}
 start_llama llama "$LLAMA_PORT" --parallel 4 --metrics
 start_llama llama-auth "$LLAMA_AUTH_PORT" --parallel 2 --api-key-file "$LLAMA_API_KEY_FILE"
 if [ "$fleet" = 1 ]; then
   i=0
   for port in $REPLICA_PORTS; do
     i=$((i + 1))
-    start_llama "replica-$i" "$port" --parallel 2 --metrics
+    start_replica "$i"
   done
 fi
 
@@ -98,10 +89,10 @@ cp "$here/litellm_keys_auth.py" "$RUN_DIR/litellm_keys_auth.py"
 litellm_env=(env LITELLM_LOCAL_MODEL_COST_MAP=True LITELLM_TELEMETRY=False
   LITELLM_MASTER_KEY="$master_key" LITELLM_LIMITED_KEY="$limited_key" LITELLM_LIMITED_RPM=1
   LITELLM_RATE_LIMIT_WINDOW_SIZE=2)
-start_service litellm "$LITELLM_PORT" "" "--port $LITELLM_PORT" \
+start_service litellm "$LITELLM_PORT" "--port $LITELLM_PORT" \
   "${litellm_env[@]}" "$LITELLM_VENV/bin/litellm" --config "$RUN_DIR/litellm.yaml" \
   --host 127.0.0.1 --port "$LITELLM_PORT" --telemetry False
-start_service litellm-keys "$LITELLM_KEYS_PORT" "" "--port $LITELLM_KEYS_PORT" \
+start_service litellm-keys "$LITELLM_KEYS_PORT" "--port $LITELLM_KEYS_PORT" \
   "${litellm_env[@]}" "$LITELLM_VENV/bin/litellm" --config "$RUN_DIR/litellm-keys.yaml" \
   --host 127.0.0.1 --port "$LITELLM_KEYS_PORT" --telemetry False
 

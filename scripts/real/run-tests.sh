@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The real-server suite in one command: install what is missing (into the cache directory),
+# start the servers, run `cargo test --test real_servers` (a missing server fails it), and
+# stop every server this script started, even on failure. Servers that were already running
+# (started by an earlier start.sh) are left running.
+#   scripts/real/run-tests.sh [extra cargo test args, e.g. -- --nocapture]
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+. "$here/common.sh"
+cd "$here/../.."
+
+# What runs before we start: those we do not stop.
+before=" "
+for f in "$RUN_DIR"/pids/*.pid; do
+  [ -e "$f" ] || continue
+  name="$(basename "$f" .pid)"
+  if running_pid "$name" >/dev/null; then before="$before$name "; fi
+done
+
+cleanup() {
+  local f name
+  for f in "$RUN_DIR"/pids/*.pid; do
+    [ -e "$f" ] || continue
+    name="$(basename "$f" .pid)"
+    case "$before" in *" $name "*) continue ;; esac
+    stop_service "$name"
+  done
+  if [ "$before" = " " ]; then rm -f "$RUN_DIR/env"; fi
+}
+trap cleanup EXIT
+
+"$here/start.sh"
+VLLM_REAL_SERVERS_REQUIRED=1 VLLM_REAL_ENV_FILE="$RUN_DIR/env" \
+  cargo test -p vllm-client --test real_servers "$@"
