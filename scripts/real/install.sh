@@ -30,8 +30,19 @@ install_tools() {
   touch "$TOOLS_VENV/.ok"
 }
 
+need_cxx() {
+  if command -v c++ >/dev/null && command -v make >/dev/null; then return; fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "no C/C++ toolchain: installing g++ and make with apt-get"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq g++ make >/dev/null
+  else
+    die "llama-server is built from source: install a C/C++ compiler and make"
+  fi
+}
+
 install_llama() {
   if [ -x "$LLAMA_SERVER" ]; then log "llama-server $LLAMA_CPP_PYTHON_VERSION: cached"; return; fi
+  need_cxx
   install_tools
   local cmake=cmake
   command -v cmake >/dev/null || cmake="$TOOLS_VENV/bin/cmake"

@@ -28,6 +28,7 @@ cleanup() {
   if [ "$before" = " " ]; then rm -f "$RUN_DIR/env"; fi
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM # exit through the EXIT trap: the servers are stopped on a signal too
 
 "$here/start.sh"
 VLLM_REAL_SERVERS_REQUIRED=1 VLLM_REAL_ENV_FILE="$RUN_DIR/env" \
