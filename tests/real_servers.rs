@@ -315,19 +315,39 @@ pub fn llama_models_and_health<H: Harness>() {
 }
 
 /// The quickstart's flow (`examples/quickstart.rs`): the first listed model, a chat, a
-/// streamed answer with its usage.
+/// streamed answer with its usage. Returns the first model, the chat's and the stream's text.
+fn quickstart_flow<H: Harness>(t: &Target) -> (String, String, String) {
+    let c = client::<H>(t);
+    let model = H::wait(c.models()).expect("models").data[0].id.clone();
+    let r = chat::<H>(&c, &model, 16).result.expect("chat");
+    let chat_text = r.content.unwrap_or_default();
+    let events = stream::<H>(&c, &model, 16);
+    let usage = assert_clean_stream(&events);
+    assert!(usage.completion_tokens > 0, "{usage:?}");
+    (model, chat_text, content(&events))
+}
+
 pub fn llama_quickstart_flow<H: Harness>() {
     let Some(t) = llama("llama_quickstart_flow") else {
         return;
     };
-    let c = client::<H>(&t);
-    let model = H::wait(c.models()).expect("models").data[0].id.clone();
-    let r = chat::<H>(&c, &model, 16).result.expect("chat");
-    assert!(!r.content.unwrap_or_default().is_empty());
-    let events = stream::<H>(&c, &model, 16);
-    let usage = assert_clean_stream(&events);
-    assert_eq!(usage.completion_tokens, 16);
-    assert!(!content(&events).is_empty());
+    let (model, chat_text, streamed) = quickstart_flow::<H>(&t);
+    assert_eq!(model, TINY);
+    assert!(!chat_text.is_empty());
+    assert!(!streamed.is_empty());
+}
+
+pub fn litellm_quickstart_flow<H: Harness>() {
+    let Some(t) = litellm("litellm_quickstart_flow") else {
+        return;
+    };
+    let (model, chat_text, streamed) = quickstart_flow::<H>(&t);
+    assert_eq!(
+        model, "mock-gpt",
+        "LiteLLM lists its models in config order"
+    );
+    assert_eq!(chat_text, MOCK_TEXT);
+    assert_eq!(streamed, MOCK_TEXT);
 }
 
 /// llama-server ignores the request's model name: the seed page's `Qwen/Qwen2.5-7B-Instruct`
@@ -618,6 +638,7 @@ real! {
     llama_api_key,
     litellm_chat,
     litellm_stream_with_usage,
+    litellm_quickstart_flow,
     litellm_proxies_llama,
     litellm_models,
     litellm_wrong_key,

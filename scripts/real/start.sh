@@ -85,16 +85,20 @@ general_settings:
 YAML
 cp "$here/litellm_keys_auth.py" "$RUN_DIR/litellm_keys_auth.py"
 
-# No network at run time: the local model cost map, no telemetry.
-litellm_env=(env LITELLM_LOCAL_MODEL_COST_MAP=True LITELLM_TELEMETRY=False
-  LITELLM_MASTER_KEY="$master_key" LITELLM_LIMITED_KEY="$limited_key" LITELLM_LIMITED_RPM=1
-  LITELLM_RATE_LIMIT_WINDOW_SIZE=2)
+# No network at run time: the local model cost map, no telemetry. The keys reach LiteLLM
+# through its environment only (never a command line that `ps` shows, nor a config file).
+export LITELLM_LOCAL_MODEL_COST_MAP=True LITELLM_TELEMETRY=False
+export LITELLM_MASTER_KEY="$master_key" LITELLM_LIMITED_KEY="$limited_key" LITELLM_LIMITED_RPM=1
+# The window of LiteLLM's rate limiter (default 60 s): 2 s, so that its 429 says
+# `retry-after: 2` and a test can wait it out.
+export LITELLM_RATE_LIMIT_WINDOW_SIZE=2
 start_service litellm "$LITELLM_PORT" "--port $LITELLM_PORT" \
-  "${litellm_env[@]}" "$LITELLM_VENV/bin/litellm" --config "$RUN_DIR/litellm.yaml" \
+  "$LITELLM_VENV/bin/litellm" --config "$RUN_DIR/litellm.yaml" \
   --host 127.0.0.1 --port "$LITELLM_PORT" --telemetry False
 start_service litellm-keys "$LITELLM_KEYS_PORT" "--port $LITELLM_KEYS_PORT" \
-  "${litellm_env[@]}" "$LITELLM_VENV/bin/litellm" --config "$RUN_DIR/litellm-keys.yaml" \
+  "$LITELLM_VENV/bin/litellm" --config "$RUN_DIR/litellm-keys.yaml" \
   --host 127.0.0.1 --port "$LITELLM_KEYS_PORT" --telemetry False
+unset LITELLM_MASTER_KEY LITELLM_LIMITED_KEY
 
 wait_healthy llama "http://127.0.0.1:$LLAMA_PORT/health" 120
 wait_healthy llama-auth "http://127.0.0.1:$LLAMA_AUTH_PORT/health" 120
