@@ -8,11 +8,12 @@ NUMPY_VERSION=2.3.5
 CMAKE_VERSION=4.4.5             # PyPI `cmake`, used only when no system cmake
 LITELLM_VERSION=1.108.5          # PyPI `litellm[proxy]` (newer ones pin proxy extras PyPI lacks)
 TINY_MODEL_REV=1                # bump when make_tiny_gguf.py changes its output
+LLAMA_BUILD_REV=1               # bump when install.sh changes how llama-server is built
 
 CACHE_DIR="${VLLM_CLIENT_CACHE:-$HOME/.cache/vllm-client-ci}"
 RUN_DIR="${VLLM_REAL_RUN_DIR:-$CACHE_DIR/run}"
 
-LLAMA_DIR="$CACHE_DIR/llama.cpp-$LLAMA_CPP_PYTHON_VERSION"
+LLAMA_DIR="$CACHE_DIR/llama.cpp-$LLAMA_CPP_PYTHON_VERSION-b$LLAMA_BUILD_REV"
 LLAMA_SERVER="$LLAMA_DIR/bin/llama-server"
 TOOLS_VENV="$CACHE_DIR/venv-tools-gguf$GGUF_VERSION"
 LITELLM_VENV="$CACHE_DIR/venv-litellm-$LITELLM_VERSION"

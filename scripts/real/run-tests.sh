@@ -33,3 +33,11 @@ trap 'exit 130' INT TERM # exit through the EXIT trap: the servers are stopped o
 "$here/start.sh"
 VLLM_REAL_SERVERS_REQUIRED=1 VLLM_REAL_ENV_FILE="$RUN_DIR/env" \
   cargo test -p vllm-client --test real_servers "$@"
+
+# The user's main job, unchanged: the quickstart against llama-server, and through LiteLLM.
+env_value() { grep "^$1=" "$RUN_DIR/env" | cut -d= -f2-; }
+log "quickstart against llama-server"
+VLLM_BASE_URL="$(env_value VLLM_REAL_LLAMA_URL)" cargo run --quiet --example quickstart
+log "quickstart through the LiteLLM proxy"
+VLLM_BASE_URL="$(env_value VLLM_REAL_LITELLM_URL)" VLLM_API_KEY="$(env_value VLLM_REAL_LITELLM_KEY)" \
+  VLLM_MODEL=tiny-llama cargo run --quiet --example quickstart
