@@ -350,6 +350,25 @@ pub fn litellm_quickstart_flow<H: Harness>() {
     assert_eq!(streamed, MOCK_TEXT);
 }
 
+/// The legacy completions endpoint: a prompt, exactly `max_tokens` tokens back.
+pub fn llama_completions<H: Harness>() {
+    let Some(t) = llama("llama_completions") else {
+        return;
+    };
+    let c = client::<H>(&t);
+    let r = H::wait(
+        c.completions
+            .create()
+            .model(TINY)
+            .prompt("The capital of France is")
+            .max_tokens(5)
+            .send(),
+    )
+    .unwrap_or_else(|e| panic!("completions: {e}"));
+    assert!(!r.content.unwrap_or_default().is_empty());
+    assert_eq!(r.usage.expect("usage").completion_tokens, 5);
+}
+
 /// llama-server ignores the request's model name: the seed page's `Qwen/Qwen2.5-7B-Instruct`
 /// is answered by whatever model it serves.
 pub fn llama_accepts_any_model_name<H: Harness>() {
@@ -571,6 +590,12 @@ pub fn litellm_429_retried_after_the_hint<H: Harness>() {
     assert!(retry.cause.contains("429"), "{retry:?}");
     assert!(elapsed >= Duration::from_secs(2), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+    // What the last response (the retry's 200) said: the new window's one request is spent.
+    let rl = report.rate_limit.expect("the retry's rate-limit headers");
+    assert_eq!(
+        (rl.requests.limit, rl.requests.remaining),
+        (Some(1), Some(0))
+    );
 }
 
 /// With no retries left, the 429 itself: its hint and status, typed.
@@ -598,6 +623,9 @@ pub fn litellm_429_carries_the_hint<H: Harness>() {
             .contains("Rate limit exceeded"),
         "{e}"
     );
+    // LiteLLM's 429 carries `retry-after`, `rate_limit_type` and `reset_at`, but no
+    // `x-ratelimit-*` headers.
+    assert_eq!(e.rate_limit(), None, "{e:?}");
 }
 
 /// The proxy with the rate-limited key refuses other keys with LiteLLM's 401
@@ -634,6 +662,7 @@ real! {
     llama_stream_with_usage,
     llama_models_and_health,
     llama_quickstart_flow,
+    llama_completions,
     llama_accepts_any_model_name,
     llama_api_key,
     litellm_chat,
