@@ -11,6 +11,9 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/common.sh"
 mkdir -p "$CACHE_DIR"
+# One install at a time per cache directory (two checkouts may share it).
+exec 9>"$CACHE_DIR/.install.lock"
+flock 9
 
 make_venv() { # dir
   if [ ! -x "$1/bin/python" ]; then
