@@ -4,13 +4,16 @@
 //! | format | names | reset |
 //! |---|---|---|
 //! | OpenAI, LiteLLM proxy | `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` | Go duration (`17ms`, `1s`, `6m0s`, `1h2m3.5s`) or plain seconds |
+//! | LiteLLM proxy's own limiter (per key, user, team…) | `x-ratelimit-{scope}-{limit,remaining}-{requests,tokens}`, e.g. `x-ratelimit-api_key-remaining-requests` | none sent |
 //! | Anthropic | `anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}` | RFC 3339 instant |
 //! | IETF draft (structured) | `RateLimit: "name";r=<remaining>;t=<seconds>`, `RateLimit-Policy: "name";q=<limit>;w=<window>` | seconds |
 //! | IETF draft (older), Envoy, GitHub-style | `RateLimit-{Limit,Remaining,Reset}`, `X-RateLimit-{Limit,Remaining,Reset}` | seconds, or epoch seconds when larger than 10⁹ |
 //!
 //! Rules: numbers are whole (a fraction in a reset is kept to the millisecond); a negative
 //! number, an unparsable value or a limit of zero means *unknown* (servers use `-1` and `0`
-//! as sentinels); a remaining count of zero is real (the quota is spent). Values are read with
+//! as sentinels); a remaining count of zero is real (the quota is spent). Of LiteLLM's scoped
+//! quotas the most restrictive scope (the least remaining) stands for the quota, and only
+//! where the unscoped names said nothing. Values are read with
 //! saturating arithmetic and bounded length, so a hostile header cannot panic or overflow.
 //! Resets are durations from the moment the response head was received.
 
@@ -69,6 +72,8 @@ impl RateLimitSnapshot {
             quota.reset = quota
                 .reset
                 .or_else(|| get(&format!("x-ratelimit-reset-{kind}")).and_then(go_duration));
+            // LiteLLM's own limiter names the scope: `x-ratelimit-api_key-remaining-requests`.
+            merge(quota, litellm_scoped(headers, kind));
             // Anthropic.
             fill(
                 quota,
@@ -114,6 +119,58 @@ impl RateLimitSnapshot {
     pub fn wait(&self) -> Option<Duration> {
         self.requests.wait().max(self.tokens.wait())
     }
+}
+
+/// At most this many scopes of LiteLLM's scoped headers are read per kind.
+const MAX_SCOPES: usize = 16;
+
+/// LiteLLM's proxy limiter (`parallel_request_limiter_v3`) announces each quota it enforces
+/// under its scope: `x-ratelimit-{scope}-{remaining,limit}-{kind}` with scopes like
+/// `api_key`, `user`, `team`, `end_user`, `model_per_key`. The scope with the least remaining
+/// (its limit with it) is the one that binds.
+fn litellm_scoped(headers: &HeaderMap, kind: &str) -> Quota {
+    // (scope, limit, remaining)
+    let mut scopes: Vec<(&str, Option<u64>, Option<u64>)> = Vec::new();
+    for (name, value) in headers {
+        let Some(rest) = name.as_str().strip_prefix("x-ratelimit-") else {
+            continue;
+        };
+        let Some(field) = rest.strip_suffix(kind).and_then(|r| r.strip_suffix('-')) else {
+            continue;
+        };
+        let (scope, is_limit) = if let Some(scope) = field.strip_suffix("-remaining") {
+            (scope, false)
+        } else if let Some(scope) = field.strip_suffix("-limit") {
+            (scope, true)
+        } else {
+            continue;
+        };
+        let Some(n) = value.to_str().ok().and_then(whole) else {
+            continue;
+        };
+        let i = match scopes.iter().position(|(s, _, _)| *s == scope) {
+            Some(i) => i,
+            None if scope.is_empty() || scopes.len() == MAX_SCOPES => continue,
+            None => {
+                scopes.push((scope, None, None));
+                scopes.len() - 1
+            }
+        };
+        if is_limit {
+            scopes[i].1 = Some(n).filter(|l| *l > 0);
+        } else {
+            scopes[i].2 = Some(n);
+        }
+    }
+    scopes
+        .into_iter()
+        .min_by_key(|(_, _, remaining)| remaining.unwrap_or(u64::MAX))
+        .map(|(_, limit, remaining)| Quota {
+            limit,
+            remaining,
+            reset: None,
+        })
+        .unwrap_or_default()
 }
 
 fn merge(into: &mut Quota, from: Quota) {
@@ -335,6 +392,68 @@ mod tests {
             }
         );
         assert_eq!(s.tokens, Quota::default());
+    }
+
+    #[test]
+    fn litellm_scoped_quotas() {
+        // What LiteLLM 1.108's proxy sends on a 200 for a key limited to 1 request per window.
+        let h = headers(&[
+            ("x-litellm-key-rpm-limit", "1"),
+            ("x-ratelimit-api_key-remaining-requests", "0"),
+            ("x-ratelimit-api_key-limit-requests", "1"),
+        ]);
+        let s = RateLimitSnapshot::parse(&h, at(0)).unwrap();
+        assert_eq!(
+            s.requests,
+            Quota {
+                limit: Some(1),
+                remaining: Some(0),
+                reset: None
+            }
+        );
+        assert_eq!(s.tokens, Quota::default());
+        assert_eq!(s.wait(), None, "no reset announced: nothing to pace on");
+
+        // Several scopes: the least remaining binds, with its own limit.
+        let h = headers(&[
+            ("x-ratelimit-api_key-remaining-requests", "40"),
+            ("x-ratelimit-api_key-limit-requests", "100"),
+            ("x-ratelimit-team-remaining-requests", "3"),
+            ("x-ratelimit-team-limit-requests", "10"),
+            ("x-ratelimit-user-limit-tokens", "5000"),
+            ("x-ratelimit-user-remaining-tokens", "4990"),
+        ]);
+        let s = RateLimitSnapshot::parse(&h, at(0)).unwrap();
+        assert_eq!(
+            (s.requests.limit, s.requests.remaining),
+            (Some(10), Some(3))
+        );
+        assert_eq!(
+            (s.tokens.limit, s.tokens.remaining),
+            (Some(5000), Some(4990))
+        );
+
+        // The unscoped names win; they are never read as a scope.
+        let h = headers(&[
+            ("x-ratelimit-limit-requests", "60"),
+            ("x-ratelimit-remaining-requests", "59"),
+            ("x-ratelimit-api_key-remaining-requests", "0"),
+            ("x-ratelimit-api_key-limit-requests", "1"),
+        ]);
+        let s = RateLimitSnapshot::parse(&h, at(0)).unwrap();
+        assert_eq!(
+            (s.requests.limit, s.requests.remaining),
+            (Some(60), Some(59))
+        );
+
+        // Garbage, sentinels and an empty scope are unknown, never a panic.
+        let h = headers(&[
+            ("x-ratelimit--remaining-requests", "0"),
+            ("x-ratelimit-api_key-remaining-requests", "-1"),
+            ("x-ratelimit-api_key-limit-requests", "0"),
+            ("x-ratelimit-remaining-tokens-requests", "x"),
+        ]);
+        assert_eq!(RateLimitSnapshot::parse(&h, at(0)), None);
     }
 
     #[test]
