@@ -824,3 +824,109 @@ fn seed_chat_with_timeout_against_localhost_8000() {
         .unwrap_or_else(|e| panic!("chat_with_timeout: {e}"));
     assert!(!answer.is_empty());
 }
+
+// ---------------------------------------------------------------------------------------
+// A fleet: three llama-server replicas (start.sh --fleet), one killed mid-run and restarted.
+
+/// The fleet's base URLs, or `None` after printing why the test is skipped.
+fn fleet(test: &str) -> Option<Vec<String>> {
+    let first = target(test, "VLLM_REAL_FLEET_URLS", None)?;
+    let urls: Vec<String> = first.url.split_whitespace().map(str::to_owned).collect();
+    if urls.len() != 3 {
+        assert!(!required(), "{test}: expected 3 fleet URLs, got {urls:?}");
+        skipped(&format!("{test}: expected 3 fleet URLs, got {urls:?}"));
+        return None;
+    }
+    Some(urls)
+}
+
+/// `scripts/real/replica.sh <verb> <n>`.
+fn replica(verb: &str, n: usize) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/real/replica.sh");
+    let status = std::process::Command::new("bash")
+        .arg(script)
+        .arg(verb)
+        .arg(n.to_string())
+        .status()
+        .expect("bash runs");
+    assert!(status.success(), "replica.sh {verb} {n} failed");
+}
+
+/// One fleet test at a time: they kill and restart replicas.
+fn fleet_lock() -> std::sync::MutexGuard<'static, ()> {
+    static L: Mutex<()> = Mutex::new(());
+    L.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn fleet_replica_killed_mid_run<H: Harness>() {
+    use vllm_client_core::policy::{EjectionConfig, Health};
+    let Some(urls) = fleet("fleet_replica_killed_mid_run") else {
+        return;
+    };
+    let _one_at_a_time = fleet_lock();
+    let c = H::builder("http://unused.invalid/v1")
+        .endpoints(urls.iter().cloned())
+        .ejection(
+            EjectionConfig::default()
+                .durations(Duration::from_secs(1), Duration::from_secs(2))
+                .jitter_percent(0),
+        )
+        .build();
+    let call = || {
+        let events = stream::<H>(&c, TINY, 8);
+        assert_clean_stream(&events);
+        assert!(!content(&events).is_empty(), "{events:?}");
+    };
+    for _ in 0..6 {
+        call();
+    }
+    // Kill the replica routing prefers (the lowest latency), so that calls keep going to it.
+    let victim = c
+        .endpoints()
+        .iter()
+        .min_by_key(|e| e.latency.unwrap_or(Duration::MAX))
+        .map(|e| e.id.index())
+        .expect("three endpoints");
+    replica("kill", victim + 1);
+    let mut calls = 0;
+    while c.endpoints()[victim].health == Health::Healthy {
+        call(); // no user-visible error: the failed attempts fail over before any output
+        calls += 1;
+        assert!(
+            calls < 100,
+            "the killed replica was never ejected: {:?}",
+            c.endpoints()
+        );
+    }
+    let s = &c.endpoints()[victim];
+    assert!(matches!(s.health, Health::Ejected { .. }), "{s:?}");
+    // Restarted, it is readmitted through one probe once its ejection is over.
+    replica("start", victim + 1);
+    let restarted = Instant::now();
+    while c.endpoints()[victim].health != Health::Healthy {
+        call();
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            restarted.elapsed() < Duration::from_secs(30),
+            "the restarted replica was not readmitted: {:?}",
+            c.endpoints()
+        );
+    }
+    let before = c.endpoints()[victim].successes;
+    assert!(before >= 1, "readmitted by a successful probe");
+}
+
+mod fleet_tests {
+    #[test]
+    fn tokio() {
+        crate::fleet_replica_killed_mid_run::<crate::harness::TokioH>()
+    }
+    #[test]
+    fn async_std() {
+        crate::fleet_replica_killed_mid_run::<crate::harness::AsyncStdH>()
+    }
+    #[test]
+    fn blocking() {
+        crate::fleet_replica_killed_mid_run::<crate::harness::BlockingH>()
+    }
+}

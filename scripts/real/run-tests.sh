@@ -30,7 +30,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM # exit through the EXIT trap: the servers are stopped on a signal too
 
-"$here/start.sh"
+"$here/start.sh" --fleet
 VLLM_REAL_SERVERS_REQUIRED=1 VLLM_REAL_ENV_FILE="$RUN_DIR/env" \
   cargo test -p vllm-client --test real_servers "$@"
 
