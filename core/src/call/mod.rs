@@ -92,7 +92,7 @@ mod spec;
 
 pub use contract::{Action, AttemptId, Event, ResponseHead, TransportErrorKind};
 pub use report::{CallReport, RetryRecord, SleepReason};
-pub use shared::Shared;
+pub use shared::{ConcurrencySnapshot, Shared};
 pub use spec::CallSpec;
 
 use std::collections::VecDeque;
@@ -107,8 +107,8 @@ use crate::error::{ApiError, VllmError};
 use crate::event::StreamEvent;
 use crate::policy::{
     earliest_timer, parse_retry_after, Admission, BreakerPermit, ConcurrencyPermit, Failure,
-    GiveUpReason, Outcome, RateLimitSnapshot, RateLimited, RetryContext, RetryDecision, Rng,
-    TimeoutKind, WaiterId,
+    GiveUpReason, LimitSample, LossKind, Outcome, RateLimitSnapshot, RateLimited, RetryContext,
+    RetryDecision, Rng, TimeoutKind, WaiterId,
 };
 use crate::request::Endpoint;
 use crate::stream::{StreamDecoder, StreamKind};
@@ -176,6 +176,8 @@ struct Effects {
     release: Option<ConcurrencyPermit>,
     /// The server said its quota is spent until then.
     rate_gate: Option<Instant>,
+    /// Samples for the adaptive concurrency limit (first tokens, losses).
+    limit_samples: Vec<(Instant, LimitSample)>,
 }
 
 impl Effects {
@@ -185,6 +187,7 @@ impl Effects {
             && self.leave.is_none()
             && self.release.is_none()
             && self.rate_gate.is_none()
+            && self.limit_samples.is_empty()
     }
 }
 
@@ -215,7 +218,9 @@ pub struct Call {
 impl Call {
     /// A call described by `spec`, starting at `now`.
     pub fn new(config: &ClientConfig, spec: CallSpec, now: Instant, shared: &mut Shared) -> Call {
-        let request = if config.policy.max_concurrency == Some(0) {
+        let request = if config.policy.max_concurrency == Some(0)
+            && config.policy.auto_concurrency.is_none()
+        {
             // Would wait forever (or until the deadline) for a slot that can never exist.
             Err(VllmError::InvalidRequest(
                 "max_concurrency(0) can never admit a call; use at least 1".into(),
@@ -769,6 +774,10 @@ impl Call {
                         // The server is generating: that is the breaker's success signal.
                         let ttfb = now.saturating_duration_since(self.attempt.start);
                         self.release_breaker(now, Outcome::Success { ttfb });
+                        self.limit_sample(now, |prompt_bytes| LimitSample::FirstToken {
+                            ttft: ttfb,
+                            prompt_bytes,
+                        });
                     }
                 }
                 self.drain_decoder(now);
@@ -889,6 +898,9 @@ impl Call {
     /// An attempt failed: its breaker outcome is owed, and the retry decision waits for the
     /// shared state (the retry budget).
     fn fail(&mut self, now: Instant, failure: Failure, error: VllmError) {
+        if let Some((kind, hinted)) = loss_of(&failure) {
+            self.limit_sample(now, |_| LimitSample::Loss { kind, hinted });
+        }
         let ttfb = self.attempt.head.as_ref().map(|_| self.ttfb());
         let outcome = Outcome::of_failure(&failure, ttfb);
         self.release_breaker(now, outcome);
@@ -967,6 +979,15 @@ impl Call {
         self.state = State::Finished;
     }
 
+    /// Queues a sample for the adaptive concurrency limit (when it is on); `sample` gets the
+    /// request body's length, the prompt-size estimate.
+    fn limit_sample(&mut self, now: Instant, sample: impl FnOnce(usize) -> LimitSample) {
+        if self.policy.auto_concurrency.is_some() {
+            let bytes = self.request.as_ref().map_or(0, |r| r.body().len());
+            self.effects.limit_samples.push((now, sample(bytes)));
+        }
+    }
+
     fn release_breaker(&mut self, now: Instant, outcome: Outcome) {
         if let Some(permit) = self.attempt.breaker_permit.take() {
             self.effects.breaker.push((now, permit, outcome));
@@ -988,6 +1009,9 @@ impl Call {
             for at in effects.budget_successes {
                 budget.on_success(at);
             }
+        }
+        for (at, sample) in effects.limit_samples {
+            shared.record_limit_sample(at, sample);
         }
         if let Some(gate) = effects.rate_gate {
             shared.server_gate = Some(shared.server_gate.map_or(gate, |g| g.max(gate)));
@@ -1071,6 +1095,33 @@ impl Call {
             idle,
             self.deadline.map(|d| (d, TimeoutKind::Deadline)),
         ])
+    }
+}
+
+/// The losses that tell the adaptive concurrency limit the server is overloaded, and whether
+/// the server sent a retry hint.
+fn loss_of(failure: &Failure) -> Option<(LossKind, bool)> {
+    match failure {
+        Failure::Status { status, headers } => {
+            let kind = match status.as_u16() {
+                429 => LossKind::TooManyRequests,
+                503 => LossKind::Unavailable,
+                _ => return None,
+            };
+            let hinted = headers.contains_key(http::header::RETRY_AFTER)
+                || headers.contains_key("retry-after-ms");
+            Some((kind, hinted))
+        }
+        Failure::Connect
+        | Failure::Timeout {
+            kind: TimeoutKind::Connect,
+            ..
+        } => Some((LossKind::Connect, false)),
+        Failure::Timeout {
+            kind: TimeoutKind::FirstToken,
+            ..
+        } => Some((LossKind::FirstTokenTimeout, false)),
+        _ => None,
     }
 }
 

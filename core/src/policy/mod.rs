@@ -30,12 +30,17 @@
 //! | `probe_lease` | [`BreakerConfig`] | 60 s | `breaker.rs` |
 //! | rate, burst | [`RateLimiter::new`] | none (no limiter unless configured) | `rate.rs` |
 //! | max in flight | [`ConcurrencyLimiter::new`] | none (no limiter unless configured) | `concurrency.rs` |
+//! | adaptive limit: `min` / `max` / `initial` | [`AdaptiveConfig`] | 1 / 1000 / 20 (only with `Concurrency::Auto`) | `adaptive.rs` |
+//! | `tolerance` / `smoothing` / `window` | [`AdaptiveConfig`] | TTFT ≤ 2× baseline is no congestion / 0.5 / 1 s and 4 samples | `adaptive.rs` |
+//! | `backoff` / `hinted_backoff` | [`AdaptiveConfig`] | ×0.9 per loss, ×0.5 with a retry hint, once per window | `adaptive.rs` |
+//! | `probe_interval` / `probe_factor` | [`AdaptiveConfig`] | 60 s ± 15 % / ×0.75 for 5 samples (≤ 30 s) | `adaptive.rs` |
 //! | `connect` | [`Timeouts`] | 10 s | `timeouts.rs` |
 //! | `first_token` | [`Timeouts`] | none | `timeouts.rs` |
 //! | `idle` | [`Timeouts`] | 60 s (data events only) | `timeouts.rs` |
 //! | `attempt` | [`Timeouts`] | 600 s | `timeouts.rs` |
 //! | `total` | [`Timeouts`] | none | `timeouts.rs` |
 
+pub mod adaptive;
 pub mod backoff;
 pub mod breaker;
 pub mod budget;
@@ -48,6 +53,10 @@ pub mod retry_after;
 pub mod rng;
 pub mod timeouts;
 
+pub use adaptive::{
+    AdaptiveConfig, AdaptiveLimit, AdaptiveSnapshot, ChangeCause, LimitChange, LimitSample, Load,
+    LossKind,
+};
 pub use backoff::{Backoff, Jitter};
 pub use breaker::{
     BreakerConfig, BreakerPermit, BreakerRejected, BreakerState, CircuitBreaker, Outcome,
