@@ -69,6 +69,7 @@
 pub mod config;
 pub mod experiment;
 pub mod fleet;
+pub mod limits;
 pub mod model;
 pub mod request;
 pub mod rng;
@@ -77,9 +78,10 @@ pub mod workload;
 
 pub use config::{EngineConfig, Fault, FaultKind};
 pub use fleet::{
-    ClientSetup, ErrorKind, FleetOutcome, FleetSim, RequestRecord, ResultKind, WakeOrder,
+    ClientSetup, ErrorKind, FleetOutcome, FleetSim, LimitRecord, RequestRecord, ResultKind,
+    WakeOrder,
 };
 pub use model::{Engine, EngineStats};
 pub use request::{Output, RequestId, RequestSpec};
 pub use summary::Summary;
-pub use workload::{Arrival, PoissonSpec, Workload};
+pub use workload::{Arrival, ClosedLoop, PoissonSpec, Workload};
