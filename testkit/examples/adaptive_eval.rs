@@ -54,28 +54,38 @@ fn main() {
 
     let sweep = [48u32, 56, 60, 64, 68, 72, 80, 96, 128];
     let loads = [
-        ("2 048 closed-loop callers", LimitLoad::Closed { callers: 2048 }),
-        ("open loop at 1.5× capacity", LimitLoad::Open { overload: 1.5 }),
+        (
+            "2 048 closed-loop callers",
+            LimitLoad::Closed { callers: 2048 },
+        ),
+        (
+            "open loop at 1.5× capacity",
+            LimitLoad::Open { overload: 1.5 },
+        ),
     ];
     for (name, load) in loads {
         println!("### {name}\n");
         let mut best: Option<LimitRow> = None;
         let mut sweep_rows = Vec::new();
-        for n in sweep {
+        for &n in &sweep {
             let (row, _) = evaluate(&spec, &load, &LimitStrategy::Fixed(n));
             sweep_rows.push(format!("{n}: {:.0}", row.goodput));
             if best.as_ref().is_none_or(|b| row.goodput > b.goodput) {
                 best = Some(row);
             }
         }
-        println!("sweep of fixed limits (goodput, tokens/s): {}\n", sweep_rows.join(", "));
+        println!(
+            "sweep of fixed limits (goodput, tokens/s): {}\n",
+            sweep_rows.join(", ")
+        );
         println!("{}", LimitRow::header());
-        for s in [
+        let fixed = [
             LimitStrategy::None,
             LimitStrategy::Fixed(16),
             LimitStrategy::Fixed(64),
             LimitStrategy::Fixed(256),
-        ] {
+        ];
+        for s in fixed {
             let (row, _) = evaluate(&spec, &load, &s);
             println!("{}", row.row());
         }
@@ -113,9 +123,21 @@ fn main() {
     let (_, out) = evaluate(&rec, &LimitLoad::Closed { callers: 2048 }, &auto);
     let initial = AdaptiveConfig::default().initial;
     let prior = mean_limit_of(&out, 0, initial, Duration::from_secs(40), slow_from);
-    let during = mean_limit_of(&out, 0, initial, slow_from + Duration::from_secs(10), slow_to);
+    let during = mean_limit_of(
+        &out,
+        0,
+        initial,
+        slow_from + Duration::from_secs(10),
+        slow_to,
+    );
     let at = recovered_at(&out, 0, initial, prior, 0.1, slow_to);
-    let after = mean_limit_of(&out, 0, initial, slow_to + Duration::from_secs(30), rec.duration);
+    let after = mean_limit_of(
+        &out,
+        0,
+        initial,
+        slow_to + Duration::from_secs(30),
+        rec.duration,
+    );
     let others = mean_limit_of(&out, 1, initial, slow_from, slow_to);
     println!(
         "replica 0 ×3 slower in [60 s, 120 s): its limit averaged {prior:.1} over [40 s, 60 s), {during:.1} over [70 s, 120 s) (replica 1 meanwhile: {others:.1}), {after:.1} over [150 s, 180 s)"
@@ -126,7 +148,11 @@ fn main() {
             println!(
                 "back within 10 % of {prior:.1} {:.1} s after the replica recovered: {}",
                 took.as_secs_f64(),
-                if took <= Duration::from_secs(30) { "MET" } else { "MISSED" }
+                if took <= Duration::from_secs(30) {
+                    "MET"
+                } else {
+                    "MISSED"
+                }
             );
         }
         None => println!("never back within 10 % of {prior:.1}: MISSED"),
@@ -134,7 +160,10 @@ fn main() {
     println!("\nlimit of replica 0's client every 5 s:");
     let mut line = Vec::new();
     for t in (0..=180).step_by(5) {
-        line.push(format!("{t}s:{}", out.limit_at(0, Duration::from_secs(t), initial)));
+        line.push(format!(
+            "{t}s:{}",
+            out.limit_at(0, Duration::from_secs(t), initial)
+        ));
     }
     println!("{}", line.join(" "));
 }

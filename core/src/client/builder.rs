@@ -186,7 +186,7 @@ impl<E: Execute> ClientBuilder<E> {
     ///
     /// `max_concurrency(8)` is a fixed limit; `max_concurrency(Concurrency::auto())` (or
     /// `Concurrency::Auto { min, max, initial }`) lets the limit follow the server: it grows
-    /// while streams' time to first token stays within twice what their prompt size explains
+    /// while streams' time to first token stays within 4× the best seen for their prompt size
     /// and the client uses its limit, and shrinks when it grows beyond that or the server
     /// refuses calls (429, 503, connection refused, first-token timeout). See
     /// [`AdaptiveLimit`](crate::policy::AdaptiveLimit).

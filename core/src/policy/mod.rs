@@ -31,7 +31,7 @@
 //! | rate, burst | [`RateLimiter::new`] | none (no limiter unless configured) | `rate.rs` |
 //! | max in flight | [`ConcurrencyLimiter::new`] | none (no limiter unless configured) | `concurrency.rs` |
 //! | adaptive limit: `min` / `max` / `initial` | [`AdaptiveConfig`] | 1 / 1000 / 20 (only with `Concurrency::Auto`) | `adaptive.rs` |
-//! | `tolerance` / `smoothing` / `window` | [`AdaptiveConfig`] | TTFT ≤ 2× baseline is no congestion / 0.5 / 1 s and 4 samples | `adaptive.rs` |
+//! | `tolerance` / `smoothing` / `window` | [`AdaptiveConfig`] | TTFT ≤ 4× baseline is no congestion / 0.5 / 1 s and 4 samples | `adaptive.rs` |
 //! | `backoff` / `hinted_backoff` | [`AdaptiveConfig`] | ×0.9 per loss, ×0.5 with a retry hint, once per window | `adaptive.rs` |
 //! | `probe_interval` / `probe_factor` | [`AdaptiveConfig`] | 60 s ± 15 % / ×0.75 for 5 samples (≤ 30 s) | `adaptive.rs` |
 //! | `connect` | [`Timeouts`] | 10 s | `timeouts.rs` |

@@ -35,11 +35,11 @@ use http::{HeaderMap, StatusCode};
 use vllm_client_core::call::{
     Action, Call, CallSpec, Event, ResponseHead, Shared, TransportErrorKind,
 };
-use vllm_client_core::request::Endpoint;
-use vllm_client_core::StreamKind;
 use vllm_client_core::config::ClientConfig;
 use vllm_client_core::policy::WaiterId;
 use vllm_client_core::policy::{ChangeCause, GiveUpReason, TimeoutKind};
+use vllm_client_core::request::Endpoint;
+use vllm_client_core::StreamKind;
 use vllm_client_core::{StreamEvent, VllmError};
 
 use super::config::EngineConfig;

@@ -53,7 +53,9 @@ impl LimitStrategy {
         match self {
             LimitStrategy::None => "no limit".to_owned(),
             LimitStrategy::Fixed(n) => format!("fixed {n}"),
-            LimitStrategy::Auto(c) => format!("Auto (min {}, max {}, initial {})", c.min, c.max, c.initial),
+            LimitStrategy::Auto(c) => {
+                format!("Auto (min {}, max {}, initial {})", c.min, c.max, c.initial)
+            }
         }
     }
 }
@@ -291,7 +293,13 @@ pub fn mean_limit_of(
     acc / span
 }
 
-fn mean_limit(out: &FleetOutcome, clients: usize, initial: u32, from: Duration, to: Duration) -> f64 {
+fn mean_limit(
+    out: &FleetOutcome,
+    clients: usize,
+    initial: u32,
+    from: Duration,
+    to: Duration,
+) -> f64 {
     let sum: f64 = (0..clients)
         .map(|c| mean_limit_of(out, c, initial, from, to))
         .sum();
