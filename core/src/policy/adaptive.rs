@@ -286,6 +286,8 @@ pub struct AdaptiveSnapshot {
     pub last_ratio: f64,
     /// Whether a baseline probe is running.
     pub probing: bool,
+    /// When the running probe started (`None` outside probes).
+    pub probe_started: Option<Instant>,
     /// When the next probe is due (`None` before the first sample).
     pub next_probe: Option<Instant>,
 }
@@ -390,6 +392,7 @@ impl AdaptiveLimit {
             last_gradient: self.last_gradient,
             last_ratio: self.last_ratio,
             probing: self.probe.is_some(),
+            probe_started: self.probe.as_ref().map(|p| p.started),
             next_probe: self.next_probe,
         }
     }
