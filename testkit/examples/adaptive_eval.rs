@@ -1,6 +1,7 @@
 //! The adaptive concurrency limit against fixed limits, in virtual time: 4 modelled vLLM
 //! replicas (`max_num_seqs` 64 each), one client per replica, 2 048 closed-loop callers and
-//! an open-loop overload at 1.5× capacity; then a slowed replica and its recovery.
+//! an open-loop overload at 1.5× capacity; the closed loop again with a first-token timeout;
+//! then a slowed replica and its recovery.
 //!
 //! ```text
 //! cargo run --release -p vllm-testkit --example adaptive_eval [seconds] [seed]
@@ -107,6 +108,24 @@ fn main() {
             if share >= 0.95 { "MET" } else { "MISSED" },
         );
     }
+
+    // With a first-token timeout: a call the server keeps queued fails instead of waiting.
+    println!("### 2 048 closed-loop callers, first_token_timeout 10 s\n");
+    let ftt = LimitEval {
+        first_token_timeout: Some(Duration::from_secs(10)),
+        ..spec.clone()
+    };
+    println!("{}", LimitRow::header());
+    for s in [
+        LimitStrategy::None,
+        LimitStrategy::Fixed(64),
+        LimitStrategy::Fixed(256),
+        auto.clone(),
+    ] {
+        let (row, _) = evaluate(&ftt, &LimitLoad::Closed { callers: 2048 }, &s);
+        println!("{}", row.row());
+    }
+    println!();
 
     // Recovery: replica 0 three times slower in [60 s, 120 s), 2 048 callers for 180 s.
     println!("### a slowed replica and its recovery\n");

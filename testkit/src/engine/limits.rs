@@ -77,7 +77,7 @@ pub enum LimitLoad {
 
 /// The fleet and the run's length. Defaults: 4 replicas of [`EngineConfig::default`]
 /// (`max_num_seqs` 64), prompts 100–700 tokens, outputs 50–350, all streamed, 120 s of load,
-/// a 20 s warm-up excluded from the metrics, seed 42.
+/// a 20 s warm-up excluded from the metrics, seed 42, no first-token timeout.
 #[derive(Debug, Clone)]
 pub struct LimitEval {
     /// Replicas (one client each).
@@ -96,6 +96,8 @@ pub struct LimitEval {
     pub max_tokens: (u32, u32),
     /// The seed of the workload and the clients.
     pub seed: u64,
+    /// Every client's first-token timeout (default: off).
+    pub first_token_timeout: Option<Duration>,
 }
 
 impl Default for LimitEval {
@@ -109,6 +111,7 @@ impl Default for LimitEval {
             prompt_tokens: (100, 700),
             max_tokens: (50, 350),
             seed: 42,
+            first_token_timeout: None,
         }
     }
 }
@@ -171,6 +174,7 @@ fn secs(d: Option<Duration>) -> String {
 pub fn fleet(spec: &LimitEval, strategy: &LimitStrategy) -> FleetSim {
     let replicas = spec.replicas.max(1);
     let mut config = ClientConfig::default();
+    config.policy.timeouts.first_token = spec.first_token_timeout;
     match strategy {
         LimitStrategy::None => {}
         LimitStrategy::Fixed(n) => config.policy.max_concurrency = Some(*n),
