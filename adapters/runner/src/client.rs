@@ -50,7 +50,8 @@ impl ClientState {
     }
 
     /// The shared state, locked. Never held across an await or a blocking read; on unlock,
-    /// the waiters whose turn came are woken and breaker transitions are logged.
+    /// the waiters whose turn came are woken, and breaker transitions and adaptive-limit changes
+    /// are logged.
     pub(crate) fn lock(&self) -> Locked<'_> {
         Locked {
             client: self,
@@ -100,6 +101,9 @@ impl Drop for Locked<'_> {
         }
         while let Some((endpoint, t)) = self.guard.poll_transition() {
             emit(log::transition_line(endpoint, &t));
+        }
+        while let Some(change) = self.guard.poll_limit_change() {
+            emit(log::limit_change_line(&change));
         }
     }
 }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::SleepReason;
-use crate::policy::Transition;
+use crate::policy::{ChangeCause, LimitChange, Transition};
 use crate::request::Endpoint;
 
 /// How loud a [`LogLine`] is.
@@ -68,6 +68,25 @@ pub fn transition_line(endpoint: Option<Endpoint>, t: &Transition) -> LogLine {
     }
 }
 
+/// The line for a change of the adaptive concurrency limit (from
+/// [`Shared::poll_limit_change`](super::Shared::poll_limit_change)): a loss is `Info`, the
+/// routine moves of the delay path and of baseline probes are `Debug`.
+pub fn limit_change_line(c: &LimitChange) -> LogLine {
+    let (level, why) = match c.cause {
+        ChangeCause::Delay => (
+            LogLevel::Debug,
+            format!("time to first token (gradient {:.2})", c.gradient),
+        ),
+        ChangeCause::Loss(kind) => (LogLevel::Info, format!("{kind:?}")),
+        ChangeCause::ProbeStart => (LogLevel::Debug, "baseline probe".to_owned()),
+        ChangeCause::ProbeEnd => (LogLevel::Debug, "baseline probe over".to_owned()),
+    };
+    LogLine {
+        level,
+        message: format!("concurrency limit {} -> {} ({why})", c.from, c.to),
+    }
+}
+
 /// The line for waiting on a concurrency slot.
 pub fn wait_for_permit_line() -> LogLine {
     LogLine {
@@ -95,6 +114,29 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limit_change_lines() {
+        let c = LimitChange {
+            at: std::time::Instant::now(),
+            from: 40,
+            to: 20,
+            cause: ChangeCause::Loss(crate::policy::LossKind::TooManyRequests),
+            gradient: 1.0,
+        };
+        let line = limit_change_line(&c);
+        assert_eq!(line.level, LogLevel::Info);
+        assert_eq!(line.message, "concurrency limit 40 -> 20 (TooManyRequests)");
+        let d = LimitChange {
+            cause: ChangeCause::Delay,
+            gradient: 0.5,
+            ..c
+        };
+        assert_eq!(
+            limit_change_line(&d).message,
+            "concurrency limit 40 -> 20 (time to first token (gradient 0.50))"
+        );
+    }
 
     #[test]
     fn chain_skips_repeated_causes() {
