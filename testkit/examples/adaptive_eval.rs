@@ -150,6 +150,7 @@ fn main() {
         slow_to,
     );
     let at = recovered_at(&out, 0, initial, prior, 0.1, slow_to);
+    let just_after = mean_limit_of(&out, 0, initial, slow_to, slow_to + Duration::from_secs(30));
     let after = mean_limit_of(
         &out,
         0,
@@ -159,7 +160,7 @@ fn main() {
     );
     let others = mean_limit_of(&out, 1, initial, slow_from, slow_to);
     println!(
-        "replica 0 ×3 slower in [60 s, 120 s): its limit averaged {prior:.1} over [40 s, 60 s), {during:.1} over [70 s, 120 s) (replica 1 meanwhile: {others:.1}), {after:.1} over [150 s, 180 s)"
+        "replica 0 ×3 slower in [60 s, 120 s): its limit averaged {prior:.1} over [40 s, 60 s), {during:.1} over [70 s, 120 s) (replica 1 meanwhile: {others:.1}), {just_after:.1} over [120 s, 150 s), {after:.1} over [150 s, 180 s)"
     );
     match at {
         Some(t) => {
