@@ -11,6 +11,7 @@
 //! | [`sse`] | the WHATWG `text/event-stream` algorithm: bytes in any chunking → events, bounded |
 //! | [`stream`] | chat/completions chunks → [`StreamEvent`]s: `[DONE]`, in-band errors, truncation, tool calls |
 //! | [`policy`] | retry classification, backoff, `Retry-After`, retry budget, circuit breaker, rate and concurrency limits, timeouts |
+//! | [`server_metrics`] | a server's load (waiting, running, KV cache) from its Prometheus `/metrics` text (vLLM, llama.cpp), bounded |
 //! | [`call`] | the per-call driver that composes all of the above (its docs show the run loop; [`call::contract`] is everything a transport must know) |
 //! | [`client`] | the user API, written once and generic over an adapter's [`client::Execute`] |
 //! | `strategies` | with the `proptest` feature: `proptest` strategies for every policy configuration |
@@ -37,6 +38,7 @@ pub mod error;
 pub mod event;
 pub mod policy;
 pub mod request;
+pub mod server_metrics;
 pub mod sse;
 #[cfg(feature = "proptest")]
 pub mod strategies;
