@@ -249,8 +249,8 @@ impl FleetOutcome {
     pub fn limit_at(&self, client: usize, at: Duration, initial: u32) -> u32 {
         self.limits
             .iter()
-            .filter(|l| l.client == client && l.at <= at)
-            .last()
+            .rev()
+            .find(|l| l.client == client && l.at <= at)
             .map_or(initial, |l| l.limit)
     }
 }
