@@ -661,6 +661,52 @@ pub fn concurrency_permit_held_for_the_stream<H: Harness>() {
     assert!(server.requests()[1].received_at >= dropped_at);
 }
 
+/// `Concurrency::Auto`: a 503 carrying `Retry-After` halves the adaptive limit (2 → 1), so a
+/// second call waits for the first stream's slot, as behind `max_concurrency(1)`.
+pub fn adaptive_limit_halves_on_a_hinted_503<H: Harness>() {
+    let server = FakeServer::start();
+    server.push(Reply::vllm_error(503, "overloaded").header("retry-after", "0"));
+    server.push(
+        Reply::generate()
+            .reply_text(&"word ".repeat(200))
+            .token_delay(Duration::from_millis(20)),
+    );
+    let c = H::builder(&server.base_url())
+        .max_retries(0)
+        .max_concurrency(vllm_client_core::config::Concurrency::Auto {
+            min: 1,
+            max: 8,
+            initial: 2,
+        })
+        .build();
+    let e = chat::<H>(&c).expect_err("the 503");
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(503), "{e:?}");
+    let mut s = H::wait(
+        c.chat
+            .completions()
+            .create()
+            .model("m")
+            .messages(hi())
+            .stream(true)
+            .send_stream(),
+    )
+    .expect("stream");
+    assert!(!H::next(&mut s).expect("an event").is_terminal());
+    let c2 = c.clone();
+    let second = std::thread::spawn(move || chat::<H>(&c2).map(|r| r.content));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        server.request_count(),
+        2,
+        "with the limit cut to 1, the third call waits for the stream's slot"
+    );
+    let dropped_at = Instant::now();
+    drop(s);
+    let content = second.join().expect("thread").expect("second call");
+    assert_eq!(content.as_deref(), Some("Echo: hi"));
+    assert!(server.requests()[2].received_at >= dropped_at);
+}
+
 pub fn total_deadline_bounds_everything<H: Harness>() {
     let server = FakeServer::start();
     // Every attempt fails slowly, and backoff would go on: the deadline ends it all.
