@@ -707,6 +707,79 @@ pub fn adaptive_limit_halves_on_a_hinted_503<H: Harness>() {
     assert!(server.requests()[2].received_at >= dropped_at);
 }
 
+/// The engine model behind the server (one sequence at a time): a second stream queues in
+/// the server until the first ends — its head at once, its first token only then — unless
+/// the client's limit keeps it in the client.
+pub fn engine_queues_behind_a_full_batch<H: Harness>() {
+    fn streamed<H: Harness>(
+        c: &Client<H::E>,
+        max_tokens: u32,
+    ) -> <H::E as vllm_client_core::client::Execute>::Stream {
+        H::wait(
+            c.chat
+                .completions()
+                .create()
+                .model("m")
+                .messages(hi())
+                .extra(json!({"max_tokens": max_tokens}))
+                .send_stream(),
+        )
+        .expect("stream")
+    }
+    for limit in [None, Some(1u32)] {
+        let engine = vllm_testkit::engine::EngineConfig {
+            max_num_seqs: 1,
+            step_base: Duration::from_millis(20),
+            ..Default::default()
+        };
+        let server = FakeServer::builder().engine(engine).start();
+        let mut b = H::builder(&server.base_url());
+        if let Some(n) = limit {
+            b = b.max_concurrency(n);
+        }
+        let c = b.build();
+        let mut first = streamed::<H>(&c, 40);
+        assert!(
+            matches!(H::next(&mut first), Some(StreamEvent::Content(t)) if t == "t0 "),
+            "the first stream runs"
+        );
+        let c2 = c.clone();
+        let second = std::thread::spawn(move || {
+            let mut s = streamed::<H>(&c2, 3);
+            let first_event = H::next(&mut s);
+            let at = Instant::now();
+            let mut events: Vec<StreamEvent> = first_event.into_iter().collect();
+            events.extend(H::collect(s));
+            (events, at)
+        });
+        std::thread::sleep(Duration::from_millis(60));
+        let rest = H::collect(first);
+        let first_done = Instant::now();
+        let expected: String = (1..40).map(|k| format!("t{k} ")).collect();
+        assert_eq!(content(&rest), expected);
+        assert!(matches!(rest.last(), Some(StreamEvent::Done)), "{rest:?}");
+        let (events, first_token_at) = second.join().expect("thread");
+        assert_eq!(content(&events), "t0 t1 t2 ");
+        let stats = server.engine_stats().expect("an engine");
+        assert_eq!((stats.submitted, stats.finished), (2, 2));
+        let received = server.requests()[1].received_at;
+        match limit {
+            None => {
+                // Sent at once, queued in the server behind the first stream's remaining
+                // ~37 steps of 20 ms: its head came at once, its first token much later.
+                assert!(received + Duration::from_millis(400) < first_done);
+                assert!(
+                    first_token_at.duration_since(received) >= Duration::from_millis(400),
+                    "{:?}",
+                    first_token_at.duration_since(received)
+                );
+            }
+            // Held by the client until the first stream ended: the server never queued it.
+            Some(_) => assert!(received + Duration::from_millis(300) >= first_done),
+        }
+    }
+}
+
 pub fn total_deadline_bounds_everything<H: Harness>() {
     let server = FakeServer::start();
     // Every attempt fails slowly, and backoff would go on: the deadline ends it all.

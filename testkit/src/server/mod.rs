@@ -73,6 +73,7 @@
 //! // Dropping the server stops its thread.
 //! ```
 
+mod batching;
 mod engine;
 mod http;
 pub mod model;
@@ -109,6 +110,7 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct FakeServerBuilder {
     cfg: ModelConfig,
     limits: Limits,
+    engine: Option<crate::engine::EngineConfig>,
 }
 
 impl Default for FakeServerBuilder {
@@ -125,11 +127,23 @@ impl Default for FakeServerBuilder {
                 max_head: DEFAULT_MAX_HEAD_BYTES,
                 max_body: DEFAULT_MAX_BODY_BYTES,
             },
+            engine: None,
         }
     }
 }
 
 impl FakeServerBuilder {
+    /// Answers chat and completion requests that no scripted reply answers with the engine
+    /// model ([`crate::engine::Engine`]) running in real time: continuous batching, vLLM's
+    /// unbounded FIFO queue, a stream's head at once and its first token when scheduled, a
+    /// disconnect aborting the request. The prompt is estimated as the body's bytes / 4;
+    /// `max_tokens` is honoured (default 16); the text is `t0 t1 …`. See
+    /// [`FakeServer::engine_stats`].
+    pub fn engine(mut self, config: crate::engine::EngineConfig) -> Self {
+        self.engine = Some(config);
+        self
+    }
+
     /// Requires `Authorization: Bearer <key>` on paths under `/v1` (default: no key).
     pub fn api_key(mut self, key: &str) -> Self {
         self.cfg.api_key = Some(key.to_string());
@@ -206,6 +220,7 @@ impl FakeServerBuilder {
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
             vocab: Mutex::new(Vocab::default()),
+            batching: self.engine.map(|c| Arc::new(batching::Batching::new(c))),
         });
         let (tx, rx) = watch::channel(false);
         let task_shared = Arc::clone(&shared);
@@ -213,6 +228,9 @@ impl FakeServerBuilder {
             .name(format!("vllm-fake-server-{}", addr.port()))
             .spawn(move || {
                 runtime.block_on(async move {
+                    if let Some(b) = task_shared.batching.clone() {
+                        tokio::spawn(b.run());
+                    }
                     // Registering with the reactor only fails on an exotic OS error; the
                     // server then simply refuses connections (the listener is dropped).
                     if let Ok(listener) = tokio::net::TcpListener::from_std(listener) {
@@ -256,6 +274,12 @@ impl FakeServer {
     /// Settings: API key, model ids, limits.
     pub fn builder() -> FakeServerBuilder {
         FakeServerBuilder::default()
+    }
+
+    /// The engine model's counters (`None` unless the server was built with
+    /// [`FakeServerBuilder::engine`]): submitted, finished, aborted, the longest waiting queue…
+    pub fn engine_stats(&self) -> Option<crate::engine::EngineStats> {
+        self.shared.batching.as_ref().map(|b| b.stats())
     }
 
     /// The socket address (`127.0.0.1:PORT`).
