@@ -63,8 +63,10 @@
 //! N replicas, M clients (each a [`ClientConfig`](vllm_client_core::config::ClientConfig) with
 //! its own [`Shared`](vllm_client_core::call::Shared), pointed at one replica), and a
 //! [`Workload`]; every request becomes a [`Call`](vllm_client_core::call::Call) driven exactly
-//! like an adapter drives it, in virtual time. See [`fleet`] for the HTTP mapping and
-//! [`experiment`] for the overload experiment.
+//! like an adapter drives it, in virtual time. See [`fleet`] for the HTTP mapping,
+//! [`experiment`] for the overload experiment and [`limits`] for the evaluation of
+//! concurrency limits (fixed and adaptive) with open-loop and closed-loop
+//! ([`ClosedLoop`], [`FleetSim::run_closed`]) workloads.
 
 pub mod config;
 pub mod experiment;

@@ -23,6 +23,14 @@
 //! "param":null,"code":400}}`. With [`FakeServerBuilder::api_key`], paths under `/v1` need
 //! `Authorization: Bearer <key>`, else `401 {"error":"Unauthorized"}` (as vLLM's `--api-key`).
 //!
+//! # The engine model behind the server
+//!
+//! [`FakeServerBuilder::engine`] puts the [`engine`](crate::engine) model, running in real
+//! time, behind chat and completion requests that nothing scripted answers: vLLM's queueing on
+//! loopback (a stream's head at once, its first token when the request is scheduled, one token
+//! per engine step, a disconnect aborting the request, `400` for a request that can never fit
+//! the KV cache). [`FakeServer::engine_stats`] has the engine's counters.
+//!
 //! Malformed requests get `400`, a head over the limit (64 KiB) `431`, a body over the limit
 //! (16 MiB) `413`; the connection is then closed. Keep-alive, `Connection: close`, chunked
 //! request bodies and `Expect: 100-continue` are supported.
