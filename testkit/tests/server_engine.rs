@@ -5,7 +5,8 @@ mod server_support;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use server_support::{post, Client};
+use server_support::{get, post, Client};
+use vllm_client_core::server_metrics::ServerLoad;
 use vllm_testkit::engine::EngineConfig;
 use vllm_testkit::server::FakeServer;
 
@@ -114,4 +115,14 @@ fn a_disconnect_aborts_the_queued_request() {
     let stats = server.engine_stats().expect("an engine");
     assert_eq!(stats.max_waiting, 1);
     assert_eq!(stats.finished, 0);
+    // The engine's gauges, as vLLM's /metrics shows them, read back by the client's parser.
+    let m = get(server.addr(), "/metrics");
+    assert_eq!(m.status, 200);
+    let load = ServerLoad::parse(m.text().as_bytes());
+    assert_eq!(load.running, Some(1.0));
+    assert_eq!(load.waiting, Some(0.0));
+    assert!(
+        load.kv_cache_usage.is_some_and(|k| k > 0.0 && k < 1.0),
+        "{load:?}"
+    );
 }

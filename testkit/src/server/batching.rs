@@ -8,6 +8,8 @@
 //! `max_tokens` (or `max_completion_tokens`) is honoured, default 16. Every request generates
 //! exactly that many tokens `t0 t1 …` (finish reason `length`). A request the engine rejects
 //! (it can never fit the KV cache) is answered 400; one lost to a down window is reset.
+//! `GET /metrics` shows the engine's gauges under vLLM's names (`vllm:num_requests_running`,
+//! `vllm:num_requests_waiting`, `vllm:kv_cache_usage_perc`, `vllm:num_preemptions_total`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -75,6 +77,34 @@ impl Batching {
         *self.lock().engine.stats()
     }
 
+    /// The engine's gauges as vLLM's `/metrics` shows them (Prometheus text).
+    pub(crate) fn metrics_text(&self, model: &str) -> String {
+        let inner = self.lock();
+        let e = &inner.engine;
+        let kv = e.kv_used_tokens() as f64 / e.config().kv_capacity_tokens.max(1) as f64;
+        let label = format!(
+            "{{engine=\"0\",model_name={}}}",
+            serde_json::Value::from(model)
+        );
+        format!(
+            "# HELP vllm:num_requests_running Number of requests in model execution batches.\n\
+             # TYPE vllm:num_requests_running gauge\n\
+             vllm:num_requests_running{label} {}\n\
+             # HELP vllm:num_requests_waiting Number of requests waiting to be processed.\n\
+             # TYPE vllm:num_requests_waiting gauge\n\
+             vllm:num_requests_waiting{label} {}\n\
+             # HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.\n\
+             # TYPE vllm:kv_cache_usage_perc gauge\n\
+             vllm:kv_cache_usage_perc{label} {kv}\n\
+             # HELP vllm:num_preemptions_total Cumulative number of preemption from the engine.\n\
+             # TYPE vllm:num_preemptions_total counter\n\
+             vllm:num_preemptions_total{label} {}\n",
+            e.num_running(),
+            e.num_waiting(),
+            e.stats().preemptions,
+        )
+    }
+
     fn submit(&self, spec: RequestSpec) -> (RequestId, mpsc::UnboundedReceiver<Output>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let mut inner = self.lock();
@@ -114,6 +144,31 @@ impl Batching {
             }
         }
     }
+}
+
+/// Answers `GET /metrics` with the engine's gauges.
+pub(crate) async fn answer_metrics(
+    conn: &mut Conn,
+    batching: &Batching,
+    req: &ParsedRequest,
+    model: &str,
+) -> Result<bool, Gone> {
+    let keep = req.keep_alive;
+    let body = batching.metrics_text(model);
+    let head = head_bytes(
+        200,
+        None,
+        &[],
+        Some("text/plain; version=0.0.4; charset=utf-8"),
+        &FramingHeader::Length(body.len()),
+        !keep,
+    );
+    conn.write(head.as_bytes()).await?;
+    conn.write(body.as_bytes()).await?;
+    if !keep {
+        close_gracefully(conn).await;
+    }
+    Ok(keep)
 }
 
 /// The engine request a chat or completion call makes, or `None` for other paths.

@@ -323,6 +323,10 @@ async fn answer(
     scripted: Option<Reply>,
 ) -> Result<bool, Gone> {
     if let (None, Some(batching)) = (&scripted, &shared.batching) {
+        if req.method == "GET" && req.path == "/metrics" {
+            let model_id = shared.cfg.models.first().map_or("", String::as_str);
+            return super::batching::answer_metrics(conn, batching, req, model_id).await;
+        }
         if let Some(er) = super::batching::engine_request(req) {
             if model::unauthorized(req, &shared.cfg) {
                 // Authentication comes first, as in front of a real engine.

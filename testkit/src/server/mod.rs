@@ -29,7 +29,9 @@
 //! time, behind chat and completion requests that nothing scripted answers: vLLM's queueing on
 //! loopback (a stream's head at once, its first token when the request is scheduled, one token
 //! per engine step, a disconnect aborting the request, `400` for a request that can never fit
-//! the KV cache). [`FakeServer::engine_stats`] has the engine's counters.
+//! the KV cache), and `GET /metrics` with the engine's gauges under vLLM's names
+//! (`vllm:num_requests_waiting`, `vllm:num_requests_running`, `vllm:kv_cache_usage_perc`).
+//! [`FakeServer::engine_stats`] has the engine's counters.
 //!
 //! Malformed requests get `400`, a head over the limit (64 KiB) `431`, a body over the limit
 //! (16 MiB) `413`; the connection is then closed. Keep-alive, `Connection: close`, chunked
