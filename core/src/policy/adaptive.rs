@@ -30,7 +30,7 @@
 //!         `probe_samples` TTFTs of calls sent after that replace the baselines (a probe
 //!         always ends: at the latest after `probe_timeout`), then the limit grows back by
 //!         √limit (a burst of admissions is a burst of prefills), then window by window
-//!   near the limit where congestion was last seen (±10 %) growth is 1 per window, not √limit
+//!   near the limit where congestion was last seen (±10 %) the headroom is 1, not √limit
 //! ```
 //!
 //! Between probes a baseline only falls (a min), so a standing queue cannot teach the limiter
