@@ -68,7 +68,7 @@ pub use vllm_client_core::api::{
 };
 pub use vllm_client_core::call::CallReport;
 pub use vllm_client_core::client::Reported;
-pub use vllm_client_core::config::{BreakerScope, ClientConfig};
+pub use vllm_client_core::config::{BreakerScope, ClientConfig, Concurrency};
 pub use vllm_client_core::policy::{
     Backoff, BreakerConfig, BreakerState, EjectReason, EjectionConfig, Health, HedgeConfig, Jitter,
     RetryBudgetConfig, RoutingConfig, SlidingWindow, TimeoutKind, Timeouts,

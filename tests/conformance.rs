@@ -24,6 +24,8 @@ macro_rules! conformance {
 }
 
 conformance! {
+    engine_queues_behind_a_full_batch,
+    adaptive_limit_halves_on_a_hinted_503,
     chat_completion,
     chat_stream,
     completion,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::policy::{BreakerConfig, RetryBudgetConfig, RetryPolicy, Timeouts};
+use crate::policy::{AdaptiveConfig, BreakerConfig, RetryBudgetConfig, RetryPolicy, Timeouts};
 use crate::request::RequestConfig;
 use crate::sse::SseLimits;
 
@@ -37,6 +37,50 @@ pub struct RateLimit {
     pub burst: u32,
 }
 
+/// How many calls a client keeps in flight.
+///
+/// `Fixed(n)`: at most `n`, always. `Auto { min, max, initial }`: a limit that finds itself
+/// from the time to first token of streams in excess of what the prompt explains, and from
+/// losses (429, 503, connect failures, first-token timeouts); see
+/// [`AdaptiveLimit`](crate::policy::AdaptiveLimit) for the rule and its defaults
+/// ([`Concurrency::auto`]: 1, 1000, 20). Prefer `Fixed` when you know the server's capacity
+/// (its `max_num_seqs`) and are its only client, or when your calls are not streamed (only
+/// streams tell the adaptive limit about queueing).
+///
+/// An integer converts to `Fixed`, so `builder.max_concurrency(8)` reads as before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concurrency {
+    /// At most this many calls in flight.
+    Fixed(u32),
+    /// An adaptive limit within `[min, max]`, starting at `initial`.
+    Auto {
+        /// The lowest limit (taken as at least 1).
+        min: u32,
+        /// The highest limit.
+        max: u32,
+        /// The limit before the first sample.
+        initial: u32,
+    },
+}
+
+impl Concurrency {
+    /// `Auto` with the default bounds: min 1, max 1000, initial 20.
+    pub fn auto() -> Concurrency {
+        let d = AdaptiveConfig::default();
+        Concurrency::Auto {
+            min: d.min,
+            max: d.max,
+            initial: d.initial,
+        }
+    }
+}
+
+impl From<u32> for Concurrency {
+    fn from(n: u32) -> Self {
+        Concurrency::Fixed(n)
+    }
+}
+
 /// The resilience policy of a client. Defaults: see each field.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -59,10 +103,15 @@ pub struct PolicyConfig {
     /// [`token_rate`](crate::policy::token_rate) for how calls are charged.
     pub token_rate_limit: Option<u32>,
     /// The most calls in flight at once; a stream holds its slot until it ends or is dropped
-    /// (default: off).
+    /// (default: off). A fixed limit; [`auto_concurrency`](Self::auto_concurrency), when set,
+    /// takes precedence.
     pub max_concurrency: Option<u32>,
     /// Routing and outlier ejection across several endpoints (see [`crate::pool`]).
     pub pool: crate::pool::PoolConfig,
+    /// An adaptive concurrency limit (default: off); see
+    /// [`AdaptiveLimit`](crate::policy::AdaptiveLimit). Set by
+    /// `max_concurrency(Concurrency::Auto { .. })`, or here with every knob.
+    pub auto_concurrency: Option<AdaptiveConfig>,
     /// The seed of the jitter; `None` lets the adapter pick one from the OS so that clients in
     /// different processes do not retry in lockstep.
     pub seed: Option<u64>,
@@ -70,6 +119,46 @@ pub struct PolicyConfig {
     pub max_body_bytes: usize,
     /// Limits of the event-stream decoder.
     pub sse_limits: SseLimits,
+}
+
+impl PolicyConfig {
+    /// The concurrency limit in force: `auto_concurrency` if set, else `max_concurrency`.
+    pub fn concurrency(&self) -> Option<Concurrency> {
+        match (self.auto_concurrency, self.max_concurrency) {
+            (Some(a), _) => Some(Concurrency::Auto {
+                min: a.min,
+                max: a.max,
+                initial: a.initial,
+            }),
+            (None, Some(n)) => Some(Concurrency::Fixed(n)),
+            (None, None) => None,
+        }
+    }
+
+    /// Sets the concurrency limit (`None`: off). `Auto` keeps the other knobs of an
+    /// `auto_concurrency` already set.
+    pub fn set_concurrency(&mut self, c: Option<Concurrency>) {
+        match c {
+            None => {
+                self.max_concurrency = None;
+                self.auto_concurrency = None;
+            }
+            Some(Concurrency::Fixed(n)) => {
+                self.max_concurrency = Some(n);
+                self.auto_concurrency = None;
+            }
+            Some(Concurrency::Auto { min, max, initial }) => {
+                let base = self.auto_concurrency.unwrap_or_default();
+                self.max_concurrency = None;
+                self.auto_concurrency = Some(AdaptiveConfig {
+                    min,
+                    max,
+                    initial,
+                    ..base
+                });
+            }
+        }
+    }
 }
 
 impl Default for PolicyConfig {
@@ -84,6 +173,7 @@ impl Default for PolicyConfig {
             token_rate_limit: None,
             max_concurrency: None,
             pool: crate::pool::PoolConfig::default(),
+            auto_concurrency: None,
             seed: None,
             max_body_bytes: 64 << 20,
             sse_limits: SseLimits::default(),

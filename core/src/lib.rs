@@ -12,6 +12,7 @@
 //! | [`stream`] | chat/completions chunks → [`StreamEvent`]s: `[DONE]`, in-band errors, truncation, tool calls |
 //! | [`policy`] | retry classification, backoff, `Retry-After`, retry budget, circuit breaker, rate and concurrency limits, timeouts |
 //! | [`pool`] | several endpoints: load-aware routing, outlier ejection, failover before the first token |
+//! | [`server_metrics`] | a server's load (waiting, running, KV cache) from its Prometheus `/metrics` text (vLLM, llama.cpp), bounded |
 //! | [`call`] | the per-call driver that composes all of the above (its docs show the run loop; [`call::contract`] is everything a transport must know) |
 //! | [`client`] | the user API, written once and generic over an adapter's [`client::Execute`] |
 //! | `strategies` | with the `proptest` feature: `proptest` strategies for every policy configuration |
@@ -39,6 +40,7 @@ pub mod event;
 pub mod policy;
 pub mod pool;
 pub mod request;
+pub mod server_metrics;
 pub mod sse;
 #[cfg(feature = "proptest")]
 pub mod strategies;

@@ -18,7 +18,8 @@
 //! | [`breaker_config`] | [`BreakerConfig`]: small minimums, breaks up to 10 s, 0–3 probes |
 //! | [`timeouts`] | [`Timeouts`]: each timer off or 1 ms up to 5–60 s |
 //! | [`rate_limit`] | [`RateLimit`]: 1–19 requests per 1 ms–5 s, bursts of 1–4 |
-//! | [`policy_config`] | [`PolicyConfig`]: all of the above, each optional part on or off |
+//! | [`adaptive_config`] | [`AdaptiveConfig`]: limits of 1–6, windows and probes of milliseconds, so that a short run moves the limit |
+//! | [`policy_config`] | [`PolicyConfig`]: all of the above, each optional part on or off; the concurrency limit off, fixed (1–3) or adaptive |
 //! | [`client_config`] | [`ClientConfig`]: the default request config with a [`policy_config`] |
 //!
 //! Narrow a strategy with `prop_map` when a property needs it, e.g. a policy that always has
@@ -59,7 +60,8 @@ use proptest::prelude::*;
 
 use crate::config::{BreakerScope, ClientConfig, PolicyConfig, RateLimit};
 use crate::policy::{
-    Backoff, BreakerConfig, Jitter, RetryBudgetConfig, RetryPolicy, SlidingWindow, Timeouts,
+    AdaptiveConfig, Backoff, BreakerConfig, Jitter, RetryBudgetConfig, RetryPolicy, SlidingWindow,
+    Timeouts,
 };
 
 fn ms(range: std::ops::Range<u64>) -> impl Strategy<Value = Duration> {
@@ -199,9 +201,39 @@ pub fn rate_limit() -> impl Strategy<Value = RateLimit> {
     })
 }
 
+/// An [`AdaptiveConfig`]: min 1–2, max up to 6, windows of 0–200 ms closed by 1–3 samples,
+/// probes every 1 ms–2 s lasting at most 0–2 s, any smoothing and quantile.
+pub fn adaptive_config() -> impl Strategy<Value = AdaptiveConfig> {
+    (
+        (1u32..3, 0u32..5, 0u32..7),
+        (ms(0..200), 1u32..4, 0.0f64..=1.0, 0.1f64..=1.0, 0.0f64..4.0),
+        (ms(1..2_000), ms(0..2_000), 0u32..4),
+    )
+        .prop_map(
+            |(
+                (min, extra, initial),
+                (window, window_samples, quantile, smoothing, tolerance),
+                (probe_interval, probe_timeout, probe_after_cuts),
+            )| AdaptiveConfig {
+                min,
+                max: min + extra,
+                initial,
+                window,
+                window_samples,
+                quantile,
+                smoothing,
+                tolerance,
+                probe_interval,
+                probe_timeout,
+                probe_after_cuts,
+                ..AdaptiveConfig::default()
+            },
+        )
+}
+
 /// A [`PolicyConfig`]: a [`retry_policy`] and [`timeouts`]; a [`retry_budget_config`], a
-/// [`breaker_config`] (per client or per endpoint), a [`rate_limit`] and a concurrency
-/// limit of 1–3 each on or off; a jitter seed or none; a body limit of 64 MiB or 256 B–64 KiB.
+/// [`breaker_config`] (per client or per endpoint), a [`rate_limit`] each on or off, a
+/// concurrency limit off, fixed at 1–3 or adaptive ([`adaptive_config`]); a jitter seed or none; a body limit of 64 MiB or 256 B–64 KiB.
 /// Event-stream limits are the defaults.
 pub fn policy_config() -> impl Strategy<Value = PolicyConfig> {
     let parts = (retry_policy(), timeouts());
@@ -210,7 +242,11 @@ pub fn policy_config() -> impl Strategy<Value = PolicyConfig> {
         prop::option::of(breaker_config()),
         prop_oneof![3 => Just(BreakerScope::Client), 1 => Just(BreakerScope::PerEndpoint)],
         prop::option::of(rate_limit()),
-        prop::option::of(1u32..4),
+        prop_oneof![
+            2 => Just((None, None)),
+            2 => (1u32..4).prop_map(|n| (Some(n), None)),
+            1 => adaptive_config().prop_map(|a| (None, Some(a))),
+        ],
     );
     let rest = (
         prop::option::of(any::<u64>()),
@@ -219,7 +255,7 @@ pub fn policy_config() -> impl Strategy<Value = PolicyConfig> {
     (parts, shared, rest).prop_map(
         |(
             (retry, timeouts),
-            (budget, breaker, breaker_scope, rate_limit, max_concurrency),
+            (budget, breaker, breaker_scope, rate_limit, (max_concurrency, auto_concurrency)),
             (seed, max_body_bytes),
         )| PolicyConfig {
             retry,
@@ -229,6 +265,7 @@ pub fn policy_config() -> impl Strategy<Value = PolicyConfig> {
             breaker_scope,
             rate_limit,
             max_concurrency,
+            auto_concurrency,
             seed,
             max_body_bytes,
             ..PolicyConfig::default()

@@ -19,7 +19,9 @@ use vllm_client_core::call::{
 };
 use vllm_client_core::client::CallSpec;
 use vllm_client_core::config::{ClientConfig, RateLimit};
-use vllm_client_core::policy::{Backoff, BreakerConfig, Jitter, RetryBudgetConfig};
+use vllm_client_core::policy::{
+    AdaptiveConfig, Backoff, BreakerConfig, Jitter, RetryBudgetConfig,
+};
 use vllm_client_core::request::Endpoint;
 use vllm_client_core::StreamKind;
 
@@ -113,7 +115,19 @@ fn config(inp: &mut Input) -> ClientConfig {
         });
     }
     if flags & 4 != 0 {
-        p.max_concurrency = Some(1 + u32::from(inp.u8() % 2));
+        let n = inp.u8();
+        if n & 0x80 != 0 {
+            // The adaptive limit, with windows and probes short enough to move in a run.
+            p.auto_concurrency = Some(AdaptiveConfig {
+                window: Duration::from_millis(u64::from(n % 8)),
+                window_samples: 1,
+                probe_interval: Duration::from_millis(1 + u64::from(n % 16)),
+                probe_timeout: Duration::from_millis(u64::from(n % 32)),
+                ..AdaptiveConfig::bounded(1, 1 + u32::from(n % 3), 1 + u32::from(n % 2))
+            });
+        } else {
+            p.max_concurrency = Some(1 + u32::from(n % 2));
+        }
     }
     if flags & 8 != 0 {
         p.rate_limit = Some(RateLimit {

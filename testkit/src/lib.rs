@@ -18,7 +18,9 @@
 //! - [`engine`]: a deterministic vLLM engine model in virtual time (continuous batching,
 //!   prefill, KV-cache preemption, an unbounded FIFO queue, faults) and a fleet simulator that
 //!   drives the call driver against replicas of it — for questions like "does my retry policy
-//!   make an overload worse?".
+//!   make an overload worse?" or "what does an adaptive concurrency limit do to TTFT and
+//!   goodput?" ([`engine::limits`]). Open-loop (Poisson) and closed-loop workloads. The same
+//!   engine can run behind the fake server, in real time ([`server::FakeServerBuilder::engine`]).
 //!
 //! What it is not: a load generator, or a model of TCP. The simulator scripts *when* things
 //! arrive; the fake server speaks plain HTTP/1.1 on loopback.

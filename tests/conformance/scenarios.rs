@@ -661,6 +661,125 @@ pub fn concurrency_permit_held_for_the_stream<H: Harness>() {
     assert!(server.requests()[1].received_at >= dropped_at);
 }
 
+/// `Concurrency::Auto`: a 503 carrying `Retry-After` halves the adaptive limit (2 → 1), so a
+/// second call waits for the first stream's slot, as behind `max_concurrency(1)`.
+pub fn adaptive_limit_halves_on_a_hinted_503<H: Harness>() {
+    let server = FakeServer::start();
+    server.push(Reply::vllm_error(503, "overloaded").header("retry-after", "0"));
+    server.push(
+        Reply::generate()
+            .reply_text(&"word ".repeat(200))
+            .token_delay(Duration::from_millis(20)),
+    );
+    let c = H::builder(&server.base_url())
+        .max_retries(0)
+        .max_concurrency(vllm_client_core::config::Concurrency::Auto {
+            min: 1,
+            max: 8,
+            initial: 2,
+        })
+        .build();
+    let e = chat::<H>(&c).expect_err("the 503");
+    assert_eq!(e.status().map(|s| s.as_u16()), Some(503), "{e:?}");
+    let mut s = H::wait(
+        c.chat
+            .completions()
+            .create()
+            .model("m")
+            .messages(hi())
+            .stream(true)
+            .send_stream(),
+    )
+    .expect("stream");
+    assert!(!H::next(&mut s).expect("an event").is_terminal());
+    let c2 = c.clone();
+    let second = std::thread::spawn(move || chat::<H>(&c2).map(|r| r.content));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        server.request_count(),
+        2,
+        "with the limit cut to 1, the third call waits for the stream's slot"
+    );
+    let dropped_at = Instant::now();
+    drop(s);
+    let content = second.join().expect("thread").expect("second call");
+    assert_eq!(content.as_deref(), Some("Echo: hi"));
+    assert!(server.requests()[2].received_at >= dropped_at);
+}
+
+/// The engine model behind the server (one sequence at a time): a second stream queues in
+/// the server until the first ends — its head at once, its first token only then — unless
+/// the client's limit keeps it in the client.
+pub fn engine_queues_behind_a_full_batch<H: Harness>() {
+    fn streamed<H: Harness>(
+        c: &Client<H::E>,
+        max_tokens: u32,
+    ) -> <H::E as vllm_client_core::client::Execute>::Stream {
+        H::wait(
+            c.chat
+                .completions()
+                .create()
+                .model("m")
+                .messages(hi())
+                .extra(json!({"max_tokens": max_tokens}))
+                .send_stream(),
+        )
+        .expect("stream")
+    }
+    for limit in [None, Some(1u32)] {
+        let engine = vllm_testkit::engine::EngineConfig {
+            max_num_seqs: 1,
+            step_base: Duration::from_millis(20),
+            ..Default::default()
+        };
+        let server = FakeServer::builder().engine(engine).start();
+        let mut b = H::builder(&server.base_url());
+        if let Some(n) = limit {
+            b = b.max_concurrency(n);
+        }
+        let c = b.build();
+        let mut first = streamed::<H>(&c, 40);
+        assert!(
+            matches!(H::next(&mut first), Some(StreamEvent::Content(t)) if t == "t0 "),
+            "the first stream runs"
+        );
+        let c2 = c.clone();
+        let second = std::thread::spawn(move || {
+            let mut s = streamed::<H>(&c2, 3);
+            let first_event = H::next(&mut s);
+            let at = Instant::now();
+            let mut events: Vec<StreamEvent> = first_event.into_iter().collect();
+            events.extend(H::collect(s));
+            (events, at)
+        });
+        std::thread::sleep(Duration::from_millis(60));
+        let rest = H::collect(first);
+        let first_done = Instant::now();
+        let expected: String = (1..40).map(|k| format!("t{k} ")).collect();
+        assert_eq!(content(&rest), expected);
+        assert!(matches!(rest.last(), Some(StreamEvent::Done)), "{rest:?}");
+        let (events, first_token_at) = second.join().expect("thread");
+        assert_eq!(content(&events), "t0 t1 t2 ");
+        let stats = server.engine_stats().expect("an engine");
+        assert_eq!((stats.submitted, stats.finished), (2, 2));
+        let received = server.requests()[1].received_at;
+        match limit {
+            None => {
+                // Sent at once, queued in the server behind the first stream's remaining
+                // ~37 steps of 20 ms: its head came at once, its first token much later.
+                assert!(received + Duration::from_millis(400) < first_done);
+                assert!(
+                    first_token_at.duration_since(received) >= Duration::from_millis(400),
+                    "{:?}",
+                    first_token_at.duration_since(received)
+                );
+            }
+            // Held by the client until the first stream ended: the server never queued it.
+            Some(_) => assert!(received + Duration::from_millis(300) >= first_done),
+        }
+    }
+}
+
 pub fn total_deadline_bounds_everything<H: Harness>() {
     let server = FakeServer::start();
     // Every attempt fails slowly, and backoff would go on: the deadline ends it all.

@@ -61,7 +61,8 @@ impl ClientState {
     }
 
     /// The shared state, locked. Never held across an await or a blocking read; on unlock,
-    /// the waiters whose turn came are woken and breaker transitions are reported.
+    /// the waiters whose turn came are woken, and breaker transitions, adaptive-limit changes
+    /// and endpoint changes are reported.
     pub(crate) fn lock(&self) -> Locked<'_> {
         Locked {
             client: self,
@@ -126,6 +127,9 @@ impl Drop for Locked<'_> {
         }
         while let Some(change) = self.guard.poll_endpoint_change() {
             telemetry::endpoint_change(&change, &self.client.sink);
+        }
+        while let Some(change) = self.guard.poll_limit_change() {
+            telemetry::limit_change(&change, &self.client.sink);
         }
     }
 }

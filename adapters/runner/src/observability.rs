@@ -31,7 +31,7 @@
 //! `gen_ai.request.model`, `gen_ai.response.model` (when the server named it), `server.address`,
 //! `server.port`.
 //!
-//! Reserved for the adaptive concurrency limit (not recorded yet): [`CONCURRENCY_LIMIT`].
+//! The adaptive concurrency limit: [`CONCURRENCY_LIMIT`].
 
 /// `gen_ai.client.operation.duration`: a call, from its start to its end (all attempts and
 /// waits; a stream until its terminal event).
@@ -67,7 +67,8 @@ pub const ENDPOINT_EJECTIONS: &str = "vllm_client.endpoint.ejections";
 /// `vllm_client.hedges`: hedged first tokens, by `vllm_client.hedge.event` (`started`,
 /// `primary_won`, `backup_won`).
 pub const HEDGES: &str = "vllm_client.hedges";
-/// Reserved: `vllm_client.concurrency.limit` (the adaptive concurrency limit).
+/// `vllm_client.concurrency.limit`: the adaptive concurrency limit in force, after each
+/// change.
 pub const CONCURRENCY_LIMIT: &str = "vllm_client.concurrency.limit";
 
 /// The value of `gen_ai.provider.name`. The conventions define none for vLLM and allow a

@@ -23,8 +23,7 @@ pub(crate) type Attrs = Vec<(&'static str, Value)>;
 
 /// The instruments, by what they measure.
 ///
-/// To record a new one (the adaptive `vllm_client.concurrency.limit`, reserved in
-/// `observability.rs` and in the README's table): add a variant here, its `describe_*` and macro arm in `facade`, and its
+/// To record a new one: add a variant here, its `describe_*` and macro arm in `facade`, and its
 /// instrument in `otel::Instruments`; then call `Sink::record` where the runner learns of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Metric {
@@ -42,6 +41,7 @@ pub(crate) enum Metric {
     Waiting,
     Ejections,
     Hedges,
+    Limit,
 }
 
 /// The metric backends of one client.
@@ -168,6 +168,11 @@ mod facade {
             Unit::Count,
             "Endpoints taken out of rotation, by endpoint and reason"
         );
+        describe_gauge!(
+            names::CONCURRENCY_LIMIT,
+            Unit::Count,
+            "The adaptive concurrency limit in force"
+        );
         describe_counter!(
             names::HEDGES,
             Unit::Count,
@@ -223,6 +228,7 @@ mod facade {
                 metrics::counter!(names::ENDPOINT_EJECTIONS, l).increment(value as u64)
             }
             Metric::Hedges => metrics::counter!(names::HEDGES, l).increment(value as u64),
+            Metric::Limit => metrics::gauge!(names::CONCURRENCY_LIMIT, l).set(value),
         }
     }
 }
@@ -249,6 +255,7 @@ mod otel {
         waiting: Gauge<i64>,
         ejections: Counter<u64>,
         hedges: Counter<u64>,
+        limit: Gauge<i64>,
     }
 
     fn key_values(attrs: &Attrs) -> Vec<KeyValue> {
@@ -342,6 +349,11 @@ mod otel {
                     "{hedge}",
                     "Hedged first tokens: backups started, and which leg won",
                 ),
+                limit: gauge(
+                    names::CONCURRENCY_LIMIT,
+                    "{call}",
+                    "The adaptive concurrency limit in force",
+                ),
             }
         }
 
@@ -379,6 +391,7 @@ mod otel {
                 Metric::Waiting => self.waiting.record(value as i64, &kv),
                 Metric::Ejections => self.ejections.add(n, &kv),
                 Metric::Hedges => self.hedges.add(n, &kv),
+                Metric::Limit => self.limit.record(value as i64, &kv),
             }
         }
     }

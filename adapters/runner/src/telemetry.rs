@@ -14,7 +14,7 @@ use tracing::field::Empty;
 use tracing::Span;
 use vllm_client_core::call::observe::{timeout_label, ErrorType, Limiter};
 use vllm_client_core::call::{Call, CallMeta, Leg, Observation};
-use vllm_client_core::policy::{BreakerState, Health, Transition};
+use vllm_client_core::policy::{BreakerState, ChangeCause, Health, LimitChange, Transition};
 use vllm_client_core::pool::EndpointChange;
 use vllm_client_core::request::Endpoint;
 use vllm_client_core::StreamEvent;
@@ -531,6 +531,49 @@ fn split_host(url: &str) -> (&str, u16) {
         },
     };
     (host, port.and_then(|p| p.parse().ok()).unwrap_or(default))
+}
+
+/// The adaptive concurrency limit moved: a loss is worth knowing (`info`), the delay path's
+/// and the baseline probes' routine moves are `debug`. The limit is the
+/// `vllm_client.concurrency.limit` gauge.
+pub(crate) fn limit_change(c: &LimitChange, sink: &Sink) {
+    let (from, to) = (c.from, c.to);
+    match c.cause {
+        ChangeCause::Loss(kind) => {
+            let kind = format!("{kind:?}");
+            tracing::info!(
+                vllm_client.concurrency.from = from,
+                vllm_client.concurrency.to = to,
+                vllm_client.concurrency.cause = "loss",
+                vllm_client.concurrency.loss = kind.as_str(),
+                "concurrency limit {from} -> {to} ({kind})"
+            );
+        }
+        ChangeCause::Delay => tracing::debug!(
+            vllm_client.concurrency.from = from,
+            vllm_client.concurrency.to = to,
+            vllm_client.concurrency.cause = "delay",
+            vllm_client.concurrency.gradient = c.gradient,
+            "concurrency limit {from} -> {to} (time to first token, gradient {:.2})",
+            c.gradient
+        ),
+        ChangeCause::ProbeStart | ChangeCause::ProbeEnd => {
+            let cause = if c.cause == ChangeCause::ProbeStart {
+                "probe_start"
+            } else {
+                "probe_end"
+            };
+            tracing::debug!(
+                vllm_client.concurrency.from = from,
+                vllm_client.concurrency.to = to,
+                vllm_client.concurrency.cause = cause,
+                "concurrency limit {from} -> {to} (baseline probe)"
+            );
+        }
+    }
+    if Sink::ENABLED {
+        sink.record(Metric::Limit, f64::from(to), &Vec::new());
+    }
 }
 
 #[cfg(test)]

@@ -135,9 +135,10 @@ impl Hedge {
             self.at = Some(saturating_add(now, self.delay));
             return None;
         }
-        let slot_free = match (&shared.concurrency, config.policy.max_concurrency) {
-            (Some(limiter), Some(max)) => limiter.in_flight() < max && limiter.waiting() == 0,
-            _ => true,
+        // The limit in force (an adaptive one moves), not the configured one.
+        let slot_free = match &shared.concurrency {
+            Some(limiter) => limiter.in_flight() < limiter.max() && limiter.waiting() == 0,
+            None => true,
         };
         let budget_ok = match shared.budget.as_ref() {
             Some(b) => b.tokens(now) >= b.retry_cost(true),

@@ -109,7 +109,7 @@ pub use contract::{Action, AttemptId, Event, ResponseHead, TransportErrorKind};
 pub use hedge::{Hedge, HedgeStep, Leg};
 pub use observe::{CallMeta, Observation, ResponseInfo};
 pub use report::{CallReport, RetryRecord, SleepReason};
-pub use shared::Shared;
+pub use shared::{ConcurrencySnapshot, Shared};
 pub use spec::CallSpec;
 
 use std::collections::VecDeque;
@@ -126,8 +126,8 @@ use crate::event::StreamEvent;
 use crate::policy::Verdict;
 use crate::policy::{
     earliest_timer, estimate_tokens, parse_retry_after, Admission, BreakerPermit,
-    ConcurrencyPermit, Failure, GiveUpReason, Outcome, RateLimitSnapshot, RateLimited,
-    RetryContext, RetryDecision, Rng, TimeoutKind, WaiterId,
+    ConcurrencyPermit, Failure, GiveUpReason, LimitSample, LossKind, Outcome, RateLimitSnapshot,
+    RateLimited, RetryContext, RetryDecision, Rng, TimeoutKind, WaiterId,
 };
 use crate::pool::{verdict_of, EndpointId, Ticket};
 use crate::request::Endpoint;
@@ -209,6 +209,8 @@ struct Effects {
     first_token: Option<Duration>,
     /// Tokens to charge (> 0) or refund (< 0) to the token rate limit.
     tokens: i64,
+    /// Samples for the adaptive concurrency limit (first tokens, losses).
+    limit_samples: Vec<(Instant, LimitSample)>,
 }
 
 /// What an attempt owes its endpoint's state in the pool.
@@ -228,6 +230,7 @@ impl Effects {
             && self.pool.is_empty()
             && self.first_token.is_none()
             && self.tokens == 0
+            && self.limit_samples.is_empty()
     }
 }
 
@@ -278,7 +281,9 @@ impl Call {
         });
         let request = if let Some(e) = shared.pool.invalid() {
             Err(e.clone())
-        } else if config.policy.max_concurrency == Some(0) {
+        } else if config.policy.max_concurrency == Some(0)
+            && config.policy.auto_concurrency.is_none()
+        {
             // Would wait forever (or until the deadline) for a slot that can never exist.
             Err(VllmError::InvalidRequest(
                 "max_concurrency(0) can never admit a call; use at least 1".into(),
@@ -967,6 +972,10 @@ impl Call {
                         if !self.hedge_leg && self.policy.pool.hedge.is_some() {
                             self.effects.first_token = Some(ttfb);
                         }
+                        self.limit_sample(now, |prompt_bytes| LimitSample::FirstToken {
+                            ttft: ttfb,
+                            prompt_bytes,
+                        });
                     }
                 }
                 self.drain_decoder(now);
@@ -1102,6 +1111,9 @@ impl Call {
     /// An attempt failed: its breaker outcome is owed, and the retry decision waits for the
     /// shared state (the retry budget).
     fn fail(&mut self, now: Instant, failure: Failure, error: VllmError) {
+        if let Some((kind, hinted)) = loss_of(&failure) {
+            self.limit_sample(now, |_| LimitSample::Loss { kind, hinted });
+        }
         let ttfb = self.attempt.head.as_ref().map(|_| self.ttfb());
         let outcome = Outcome::of_failure(&failure, ttfb);
         self.release_breaker(now, outcome);
@@ -1210,6 +1222,15 @@ impl Call {
         self.state = State::Finished;
     }
 
+    /// Queues a sample for the adaptive concurrency limit (when it is on); `sample` gets the
+    /// request body's length, the prompt-size estimate.
+    fn limit_sample(&mut self, now: Instant, sample: impl FnOnce(usize) -> LimitSample) {
+        if self.policy.auto_concurrency.is_some() {
+            let bytes = self.request.as_ref().map_or(0, |r| r.body().len());
+            self.effects.limit_samples.push((now, sample(bytes)));
+        }
+    }
+
     fn release_breaker(&mut self, now: Instant, outcome: Outcome) {
         if let Some(permit) = self.attempt.breaker_permit.take() {
             self.effects.breaker.push((now, permit, outcome));
@@ -1282,6 +1303,9 @@ impl Call {
             if let Some(limiter) = shared.tokens.as_mut() {
                 limiter.adjust(self.last_now, effects.tokens);
             }
+        }
+        for (at, sample) in effects.limit_samples {
+            shared.record_limit_sample(at, sample);
         }
         if let Some(gate) = effects.rate_gate {
             shared.server_gate = Some(shared.server_gate.map_or(gate, |g| g.max(gate)));
@@ -1365,5 +1389,32 @@ impl Call {
             idle,
             self.deadline.map(|d| (d, TimeoutKind::Deadline)),
         ])
+    }
+}
+
+/// The losses that tell the adaptive concurrency limit the server is overloaded, and whether
+/// the server sent a retry hint.
+fn loss_of(failure: &Failure) -> Option<(LossKind, bool)> {
+    match failure {
+        Failure::Status { status, headers } => {
+            let kind = match status.as_u16() {
+                429 => LossKind::TooManyRequests,
+                503 => LossKind::Unavailable,
+                _ => return None,
+            };
+            let hinted = headers.contains_key(http::header::RETRY_AFTER)
+                || headers.contains_key("retry-after-ms");
+            Some((kind, hinted))
+        }
+        Failure::Connect
+        | Failure::Timeout {
+            kind: TimeoutKind::Connect,
+            ..
+        } => Some((LossKind::Connect, false)),
+        Failure::Timeout {
+            kind: TimeoutKind::FirstToken,
+            ..
+        } => Some((LossKind::FirstTokenTimeout, false)),
+        _ => None,
     }
 }

@@ -4,15 +4,31 @@
 //! It is a plain struct passed to the driver by `&mut`: an adapter keeps it in a mutex and
 //! never holds that mutex across an await or a blocking read.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
 use crate::config::{BreakerScope, ClientConfig, PolicyConfig};
 use crate::policy::{
-    BreakerState, CircuitBreaker, ConcurrencyLimiter, RateLimiter, RetryBudget, Rng,
-    TokenRateLimiter, Transition,
+    AdaptiveLimit, AdaptiveSnapshot, BreakerState, CircuitBreaker, ConcurrencyLimiter, LimitChange,
+    LimitSample, Load, RateLimiter, RetryBudget, Rng, TokenRateLimiter, Transition,
 };
 use crate::pool::{EndpointChange, EndpointStatus, Pool};
+
+/// Distinguishes the adaptive limiter's jitter stream from the calls' seeds.
+const ADAPTIVE_SEED_SALT: u64 = 0xADA9_71FE_C0DE_0012;
+
+/// The concurrency limit's state, from [`Shared::concurrency_snapshot`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConcurrencySnapshot {
+    /// The limit in force.
+    pub limit: u32,
+    /// Calls in flight (holding a slot).
+    pub in_flight: u32,
+    /// Calls waiting for a slot.
+    pub waiting: usize,
+    /// The adaptive limiter's state (`None` for a fixed limit).
+    pub adaptive: Option<AdaptiveSnapshot>,
+}
 use crate::request::Endpoint;
 
 /// State shared by all calls of one client.
@@ -25,6 +41,9 @@ pub struct Shared {
     pub(crate) rate: Option<RateLimiter>,
     pub(crate) tokens: Option<TokenRateLimiter>,
     pub(crate) concurrency: Option<ConcurrencyLimiter>,
+    /// The adaptive limit that sets `concurrency`'s limit, when on.
+    pub(crate) adaptive: Option<AdaptiveLimit>,
+    limit_changes: VecDeque<LimitChange>,
     /// Until when the server said its quota is spent (its rate-limit headers).
     pub(crate) server_gate: Option<Instant>,
     /// The client's endpoints (configured by [`for_client`](Self::for_client), or by the
@@ -44,6 +63,14 @@ impl Shared {
             BreakerScope::Client => policy.breaker.map(CircuitBreaker::new),
             BreakerScope::PerEndpoint => None,
         };
+        let seed = policy.seed.unwrap_or(entropy);
+        let adaptive = policy
+            .auto_concurrency
+            .map(|c| AdaptiveLimit::new(c, seed ^ ADAPTIVE_SEED_SALT));
+        let concurrency = match &adaptive {
+            Some(a) => Some(ConcurrencyLimiter::new(a.limit())),
+            None => policy.max_concurrency.map(ConcurrencyLimiter::new),
+        };
         Shared {
             budget: policy.budget.map(RetryBudget::new),
             breaker,
@@ -53,11 +80,13 @@ impl Shared {
                 .rate_limit
                 .map(|r| RateLimiter::new(r.requests, r.per, r.burst)),
             tokens: policy.token_rate_limit.map(TokenRateLimiter::per_minute),
-            concurrency: policy.max_concurrency.map(ConcurrencyLimiter::new),
+            concurrency,
+            adaptive,
+            limit_changes: VecDeque::new(),
             server_gate: None,
             pool: Pool::default(),
             hedge: Default::default(),
-            seeds: Rng::new(policy.seed.unwrap_or(entropy)),
+            seeds: Rng::new(seed),
             transitions: Vec::new(),
         }
     }
@@ -192,5 +221,73 @@ impl Shared {
     /// Calls in flight under the concurrency limit (`None` when it is off).
     pub fn in_flight(&self) -> Option<u32> {
         self.concurrency.as_ref().map(|c| c.in_flight())
+    }
+
+    /// The concurrency limit in force (`None` when it is off); an adaptive one changes.
+    pub fn concurrency_limit(&self) -> Option<u32> {
+        self.concurrency.as_ref().map(|c| c.max())
+    }
+
+    /// The concurrency limit's state: limit, in flight, waiting, and the adaptive limiter's
+    /// baselines and last gradient (`None` when the limit is off).
+    pub fn concurrency_snapshot(&self) -> Option<ConcurrencySnapshot> {
+        let c = self.concurrency.as_ref()?;
+        Some(ConcurrencySnapshot {
+            limit: c.max(),
+            in_flight: c.in_flight(),
+            waiting: c.waiting(),
+            adaptive: self.adaptive.as_ref().map(|a| {
+                let mut s = a.snapshot();
+                s.in_flight = c.in_flight();
+                s
+            }),
+        })
+    }
+
+    /// The next change of the adaptive concurrency limit, for logging (the last 64 are kept).
+    pub fn poll_limit_change(&mut self) -> Option<LimitChange> {
+        self.limit_changes.pop_front()
+    }
+
+    /// Feeds the adaptive limit one sample and applies the limit it then sets: a raised limit
+    /// hands slots to waiters (drain [`poll_wake`](Self::poll_wake)). No-op when the limit is
+    /// fixed or off.
+    pub fn record_limit_sample(&mut self, now: Instant, sample: LimitSample) {
+        let (Some(a), Some(c)) = (self.adaptive.as_mut(), self.concurrency.as_mut()) else {
+            return;
+        };
+        let load = Load {
+            in_flight: c.in_flight(),
+            waiting: c.waiting(),
+        };
+        if let Some(change) = a.record(now, sample, load) {
+            if self.limit_changes.len() >= 64 {
+                self.limit_changes.pop_front();
+            }
+            self.limit_changes.push_back(change);
+        }
+        // Drained by the shared queue above.
+        while a.poll_change().is_some() {}
+        c.set_max(a.limit());
+    }
+
+    /// Lets the adaptive limit see the time pass without a sample (a probe due or past its
+    /// timeout). Transports need not call it: every sample does the same.
+    pub fn tick_limit(&mut self, now: Instant) {
+        let (Some(a), Some(c)) = (self.adaptive.as_mut(), self.concurrency.as_mut()) else {
+            return;
+        };
+        let load = Load {
+            in_flight: c.in_flight(),
+            waiting: c.waiting(),
+        };
+        if let Some(change) = a.tick(now, load) {
+            if self.limit_changes.len() >= 64 {
+                self.limit_changes.pop_front();
+            }
+            self.limit_changes.push_back(change);
+        }
+        while a.poll_change().is_some() {}
+        c.set_max(a.limit());
     }
 }

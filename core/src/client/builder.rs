@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::HeaderMap;
 
 use super::{Client, Execute};
-use crate::config::{BreakerScope, ClientConfig, RateLimit};
+use crate::config::{BreakerScope, ClientConfig, Concurrency, RateLimit};
 use crate::policy::{Backoff, BreakerConfig, Jitter, RetryBudgetConfig};
 use crate::request::{header_pair, ApiKey};
 
@@ -30,7 +30,7 @@ use crate::request::{header_pair, ApiKey};
 /// | [`circuit_breaker`](Self::circuit_breaker) | off | fail fast while the server is failing |
 /// | [`rate_limit`](Self::rate_limit) | off | client-side requests per period (GCRA) |
 /// | [`rate_limit_tokens`](Self::rate_limit_tokens) | off | client-side tokens per minute: an estimate charged before each call, corrected by the reported usage |
-/// | [`max_concurrency`](Self::max_concurrency) | off | calls in flight, admitted first come, first served; a stream holds its slot until it ends |
+/// | [`max_concurrency`](Self::max_concurrency) | off | calls in flight, admitted first come, first served; a stream holds its slot until it ends. An integer is a fixed limit; [`Concurrency::Auto`] adapts it to the server from time to first token (min 1, max 1000, initial 20 with [`Concurrency::auto`]) |
 /// | [`seed`](Self::seed) | from the OS | jitter seed, for replayable runs |
 /// | [`endpoints`](Self::endpoints) | one: `base_url` | several servers, routed by load, ejected on failure |
 /// | [`ejection`](Self::ejection) | 5 server failures (3 connect failures) in a row; 30 s × times ejected, ≤ 300 s; ≤ 10 % of endpoints | outlier ejection |
@@ -246,8 +246,15 @@ impl<E: Execute> ClientBuilder<E> {
     /// At most `n` calls in flight (a stream holds its slot until it ends or is dropped).
     /// Calls that find no free slot wait in arrival order: a new call never overtakes a
     /// waiting one, and each call that ends admits exactly the one that waited longest.
-    pub fn max_concurrency(mut self, n: u32) -> Self {
-        self.config.policy.max_concurrency = Some(n);
+    ///
+    /// `max_concurrency(8)` is a fixed limit; `max_concurrency(Concurrency::auto())` (or
+    /// `Concurrency::Auto { min, max, initial }`) lets the limit follow the server: it grows
+    /// while streams' time to first token stays within 4× the best seen for their prompt size
+    /// and the client uses its limit, and shrinks when it grows beyond that or the server
+    /// refuses calls (429, 503, connection refused, first-token timeout). See
+    /// [`AdaptiveLimit`](crate::policy::AdaptiveLimit).
+    pub fn max_concurrency(mut self, n: impl Into<Concurrency>) -> Self {
+        self.config.policy.set_concurrency(Some(n.into()));
         self
     }
 

@@ -27,7 +27,10 @@
 //! every path, cancellation included. Permits are plain data (the core is pure, there is no
 //! `Drop` magic): release each exactly once. A permit is not `Clone`; it carries the limiter's
 //! id and its own id, so a permit from another limiter, or a second release, cannot corrupt
-//! the count. `max = 0` admits nothing; [`ConcurrencyLimiter::unlimited`] admits `u32::MAX`.
+//! the count. `max = 0` admits nothing; [`ConcurrencyLimiter::unlimited`] admits `u32::MAX`. The limit can
+//! change at any time ([`set_max`](ConcurrencyLimiter::set_max), driven by an
+//! [`AdaptiveLimit`](super::AdaptiveLimit)): raising it wakes waiters, lowering it stops
+//! admissions until enough calls end.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -106,6 +109,22 @@ impl ConcurrencyLimiter {
     /// The limit.
     pub fn max(&self) -> u32 {
         self.max
+    }
+
+    /// Changes the limit. Raising it hands the new slots to the front waiters at once (each is
+    /// reported by [`poll_wake`](Self::poll_wake), first come, first served); lowering it
+    /// admits nobody until the calls in flight drop below the new limit (a call in flight is
+    /// never revoked). `max = 0` admits nothing.
+    pub fn set_max(&mut self, max: u32) {
+        self.max = max;
+        while self.in_flight() < self.max {
+            let Some(waiter) = self.queue.pop_first() else {
+                break;
+            };
+            let permit = self.issue();
+            self.handed.insert(waiter, permit.id);
+            self.wakes.push_back(WaiterId(waiter));
+        }
     }
 
     /// Calls in flight (slots handed to a waiter that has not claimed them yet included).
@@ -301,6 +320,36 @@ mod tests {
         assert!(l.release(p3));
         assert_eq!(l.in_flight(), 0);
         assert_eq!(l.poll_wake(), None);
+    }
+
+    #[test]
+    fn raising_the_limit_wakes_waiters_in_order_lowering_stops_admissions() {
+        let mut l = ConcurrencyLimiter::new(1);
+        let p = admitted(l.acquire());
+        let w1 = queued(l.acquire());
+        let w2 = queued(l.acquire());
+        let w3 = queued(l.acquire());
+        l.set_max(3);
+        assert_eq!(l.poll_wake(), Some(w1));
+        assert_eq!(l.poll_wake(), Some(w2));
+        assert_eq!(l.poll_wake(), None);
+        assert_eq!(l.in_flight(), 3);
+        let p1 = l.claim(w1).unwrap();
+        let p2 = l.claim(w2).unwrap();
+        // Lowered below the calls in flight: releases free slots, nobody is admitted until
+        // in-flight is below the limit again.
+        l.set_max(1);
+        assert!(l.release(p));
+        assert_eq!(l.poll_wake(), None);
+        assert!(l.release(p1));
+        assert_eq!(l.poll_wake(), None);
+        assert_eq!(l.in_flight(), 1);
+        assert!(l.release(p2));
+        assert_eq!(l.poll_wake(), Some(w3));
+        let p3 = l.claim(w3).unwrap();
+        assert_eq!(l.in_flight(), 1);
+        assert!(l.release(p3));
+        assert_eq!(l.in_flight(), 0);
     }
 
     #[test]

@@ -30,6 +30,10 @@
 //! | `probe_lease` | [`BreakerConfig`] | 60 s | `breaker.rs` |
 //! | rate, burst | [`RateLimiter::new`] | none (no limiter unless configured) | `rate.rs` |
 //! | max in flight | [`ConcurrencyLimiter::new`] | none (no limiter unless configured) | `concurrency.rs` |
+//! | adaptive limit: `min` / `max` / `initial` | [`AdaptiveConfig`] | 1 / 1000 / 20 (only with `Concurrency::Auto`) | `adaptive.rs` |
+//! | `tolerance` / `smoothing` / `window` | [`AdaptiveConfig`] | TTFT ≤ 4× baseline is no congestion / 0.5 / 1 s and 4 samples | `adaptive.rs` |
+//! | `backoff` / `hinted_backoff` | [`AdaptiveConfig`] | ×0.9 per loss, ×0.5 with a retry hint, once per window | `adaptive.rs` |
+//! | `probe_interval` / `probe_factor` | [`AdaptiveConfig`] | 60 s ± 15 % / ×0.75 for 5 samples (≤ 30 s) | `adaptive.rs` |
 //! | `connect` | [`Timeouts`] | 10 s | `timeouts.rs` |
 //! | `first_token` | [`Timeouts`] | none | `timeouts.rs` |
 //! | `idle` | [`Timeouts`] | 60 s (data events only) | `timeouts.rs` |
@@ -40,6 +44,7 @@
 //! | `jitter_percent` / `max_ejected_percent` | [`EjectionConfig`] | 10 % / 10 % (at least one, never the last) | `ejection.rs` |
 //! | `affinity_bound` / `latency_decay` | [`RoutingConfig`] | 8 / 10 s | `routing.rs` |
 
+pub mod adaptive;
 pub mod backoff;
 pub mod breaker;
 pub mod budget;
@@ -57,6 +62,10 @@ pub mod routing;
 pub mod timeouts;
 pub mod token_rate;
 
+pub use adaptive::{
+    AdaptiveConfig, AdaptiveLimit, AdaptiveSnapshot, ChangeCause, LimitChange, LimitSample, Load,
+    LossKind,
+};
 pub use backoff::{Backoff, Jitter};
 pub use breaker::{
     BreakerConfig, BreakerPermit, BreakerRejected, BreakerState, CircuitBreaker, Outcome,

@@ -32,10 +32,14 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{HeaderMap, StatusCode};
-use vllm_client_core::call::{Action, Call, Event, ResponseHead, Shared, TransportErrorKind};
+use vllm_client_core::call::{
+    Action, Call, CallSpec, Event, ResponseHead, Shared, TransportErrorKind,
+};
 use vllm_client_core::config::ClientConfig;
 use vllm_client_core::policy::WaiterId;
-use vllm_client_core::policy::{GiveUpReason, TimeoutKind};
+use vllm_client_core::policy::{ChangeCause, GiveUpReason, TimeoutKind};
+use vllm_client_core::request::Endpoint;
+use vllm_client_core::StreamKind;
 use vllm_client_core::{StreamEvent, VllmError};
 
 use super::config::EngineConfig;
@@ -43,8 +47,8 @@ use super::model::{Engine, EngineStats};
 use super::request::{Output, RequestId, RequestSpec};
 use super::rng::SplitMix64;
 use super::summary::Summary;
-use super::workload::{Arrival, Workload};
-use crate::sim::{chat_json, chat_stream, WALL_ORIGIN_SECS};
+use super::workload::{Arrival, ClosedLoop, Workload};
+use crate::sim::WALL_ORIGIN_SECS;
 
 /// The base URL of replica `i` for a client with several endpoints
 /// ([`ClientConfig`]'s `request.endpoints`): an attempt sent to host `replica-<i>` goes to
@@ -238,6 +242,33 @@ pub struct FleetOutcome {
     pub elapsed: Duration,
     /// Driver steps taken.
     pub steps: u64,
+    /// Every change of a client's adaptive concurrency limit, in time order (empty for fixed
+    /// limits).
+    pub limits: Vec<LimitRecord>,
+}
+
+/// One change of a client's adaptive concurrency limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LimitRecord {
+    /// The client's index.
+    pub client: usize,
+    /// When (offset from the run's start).
+    pub at: Duration,
+    /// The new limit.
+    pub limit: u32,
+    /// Why it changed.
+    pub cause: ChangeCause,
+}
+
+impl FleetOutcome {
+    /// Client `client`'s limit at `at`: the last change at or before it, else `initial`.
+    pub fn limit_at(&self, client: usize, at: Duration, initial: u32) -> u32 {
+        self.limits
+            .iter()
+            .rev()
+            .find(|l| l.client == client && l.at <= at)
+            .map_or(initial, |l| l.limit)
+    }
 }
 
 /// Which calls waiting for a concurrency permit are woken when a slot frees up.
@@ -303,6 +334,13 @@ impl FleetSim {
     /// replica or no client, every call is recorded as unfinished.
     pub fn run(&self, workload: &Workload) -> FleetOutcome {
         Run::new(self, workload).run()
+    }
+
+    /// Runs a closed loop (see [`ClosedLoop`]) to its end: calls start until its duration
+    /// has passed, and every call then in progress ends (or the step bound is reached). The
+    /// records are in the order calls started.
+    pub fn run_closed(&self, spec: &ClosedLoop) -> FleetOutcome {
+        Run::closed(self, spec).run()
     }
 }
 
@@ -391,6 +429,8 @@ struct Task {
     tokens_received: u32,
     /// Listed in its client's permit waiters.
     listed: bool,
+    /// The closed-loop caller that made it.
+    caller: Option<usize>,
 }
 
 struct Run<'a> {
@@ -411,6 +451,24 @@ struct Run<'a> {
     steps: u64,
     step_limit_hit: bool,
     wake_rng: Option<SplitMix64>,
+    /// The closed loop, when the run is one.
+    closed: Option<(ClosedLoop, SplitMix64)>,
+    limits: Vec<LimitRecord>,
+}
+
+/// A chat call whose body is about as long as a prompt of `prompt_tokens` tokens (4 bytes
+/// a token, the usual estimate), so that a client's prompt-size estimate sees it.
+fn chat_spec(prompt_tokens: u32, stream: bool) -> CallSpec {
+    let content = "word".repeat(prompt_tokens.min(1 << 20) as usize);
+    let body = serde_json::json!({
+        "model": "m",
+        "messages": [{"role": "user", "content": content}],
+    });
+    if stream {
+        CallSpec::stream(Endpoint::ChatCompletions, StreamKind::Chat, Ok(body))
+    } else {
+        CallSpec::json(Endpoint::ChatCompletions, Ok(body))
+    }
 }
 
 fn sse_content(k: u32) -> String {
@@ -454,7 +512,6 @@ impl<'a> Run<'a> {
             .map(|c| Shared::new(&c.config.policy, c.seed))
             .collect();
         let nc = sim.clients.len();
-        let nr = sim.replicas.len();
         let mut run = Run {
             sim,
             origin,
@@ -474,36 +531,95 @@ impl<'a> Run<'a> {
                 WakeOrder::Named => None,
                 WakeOrder::Random { seed } => Some(SplitMix64::new(seed)),
             },
+            closed: None,
+            limits: Vec::new(),
         };
         for a in &workload.arrivals {
-            let client = if nc == 0 { 0 } else { a.client % nc };
-            let replica = match (sim.clients.get(client), nr) {
-                (Some(c), n) if n > 0 => c.replica % n,
-                _ => 0,
-            };
-            let i = run.tasks.len();
-            run.tasks.push(Task {
-                arrival: *a,
-                client,
-                replica,
-                call: None,
-                wait: Wait::NotStarted,
-                gen: 0,
-                exchange: None,
-                content: String::new(),
-                finished_tokens: None,
-                json_body: None,
-                sends: Vec::new(),
-                first_token: None,
-                end: None,
-                result: None,
-                tokens_received: 0,
-                listed: false,
-            });
-            let at = origin.checked_add(a.at).unwrap_or(origin);
-            run.push(at, i);
+            run.add_task(*a, None);
         }
         run
+    }
+
+    /// A run of a closed loop: each caller's first call is scheduled; the next ones are
+    /// added as calls end.
+    fn closed(sim: &'a FleetSim, spec: &ClosedLoop) -> Run<'a> {
+        let mut run = Run::new(sim, &Workload::default());
+        let mut rng = SplitMix64::new(spec.seed);
+        for k in 0..spec.callers {
+            let at = spec.stagger.saturating_mul(k.min(u32::MAX as usize) as u32);
+            if at >= spec.duration {
+                break;
+            }
+            let a = spec.arrival(&mut rng, k, at);
+            run.add_task(a, Some(k));
+        }
+        run.closed = Some((*spec, rng));
+        run
+    }
+
+    /// Adds a task for `a` (of closed-loop `caller`, if any) and schedules its start.
+    fn add_task(&mut self, a: Arrival, caller: Option<usize>) {
+        let nc = self.sim.clients.len();
+        let nr = self.sim.replicas.len();
+        let client = if nc == 0 { 0 } else { a.client % nc };
+        let replica = match (self.sim.clients.get(client), nr) {
+            (Some(c), n) if n > 0 => c.replica % n,
+            _ => 0,
+        };
+        let i = self.tasks.len();
+        self.tasks.push(Task {
+            arrival: a,
+            client,
+            replica,
+            call: None,
+            wait: Wait::NotStarted,
+            gen: 0,
+            exchange: None,
+            content: String::new(),
+            finished_tokens: None,
+            json_body: None,
+            sends: Vec::new(),
+            first_token: None,
+            end: None,
+            result: None,
+            tokens_received: 0,
+            listed: false,
+            caller,
+        });
+        let at = self.origin.checked_add(a.at).unwrap_or(self.origin);
+        self.push(at, i);
+    }
+
+    /// A closed-loop caller's call ended: its next call, unless the loop's time is over.
+    fn next_call(&mut self, i: usize) {
+        let Some(caller) = self.tasks[i].caller else {
+            return;
+        };
+        let off = self.off(self.now);
+        let Some((spec, rng)) = self.closed.as_mut() else {
+            return;
+        };
+        let at = off.saturating_add(spec.think);
+        if at >= spec.duration {
+            return;
+        }
+        let a = spec.arrival(rng, caller, at);
+        self.add_task(a, Some(caller));
+    }
+
+    /// Records the limit changes of every client's adaptive concurrency limit.
+    fn collect_limits(&mut self) {
+        let off = self.off(self.now);
+        for (c, shared) in self.shareds.iter_mut().enumerate() {
+            while let Some(change) = shared.poll_limit_change() {
+                self.limits.push(LimitRecord {
+                    client: c,
+                    at: off,
+                    limit: change.to,
+                    cause: change.cause,
+                });
+            }
+        }
     }
 
     fn off(&self, t: Instant) -> Duration {
@@ -566,6 +682,7 @@ impl<'a> Run<'a> {
                 self.engines[r].advance(now);
                 self.route(r);
             }
+            self.collect_limits();
             if self.step_limit_hit {
                 break;
             }
@@ -663,11 +780,8 @@ impl<'a> Run<'a> {
         let wait = std::mem::replace(&mut self.tasks[i].wait, Wait::Ready);
         let event = match wait {
             Wait::NotStarted => {
-                let spec = if self.tasks[i].arrival.stream {
-                    chat_stream()
-                } else {
-                    chat_json()
-                };
+                let a = self.tasks[i].arrival;
+                let spec = chat_spec(a.prompt_tokens, a.stream);
                 let config = &self.sim.clients[c].config;
                 let call = Call::new(config, spec, now, &mut self.shareds[c]);
                 self.tasks[i].call = Some(call);
@@ -800,6 +914,7 @@ impl<'a> Run<'a> {
                     }
                     self.sweep[c] = true;
                     self.set_wait(i, Wait::Done, None);
+                    self.next_call(i);
                     return;
                 }
                 Action::Send {
@@ -1019,6 +1134,7 @@ impl<'a> Run<'a> {
             step_limit_hit: self.step_limit_hit,
             elapsed: now.saturating_duration_since(self.origin),
             steps: self.steps,
+            limits: self.limits,
         }
     }
 }

@@ -63,12 +63,15 @@
 //! N replicas, M clients (each a [`ClientConfig`](vllm_client_core::config::ClientConfig) with
 //! its own [`Shared`](vllm_client_core::call::Shared), pointed at one replica), and a
 //! [`Workload`]; every request becomes a [`Call`](vllm_client_core::call::Call) driven exactly
-//! like an adapter drives it, in virtual time. See [`fleet`] for the HTTP mapping and
-//! [`experiment`] for the overload experiment.
+//! like an adapter drives it, in virtual time. See [`fleet`] for the HTTP mapping,
+//! [`experiment`] for the overload experiment and [`limits`] for the evaluation of
+//! concurrency limits (fixed and adaptive) with open-loop and closed-loop
+//! ([`ClosedLoop`], [`FleetSim::run_closed`]) workloads.
 
 pub mod config;
 pub mod experiment;
 pub mod fleet;
+pub mod limits;
 pub mod model;
 pub mod request;
 pub mod rng;
@@ -78,9 +81,10 @@ pub mod workload;
 
 pub use config::{EngineConfig, Fault, FaultKind};
 pub use fleet::{
-    ClientSetup, ErrorKind, FleetOutcome, FleetSim, RequestRecord, ResultKind, WakeOrder,
+    ClientSetup, ErrorKind, FleetOutcome, FleetSim, LimitRecord, RequestRecord, ResultKind,
+    WakeOrder,
 };
 pub use model::{Engine, EngineStats};
 pub use request::{Output, RequestId, RequestSpec};
 pub use summary::Summary;
-pub use workload::{Arrival, PoissonSpec, Workload};
+pub use workload::{Arrival, ClosedLoop, PoissonSpec, Workload};

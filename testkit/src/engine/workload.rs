@@ -111,3 +111,58 @@ impl Workload {
         self.arrivals.is_empty()
     }
 }
+
+/// A closed-loop workload: `callers` callers, each making one call at a time and the next one
+/// `think` after the previous one ended, until `duration` has passed (no call starts after
+/// it; calls in progress then run to their end). Caller `k` uses client `k % clients` of the
+/// fleet and starts at `k × stagger`. Prompt and output lengths are uniform in their
+/// (inclusive) ranges, drawn from `seed` in the order calls start.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClosedLoop {
+    /// The seed of the lengths and of the stream/JSON draw.
+    pub seed: u64,
+    /// How many callers.
+    pub callers: usize,
+    /// Calls start in `[0, duration)`.
+    pub duration: Duration,
+    /// Between the end of a caller's call and its next call.
+    pub think: Duration,
+    /// Between the first calls of two consecutive callers.
+    pub stagger: Duration,
+    /// Prompt tokens, `(min, max)` inclusive.
+    pub prompt_tokens: (u32, u32),
+    /// Output tokens, `(min, max)` inclusive.
+    pub max_tokens: (u32, u32),
+    /// The share of streamed calls, in `[0, 1]`.
+    pub stream_share: f64,
+}
+
+impl Default for ClosedLoop {
+    /// 64 callers for 60 s, no think time, 1 ms stagger; prompts 100–700 tokens, outputs
+    /// 50–350, all streamed; seed 1.
+    fn default() -> Self {
+        ClosedLoop {
+            seed: 1,
+            callers: 64,
+            duration: Duration::from_secs(60),
+            think: Duration::ZERO,
+            stagger: Duration::from_millis(1),
+            prompt_tokens: (100, 700),
+            max_tokens: (50, 350),
+            stream_share: 1.0,
+        }
+    }
+}
+
+impl ClosedLoop {
+    /// The next call of `caller` at `at` (lengths drawn from `rng`).
+    pub(crate) fn arrival(&self, rng: &mut SplitMix64, caller: usize, at: Duration) -> Arrival {
+        Arrival {
+            at,
+            client: caller,
+            prompt_tokens: rng.range_u32(self.prompt_tokens.0, self.prompt_tokens.1),
+            max_tokens: rng.range_u32(self.max_tokens.0, self.max_tokens.1),
+            stream: rng.next_f64() < self.stream_share,
+        }
+    }
+}

@@ -56,6 +56,8 @@ pub(crate) struct Shared {
     /// Notified whenever a request is recorded or a disconnect is noticed.
     pub changed: Condvar,
     pub vocab: Mutex<Vocab>,
+    /// The engine model answering chat and completion requests, when on.
+    pub batching: Option<Arc<super::batching::Batching>>,
 }
 
 impl Shared {
@@ -205,7 +207,7 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, connection_id:
 
 /// Sends FIN, then reads and discards what the client still sends for a short, bounded time,
 /// so that unread input does not turn our close into a reset before the client read our reply.
-async fn close_gracefully(conn: &mut Conn) {
+pub(super) async fn close_gracefully(conn: &mut Conn) {
     let _ = conn.stream.shutdown().await;
     let deadline = tokio::time::Instant::now() + DRAIN_ON_CLOSE;
     let mut drained = 0usize;
@@ -252,7 +254,7 @@ fn reason_phrase(status: u16) -> &'static str {
 }
 
 /// The framing header to write.
-enum FramingHeader {
+pub(super) enum FramingHeader {
     Length(usize),
     Chunked,
     None,
@@ -270,7 +272,7 @@ fn body_len(parts: &[Part]) -> FramingHeader {
     )
 }
 
-fn head_bytes(
+pub(super) fn head_bytes(
     status: u16,
     reason: Option<&str>,
     user_headers: &[(String, String)],
@@ -320,6 +322,20 @@ async fn answer(
     index: usize,
     scripted: Option<Reply>,
 ) -> Result<bool, Gone> {
+    if let (None, Some(batching)) = (&scripted, &shared.batching) {
+        if req.method == "GET" && req.path == "/metrics" {
+            let model_id = shared.cfg.models.first().map_or("", String::as_str);
+            return super::batching::answer_metrics(conn, batching, req, model_id).await;
+        }
+        if let Some(er) = super::batching::engine_request(req) {
+            if model::unauthorized(req, &shared.cfg) {
+                // Authentication comes first, as in front of a real engine.
+            } else {
+                let model_id = shared.cfg.models.first().map_or("", String::as_str);
+                return super::batching::answer(conn, batching, req, er, model_id).await;
+            }
+        }
+    }
     let reply = scripted.unwrap_or_else(Reply::generate);
     conn.pause(reply.head_delay).await?;
     match reply.action {

@@ -23,6 +23,16 @@
 //! "param":null,"code":400}}`. With [`FakeServerBuilder::api_key`], paths under `/v1` need
 //! `Authorization: Bearer <key>`, else `401 {"error":"Unauthorized"}` (as vLLM's `--api-key`).
 //!
+//! # The engine model behind the server
+//!
+//! [`FakeServerBuilder::engine`] puts the [`engine`](crate::engine) model, running in real
+//! time, behind chat and completion requests that nothing scripted answers: vLLM's queueing on
+//! loopback (a stream's head at once, its first token when the request is scheduled, one token
+//! per engine step, a disconnect aborting the request, `400` for a request that can never fit
+//! the KV cache), and `GET /metrics` with the engine's gauges under vLLM's names
+//! (`vllm:num_requests_waiting`, `vllm:num_requests_running`, `vllm:kv_cache_usage_perc`).
+//! [`FakeServer::engine_stats`] has the engine's counters.
+//!
 //! Malformed requests get `400`, a head over the limit (64 KiB) `431`, a body over the limit
 //! (16 MiB) `413`; the connection is then closed. Keep-alive, `Connection: close`, chunked
 //! request bodies and `Expect: 100-continue` are supported.
@@ -73,6 +83,7 @@
 //! // Dropping the server stops its thread.
 //! ```
 
+mod batching;
 mod engine;
 mod http;
 pub mod model;
@@ -109,6 +120,7 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct FakeServerBuilder {
     cfg: ModelConfig,
     limits: Limits,
+    engine: Option<crate::engine::EngineConfig>,
 }
 
 impl Default for FakeServerBuilder {
@@ -125,11 +137,23 @@ impl Default for FakeServerBuilder {
                 max_head: DEFAULT_MAX_HEAD_BYTES,
                 max_body: DEFAULT_MAX_BODY_BYTES,
             },
+            engine: None,
         }
     }
 }
 
 impl FakeServerBuilder {
+    /// Answers chat and completion requests that no scripted reply answers with the engine
+    /// model ([`crate::engine::Engine`]) running in real time: continuous batching, vLLM's
+    /// unbounded FIFO queue, a stream's head at once and its first token when scheduled, a
+    /// disconnect aborting the request. The prompt is estimated as the body's bytes / 4;
+    /// `max_tokens` is honoured (default 16); the text is `t0 t1 …`. See
+    /// [`FakeServer::engine_stats`].
+    pub fn engine(mut self, config: crate::engine::EngineConfig) -> Self {
+        self.engine = Some(config);
+        self
+    }
+
     /// Requires `Authorization: Bearer <key>` on paths under `/v1` (default: no key).
     pub fn api_key(mut self, key: &str) -> Self {
         self.cfg.api_key = Some(key.to_string());
@@ -206,6 +230,7 @@ impl FakeServerBuilder {
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
             vocab: Mutex::new(Vocab::default()),
+            batching: self.engine.map(|c| Arc::new(batching::Batching::new(c))),
         });
         let (tx, rx) = watch::channel(false);
         let task_shared = Arc::clone(&shared);
@@ -213,6 +238,9 @@ impl FakeServerBuilder {
             .name(format!("vllm-fake-server-{}", addr.port()))
             .spawn(move || {
                 runtime.block_on(async move {
+                    if let Some(b) = task_shared.batching.clone() {
+                        tokio::spawn(b.run());
+                    }
                     // Registering with the reactor only fails on an exotic OS error; the
                     // server then simply refuses connections (the listener is dropped).
                     if let Ok(listener) = tokio::net::TcpListener::from_std(listener) {
@@ -256,6 +284,12 @@ impl FakeServer {
     /// Settings: API key, model ids, limits.
     pub fn builder() -> FakeServerBuilder {
         FakeServerBuilder::default()
+    }
+
+    /// The engine model's counters (`None` unless the server was built with
+    /// [`FakeServerBuilder::engine`]): submitted, finished, aborted, the longest waiting queue…
+    pub fn engine_stats(&self) -> Option<crate::engine::EngineStats> {
+        self.shared.batching.as_ref().map(|b| b.stats())
     }
 
     /// The socket address (`127.0.0.1:PORT`).

@@ -233,14 +233,23 @@ impl Sim {
     }
 
     /// The shared state's invariants, after each step (breaches are listed on the call that
-    /// stepped): no more calls in flight than `max_concurrency`, no more half-open probes than
-    /// the breaker admits.
+    /// stepped): no more calls in flight than `max_concurrency` (or than an adaptive limit's
+    /// `max`), no more half-open probes than the breaker admits.
     fn check_shared(&mut self, task: &mut Task) {
         let policy = &self.config.policy;
         if let (Some(max), Some(n)) = (policy.max_concurrency, self.shared.in_flight()) {
             if n > max {
                 task.violations.push(format!(
                     "{n} calls in flight, more than max_concurrency {max}"
+                ));
+            }
+        }
+        if let (Some(auto), Some(n)) = (policy.auto_concurrency, self.shared.in_flight()) {
+            // An adaptive limit moves, but never past its bounds.
+            let max = auto.sanitized().max;
+            if n > max {
+                task.violations.push(format!(
+                    "{n} calls in flight, more than the adaptive limit's max {max}"
                 ));
             }
         }
