@@ -25,7 +25,9 @@ use crate::policy::ejection::{
 };
 use crate::policy::peak_ewma::PeakEwma;
 use crate::policy::routing::{self, Candidate, RoutingConfig};
-use crate::policy::{Failure, Rng, TimeoutKind};
+use crate::policy::{
+    AdaptiveConfig, AdaptiveLimit, Failure, LimitChange, LimitSample, Load, Rng, TimeoutKind,
+};
 use crate::request::{check_header_value, header_pair, ApiKey, BaseUrl, Endpoint, RequestConfig};
 
 /// One server of a pool: its base URL and, optionally, a weight, an API key and headers of its
@@ -155,6 +157,8 @@ pub struct EndpointStatus {
     pub reason: Option<EjectReason>,
     /// Attempts in flight on it.
     pub in_flight: u32,
+    /// Its own adaptive concurrency limit (several endpoints with `Concurrency::Auto`).
+    pub limit: Option<u32>,
     /// Its latency estimate (time to first token, or to the head of a JSON answer).
     pub latency: Option<Duration>,
     /// Server failures in a row.
@@ -200,6 +204,8 @@ struct Route {
 #[derive(Debug, Clone)]
 struct Member {
     route: Route,
+    /// Its own adaptive concurrency limit (a pool of several with `Concurrency::Auto`).
+    limit: Option<AdaptiveLimit>,
     in_flight: u32,
     latency: PeakEwma,
     ejector: Ejector,
@@ -267,6 +273,7 @@ impl Pool {
                         auth,
                         headers: c.headers,
                     },
+                    limit: None,
                     in_flight: 0,
                     latency: PeakEwma::new(cfg.routing.latency_decay),
                     ejector: Ejector::new(),
@@ -283,6 +290,62 @@ impl Pool {
             rng: Some(Rng::new(seed)),
             changes: VecDeque::new(),
         }
+    }
+
+    /// Gives each endpoint its own adaptive concurrency limit (only for several endpoints:
+    /// one endpoint keeps the client's). Returns whether it did.
+    pub fn with_adaptive_limits(&mut self, cfg: AdaptiveConfig, seed: u64) -> bool {
+        if self.members.len() < 2 {
+            return false;
+        }
+        for (i, m) in self.members.iter_mut().enumerate() {
+            m.limit = Some(AdaptiveLimit::new(cfg, routing::mix(seed ^ i as u64)));
+        }
+        true
+    }
+
+    /// Whether each endpoint has its own concurrency limit.
+    pub fn has_limits(&self) -> bool {
+        self.members.iter().any(|m| m.limit.is_some())
+    }
+
+    /// The client-wide limit when each endpoint has its own: the sum over the endpoints in
+    /// rotation (`None` without per-endpoint limits).
+    pub fn total_limit(&self) -> Option<u32> {
+        if !self.has_limits() {
+            return None;
+        }
+        let sum = self
+            .members
+            .iter()
+            .filter(|m| m.ejector.is_healthy())
+            .filter_map(|m| m.limit.as_ref().map(AdaptiveLimit::limit))
+            .fold(0u32, u32::saturating_add);
+        // Never 0 while an endpoint is out: the probe and the least-bad endpoint still run.
+        Some(sum.max(1))
+    }
+
+    /// Feeds `id`'s own limit one sample (`waiting`: calls waiting for a slot client-wide).
+    pub fn record_limit(
+        &mut self,
+        now: Instant,
+        id: EndpointId,
+        sample: LimitSample,
+        waiting: usize,
+    ) -> Option<LimitChange> {
+        let m = self.members.get_mut(id.0)?;
+        let load = Load {
+            in_flight: m.in_flight,
+            waiting,
+        };
+        let limit = m.limit.as_mut()?;
+        let change = limit.record(now, sample, load);
+        while limit.poll_change().is_some() {}
+        change
+    }
+
+    fn has_room(m: &Member) -> bool {
+        m.limit.as_ref().is_none_or(|l| m.in_flight < l.limit())
     }
 
     /// Whether the pool was configured (a default `Pool` has no endpoints).
@@ -319,12 +382,21 @@ impl Pool {
             return (!self.members.is_empty()).then_some(EndpointId(0));
         }
         let untried = |i: usize| !tried.contains(&EndpointId(i));
-        if let Some(i) = (0..self.members.len())
-            .find(|&i| untried(i) && self.members[i].ejector.probe_ready(now))
-        {
+        if let Some(i) = (0..self.members.len()).find(|&i| {
+            let m = &self.members[i];
+            untried(i) && m.ejector.probe_ready(now) && Self::has_room(m)
+        }) {
             return Some(EndpointId(i));
         }
-        let mut candidates = self.candidates(now, |i, m| untried(i) && m.ejector.is_healthy());
+        // Healthy, below its own limit (when it has one), not tried by this call; then tried
+        // ones; then, when every endpoint is at its limit (a limit just lowered below what
+        // runs), any healthy one.
+        let mut candidates = self.candidates(now, |i, m| {
+            untried(i) && m.ejector.is_healthy() && Self::has_room(m)
+        });
+        if candidates.is_empty() {
+            candidates = self.candidates(now, |_, m| m.ejector.is_healthy() && Self::has_room(m));
+        }
         if candidates.is_empty() {
             candidates = self.candidates(now, |_, m| m.ejector.is_healthy());
         }
@@ -521,6 +593,7 @@ impl Pool {
                 health: m.ejector.health(),
                 reason: m.ejector.reason(),
                 in_flight: m.in_flight,
+                limit: m.limit.as_ref().map(AdaptiveLimit::limit),
                 latency: m.latency.get(),
                 consecutive_failures: m.ejector.consecutive_failures(),
                 times_ejected: m.ejector.times_ejected(),

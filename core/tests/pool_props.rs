@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use vllm_client_core::policy::{Health, Verdict};
+use vllm_client_core::policy::{AdaptiveConfig, Health, Verdict};
 use vllm_client_core::pool::{EndpointId, Pool, PoolConfig, Ticket};
 use vllm_client_core::request::RequestConfig;
 
@@ -42,6 +42,7 @@ proptest! {
         max_ejected_percent in 0u32..=100,
         ops in proptest::collection::vec(op(), 1..300),
         seed in any::<u64>(),
+        limits in any::<bool>(),
     ) {
         let request = RequestConfig {
             endpoints: (0..n)
@@ -52,6 +53,9 @@ proptest! {
         let mut cfg = PoolConfig::default();
         cfg.ejection.max_ejected_percent = max_ejected_percent;
         let mut pool = Pool::new(&request, cfg, seed);
+        if limits {
+            pool.with_adaptive_limits(AdaptiveConfig::bounded(1, 3, 2), seed);
+        }
         let t0 = Instant::now();
         let mut now = t0;
         let mut outstanding: Vec<Ticket> = Vec::new();
@@ -70,8 +74,23 @@ proptest! {
                         prop_assert!(chosen.health == Health::Healthy || probe_ready,
                             "picked {:?} while another was healthy: {:?}", chosen, before);
                     }
+                    // Never one at its own limit while a healthy one has room.
+                    if let Some(l) = chosen.limit {
+                        if chosen.in_flight >= l {
+                            prop_assert!(
+                                !before.iter().any(|e| e.health == Health::Healthy
+                                    && e.limit.is_some_and(|l| e.in_flight < l)),
+                                "picked {:?} at its limit: {:?}", chosen, before
+                            );
+                        }
+                    }
                     // An untried healthy endpoint is preferred to a tried one.
-                    if healthy_untried && !probe_ready {
+                    let untried_with_room = before.iter().any(|e| {
+                        e.health == Health::Healthy
+                            && !tried.contains(&e.id)
+                            && e.limit.is_none_or(|l| e.in_flight < l)
+                    });
+                    if healthy_untried && untried_with_room && !probe_ready {
                         prop_assert!(!tried.contains(&id), "picked a tried endpoint: {:?} {:?}", id, tried);
                     }
                     outstanding.push(pool.dispatch(now, id));

@@ -497,14 +497,16 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
     /// Whatever the servers do (each attempt: ok, 500, 503 with a hint, refused, stall), no
-    /// attempt goes to an ejected endpoint while a healthy one exists, no more endpoints are
-    /// out of rotation than allowed, no call hangs, and every call ends.
+    /// attempt goes to an ejected endpoint while a healthy one exists, nor to one at its own
+    /// adaptive limit while another has room; no more endpoints are out of rotation than
+    /// allowed, no call hangs, and every call ends.
     #[test]
     fn routing_never_picks_an_ejected_endpoint_while_one_is_healthy(
         behaviours in proptest::collection::vec(proptest::collection::vec(0u8..5, 1..8), 3),
         n in 2usize..=3,
         seed in any::<u64>(),
         stream in any::<bool>(),
+        auto in any::<bool>(),
     ) {
         let servers: Vec<SimServer> = (0..n)
             .map(|i| {
@@ -527,6 +529,10 @@ proptest! {
             p.timeouts.first_token = Some(secs(1));
             p.timeouts.attempt = Some(secs(5));
             p.pool.ejection.max_ejected_percent = 50;
+            if auto {
+                p.auto_concurrency =
+                    Some(vllm_client_core::policy::AdaptiveConfig::bounded(1, 8, 2));
+            }
         });
         let mut sim = Sim::new(config, seed).with_servers(servers);
         let calls: Vec<SimCall> = (0..40)
@@ -581,5 +587,72 @@ fn an_outlier_the_ejection_share_keeps_in_rotation_is_still_avoided() {
         refused.load(Ordering::SeqCst),
         3,
         "avoided after it became an outlier"
+    );
+}
+
+#[test]
+fn each_endpoint_has_its_own_adaptive_limit_and_the_client_uses_their_sum() {
+    use vllm_client_core::policy::AdaptiveConfig;
+    // Endpoint 0 answers every request with a 503 and a hint; the others serve streams.
+    let servers = vec![
+        SimServer::new(HOSTS[0], |_| {
+            SimResponse::status(503).header("retry-after", "1")
+        }),
+        SimServer::new(HOSTS[1], |_| {
+            SimResponse::sse(vec![
+                SimPart::wait_ms(200),
+                SimPart::content("b"),
+                SimPart::done(),
+            ])
+        }),
+        SimServer::new(HOSTS[2], |_| {
+            SimResponse::sse(vec![
+                SimPart::wait_ms(200),
+                SimPart::content("c"),
+                SimPart::done(),
+            ])
+        }),
+    ];
+    let config = pool_config(3, |p| {
+        p.auto_concurrency = Some(AdaptiveConfig::bounded(2, 50, 8));
+    });
+    let mut sim = Sim::new(config, 5).with_servers(servers);
+    let limits = |sim: &Sim| -> Vec<u32> {
+        sim.shared()
+            .endpoints(sim.now())
+            .iter()
+            .map(|e| e.limit.expect("a limit per endpoint"))
+            .collect()
+    };
+    assert_eq!(limits(&sim), vec![8, 8, 8]);
+    assert_eq!(sim.shared().concurrency_limit(), Some(24), "the sum");
+    // 60 concurrent streams: never more on an endpoint than its limit while another has
+    // room (checked at every send), and every call succeeds.
+    let calls = (0..60)
+        .map(|i| SimCall::new(chat_stream(), vec![]).start_after(ms(i * 20)))
+        .collect();
+    for out in sim.run_all(calls) {
+        assert_clean(&out);
+        assert!(out.result.is_ok(), "{}", out.render());
+    }
+    let after = limits(&sim);
+    // The 503 with a hint cut endpoint 0's limit, and only its own.
+    assert!(after[0] < 8, "{after:?}");
+    assert!(after[1] >= after[0] && after[2] >= after[0], "{after:?}");
+    let in_rotation: u32 = sim
+        .shared()
+        .endpoints(sim.now())
+        .iter()
+        .filter(|e| e.health == Health::Healthy)
+        .map(|e| e.limit.unwrap_or(0))
+        .sum();
+    assert!(
+        matches!(status(&sim, 0).health, Health::Ejected { .. }),
+        "ejected by its hint"
+    );
+    assert_eq!(
+        sim.shared().concurrency_limit(),
+        Some(in_rotation.max(1)),
+        "the client's limit is the sum of the endpoints' in rotation: {after:?}"
     );
 }

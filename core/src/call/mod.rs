@@ -209,8 +209,9 @@ struct Effects {
     first_token: Option<Duration>,
     /// Tokens to charge (> 0) or refund (< 0) to the token rate limit.
     tokens: i64,
-    /// Samples for the adaptive concurrency limit (first tokens, losses).
-    limit_samples: Vec<(Instant, LimitSample)>,
+    /// Samples for the adaptive concurrency limit (first tokens, losses), with the endpoint
+    /// of their attempt.
+    limit_samples: Vec<(Instant, LimitSample, Option<EndpointId>)>,
 }
 
 /// What an attempt owes its endpoint's state in the pool.
@@ -1227,7 +1228,10 @@ impl Call {
     fn limit_sample(&mut self, now: Instant, sample: impl FnOnce(usize) -> LimitSample) {
         if self.policy.auto_concurrency.is_some() {
             let bytes = self.request.as_ref().map_or(0, |r| r.body().len());
-            self.effects.limit_samples.push((now, sample(bytes)));
+            let endpoint = self.attempt.ticket.map(|t| t.id);
+            self.effects
+                .limit_samples
+                .push((now, sample(bytes), endpoint));
         }
     }
 
@@ -1298,14 +1302,16 @@ impl Call {
                 }
                 PoolEffect::Release(ticket) => shared.pool.release(ticket),
             }
+            // An ejection or a readmission moves the client's share of the limits.
+            shared.sync_pool_limit();
         }
         if effects.tokens != 0 {
             if let Some(limiter) = shared.tokens.as_mut() {
                 limiter.adjust(self.last_now, effects.tokens);
             }
         }
-        for (at, sample) in effects.limit_samples {
-            shared.record_limit_sample(at, sample);
+        for (at, sample, endpoint) in effects.limit_samples {
+            shared.record_endpoint_limit_sample(at, sample, endpoint);
         }
         if let Some(gate) = effects.rate_gate {
             shared.server_gate = Some(shared.server_gate.map_or(gate, |g| g.max(gate)));

@@ -104,6 +104,14 @@ impl Shared {
         if !self.pool.is_configured() {
             let seed = self.next_seed();
             self.pool = Pool::new(&config.request, config.policy.pool, seed);
+            // Several endpoints with an adaptive limit: one limit per endpoint, and the
+            // client's is their sum.
+            if let Some(auto) = config.policy.auto_concurrency {
+                if self.pool.with_adaptive_limits(auto, seed) {
+                    self.adaptive = None;
+                    self.sync_pool_limit();
+                }
+            }
         }
     }
 
@@ -253,6 +261,30 @@ impl Shared {
     /// hands slots to waiters (drain [`poll_wake`](Self::poll_wake)). No-op when the limit is
     /// fixed or off.
     pub fn record_limit_sample(&mut self, now: Instant, sample: LimitSample) {
+        self.record_endpoint_limit_sample(now, sample, None);
+    }
+
+    /// As [`record_limit_sample`](Self::record_limit_sample), for an attempt on `endpoint`:
+    /// with a limit per endpoint, that endpoint's limit takes it.
+    pub fn record_endpoint_limit_sample(
+        &mut self,
+        now: Instant,
+        sample: LimitSample,
+        endpoint: Option<crate::pool::EndpointId>,
+    ) {
+        if self.pool.has_limits() {
+            let waiting = self.concurrency.as_ref().map_or(0, |c| c.waiting());
+            if let Some(id) = endpoint {
+                if let Some(change) = self.pool.record_limit(now, id, sample, waiting) {
+                    if self.limit_changes.len() >= 64 {
+                        self.limit_changes.pop_front();
+                    }
+                    self.limit_changes.push_back(change);
+                }
+            }
+            self.sync_pool_limit();
+            return;
+        }
         let (Some(a), Some(c)) = (self.adaptive.as_mut(), self.concurrency.as_mut()) else {
             return;
         };
@@ -269,6 +301,16 @@ impl Shared {
         // Drained by the shared queue above.
         while a.poll_change().is_some() {}
         c.set_max(a.limit());
+    }
+
+    /// With a limit per endpoint: the client's limit is their sum over the endpoints in
+    /// rotation (an ejection takes its share away, a readmission gives it back).
+    pub(crate) fn sync_pool_limit(&mut self) {
+        if let (Some(total), Some(c)) = (self.pool.total_limit(), self.concurrency.as_mut()) {
+            if c.max() != total {
+                c.set_max(total);
+            }
+        }
     }
 
     /// Lets the adaptive limit see the time pass without a sample (a probe due or past its

@@ -279,6 +279,22 @@ impl Sim {
                 ));
             }
         }
+        if let Some(e) = chosen {
+            // Per-endpoint limits: never above its own while another healthy one has room.
+            let room_elsewhere = endpoints.iter().any(|o| {
+                o.id != e.id
+                    && o.health == Health::Healthy
+                    && o.limit.is_some_and(|l| o.in_flight < l)
+            });
+            if let Some(l) = e.limit {
+                if e.in_flight > l && room_elsewhere {
+                    task.violations.push(format!(
+                        "attempt sent to {} at its limit {l} while another had room",
+                        e.url
+                    ));
+                }
+            }
+        }
         let out = endpoints
             .iter()
             .filter(|e| e.health != Health::Healthy)
