@@ -54,7 +54,8 @@ pub(crate) fn no_response() -> Event {
 
 pub(crate) struct Driver {
     client: Arc<ClientState>,
-    call: Call,
+    /// Boxed: the driver moves with the run loop's futures, a call is 2 KB.
+    call: Box<Call>,
     /// Set when this call's turn for a slot came.
     pub(crate) turn: Arc<Turn>,
     waiter: Option<WaiterId>,
@@ -76,7 +77,7 @@ impl Driver {
         let telemetry = Telemetry::new(call.meta(), client.endpoint_urls.clone());
         let mut driver = Driver {
             client,
-            call,
+            call: Box::new(call),
             turn: Arc::new(Turn::default()),
             waiter: None,
             hedge: hedge.deadline().map(|_| Arc::new(Mutex::new(hedge))),
@@ -101,7 +102,7 @@ impl Driver {
         let telemetry = Telemetry::new(call.meta(), client.endpoint_urls.clone());
         let mut driver = Driver {
             client,
-            call,
+            call: Box::new(call),
             turn: Arc::new(Turn::default()),
             waiter: None,
             hedge: None,

@@ -1424,3 +1424,4 @@ fn loss_of(failure: &Failure) -> Option<(LossKind, bool)> {
         _ => None,
     }
 }
+
