@@ -60,6 +60,11 @@ impl RateLimitSnapshot {
     /// Reads every known format; `None` when the headers say nothing about limits.
     /// `received_at` is the wall-clock time the head arrived (for absolute resets).
     pub fn parse(headers: &HeaderMap, received_at: SystemTime) -> Option<RateLimitSnapshot> {
+        // Every format's names contain "ratelimit" (header names are lowercase): most servers
+        // (vLLM, llama.cpp) send none, and then one pass over the names is all it costs.
+        if !headers.keys().any(|k| k.as_str().contains("ratelimit")) {
+            return None;
+        }
         let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let mut s = RateLimitSnapshot::default();
         // OpenAI and LiteLLM.
