@@ -336,15 +336,7 @@ impl<T: Transport> Execute for AsyncExec<T> {
     }
 
     fn execute_stream(&self, spec: CallSpec) -> BoxFuture<EventStream> {
-        // Kept for the backup leg of a hedged first token.
-        let hedge_spec = self
-            .client
-            .config()
-            .policy
-            .pool
-            .hedge
-            .is_some()
-            .then(|| spec.clone());
+        let hedge_spec = self.backup_spec(&spec);
         let runner = self.runner(spec);
         Box::pin(EventStream::start(runner, hedge_spec))
     }

@@ -289,15 +289,7 @@ impl<T: BlockingTransport> Execute for BlockingExec<T> {
     }
 
     fn execute_stream(&self, spec: CallSpec) -> Result<EventIter, VllmError> {
-        // Kept for the backup leg of a hedged first token.
-        let hedge_spec = self
-            .client
-            .config()
-            .policy
-            .pool
-            .hedge
-            .is_some()
-            .then(|| spec.clone());
+        let hedge_spec = self.backup_spec(&spec);
         EventIter::start(self.runner(spec), hedge_spec)
     }
 

@@ -74,16 +74,8 @@ impl Driver {
             let hedge = Hedge::new(&call, now, &mut shared);
             (call, hedge)
         };
-        let telemetry = Telemetry::new(call.meta(), client.endpoint_urls.clone());
-        let mut driver = Driver {
-            client,
-            call: Box::new(call),
-            turn: Arc::new(Turn::default()),
-            waiter: None,
-            hedge: hedge.deadline().map(|_| Arc::new(Mutex::new(hedge))),
-            telemetry,
-        };
-        driver.observe();
+        let mut driver = Driver::of_call(client, call);
+        driver.hedge = hedge.deadline().map(|_| Arc::new(Mutex::new(hedge)));
         driver
     }
 
@@ -97,7 +89,7 @@ impl Driver {
         self.call.report().rate_limit
     }
 
-    /// A driver for a call made elsewhere (a hedge's backup).
+    /// A driver for `call` (made by [`new`](Self::new), or a hedge's backup).
     fn of_call(client: Arc<ClientState>, call: Call) -> Driver {
         let telemetry = Telemetry::new(call.meta(), client.endpoint_urls.clone());
         let mut driver = Driver {

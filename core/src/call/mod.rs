@@ -1424,4 +1424,3 @@ fn loss_of(failure: &Failure) -> Option<(LossKind, bool)> {
         _ => None,
     }
 }
-
