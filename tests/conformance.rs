@@ -81,4 +81,5 @@ conformance! {
     pool_survives_a_server_killed_mid_run,
     pool_hedged_first_token_wins_and_the_loser_is_cancelled,
     pool_no_hedge_without_another_endpoint,
+    pool_health_probe_readmits_a_server,
 }

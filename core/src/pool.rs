@@ -418,6 +418,28 @@ impl Pool {
         routing::choose(&candidates, key, bound, rng).map(EndpointId)
     }
 
+    /// Whether `id`'s ejection is over and its one probe may go now.
+    pub fn probe_ready(&self, now: Instant, id: EndpointId) -> bool {
+        self.members
+            .get(id.0)
+            .is_some_and(|m| m.ejector.probe_ready(now))
+    }
+
+    /// `GET /health` at `id`'s server root, with its key and headers (a health probe).
+    pub fn health_request(
+        &self,
+        id: EndpointId,
+        template: &Request<Bytes>,
+    ) -> Result<Request<Bytes>, VllmError> {
+        let mut req = self.request(id, template, Endpoint::Health)?;
+        *req.method_mut() = http::Method::GET;
+        *req.body_mut() = Bytes::new();
+        req.headers_mut().remove(http::header::CONTENT_TYPE);
+        req.headers_mut()
+            .insert(http::header::ACCEPT, HeaderValue::from_static("*/*"));
+        Ok(req)
+    }
+
     /// Whether an attempt could go to a healthy endpoint the call has not tried (a retry then
     /// fails over at once).
     pub fn can_fail_over(&self, now: Instant, tried: &[EndpointId]) -> bool {

@@ -507,11 +507,14 @@ proptest! {
         seed in any::<u64>(),
         stream in any::<bool>(),
         auto in any::<bool>(),
+        probe in any::<bool>(),
     ) {
         let servers: Vec<SimServer> = (0..n)
             .map(|i| {
                 let pattern = behaviours[i].clone();
+                let health = behaviours[i].clone();
                 let mut k = 0usize;
+                let mut h = 0usize;
                 SimServer::new(HOSTS[i], move |_| {
                     let b = pattern[k % pattern.len()];
                     k += 1;
@@ -523,6 +526,16 @@ proptest! {
                         _ => SimResponse::sse(vec![]).then_stall(),
                     }
                 })
+                .health(move |_| {
+                    let b = health[h % health.len()];
+                    h += 1;
+                    match b {
+                        0 | 1 => SimResponse::status(200),
+                        2 => SimResponse::status(503),
+                        3 => SimResponse::connect_refused(),
+                        _ => SimResponse::stall(),
+                    }
+                })
             })
             .collect();
         let config = pool_config(n, |p| {
@@ -532,6 +545,9 @@ proptest! {
             if auto {
                 p.auto_concurrency =
                     Some(vllm_client_core::policy::AdaptiveConfig::bounded(1, 8, 2));
+            }
+            if probe {
+                p.pool.ejection.health_probe = Some(ms(500));
             }
         });
         let mut sim = Sim::new(config, seed).with_servers(servers);
@@ -654,5 +670,79 @@ fn each_endpoint_has_its_own_adaptive_limit_and_the_client_uses_their_sum() {
         sim.shared().concurrency_limit(),
         Some(in_rotation.max(1)),
         "the client's limit is the sum of the endpoints' in rotation: {after:?}"
+    );
+}
+
+#[test]
+fn a_health_probe_readmits_without_spending_a_user_request() {
+    // Endpoint 0 fails its first 5 requests; its /health says 503 once, then 200.
+    let (flaky, flaky_hits) = counting(HOSTS[0], |i| {
+        if i < 5 {
+            SimResponse::status(500)
+        } else {
+            ok()
+        }
+    });
+    let mut probes = 0;
+    let flaky = flaky.health(move |_| {
+        probes += 1;
+        if probes == 1 {
+            SimResponse::status(503)
+        } else {
+            SimResponse::status(200)
+        }
+    });
+    let servers = vec![
+        flaky,
+        SimServer::new(HOSTS[1], |_| ok()),
+        SimServer::new(HOSTS[2], |_| ok()),
+    ];
+    let config = pool_config(3, |p| {
+        p.pool.ejection = p
+            .pool
+            .ejection
+            .jitter_percent(0)
+            .max_ejected_percent(34)
+            .health_probe(secs(1));
+    });
+    let mut sim = Sim::new(config, 11).with_servers(servers);
+    while flaky_hits.load(Ordering::SeqCst) < 5 {
+        let out = sim.run(chat_json(), vec![]);
+        assert_clean(&out);
+        sim.advance(ms(10));
+    }
+    let Health::Ejected { until } = status(&sim, 0).health else {
+        panic!("not ejected")
+    };
+    // After the ejection, the next call probes /health first; the 503 ejects it again, for
+    // longer, and the call's own request goes elsewhere and succeeds.
+    sim.advance(until - sim.now());
+    let out = sim.run(chat_json(), vec![]);
+    assert_clean(&out);
+    assert!(out.result.is_ok(), "{}", out.render());
+    assert!(
+        out.brief().contains("health probe to 10.0.0.1:8000"),
+        "{}",
+        out.render()
+    );
+    assert_eq!(out.report.attempts, 1, "the probe is not an attempt");
+    assert_ne!(endpoints_of(&out.report), vec![0]);
+    let Health::Ejected { until: again } = status(&sim, 0).health else {
+        panic!("not re-ejected: {:?}", status(&sim, 0))
+    };
+    assert!(
+        again - sim.now() >= secs(60),
+        "the second ejection is longer"
+    );
+    // After that one, the probe answers 200: readmitted, and user requests come back.
+    sim.advance(again - sim.now());
+    for _ in 0..30 {
+        assert_clean(&sim.run(chat_json(), vec![]));
+    }
+    assert_eq!(status(&sim, 0).health, Health::Healthy);
+    assert_eq!(sim.server_probes(), vec![2, 0, 0]);
+    assert!(
+        flaky_hits.load(Ordering::SeqCst) > 5,
+        "readmitted, it serves again"
     );
 }

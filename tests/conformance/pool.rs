@@ -169,3 +169,41 @@ pub fn pool_no_hedge_without_another_endpoint<H: Harness>() {
     assert_eq!(content(&events), "Echo: hi");
     assert_eq!(slow.request_count(), 1, "nothing to hedge to");
 }
+
+pub fn pool_health_probe_readmits_a_server<H: Harness>() {
+    use vllm_client_core::policy::EjectionConfig;
+    let down = FakeServer::start();
+    let up = FakeServer::start();
+    let c = H::builder("http://unused.invalid/v1")
+        .endpoints([down.base_url(), up.base_url()])
+        .ejection(
+            EjectionConfig::default()
+                .durations(Duration::from_millis(300), Duration::from_secs(1))
+                .jitter_percent(0)
+                .health_probe(Duration::from_secs(2)),
+        )
+        .build();
+    down.set_refusing(true);
+    let mut calls = 0;
+    while c.endpoints()[0].health == Health::Healthy {
+        chat::<H>(&c).expect("no user-visible error");
+        calls += 1;
+        assert!(calls < 100, "never ejected: {:?}", c.endpoints());
+    }
+    // Back up; once the ejection is over, the next call probes `GET /health` first.
+    down.set_refusing(false);
+    std::thread::sleep(Duration::from_millis(400));
+    let user_requests_before = down.request_count();
+    chat::<H>(&c).expect("after the probe");
+    let requests = down.requests();
+    let probes: Vec<_> = requests
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == "/health")
+        .collect();
+    assert_eq!(probes.len(), 1, "{requests:?}");
+    assert_eq!(c.endpoints()[0].health, Health::Healthy, "readmitted");
+    assert!(
+        down.request_count() > user_requests_before,
+        "the probe reached it"
+    );
+}

@@ -49,15 +49,14 @@ use crate::error::VllmError;
 use crate::event::StreamEvent;
 use crate::policy::WaiterId;
 
-/// Which attempt of a call an action concerns (1 for the first request, 2 for the first
-/// retry, …). A call may later have two attempts in flight (a hedged first token); events
-/// are then reported with [`Call::handle_attempt`](super::Call::handle_attempt), and events of
-/// an attempt that is no longer current are ignored.
+/// Which request of a call an action concerns: 1 for the first request sent, 2 for the next
+/// (a retry, or the attempt after a pool's health probe), and so on. Events of a request that
+/// is no longer current are ignored ([`Call::handle_attempt`](super::Call::handle_attempt)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AttemptId(pub(crate) u32);
 
 impl AttemptId {
-    /// The attempt's number, from 1.
+    /// The request's number within its call, from 1.
     pub fn get(self) -> u32 {
         self.0
     }

@@ -158,6 +158,8 @@ enum State {
     Backoff {
         until: Instant,
     },
+    /// Past every limit, after a health probe: route the attempt.
+    Route,
     Finished,
 }
 
@@ -175,11 +177,14 @@ struct Attempt {
     ticket: Option<Ticket>,
     /// Whether what it says about its endpoint was recorded (once per attempt).
     judged: bool,
+    /// A `GET /health` probe of an endpoint whose ejection is over, not a user attempt.
+    health_probe: bool,
     head_at: Option<Instant>,
 }
 
 impl Attempt {
     fn new(id: u32, now: Instant) -> Attempt {
+        // `id` counts every request sent (health probes included), from 1.
         Attempt {
             id: AttemptId(id),
             start: now,
@@ -190,6 +195,7 @@ impl Attempt {
             breaker_permit: None,
             ticket: None,
             judged: false,
+            health_probe: false,
             head_at: None,
         }
     }
@@ -247,6 +253,8 @@ pub struct Call {
     tried: Vec<EndpointId>,
     /// The backup leg of a hedged first token.
     hedge_leg: bool,
+    /// Requests sent, health probes included (each has its own [`AttemptId`]).
+    sends: u32,
     stream: Option<StreamKind>,
     state: State,
     rng: Rng,
@@ -305,6 +313,7 @@ impl Call {
             affinity,
             tried: Vec::new(),
             hedge_leg: false,
+            sends: 0,
             stream: spec.stream,
             state: State::Start,
             rng: Rng::new(shared.next_seed()),
@@ -510,6 +519,11 @@ impl Call {
                         return action;
                     }
                 }
+                State::Route => {
+                    if let Some(action) = self.route(now, shared) {
+                        return action;
+                    }
+                }
                 State::RateWait { until, .. } | State::Backoff { until } => {
                     if now >= until {
                         self.state = State::Admit;
@@ -637,10 +651,19 @@ impl Call {
             }
             shared.collect_transitions();
         }
+        self.route(now, shared)
+    }
+
+    /// The attempt, past every limit: pick its endpoint (probing it first when its ejection
+    /// is over and health probes are on) and send.
+    fn route(&mut self, now: Instant, shared: &mut Shared) -> Option<Action> {
         let id = shared
             .pool
             .pick(now, &self.tried, self.affinity)
             .unwrap_or(EndpointId(0));
+        if let Some(action) = self.health_probe(now, id, shared) {
+            return Some(action);
+        }
         let request = match &self.request {
             Ok(template) => shared.pool.request(id, template, self.endpoint),
             Err(e) => Err(e.clone()),
@@ -661,7 +684,8 @@ impl Call {
         self.report.attempts = self.attempts;
         self.report.endpoints.push(id);
         let breaker_permit = self.attempt.breaker_permit.take();
-        self.attempt = Attempt::new(self.attempts, now);
+        self.sends = self.sends.saturating_add(1);
+        self.attempt = Attempt::new(self.sends, now);
         self.attempt.breaker_permit = breaker_permit;
         self.attempt.ticket = Some(ticket);
         self.obs.attempt_started(now, self.attempts, id);
@@ -678,6 +702,64 @@ impl Call {
             deadline: deadline.map(|(d, _)| d),
             connect_timeout,
         })
+    }
+
+    /// When `id` is an endpoint whose ejection is over and health probes are on: its
+    /// `GET /health`, sent before (and instead of spending) the call's own attempt. The
+    /// breaker permit taken for the attempt stays with the call for the attempt that follows.
+    fn health_probe(
+        &mut self,
+        now: Instant,
+        id: EndpointId,
+        shared: &mut Shared,
+    ) -> Option<Action> {
+        let timeout = self.policy.pool.ejection.health_probe?;
+        if !shared.pool.probe_ready(now, id) {
+            return None;
+        }
+        let template = self.request.as_ref().ok()?;
+        let request = shared.pool.health_request(id, template).ok()?;
+        let ticket = shared.pool.dispatch(now, id);
+        let breaker_permit = self.attempt.breaker_permit.take();
+        self.sends = self.sends.saturating_add(1);
+        self.attempt = Attempt::new(self.sends, now);
+        self.attempt.breaker_permit = breaker_permit;
+        self.attempt.ticket = Some(ticket);
+        self.attempt.health_probe = true;
+        let deadline = crate::policy::clock::saturating_add(now, timeout);
+        let deadline = self.deadline.map_or(deadline, |d| d.min(deadline));
+        self.state = State::AwaitHead {
+            deadline: Some((deadline, TimeoutKind::Attempt)),
+        };
+        Some(Action::Send {
+            attempt: self.attempt.id,
+            request,
+            deadline: Some(deadline),
+            connect_timeout: Some(deadline.saturating_duration_since(now)),
+        })
+    }
+
+    /// The health probe ended: what it says goes to its endpoint, and the call goes on to
+    /// route its own attempt (the response, if any, is dropped unread).
+    fn end_health_probe(&mut self, now: Instant, healthy: bool) {
+        let verdict = if healthy {
+            Verdict::Success
+        } else {
+            Verdict::Failure { connect: false }
+        };
+        self.judge(now, verdict, None);
+        self.end_attempt();
+        self.attempt.head = None;
+        self.attempt.body = None;
+        if self.past_deadline(now) {
+            self.report.timeout = Some(TimeoutKind::Deadline);
+            let e = self.last_error.take().unwrap_or(VllmError::Timeout);
+            self.release_breaker(now, Outcome::Ignored);
+            self.finish(now, Err(e));
+        } else {
+            // The limits were passed for this attempt (its breaker permit is kept).
+            self.state = State::Route;
+        }
     }
 
     /// Charges the call's token estimate to the token rate limit, once, before its first
@@ -802,6 +884,11 @@ impl Call {
         if !in_exchange {
             return;
         }
+        if self.attempt.health_probe {
+            let _ = (kind, message);
+            self.end_health_probe(now, false);
+            return;
+        }
         if let Some(Body::Error(_) | Body::Foreign(..)) = self.attempt.body {
             // The status already answered; a cut error body does not make a 400 retryable:
             // classify by the status with the part that arrived.
@@ -880,6 +967,12 @@ impl Call {
             _ => return,
         };
         let Some((_, kind)) = fired else { return };
+        if self.attempt.health_probe {
+            // The probe's own timer: the endpoint did not answer in time. (The call's
+            // deadline is checked when the call goes on.)
+            self.end_health_probe(now, false);
+            return;
+        }
         self.report.timeout = Some(kind);
         self.obs.push(Observation::TimerFired { kind });
         if let Some(Body::Error(_) | Body::Foreign(..)) = self.attempt.body {
@@ -904,6 +997,10 @@ impl Call {
     }
 
     fn on_head(&mut self, now: Instant, head: ResponseHead) {
+        if self.attempt.health_probe {
+            self.end_health_probe(now, head.status.is_success());
+            return;
+        }
         self.obs.head(head.status);
         let body = if !head.status.is_success() {
             Body::Error(Vec::new())

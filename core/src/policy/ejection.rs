@@ -51,6 +51,11 @@ pub struct EjectionConfig {
     /// The largest share of the pool's endpoints ejected at once (default 10 %; at least one
     /// endpoint can always be ejected, and never the last healthy one).
     pub max_ejected_percent: u32,
+    /// Probe an endpoint whose ejection is over with `GET /health` (at the server's root:
+    /// vLLM and llama.cpp answer it cheaply) instead of a user request, within this time
+    /// (default off). The call that finds the probe due sends it first, then routes its own
+    /// request as usual.
+    pub health_probe: Option<Duration>,
 }
 
 impl Default for EjectionConfig {
@@ -62,6 +67,7 @@ impl Default for EjectionConfig {
             max: Duration::from_secs(300),
             jitter_percent: 10,
             max_ejected_percent: 10,
+            health_probe: None,
         }
     }
 }
@@ -89,6 +95,13 @@ impl EjectionConfig {
     /// Sets the jitter taken off each ejection, in percent (capped at 100).
     pub fn jitter_percent(mut self, percent: u32) -> Self {
         self.jitter_percent = percent;
+        self
+    }
+
+    /// Probes an endpoint whose ejection is over with `GET /health`, answered within
+    /// `timeout`, instead of a user request.
+    pub fn health_probe(mut self, timeout: Duration) -> Self {
+        self.health_probe = Some(timeout);
         self
     }
 

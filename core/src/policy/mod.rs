@@ -42,6 +42,7 @@
 //! | `consecutive_failures` / `consecutive_connect_failures` | [`EjectionConfig`] | 5 / 3 | `ejection.rs` |
 //! | `base` / `max` ejection | [`EjectionConfig`] | 30 s × times ejected / 300 s | `ejection.rs` |
 //! | `jitter_percent` / `max_ejected_percent` | [`EjectionConfig`] | 10 % / 10 % (at least one, never the last) | `ejection.rs` |
+//! | `health_probe` | [`EjectionConfig`] | off (the probe after an ejection is a user request) | `ejection.rs` |
 //! | `affinity_bound` / `latency_decay` | [`RoutingConfig`] | 8 / 10 s | `routing.rs` |
 
 pub mod adaptive;

@@ -69,6 +69,11 @@ impl Sim {
         self.servers.iter().map(|s| s.hits).collect()
     }
 
+    /// How many health probes each server answered, in order.
+    pub fn server_probes(&self) -> Vec<usize> {
+        self.servers.iter().map(|s| s.probes).collect()
+    }
+
     /// Bounds the driver steps of each [`run`](Self::run) / [`run_all`](Self::run_all).
     pub fn with_max_steps(mut self, max_steps: usize) -> Sim {
         self.max_steps = max_steps;
@@ -545,6 +550,35 @@ impl Sim {
                     request,
                     ..
                 } => {
+                    // A pool's health probe of an endpoint whose ejection is over: answered
+                    // by that server's health responder, not counted as an attempt.
+                    let is_probe = request.uri().path().ends_with("/health")
+                        && task.call.as_ref().is_some_and(|c| {
+                            c.endpoint() != vllm_client_core::request::Endpoint::Health
+                        });
+                    if is_probe {
+                        let host = request.uri().authority().map(|a| a.to_string());
+                        let server = host
+                            .as_ref()
+                            .and_then(|h| self.servers.iter().position(|s| &s.host == h));
+                        self.record(
+                            task,
+                            Step::Probe {
+                                to: host.unwrap_or_default(),
+                            },
+                        );
+                        let at = self.elapsed();
+                        let resp = match server {
+                            Some(i) => {
+                                let s = &mut self.servers[i];
+                                s.probes += 1;
+                                (s.health)(at)
+                            }
+                            None => SimResponse::status(200),
+                        };
+                        self.answer(task, resp, deadline, connect_timeout);
+                        return;
+                    }
                     task.sends.push(self.elapsed());
                     let attempt = task.sends.len() as u32;
                     self.check_deadline(task, deadline, "send");

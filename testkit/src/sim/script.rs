@@ -264,7 +264,9 @@ impl SimCall {
 pub struct SimServer {
     pub(super) host: String,
     pub(super) respond: Box<dyn FnMut(Duration) -> SimResponse + Send>,
+    pub(super) health: Box<dyn FnMut(Duration) -> SimResponse + Send>,
     pub(super) hits: usize,
+    pub(super) probes: usize,
 }
 
 impl std::fmt::Debug for SimServer {
@@ -272,6 +274,7 @@ impl std::fmt::Debug for SimServer {
         f.debug_struct("SimServer")
             .field("host", &self.host)
             .field("hits", &self.hits)
+            .field("probes", &self.probes)
             .finish_non_exhaustive()
     }
 }
@@ -286,7 +289,18 @@ impl SimServer {
         SimServer {
             host: host.into(),
             respond: Box::new(respond),
+            health: Box::new(|_| SimResponse::status(200)),
             hits: 0,
+            probes: 0,
         }
+    }
+
+    /// How it answers a health probe (`GET /health`) at offset `t` (default: `200`).
+    pub fn health(
+        mut self,
+        health: impl FnMut(Duration) -> SimResponse + Send + 'static,
+    ) -> SimServer {
+        self.health = Box::new(health);
+        self
     }
 }

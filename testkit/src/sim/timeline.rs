@@ -53,6 +53,11 @@ pub enum Step {
         /// ([`Sim::with_servers`](super::Sim::with_servers)).
         to: Option<String>,
     },
+    /// Action: a pool's health probe (`GET /health`) to this server.
+    Probe {
+        /// The server (`host:port`).
+        to: String,
+    },
     /// Action: read the body until `deadline` (an offset).
     ReadBody {
         /// The read deadline handed out, as an offset.
@@ -108,6 +113,7 @@ impl fmt::Display for Step {
                 deadline,
                 to: Some(to),
             } => write!(f, "send #{attempt} to {to} ({})", dl(deadline)),
+            Step::Probe { to } => write!(f, "health probe to {to}"),
             Step::ReadBody { deadline } => write!(f, "read ({})", dl(deadline)),
             Step::Sleep { duration, retry } => write!(
                 f,
