@@ -14,7 +14,7 @@ use tracing::field::Empty;
 use tracing::Span;
 use vllm_client_core::call::observe::{timeout_label, ErrorType, Limiter};
 use vllm_client_core::call::{Call, CallMeta, Leg, Observation};
-use vllm_client_core::policy::{BreakerState, ChangeCause, Health, LimitChange, Transition};
+use vllm_client_core::policy::{ChangeCause, Health, LimitChange, Transition};
 use vllm_client_core::pool::EndpointChange;
 use vllm_client_core::request::Endpoint;
 use vllm_client_core::StreamEvent;
@@ -393,14 +393,6 @@ fn limiter_text(l: Limiter) -> &'static str {
     }
 }
 
-fn state_value(s: BreakerState) -> f64 {
-    match s {
-        BreakerState::Closed | BreakerState::Disabled => 0.0,
-        BreakerState::HalfOpen => 1.0,
-        _ => 2.0,
-    }
-}
-
 /// A circuit-breaker transition, from the client's shared state.
 pub(crate) fn transition(endpoint: Option<Endpoint>, t: &Transition, sink: &Sink) {
     let scope = match endpoint {
@@ -423,7 +415,11 @@ pub(crate) fn transition(endpoint: Option<Endpoint>, t: &Transition, sink: &Sink
             ("vllm_client.breaker.to", Value::Str(to.into())),
         ];
         sink.record(Metric::BreakerTransitions, 1.0, &attrs);
-        sink.record(Metric::BreakerState, state_value(t.to), &vec![scope_attr]);
+        sink.record(
+            Metric::BreakerState,
+            f64::from(t.to.level()),
+            &vec![scope_attr],
+        );
     }
 }
 

@@ -188,6 +188,19 @@ pub enum BreakerState {
     ForcedOpen,
 }
 
+impl BreakerState {
+    /// The state as a gauge reads it (`vllm_client.breaker.state`): 0 when calls flow (closed,
+    /// disabled), 1 while probes test the server (half-open), 2 when calls are rejected (open,
+    /// forced open).
+    pub fn level(self) -> u8 {
+        match self {
+            BreakerState::Closed | BreakerState::Disabled => 0,
+            BreakerState::HalfOpen => 1,
+            BreakerState::Open | BreakerState::ForcedOpen => 2,
+        }
+    }
+}
+
 /// A state change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transition {
@@ -761,6 +774,16 @@ impl CircuitBreaker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gauge_levels() {
+        use BreakerState::*;
+        let levels: Vec<u8> = [Closed, Disabled, HalfOpen, Open, ForcedOpen]
+            .iter()
+            .map(|s| s.level())
+            .collect();
+        assert_eq!(levels, vec![0, 0, 1, 2, 2]);
+    }
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
