@@ -12,7 +12,7 @@ use vllm_client_core::call::{Action, Call, CallSpec, Event, ResponseHead, Shared
 use vllm_client_core::call::{CallReport, TransportErrorKind as Kind};
 use vllm_client_core::config::ClientConfig;
 use vllm_client_core::http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode};
-use vllm_client_core::request::Endpoint;
+use vllm_client_core::request::Operation;
 use vllm_client_core::{StreamEvent, StreamKind, VllmError};
 use vllm_testkit::server::{FakeServer, Part, Reply};
 
@@ -213,7 +213,7 @@ fn main() {
     };
 
     server.push(Reply::vllm_error(503, "restarting").header("retry-after-ms", "200"));
-    let spec = CallSpec::json(Endpoint::ChatCompletions, body("hi"));
+    let spec = CallSpec::json(Operation::ChatCompletions, body("hi"));
     let (result, _, report) = run(&config, &mut shared, spec);
     assert!(result.is_ok() && report.attempts == 2, "{report}");
     println!("503 with a retry hint: {report}");
@@ -234,7 +234,7 @@ fn main() {
     ];
     for (reply, end, expected) in scenarios {
         server.push(reply);
-        let spec = CallSpec::stream(Endpoint::ChatCompletions, StreamKind::Chat, body("x"));
+        let spec = CallSpec::stream(Operation::ChatCompletions, StreamKind::Chat, body("x"));
         let (_, events, _) = run(&config, &mut shared, spec);
         let last = format!("{:?}", events.last());
         assert!(

@@ -18,7 +18,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use vllm_client_core::call::{Action, Call, Event, Shared};
 use vllm_client_core::client::CallSpec;
 use vllm_client_core::config::ClientConfig;
-use vllm_client_core::request::Endpoint;
+use vllm_client_core::request::Operation;
 
 /// Queues `n` calls behind one slot, then ends them one by one, each end waking the next.
 /// Returns how many calls were admitted (all of them).
@@ -28,7 +28,7 @@ fn drive(n: usize) -> usize {
     let mut shared = Shared::new(&config.policy, 1);
     let now = Instant::now();
     let mut calls: Vec<Call> = (0..n)
-        .map(|_| Call::new(&config, CallSpec::get(Endpoint::Models), now, &mut shared))
+        .map(|_| Call::new(&config, CallSpec::get(Operation::Models), now, &mut shared))
         .collect();
     let mut waiting = HashMap::with_capacity(n);
     let mut active = None;

@@ -22,8 +22,16 @@ pub enum BreakerScope {
     /// One breaker for every call of the client.
     #[default]
     Client,
-    /// One breaker per endpoint (chat, completions, embeddings, …).
-    PerEndpoint,
+    /// One breaker per operation (chat, completions, embeddings, …).
+    PerOperation,
+}
+
+#[allow(non_upper_case_globals)]
+impl BreakerScope {
+    /// The old name of [`PerOperation`](Self::PerOperation): an *endpoint* is a server of a
+    /// pool, an *operation* an API route.
+    #[deprecated(note = "renamed BreakerScope::PerOperation")]
+    pub const PerEndpoint: BreakerScope = BreakerScope::PerOperation;
 }
 
 /// A client-side request rate: `requests` per `per`, with bursts of up to `burst` requests.

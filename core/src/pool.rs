@@ -12,7 +12,7 @@
 //! call). The commit point is the first event handed to the caller; after it nothing moves.
 
 use std::collections::VecDeque;
-use std::fmt;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -28,89 +28,8 @@ use crate::policy::routing::{self, Candidate, RoutingConfig};
 use crate::policy::{
     AdaptiveConfig, AdaptiveLimit, Failure, LimitChange, LimitSample, Load, Rng, TimeoutKind,
 };
-use crate::request::{check_header_value, header_pair, ApiKey, BaseUrl, Endpoint, RequestConfig};
-
-/// One server of a pool: its base URL and, optionally, a weight, an API key and headers of its
-/// own (they replace the client's for requests sent to it).
-#[derive(Clone)]
-pub struct EndpointConfig {
-    /// The base URL, written as for [`ClientBuilder::base_url`](crate::client::ClientBuilder::base_url).
-    pub url: String,
-    /// Its share of the traffic relative to the others (default 1; 0 is taken as 1).
-    pub weight: u32,
-    /// Its own API key (default: the client's).
-    pub api_key: Option<ApiKey>,
-    /// Headers added to requests sent to it, after the client's.
-    pub headers: HeaderMap,
-    invalid: Option<String>,
-}
-
-impl fmt::Debug for EndpointConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Header values may be secrets: only their names are shown.
-        f.debug_struct("EndpointConfig")
-            .field("url", &self.url)
-            .field("weight", &self.weight)
-            .field("api_key", &self.api_key)
-            .field("headers", &self.headers.keys().collect::<Vec<_>>())
-            .finish()
-    }
-}
-
-impl EndpointConfig {
-    /// An endpoint at `url`, weight 1, with the client's key and headers.
-    pub fn new(url: impl Into<String>) -> Self {
-        EndpointConfig {
-            url: url.into(),
-            weight: 1,
-            api_key: None,
-            headers: HeaderMap::new(),
-            invalid: None,
-        }
-    }
-
-    /// Its share of the traffic relative to the others.
-    pub fn weight(mut self, weight: u32) -> Self {
-        self.weight = weight;
-        self
-    }
-
-    /// Its own API key.
-    pub fn api_key(mut self, key: impl Into<String>) -> Self {
-        self.api_key = Some(ApiKey::new(key));
-        self
-    }
-
-    /// A header for requests sent to it (visible ASCII only; a bad one makes every request of
-    /// the client fail with [`VllmError::InvalidRequest`] naming it).
-    pub fn header(mut self, name: &str, value: &str) -> Self {
-        match header_pair(name, value) {
-            Ok((n, v)) => {
-                self.headers.insert(n, v);
-            }
-            Err(e) => self.invalid = Some(e.to_string()),
-        }
-        self
-    }
-}
-
-impl From<&str> for EndpointConfig {
-    fn from(url: &str) -> Self {
-        EndpointConfig::new(url)
-    }
-}
-
-impl From<String> for EndpointConfig {
-    fn from(url: String) -> Self {
-        EndpointConfig::new(url)
-    }
-}
-
-impl From<&String> for EndpointConfig {
-    fn from(url: &String) -> Self {
-        EndpointConfig::new(url.as_str())
-    }
-}
+pub use crate::request::EndpointConfig;
+use crate::request::{check_header_value, ApiKey, BaseUrl, Operation, RequestConfig};
 
 /// How a pool routes and ejects. Defaults: see [`RoutingConfig`] and [`EjectionConfig`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -431,7 +350,7 @@ impl Pool {
         id: EndpointId,
         template: &Request<Bytes>,
     ) -> Result<Request<Bytes>, VllmError> {
-        let mut req = self.request(id, template, Endpoint::Health)?;
+        let mut req = self.request(id, template, Operation::Health)?;
         *req.method_mut() = http::Method::GET;
         *req.body_mut() = Bytes::new();
         req.headers_mut().remove(http::header::CONTENT_TYPE);
@@ -579,7 +498,7 @@ impl Pool {
         &self,
         id: EndpointId,
         template: &Request<Bytes>,
-        api: Endpoint,
+        api: Operation,
     ) -> Result<Request<Bytes>, VllmError> {
         let mut req = clone_request(template);
         if self.implicit {

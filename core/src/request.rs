@@ -104,21 +104,23 @@ impl BaseUrl {
         &self.server_root
     }
 
-    /// The full URL of an endpoint.
-    pub fn url(&self, endpoint: Endpoint) -> String {
-        let root = if endpoint.under_v1() {
+    /// The full URL of an operation.
+    pub fn url(&self, operation: Operation) -> String {
+        let root = if operation.under_v1() {
             &self.api_root
         } else {
             &self.server_root
         };
-        format!("{root}{}", endpoint.path())
+        format!("{root}{}", operation.path())
     }
 }
 
-/// Every endpoint the client calls.
+/// Every operation (API route) the client calls: a method and a path below the API root or
+/// the server root. Not to be confused with an *endpoint* of a pool, a server
+/// ([`crate::pool::EndpointId`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum Endpoint {
+pub enum Operation {
     /// `POST /v1/chat/completions`
     ChatCompletions,
     /// `POST /v1/completions`
@@ -137,18 +139,18 @@ pub enum Endpoint {
     Version,
 }
 
-impl Endpoint {
+impl Operation {
     /// The path below its root.
     pub fn path(self) -> &'static str {
         match self {
-            Endpoint::ChatCompletions => "/chat/completions",
-            Endpoint::Completions => "/completions",
-            Endpoint::Models => "/models",
-            Endpoint::Embeddings => "/embeddings",
-            Endpoint::Tokenize => "/tokenize",
-            Endpoint::Detokenize => "/detokenize",
-            Endpoint::Health => "/health",
-            Endpoint::Version => "/version",
+            Operation::ChatCompletions => "/chat/completions",
+            Operation::Completions => "/completions",
+            Operation::Models => "/models",
+            Operation::Embeddings => "/embeddings",
+            Operation::Tokenize => "/tokenize",
+            Operation::Detokenize => "/detokenize",
+            Operation::Health => "/health",
+            Operation::Version => "/version",
         }
     }
 
@@ -156,17 +158,17 @@ impl Endpoint {
     pub fn under_v1(self) -> bool {
         matches!(
             self,
-            Endpoint::ChatCompletions
-                | Endpoint::Completions
-                | Endpoint::Models
-                | Endpoint::Embeddings
+            Operation::ChatCompletions
+                | Operation::Completions
+                | Operation::Models
+                | Operation::Embeddings
         )
     }
 
     /// The HTTP method.
     pub fn method(self) -> Method {
         match self {
-            Endpoint::Models | Endpoint::Health | Endpoint::Version => Method::GET,
+            Operation::Models | Operation::Health | Operation::Version => Method::GET,
             _ => Method::POST,
         }
     }
@@ -178,7 +180,7 @@ pub struct RequestConfig {
     /// The base URL as the user gave it (parsed per request, so that building never fails).
     pub base_url: String,
     /// Several servers instead of `base_url` (empty: `base_url` alone). See [`crate::pool`].
-    pub endpoints: Vec<crate::pool::EndpointConfig>,
+    pub endpoints: Vec<EndpointConfig>,
     /// The API key, sent as `Authorization: Bearer`.
     pub api_key: Option<ApiKey>,
     /// Headers added to every request (before the client's own).
@@ -204,11 +206,11 @@ impl Default for RequestConfig {
 }
 
 impl RequestConfig {
-    /// Builds the request for `endpoint` with an optional JSON body. The body is built once;
+    /// Builds the request for `operation` with an optional JSON body. The body is built once;
     /// retries re-send it by cheap clone of its `Bytes`.
     pub fn build(
         &self,
-        endpoint: Endpoint,
+        operation: Operation,
         body: Option<&serde_json::Value>,
     ) -> Result<Request<Bytes>, VllmError> {
         if let Some(why) = &self.invalid {
@@ -229,8 +231,8 @@ impl RequestConfig {
             None => Bytes::new(),
         };
         let mut req = Request::builder()
-            .method(endpoint.method())
-            .uri(base.url(endpoint))
+            .method(operation.method())
+            .uri(base.url(operation))
             .body(body)
             .map_err(|e| VllmError::InvalidRequest(format!("cannot build the request: {e}")))?;
         let headers = req.headers_mut();
@@ -238,7 +240,7 @@ impl RequestConfig {
             check_header_value(name.as_str(), value)?;
             headers.append(name.clone(), value.clone());
         }
-        if endpoint.method() == Method::POST {
+        if operation.method() == Method::POST {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
         headers.insert(
@@ -301,6 +303,88 @@ pub fn check_header_value(name: &str, value: &HeaderValue) -> Result<(), VllmErr
     }
 }
 
+/// One server of a pool: its base URL and, optionally, a weight, an API key and headers of its
+/// own (they replace the client's for requests sent to it).
+#[derive(Clone)]
+pub struct EndpointConfig {
+    /// The base URL, written as for [`ClientBuilder::base_url`](crate::client::ClientBuilder::base_url).
+    pub url: String,
+    /// Its share of the traffic relative to the others (default 1; 0 is taken as 1).
+    pub weight: u32,
+    /// Its own API key (default: the client's).
+    pub api_key: Option<ApiKey>,
+    /// Headers added to requests sent to it, after the client's.
+    pub headers: HeaderMap,
+    pub(crate) invalid: Option<String>,
+}
+
+impl fmt::Debug for EndpointConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Header values may be secrets: only their names are shown.
+        f.debug_struct("EndpointConfig")
+            .field("url", &self.url)
+            .field("weight", &self.weight)
+            .field("api_key", &self.api_key)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl EndpointConfig {
+    /// An endpoint at `url`, weight 1, with the client's key and headers.
+    pub fn new(url: impl Into<String>) -> Self {
+        EndpointConfig {
+            url: url.into(),
+            weight: 1,
+            api_key: None,
+            headers: HeaderMap::new(),
+            invalid: None,
+        }
+    }
+
+    /// Its share of the traffic relative to the others.
+    pub fn weight(mut self, weight: u32) -> Self {
+        self.weight = weight;
+        self
+    }
+
+    /// Its own API key.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(ApiKey::new(key));
+        self
+    }
+
+    /// A header for requests sent to it (visible ASCII only; a bad one makes every request of
+    /// the client fail with [`VllmError::InvalidRequest`] naming it).
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        match header_pair(name, value) {
+            Ok((n, v)) => {
+                self.headers.insert(n, v);
+            }
+            Err(e) => self.invalid = Some(e.to_string()),
+        }
+        self
+    }
+}
+
+impl From<&str> for EndpointConfig {
+    fn from(url: &str) -> Self {
+        EndpointConfig::new(url)
+    }
+}
+
+impl From<String> for EndpointConfig {
+    fn from(url: String) -> Self {
+        EndpointConfig::new(url)
+    }
+}
+
+impl From<&String> for EndpointConfig {
+    fn from(url: &String) -> Self {
+        EndpointConfig::new(url.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,16 +414,19 @@ mod tests {
     fn endpoints_find_their_root() {
         let b = BaseUrl::parse("http://h:8000/v1").unwrap();
         assert_eq!(
-            b.url(Endpoint::ChatCompletions),
+            b.url(Operation::ChatCompletions),
             "http://h:8000/v1/chat/completions"
         );
-        assert_eq!(b.url(Endpoint::Models), "http://h:8000/v1/models");
-        assert_eq!(b.url(Endpoint::Embeddings), "http://h:8000/v1/embeddings");
-        assert_eq!(b.url(Endpoint::Completions), "http://h:8000/v1/completions");
-        assert_eq!(b.url(Endpoint::Health), "http://h:8000/health");
-        assert_eq!(b.url(Endpoint::Version), "http://h:8000/version");
-        assert_eq!(b.url(Endpoint::Tokenize), "http://h:8000/tokenize");
-        assert_eq!(b.url(Endpoint::Detokenize), "http://h:8000/detokenize");
+        assert_eq!(b.url(Operation::Models), "http://h:8000/v1/models");
+        assert_eq!(b.url(Operation::Embeddings), "http://h:8000/v1/embeddings");
+        assert_eq!(
+            b.url(Operation::Completions),
+            "http://h:8000/v1/completions"
+        );
+        assert_eq!(b.url(Operation::Health), "http://h:8000/health");
+        assert_eq!(b.url(Operation::Version), "http://h:8000/version");
+        assert_eq!(b.url(Operation::Tokenize), "http://h:8000/tokenize");
+        assert_eq!(b.url(Operation::Detokenize), "http://h:8000/detokenize");
     }
 
     #[test]
@@ -367,7 +454,7 @@ mod tests {
             ..Default::default()
         };
         let body = json!({"model": "m", "stream": true});
-        let r = cfg.build(Endpoint::ChatCompletions, Some(&body)).unwrap();
+        let r = cfg.build(Operation::ChatCompletions, Some(&body)).unwrap();
         assert_eq!(r.method(), Method::POST);
         assert_eq!(r.uri(), "http://127.0.0.1:1/v1/chat/completions");
         assert_eq!(r.headers()[AUTHORIZATION], "Bearer sk-secret");
@@ -380,7 +467,7 @@ mod tests {
             .starts_with("vllm-client-rust/"));
         let sent: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
         assert_eq!(sent, body);
-        let g = cfg.build(Endpoint::Health, None).unwrap();
+        let g = cfg.build(Operation::Health, None).unwrap();
         assert_eq!(g.method(), Method::GET);
         assert!(g.body().is_empty());
         assert!(!g.headers().contains_key(CONTENT_TYPE));
@@ -394,7 +481,7 @@ mod tests {
         };
         assert!(!format!("{cfg:?}").contains("sk-secret"));
         assert!(!format!("{}", ApiKey::new("sk-secret")).contains("sk-secret"));
-        let r = cfg.build(Endpoint::Models, None).unwrap();
+        let r = cfg.build(Operation::Models, None).unwrap();
         assert!(!format!("{r:?}").contains("sk-secret"));
     }
 
@@ -404,7 +491,7 @@ mod tests {
             api_key: Some(ApiKey::new("sk\nsecret")),
             ..Default::default()
         };
-        let e = cfg.build(Endpoint::Models, None).unwrap_err();
+        let e = cfg.build(Operation::Models, None).unwrap_err();
         assert!(!e.to_string().contains("secret"));
     }
 }

@@ -240,7 +240,7 @@ pub fn policy_config() -> impl Strategy<Value = PolicyConfig> {
     let shared = (
         prop::option::of(retry_budget_config()),
         prop::option::of(breaker_config()),
-        prop_oneof![3 => Just(BreakerScope::Client), 1 => Just(BreakerScope::PerEndpoint)],
+        prop_oneof![3 => Just(BreakerScope::Client), 1 => Just(BreakerScope::PerOperation)],
         prop::option::of(rate_limit()),
         prop_oneof![
             2 => Just((None, None)),
@@ -288,7 +288,7 @@ mod tests {
     use super::*;
     use crate::call::{Action, Call, Shared};
     use crate::client::CallSpec;
-    use crate::request::Endpoint;
+    use crate::request::Operation;
 
     proptest! {
         /// Every generated configuration is one the driver accepts: its first action is never
@@ -297,7 +297,7 @@ mod tests {
         fn every_generated_config_is_accepted(config in client_config(), entropy in any::<u64>()) {
             let now = Instant::now();
             let mut shared = Shared::new(&config.policy, entropy);
-            let mut call = Call::new(&config, CallSpec::get(Endpoint::Models), now, &mut shared);
+            let mut call = Call::new(&config, CallSpec::get(Operation::Models), now, &mut shared);
             let action = call.poll(now, &mut shared);
             prop_assert!(!matches!(action, Action::Done(Err(_))), "{:?}", action);
         }

@@ -14,7 +14,7 @@ use vllm_client_core::policy::{
     AdaptiveConfig, AdaptiveLimit, Admission, ChangeCause, ConcurrencyLimiter, ConcurrencyPermit,
     LimitSample, Load, LossKind, WaiterId,
 };
-use vllm_client_core::request::Endpoint;
+use vllm_client_core::request::Operation;
 use vllm_client_core::StreamKind;
 
 const MS: Duration = Duration::from_millis(1);
@@ -430,7 +430,7 @@ fn a_hinted_429_cuts_harder_than_a_connect_failure() {
 
 fn stream_spec(prompt: &str) -> CallSpec {
     CallSpec::stream(
-        Endpoint::ChatCompletions,
+        Operation::ChatCompletions,
         StreamKind::Chat,
         Ok(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": prompt}]})),
     )

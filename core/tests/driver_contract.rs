@@ -8,7 +8,7 @@ use vllm_client_core::call::{Action, Call, Event, Shared, TransportErrorKind};
 use vllm_client_core::client::CallSpec;
 use vllm_client_core::config::ClientConfig;
 use vllm_client_core::policy::{BreakerConfig, GiveUpReason, TimeoutKind};
-use vllm_client_core::request::Endpoint;
+use vllm_client_core::request::Operation;
 use vllm_client_core::VllmError;
 
 fn send_deadline(call: &mut Call, now: Instant, shared: &mut Shared) -> Option<Instant> {
@@ -32,7 +32,7 @@ fn a_request_the_transport_refuses_is_an_invalid_request_never_retried_nor_count
     let t0 = Instant::now();
     let mut shared = Shared::new(&config.policy, 1);
     for _ in 0..50 {
-        let mut call = Call::new(&config, CallSpec::get(Endpoint::Models), t0, &mut shared);
+        let mut call = Call::new(&config, CallSpec::get(Operation::Models), t0, &mut shared);
         send_deadline(&mut call, t0, &mut shared);
         call.handle(
             t0,
@@ -49,7 +49,7 @@ fn a_request_the_transport_refuses_is_an_invalid_request_never_retried_nor_count
         assert_eq!(call.report().gave_up, Some(GiveUpReason::NotRetryable));
     }
     // Fifty refusals are the caller's bug, not the server's: the breaker stays closed.
-    let mut call = Call::new(&config, CallSpec::get(Endpoint::Models), t0, &mut shared);
+    let mut call = Call::new(&config, CallSpec::get(Operation::Models), t0, &mut shared);
     send_deadline(&mut call, t0, &mut shared);
 }
 
@@ -61,7 +61,7 @@ fn a_connect_timer_firing_with_the_deadline_is_the_deadline() {
     config.policy.timeouts.total = Some(Duration::from_secs(2));
     let t0 = Instant::now();
     let mut shared = Shared::new(&config.policy, 1);
-    let mut call = Call::new(&config, CallSpec::get(Endpoint::Models), t0, &mut shared);
+    let mut call = Call::new(&config, CallSpec::get(Operation::Models), t0, &mut shared);
     let deadline = send_deadline(&mut call, t0, &mut shared).expect("a deadline");
     assert_eq!(deadline, t0 + Duration::from_secs(2));
     call.handle(
@@ -78,7 +78,7 @@ fn a_connect_timer_firing_with_the_deadline_is_the_deadline() {
     assert_eq!(call.report().attempts, 1);
 
     // Before the deadline it is a connect timeout, and retried.
-    let mut call = Call::new(&config, CallSpec::get(Endpoint::Models), t0, &mut shared);
+    let mut call = Call::new(&config, CallSpec::get(Operation::Models), t0, &mut shared);
     send_deadline(&mut call, t0, &mut shared);
     let early = t0 + Duration::from_millis(500);
     call.handle(
@@ -100,7 +100,7 @@ fn a_connect_timer_firing_with_the_deadline_is_the_deadline() {
 #[test]
 fn a_stream_call_always_asks_for_a_stream() {
     let spec = CallSpec::stream(
-        Endpoint::ChatCompletions,
+        Operation::ChatCompletions,
         vllm_client_core::StreamKind::Chat,
         Ok(serde_json::json!({"model": "m", "messages": [], "stream": false})),
     );
@@ -109,12 +109,12 @@ fn a_stream_call_always_asks_for_a_stream() {
     let config = ClientConfig::default();
     let request = config
         .request
-        .build(Endpoint::ChatCompletions, Some(&body))
+        .build(Operation::ChatCompletions, Some(&body))
         .expect("built");
     assert_eq!(request.headers()[http::header::ACCEPT], "text/event-stream");
 
     let spec = CallSpec::stream(
-        Endpoint::ChatCompletions,
+        Operation::ChatCompletions,
         vllm_client_core::StreamKind::Chat,
         Ok(serde_json::json!(["not", "an", "object"])),
     );

@@ -13,7 +13,7 @@ use vllm_client_core::client::CallSpec;
 use vllm_client_core::config::ClientConfig;
 use vllm_client_core::policy::{RateLimited, TimeoutKind, TokenRateLimiter};
 use vllm_client_core::pool::EndpointId;
-use vllm_client_core::request::Endpoint;
+use vllm_client_core::request::Operation;
 use vllm_client_core::{StreamEvent, StreamKind, VllmError};
 
 fn config() -> ClientConfig {
@@ -26,7 +26,7 @@ fn config() -> ClientConfig {
 
 fn chat(prompt: &str, max_tokens: u64) -> CallSpec {
     CallSpec::json(
-        Endpoint::ChatCompletions,
+        Operation::ChatCompletions,
         Ok(json!({
             "model": "m-1",
             "max_tokens": max_tokens,
@@ -140,7 +140,7 @@ fn a_stream_observes_its_first_chunk_timer_and_error() {
     let t0 = Instant::now();
     let mut shared = Shared::new(&cfg.policy, 1);
     let spec = CallSpec::stream(
-        Endpoint::ChatCompletions,
+        Operation::ChatCompletions,
         StreamKind::Chat,
         Ok(json!({"model": "m-1", "messages": []})),
     );
@@ -266,7 +266,7 @@ fn token_limit_charges_a_usage_above_the_estimate_and_refuses_the_impossible() {
     }
     // Not charged, and GET endpoints are never charged.
     assert_eq!(shared.tokens_available(t0), Some(490));
-    let mut models = Call::new(&cfg, CallSpec::get(Endpoint::Models), t0, &mut shared);
+    let mut models = Call::new(&cfg, CallSpec::get(Operation::Models), t0, &mut shared);
     assert!(matches!(models.poll(t0, &mut shared), Action::Send { .. }));
     assert_eq!(shared.tokens_available(t0), Some(490));
 }

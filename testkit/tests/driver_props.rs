@@ -16,7 +16,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use vllm_client_core::client::CallSpec;
 use vllm_client_core::config::ClientConfig;
-use vllm_client_core::request::Endpoint;
+use vllm_client_core::request::Operation;
 use vllm_client_core::strategies;
 use vllm_client_core::StreamKind;
 use vllm_testkit::sim::{
@@ -276,9 +276,9 @@ fn plan_strategy() -> impl Strategy<Value = CallPlan> {
 fn spec(stream: bool) -> CallSpec {
     let body = serde_json::json!({"model": "m", "messages": [], "stream": stream});
     if stream {
-        CallSpec::stream(Endpoint::ChatCompletions, StreamKind::Chat, Ok(body))
+        CallSpec::stream(Operation::ChatCompletions, StreamKind::Chat, Ok(body))
     } else {
-        CallSpec::json(Endpoint::ChatCompletions, Ok(body))
+        CallSpec::json(Operation::ChatCompletions, Ok(body))
     }
 }
 

@@ -13,7 +13,7 @@ use vllm_client_core::call::{
 };
 use vllm_client_core::config::ClientConfig;
 use vllm_client_core::policy::HedgeConfig;
-use vllm_client_core::request::Endpoint;
+use vllm_client_core::request::Operation;
 use vllm_client_core::{StreamEvent, StreamKind, VllmError};
 
 fn ms(n: u64) -> Duration {
@@ -22,7 +22,7 @@ fn ms(n: u64) -> Duration {
 
 fn spec() -> CallSpec {
     CallSpec::stream(
-        Endpoint::ChatCompletions,
+        Operation::ChatCompletions,
         StreamKind::Chat,
         Ok(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]})),
     )

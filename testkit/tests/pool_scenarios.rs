@@ -428,7 +428,7 @@ fn a_session_sticks_to_one_endpoint_until_it_is_overloaded() {
 #[test]
 fn prefix_affinity_keeps_a_conversation_on_one_replica() {
     use vllm_client_core::call::CallSpec;
-    use vllm_client_core::request::Endpoint;
+    use vllm_client_core::request::Operation;
     let turn = |n: usize| {
         let mut messages = vec![
             serde_json::json!({"role": "system", "content": "be brief"}),
@@ -440,7 +440,7 @@ fn prefix_affinity_keeps_a_conversation_on_one_replica() {
             messages.push(serde_json::json!({"role": "user", "content": format!("follow-up {i}")}));
         }
         CallSpec::json(
-            Endpoint::ChatCompletions,
+            Operation::ChatCompletions,
             Ok(serde_json::json!({"model": "m", "messages": messages})),
         )
     };

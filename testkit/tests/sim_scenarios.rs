@@ -12,7 +12,7 @@ use vllm_client_core::policy::{
     Backoff, BreakerConfig, BreakerState, GiveUpReason, RetryBudgetConfig, SlidingWindow,
     TimeoutKind,
 };
-use vllm_client_core::request::Endpoint;
+use vllm_client_core::request::Operation;
 use vllm_client_core::{StreamEvent, VllmError};
 use vllm_testkit::sim::{
     chat_json, chat_stream, Emitted, Sim, SimCall, SimOutcome, SimPart, SimResponse, Step,
@@ -370,7 +370,7 @@ fn failures_open_the_breaker_which_fails_fast_then_one_probe_closes_it() {
     );
     let now = sim.now();
     assert_eq!(
-        sim.shared().breaker_state(Endpoint::ChatCompletions, now),
+        sim.shared().breaker_state(Operation::ChatCompletions, now),
         Some(BreakerState::Open)
     );
 

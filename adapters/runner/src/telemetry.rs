@@ -16,7 +16,7 @@ use vllm_client_core::call::observe::{timeout_label, ErrorType, Limiter};
 use vllm_client_core::call::{Call, CallMeta, Leg, Observation};
 use vllm_client_core::policy::{ChangeCause, Health, LimitChange, Transition};
 use vllm_client_core::pool::EndpointChange;
-use vllm_client_core::request::Endpoint;
+use vllm_client_core::request::Operation;
 use vllm_client_core::StreamEvent;
 
 use crate::observability::PROVIDER_NAME;
@@ -394,7 +394,7 @@ fn limiter_text(l: Limiter) -> &'static str {
 }
 
 /// A circuit-breaker transition, from the client's shared state.
-pub(crate) fn transition(endpoint: Option<Endpoint>, t: &Transition, sink: &Sink) {
+pub(crate) fn transition(endpoint: Option<Operation>, t: &Transition, sink: &Sink) {
     let scope = match endpoint {
         Some(e) => vllm_client_core::call::observe::operation_name(e),
         None => "client",

@@ -204,7 +204,7 @@ mod tests {
     use super::*;
     use crate::call::{Action, Event, ResponseHead};
     use crate::policy::HedgeConfig;
-    use crate::request::Endpoint;
+    use crate::request::Operation;
     use crate::stream::StreamKind;
     use std::time::SystemTime;
 
@@ -221,7 +221,7 @@ mod tests {
 
     fn spec() -> CallSpec {
         CallSpec::stream(
-            Endpoint::ChatCompletions,
+            Operation::ChatCompletions,
             StreamKind::Chat,
             Ok(serde_json::json!({"model": "m", "messages": []})),
         )
@@ -313,7 +313,7 @@ mod tests {
         assert_eq!(Hedge::new(&call, t0, &mut shared).deadline(), None);
         // A JSON call.
         let mut shared = Shared::for_client(&c, 1);
-        let json = CallSpec::json(Endpoint::ChatCompletions, Ok(serde_json::json!({})));
+        let json = CallSpec::json(Operation::ChatCompletions, Ok(serde_json::json!({})));
         let call = Call::new(&c, json, t0, &mut shared);
         assert_eq!(Hedge::new(&call, t0, &mut shared).deadline(), None);
     }

@@ -20,11 +20,11 @@
 //! use std::time::{Instant, SystemTime};
 //! use vllm_client_core::call::{Action, Call, CallSpec, Event, ResponseHead, Shared};
 //! use vllm_client_core::config::ClientConfig;
-//! use vllm_client_core::request::Endpoint;
+//! use vllm_client_core::request::Operation;
 //!
 //! let config = ClientConfig::default();
 //! let mut shared = Shared::new(&config.policy, vllm_client_core::os_entropy());
-//! let spec = CallSpec::get(Endpoint::Models);
+//! let spec = CallSpec::get(Operation::Models);
 //! let mut call = Call::new(&config, spec, Instant::now(), &mut shared);
 //! loop {
 //!     match call.poll(Instant::now(), &mut shared) {
@@ -130,7 +130,7 @@ use crate::policy::{
     RateLimited, RetryContext, RetryDecision, Rng, TimeoutKind, WaiterId,
 };
 use crate::pool::{verdict_of, EndpointId, Ticket};
-use crate::request::Endpoint;
+use crate::request::Operation;
 use crate::stream::{StreamDecoder, StreamKind};
 
 #[derive(Debug)]
@@ -245,7 +245,7 @@ impl Effects {
 #[derive(Debug)]
 pub struct Call {
     policy: PolicyConfig,
-    endpoint: Endpoint,
+    operation: Operation,
     /// Built once for the client's first endpoint; each attempt's copy goes to its own.
     request: Result<Request<Bytes>, VllmError>,
     affinity: Option<u64>,
@@ -301,14 +301,14 @@ impl Call {
             spec.body
                 .as_ref()
                 .map_err(Clone::clone)
-                .and_then(|body| config.request.build(spec.endpoint, body.as_ref()))
+                .and_then(|body| config.request.build(spec.operation, body.as_ref()))
         };
         let body = spec.body.as_ref().ok().and_then(Option::as_ref);
-        let meta = CallMeta::new(spec.endpoint, body, request.as_ref().ok());
+        let meta = CallMeta::new(spec.operation, body, request.as_ref().ok());
         let policy = config.policy.clone();
         let deadline = policy.timeouts.deadline_from(now);
         Call {
-            endpoint: spec.endpoint,
+            operation: spec.operation,
             request,
             affinity,
             tried: Vec::new(),
@@ -359,9 +359,9 @@ impl Call {
         self.stream.is_some()
     }
 
-    /// The endpoint called.
-    pub fn endpoint(&self) -> Endpoint {
-        self.endpoint
+    /// The operation called.
+    pub fn operation(&self) -> Operation {
+        self.operation
     }
 
     /// What the call is: operation, requested model, server (for span names and metrics).
@@ -632,7 +632,7 @@ impl Call {
             }
         }
         let policy = &self.policy;
-        if let Some(breaker) = shared.breaker_for(self.endpoint, policy) {
+        if let Some(breaker) = shared.breaker_for(self.operation, policy) {
             match breaker.try_acquire(now) {
                 Ok(permit) => self.attempt.breaker_permit = Some(permit),
                 Err(rejected) => {
@@ -665,7 +665,7 @@ impl Call {
             return Some(action);
         }
         let request = match &self.request {
-            Ok(template) => shared.pool.request(id, template, self.endpoint),
+            Ok(template) => shared.pool.request(id, template, self.operation),
             Err(e) => Err(e.clone()),
         };
         let request = match request {
@@ -766,8 +766,8 @@ impl Call {
     /// attempt. `false`: the call now waits for it, or ended.
     fn charge_tokens(&mut self, now: Instant, shared: &mut Shared) -> bool {
         let generates = matches!(
-            self.endpoint,
-            Endpoint::ChatCompletions | Endpoint::Completions | Endpoint::Embeddings
+            self.operation,
+            Operation::ChatCompletions | Operation::Completions | Operation::Embeddings
         );
         let Some(limiter) = shared.tokens.as_mut() else {
             return true;
@@ -1092,8 +1092,8 @@ impl Call {
         match body {
             Body::Json(buf) => {
                 if matches!(
-                    self.endpoint,
-                    Endpoint::ChatCompletions | Endpoint::Completions | Endpoint::Embeddings
+                    self.operation,
+                    Operation::ChatCompletions | Operation::Completions | Operation::Embeddings
                 ) {
                     self.obs.response = ResponseInfo::from_json(&buf);
                 }
@@ -1378,7 +1378,7 @@ impl Call {
         let effects = std::mem::take(&mut self.effects);
         if !effects.breaker.is_empty() {
             for (at, permit, outcome) in effects.breaker {
-                if let Some(b) = shared.breaker_for(self.endpoint, &self.policy) {
+                if let Some(b) = shared.breaker_for(self.operation, &self.policy) {
                     b.record(at, permit, outcome);
                 }
             }

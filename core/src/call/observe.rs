@@ -35,7 +35,7 @@ use crate::api::Usage;
 use crate::error::VllmError;
 use crate::event::StreamEvent;
 use crate::policy::TimeoutKind;
-use crate::request::Endpoint;
+use crate::request::Operation;
 
 /// The most observations a call keeps queued; older ones are dropped first.
 pub const MAX_QUEUED: usize = 256;
@@ -262,7 +262,7 @@ pub struct CallMeta {
 impl CallMeta {
     /// What a call to `endpoint` with `body`, sent to `request`'s URL, is.
     pub fn new(
-        endpoint: Endpoint,
+        endpoint: Operation,
         body: Option<&serde_json::Value>,
         request: Option<&http::Request<bytes::Bytes>>,
     ) -> CallMeta {
@@ -306,16 +306,16 @@ impl CallMeta {
 }
 
 /// The GenAI operation name of `endpoint` (see [`CallMeta::operation`]).
-pub fn operation_name(endpoint: Endpoint) -> &'static str {
+pub fn operation_name(endpoint: Operation) -> &'static str {
     match endpoint {
-        Endpoint::ChatCompletions => "chat",
-        Endpoint::Completions => "text_completion",
-        Endpoint::Embeddings => "embeddings",
-        Endpoint::Models => "models",
-        Endpoint::Tokenize => "tokenize",
-        Endpoint::Detokenize => "detokenize",
-        Endpoint::Health => "health",
-        Endpoint::Version => "version",
+        Operation::ChatCompletions => "chat",
+        Operation::Completions => "text_completion",
+        Operation::Embeddings => "embeddings",
+        Operation::Models => "models",
+        Operation::Tokenize => "tokenize",
+        Operation::Detokenize => "detokenize",
+        Operation::Health => "health",
+        Operation::Version => "version",
     }
 }
 
@@ -537,7 +537,7 @@ mod tests {
             .uri("http://127.0.0.1:8123/v1/chat/completions")
             .body(bytes::Bytes::new())
             .unwrap();
-        let m = CallMeta::new(Endpoint::ChatCompletions, Some(&body), Some(&req));
+        let m = CallMeta::new(Operation::ChatCompletions, Some(&body), Some(&req));
         assert_eq!(m.operation, "chat");
         assert_eq!(m.request_model.as_deref(), Some("gpt-x"));
         assert_eq!(m.server_address.as_deref(), Some("127.0.0.1"));
@@ -550,7 +550,7 @@ mod tests {
             .uri("https://api.example/v1/models")
             .body(bytes::Bytes::new())
             .unwrap();
-        let m = CallMeta::new(Endpoint::Models, None, Some(&https));
+        let m = CallMeta::new(Operation::Models, None, Some(&https));
         assert_eq!((m.operation, m.server_port), ("models", Some(443)));
         assert_eq!(m.span_name(), "models");
         assert_eq!(m.prompt_chars, 0);

@@ -29,14 +29,14 @@ pub struct ConcurrencySnapshot {
     /// The adaptive limiter's state (`None` for a fixed limit).
     pub adaptive: Option<AdaptiveSnapshot>,
 }
-use crate::request::Endpoint;
+use crate::request::Operation;
 
 /// State shared by all calls of one client.
 #[derive(Debug)]
 pub struct Shared {
     pub(crate) budget: Option<RetryBudget>,
     pub(crate) breaker: Option<CircuitBreaker>,
-    pub(crate) endpoint_breakers: HashMap<Endpoint, CircuitBreaker>,
+    pub(crate) operation_breakers: HashMap<Operation, CircuitBreaker>,
     scope: BreakerScope,
     pub(crate) rate: Option<RateLimiter>,
     pub(crate) tokens: Option<TokenRateLimiter>,
@@ -52,7 +52,7 @@ pub struct Shared {
     /// Recent first-token times and the bucket that bounds hedges.
     pub(crate) hedge: crate::policy::hedge::HedgeState,
     seeds: Rng,
-    transitions: Vec<(Option<Endpoint>, Transition)>,
+    transitions: Vec<(Option<Operation>, Transition)>,
 }
 
 impl Shared {
@@ -61,7 +61,7 @@ impl Shared {
     pub fn new(policy: &PolicyConfig, entropy: u64) -> Self {
         let breaker = match policy.breaker_scope {
             BreakerScope::Client => policy.breaker.map(CircuitBreaker::new),
-            BreakerScope::PerEndpoint => None,
+            BreakerScope::PerOperation => None,
         };
         let seed = policy.seed.unwrap_or(entropy);
         let adaptive = policy
@@ -74,7 +74,7 @@ impl Shared {
         Shared {
             budget: policy.budget.map(RetryBudget::new),
             breaker,
-            endpoint_breakers: HashMap::new(),
+            operation_breakers: HashMap::new(),
             scope: policy.breaker_scope,
             rate: policy
                 .rate_limit
@@ -138,15 +138,15 @@ impl Shared {
     /// The breaker that guards `endpoint`, if breaking is on.
     pub(crate) fn breaker_for(
         &mut self,
-        endpoint: Endpoint,
+        endpoint: Operation,
         policy: &PolicyConfig,
     ) -> Option<&mut CircuitBreaker> {
         match self.scope {
             BreakerScope::Client => self.breaker.as_mut(),
-            BreakerScope::PerEndpoint => {
+            BreakerScope::PerOperation => {
                 let cfg = policy.breaker?;
                 Some(
-                    self.endpoint_breakers
+                    self.operation_breakers
                         .entry(endpoint)
                         .or_insert_with(|| CircuitBreaker::new(cfg)),
                 )
@@ -163,7 +163,7 @@ impl Shared {
                 self.transitions.push((None, t));
             }
         }
-        for (e, b) in self.endpoint_breakers.iter_mut() {
+        for (e, b) in self.operation_breakers.iter_mut() {
             while let Some(t) = b.poll_transition() {
                 self.transitions.push((Some(*e), t));
             }
@@ -173,7 +173,7 @@ impl Shared {
     }
 
     /// The next breaker transition (with the endpoint, for per-endpoint breakers), for logging.
-    pub fn poll_transition(&mut self) -> Option<(Option<Endpoint>, Transition)> {
+    pub fn poll_transition(&mut self) -> Option<(Option<Operation>, Transition)> {
         self.collect_transitions();
         if self.transitions.is_empty() {
             None
@@ -183,11 +183,11 @@ impl Shared {
     }
 
     /// The state of the client-wide breaker (or of `endpoint`'s, per endpoint).
-    pub fn breaker_state(&self, endpoint: Endpoint, now: Instant) -> Option<BreakerState> {
+    pub fn breaker_state(&self, endpoint: Operation, now: Instant) -> Option<BreakerState> {
         match self.scope {
             BreakerScope::Client => self.breaker.as_ref().map(|b| b.state(now)),
-            BreakerScope::PerEndpoint => {
-                self.endpoint_breakers.get(&endpoint).map(|b| b.state(now))
+            BreakerScope::PerOperation => {
+                self.operation_breakers.get(&endpoint).map(|b| b.state(now))
             }
         }
     }

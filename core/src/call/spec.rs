@@ -1,16 +1,16 @@
-//! [`CallSpec`]: what one call is — the endpoint, the JSON body, and whether it streams.
+//! [`CallSpec`]: what one call is — the operation, the JSON body, and whether it streams.
 
 use serde_json::Value;
 
 use crate::error::VllmError;
-use crate::request::Endpoint;
+use crate::request::Operation;
 use crate::stream::StreamKind;
 
-/// A call to make: which endpoint, with which body, read how.
+/// A call to make: which operation, with which body, read how.
 #[derive(Debug, Clone)]
 pub struct CallSpec {
-    /// The endpoint.
-    pub endpoint: Endpoint,
+    /// The operation (API route).
+    pub operation: Operation,
     /// The JSON body (`None` for GET), or why it could not be built.
     pub body: Result<Option<Value>, VllmError>,
     /// `Some` for a streamed call.
@@ -28,9 +28,9 @@ impl CallSpec {
     }
 
     /// A call answered by one JSON document.
-    pub fn json(endpoint: Endpoint, body: Result<Value, VllmError>) -> Self {
+    pub fn json(operation: Operation, body: Result<Value, VllmError>) -> Self {
         CallSpec {
-            endpoint,
+            operation,
             body: body.map(Some),
             stream: None,
             affinity: None,
@@ -38,9 +38,9 @@ impl CallSpec {
     }
 
     /// A call without a body.
-    pub fn get(endpoint: Endpoint) -> Self {
+    pub fn get(operation: Operation) -> Self {
         CallSpec {
-            endpoint,
+            operation,
             body: Ok(None),
             stream: None,
             affinity: None,
@@ -50,7 +50,7 @@ impl CallSpec {
     /// A streamed call. The body always asks for a stream: `"stream": true` is set in it
     /// (whatever it said), so the request carries `Accept: text/event-stream` and the server
     /// is asked for what the call will read. A body that is not a JSON object is refused.
-    pub fn stream(endpoint: Endpoint, kind: StreamKind, body: Result<Value, VllmError>) -> Self {
+    pub fn stream(operation: Operation, kind: StreamKind, body: Result<Value, VllmError>) -> Self {
         let body = body.and_then(|mut v| match v.as_object_mut() {
             Some(object) => {
                 object.insert("stream".to_owned(), Value::Bool(true));
@@ -61,7 +61,7 @@ impl CallSpec {
             )),
         });
         CallSpec {
-            endpoint,
+            operation,
             body,
             stream: Some(kind),
             affinity: None,

@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use super::{CallSpec, Execute};
 use crate::api::{ChatCompletionRequest, ChatCompletionResponse, IntoMessages, StreamOptions};
-use crate::request::Endpoint;
+use crate::request::Operation;
 
 /// `client.chat`: the chat API.
 #[derive(Debug, Clone)]
@@ -198,7 +198,7 @@ impl<E: Execute> ChatCompletionBuilder<E> {
             // `.send()` returns one response: a streamed body would be decoded as one anyway.
             self.request.sampling.stream = Some(false);
         }
-        let mut spec = CallSpec::json(Endpoint::ChatCompletions, self.request.to_body());
+        let mut spec = CallSpec::json(Operation::ChatCompletions, self.request.to_body());
         spec.affinity = self.session;
         self.exec.execute(spec)
     }
@@ -208,7 +208,7 @@ impl<E: Execute> ChatCompletionBuilder<E> {
     /// happened (when retries are spent, `result` is the last attempt's own error).
     pub fn send_with_report(mut self) -> E::Output<super::Reported<ChatCompletionResponse>> {
         self.request.sampling.stream = Some(false);
-        let mut spec = CallSpec::json(Endpoint::ChatCompletions, self.request.to_body());
+        let mut spec = CallSpec::json(Operation::ChatCompletions, self.request.to_body());
         spec.affinity = self.session;
         self.exec.execute_reported(spec)
     }
@@ -219,7 +219,7 @@ impl<E: Execute> ChatCompletionBuilder<E> {
     pub fn send_stream(mut self) -> E::Output<E::Stream> {
         self.request.sampling.stream = Some(true);
         let mut spec = CallSpec::stream(
-            Endpoint::ChatCompletions,
+            Operation::ChatCompletions,
             crate::stream::StreamKind::Chat,
             self.request.to_body(),
         );

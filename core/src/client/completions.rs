@@ -5,7 +5,7 @@ use serde_json::Value;
 use super::chat::setter;
 use super::{CallSpec, Execute};
 use crate::api::{CompletionRequest, CompletionResponse, StreamOptions};
-use crate::request::Endpoint;
+use crate::request::Operation;
 
 /// `client.completions`: the legacy text completion API.
 #[derive(Debug, Clone)]
@@ -121,7 +121,7 @@ impl<E: Execute> CompletionBuilder<E> {
     /// Sends and waits for the whole answer.
     pub fn send(mut self) -> E::Output<CompletionResponse> {
         self.request.sampling.stream = Some(false);
-        let mut spec = CallSpec::json(Endpoint::Completions, self.request.to_body());
+        let mut spec = CallSpec::json(Operation::Completions, self.request.to_body());
         spec.affinity = self.session;
         self.exec.execute(spec)
     }
@@ -130,7 +130,7 @@ impl<E: Execute> CompletionBuilder<E> {
     pub fn send_stream(mut self) -> E::Output<E::Stream> {
         self.request.sampling.stream = Some(true);
         let mut spec = CallSpec::stream(
-            Endpoint::Completions,
+            Operation::Completions,
             crate::stream::StreamKind::Completions,
             self.request.to_body(),
         );

@@ -27,7 +27,7 @@ use crate::call::CallReport;
 pub use crate::call::CallSpec;
 use crate::config::ClientConfig;
 use crate::error::VllmError;
-use crate::request::{ApiKey, Endpoint};
+use crate::request::{ApiKey, Operation};
 
 /// What an adapter provides: running calls the core describes.
 ///
@@ -161,35 +161,35 @@ impl<E: Execute> Client<E> {
 
     /// `GET /v1/models`: the served models.
     pub fn models(&self) -> E::Output<ModelList> {
-        self.exec.execute(CallSpec::get(Endpoint::Models))
+        self.exec.execute(CallSpec::get(Operation::Models))
     }
 
     /// `POST /v1/embeddings`.
     pub fn embeddings(&self, request: EmbeddingRequest) -> E::Output<EmbeddingResponse> {
         self.exec
-            .execute(CallSpec::json(Endpoint::Embeddings, to_value(&request)))
+            .execute(CallSpec::json(Operation::Embeddings, to_value(&request)))
     }
 
     /// `POST /tokenize` (at the server's root).
     pub fn tokenize(&self, request: TokenizeRequest) -> E::Output<TokenizeResponse> {
         self.exec
-            .execute(CallSpec::json(Endpoint::Tokenize, to_value(&request)))
+            .execute(CallSpec::json(Operation::Tokenize, to_value(&request)))
     }
 
     /// `POST /detokenize` (at the server's root).
     pub fn detokenize(&self, request: DetokenizeRequest) -> E::Output<DetokenizeResponse> {
         self.exec
-            .execute(CallSpec::json(Endpoint::Detokenize, to_value(&request)))
+            .execute(CallSpec::json(Operation::Detokenize, to_value(&request)))
     }
 
     /// `GET /health`: `Ok(())` when the server answers 2xx.
     pub fn health(&self) -> E::Output<()> {
-        self.exec.execute(CallSpec::get(Endpoint::Health))
+        self.exec.execute(CallSpec::get(Operation::Health))
     }
 
     /// `GET /version`.
     pub fn version(&self) -> E::Output<Version> {
-        self.exec.execute(CallSpec::get(Endpoint::Version))
+        self.exec.execute(CallSpec::get(Operation::Version))
     }
 }
 

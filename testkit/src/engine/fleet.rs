@@ -38,7 +38,7 @@ use vllm_client_core::call::{
 use vllm_client_core::config::ClientConfig;
 use vllm_client_core::policy::WaiterId;
 use vllm_client_core::policy::{ChangeCause, GiveUpReason, TimeoutKind};
-use vllm_client_core::request::Endpoint;
+use vllm_client_core::request::Operation;
 use vllm_client_core::StreamKind;
 use vllm_client_core::{StreamEvent, VllmError};
 
@@ -465,9 +465,9 @@ fn chat_spec(prompt_tokens: u32, stream: bool) -> CallSpec {
         "messages": [{"role": "user", "content": content}],
     });
     if stream {
-        CallSpec::stream(Endpoint::ChatCompletions, StreamKind::Chat, Ok(body))
+        CallSpec::stream(Operation::ChatCompletions, StreamKind::Chat, Ok(body))
     } else {
-        CallSpec::json(Endpoint::ChatCompletions, Ok(body))
+        CallSpec::json(Operation::ChatCompletions, Ok(body))
     }
 }
 

@@ -554,7 +554,7 @@ impl Sim {
                     // by that server's health responder, not counted as an attempt.
                     let is_probe = request.uri().path().ends_with("/health")
                         && task.call.as_ref().is_some_and(|c| {
-                            c.endpoint() != vllm_client_core::request::Endpoint::Health
+                            c.operation() != vllm_client_core::request::Operation::Health
                         });
                     if is_probe {
                         let host = request.uri().authority().map(|a| a.to_string());

@@ -167,7 +167,7 @@ pub use timeline::{Emitted, SimFault, SimOutcome, Step, TimelineEntry};
 #[cfg(doc)]
 use vllm_client_core::call::{Call, Event, Shared};
 use vllm_client_core::client::CallSpec;
-use vllm_client_core::request::Endpoint;
+use vllm_client_core::request::Operation;
 use vllm_client_core::StreamKind;
 
 /// The wall-clock time (seconds since the Unix epoch) at the simulator's virtual time zero:
@@ -181,7 +181,7 @@ pub const DEFAULT_MAX_STEPS: usize = 10_000;
 /// A chat completion request body (`stream: false`) for scenarios.
 pub fn chat_json() -> CallSpec {
     CallSpec::json(
-        Endpoint::ChatCompletions,
+        Operation::ChatCompletions,
         Ok(serde_json::json!({
             "model": "m",
             "messages": [{"role": "user", "content": "hi"}],
@@ -192,7 +192,7 @@ pub fn chat_json() -> CallSpec {
 /// A streamed chat completion request (`stream: true`) for scenarios.
 pub fn chat_stream() -> CallSpec {
     CallSpec::stream(
-        Endpoint::ChatCompletions,
+        Operation::ChatCompletions,
         StreamKind::Chat,
         Ok(serde_json::json!({
             "model": "m",
