@@ -69,14 +69,14 @@ use std::time::{Duration, Instant};
 
 use super::rng::Rng;
 
+mod gradient;
+mod probe;
+
+use gradient::Window;
+use probe::Probe;
+
 /// Prompt-size buckets: bodies below 512 B, below 1 KiB, …, and 1 MiB or more.
 pub const BUCKETS: usize = 12;
-
-/// How many TTFT ratios a window keeps (the first ones; a window closes long before).
-const WINDOW_CAP: usize = 256;
-
-/// Within this share of the last congestion point, the limit grows by one per window.
-const CEILING_BAND: f64 = 0.1;
 
 /// How many limit changes are kept for [`AdaptiveLimit::poll_change`].
 const CHANGES_CAP: usize = 64;
@@ -292,24 +292,6 @@ pub struct AdaptiveSnapshot {
     pub next_probe: Option<Instant>,
 }
 
-#[derive(Debug, Clone)]
-struct Probe {
-    started: Instant,
-    /// The limit to restore.
-    saved: f64,
-    limit: u32,
-    drained_at: Option<Instant>,
-    samples: Vec<(usize, Duration)>,
-}
-
-#[derive(Debug, Clone, Default)]
-struct Window {
-    start: Option<Instant>,
-    ratios: Vec<f64>,
-    count: u32,
-    limited: bool,
-}
-
 /// The adaptive limit: see the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct AdaptiveLimit {
@@ -496,91 +478,6 @@ impl AdaptiveLimit {
         Some(change)
     }
 
-    fn probe_due_after(&mut self, now: Instant) -> Instant {
-        let base = self.config.probe_interval.as_secs_f64();
-        let j = self.config.probe_jitter;
-        // Uniform in [1 − j, 1 + j).
-        let u = (self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        let secs = base * (1.0 - j + 2.0 * j * u);
-        let d = Duration::try_from_secs_f64(secs).unwrap_or(self.config.probe_interval);
-        super::clock::saturating_add(now, d)
-    }
-
-    /// Starts, drains and times out probes. Returns the cause of a change it made.
-    fn tick_probe(&mut self, now: Instant, load: Load) -> Option<ChangeCause> {
-        if let Some(p) = self.probe.as_mut() {
-            if p.drained_at.is_none() && load.in_flight <= p.limit {
-                p.drained_at = Some(now);
-            }
-            if now.saturating_duration_since(p.started) >= self.config.probe_timeout {
-                self.end_probe(now);
-                return Some(ChangeCause::ProbeEnd);
-            }
-            return None;
-        }
-        if self.next_probe.is_some_and(|t| now >= t) {
-            self.start_probe(now, load);
-            return Some(ChangeCause::ProbeStart);
-        }
-        None
-    }
-
-    fn start_probe(&mut self, now: Instant, load: Load) {
-        let limit = self.rounded(self.limit * self.config.probe_factor);
-        self.probe = Some(Probe {
-            started: now,
-            saved: self.limit,
-            limit,
-            drained_at: (load.in_flight <= limit).then_some(now),
-            samples: Vec::new(),
-        });
-        self.window = Window::default();
-        self.cuts_in_a_row = 0;
-    }
-
-    fn end_probe(&mut self, now: Instant) {
-        let Some(p) = self.probe.take() else { return };
-        // Back toward the saved limit, at most √limit at once: every slot handed out at one
-        // instant is a prefill in the server's next step, and a burst of them stalls the batch.
-        let from = f64::from(p.limit);
-        self.limit = self.clamp(p.saved.min(from + from.sqrt().max(1.0)));
-        let mut fresh: [Option<Duration>; BUCKETS] = [None; BUCKETS];
-        for (b, ttft) in &p.samples {
-            let slot = &mut fresh[*b];
-            *slot = Some(slot.map_or(*ttft, |m| m.min(*ttft)));
-        }
-        // How much the sampled buckets moved, as a geometric mean, for the others.
-        let mut log_sum = 0.0;
-        let mut n = 0u32;
-        for (b, f) in fresh.iter().enumerate() {
-            if let (Some(f), Some(old)) = (f, self.baselines[b]) {
-                let (f, old) = (secs(*f), secs(old));
-                if f > 0.0 && old > 0.0 {
-                    log_sum += (f / old).ln();
-                    n += 1;
-                }
-            }
-        }
-        let scale = if n > 0 {
-            (log_sum / f64::from(n)).exp().clamp(0.25, 4.0)
-        } else {
-            1.0
-        };
-        for (b, f) in fresh.iter().enumerate() {
-            match (f, self.baselines[b]) {
-                (Some(f), _) => self.baselines[b] = Some(*f),
-                (None, Some(old)) if n > 0 => {
-                    self.baselines[b] =
-                        Some(Duration::try_from_secs_f64(secs(old) * scale).unwrap_or(old));
-                }
-                _ => {}
-            }
-        }
-        self.window = Window::default();
-        self.cuts_in_a_row = 0;
-        self.next_probe = Some(self.probe_due_after(now));
-    }
-
     /// A loss: one multiplicative cut per window. Returns whether it cut.
     fn on_loss(&mut self, now: Instant, _kind: LossKind, hinted: bool) -> bool {
         if self
@@ -605,115 +502,6 @@ impl AdaptiveLimit {
         self.window = Window::default();
         true
     }
-
-    fn on_first_token(
-        &mut self,
-        now: Instant,
-        ttft: Duration,
-        bucket: usize,
-        load: Load,
-    ) -> Option<ChangeCause> {
-        if let Some(p) = self.probe.as_mut() {
-            let sent = now.checked_sub(ttft).unwrap_or(now);
-            if p.drained_at.is_some_and(|d| sent >= d) {
-                p.samples.push((bucket, ttft));
-                if p.samples.len() >= self.config.probe_samples as usize {
-                    self.end_probe(now);
-                    return Some(ChangeCause::ProbeEnd);
-                }
-            }
-            return None;
-        }
-        let base = match self.baselines[bucket] {
-            Some(b) if b <= ttft => b,
-            _ => {
-                self.baselines[bucket] = Some(ttft);
-                ttft
-            }
-        };
-        let ratio = if base.is_zero() {
-            1.0
-        } else {
-            secs(ttft) / secs(base)
-        };
-        let limit_now = self.rounded(self.limit);
-        let w = &mut self.window;
-        let start = *w.start.get_or_insert(now);
-        if w.ratios.len() < WINDOW_CAP {
-            w.ratios.push(ratio);
-        }
-        w.count = w.count.saturating_add(1);
-        if (load.in_flight as usize).saturating_add(load.waiting) >= limit_now as usize {
-            w.limited = true;
-        }
-        if now.saturating_duration_since(start) < self.config.window
-            || w.count < self.config.window_samples
-        {
-            return None;
-        }
-        self.close_window(now)
-    }
-
-    fn close_window(&mut self, now: Instant) -> Option<ChangeCause> {
-        let w = std::mem::take(&mut self.window);
-        let mut r = w.ratios;
-        r.sort_by(f64::total_cmp);
-        let c = self.config;
-        let m = match r.len() {
-            0 => return None,
-            n => {
-                // Linear interpolation between the closest ranks.
-                let pos = c.quantile * (n - 1) as f64;
-                let lo = pos.floor() as usize;
-                let hi = (lo + 1).min(n - 1);
-                let frac = pos - lo as f64;
-                r[lo.min(n - 1)] * (1.0 - frac) + r[hi] * frac
-            }
-        };
-        let gradient = if m > 0.0 && m.is_finite() {
-            ((1.0 + c.tolerance) / m).clamp(0.5, 1.0)
-        } else {
-            1.0
-        };
-        self.last_ratio = m;
-        self.last_gradient = gradient;
-        let limit = self.limit;
-        if gradient < 1.0 {
-            // The highest congestion point seen: a cut caused by noise lower down must not
-            // license fast growth through the real one.
-            self.ceiling = Some(self.ceiling.map_or(limit, |c| c.max(limit)));
-        } else if self
-            .ceiling
-            .is_some_and(|c| limit > c * (1.0 + CEILING_BAND))
-        {
-            // Grown well past the old congestion point without congestion: forget it.
-            self.ceiling = None;
-        }
-        let near_ceiling = self
-            .ceiling
-            .is_some_and(|c| limit >= c * (1.0 - CEILING_BAND));
-        let headroom = match (w.limited, near_ceiling) {
-            (false, _) => 0.0,
-            (true, true) => 1.0,
-            (true, false) => limit.sqrt(),
-        };
-        let mut target = limit * gradient + headroom;
-        if !w.limited {
-            target = target.min(limit);
-        }
-        let new = self.clamp(limit + c.smoothing * (target - limit));
-        if new < limit {
-            self.cuts_in_a_row = self.cuts_in_a_row.saturating_add(1);
-        } else {
-            self.cuts_in_a_row = 0;
-        }
-        self.limit = new;
-        if c.probe_after_cuts > 0 && self.cuts_in_a_row >= c.probe_after_cuts {
-            // Cut window after window: the baseline may be stale (a slower replica). Probe now.
-            self.next_probe = Some(now);
-        }
-        Some(ChangeCause::Delay)
-    }
 }
 
 fn secs(d: Duration) -> f64 {
@@ -724,16 +512,18 @@ fn secs(d: Duration) -> f64 {
 mod tests {
     use super::*;
 
-    const MS: Duration = Duration::from_millis(1);
+    // Fixtures, shared with the tests in `gradient.rs` and `probe.rs`.
 
-    fn ttft(ms: u64) -> LimitSample {
+    pub(super) const MS: Duration = Duration::from_millis(1);
+
+    pub(super) fn ttft(ms: u64) -> LimitSample {
         LimitSample::FirstToken {
             ttft: MS * ms as u32,
             prompt_bytes: 1000,
         }
     }
 
-    fn busy(l: &AdaptiveLimit) -> Load {
+    pub(super) fn busy(l: &AdaptiveLimit) -> Load {
         Load {
             in_flight: l.limit(),
             waiting: 10,
@@ -767,54 +557,6 @@ mod tests {
     }
 
     #[test]
-    fn grows_when_used_and_uncongested() {
-        let t0 = Instant::now();
-        let mut l = AdaptiveLimit::new(AdaptiveConfig::default(), 1);
-        assert_eq!(l.limit(), 20);
-        // Four samples at the baseline over one second: a window closes, gradient 1,
-        // limit 20 + 0.5·√20 = 22.2.
-        for k in 0..4u32 {
-            l.record(t0 + Duration::from_millis(334) * k, ttft(100), busy(&l));
-        }
-        assert_eq!(l.limit(), 22);
-        assert_eq!(l.snapshot().last_gradient, 1.0);
-    }
-
-    #[test]
-    fn app_limited_never_grows() {
-        let t0 = Instant::now();
-        let mut l = AdaptiveLimit::new(AdaptiveConfig::default(), 1);
-        let idle = Load {
-            in_flight: 3,
-            waiting: 0,
-        };
-        for k in 0..100u32 {
-            l.record(t0 + Duration::from_millis(300) * k, ttft(100), idle);
-        }
-        assert_eq!(l.limit(), 20);
-    }
-
-    #[test]
-    fn queueing_cuts() {
-        let t0 = Instant::now();
-        let mut l = AdaptiveLimit::new(AdaptiveConfig::default(), 1);
-        for k in 0..4u32 {
-            l.record(t0 + Duration::from_millis(334) * k, ttft(100), busy(&l));
-        }
-        let before = l.snapshot().raw_limit;
-        // TTFT 8× the baseline: gradient 4/8 = 0.5; this limit becomes the congestion point,
-        // so the headroom is 1, not √L: target = L/2 + 1.
-        for k in 4..8u32 {
-            l.record(t0 + Duration::from_millis(334) * k, ttft(800), busy(&l));
-        }
-        let s = l.snapshot();
-        assert_eq!(s.last_gradient, 0.5);
-        let target = before * 0.5 + 1.0;
-        let expected = before + 0.5 * (target - before);
-        assert!((s.raw_limit - expected).abs() < 1e-9, "{s:?}");
-    }
-
-    #[test]
     fn loss_cuts_once_per_window() {
         let t0 = Instant::now();
         let mut l = AdaptiveLimit::new(AdaptiveConfig::bounded(1, 100, 50), 1);
@@ -835,65 +577,6 @@ mod tests {
         assert_eq!(l.poll_change().map(|c| c.to), Some(45));
         assert_eq!(l.poll_change().map(|c| c.to), Some(22));
         assert_eq!(l.poll_change(), None);
-    }
-
-    #[test]
-    fn probe_remeasures_baseline_upward_and_ends() {
-        let t0 = Instant::now();
-        let cfg = AdaptiveConfig {
-            probe_jitter: 0.0,
-            probe_after_cuts: 0,
-            ..AdaptiveConfig::bounded(1, 100, 40)
-        };
-        let mut l = AdaptiveLimit::new(cfg, 7);
-        l.record(t0, ttft(100), Load::default());
-        assert_eq!(l.snapshot().next_probe, Some(t0 + Duration::from_secs(60)));
-        // Due: the next sample starts the probe, at 40 × 0.75 = 30 (not yet drained).
-        let t = t0 + Duration::from_secs(60);
-        let load = Load {
-            in_flight: 40,
-            waiting: 5,
-        };
-        let c = l.record(t, ttft(300), load).unwrap();
-        assert_eq!((c.from, c.to, c.cause), (40, 30, ChangeCause::ProbeStart));
-        assert!(l.is_probing());
-        // Drained at t + 2 s; samples of calls sent before that do not count.
-        let drained = Load {
-            in_flight: 30,
-            waiting: 5,
-        };
-        l.tick(t + Duration::from_secs(2), drained);
-        l.record(t + Duration::from_secs(3), ttft(2500), drained);
-        assert!(l.is_probing());
-        for k in 0..5u32 {
-            l.record(
-                t + Duration::from_secs(4 + u64::from(k)),
-                ttft(300),
-                drained,
-            );
-        }
-        assert!(!l.is_probing());
-        let s = l.snapshot();
-        assert_eq!(s.limit, 35, "30 + √30");
-        assert_eq!(s.baselines[bucket_of(1000)], Some(300 * MS));
-    }
-
-    #[test]
-    fn probe_without_samples_times_out() {
-        let t0 = Instant::now();
-        let cfg = AdaptiveConfig {
-            probe_jitter: 0.0,
-            ..AdaptiveConfig::bounded(1, 100, 40)
-        };
-        let mut l = AdaptiveLimit::new(cfg, 7);
-        l.tick(t0, Load::default());
-        l.tick(t0 + Duration::from_secs(60), Load::default());
-        assert!(l.is_probing());
-        let c = l
-            .tick(t0 + Duration::from_secs(90), Load::default())
-            .unwrap();
-        assert_eq!((c.from, c.to, c.cause), (30, 35, ChangeCause::ProbeEnd));
-        assert!(!l.is_probing());
     }
 
     #[test]
