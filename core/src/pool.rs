@@ -26,7 +26,7 @@ use crate::policy::ejection::{
 use crate::policy::peak_ewma::PeakEwma;
 use crate::policy::routing::{self, Candidate, RoutingConfig};
 use crate::policy::{
-    AdaptiveConfig, AdaptiveLimit, Failure, LimitChange, LimitSample, Load, Rng, TimeoutKind,
+    AdaptiveConfig, AdaptiveLimit, Failure, LimitChange, LimitSample, Load, Rng,
 };
 pub use crate::request::EndpointConfig;
 use crate::request::{check_header_value, ApiKey, BaseUrl, Operation, RequestConfig};
@@ -553,31 +553,11 @@ impl Pool {
     }
 }
 
-/// What a failed attempt says about its endpoint. `hint` is when the server asked to be called
-/// again (its `Retry-After` or rate-limit reset), `head` whether a response head arrived.
+/// What a failed attempt says about its endpoint: the ejection column of the failure table
+/// ([`crate::policy::failure`]). `hint` is when the server asked to be called again (its
+/// `Retry-After` or rate-limit reset), `head` whether a response head arrived.
 pub fn verdict_of(failure: &Failure, hint: Option<Instant>, head: bool) -> Verdict {
-    match failure {
-        Failure::Connect => Verdict::Failure { connect: true },
-        Failure::Timeout { kind, .. } => match kind {
-            TimeoutKind::Connect => Verdict::Failure { connect: true },
-            // The caller's own deadline says nothing about the server.
-            TimeoutKind::Deadline => Verdict::Neutral,
-            _ => Verdict::Failure { connect: false },
-        },
-        // Reset before any answer: the replica is going away.
-        Failure::Transport { .. } => Verdict::Failure { connect: !head },
-        Failure::Status { status, .. } => match (status.as_u16(), hint) {
-            (429 | 503, Some(until)) => Verdict::Overloaded { until },
-            (s, _) if s >= 500 => Verdict::Failure { connect: false },
-            (408 | 429, _) => Verdict::Neutral,
-            _ => Verdict::Answered,
-        },
-        Failure::StreamError { code, .. } => match code {
-            Some(c) if *c < 500 => Verdict::Answered,
-            _ => Verdict::Failure { connect: false },
-        },
-        Failure::Truncated { .. } | Failure::Decode { .. } => Verdict::Failure { connect: false },
-    }
+    failure.verdict(hint, head)
 }
 
 /// The session key of a chat derived from its conversation's prefix: the model and the

@@ -296,7 +296,7 @@ mod tests {
         #[test]
         fn every_generated_config_is_accepted(config in client_config(), entropy in any::<u64>()) {
             let now = Instant::now();
-            let mut shared = Shared::new(&config.policy, entropy);
+            let mut shared = Shared::new(&config, entropy);
             let mut call = Call::new(&config, CallSpec::get(Operation::Models), now, &mut shared);
             let action = call.poll(now, &mut shared);
             prop_assert!(!matches!(action, Action::Done(Err(_))), "{:?}", action);

@@ -428,6 +428,8 @@ fn a_hinted_429_cuts_harder_than_a_connect_failure() {
 
 // ---- through the driver ------------------------------------------------------------------------
 
+mod support;
+
 fn stream_spec(prompt: &str) -> CallSpec {
     CallSpec::stream(
         Operation::ChatCompletions,
@@ -466,28 +468,33 @@ fn the_driver_feeds_first_tokens_and_losses() {
     }));
     config.policy.retry.max_retries = 0;
     let t0 = base();
-    let mut shared = Shared::new(&config.policy, 7);
+    let mut shared = Shared::new(&config, 7);
     let snap = shared.concurrency_snapshot().expect("a limit");
     assert_eq!((snap.limit, snap.in_flight), (10, 0));
 
     // A stream whose first token comes 250 ms after the request: the baseline of its bucket.
     let prompt = "x".repeat(3_000);
     let mut call = Call::new(&config, stream_spec(&prompt), t0, &mut shared);
-    assert!(matches!(call.poll(t0, &mut shared), Action::Send { .. }));
+    let attempt = support::send(&mut call, t0, &mut shared);
     assert_eq!(shared.in_flight(), Some(1));
-    call.handle(
-        t0 + 5 * MS,
-        Event::Response(head(200, "text/event-stream", &[])),
-        &mut shared,
-    );
+    let ok = head(200, "text/event-stream", &[]);
+    call.handle(t0 + 5 * MS, Event::Response { attempt, head: ok });
+    assert!(matches!(
+        call.poll(t0 + 5 * MS, &mut shared),
+        Action::ReadBody { .. }
+    ));
     let t1 = t0 + 250 * MS;
     call.handle(
         t1,
-        Event::Chunk(Bytes::from_static(
-            b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n",
-        )),
-        &mut shared,
+        Event::Chunk {
+            attempt,
+            bytes: Bytes::from_static(
+                b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n",
+            ),
+        },
     );
+    // What the call owes the shared state is paid at its next poll.
+    assert!(matches!(call.poll(t1, &mut shared), Action::Emit(_)));
     let snap = shared.concurrency_snapshot().expect("a limit");
     let adaptive = snap.adaptive.expect("adaptive");
     let bucket = vllm_client_core::policy::adaptive::bucket_of(call_body_len(&prompt));
@@ -498,14 +505,10 @@ fn the_driver_feeds_first_tokens_and_losses() {
 
     // A 503 with Retry-After: the limit halves, and the change is there to be logged.
     let mut call = Call::new(&config, stream_spec("hi"), t1, &mut shared);
-    assert!(matches!(call.poll(t1, &mut shared), Action::Send { .. }));
-    call.handle(
-        t1,
-        Event::Response(head(503, "application/json", &[("retry-after", "1")])),
-        &mut shared,
-    );
-    call.handle(t1, Event::BodyEnd, &mut shared);
-    assert!(matches!(call.poll(t1, &mut shared), Action::Done(Err(_))));
+    let attempt = support::send(&mut call, t1, &mut shared);
+    let busy = head(503, "application/json", &[("retry-after", "1")]);
+    let (_, end) = support::answer(&mut call, t1, &mut shared, attempt, busy, &[], true);
+    assert!(matches!(end, Action::Done(Err(_))), "{end:?}");
     assert_eq!(shared.concurrency_limit(), Some(5));
     let change = shared.poll_limit_change().expect("logged");
     assert_eq!((change.from, change.to), (10, 5));
@@ -517,7 +520,7 @@ fn the_driver_feeds_first_tokens_and_losses() {
 fn call_body_len(prompt: &str) -> usize {
     let mut config = ClientConfig::default();
     config.policy.retry.max_retries = 0;
-    let mut shared = Shared::new(&config.policy, 1);
+    let mut shared = Shared::new(&config, 1);
     let t0 = base();
     let mut call = Call::new(&config, stream_spec(prompt), t0, &mut shared);
     match call.poll(t0, &mut shared) {
@@ -549,6 +552,8 @@ fn fixed_and_auto_through_the_builder_types() {
         max: 0,
         initial: 0,
     }));
-    let shared = Shared::new(&p, 1);
+    let mut config = ClientConfig::default();
+    config.policy = p;
+    let shared = Shared::new(&config, 1);
     assert_eq!(shared.concurrency_limit(), Some(1));
 }

@@ -4,22 +4,38 @@
 
 use std::time::{Duration, Instant};
 
-use vllm_client_core::call::{Action, Call, Event, Shared, TransportErrorKind};
+use vllm_client_core::call::{Action, AttemptId, Call, Event, Shared, TransportErrorKind};
 use vllm_client_core::client::CallSpec;
 use vllm_client_core::config::ClientConfig;
 use vllm_client_core::policy::{BreakerConfig, GiveUpReason, TimeoutKind};
 use vllm_client_core::request::Operation;
 use vllm_client_core::VllmError;
 
-fn send_deadline(call: &mut Call, now: Instant, shared: &mut Shared) -> Option<Instant> {
+fn send_deadline(
+    call: &mut Call,
+    now: Instant,
+    shared: &mut Shared,
+) -> (AttemptId, Option<Instant>) {
     match call.poll(now, shared) {
-        Action::Send { deadline, .. } => deadline,
+        Action::Send {
+            attempt, deadline, ..
+        } => (attempt, deadline),
         other => panic!("expected a send, got {other:?}"),
     }
 }
 
+/// The next action that is not a `Close` (closes come before the end).
+fn next(call: &mut Call, now: Instant, shared: &mut Shared) -> Action {
+    loop {
+        match call.poll(now, shared) {
+            Action::Close { .. } => continue,
+            other => return other,
+        }
+    }
+}
+
 fn done(call: &mut Call, now: Instant, shared: &mut Shared) -> Result<bytes::Bytes, VllmError> {
-    match call.poll(now, shared) {
+    match next(call, now, shared) {
         Action::Done(r) => r,
         other => panic!("expected the end, got {other:?}"),
     }
@@ -30,17 +46,17 @@ fn a_request_the_transport_refuses_is_an_invalid_request_never_retried_nor_count
     let mut config = ClientConfig::default();
     config.policy.breaker = Some(BreakerConfig::default());
     let t0 = Instant::now();
-    let mut shared = Shared::new(&config.policy, 1);
+    let mut shared = Shared::new(&config, 1);
     for _ in 0..50 {
         let mut call = Call::new(&config, CallSpec::get(Operation::Models), t0, &mut shared);
-        send_deadline(&mut call, t0, &mut shared);
+        let (attempt, _) = send_deadline(&mut call, t0, &mut shared);
         call.handle(
             t0,
             Event::TransportError {
+                attempt,
                 kind: TransportErrorKind::Rejected,
                 message: "header value is not ASCII".into(),
             },
-            &mut shared,
         );
         let e = done(&mut call, t0, &mut shared).expect_err("refused");
         assert!(matches!(e, VllmError::InvalidRequest(_)), "{e:?}");
@@ -60,17 +76,18 @@ fn a_connect_timer_firing_with_the_deadline_is_the_deadline() {
     let mut config = ClientConfig::default();
     config.policy.timeouts.total = Some(Duration::from_secs(2));
     let t0 = Instant::now();
-    let mut shared = Shared::new(&config.policy, 1);
+    let mut shared = Shared::new(&config, 1);
     let mut call = Call::new(&config, CallSpec::get(Operation::Models), t0, &mut shared);
-    let deadline = send_deadline(&mut call, t0, &mut shared).expect("a deadline");
+    let (attempt, deadline) = send_deadline(&mut call, t0, &mut shared);
+    let deadline = deadline.expect("a deadline");
     assert_eq!(deadline, t0 + Duration::from_secs(2));
     call.handle(
         deadline,
         Event::TransportError {
+            attempt,
             kind: TransportErrorKind::ConnectTimeout,
             message: "connect timed out".into(),
         },
-        &mut shared,
     );
     let e = done(&mut call, deadline, &mut shared).expect_err("timed out");
     assert!(e.is_timeout(), "{e:?}");
@@ -79,20 +96,20 @@ fn a_connect_timer_firing_with_the_deadline_is_the_deadline() {
 
     // Before the deadline it is a connect timeout, and retried.
     let mut call = Call::new(&config, CallSpec::get(Operation::Models), t0, &mut shared);
-    send_deadline(&mut call, t0, &mut shared);
+    let (attempt, _) = send_deadline(&mut call, t0, &mut shared);
     let early = t0 + Duration::from_millis(500);
     call.handle(
         early,
         Event::TransportError {
+            attempt,
             kind: TransportErrorKind::ConnectTimeout,
             message: "connect timed out".into(),
         },
-        &mut shared,
     );
     assert_eq!(call.report().timeout, Some(TimeoutKind::Connect));
     assert!(matches!(
-        call.poll(early, &mut shared),
-        Action::Sleep { .. } | Action::Done(_)
+        next(&mut call, early, &mut shared),
+        Action::Wait { .. } | Action::Done(_)
     ));
     assert_eq!(call.report().retries.len(), 1);
 }

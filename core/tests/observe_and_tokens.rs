@@ -8,13 +8,16 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use proptest::prelude::*;
 use serde_json::json;
 use vllm_client_core::call::observe::{ErrorType, Limiter};
-use vllm_client_core::call::{Action, Call, Event, Observation, ResponseHead, Shared};
+use vllm_client_core::call::{Action, Call, Event, Observation, Purpose, ResponseHead, Shared};
 use vllm_client_core::client::CallSpec;
 use vllm_client_core::config::ClientConfig;
 use vllm_client_core::policy::{RateLimited, TimeoutKind, TokenRateLimiter};
 use vllm_client_core::pool::EndpointId;
 use vllm_client_core::request::Operation;
 use vllm_client_core::{StreamEvent, StreamKind, VllmError};
+
+mod support;
+use support::{answer, next, send};
 
 fn config() -> ClientConfig {
     let mut c = ClientConfig::default();
@@ -41,7 +44,7 @@ fn json_head(status: u16) -> ResponseHead {
     ResponseHead::new(StatusCode::from_u16(status).unwrap(), h, SystemTime::now())
 }
 
-fn answer(prompt_tokens: u64, completion_tokens: u64) -> Bytes {
+fn answer_body(prompt_tokens: u64, completion_tokens: u64) -> Bytes {
     Bytes::from(
         json!({
             "id": "x", "object": "chat.completion", "model": "m-1-served",
@@ -59,33 +62,36 @@ fn observations(call: &mut Call) -> Vec<Observation> {
 
 /// Answers the pending send with a JSON 200 using the given usage.
 fn answer_ok(call: &mut Call, now: Instant, shared: &mut Shared, usage: (u64, u64)) {
-    call.handle(now, Event::Response(json_head(200)), shared);
-    call.handle(now, Event::Chunk(answer(usage.0, usage.1)), shared);
-    call.handle(now, Event::BodyEnd, shared);
-    assert!(matches!(call.poll(now, shared), Action::Done(Ok(_))));
+    let attempt = call.attempt();
+    let body = answer_body(usage.0, usage.1);
+    let (_, end) = answer(call, now, shared, attempt, json_head(200), &[&body], true);
+    assert!(matches!(end, Action::Done(Ok(_))), "{end:?}");
 }
 
 #[test]
 fn a_retried_call_is_observed_in_order_with_its_meta_and_response() {
     let cfg = config();
     let t0 = Instant::now();
-    let mut shared = Shared::new(&cfg.policy, 1);
+    let mut shared = Shared::new(&cfg, 1);
     let mut call = Call::new(&cfg, chat("hello", 5), t0, &mut shared);
     assert_eq!(call.meta().operation, "chat");
     assert_eq!(call.meta().span_name(), "chat m-1");
     assert_eq!(call.meta().server_address.as_deref(), Some("127.0.0.1"));
     assert_eq!(call.meta().server_port, Some(9));
 
-    assert!(matches!(call.poll(t0, &mut shared), Action::Send { .. }));
+    let attempt = send(&mut call, t0, &mut shared);
     let mut h = json_head(503);
     h.headers
         .insert("retry-after-ms", HeaderValue::from_static("100"));
-    call.handle(t0, Event::Response(h), &mut shared);
-    call.handle(t0, Event::BodyEnd, &mut shared);
-    let Action::Sleep { until, .. } = call.poll(t0, &mut shared) else {
-        panic!("a backoff")
+    let (_, wait) = answer(&mut call, t0, &mut shared, attempt, h, &[], true);
+    let Action::Wait {
+        until: Some(until), ..
+    } = wait
+    else {
+        panic!("a backoff, got {wait:?}")
     };
     assert_eq!(until, t0 + Duration::from_millis(100));
+    call.handle(until, Event::Timeout);
     assert!(matches!(call.poll(until, &mut shared), Action::Send { .. }));
     let t1 = until + Duration::from_millis(30);
     answer_ok(&mut call, t1, &mut shared, (3, 4));
@@ -97,6 +103,7 @@ fn a_retried_call_is_observed_in_order_with_its_meta_and_response() {
             Observation::AttemptStarted {
                 attempt: 1,
                 endpoint: EndpointId::new(0),
+                purpose: Purpose::Attempt,
             },
             Observation::AttemptEnded {
                 attempt: 1,
@@ -113,6 +120,7 @@ fn a_retried_call_is_observed_in_order_with_its_meta_and_response() {
             Observation::AttemptStarted {
                 attempt: 2,
                 endpoint: EndpointId::new(0),
+                purpose: Purpose::Attempt,
             },
             Observation::AttemptEnded {
                 attempt: 2,
@@ -138,43 +146,50 @@ fn a_stream_observes_its_first_chunk_timer_and_error() {
     let mut cfg = config();
     cfg.policy.timeouts.idle = Some(Duration::from_millis(50));
     let t0 = Instant::now();
-    let mut shared = Shared::new(&cfg.policy, 1);
+    let mut shared = Shared::new(&cfg, 1);
     let spec = CallSpec::stream(
         Operation::ChatCompletions,
         StreamKind::Chat,
         Ok(json!({"model": "m-1", "messages": []})),
     );
     let mut call = Call::new(&cfg, spec, t0, &mut shared);
-    assert!(matches!(call.poll(t0, &mut shared), Action::Send { .. }));
+    let attempt = send(&mut call, t0, &mut shared);
     let mut h = HeaderMap::new();
     h.insert(
         "content-type",
         HeaderValue::from_static("text/event-stream"),
     );
-    call.handle(
-        t0,
-        Event::Response(ResponseHead::new(StatusCode::OK, h, SystemTime::now())),
-        &mut shared,
-    );
+    let head = ResponseHead::new(StatusCode::OK, h, SystemTime::now());
+    call.handle(t0, Event::Response { attempt, head });
+    assert!(matches!(
+        call.poll(t0, &mut shared),
+        Action::ReadBody { .. }
+    ));
     let t1 = t0 + Duration::from_millis(20);
     call.handle(
         t1,
-        Event::Chunk(Bytes::from_static(
-            b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n",
-        )),
-        &mut shared,
+        Event::Chunk {
+            attempt,
+            bytes: Bytes::from_static(
+                b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n",
+            ),
+        },
     );
     assert!(matches!(
         call.poll(t1, &mut shared),
         Action::Emit(StreamEvent::Content(_))
     ));
-    let t2 = t1 + Duration::from_millis(50);
-    call.handle(t2, Event::Timeout, &mut shared);
     assert!(matches!(
-        call.poll(t2, &mut shared),
+        call.poll(t1, &mut shared),
+        Action::ReadBody { .. }
+    ));
+    let t2 = t1 + Duration::from_millis(50);
+    call.handle(t2, Event::Timeout);
+    assert!(matches!(
+        next(&mut call, t2, &mut shared),
         Action::Emit(StreamEvent::Error(VllmError::Timeout))
     ));
-    assert!(matches!(call.poll(t2, &mut shared), Action::Done(_)));
+    assert!(matches!(next(&mut call, t2, &mut shared), Action::Done(_)));
     let obs = observations(&mut call);
     assert_eq!(
         obs,
@@ -182,6 +197,7 @@ fn a_stream_observes_its_first_chunk_timer_and_error() {
             Observation::AttemptStarted {
                 attempt: 1,
                 endpoint: EndpointId::new(0),
+                purpose: Purpose::Attempt,
             },
             Observation::FirstChunk {
                 attempt: 1,
@@ -211,16 +227,19 @@ fn token_limit_waits_and_the_reported_usage_refunds_the_estimate() {
     let mut cfg = config();
     cfg.policy.token_rate_limit = Some(600); // 10 tokens a second, a bucket of 600
     let t0 = Instant::now();
-    let mut shared = Shared::new(&cfg.policy, 1);
+    let mut shared = Shared::new(&cfg, 1);
     // 40 characters of prompt (10 tokens) + max_tokens 390: an estimate of 400.
     let prompt = "x".repeat(40);
     let mut a = Call::new(&cfg, chat(&prompt, 390), t0, &mut shared);
-    assert!(matches!(a.poll(t0, &mut shared), Action::Send { .. }));
+    send(&mut a, t0, &mut shared);
     assert_eq!(shared.tokens_available(t0), Some(200));
 
     // A second call of 400 does not fit: it waits 20 s (200 tokens at 10 a second).
     let mut b = Call::new(&cfg, chat(&prompt, 390), t0, &mut shared);
-    let Action::Sleep { until, .. } = b.poll(t0, &mut shared) else {
+    let Action::Wait {
+        until: Some(until), ..
+    } = b.poll(t0, &mut shared)
+    else {
         panic!("b waits for tokens")
     };
     assert_eq!(until, t0 + Duration::from_secs(20));
@@ -233,14 +252,18 @@ fn token_limit_waits_and_the_reported_usage_refunds_the_estimate() {
     // shortened (the adapter sleeps until it), but a new call fits at once.
     answer_ok(&mut a, t0, &mut shared, (10, 40));
     assert_eq!(shared.tokens_available(t0), Some(550));
-    assert!(matches!(b.poll(t0, &mut shared), Action::Sleep { .. }));
+    assert!(matches!(b.poll(t0, &mut shared), Action::Wait { .. }));
     let mut c = Call::new(&cfg, chat(&prompt, 390), t0, &mut shared);
     assert!(matches!(c.poll(t0, &mut shared), Action::Send { .. }));
     assert_eq!(shared.tokens_available(t0), Some(150));
     // At b's instant 200 more tokens have refilled: 350 free, b needs 400. It re-checks and
     // waits 5 s more for the rest, never going over the limit.
+    b.handle(until, Event::Timeout);
     match b.poll(until, &mut shared) {
-        Action::Sleep { until: again, .. } => {
+        Action::Wait {
+            until: Some(again), ..
+        } => {
+            b.handle(again, Event::Timeout);
             assert_eq!(again, until + Duration::from_secs(5));
             assert!(matches!(b.poll(again, &mut shared), Action::Send { .. }));
         }
@@ -253,7 +276,7 @@ fn token_limit_charges_a_usage_above_the_estimate_and_refuses_the_impossible() {
     let mut cfg = config();
     cfg.policy.token_rate_limit = Some(600);
     let t0 = Instant::now();
-    let mut shared = Shared::new(&cfg.policy, 1);
+    let mut shared = Shared::new(&cfg, 1);
     let mut a = Call::new(&cfg, chat("abcd", 9), t0, &mut shared); // 1 + 9 = 10
     assert!(matches!(a.poll(t0, &mut shared), Action::Send { .. }));
     answer_ok(&mut a, t0, &mut shared, (1, 109)); // 100 more than estimated
@@ -281,16 +304,20 @@ fn a_call_refused_by_the_request_rate_gets_its_tokens_back() {
         burst: 1,
     });
     let t0 = Instant::now();
-    let mut shared = Shared::new(&cfg.policy, 1);
+    let mut shared = Shared::new(&cfg, 1);
     let mut a = Call::new(&cfg, chat("", 100), t0, &mut shared);
     assert!(matches!(a.poll(t0, &mut shared), Action::Send { .. }));
     let mut b = Call::new(&cfg, chat("", 100), t0, &mut shared);
-    let Action::Sleep { until, .. } = b.poll(t0, &mut shared) else {
+    let Action::Wait {
+        until: Some(until), ..
+    } = b.poll(t0, &mut shared)
+    else {
         panic!("b waits for the request rate")
     };
     // Both limits must allow: b waits for the request rate and holds no tokens meanwhile.
     assert_eq!(until, t0 + Duration::from_secs(1));
     assert_eq!(shared.tokens_available(t0), Some(500));
+    b.handle(until, Event::Timeout);
     assert!(matches!(b.poll(until, &mut shared), Action::Send { .. }));
     assert_eq!(shared.tokens_available(until), Some(410));
 }

@@ -1,57 +1,103 @@
 //! The whole contract between the driver and a transport: what the driver asks
 //! ([`Action`]), what the transport reports ([`Event`]), and the rules both keep.
 //!
+//! # The loop
+//!
+//! ```text
+//! loop {
+//!     match call.poll_with(now, || lock the client's Shared) {
+//!         Send { attempt, request, .. }  => start sending it (do not wait)
+//!         ReadBody { attempt, .. }       => start reading attempt's next chunk (do not wait)
+//!         Close { attempt }              => drop whatever you hold for attempt
+//!         Wait { until, waiter, .. }     => block until an operation you started completes,
+//!                                           `waiter` is woken, or `until` passes; report it
+//!         Emit(event)                    => hand it to the caller
+//!         Done(result)                   => return it (drop everything still held)
+//!     }
+//! }
+//! ```
+//!
+//! A call may have more than one exchange in flight — a hedged first token races two
+//! requests, and a health probe may precede an attempt — so `Send` and `ReadBody` *start* an
+//! operation and the transport polls again at once; `Wait` is the only action that blocks.
+//! Everything an exchange reports carries its [`AttemptId`].
+//!
 //! # The rules a transport keeps
 //!
-//! 1. **Perform each action, report its outcome, poll again.** `Send` → one of
-//!    [`Event::Response`], [`Event::TransportError`], [`Event::Timeout`]; `ReadBody` → one of
-//!    [`Event::Chunk`], [`Event::BodyEnd`], [`Event::TransportError`], [`Event::Timeout`];
-//!    `Sleep` → [`Event::Timeout`] at `until`; `WaitForPermit` → [`Event::PermitReleased`]
-//!    when woken, [`Event::Timeout`] at its deadline; `Emit` → hand the event to the caller;
-//!    `Done` → return the result. [`Action`] is exhaustive on purpose: a new action is a
-//!    compile error in your transport, never a silent guess.
-//! 2. **Race IO against the deadline handed out** and report [`Event::Timeout`] when it passes
-//!    first. Early or spurious timeouts are ignored; time never goes backwards (a smaller
-//!    `now` is taken as the last one).
-//! 3. **Bytes are the decoded body**: after transfer coding (chunked) and content coding
+//! 1. **Start, then wait.** `Send` and `ReadBody` start one operation each; report its outcome
+//!    when `Wait` lets you block: `Send` → [`Event::Response`] or [`Event::TransportError`];
+//!    `ReadBody` → [`Event::Chunk`], [`Event::BodyEnd`] or [`Event::TransportError`]. The core
+//!    never starts a second operation on an attempt before the first one's outcome was
+//!    reported, and never reads an attempt before its head arrived. [`Action`] is exhaustive on
+//!    purpose: a new action is a compile error in your transport, never a silent guess.
+//! 2. **Wait for the first of three things**: an operation you started completes (report it),
+//!    the `waiter` of the `Wait` is named by [`Shared::poll_wake`](super::Shared::poll_wake)
+//!    (report [`Event::PermitReleased`]), or `until` passes (report [`Event::Timeout`]).
+//!    `until` is the only timer you must keep; a `Timeout` cancels nothing — operations stay
+//!    started until reported or closed. Early or spurious timeouts are ignored; time never
+//!    goes backwards (a smaller `now` is taken as the last one). A `Wait` always has something
+//!    to wait for: an operation, a waiter, or an `until`.
+//! 3. **One operation at a time is allowed too.** A transport that cannot run operations
+//!    concurrently may perform the single started operation inside `Wait`, with `until` as its
+//!    deadline, and report its outcome or `Timeout` — *when exactly one operation is started
+//!    and its own deadline (the one its action carried) equals `until`*. Otherwise (a hedge or
+//!    a probe racing an attempt, or a hedge timer due before the operation's deadline) it must
+//!    run them concurrently: a thread per extra exchange is fine (`examples/custom_transport.rs`
+//!    does exactly that).
+//! 4. **Close means close.** On [`Action::Close`] drop what you hold for that attempt: abandon
+//!    its pending send or read (a late outcome need not be reported; it would be ignored) and
+//!    close its response. A connection may be reused for a later request only if the
+//!    transport reported [`Event::BodyEnd`] for it; otherwise close it — a server that keeps
+//!    a stream open after `[DONE]` must not hold a socket or a vLLM slot. Every attempt sent
+//!    is closed exactly once, before `Done`; a terminal stream event comes after its
+//!    attempt's `Close`.
+//! 5. **Bytes are the decoded body**: after transfer coding (chunked) and content coding
 //!    (gzip, if your client asked for it) are undone. Report a body shorter than its
-//!    `Content-Length`, or a broken chunked encoding, as [`TransportErrorKind::Io`].
-//! 4. **Headers the transport adds**: the built request carries method, URL, `Content-Type`,
+//!    `Content-Length`, or a broken chunked encoding, as [`TransportErrorKind::Io`]. An empty
+//!    `Chunk` is allowed and changes nothing (it does not reset the idle timer); the end of
+//!    the body is [`Event::BodyEnd`], never an empty chunk.
+//! 6. **Statuses**: report the final response's head with its status as sent, whatever it is
+//!    (100–599, including codes your HTTP library has no name for: 499, 529). Informational
+//!    1xx responses (100 Continue, 103 Early Hints) are your HTTP client's business: report
+//!    only the final one. A bodiless answer (204, 304) reports `BodyEnd` at its first read.
+//! 7. **Failures**: a connection that could not be established is
+//!    [`TransportErrorKind::Connect`]; an HTTP client whose own connect timer fired (the
+//!    `connect_timeout` of the `Send`) reports [`TransportErrorKind::ConnectTimeout`] — not
+//!    `Timeout`, which only ever means "`until` passed"; a connection that broke later is
+//!    [`TransportErrorKind::Io`]. A request the transport cannot send at all — a header value
+//!    or URL its HTTP client refuses, a scheme it cannot speak (`https` without TLS) — is
+//!    [`TransportErrorKind::Rejected`]: never retried, never counted against the server.
+//! 8. **Headers the transport adds**: the built request carries method, URL, `Content-Type`,
 //!    `Accept`, `User-Agent`, `Authorization` and the client's default headers; the transport
 //!    adds what its HTTP/1.1 or HTTP/2 framing needs (`Host`, `Content-Length` of the body,
-//!    `Transfer-Encoding`, `Connection`). With several endpoints, attempts of one call may go
-//!    to different hosts: send each request where its URL says.
-//! 5. **Connection lifecycle**: keep a response only while the driver asks `ReadBody` for its
-//!    attempt; as soon as the next action is anything else (`Emit` of a terminal event, `Done`,
-//!    `Sleep`, another `Send`) drop it. A connection may be reused for a later request only if
-//!    the transport reported [`Event::BodyEnd`] for it (the body was read to its end);
-//!    otherwise close it — a server that keeps a stream open after `[DONE]` must not hold a
-//!    socket or a vLLM slot.
-//! 6. **Refusals are not failures**: a request the transport cannot send at all (a header
-//!    value or URL its HTTP client refuses) is [`TransportErrorKind::Rejected`]: never
-//!    retried, never counted against the server.
-//! 7. **Waiting for a slot**: concurrency slots go first come, first served. After every
-//!    `poll`, `handle` and `cancel`, drain [`Shared::poll_wake`](super::Shared::poll_wake) and
-//!    wake exactly the calls it names (their `WaitForPermit` carried the same [`WaiterId`]).
-//! 8. **Cancel on drop**: a call its caller abandons is [`cancel`](super::Call::cancel)led, so
-//!    its slot and breaker probe are released exactly once.
-//! 9. **Seeding**: give [`Shared::new`](super::Shared::new) entropy from the OS (e.g.
-//!    [`os_entropy`](crate::os_entropy)) so processes do not retry in lockstep; a seed in the
-//!    policy replaces it for replayable runs.
+//!    `Transfer-Encoding`, `Connection`). With several endpoints, attempts of one call go to
+//!    different hosts: send each request where its URL says.
+//! 9. **The shared state**: [`Shared`](super::Shared) is client-wide; keep it behind a lock
+//!    and give [`Call::poll_with`](super::Call::poll_with) a way to take it: the call takes it
+//!    only when it owes or needs the shared state (admission, a breaker outcome, a retry
+//!    decision, its end), never to read a body. After releasing the lock, drain
+//!    [`Shared::poll_wake`](super::Shared::poll_wake) and wake exactly the calls it names
+//!    (their `Wait` carried the same [`WaiterId`]).
+//! 10. **Cancel on drop**: a call its caller abandons is
+//!     [`cancel`](super::Call::cancel)led, so its slot and breaker probe are released exactly
+//!     once.
+//! 11. **Seeding**: give [`Shared::new`](super::Shared::new) entropy from the OS (e.g.
+//!     [`os_entropy`](crate::os_entropy)) so processes do not retry in lockstep; a seed in the
+//!     policy replaces it for replayable runs.
 
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 
-use super::report::SleepReason;
+use super::report::RetryRecord;
 use crate::error::VllmError;
 use crate::event::StreamEvent;
 use crate::policy::WaiterId;
 
-/// Which request of a call an action concerns: 1 for the first request sent, 2 for the next
-/// (a retry, or the attempt after a pool's health probe), and so on. Events of a request that
-/// is no longer current are ignored ([`Call::handle_attempt`](super::Call::handle_attempt)).
+/// Which request of a call an action or event concerns: 1 for the first request sent, 2 for
+/// the next (a retry, a hedge, or the attempt after a health probe), and so on. Events of an
+/// attempt the call already closed are ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AttemptId(pub(crate) u32);
 
@@ -62,49 +108,78 @@ impl AttemptId {
     }
 }
 
+/// What a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Purpose {
+    /// The call's request: the first attempt or a retry.
+    Attempt,
+    /// A second attempt on another endpoint, racing the first for the first token.
+    Hedge,
+    /// `GET /health` of an endpoint whose ejection is over, before the call's own attempt.
+    HealthProbe,
+}
+
+/// Why the call waits (for logs and timelines; the transport's part is the same for all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WaitReason {
+    /// For the outcome of the operations it started (and the hedge timer, if armed).
+    Exchange,
+    /// Backoff before a retry.
+    Backoff(RetryRecord),
+    /// For the client-side rate limiter.
+    RateLimit,
+    /// Until the server's announced quota refills (its rate-limit headers said that nothing
+    /// is left), instead of earning a 429.
+    ServerRateLimit,
+    /// For a concurrency slot (first come, first served).
+    Permit,
+}
+
 /// What the transport must do next (see the [module docs](self) for the rules).
 #[derive(Debug)]
 pub enum Action {
-    /// Send this request. Report [`Event::Response`] when the head arrives,
-    /// [`Event::TransportError`] if it fails, or [`Event::Timeout`] once `deadline` passes.
+    /// Start sending this request; then poll again. Report [`Event::Response`] when its head
+    /// arrives or [`Event::TransportError`] if it fails.
     Send {
-        /// Which attempt this is.
+        /// Which request this is.
         attempt: AttemptId,
+        /// What it is for.
+        purpose: Purpose,
         /// The request (a cheap clone of the call's; the body is shared `Bytes`).
         request: Request<Bytes>,
-        /// When to give up waiting for the response head.
+        /// When the core gives up waiting for its head (for transports that time the
+        /// operation themselves; `Wait`'s `until` is never later while it is the only one).
         deadline: Option<Instant>,
         /// How long connecting may take, for transports that time their connect phase
         /// themselves (never later than `deadline`).
         connect_timeout: Option<Duration>,
     },
-    /// Read the next chunk of the body. Report [`Event::Chunk`], [`Event::BodyEnd`],
-    /// [`Event::TransportError`], or [`Event::Timeout`] once `deadline` passes.
+    /// Start reading the next chunk of `attempt`'s body; then poll again. Report
+    /// [`Event::Chunk`], [`Event::BodyEnd`] or [`Event::TransportError`].
     ReadBody {
         /// The attempt whose response is read.
         attempt: AttemptId,
-        /// When to give up waiting for the next chunk.
+        /// When the core gives up waiting for the chunk (see `Send`'s `deadline`).
         deadline: Option<Instant>,
     },
-    /// Sleep until `until` (backoff, or the rate limiter), then report [`Event::Timeout`].
-    Sleep {
-        /// When to wake.
-        until: Instant,
+    /// Drop whatever is held for `attempt`: its pending operation and its response (rule 4).
+    Close {
+        /// Which one.
+        attempt: AttemptId,
+    },
+    /// Block until an operation started completes, `waiter` is woken, or `until` passes
+    /// (rule 2).
+    Wait {
+        /// When to report [`Event::Timeout`] (`None`: no timer).
+        until: Option<Instant>,
+        /// This call's place in the queue for a concurrency slot, while it waits for one.
+        waiter: Option<WaiterId>,
         /// Why, for logs.
-        reason: SleepReason,
+        reason: WaitReason,
     },
-    /// Wait for a concurrency slot, first come, first served: when
-    /// [`Shared::poll_wake`](super::Shared::poll_wake) names `waiter`, report
-    /// [`Event::PermitReleased`] (a wake-up for anybody else is harmless: the call asks to
-    /// wait again). Report [`Event::Timeout`] at `deadline`.
-    WaitForPermit {
-        /// The overall deadline, if any.
-        deadline: Option<Instant>,
-        /// This call's place in the queue.
-        waiter: WaiterId,
-    },
-    /// Hand this event to the caller of a stream. After a terminal event (`Done`, `Error`) the
-    /// response is dropped (rule 5).
+    /// Hand this event to the caller of a stream.
     Emit(StreamEvent),
     /// The call is over. For a JSON call: the body of the successful response. For a stream:
     /// `Ok` only after its terminal event was emitted, `Err` when it failed before any output.
@@ -115,21 +190,36 @@ pub enum Action {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Event {
-    /// The response head arrived.
-    Response(ResponseHead),
-    /// The transport failed.
+    /// `attempt`'s response head arrived.
+    Response {
+        /// Which request.
+        attempt: AttemptId,
+        /// The head.
+        head: ResponseHead,
+    },
+    /// A chunk of `attempt`'s decoded body.
+    Chunk {
+        /// Which request.
+        attempt: AttemptId,
+        /// The bytes.
+        bytes: Bytes,
+    },
+    /// `attempt`'s body ended cleanly.
+    BodyEnd {
+        /// Which request.
+        attempt: AttemptId,
+    },
+    /// `attempt`'s send or read failed.
     TransportError {
+        /// Which request.
+        attempt: AttemptId,
         /// Whether the connection could not be established, broke later, or the request was
         /// refused before sending.
         kind: TransportErrorKind,
         /// What the transport said (kept in the error; never contains request headers).
         message: String,
     },
-    /// A chunk of the decoded body.
-    Chunk(Bytes),
-    /// The body ended cleanly.
-    BodyEnd,
-    /// A deadline handed out with the last action passed (early or spurious ones are ignored).
+    /// The `until` of the last `Wait` passed (early or spurious ones are ignored).
     Timeout,
     /// This call's turn for a concurrency slot came.
     PermitReleased,
@@ -146,8 +236,8 @@ pub enum TransportErrorKind {
     /// The connection broke after it was established (reset, short body, bad framing).
     Io,
     /// The transport refused to send this request at all (a header value or URL its HTTP
-    /// client cannot carry). A bug on the caller's side: never retried, never counted against
-    /// the server, reported as [`VllmError::InvalidRequest`].
+    /// client cannot carry, a scheme it cannot speak). A bug on the caller's side: never
+    /// retried, never counted against the server, reported as [`VllmError::InvalidRequest`].
     Rejected,
 }
 
@@ -168,6 +258,22 @@ impl TransportErrorKind {
             _ => TransportErrorKind::Io,
         }
     }
+}
+
+/// An error with its causes, `"error sending request: connection refused"`, for
+/// [`Event::TransportError`]'s message.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let c = cause.to_string();
+        if !s.ends_with(&c) {
+            s.push_str(": ");
+            s.push_str(&c);
+        }
+        source = cause.source();
+    }
+    s
 }
 
 /// A response head as received.
@@ -215,5 +321,11 @@ mod tests {
             TransportErrorKind::of_io_error(K::UnexpectedEof),
             TransportErrorKind::Io
         );
+    }
+
+    #[test]
+    fn chain_skips_repeated_causes() {
+        let io = std::io::Error::other("refused");
+        assert_eq!(error_chain(&io), "refused");
     }
 }

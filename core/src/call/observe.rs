@@ -183,10 +183,17 @@ pub enum Observation {
     },
     /// An attempt's request was handed to the transport.
     AttemptStarted {
-        /// The attempt, 1-based.
+        /// The attempt, 1-based (a hedge counts as an attempt here).
         attempt: u32,
         /// The endpoint it went to (always the first for a client with one server).
         endpoint: crate::pool::EndpointId,
+        /// An attempt of the call, or a hedge racing it.
+        purpose: super::Purpose,
+    },
+    /// A hedged first token: the hedge started, or the race was decided.
+    Hedge {
+        /// What happened.
+        event: HedgeEvent,
     },
     /// The attempt's first data (a stream's first data event; a document's end).
     FirstChunk {
@@ -233,6 +240,29 @@ pub enum Observation {
         /// From the call's start to its end.
         duration: Duration,
     },
+}
+
+/// What happened to a hedged first token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HedgeEvent {
+    /// The hedge was sent.
+    Started,
+    /// The first attempt handed out the first event; the hedge was closed.
+    PrimaryWon,
+    /// The hedge handed out the first event; the first attempt was closed.
+    HedgeWon,
+}
+
+impl HedgeEvent {
+    /// The attribute value: `"started"`, `"primary_won"`, `"backup_won"`.
+    pub fn label(self) -> &'static str {
+        match self {
+            HedgeEvent::Started => "started",
+            HedgeEvent::PrimaryWon => "primary_won",
+            HedgeEvent::HedgeWon => "backup_won",
+        }
+    }
 }
 
 /// What a call is, for span names and metric attributes: the OpenTelemetry GenAI operation
@@ -409,8 +439,8 @@ pub struct Observer {
     queue: VecDeque<Observation>,
     dropped: u64,
     call_start: Instant,
-    /// The attempt in progress: number, start, head status, failure.
-    open: Option<(u32, Instant, Option<StatusCode>)>,
+    /// The attempts in progress (two while a hedge races): number, start, head status.
+    open: Vec<(u32, Instant, Option<StatusCode>)>,
     /// Since when the call waits for a concurrency slot.
     queued_since: Option<Instant>,
     finished: bool,
@@ -423,7 +453,7 @@ impl Observer {
             queue: VecDeque::new(),
             dropped: 0,
             call_start: now,
-            open: None,
+            open: Vec::new(),
             queued_since: None,
             finished: false,
             response: ResponseInfo::default(),
@@ -472,20 +502,29 @@ impl Observer {
         now: Instant,
         attempt: u32,
         endpoint: crate::pool::EndpointId,
+        purpose: super::Purpose,
     ) {
-        self.end_attempt(now, None);
-        self.open = Some((attempt, now, None));
-        self.push(Observation::AttemptStarted { attempt, endpoint });
+        if self.open.len() >= 4 {
+            // Bounded: an attempt never ended is closed by the next ones.
+            let (number, ..) = self.open[0];
+            self.end_attempt(number, now, None);
+        }
+        self.open.push((attempt, now, None));
+        self.push(Observation::AttemptStarted {
+            attempt,
+            endpoint,
+            purpose,
+        });
     }
 
-    pub(crate) fn head(&mut self, status: StatusCode) {
-        if let Some((_, _, s)) = self.open.as_mut() {
+    pub(crate) fn head(&mut self, attempt: u32, status: StatusCode) {
+        if let Some((_, _, s)) = self.open.iter_mut().find(|(n, ..)| *n == attempt) {
             *s = Some(status);
         }
     }
 
-    pub(crate) fn first_chunk(&mut self, now: Instant) {
-        if let Some((attempt, start, _)) = self.open {
+    pub(crate) fn first_chunk(&mut self, attempt: u32, now: Instant) {
+        if let Some(&(attempt, start, _)) = self.open.iter().find(|(n, ..)| *n == attempt) {
             self.push(Observation::FirstChunk {
                 attempt,
                 since_call_start: now.saturating_duration_since(self.call_start),
@@ -494,9 +533,10 @@ impl Observer {
         }
     }
 
-    /// Ends the attempt in progress, if any.
-    pub(crate) fn end_attempt(&mut self, now: Instant, error: Option<ErrorType>) {
-        if let Some((attempt, start, status)) = self.open.take() {
+    /// Ends attempt `attempt`, if it is in progress.
+    pub(crate) fn end_attempt(&mut self, attempt: u32, now: Instant, error: Option<ErrorType>) {
+        if let Some(i) = self.open.iter().position(|(n, ..)| *n == attempt) {
+            let (attempt, start, status) = self.open.remove(i);
             self.push(Observation::AttemptEnded {
                 attempt,
                 status,
@@ -510,7 +550,9 @@ impl Observer {
         if self.finished {
             return;
         }
-        self.end_attempt(now, error);
+        while let Some(&(attempt, ..)) = self.open.first() {
+            self.end_attempt(attempt, now, error);
+        }
         self.push(Observation::Finished {
             error,
             attempts,
@@ -590,7 +632,12 @@ mod tests {
         let t0 = Instant::now();
         let mut o = Observer::new(t0);
         for i in 0..(MAX_QUEUED as u32 + 10) {
-            o.attempt_started(t0, i + 1, crate::pool::EndpointId::new(0));
+            o.attempt_started(
+                t0,
+                i + 1,
+                crate::pool::EndpointId::new(0),
+                super::super::Purpose::Attempt,
+            );
         }
         assert!(o.dropped() > 0);
         o.finished(t0 + Duration::from_secs(1), None, 3);

@@ -20,9 +20,12 @@ pub struct CallReport {
     pub gave_up: Option<GiveUpReason>,
     /// What the last response's rate-limit headers said, when it sent any.
     pub rate_limit: Option<RateLimitSnapshot>,
-    /// The endpoint each attempt went to, in order (always the first for a client with one
-    /// server).
+    /// The endpoint each request went to, attempts and hedges, in the order they were sent
+    /// (always the first for a client with one server).
     pub endpoints: Vec<EndpointId>,
+    /// Hedges sent (a second attempt racing the first for the first token; not counted in
+    /// `attempts`).
+    pub hedges: u32,
 }
 
 /// One retry.
@@ -37,19 +40,6 @@ pub struct RetryRecord {
     pub hinted: bool,
     /// The failed attempt's error, as text.
     pub cause: String,
-}
-
-/// Why the driver asks the adapter to sleep.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SleepReason {
-    /// Backoff before a retry.
-    Retry(RetryRecord),
-    /// Waiting for the client-side rate limiter.
-    RateLimit,
-    /// Waiting until the server's announced quota refills (its rate-limit headers said that
-    /// nothing is left), instead of earning a 429.
-    ServerRateLimit,
 }
 
 /// One line a person can read: `"1 attempt; timer fired: Idle; gave up: the client's retry
@@ -79,6 +69,9 @@ impl std::fmt::Display for CallReport {
                 .collect();
             write!(f, " (endpoints {})", list.join(" → "))?;
         }
+        if self.hedges > 0 {
+            write!(f, ", hedged")?;
+        }
         if let Some(t) = self.timeout {
             write!(f, "; timer fired: {t:?}")?;
         }
@@ -86,15 +79,6 @@ impl std::fmt::Display for CallReport {
             write!(f, "; gave up: {g}")?;
         }
         Ok(())
-    }
-}
-
-impl CallReport {
-    pub(crate) fn sleep_reason(&self) -> SleepReason {
-        match self.retries.last() {
-            Some(r) => SleepReason::Retry(r.clone()),
-            None => SleepReason::RateLimit,
-        }
     }
 }
 
@@ -111,6 +95,7 @@ mod tests {
             gave_up: Some(GiveUpReason::BudgetExhausted),
             rate_limit: None,
             endpoints: Vec::new(),
+            hedges: 0,
         };
         assert_eq!(
             report.to_string(),

@@ -52,6 +52,7 @@ pub mod budget;
 pub mod clock;
 pub mod concurrency;
 pub mod ejection;
+pub mod failure;
 pub mod hedge;
 pub mod peak_ewma;
 pub mod rate;
@@ -79,11 +80,12 @@ pub use hedge::{HedgeConfig, HedgeDelay};
 pub use peak_ewma::PeakEwma;
 pub use rate::{RateLimited, RateLimiter};
 pub use rate_limit_headers::{Quota, RateLimitSnapshot};
-pub use retry::{
-    is_retryable_status, Failure, GiveUpReason, RetryContext, RetryDecision, RetryPolicy,
-};
+pub use failure::{is_retryable_status, Failure, FailureKind};
+pub use retry::{GiveUpReason, RetryContext, RetryDecision, RetryPolicy};
 pub use retry_after::{parse_retry_after, parse_should_retry, HintSource, RetryAfter};
 pub use rng::Rng;
 pub use routing::RoutingConfig;
-pub use timeouts::{clamp_to_deadline, earliest, earliest_timer, TimeoutKind, Timeouts};
+pub use timeouts::{
+    clamp_to_deadline, earliest, earliest_timer, BodyClock, TimeoutKind, Timeouts,
+};
 pub use token_rate::{estimate_tokens, TokenRateLimiter};

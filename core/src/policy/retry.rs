@@ -28,7 +28,7 @@
 //!              Retry { delay, hinted }
 //! ```
 //!
-//! **Retryable**: connect errors; transport errors, timeouts (except [`TimeoutKind::Deadline`],
+//! **Retryable** (the retry column of [`super::failure`]'s table): connect errors; transport errors, timeouts (except [`TimeoutKind::Deadline`],
 //! and [`TimeoutKind::FirstToken`] unless [`RetryPolicy::retry_first_token_timeout`] is set)
 //! and truncated streams before any output; statuses 408, 429, 500, 502, 503, 504 (not 501,
 //! no other 4xx, no other code); in-band stream error events before any output whose `code` is
@@ -54,100 +54,15 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use http::{HeaderMap, StatusCode};
-
 use super::backoff::Backoff;
 use super::budget::RetryBudget;
 use super::clock::saturating_add;
-use super::retry_after::{parse_retry_after, parse_should_retry};
+pub use super::failure::{is_retryable_status, Failure};
+use super::failure::Retry;
+use super::retry_after::parse_retry_after;
 use super::rng::Rng;
+#[cfg(doc)]
 use super::timeouts::TimeoutKind;
-
-/// What an attempt ended with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Failure {
-    /// The connection could not be established (refused, DNS, TLS handshake…). Nothing was sent
-    /// or received.
-    Connect,
-    /// The connection broke mid-exchange (reset, broken pipe).
-    Transport {
-        /// Whether any output already reached the caller.
-        output_started: bool,
-    },
-    /// A timer fired.
-    Timeout {
-        /// Which one.
-        kind: TimeoutKind,
-        /// Whether any output already reached the caller.
-        output_started: bool,
-    },
-    /// The server answered with a non-success status. No output can have reached the caller.
-    Status {
-        /// The status code.
-        status: StatusCode,
-        /// The response headers (retry hints, `x-should-retry`, `Date`).
-        headers: HeaderMap,
-    },
-    /// An in-band `{"error": …}` event inside a 200 stream.
-    StreamError {
-        /// The error's `code`, when it is an HTTP-like status (vLLM sends e.g. 500).
-        code: Option<u16>,
-        /// Whether any output already reached the caller.
-        output_started: bool,
-    },
-    /// The body ended without `[DONE]`.
-    Truncated {
-        /// Whether any output already reached the caller.
-        output_started: bool,
-    },
-    /// The response could not be decoded, or any other error. Never retried.
-    Decode {
-        /// Whether any output already reached the caller.
-        output_started: bool,
-    },
-}
-
-/// Statuses retried by default: 408, 429, 500, 502, 503, 504.
-pub fn is_retryable_status(status: u16) -> bool {
-    matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
-}
-
-impl Failure {
-    /// Whether any output of this attempt already reached the caller.
-    pub fn output_started(&self) -> bool {
-        match self {
-            Failure::Connect | Failure::Status { .. } => false,
-            Failure::Transport { output_started }
-            | Failure::Timeout { output_started, .. }
-            | Failure::StreamError { output_started, .. }
-            | Failure::Truncated { output_started }
-            | Failure::Decode { output_started } => *output_started,
-        }
-    }
-
-    /// Whether this failure was a timeout (a retry after it costs more budget).
-    pub fn is_timeout(&self) -> bool {
-        matches!(self, Failure::Timeout { .. })
-    }
-
-    /// The classification alone (no attempt limit, deadline or budget): could a retry help?
-    /// Always `false` once output started.
-    pub fn is_retryable(&self) -> bool {
-        if self.output_started() {
-            return false;
-        }
-        match self {
-            Failure::Connect | Failure::Transport { .. } | Failure::Truncated { .. } => true,
-            Failure::Timeout { kind, .. } => *kind != TimeoutKind::Deadline,
-            Failure::Status { status, headers } => {
-                parse_should_retry(headers).unwrap_or_else(|| is_retryable_status(status.as_u16()))
-            }
-            Failure::StreamError { code, .. } => code.is_some_and(is_retryable_status),
-            Failure::Decode { .. } => false,
-        }
-    }
-}
 
 /// Why the policy gave up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -335,13 +250,7 @@ impl RetryPolicy {
         }
         if !self.retry_first_token_timeout
             && !ctx.failover
-            && matches!(
-                failure,
-                Failure::Timeout {
-                    kind: TimeoutKind::FirstToken,
-                    ..
-                }
-            )
+            && failure.row(true).retry == Retry::Elsewhere
         {
             return RetryDecision::GiveUp(FirstTokenTimeout);
         }
@@ -389,6 +298,8 @@ impl RetryPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::TimeoutKind;
+    use http::{HeaderMap, StatusCode};
     use http::HeaderValue;
 
     fn status(code: u16, hdrs: &[(&'static str, &str)]) -> Failure {

@@ -108,6 +108,64 @@ impl Timeouts {
     }
 }
 
+/// Where an exchange's body stands, for [`Timeouts::body_deadline`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyClock {
+    /// A stream before its first data event: it may be queued, not stalled.
+    AwaitingFirstData,
+    /// Data flows (or a non-stream body): idle counts from this instant, the last data event
+    /// or chunk.
+    LastActivity(Instant),
+}
+
+impl Timeouts {
+    /// The deadline for a response head of an attempt sent at `start`: the attempt timer, the
+    /// first-token timer (streams: the head is part of the wait for the first token) and the
+    /// overall deadline, whichever comes first.
+    pub fn head_deadline(
+        &self,
+        start: Instant,
+        stream: bool,
+        overall: Option<Instant>,
+    ) -> Option<(Instant, TimeoutKind)> {
+        earliest_timer([
+            self.arm(TimeoutKind::Attempt, start, overall),
+            stream
+                .then(|| self.arm(TimeoutKind::FirstToken, start, overall))
+                .flatten(),
+            overall.map(|d| (d, TimeoutKind::Deadline)),
+        ])
+    }
+
+    /// The deadline for the next body chunk of an attempt sent at `start`.
+    ///
+    /// Before a stream's first data event only the first-token timer (when set), the attempt
+    /// timer and the overall deadline run — never the idle timer: vLLM sends a stream's head at
+    /// once and its first token only when the request is scheduled, so a quiet stream before
+    /// its first token is *queued*, not stalled. After the first data event, idle counts from
+    /// the last data event (keep-alive comments do not reset it). A non-streamed body (and an
+    /// error body) is idle-timed from the head and then from each chunk.
+    pub fn body_deadline(
+        &self,
+        start: Instant,
+        clock: BodyClock,
+        overall: Option<Instant>,
+    ) -> Option<(Instant, TimeoutKind)> {
+        let (first_token, idle) = match clock {
+            BodyClock::AwaitingFirstData => {
+                (self.arm(TimeoutKind::FirstToken, start, overall), None)
+            }
+            BodyClock::LastActivity(at) => (None, self.arm(TimeoutKind::Idle, at, overall)),
+        };
+        earliest_timer([
+            self.arm(TimeoutKind::Attempt, start, overall),
+            first_token,
+            idle,
+            overall.map(|d| (d, TimeoutKind::Deadline)),
+        ])
+    }
+}
+
 /// The earliest of several optional instants; `None` if all are `None`.
 pub fn earliest<I: IntoIterator<Item = Option<Instant>>>(instants: I) -> Option<Instant> {
     instants.into_iter().flatten().min()

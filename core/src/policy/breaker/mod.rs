@@ -264,22 +264,10 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// How a failed attempt counts: server errors (5xx), throttling (408, 429), timeouts,
-    /// connect and transport failures, truncated streams and in-band error events say the
-    /// server is unhealthy; a 4xx or an undecodable body says nothing about it.
+    /// How a failed attempt counts: the breaker column of the failure table
+    /// ([`super::failure`]).
     pub fn of_failure(failure: &Failure, ttfb: Option<Duration>) -> Outcome {
-        let counts = match failure {
-            Failure::Status { status, .. } => {
-                status.is_server_error() || matches!(status.as_u16(), 408 | 429)
-            }
-            Failure::Decode { .. } => false,
-            _ => true,
-        };
-        if counts {
-            Outcome::Failure { ttfb }
-        } else {
-            Outcome::Ignored
-        }
+        failure.breaker_outcome(ttfb)
     }
 }
 

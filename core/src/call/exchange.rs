@@ -1,0 +1,382 @@
+//! The exchange phase: one request in flight and its answer — the head, the body, the decoder —
+//! and the deadlines that bound them. A call holds one exchange at a time, or two while a
+//! hedge races the first attempt, or a health probe.
+//!
+//! ```text
+//!  Send ──▶ Sending ──Response──▶ Idle ──ReadBody──▶ Reading ──Chunk──▶ Idle ─┐
+//!              │                    ▲                   │                      │ (decode)
+//!              │                    └───────────────────┴──────────────────────┘
+//!              │ TransportError / timer           BodyEnd / terminal event
+//!              ▼                                          ▼
+//!           failed (settle)                    Ended (its events wait to be emitted)
+//! ```
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::body::{Body, StreamBody, MAX_ERROR_BODY};
+use super::contract::{AttemptId, Purpose, ResponseHead};
+use super::observe::ResponseInfo;
+use super::owed::Owed;
+use super::Call;
+use crate::error::{ApiError, VllmError};
+use crate::event::StreamEvent;
+use crate::policy::{
+    parse_retry_after, BodyClock, BreakerPermit, ConcurrencyPermit, Failure, RateLimitSnapshot,
+    TimeoutKind,
+};
+use crate::pool::{EndpointId, Ticket};
+use crate::request::Operation;
+use crate::stream::StreamDecoder;
+
+/// What the transport is doing for an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Io {
+    /// Its request is being sent; the head is awaited.
+    Sending,
+    /// Nothing: the call may ask for the next chunk.
+    Idle,
+    /// The next chunk is being read.
+    Reading,
+    /// The body is over (or the exchange failed after output): nothing more is read; events
+    /// may still wait to be emitted.
+    Ended,
+}
+
+/// One request of a call and its answer.
+#[derive(Debug)]
+pub(super) struct Exchange {
+    pub(super) id: AttemptId,
+    pub(super) purpose: Purpose,
+    /// The user-visible attempt number (1-based; hedges count); 0 for a health probe.
+    pub(super) number: u32,
+    pub(super) endpoint: EndpointId,
+    /// Its hold on the endpoint, until the exchange ends.
+    pub(super) ticket: Option<Ticket>,
+    /// Its breaker permit, until its outcome is known.
+    pub(super) breaker: Option<BreakerPermit>,
+    /// A hedge's own concurrency slot.
+    pub(super) slot: Option<ConcurrencyPermit>,
+    pub(super) start: Instant,
+    pub(super) head: Option<ResponseHead>,
+    pub(super) head_at: Option<Instant>,
+    pub(super) body: Option<Body>,
+    pub(super) first_data: Option<Instant>,
+    pub(super) last_activity: Instant,
+    pub(super) io: Io,
+    /// Decoded events not yet handed to the caller.
+    pub(super) events: VecDeque<StreamEvent>,
+    /// Whether what it says about its endpoint and the breaker was recorded (once).
+    pub(super) judged: bool,
+    /// A health probe's own deadline.
+    pub(super) probe_deadline: Option<Instant>,
+}
+
+impl Exchange {
+    pub(super) fn new(
+        id: AttemptId,
+        purpose: Purpose,
+        number: u32,
+        endpoint: EndpointId,
+        ticket: Ticket,
+        now: Instant,
+    ) -> Exchange {
+        Exchange {
+            id,
+            purpose,
+            number,
+            endpoint,
+            ticket: Some(ticket),
+            breaker: None,
+            slot: None,
+            start: now,
+            head: None,
+            head_at: None,
+            body: None,
+            first_data: None,
+            last_activity: now,
+            io: Io::Sending,
+            events: VecDeque::new(),
+            judged: false,
+            probe_deadline: None,
+        }
+    }
+
+    /// A user request (an attempt or a hedge), as opposed to a health probe.
+    pub(super) fn is_user(&self) -> bool {
+        self.purpose != Purpose::HealthProbe
+    }
+
+    /// Whether the call may ask for the next chunk: the head arrived, nothing is being read,
+    /// and the events already decoded were handed out (no read-ahead while they wait).
+    pub(super) fn wants_read(&self) -> bool {
+        self.io == Io::Idle && self.body.is_some() && self.events.is_empty()
+    }
+
+    /// Time to first byte: to the first data event, or to the last activity.
+    pub(super) fn ttfb(&self) -> Duration {
+        self.first_data
+            .unwrap_or(self.last_activity)
+            .saturating_duration_since(self.start)
+    }
+}
+
+impl Call {
+    /// The deadline of exchange `i`'s current operation, and the timer it is.
+    pub(super) fn exchange_deadline(&self, i: usize) -> Option<(Instant, TimeoutKind)> {
+        let ex = &self.exchanges[i];
+        if let Some(d) = ex.probe_deadline {
+            return matches!(ex.io, Io::Sending).then_some((d, TimeoutKind::Attempt));
+        }
+        let t = &self.policy.timeouts;
+        match ex.io {
+            Io::Sending => t.head_deadline(ex.start, self.stream.is_some(), self.deadline),
+            Io::Reading => {
+                // No body: nothing is read.
+                let body = ex.body.as_ref()?;
+                let clock = match (body, ex.first_data) {
+                    (Body::Stream(_), None) => BodyClock::AwaitingFirstData,
+                    _ => BodyClock::LastActivity(ex.last_activity),
+                };
+                t.body_deadline(ex.start, clock, self.deadline)
+            }
+            Io::Idle | Io::Ended => None,
+        }
+    }
+
+    /// The response head of exchange `i` arrived.
+    pub(super) fn on_head(&mut self, i: usize, now: Instant, head: ResponseHead) {
+        if self.exchanges[i].purpose == Purpose::HealthProbe {
+            let healthy = head.status.is_success();
+            self.end_probe(i, now, healthy);
+            return;
+        }
+        let number = self.exchanges[i].number;
+        self.obs.head(number, head.status);
+        let body = if !head.status.is_success() {
+            Body::Error(Vec::new())
+        } else if let Some(kind) = self.stream {
+            let decoder = Box::new(StreamDecoder::new(kind).with_limits(self.policy.sse_limits));
+            match StreamBody::of(&head.headers) {
+                StreamBody::EventStream => Body::Stream(decoder),
+                StreamBody::Json => Body::Document(decoder, Vec::new()),
+                StreamBody::Other(content_type) => Body::Foreign(content_type, Vec::new()),
+            }
+        } else {
+            Body::Json(Vec::new())
+        };
+        // What the server says about its limits: kept in the report (and in an error), and a
+        // spent quota holds the next calls of the client until it refills.
+        let rate_limit = RateLimitSnapshot::parse(&head.headers, head.received_at);
+        if rate_limit.is_some() {
+            self.report.rate_limit = rate_limit;
+        }
+        if let Some(wait) = rate_limit.and_then(|r| r.wait()) {
+            let until = crate::policy::clock::saturating_add(now, wait);
+            self.owed.push(Owed::RateGate { until });
+        }
+        let ex = &mut self.exchanges[i];
+        ex.body = Some(body);
+        ex.head = Some(head);
+        ex.head_at = Some(now);
+        ex.last_activity = now;
+        ex.io = Io::Idle;
+    }
+
+    /// A chunk of exchange `i`'s body.
+    pub(super) fn on_chunk(&mut self, i: usize, now: Instant, bytes: &Bytes) {
+        let max_body = self.policy.max_body_bytes;
+        let ex = &mut self.exchanges[i];
+        ex.io = Io::Idle;
+        if bytes.is_empty() {
+            return;
+        }
+        match ex.body.as_mut() {
+            Some(Body::Json(buf) | Body::Document(_, buf)) => {
+                ex.last_activity = now;
+                if buf.len().saturating_add(bytes.len()) > max_body {
+                    let e = VllmError::decode(
+                        format!("the response body exceeds {max_body} bytes"),
+                        buf,
+                    );
+                    let failure = Failure::Decode {
+                        output_started: false,
+                    };
+                    self.fail_exchange(i, now, failure, e);
+                    return;
+                }
+                buf.extend_from_slice(bytes);
+            }
+            Some(Body::Error(buf) | Body::Foreign(_, buf)) => {
+                ex.last_activity = now;
+                let room = MAX_ERROR_BODY.saturating_sub(buf.len());
+                buf.extend_from_slice(&bytes[..bytes.len().min(room)]);
+            }
+            Some(Body::Stream(dec)) => {
+                let report = dec.push(bytes);
+                if self.obs.response.model.is_none() {
+                    self.obs.response.model = dec.model().map(str::to_owned);
+                }
+                if report.has_data() {
+                    ex.last_activity = now;
+                    if ex.first_data.is_none() {
+                        ex.first_data = Some(now);
+                        self.on_first_data(i, now);
+                    }
+                }
+                self.drain_decoder(i, now);
+            }
+            None => {}
+        }
+    }
+
+    /// The first data event of exchange `i`: the server is generating. That is the breaker's
+    /// and the endpoint's success signal, and the adaptive limit's and the hedge delay's
+    /// sample.
+    fn on_first_data(&mut self, i: usize, now: Instant) {
+        let number = self.exchanges[i].number;
+        self.obs.first_chunk(number, now);
+        let ttfb = self.exchanges[i].ttfb();
+        self.judge_success(i, now, ttfb, Some(ttfb));
+        if self.exchanges[i].purpose == Purpose::Attempt && self.policy.pool.hedge.is_some() {
+            self.owed.push(Owed::FirstToken { ttft: ttfb });
+        }
+        let endpoint = self.exchanges[i].endpoint;
+        self.limit_sample(now, Some(endpoint), |prompt_bytes| {
+            crate::policy::LimitSample::FirstToken {
+                ttft: ttfb,
+                prompt_bytes,
+            }
+        });
+    }
+
+    /// Exchange `i`'s body ended cleanly.
+    pub(super) fn on_body_end(&mut self, i: usize, now: Instant) {
+        let Some(body) = self.exchanges[i].body.take() else {
+            return;
+        };
+        let Some(head) = self.exchanges[i].head.clone() else {
+            return;
+        };
+        self.exchanges[i].io = Io::Idle;
+        match body {
+            Body::Json(buf) => {
+                if matches!(
+                    self.operation,
+                    Operation::ChatCompletions | Operation::Completions | Operation::Embeddings
+                ) {
+                    self.obs.response = ResponseInfo::from_json(&buf);
+                }
+                let ex = &self.exchanges[i];
+                // Time to the head: a non-streamed answer's head comes when it is done.
+                let to_head = ex.head_at.map(|h| h.saturating_duration_since(ex.start));
+                let ttfb = ex.ttfb();
+                self.judge_success(i, now, ttfb, to_head);
+                self.owed.push(Owed::BudgetReward { at: now });
+                self.end_exchange(i, now, None);
+                self.finish(now, Ok(Bytes::from(buf)));
+            }
+            Body::Error(buf) => {
+                let hint = parse_retry_after(&head.headers, head.received_at).map(|h| h.delay);
+                let api = ApiError::from_response(head.status, &buf)
+                    .with_retry_after(hint)
+                    .with_rate_limit(RateLimitSnapshot::parse(&head.headers, head.received_at));
+                let failure = Failure::Status {
+                    status: head.status,
+                    headers: head.headers,
+                };
+                self.fail_exchange(i, now, failure, VllmError::from(api));
+            }
+            Body::Stream(mut dec) => {
+                dec.finish();
+                self.exchanges[i].body = Some(Body::Stream(dec));
+                self.drain_decoder(i, now);
+                // `finish` always ends with a terminal event: the exchange ended in it.
+            }
+            Body::Document(mut dec, buf) => {
+                // The server ignored `stream: true`: its whole answer is one document, turned
+                // into the events its stream would have carried, so the caller's loop works.
+                dec.push_document(&buf);
+                let ex = &mut self.exchanges[i];
+                ex.first_data = Some(now);
+                ex.body = Some(Body::Stream(dec));
+                self.on_first_data(i, now);
+                self.drain_decoder(i, now);
+            }
+            Body::Foreign(content_type, buf) => {
+                let e = VllmError::decode(
+                    format!(
+                        "a stream was asked for, but the server answered {} with Content-Type {content_type:?}",
+                        head.status
+                    ),
+                    &buf,
+                );
+                let failure = Failure::Decode {
+                    output_started: false,
+                };
+                self.fail_exchange(i, now, failure, e);
+            }
+        }
+    }
+
+    /// Moves exchange `i`'s decoded events to its queue. A terminal error before any of its
+    /// events reached the caller is an attempt failure (it may be retried) instead: the events
+    /// decoded with it are dropped, so a retry cannot duplicate them.
+    fn drain_decoder(&mut self, i: usize, now: Instant) {
+        loop {
+            let ex = &mut self.exchanges[i];
+            let Some(Body::Stream(dec)) = ex.body.as_mut() else {
+                return;
+            };
+            let Some(ev) = dec.poll_event() else { return };
+            let committed = self.committed == Some(ex.id) && self.output_started;
+            match ev {
+                StreamEvent::Error(e) if !committed => {
+                    ex.events.clear();
+                    ex.body = None;
+                    let failure = match &e {
+                        VllmError::Truncated => Failure::Truncated {
+                            output_started: false,
+                        },
+                        VllmError::Api(api) => Failure::StreamError {
+                            code: api.code.as_deref().and_then(|c| c.parse().ok()),
+                            output_started: false,
+                        },
+                        _ => Failure::Decode {
+                            output_started: false,
+                        },
+                    };
+                    self.fail_exchange(i, now, failure, e);
+                    return;
+                }
+                StreamEvent::Done => {
+                    ex.events.push_back(StreamEvent::Done);
+                    ex.body = None;
+                    let ttfb = ex.ttfb();
+                    self.owed.push(Owed::BudgetReward { at: now });
+                    self.judge_success(i, now, ttfb, Some(ttfb));
+                    self.end_exchange_io(i, now, None);
+                    return;
+                }
+                StreamEvent::Error(e) => {
+                    // Mid-stream: the caller gets the error as the stream's last event. (The
+                    // exchange was judged at its first data event: a stream that fails after
+                    // its first token is reported to the caller, not held against the server.)
+                    let failure = Failure::StreamError {
+                        code: None,
+                        output_started: true,
+                    };
+                    ex.events.push_back(StreamEvent::Error(e));
+                    ex.body = None;
+                    self.judge_failure(i, now, &failure);
+                    let error = Some(super::observe::ErrorType::Api);
+                    self.end_exchange_io(i, now, error);
+                    return;
+                }
+                other => ex.events.push_back(other),
+            }
+        }
+    }
+}

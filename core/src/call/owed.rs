@@ -1,0 +1,90 @@
+//! [`Owed`]: what a call owes the client's shared state — the vocabulary a
+//! [`Call`](super::Call) and [`Shared`](super::Shared) talk in, the way quinn-proto's
+//! connections talk to their endpoint through events.
+//!
+//! A call never reaches into the shared state to settle what happened: it queues `Owed`
+//! items while it reads a body (no lock needed), and [`Shared::apply`](super::Shared::apply)
+//! pays them the next time the call holds the shared state. What the call must *ask* the shared
+//! state before it acts (a concurrency slot, a rate-limit slot, a breaker permit, an endpoint,
+//! the retry budget) are [`Shared`](super::Shared)'s own methods, called during `poll`.
+
+use std::time::{Duration, Instant};
+
+use crate::policy::{BreakerPermit, ConcurrencyPermit, LimitSample, Outcome, Verdict, WaiterId};
+use crate::pool::{EndpointId, Ticket};
+use crate::request::Operation;
+
+/// One thing a call owes the shared state.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Owed {
+    /// A breaker permit comes back with the attempt's outcome.
+    Breaker {
+        /// When the outcome was known.
+        at: Instant,
+        /// The operation (for a breaker per operation).
+        operation: Operation,
+        /// The permit taken at admission.
+        permit: BreakerPermit,
+        /// What the attempt said (the breaker column of the failure table).
+        outcome: Outcome,
+    },
+    /// A call succeeded: the retry budget earns its reward.
+    BudgetReward {
+        /// When.
+        at: Instant,
+    },
+    /// What an attempt said about its endpoint (the ejection column of the failure table),
+    /// with its latency sample when it had one.
+    Verdict {
+        /// When.
+        at: Instant,
+        /// The attempt's hold on its endpoint.
+        ticket: Ticket,
+        /// What it said.
+        verdict: Verdict,
+        /// Its time to first token (or to the head of a JSON answer, or to a timer).
+        sample: Option<Duration>,
+    },
+    /// An attempt no longer occupies its endpoint.
+    Release {
+        /// The attempt's hold on its endpoint.
+        ticket: Ticket,
+    },
+    /// A sample for the adaptive concurrency limit (a first token, or a loss).
+    LimitSample {
+        /// When.
+        at: Instant,
+        /// What.
+        sample: LimitSample,
+        /// The endpoint of the attempt (for a limit per endpoint).
+        endpoint: Option<EndpointId>,
+    },
+    /// The token rate limit's estimate corrected: charge (> 0) or refund (< 0).
+    Tokens {
+        /// When.
+        at: Instant,
+        /// How many tokens.
+        delta: i64,
+    },
+    /// The server said its quota is spent until then: new calls wait for it.
+    RateGate {
+        /// Until when.
+        until: Instant,
+    },
+    /// A stream's time to first token, for the hedge delay's percentile.
+    FirstToken {
+        /// From sending the request to its first data event.
+        ttft: Duration,
+    },
+    /// The call left the queue for a concurrency slot (a slot handed to it passes on).
+    LeaveQueue {
+        /// Its place in the queue.
+        waiter: WaiterId,
+    },
+    /// A concurrency slot is free again.
+    ReleaseSlot {
+        /// The slot.
+        permit: ConcurrencyPermit,
+    },
+}

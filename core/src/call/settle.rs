@@ -1,0 +1,424 @@
+//! The settle phase: how an exchange ends and what follows — for the breaker, the endpoint,
+//! the adaptive limit (all from the failure table, in one place: [`Call::judge_failure`]),
+//! then retry or give up, then the call's end.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+
+use super::contract::{Purpose, TransportErrorKind};
+use super::exchange::Io;
+use super::observe::{ErrorType, Observation};
+use super::owed::Owed;
+use super::report::RetryRecord;
+use super::{Call, Phase};
+use crate::error::VllmError;
+use crate::event::StreamEvent;
+use crate::policy::{
+    parse_retry_after, Failure, LimitSample, Outcome, RateLimitSnapshot,
+    RetryContext, RetryDecision, TimeoutKind, Verdict,
+};
+use crate::pool::EndpointId;
+
+impl Call {
+    // --- judging: once per exchange -------------------------------------------------------
+
+    /// Exchange `i` succeeded (its first data event, or a whole JSON answer): the breaker and
+    /// its endpoint hear so, once.
+    pub(super) fn judge_success(
+        &mut self,
+        i: usize,
+        now: Instant,
+        ttfb: Duration,
+        sample: Option<Duration>,
+    ) {
+        self.judge(i, now, Outcome::Success { ttfb }, Verdict::Success, sample);
+    }
+
+    /// Exchange `i` failed: everything that follows for the breaker, its endpoint and the
+    /// adaptive limit comes from the failure's row of the table, here and nowhere else.
+    pub(super) fn judge_failure(&mut self, i: usize, now: Instant, failure: &Failure) {
+        let ex = &self.exchanges[i];
+        if ex.judged {
+            return;
+        }
+        let head = ex.head.is_some();
+        let ttfb = head.then(|| ex.ttfb());
+        let hint = self.server_hint(i, now);
+        // A server that made the attempt wait for a timer is at least that slow.
+        let sample = match failure {
+            Failure::Timeout {
+                kind: TimeoutKind::FirstToken | TimeoutKind::Attempt,
+                ..
+            } => Some(now.saturating_duration_since(ex.start)),
+            _ => None,
+        };
+        if let Some((kind, hinted)) = failure.loss() {
+            let endpoint = Some(ex.endpoint);
+            self.limit_sample(now, endpoint, |_| LimitSample::Loss { kind, hinted });
+        }
+        let outcome = failure.breaker_outcome(ttfb);
+        let verdict = failure.verdict(hint, head);
+        self.judge(i, now, outcome, verdict, sample);
+    }
+
+    fn judge(
+        &mut self,
+        i: usize,
+        now: Instant,
+        outcome: Outcome,
+        verdict: Verdict,
+        sample: Option<Duration>,
+    ) {
+        let operation = self.operation;
+        let ex = &mut self.exchanges[i];
+        if ex.judged {
+            return;
+        }
+        ex.judged = true;
+        if let Some(permit) = ex.breaker.take() {
+            self.owed.push(Owed::Breaker {
+                at: now,
+                operation,
+                permit,
+                outcome,
+            });
+        }
+        if let Some(ticket) = ex.ticket {
+            self.owed.push(Owed::Verdict {
+                at: now,
+                ticket,
+                verdict,
+                sample,
+            });
+        }
+    }
+
+    /// When the server of exchange `i` asked to be called again: its `Retry-After`, or the
+    /// reset of a spent rate-limit quota.
+    fn server_hint(&self, i: usize, now: Instant) -> Option<Instant> {
+        let head = self.exchanges[i].head.as_ref()?;
+        let retry_after = parse_retry_after(&head.headers, head.received_at).map(|h| h.delay);
+        let reset =
+            RateLimitSnapshot::parse(&head.headers, head.received_at).and_then(|r| r.wait());
+        let wait = retry_after.max(reset)?;
+        Some(crate::policy::clock::saturating_add(now, wait))
+    }
+
+    /// Queues a sample for the adaptive concurrency limit (when it is on); `sample` gets the
+    /// request body's length, the prompt-size estimate.
+    pub(super) fn limit_sample(
+        &mut self,
+        now: Instant,
+        endpoint: Option<EndpointId>,
+        sample: impl FnOnce(usize) -> LimitSample,
+    ) {
+        if self.policy.auto_concurrency.is_some() {
+            let bytes = self.request.as_ref().map_or(0, |r| r.body().len());
+            self.owed.push(Owed::LimitSample {
+                at: now,
+                sample: sample(bytes),
+                endpoint,
+            });
+        }
+    }
+
+    // --- ending an exchange ---------------------------------------------------------------
+
+    /// Exchange `i` is over for the transport: it is closed, its endpoint and slot are free,
+    /// an unjudged exchange says nothing about its server. Its events (if any) stay queued.
+    pub(super) fn end_exchange_io(&mut self, i: usize, now: Instant, error: Option<ErrorType>) {
+        if !self.exchanges[i].judged {
+            let failure = Failure::Cancelled;
+            self.judge_failure(i, now, &failure);
+        }
+        let ex = &mut self.exchanges[i];
+        if ex.io == Io::Ended {
+            return;
+        }
+        ex.io = Io::Ended;
+        ex.body = None;
+        self.closes.push_back(ex.id);
+        if let Some(ticket) = ex.ticket.take() {
+            self.owed.push(Owed::Release { ticket });
+        }
+        if let Some(permit) = ex.slot.take() {
+            self.owed.push(Owed::ReleaseSlot { permit });
+        }
+        if ex.purpose != Purpose::HealthProbe {
+            self.obs.end_attempt(ex.number, now, error);
+        }
+    }
+
+    /// As [`end_exchange_io`](Self::end_exchange_io), and its events are dropped.
+    pub(super) fn end_exchange(&mut self, i: usize, now: Instant, error: Option<ErrorType>) {
+        self.end_exchange_io(i, now, error);
+        self.exchanges.remove(i);
+    }
+
+    /// The health probe (exchange `i`) ended: what it says goes to its endpoint, and the call
+    /// goes on to route its own attempt (the answer, if any, is dropped unread).
+    pub(super) fn end_probe(&mut self, i: usize, now: Instant, healthy: bool) {
+        let verdict = if healthy {
+            Verdict::Success
+        } else {
+            Verdict::Failure { connect: false }
+        };
+        self.judge(i, now, Outcome::Ignored, verdict, None);
+        self.end_exchange(i, now, None);
+        if self.past_deadline(now) {
+            self.report.timeout = Some(TimeoutKind::Deadline);
+            let e = self.last_error.take().unwrap_or(VllmError::Timeout);
+            self.return_breaker_permit(now);
+            self.finish(now, Err(e));
+        } else {
+            // The limits were passed for this attempt (its breaker permit is kept).
+            self.phase = Phase::Route;
+        }
+    }
+
+    /// Gives back the breaker permit taken for an attempt that will not be sent.
+    pub(super) fn return_breaker_permit(&mut self, now: Instant) {
+        if let Some(permit) = self.breaker_permit.take() {
+            self.owed.push(Owed::Breaker {
+                at: now,
+                operation: self.operation,
+                permit,
+                outcome: Outcome::Ignored,
+            });
+        }
+    }
+
+    // --- failures ---------------------------------------------------------------------------
+
+    /// Exchange `i`'s transport failed.
+    pub(super) fn on_transport_error(
+        &mut self,
+        i: usize,
+        now: Instant,
+        kind: TransportErrorKind,
+        message: String,
+    ) {
+        let ex = &self.exchanges[i];
+        if ex.purpose == Purpose::HealthProbe {
+            self.end_probe(i, now, false);
+            return;
+        }
+        if matches!(
+            ex.body,
+            Some(super::body::Body::Error(_) | super::body::Body::Foreign(..))
+        ) {
+            // The status already answered; a cut error body does not make a 400 retryable:
+            // classify by the status with the part that arrived.
+            self.on_body_end(i, now);
+            return;
+        }
+        if kind == TransportErrorKind::Rejected {
+            // Nothing reached the server: the caller's request is at fault.
+            let e = VllmError::InvalidRequest(format!(
+                "the HTTP client refused to send the request: {message}"
+            ));
+            self.fail_exchange(i, now, Failure::Rejected, e);
+            return;
+        }
+        if kind == TransportErrorKind::ConnectTimeout && ex.io == Io::Sending {
+            // An HTTP client's connect timer clamped to the head deadline fires with it: that
+            // is the deadline's timeout (an overall deadline is not retried), however the
+            // transport words it.
+            if let Some((d, timer)) = self.exchange_deadline(i) {
+                if now >= d {
+                    self.time_out(i, now, timer);
+                    return;
+                }
+            }
+        }
+        let no_head = ex.head.is_none();
+        let output_started = self.is_committed(i);
+        let (failure, error) = match kind {
+            TransportErrorKind::Connect if no_head => {
+                (Failure::Connect, VllmError::Connect { message })
+            }
+            TransportErrorKind::ConnectTimeout if no_head => {
+                self.report.timeout = Some(TimeoutKind::Connect);
+                self.obs.push(Observation::TimerFired {
+                    kind: TimeoutKind::Connect,
+                });
+                (
+                    Failure::Timeout {
+                        kind: TimeoutKind::Connect,
+                        output_started: false,
+                    },
+                    VllmError::Timeout,
+                )
+            }
+            // However the transport words it (a reset, an incomplete chunk), a stream whose
+            // connection broke before `[DONE]` is a truncated stream.
+            _ if matches!(ex.body, Some(super::body::Body::Stream(_))) => (
+                Failure::Truncated { output_started },
+                VllmError::Truncated,
+            ),
+            _ => (
+                Failure::Transport { output_started },
+                VllmError::Transport { message },
+            ),
+        };
+        self.fail_exchange(i, now, failure, error);
+    }
+
+    /// The timer `kind` of exchange `i` fired.
+    pub(super) fn time_out(&mut self, i: usize, now: Instant, kind: TimeoutKind) {
+        if self.exchanges[i].purpose == Purpose::HealthProbe {
+            // The probe's own timer: the endpoint did not answer in time. (The call's
+            // deadline is checked when the call goes on.)
+            self.end_probe(i, now, false);
+            return;
+        }
+        self.report.timeout = Some(kind);
+        self.obs.push(Observation::TimerFired { kind });
+        if matches!(
+            self.exchanges[i].body,
+            Some(super::body::Body::Error(_) | super::body::Body::Foreign(..))
+        ) {
+            // As for a cut error body: the status decides, not the slow body.
+            self.on_body_end(i, now);
+            return;
+        }
+        let output_started = self.is_committed(i);
+        let failure = Failure::Timeout {
+            kind,
+            output_started,
+        };
+        self.fail_exchange(i, now, failure, VllmError::Timeout);
+    }
+
+    /// Whether exchange `i` is the one whose events reached the caller.
+    pub(super) fn is_committed(&self, i: usize) -> bool {
+        self.output_started && self.committed == Some(self.exchanges[i].id)
+    }
+
+    /// Exchange `i` failed. After output, the error is the stream's last event. Before: it is
+    /// settled and closed; the call carries on with another exchange in flight, or decides
+    /// whether to retry (that needs the shared state: the budget).
+    pub(super) fn fail_exchange(
+        &mut self,
+        i: usize,
+        now: Instant,
+        failure: Failure,
+        error: VllmError,
+    ) {
+        self.judge_failure(i, now, &failure);
+        let error_type = Some(ErrorType::of(&error));
+        if self.is_committed(i) {
+            let ex = &mut self.exchanges[i];
+            ex.events.push_back(StreamEvent::Error(error));
+            self.end_exchange_io(i, now, error_type);
+            return;
+        }
+        let received_at = self.exchanges[i]
+            .head
+            .as_ref()
+            .map_or(SystemTime::UNIX_EPOCH, |h| h.received_at);
+        self.end_exchange(i, now, error_type);
+        if self
+            .exchanges
+            .iter()
+            .any(|e| e.is_user() && (e.io != Io::Ended || !e.events.is_empty()))
+        {
+            // A hedge (or the attempt it hedged) still runs: it carries the call.
+            self.last_error = Some(error);
+            return;
+        }
+        self.phase = Phase::Failed {
+            failure,
+            error,
+            at: now,
+            received_at,
+        };
+    }
+
+    /// Retry or give up, after a failed attempt.
+    pub(super) fn decide(
+        &mut self,
+        at: Instant,
+        failure: Failure,
+        error: VllmError,
+        received_at: SystemTime,
+        shared: &mut super::Shared,
+    ) {
+        let ctx = RetryContext::new(self.attempts, at, received_at)
+            .with_deadline(self.deadline)
+            .with_previous_delay(self.previous_delay);
+        let decision = shared.decide_retry(
+            &self.policy.retry,
+            &failure,
+            ctx,
+            &self.tried,
+            &mut self.rng,
+        );
+        match decision {
+            RetryDecision::Retry { delay, hinted } => {
+                self.obs.push(Observation::Retry {
+                    attempt: self.attempts,
+                    cause: ErrorType::of(&error),
+                    delay,
+                    hinted,
+                });
+                self.report.retries.push(RetryRecord {
+                    attempt: self.attempts,
+                    delay,
+                    hinted,
+                    cause: error.to_string(),
+                });
+                self.previous_delay = delay;
+                self.last_error = Some(error);
+                // Saturate: an accepted huge hint must not wrap to "now" (a hot retry loop).
+                self.phase = Phase::Backoff {
+                    until: crate::policy::clock::saturating_add(at, delay),
+                };
+            }
+            RetryDecision::GiveUp(reason) => {
+                self.report.gave_up = Some(reason);
+                self.finish(at, Err(error));
+            }
+        }
+    }
+
+    // --- the end ----------------------------------------------------------------------------
+
+    /// The call is over: whatever is still in flight is closed, the slot is freed, the token
+    /// estimate corrected. Nothing is emitted after the end.
+    pub(super) fn finish(&mut self, now: Instant, result: Result<Bytes, VllmError>) {
+        if matches!(self.phase, Phase::Finished) {
+            return;
+        }
+        // A stream's error event already finished the observations, with its error.
+        let error = result.as_ref().err().map(ErrorType::of);
+        for i in (0..self.exchanges.len()).rev() {
+            self.end_exchange(i, now, error);
+        }
+        self.return_breaker_permit(now);
+        self.obs.finished(now, error, self.attempts);
+        // The token estimate, corrected by what the server says the call used.
+        if let (Some(charged), Some(usage)) = (self.tokens_charged, &self.obs.response.usage) {
+            let used = usage.prompt_tokens.saturating_add(usage.completion_tokens);
+            let delta = i128::from(used) - i128::from(charged);
+            let delta = i64::try_from(delta).unwrap_or(if delta > 0 { i64::MAX } else { i64::MIN });
+            if delta != 0 {
+                self.owed.push(Owed::Tokens { at: now, delta });
+            }
+            self.tokens_charged = None;
+        }
+        if let Phase::WaitPermit {
+            waiter: Some(waiter),
+        } = self.phase
+        {
+            // Out of the queue; a slot already handed to this call passes on.
+            self.owed.push(Owed::LeaveQueue { waiter });
+        }
+        if let Some(permit) = self.slot.take() {
+            self.owed.push(Owed::ReleaseSlot { permit });
+        }
+        self.result = Some(result);
+        self.phase = Phase::Finished;
+    }
+}

@@ -1,0 +1,233 @@
+//! The questions a call asks the shared state before it acts: may it have a concurrency slot,
+//! a rate-limit slot, a breaker permit; which endpoint takes its attempt; may it retry, may it
+//! hedge. Each answer is taken under the shared state's lock, in `Call::poll`.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Request;
+
+use super::Shared;
+use crate::error::VllmError;
+use crate::policy::{
+    Admission, BreakerPermit, BreakerRejected, ConcurrencyPermit, Failure, HedgeConfig,
+    RateLimited, RetryContext, RetryDecision, RetryPolicy, Rng, WaiterId,
+};
+use crate::pool::{EndpointId, Ticket};
+use crate::request::Operation;
+
+/// Where an attempt goes, as [`Shared::route`] decided.
+#[derive(Debug)]
+pub(crate) enum Routed {
+    /// The attempt itself, to this endpoint.
+    Attempt {
+        /// The endpoint.
+        id: EndpointId,
+        /// The request, addressed to it.
+        request: Request<Bytes>,
+        /// Its hold on the endpoint.
+        ticket: Ticket,
+    },
+    /// First a `GET /health` of this endpoint, whose ejection is over.
+    Probe {
+        /// The endpoint.
+        id: EndpointId,
+        /// The probe request.
+        request: Request<Bytes>,
+        /// Its hold on the endpoint (the probe's ticket).
+        ticket: Ticket,
+    },
+}
+
+/// What a hedge was granted: its own concurrency slot and breaker permit, and where it goes.
+#[derive(Debug)]
+pub(crate) struct HedgeGrant {
+    pub(crate) slot: Option<ConcurrencyPermit>,
+    pub(crate) breaker: Option<BreakerPermit>,
+    pub(crate) id: EndpointId,
+    pub(crate) request: Request<Bytes>,
+    pub(crate) ticket: Ticket,
+}
+
+impl Shared {
+    /// A concurrency slot for a new call (`waiter: None`) or for one that waits in the queue
+    /// (first come, first served: a waiting call takes only the slot handed to it). `None`
+    /// when there is no limit.
+    pub(crate) fn admit_slot(&mut self, waiter: Option<WaiterId>) -> Option<Admission> {
+        let limiter = self.concurrency.as_mut()?;
+        Some(match waiter {
+            None => limiter.acquire(),
+            Some(w) => match limiter.claim(w) {
+                Some(permit) => Admission::Admitted(permit),
+                None => Admission::Queued(w),
+            },
+        })
+    }
+
+    /// Charges `cost` tokens to the token rate limit (`None` when it is off).
+    pub(crate) fn charge_tokens(
+        &mut self,
+        now: Instant,
+        cost: u64,
+    ) -> Option<Result<(), RateLimited>> {
+        Some(self.tokens.as_mut()?.check(now, cost))
+    }
+
+    /// Gives `cost` tokens back to the token rate limit.
+    pub(crate) fn refund_tokens(&mut self, now: Instant, cost: u64) {
+        if let Some(t) = self.tokens.as_mut() {
+            t.adjust(now, -i64::try_from(cost).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// One request of the client-side rate limit (`None` when it is off).
+    pub(crate) fn check_rate(&mut self, now: Instant) -> Option<Result<(), RateLimited>> {
+        Some(self.rate.as_mut()?.check(now, 1))
+    }
+
+    /// A breaker permit for an attempt of `operation` (`None` when breaking is off).
+    pub(crate) fn breaker_permit(
+        &mut self,
+        operation: Operation,
+        now: Instant,
+    ) -> Option<Result<BreakerPermit, BreakerRejected>> {
+        let answer = self.breaker_for(operation)?.try_acquire(now);
+        self.collect_transitions();
+        Some(answer)
+    }
+
+    /// Until when the server said its quota is spent, when that is later than `now`.
+    pub(crate) fn server_gate(&self, now: Instant) -> Option<Instant> {
+        self.server_gate.filter(|g| *g > now)
+    }
+
+    /// Why no request can be sent (an endpoint's URL, key or header is unusable).
+    pub(crate) fn invalid(&self) -> Option<&VllmError> {
+        self.pool.invalid()
+    }
+
+    /// Where an attempt of a call that already tried `tried` goes: a healthy endpoint it has
+    /// not tried (by affinity or power of two choices), or first a health probe of an
+    /// endpoint whose ejection is over, when `probe` (health probes are on). The request is
+    /// `template` addressed to it, with its key and headers.
+    pub(crate) fn route(
+        &mut self,
+        now: Instant,
+        tried: &[EndpointId],
+        affinity: Option<u64>,
+        template: &Request<Bytes>,
+        operation: Operation,
+        probe: bool,
+    ) -> Result<Routed, VllmError> {
+        let id = self
+            .pool
+            .pick(now, tried, affinity)
+            .unwrap_or(EndpointId::new(0));
+        if probe && self.pool.probe_ready(now, id) {
+            let request = self.pool.health_request(id, template)?;
+            let ticket = self.pool.dispatch(now, id);
+            return Ok(Routed::Probe {
+                id,
+                request,
+                ticket,
+            });
+        }
+        let request = self.pool.request(id, template, operation)?;
+        let ticket = self.pool.dispatch(now, id);
+        Ok(Routed::Attempt {
+            id,
+            request,
+            ticket,
+        })
+    }
+
+    /// Retry or give up after `failure` (the retry budget pays for a retry).
+    pub(crate) fn decide_retry(
+        &mut self,
+        policy: &RetryPolicy,
+        failure: &Failure,
+        ctx: RetryContext,
+        tried: &[EndpointId],
+        rng: &mut Rng,
+    ) -> RetryDecision {
+        let ctx = ctx.with_failover(self.pool.can_fail_over(ctx.now, tried));
+        policy.decide(failure, &ctx, rng, self.budget.as_mut())
+    }
+
+    /// A new call that may hedge: it earns its share of a hedge, and learns after how long
+    /// to hedge (`None`: not with fewer than two endpoints, nor before the percentile is
+    /// known).
+    pub(crate) fn hedge_delay(&mut self, cfg: &HedgeConfig) -> Option<Duration> {
+        if self.pool.len() < 2 {
+            return None;
+        }
+        self.hedge.on_call(cfg);
+        self.hedge.delay(cfg)
+    }
+
+    /// A hedge for a call that tried `tried`, when one is allowed now: another endpoint is
+    /// healthy, a concurrency slot is free without queueing, the client's rate limit and the
+    /// breaker let a request through, a hedge is in the bucket, and the retry budget pays for
+    /// it as for a retry after a timeout. `None` otherwise (nothing is taken).
+    pub(crate) fn grant_hedge(
+        &mut self,
+        now: Instant,
+        tried: &[EndpointId],
+        affinity: Option<u64>,
+        template: &Request<Bytes>,
+        operation: Operation,
+    ) -> Option<HedgeGrant> {
+        // The limit in force (an adaptive one moves), not the configured one.
+        let slot_free = match &self.concurrency {
+            Some(c) => c.in_flight() < c.max() && c.waiting() == 0,
+            None => true,
+        };
+        let budget_ok = self
+            .budget
+            .as_ref()
+            .is_none_or(|b| b.tokens(now) >= b.retry_cost(true));
+        if !slot_free || !budget_ok || !self.pool.can_fail_over(now, tried) {
+            return None;
+        }
+        // A rate-limit slot is taken now: only refusals past this point waste one.
+        if let Some(r) = self.rate.as_mut() {
+            if r.check(now, 1).is_err() {
+                return None;
+            }
+        }
+        if !self.hedge.try_spend() {
+            return None;
+        }
+        let breaker = match self.breaker_permit(operation, now) {
+            Some(Ok(p)) => Some(p),
+            Some(Err(_)) => return None,
+            None => None,
+        };
+        let id = self
+            .pool
+            .pick(now, tried, affinity)
+            .unwrap_or(EndpointId::new(0));
+        let request = match self.pool.request(id, template, operation) {
+            Ok(r) => r,
+            Err(_) => {
+                if let (Some(p), Some(b)) = (breaker, self.breaker_for(operation)) {
+                    b.record(now, p, crate::policy::Outcome::Ignored);
+                }
+                return None;
+            }
+        };
+        if let Some(b) = self.budget.as_mut() {
+            let cost = b.retry_cost(true);
+            b.try_withdraw(now, cost);
+        }
+        let slot = self.concurrency.as_mut().and_then(|c| c.try_acquire());
+        let ticket = self.pool.dispatch(now, id);
+        Some(HedgeGrant {
+            slot,
+            breaker,
+            id,
+            request,
+            ticket,
+        })
+    }
+}
