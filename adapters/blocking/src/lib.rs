@@ -62,7 +62,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use vllm_client_core::call::log::error_chain;
+use vllm_client_core::call::error_chain;
 use vllm_client_core::call::{ResponseHead, TransportErrorKind};
 use vllm_client_core::config::ClientConfig;
 use vllm_client_runner::{BlockingExec, BlockingTransport, Failed, Outcome};

@@ -1,7 +1,13 @@
 //! The async run loop, [`EventStream`] and [`AsyncExec`]: any runtime, through [`Transport`].
+//!
+//! The loop keeps the operations the core started, one per attempt in flight (a send's
+//! future, or an open response and whether a read of it was asked for), and at each `Wait`
+//! races them against the core's timer and the call's turn for a slot. A read future is made
+//! afresh for each wait: `Transport::read` is cancel-safe, so a read that loses a race to the
+//! timer loses no data.
 
 use std::fmt;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -10,125 +16,180 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_util::future::{select, Either};
 use futures_util::stream::{BoxStream, Stream, StreamExt};
-use vllm_client_core::call::{CallReport, CallSpec, Event, HedgeStep, Leg};
+use vllm_client_core::call::{Action, AttemptId, CallReport, CallSpec, Event, ResponseHead};
 use vllm_client_core::client::{Decode, Execute, Reported};
 use vllm_client_core::config::ClientConfig;
 use vllm_client_core::policy::RateLimitSnapshot;
 use vllm_client_core::{StreamEvent, VllmError};
 
-use crate::driver::{judge_leg, lock, no_response, Driver, Io, Step};
+use crate::driver::{Driver, Step};
 use crate::exec::{AsyncExec, Exec};
 use crate::transport::{Failed, Transport};
+use crate::turn::Turn;
 
 /// A boxed, `Send` future: what `send()` returns.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, VllmError>> + Send + 'static>>;
 
-/// Races `fut` against `deadline`: `None` when the deadline passed first (an arrival exactly
-/// at the deadline wins).
-async fn until<T: Transport, F: Future>(deadline: Option<Instant>, fut: F) -> Option<F::Output> {
-    match deadline {
-        None => Some(fut.await),
-        Some(d) => match select(pin!(fut), pin!(T::sleep_until(d))).await {
-            Either::Left((out, _)) => Some(out),
-            Either::Right(_) => None,
-        },
-    }
+type Sending<T> = Pin<
+    Box<dyn Future<Output = Result<(ResponseHead, <T as Transport>::Response), Failed>> + Send>,
+>;
+
+/// One operation the core started.
+enum Op<T: Transport> {
+    /// A request on its way; the head is awaited.
+    Sending(Sending<T>),
+    /// A response; `reading` when the core asked for its next chunk.
+    Open { response: T::Response, reading: bool },
 }
 
-fn failed(f: Failed) -> Event {
-    Event::TransportError {
-        kind: f.kind,
-        message: f.message,
-    }
-}
-
-/// A timer armed at an instant, kept across body reads.
+/// A timer armed at an instant, kept across waits.
 type Timer = (Instant, Pin<Box<dyn Future<Output = ()> + Send>>);
 
 pub(crate) struct Runner<T: Transport> {
     transport: Arc<T>,
     driver: Driver,
-    response: Option<T::Response>,
-    /// The body-read timer. The idle deadline moves forward with every data event; re-arming
-    /// a runtime timer per event costs more than the event itself, so a timer armed earlier
+    ops: Vec<(AttemptId, Op<T>)>,
+    /// The wait timer. The idle deadline moves forward with every data event; re-arming a
+    /// runtime timer per event costs more than the event itself, so a timer armed earlier
     /// than the current deadline is kept, and when it fires early it is re-armed once.
     timer: Option<Timer>,
 }
 
-/// Reads the next chunk of `response` before `deadline`, reusing `timer` (see [`Runner`]).
-async fn read_until<T: Transport>(
-    response: &mut T::Response,
-    deadline: Option<Instant>,
-    timer: &mut Option<Timer>,
-) -> Option<Result<Option<Bytes>, Failed>> {
-    let Some(d) = deadline else {
-        return Some(T::read(response).await);
+/// What completed first during a wait.
+enum Woke<T: Transport> {
+    Sent(AttemptId, Result<(ResponseHead, T::Response), Failed>),
+    Read(AttemptId, Result<Option<Bytes>, Failed>),
+    Turn,
+    Timer,
+}
+
+fn failed(attempt: AttemptId, f: Failed) -> Event {
+    Event::TransportError {
+        attempt,
+        kind: f.kind,
+        message: f.message,
+    }
+}
+
+/// Resolves once the wait timer reaches `until` (never without one), re-arming a timer that
+/// was armed earlier than `until` when it fires early.
+async fn timer_until<T: Transport>(timer: &mut Option<Timer>, until: Option<Instant>) {
+    let Some(d) = until else {
+        return std::future::pending().await;
     };
-    let mut read = pin!(T::read(response));
     loop {
         if !matches!(timer, Some((at, _)) if *at <= d) {
             *timer = Some((d, Box::pin(T::sleep_until(d))));
         }
-        let (_, sleep) = timer.as_mut()?;
-        match select(read.as_mut(), sleep.as_mut()).await {
-            Either::Left((out, _)) => return Some(out),
-            Either::Right(_) => {
-                *timer = None;
-                if Instant::now() >= d {
-                    return None;
-                }
-            }
+        if let Some((_, sleep)) = timer.as_mut() {
+            sleep.await;
+        }
+        *timer = None;
+        if Instant::now() >= d {
+            return;
         }
     }
 }
 
 impl<T: Transport> Runner<T> {
+    fn new(transport: Arc<T>, driver: Driver) -> Self {
+        Runner {
+            transport,
+            driver,
+            ops: Vec::with_capacity(1),
+            timer: None,
+        }
+    }
+
     /// Runs until the next event for the caller, or the end.
     pub(crate) async fn step(&mut self) -> Step {
         loop {
-            let io = match self.driver.next_io(&mut self.response) {
-                Ok(io) => io,
-                Err(step) => return step,
-            };
-            let event = match io {
-                Io::Send {
+            match self.driver.next() {
+                Action::Send {
+                    attempt,
                     request,
-                    deadline,
                     connect_timeout,
-                } => match until::<T, _>(deadline, self.transport.send(request, connect_timeout))
-                    .await
-                {
-                    None => Event::Timeout,
-                    Some(Ok((head, response))) => {
-                        self.response = Some(response);
-                        Event::Response(head)
-                    }
-                    Some(Err(f)) => failed(f),
-                },
-                Io::Read { deadline } => match self.response.as_mut() {
-                    None => no_response(),
-                    Some(response) => {
-                        match read_until::<T>(response, deadline, &mut self.timer).await {
-                            None => Event::Timeout,
-                            Some(Ok(Some(bytes))) => Event::Chunk(bytes),
-                            Some(Ok(None)) => Event::BodyEnd,
-                            Some(Err(f)) => failed(f),
-                        }
-                    }
-                },
-                Io::Sleep { until: at } => {
-                    T::sleep_until(at).await;
-                    Event::Timeout
+                    ..
+                } => {
+                    let transport = self.transport.clone();
+                    let send = async move { transport.send(request, connect_timeout).await };
+                    self.ops.push((attempt, Op::Sending(Box::pin(send))));
                 }
-                Io::Wait { deadline } => {
-                    let turn = self.driver.turn.clone();
-                    match until::<T, _>(deadline, turn.wait()).await {
-                        Some(()) => Event::PermitReleased,
-                        None => Event::Timeout,
-                    }
+                Action::ReadBody { attempt, .. } => match self.op(attempt) {
+                    Some(Op::Open { reading, .. }) => *reading = true,
+                    _ => self.driver.handle(failed(
+                        attempt,
+                        Failed::new(
+                            vllm_client_core::call::TransportErrorKind::Io,
+                            "no response to read",
+                        ),
+                    )),
+                },
+                Action::Close { attempt } => self.ops.retain(|(a, _)| *a != attempt),
+                Action::Wait { until, waiter, .. } => {
+                    let event = self.wait(until, waiter.is_some()).await;
+                    self.driver.handle(event);
                 }
-            };
-            self.driver.handle(event);
+                Action::Emit(ev) => return Step::Emit(ev),
+                Action::Done(result) => {
+                    self.ops.clear();
+                    return Step::Done(result);
+                }
+            }
+        }
+    }
+
+    fn op(&mut self, attempt: AttemptId) -> Option<&mut Op<T>> {
+        self.ops
+            .iter_mut()
+            .find(|(a, _)| *a == attempt)
+            .map(|(_, op)| op)
+    }
+
+    /// Waits for the first of: an operation completes, the call's turn for a slot, `until`.
+    async fn wait(&mut self, until: Option<Instant>, permit: bool) -> Event {
+        let woke = match self.ops.as_mut_slice() {
+            // The common case, one read and a timer: no allocation per chunk.
+            [(attempt, Op::Open { response, reading })] if *reading && !permit => {
+                let attempt = *attempt;
+                let read = pin!(T::read(response));
+                let timer = pin!(timer_until::<T>(&mut self.timer, until));
+                match select(read, timer).await {
+                    Either::Left((out, _)) => Woke::Read(attempt, out),
+                    Either::Right(_) => Woke::Timer,
+                }
+            }
+            ops => {
+                let turn = permit.then(|| self.driver.turn.clone());
+                race::<T>(ops, &mut self.timer, until, turn.as_deref()).await
+            }
+        };
+        match woke {
+            Woke::Timer => Event::Timeout,
+            Woke::Turn => Event::PermitReleased,
+            Woke::Sent(attempt, Ok((head, response))) => {
+                if let Some(op) = self.op(attempt) {
+                    *op = Op::Open {
+                        response,
+                        reading: false,
+                    };
+                }
+                Event::Response { attempt, head }
+            }
+            Woke::Sent(attempt, Err(f)) => {
+                self.ops.retain(|(a, _)| *a != attempt);
+                failed(attempt, f)
+            }
+            Woke::Read(attempt, out) => {
+                if let Some(Op::Open { reading, .. }) = self.op(attempt) {
+                    *reading = false;
+                }
+                match out {
+                    Ok(Some(bytes)) => Event::Chunk { attempt, bytes },
+                    Ok(None) => Event::BodyEnd { attempt },
+                    Err(f) => failed(attempt, f),
+                }
+            }
         }
     }
 
@@ -140,69 +201,56 @@ impl<T: Transport> Runner<T> {
             }
         }
     }
+
+    fn report(&self) -> CallReport {
+        self.driver.report()
+    }
 }
 
-/// A runner moved into the future of its next step, which gives it back.
-type LegFuture<T> = Pin<Box<dyn Future<Output = (Runner<T>, Step)> + Send>>;
-
-fn leg<T: Transport>(mut runner: Runner<T>) -> LegFuture<T> {
-    Box::pin(async move {
-        let step = runner.step().await;
-        (runner, step)
-    })
-}
-
-/// The stream's first step, hedged when the core says so: the primary races the hedge
-/// deadline, then (if the core starts a backup) the backup; the leg the core picks goes on,
-/// the other is dropped — its connection closed, its call cancelled.
-async fn first_step<T: Transport>(
-    mut primary: Runner<T>,
-    spec: Option<CallSpec>,
-) -> (Runner<T>, Step) {
-    let (Some(hedge), Some(spec)) = (primary.driver.hedge.clone(), spec) else {
-        let step = primary.step().await;
-        return (primary, step);
-    };
-    let client = primary.driver.client().clone();
-    let transport = primary.transport.clone();
-    let mut p = leg(primary);
-    let backup = loop {
-        let Some(at) = lock(&hedge).deadline() else {
-            return p.await;
-        };
-        match select(p, Box::pin(T::sleep_until(at))).await {
-            Either::Left((done, _)) => return done,
-            Either::Right((_, pending)) => {
-                p = pending;
-                if let Some(driver) = Driver::start_backup(&client, &hedge, spec.clone()) {
-                    break Runner {
-                        transport: transport.clone(),
-                        driver,
-                        response: None,
-                        timer: None,
-                    };
-                }
-            }
-        }
-    };
-    let (first, rest, leg_first) = match select(p, leg(backup)).await {
-        Either::Left((done, rest)) => (done, rest, Leg::Primary),
-        Either::Right((done, rest)) => (done, rest, Leg::Backup),
-    };
-    match judge_leg(&client, &hedge, leg_first, &first.1) {
-        // Dropping `rest` closes the other leg's connection and cancels its call.
-        HedgeStep::Deliver { .. } => first,
-        HedgeStep::Wait => {
-            let other = if leg_first == Leg::Primary {
-                Leg::Backup
-            } else {
-                Leg::Primary
-            };
-            let done = rest.await;
-            judge_leg(&client, &hedge, other, &done.1);
-            done
+/// The general wait: every send in flight, every read asked for, the timer and the turn.
+async fn race<T: Transport>(
+    ops: &mut [(AttemptId, Op<T>)],
+    timer: &mut Option<Timer>,
+    until: Option<Instant>,
+    turn: Option<&Turn>,
+) -> Woke<T> {
+    type Reading<'a> = Pin<Box<dyn Future<Output = Result<Option<Bytes>, Failed>> + Send + 'a>>;
+    let mut sends: Vec<(AttemptId, &mut Sending<T>)> = Vec::new();
+    let mut reads: Vec<(AttemptId, Reading<'_>)> = Vec::new();
+    for (attempt, op) in ops.iter_mut() {
+        match op {
+            Op::Sending(f) => sends.push((*attempt, f)),
+            Op::Open {
+                response,
+                reading: true,
+            } => reads.push((*attempt, Box::pin(T::read(response)))),
+            Op::Open { .. } => {}
         }
     }
+    let mut timer = pin!(timer_until::<T>(timer, until));
+    let mut turn = turn.map(|t| Box::pin(t.wait()));
+    poll_fn(|cx: &mut Context<'_>| {
+        for (attempt, f) in sends.iter_mut() {
+            if let Poll::Ready(out) = f.as_mut().poll(cx) {
+                return Poll::Ready(Woke::Sent(*attempt, out));
+            }
+        }
+        for (attempt, f) in reads.iter_mut() {
+            if let Poll::Ready(out) = f.as_mut().poll(cx) {
+                return Poll::Ready(Woke::Read(*attempt, out));
+            }
+        }
+        if let Some(t) = turn.as_mut() {
+            if t.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Woke::Turn);
+            }
+        }
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Woke::Timer);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// The events of a streamed call: `Content`, `Reasoning`, tool calls, `Usage`, … then exactly
@@ -224,12 +272,8 @@ impl fmt::Debug for EventStream {
 impl EventStream {
     /// Drives the call until its first event: a failure before any output (after retries) is
     /// returned as the error.
-    async fn start<T: Transport>(
-        runner: Runner<T>,
-        spec: Option<CallSpec>,
-    ) -> Result<EventStream, VllmError> {
-        let (runner, step) = first_step(runner, spec).await;
-        let first = match step {
+    async fn start<T: Transport>(mut runner: Runner<T>) -> Result<EventStream, VllmError> {
+        let first = match runner.step().await {
             Step::Emit(ev) => ev,
             Step::Done(Err(e)) => return Err(e),
             // The core guarantees a terminal event before `Done(Ok)` of a stream.
@@ -290,12 +334,7 @@ impl Stream for EventStream {
 
 impl<T: Transport> AsyncExec<T> {
     fn runner(&self, spec: CallSpec) -> Runner<T> {
-        Runner {
-            transport: self.transport.clone(),
-            driver: self.driver(spec),
-            response: None,
-            timer: None,
-        }
+        Runner::new(self.transport.clone(), self.driver(spec))
     }
 }
 
@@ -336,18 +375,11 @@ impl<T: Transport> Execute for AsyncExec<T> {
     }
 
     fn execute_stream(&self, spec: CallSpec) -> BoxFuture<EventStream> {
-        let hedge_spec = self.backup_spec(&spec);
         let runner = self.runner(spec);
-        Box::pin(EventStream::start(runner, hedge_spec))
+        Box::pin(EventStream::start(runner))
     }
 
     fn endpoints(&self) -> Vec<vllm_client_core::pool::EndpointStatus> {
         self.client.endpoints()
-    }
-}
-
-impl<T: Transport> Runner<T> {
-    fn report(&self) -> CallReport {
-        self.driver.report()
     }
 }

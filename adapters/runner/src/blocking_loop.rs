@@ -1,83 +1,287 @@
 //! The blocking run loop, [`EventIter`] and [`BlockingExec`], through [`BlockingTransport`].
+//!
+//! A blocking transport performs one operation at a time, so the loop performs the core's
+//! operations lazily: an operation started by `Send` or `ReadBody` runs inside the next
+//! `Wait`, on the caller's thread, when it is the only one and its own deadline is the wait's
+//! (the contract's rule 3) — the common case, with no thread at all. When more than one
+//! exchange is in flight (a hedge racing the first attempt) or a timer is due before the
+//! operation's own deadline (the hedge timer), each exchange moves to a worker thread of its
+//! own, which performs its operations and reports them on a channel; the wait is then a
+//! receive with a timeout. A worker's pending blocking read cannot be interrupted: a closed
+//! exchange's worker drops its response when that read returns, at the latest at its
+//! deadline.
 
 use std::fmt;
 use std::sync::{mpsc, Arc};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use vllm_client_core::call::{CallSpec, Event, HedgeStep, Leg};
+use http::Request;
+use vllm_client_core::call::{Action, AttemptId, CallSpec, Event, ResponseHead};
 use vllm_client_core::client::{Decode, Execute, Reported};
 use vllm_client_core::config::ClientConfig;
 use vllm_client_core::policy::RateLimitSnapshot;
 use vllm_client_core::{StreamEvent, VllmError};
 
-use crate::driver::{judge_leg, lock, no_response, Driver, Io, Step};
+use crate::driver::{Driver, Step};
 use crate::exec::{BlockingExec, Exec};
-use crate::transport::{BlockingTransport, Outcome};
+use crate::transport::{BlockingTransport, Failed, Outcome};
 
-fn event<T>(outcome: Outcome<T>, ok: impl FnOnce(T) -> Event) -> Event {
+fn event<T>(attempt: AttemptId, outcome: Outcome<T>, ok: impl FnOnce(T) -> Event) -> Event {
     match outcome {
         Outcome::Ok(v) => ok(v),
         Outcome::TimedOut => Event::Timeout,
         Outcome::Failed(f) => Event::TransportError {
+            attempt,
             kind: f.kind,
             message: f.message,
         },
     }
 }
 
+fn read_event(attempt: AttemptId, outcome: Outcome<Option<Bytes>>) -> Event {
+    event(attempt, outcome, |chunk| match chunk {
+        Some(bytes) => Event::Chunk { attempt, bytes },
+        None => Event::BodyEnd { attempt },
+    })
+}
+
+/// A request not sent yet.
+struct Pending {
+    request: Request<Bytes>,
+    deadline: Option<Instant>,
+    connect_timeout: Option<Duration>,
+}
+
+/// One exchange of the call, as the loop holds it.
+enum Op<T: BlockingTransport> {
+    /// Started by `Send`, not performed yet.
+    Send(Pending),
+    /// A response; `read` is the deadline of the read the core asked for, if it did.
+    Open {
+        response: T::Response,
+        read: Option<Option<Instant>>,
+    },
+    /// On its own thread.
+    Worker {
+        commands: mpsc::Sender<Command>,
+        busy: bool,
+    },
+}
+
+enum Command {
+    Send(Pending),
+    Read(Option<Instant>),
+}
+
+/// What a worker reports.
+type Report = (AttemptId, WorkerOutcome);
+
+enum WorkerOutcome {
+    Sent(Outcome<ResponseHead>),
+    Read(Outcome<Option<Bytes>>),
+}
+
 pub(crate) struct BlockingRunner<T: BlockingTransport> {
     transport: Arc<T>,
     driver: Driver,
-    response: Option<T::Response>,
+    ops: Vec<(AttemptId, Op<T>)>,
+    /// Where workers report (made with the first worker).
+    reports: Option<(mpsc::Sender<Report>, mpsc::Receiver<Report>)>,
 }
 
 impl<T: BlockingTransport> BlockingRunner<T> {
+    fn new(transport: Arc<T>, driver: Driver) -> Self {
+        BlockingRunner {
+            transport,
+            driver,
+            ops: Vec::with_capacity(1),
+            reports: None,
+        }
+    }
+
     /// Runs until the next event for the caller, or the end.
     fn step(&mut self) -> Step {
         loop {
-            let io = match self.driver.next_io(&mut self.response) {
-                Ok(io) => io,
-                Err(step) => return step,
-            };
-            let event = match io {
-                Io::Send {
+            match self.driver.next() {
+                Action::Send {
+                    attempt,
                     request,
                     deadline,
                     connect_timeout,
-                } => event(
-                    self.transport.send(request, deadline, connect_timeout),
-                    |(head, response)| {
-                        self.response = Some(response);
-                        Event::Response(head)
-                    },
-                ),
-                Io::Read { deadline } => match self.response.as_mut() {
-                    None => no_response(),
-                    Some(response) => {
-                        event(
-                            self.transport.read(response, deadline),
-                            |chunk| match chunk {
-                                Some(bytes) => Event::Chunk(bytes),
-                                None => Event::BodyEnd,
-                            },
-                        )
+                    ..
+                } => {
+                    let pending = Pending {
+                        request,
+                        deadline,
+                        connect_timeout,
+                    };
+                    self.ops.push((attempt, Op::Send(pending)));
+                }
+                Action::ReadBody { attempt, deadline } => match self.op(attempt) {
+                    Some(Op::Open { read, .. }) => *read = Some(deadline),
+                    Some(Op::Worker { commands, busy }) => {
+                        *busy = commands.send(Command::Read(deadline)).is_ok();
                     }
+                    _ => self.driver.handle(Event::TransportError {
+                        attempt,
+                        kind: vllm_client_core::call::TransportErrorKind::Io,
+                        message: "no response to read".into(),
+                    }),
                 },
-                Io::Sleep { until } => {
-                    std::thread::sleep(until.saturating_duration_since(Instant::now()));
-                    Event::Timeout
-                }
-                Io::Wait { deadline } => {
-                    if self.driver.turn.wait_blocking(deadline) {
-                        Event::PermitReleased
+                // Dropping a worker's command channel ends it after its current operation.
+                Action::Close { attempt } => self.ops.retain(|(a, _)| *a != attempt),
+                Action::Wait { until, waiter, .. } => {
+                    let event = if waiter.is_some() {
+                        if self.driver.turn.wait_blocking(until) {
+                            Event::PermitReleased
+                        } else {
+                            Event::Timeout
+                        }
                     } else {
-                        Event::Timeout
-                    }
+                        self.wait(until)
+                    };
+                    self.driver.handle(event);
                 }
-            };
-            self.driver.handle(event);
+                Action::Emit(ev) => return Step::Emit(ev),
+                Action::Done(result) => {
+                    self.ops.clear();
+                    return Step::Done(result);
+                }
+            }
         }
+    }
+
+    fn op(&mut self, attempt: AttemptId) -> Option<&mut Op<T>> {
+        self.ops
+            .iter_mut()
+            .find(|(a, _)| *a == attempt)
+            .map(|(_, op)| op)
+    }
+
+    /// Waits for the first operation to complete, or `until`.
+    fn wait(&mut self, until: Option<Instant>) -> Event {
+        let started = |op: &Op<T>| match op {
+            Op::Send(_) => true,
+            Op::Open { read, .. } => read.is_some(),
+            Op::Worker { busy, .. } => *busy,
+        };
+        let deadline_of = |op: &Op<T>| match op {
+            Op::Send(p) => Some(p.deadline),
+            Op::Open { read, .. } => *read,
+            Op::Worker { .. } => None,
+        };
+        // Inline: one operation, whose own deadline is the wait's.
+        if let [(attempt, op)] = self.ops.as_mut_slice() {
+            if started(op) && deadline_of(op) == Some(until) {
+                let attempt = *attempt;
+                return self.perform(attempt, until);
+            }
+        }
+        // Otherwise every exchange with something to do runs on its own thread.
+        for i in 0..self.ops.len() {
+            if started(&self.ops[i].1) && !matches!(self.ops[i].1, Op::Worker { .. }) {
+                self.spawn_worker(i);
+            }
+        }
+        let Some((_, rx)) = self.reports.as_ref() else {
+            // Nothing in flight: only the timer (the core never waits for nothing).
+            if let Some(u) = until {
+                std::thread::sleep(u.saturating_duration_since(Instant::now()));
+            }
+            return Event::Timeout;
+        };
+        loop {
+            let received = match until {
+                Some(u) => rx.recv_timeout(u.saturating_duration_since(Instant::now())),
+                None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+            };
+            let (attempt, outcome) = match received {
+                Ok(r) => r,
+                Err(_) => return Event::Timeout,
+            };
+            // A closed exchange's late report is dropped here.
+            let op = self.ops.iter_mut().find(|(a, _)| *a == attempt);
+            let Some((_, Op::Worker { busy, .. })) = op else {
+                continue;
+            };
+            *busy = false;
+            return match outcome {
+                WorkerOutcome::Sent(o) => {
+                    event(attempt, o, |head| Event::Response { attempt, head })
+                }
+                WorkerOutcome::Read(o) => read_event(attempt, o),
+            };
+        }
+    }
+
+    /// Performs the one started operation on this thread, until `until`.
+    fn perform(&mut self, attempt: AttemptId, until: Option<Instant>) -> Event {
+        let Some(i) = self.ops.iter().position(|(a, _)| *a == attempt) else {
+            return Event::Timeout;
+        };
+        let (_, op) = self.ops.remove(i);
+        match op {
+            Op::Send(p) => match self.transport.send(p.request, until, p.connect_timeout) {
+                Outcome::Ok((head, response)) => {
+                    let open = Op::Open {
+                        response,
+                        read: None,
+                    };
+                    self.ops.insert(i, (attempt, open));
+                    Event::Response { attempt, head }
+                }
+                Outcome::TimedOut => Event::Timeout,
+                Outcome::Failed(f) => Event::TransportError {
+                    attempt,
+                    kind: f.kind,
+                    message: f.message,
+                },
+            },
+            Op::Open { mut response, .. } => {
+                let event = read_event(attempt, self.transport.read(&mut response, until));
+                let open = Op::Open {
+                    response,
+                    read: None,
+                };
+                self.ops.insert(i, (attempt, open));
+                event
+            }
+            worker @ Op::Worker { .. } => {
+                self.ops.insert(i, (attempt, worker));
+                Event::Timeout
+            }
+        }
+    }
+
+    /// Moves exchange `i` to a thread of its own, with its started operation.
+    fn spawn_worker(&mut self, i: usize) {
+        let (tx, _) = self.reports.get_or_insert_with(mpsc::channel);
+        let reports = tx.clone();
+        let (commands, inbox) = mpsc::channel();
+        let attempt = self.ops[i].0;
+        let handle = Op::Worker {
+            commands: commands.clone(),
+            busy: true,
+        };
+        let (_, op) = std::mem::replace(&mut self.ops[i], (attempt, handle));
+        let mut response = None;
+        match op {
+            Op::Send(p) => {
+                let _ = commands.send(Command::Send(p));
+            }
+            Op::Open {
+                response: r,
+                read: Some(deadline),
+            } => {
+                response = Some(r);
+                let _ = commands.send(Command::Read(deadline));
+            }
+            Op::Open { response: r, .. } => response = Some(r),
+            Op::Worker { .. } => {}
+        }
+        let transport = self.transport.clone();
+        std::thread::spawn(move || worker::<T>(transport, attempt, response, inbox, reports));
     }
 
     fn finish(&mut self) -> Result<Bytes, VllmError> {
@@ -89,73 +293,35 @@ impl<T: BlockingTransport> BlockingRunner<T> {
     }
 }
 
-/// Runs a leg's next step on its own thread; the leg comes back with it on `tx` (or is
-/// dropped there, cancelling its call, when nobody listens any more).
-fn spawn_leg<T: BlockingTransport>(
-    leg: Leg,
-    mut runner: BlockingRunner<T>,
-    tx: mpsc::Sender<(Leg, BlockingRunner<T>, Step)>,
+/// One exchange on its own thread: performs what the loop sends it, reports each outcome;
+/// ends (dropping its response, which closes the connection) when the loop drops its sender.
+fn worker<T: BlockingTransport>(
+    transport: Arc<T>,
+    attempt: AttemptId,
+    mut response: Option<T::Response>,
+    inbox: mpsc::Receiver<Command>,
+    reports: mpsc::Sender<Report>,
 ) {
-    std::thread::spawn(move || {
-        let step = runner.step();
-        let _ = tx.send((leg, runner, step));
-    });
-}
-
-/// The stream's first step, hedged when the core says so (see the async loop's twin). A
-/// blocking read cannot be interrupted: the losing leg is dropped — its connection closed —
-/// when its pending read returns, at the latest at its first-token or attempt deadline.
-fn first_step<T: BlockingTransport>(
-    mut primary: BlockingRunner<T>,
-    spec: Option<CallSpec>,
-) -> Result<(BlockingRunner<T>, Step), VllmError> {
-    let (Some(hedge), Some(spec)) = (primary.driver.hedge.clone(), spec) else {
-        let step = primary.step();
-        return Ok((primary, step));
-    };
-    let client = primary.driver.client().clone();
-    let transport = primary.transport.clone();
-    let (tx, rx) = mpsc::channel();
-    spawn_leg(Leg::Primary, primary, tx.clone());
-    let mut racing = false;
-    loop {
-        let deadline = if racing {
-            None
-        } else {
-            lock(&hedge).deadline()
-        };
-        let received = match deadline {
-            Some(at) => rx.recv_timeout(at.saturating_duration_since(Instant::now())),
-            None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-        };
-        match received {
-            Ok((leg, runner, step)) => {
-                let decision = if racing {
-                    judge_leg(&client, &hedge, leg, &step)
-                } else {
-                    HedgeStep::Deliver {
-                        cancel_other: false,
-                    }
-                };
-                if let HedgeStep::Deliver { .. } = decision {
-                    return Ok((runner, step));
+    while let Ok(command) = inbox.recv() {
+        let outcome = match command {
+            Command::Send(p) => match transport.send(p.request, p.deadline, p.connect_timeout) {
+                Outcome::Ok((head, r)) => {
+                    response = Some(r);
+                    WorkerOutcome::Sent(Outcome::Ok(head))
                 }
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if let Some(driver) = Driver::start_backup(&client, &hedge, spec.clone()) {
-                    let backup = BlockingRunner {
-                        transport: transport.clone(),
-                        driver,
-                        response: None,
-                    };
-                    spawn_leg(Leg::Backup, backup, tx.clone());
-                    racing = true;
-                }
-            }
-            // Unreachable while `tx` is held here.
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(VllmError::Misuse("a hedged leg vanished".into()));
-            }
+                Outcome::TimedOut => WorkerOutcome::Sent(Outcome::TimedOut),
+                Outcome::Failed(f) => WorkerOutcome::Sent(Outcome::Failed(f)),
+            },
+            Command::Read(deadline) => match response.as_mut() {
+                Some(r) => WorkerOutcome::Read(transport.read(r, deadline)),
+                None => WorkerOutcome::Read(Outcome::Failed(Failed::new(
+                    vllm_client_core::call::TransportErrorKind::Io,
+                    "no response to read",
+                ))),
+            },
+        };
+        if reports.send((attempt, outcome)).is_err() {
+            return;
         }
     }
 }
@@ -182,12 +348,8 @@ impl fmt::Debug for EventIter {
 }
 
 impl EventIter {
-    fn start<T: BlockingTransport>(
-        runner: BlockingRunner<T>,
-        spec: Option<CallSpec>,
-    ) -> Result<EventIter, VllmError> {
-        let (mut runner, step) = first_step(runner, spec)?;
-        let first = match step {
+    fn start<T: BlockingTransport>(mut runner: BlockingRunner<T>) -> Result<EventIter, VllmError> {
+        let first = match runner.step() {
             Step::Emit(ev) => ev,
             Step::Done(Err(e)) => return Err(e),
             // The core guarantees a terminal event before `Done(Ok)` of a stream.
@@ -249,11 +411,7 @@ impl Iterator for EventIter {
 
 impl<T: BlockingTransport> BlockingExec<T> {
     fn runner(&self, spec: CallSpec) -> BlockingRunner<T> {
-        BlockingRunner {
-            transport: self.transport.clone(),
-            driver: self.driver(spec),
-            response: None,
-        }
+        BlockingRunner::new(self.transport.clone(), self.driver(spec))
     }
 }
 
@@ -289,8 +447,7 @@ impl<T: BlockingTransport> Execute for BlockingExec<T> {
     }
 
     fn execute_stream(&self, spec: CallSpec) -> Result<EventIter, VllmError> {
-        let hedge_spec = self.backup_spec(&spec);
-        EventIter::start(self.runner(spec), hedge_spec)
+        EventIter::start(self.runner(spec))
     }
 
     fn endpoints(&self) -> Vec<vllm_client_core::pool::EndpointStatus> {

@@ -13,13 +13,19 @@ use crate::sink::Sink;
 use crate::telemetry;
 use crate::turn::Turn;
 
+/// A waiting call, or the turn that came for it before it registered.
+enum Waiter {
+    Registered(Arc<Turn>),
+    Notified,
+}
+
 /// The state every call of a client shares.
 pub struct ClientState {
     config: ClientConfig,
     shared: Mutex<Shared>,
-    /// Calls waiting for a slot, by their place in the core's queue. Only touched while
-    /// `shared` is locked, so a waiter is registered before anybody can name it.
-    waiters: Mutex<HashMap<WaiterId, Arc<Turn>>>,
+    /// Calls waiting for a slot, by their place in the core's queue; a turn that came before
+    /// its call registered is kept until it does, so none is ever missed.
+    waiters: Mutex<HashMap<WaiterId, Waiter>>,
     /// Where metrics go (nothing, unless a metrics feature is on).
     pub(crate) sink: Sink,
     /// The endpoints' base URLs (the base URL alone for a client with one server).
@@ -39,7 +45,7 @@ impl ClientState {
             [] => vec![config.request.base_url.clone()].into(),
             list => list.iter().map(|e| e.url.clone()).collect(),
         };
-        let shared = Shared::for_client(&config, vllm_client_core::os_entropy());
+        let shared = Shared::new(&config, vllm_client_core::os_entropy());
         ClientState {
             config,
             shared: Mutex::new(shared),
@@ -75,16 +81,33 @@ impl ClientState {
         self.lock().endpoints(std::time::Instant::now())
     }
 
-    pub(crate) fn register(&self, _locked: &Locked<'_>, waiter: WaiterId, turn: Arc<Turn>) {
-        self.waiters().insert(waiter, turn);
+    /// `waiter`'s call waits on `turn` (again: registering twice is harmless).
+    pub(crate) fn register(&self, waiter: WaiterId, turn: &Arc<Turn>) {
+        let mut waiters = self.waiters();
+        if let Some(Waiter::Notified) = waiters.get(&waiter) {
+            waiters.remove(&waiter);
+            turn.notify();
+        } else {
+            waiters.insert(waiter, Waiter::Registered(turn.clone()));
+        }
+    }
+
+    /// `waiter`'s turn came: wake its call, or keep the turn until it registers.
+    fn wake(&self, waiter: WaiterId) {
+        let mut waiters = self.waiters();
+        match waiters.remove(&waiter) {
+            Some(Waiter::Registered(turn)) => turn.notify(),
+            _ => {
+                waiters.insert(waiter, Waiter::Notified);
+            }
+        }
     }
 
     pub(crate) fn forget(&self, waiter: WaiterId) {
-        let _locked = self.lock();
         self.waiters().remove(&waiter);
     }
 
-    fn waiters(&self) -> MutexGuard<'_, HashMap<WaiterId, Arc<Turn>>> {
+    fn waiters(&self) -> MutexGuard<'_, HashMap<WaiterId, Waiter>> {
         self.waiters.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -111,9 +134,7 @@ impl DerefMut for Locked<'_> {
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
         while let Some(waiter) = self.guard.poll_wake() {
-            if let Some(turn) = self.client.waiters().remove(&waiter) {
-                turn.notify();
-            }
+            self.client.wake(waiter);
         }
         while let Some((endpoint, t)) = self.guard.poll_transition() {
             telemetry::transition(endpoint, &t, &self.client.sink);

@@ -59,18 +59,6 @@ impl<T, M> Exec<T, M> {
         }
     }
 
-    /// A copy of a stream's spec for the backup leg of a hedged first token (only when the
-    /// client hedges).
-    pub(crate) fn backup_spec(&self, spec: &CallSpec) -> Option<CallSpec> {
-        self.client
-            .config()
-            .policy
-            .pool
-            .hedge
-            .is_some()
-            .then(|| spec.clone())
-    }
-
     pub(crate) fn driver(&self, spec: CallSpec) -> Driver {
         Driver::new(self.client.clone(), spec)
     }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tracing::field::Empty;
 use tracing::Span;
 use vllm_client_core::call::observe::{timeout_label, ErrorType, Limiter};
-use vllm_client_core::call::{Call, CallMeta, Leg, Observation};
+use vllm_client_core::call::{Call, CallMeta, HedgeEvent, Observation, Purpose};
 use vllm_client_core::policy::{ChangeCause, Health, LimitChange, Transition};
 use vllm_client_core::pool::EndpointChange;
 use vllm_client_core::request::Operation;
@@ -51,7 +51,8 @@ macro_rules! call_span {
 /// The spans of one call and what its metrics need between observations.
 pub(crate) struct Telemetry {
     call: Span,
-    attempt: Option<Span>,
+    /// The attempts in flight (two while a hedge races the first), by number.
+    attempts: Vec<(u32, Span)>,
     /// The last data event handed to the caller (for `time_per_output_chunk`, recorded for
     /// each data event after the first).
     last_chunk: Option<Instant>,
@@ -74,7 +75,7 @@ impl Telemetry {
         }
         Telemetry {
             call,
-            attempt: None,
+            attempts: Vec::new(),
             last_chunk: None,
             per_chunk: None,
             endpoints,
@@ -115,7 +116,7 @@ impl Telemetry {
 
     fn observe(&mut self, o: Observation, call: &Call, sink: &Sink) {
         let meta = call.meta();
-        let parent = self.attempt.as_ref().unwrap_or(&self.call);
+        let parent = self.attempts.last().map_or(&self.call, |(_, s)| s);
         match o {
             Observation::Waiting { limiter, delay } => {
                 let label = limiter.label();
@@ -148,7 +149,11 @@ impl Telemetry {
                 );
                 self.metric_wait(meta, limiter, waited, sink);
             }
-            Observation::AttemptStarted { attempt, endpoint } => {
+            Observation::AttemptStarted {
+                attempt,
+                endpoint,
+                purpose,
+            } => {
                 // With several endpoints, where this attempt went.
                 let (address, port) = self
                     .endpoints
@@ -159,6 +164,7 @@ impl Telemetry {
                     "attempt",
                     otel.kind = "client",
                     vllm_client.attempt = attempt,
+                    vllm_client.hedge = purpose == Purpose::Hedge,
                     vllm_client.endpoint.index = endpoint.index(),
                     server.address = address,
                     server.port = port,
@@ -166,8 +172,9 @@ impl Telemetry {
                     error.type = Empty,
                 );
                 tracing::debug!(parent: &span, vllm_client.attempt = attempt, "request sent");
-                self.attempt = Some(span);
+                self.attempts.push((attempt, span));
             }
+            Observation::Hedge { event } => hedge(event, sink),
             Observation::FirstChunk {
                 attempt,
                 since_call_start,
@@ -204,7 +211,8 @@ impl Telemetry {
                 error,
                 duration,
             } => {
-                if let Some(span) = self.attempt.take() {
+                let i = self.attempts.iter().position(|(n, _)| *n == attempt);
+                if let Some((_, span)) = i.map(|i| self.attempts.remove(i)) {
                     if let Some(s) = status {
                         span.record("http.response.status_code", s.as_u16());
                     }
@@ -285,7 +293,7 @@ impl Telemetry {
         duration: Duration,
         sink: &Sink,
     ) {
-        self.attempt = None;
+        self.attempts.clear();
         let info = call.response_info();
         let span = &self.call;
         span.record("vllm_client.attempts", attempts);
@@ -482,22 +490,18 @@ pub(crate) fn endpoint_change(c: &EndpointChange, sink: &Sink) {
     }
 }
 
-/// A hedged first token: the backup started (`won: None`), or which leg won.
-pub(crate) fn hedge(won: Option<Leg>, sink: &Sink) {
-    let event = match won {
-        None => "started",
-        Some(Leg::Primary) => "primary_won",
-        Some(Leg::Backup) => "backup_won",
-    };
-    match won {
-        None => tracing::info!(
-            vllm_client.hedge.event = event,
+/// A hedged first token: the hedge started, or which attempt won.
+fn hedge(event: HedgeEvent, sink: &Sink) {
+    let label = event.label();
+    match event {
+        HedgeEvent::Started => tracing::info!(
+            vllm_client.hedge.event = label,
             "the first token is late: hedging with a second attempt on another endpoint"
         ),
-        Some(_) => tracing::info!(
-            vllm_client.hedge.event = event,
+        _ => tracing::info!(
+            vllm_client.hedge.event = label,
             "hedge: the {} attempt answered first; the other is cancelled",
-            if event == "primary_won" {
+            if event == HedgeEvent::PrimaryWon {
                 "first"
             } else {
                 "second"
@@ -505,7 +509,7 @@ pub(crate) fn hedge(won: Option<Leg>, sink: &Sink) {
         ),
     }
     if Sink::ENABLED {
-        let attrs: Attrs = vec![("vllm_client.hedge.event", Value::Str(event.into()))];
+        let attrs: Attrs = vec![("vllm_client.hedge.event", Value::Str(label.into()))];
         sink.record(Metric::Hedges, 1.0, &attrs);
     }
 }
