@@ -1242,13 +1242,13 @@ fn a_call_dropped_after_some_polls_is_cancelled_between_two_emits_of_one_instant
         })
         .collect::<Vec<u8>>(),
     );
-    // Polls: send; read (after the head); emit "a" (after the chunk); then the caller drops it,
-    // with "b" and "c" decoded but not yet emitted.
+    // Polls: send; wait (for the head); read; wait (for the chunk); emit "a"; then the caller
+    // drops it, with "b" and "c" decoded but not yet emitted.
     let call = SimCall::new(
         chat_stream(),
         vec![SimResponse::sse(vec![three, SimPart::done()])],
     )
-    .cancel_after_polls(3);
+    .cancel_after_polls(5);
     let out = sim.run_all(vec![call]).remove(0);
     assert!(out.is_clean(), "{:?}\n{}", out.violations, out.render());
     assert_eq!(out.content(), "a", "{}", out.render());

@@ -5,15 +5,15 @@
 //!
 //! | action | what happens |
 //! |---|---|
-//! | `Send` | to the client's replica, or to replica `i` when the URL's host is `replica-<i>` ([`replica_url`]: a client with several endpoints routes each attempt). Down replica: [`Event::TransportError`] (`Connect`) at once. 503 window: a `503` head with vLLM's error body at once. Otherwise the request is [submitted](Engine::submit) to the client's replica: a stream gets its head (`200`, `content-type: text/event-stream`) at once, as vLLM sends it; a JSON call gets its head when the engine finishes (`200`, `application/json`), or `400` when the engine rejects it. A replica going down before a JSON head breaks the connection (`TransportError` `Io`). The driver's deadline is raced: [`Event::Timeout`] at it, and the engine request is aborted (a disconnect). |
-//! | `ReadBody` | everything the engine produced since the last read, as one chunk: one SSE event `data: {"choices":[{"index":0,"delta":{"content":"t<k> "}}]}` per token (`k` counts the request's tokens from 0); at the end a chunk with `finish_reason: "length"` and `usage`, then `data: [DONE]`, then [`Event::BodyEnd`]. A replica going down mid-stream breaks the connection. Nothing by the deadline: `Timeout` and abort. |
-//! | `Sleep` | `Timeout` at `until`. |
-//! | `WaitForPermit` | woken with [`Event::PermitReleased`] (then polled again) whenever another call of the same client ends or emits its terminal event, one after the other in [`WakeOrder`] (default: the order the calls started waiting) as long as the client's limiter has a free slot; `Timeout` at the deadline. A woken call that is not granted just waits again. |
+//! | `Send` | to the client's replica, or to replica `i` when the URL's host is `replica-<i>` ([`replica_url`]: a client with several endpoints routes each attempt, a hedge, a health probe). Down replica: [`Event::TransportError`] (`Connect`) at once. 503 window: a `503` head with vLLM's error body at once. A health probe (`GET /health`) of a replica that is up: `200` at once. Otherwise the request is [submitted](Engine::submit) to the replica: a stream gets its head (`200`, `content-type: text/event-stream`) at once, as vLLM sends it; a JSON call gets its head when the engine finishes (`200`, `application/json`), or `400` when the engine rejects it. A replica going down before a JSON head breaks the connection (`TransportError` `Io`). Several exchanges of one call run at once. |
+//! | `ReadBody` | everything the engine produced for that exchange since the last read, as one chunk: one SSE event `data: {"choices":[{"index":0,"delta":{"content":"t<k> "}}]}` per token (`k` counts the request's tokens from 0); at the end a chunk with `finish_reason: "length"` and `usage`, then `data: [DONE]`, then [`Event::BodyEnd`]. A replica going down mid-stream breaks the connection. |
+//! | `Close` | the exchange is dropped; an engine request still in progress is aborted, as a disconnect does. |
+//! | `Wait` | the first exchange with something to deliver is answered; otherwise [`Event::Timeout`] at `until`. A wait with a waiter is woken with [`Event::PermitReleased`] (then polled again) whenever another call of the same client released a slot, one after the other in [`WakeOrder`] (default: the order the calls started waiting); a woken call that is not granted just waits again. |
 //! | `Emit` | recorded; the first `Content` is the first token. |
 //! | `Done` | recorded with the call's [report](vllm_client_core::call::CallReport). |
 //!
-//! Whenever a call leaves an exchange without reading it to its end (a timeout, a retry, a
-//! failure, the end of the call), its engine request is aborted, as a disconnect does.
+//! Calls are driven through [`Call::poll_with`], as the adapters drive them: the client's
+//! shared state is taken only when the call needs it.
 //!
 //! Ordering at one virtual instant: first every engine is [settled](Engine::settle) (steps
 //! ending then hand out their tokens), then every call due then acts (in the order their
@@ -33,7 +33,7 @@ use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{HeaderMap, StatusCode};
 use vllm_client_core::call::{
-    Action, Call, CallSpec, Event, ResponseHead, Shared, TransportErrorKind,
+    Action, AttemptId, Call, CallSpec, Event, Purpose, ResponseHead, Shared, TransportErrorKind,
 };
 use vllm_client_core::config::ClientConfig;
 use vllm_client_core::policy::WaiterId;
@@ -352,11 +352,19 @@ impl FleetSim {
 enum Wait {
     NotStarted,
     Ready,
-    Sleep,
-    Permit,
-    Head,
-    Read,
+    /// In the core's `Wait`: until `until`, an exchange's delivery, or (`permit`) its turn.
+    Waiting {
+        permit: bool,
+    },
     Done,
+}
+
+/// What the transport is doing for an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum XIo {
+    Sending,
+    Open,
+    Reading,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -367,9 +375,11 @@ enum BodyEnd {
 
 #[derive(Debug)]
 struct Exchange {
+    attempt: AttemptId,
     replica: usize,
     id: Option<RequestId>,
     stream: bool,
+    io: XIo,
     /// A head to deliver (set when it is due).
     head: Option<ResponseHead>,
     head_delivered: bool,
@@ -384,11 +394,13 @@ struct Exchange {
 }
 
 impl Exchange {
-    fn new(replica: usize, stream: bool) -> Exchange {
+    fn new(attempt: AttemptId, replica: usize, stream: bool) -> Exchange {
         Exchange {
+            attempt,
             replica,
             id: None,
             stream,
+            io: XIo::Sending,
             head: None,
             head_delivered: false,
             error: None,
@@ -400,12 +412,12 @@ impl Exchange {
         }
     }
 
-    /// Whether something can be delivered now for this wait.
-    fn ready(&self, reading: bool) -> bool {
-        if reading {
-            !self.body.is_empty() || self.end.is_some()
-        } else {
-            self.error.is_some() || self.head.is_some()
+    /// Whether something can be delivered now.
+    fn ready(&self) -> bool {
+        match self.io {
+            XIo::Reading => !self.body.is_empty() || self.end.is_some(),
+            XIo::Sending => self.error.is_some() || self.head.is_some(),
+            XIo::Open => false,
         }
     }
 }
@@ -418,9 +430,10 @@ struct Task {
     call: Option<Call>,
     wait: Wait,
     gen: u64,
-    exchange: Option<Exchange>,
+    exchanges: Vec<Exchange>,
+    /// The engine's completion tokens for each exchange that finished, by attempt.
+    finished: Vec<(AttemptId, u32)>,
     content: String,
-    finished_tokens: Option<u32>,
     json_body: Option<Bytes>,
     sends: Vec<Duration>,
     first_token: Option<Duration>,
@@ -440,8 +453,8 @@ struct Run<'a> {
     engines: Vec<Engine>,
     shareds: Vec<Shared>,
     tasks: Vec<Task>,
-    /// (replica, request) → task.
-    routes: HashMap<(usize, RequestId), usize>,
+    /// (replica, request) → (task, attempt).
+    routes: HashMap<(usize, RequestId), (usize, AttemptId)>,
     heap: BinaryHeap<Reverse<(Instant, u64, usize, u64)>>,
     seq: u64,
     waiters: Vec<Vec<usize>>,
@@ -509,7 +522,7 @@ impl<'a> Run<'a> {
         let shareds: Vec<Shared> = sim
             .clients
             .iter()
-            .map(|c| Shared::new(&c.config.policy, c.seed))
+            .map(|c| Shared::new(&c.config, c.seed))
             .collect();
         let nc = sim.clients.len();
         let mut run = Run {
@@ -574,9 +587,9 @@ impl<'a> Run<'a> {
             call: None,
             wait: Wait::NotStarted,
             gen: 0,
-            exchange: None,
+            exchanges: Vec::new(),
+            finished: Vec::new(),
             content: String::new(),
-            finished_tokens: None,
             json_body: None,
             sends: Vec::new(),
             first_token: None,
@@ -693,13 +706,17 @@ impl<'a> Run<'a> {
     /// Hands the engine's outputs to the exchanges they belong to, waking their calls.
     fn route(&mut self, r: usize) {
         while let Some((id, out)) = self.engines[r].poll_output() {
-            let Some(&i) = self.routes.get(&(r, id)) else {
+            let Some(&(i, attempt)) = self.routes.get(&(r, id)) else {
                 continue;
             };
             let now = self.now;
             let wall = self.wall(now);
             let task = &mut self.tasks[i];
-            let Some(x) = task.exchange.as_mut().filter(|x| x.id == Some(id)) else {
+            let Some(x) = task
+                .exchanges
+                .iter_mut()
+                .find(|x| x.attempt == attempt && x.id == Some(id))
+            else {
                 continue;
             };
             match out {
@@ -717,7 +734,7 @@ impl<'a> Run<'a> {
                     ..
                 } => {
                     x.engine_done = true;
-                    task.finished_tokens = Some(completion_tokens);
+                    task.finished.push((attempt, completion_tokens));
                     let usage = usage(prompt_tokens, completion_tokens);
                     if x.stream {
                         let tail = format!(
@@ -756,12 +773,8 @@ impl<'a> Run<'a> {
             if out.is_terminal() {
                 self.routes.remove(&(r, id));
             }
-            let reading = match task.wait {
-                Wait::Read => true,
-                Wait::Head => false,
-                _ => continue,
-            };
-            if task.exchange.as_ref().is_some_and(|x| x.ready(reading)) {
+            if matches!(task.wait, Wait::Waiting { .. }) && task.exchanges.iter().any(Exchange::ready)
+            {
                 task.gen += 1;
                 self.push(now, i);
             }
@@ -788,51 +801,7 @@ impl<'a> Run<'a> {
                 None
             }
             Wait::Ready => None,
-            Wait::Sleep | Wait::Permit => Some(Event::Timeout),
-            Wait::Head => {
-                let x = self.tasks[i].exchange.as_mut();
-                match x {
-                    Some(x) if x.error.is_some() => {
-                        let kind = x.error.take().unwrap_or(TransportErrorKind::Io);
-                        self.close_exchange(i);
-                        Some(Event::TransportError {
-                            kind,
-                            message: format!("simulated {kind:?}"),
-                        })
-                    }
-                    Some(x) if x.head.is_some() => {
-                        x.head_delivered = true;
-                        x.head.take().map(Event::Response)
-                    }
-                    _ => {
-                        self.close_exchange(i);
-                        Some(Event::Timeout)
-                    }
-                }
-            }
-            Wait::Read => {
-                let x = self.tasks[i].exchange.as_mut();
-                match x {
-                    Some(x) if !x.body.is_empty() => {
-                        Some(Event::Chunk(Bytes::from(std::mem::take(&mut x.body))))
-                    }
-                    Some(x) if x.end == Some(BodyEnd::Close) => {
-                        self.close_exchange(i);
-                        Some(Event::BodyEnd)
-                    }
-                    Some(x) if x.end == Some(BodyEnd::Reset) => {
-                        self.close_exchange(i);
-                        Some(Event::TransportError {
-                            kind: TransportErrorKind::Io,
-                            message: "simulated connection reset".into(),
-                        })
-                    }
-                    _ => {
-                        self.close_exchange(i);
-                        Some(Event::Timeout)
-                    }
-                }
-            }
+            Wait::Waiting { .. } => Some(self.deliver(i)),
             Wait::Done => {
                 self.tasks[i].wait = Wait::Done;
                 return;
@@ -841,19 +810,72 @@ impl<'a> Run<'a> {
         if let Some(ev) = event {
             self.steps += 1;
             if let Some(call) = self.tasks[i].call.as_mut() {
-                call.handle(now, ev, &mut self.shareds[c]);
+                call.handle(now, ev);
             }
         }
         self.drive(i);
     }
 
-    /// Drops the task's exchange; an engine request still in progress is aborted.
-    fn close_exchange(&mut self, i: usize) {
-        if let Some(x) = self.tasks[i].exchange.take() {
-            if let (Some(id), false) = (x.id, x.engine_done) {
-                self.engines[x.replica].abort(self.now, id);
-                self.routes.remove(&(x.replica, id));
+    /// What the first exchange with something to deliver delivers; otherwise the wait's
+    /// timer fired.
+    fn deliver(&mut self, i: usize) -> Event {
+        let Some(x) = self.tasks[i].exchanges.iter_mut().find(|x| x.ready()) else {
+            return Event::Timeout;
+        };
+        let attempt = x.attempt;
+        if x.io == XIo::Sending {
+            if let Some(kind) = x.error.take() {
+                return Event::TransportError {
+                    attempt,
+                    kind,
+                    message: format!("simulated {kind:?}"),
+                };
             }
+            x.head_delivered = true;
+            x.io = XIo::Open;
+            return match x.head.take() {
+                Some(head) => Event::Response { attempt, head },
+                None => Event::Timeout,
+            };
+        }
+        x.io = XIo::Open;
+        if !x.body.is_empty() {
+            return Event::Chunk {
+                attempt,
+                bytes: Bytes::from(std::mem::take(&mut x.body)),
+            };
+        }
+        match x.end {
+            Some(BodyEnd::Close) => Event::BodyEnd { attempt },
+            _ => Event::TransportError {
+                attempt,
+                kind: TransportErrorKind::Io,
+                message: "simulated connection reset".into(),
+            },
+        }
+    }
+
+    /// Drops exchange `attempt` of task `i`; an engine request still in progress is aborted.
+    fn close_exchange(&mut self, i: usize, attempt: AttemptId) {
+        let Some(k) = self.tasks[i]
+            .exchanges
+            .iter()
+            .position(|x| x.attempt == attempt)
+        else {
+            return;
+        };
+        let x = self.tasks[i].exchanges.remove(k);
+        if let (Some(id), false) = (x.id, x.engine_done) {
+            self.engines[x.replica].abort(self.now, id);
+            self.routes.remove(&(x.replica, id));
+        }
+    }
+
+    /// Drops every exchange of task `i`.
+    fn close_all(&mut self, i: usize) {
+        while let Some(x) = self.tasks[i].exchanges.first() {
+            let attempt = x.attempt;
+            self.close_exchange(i, attempt);
         }
     }
 
@@ -866,14 +888,16 @@ impl<'a> Run<'a> {
             self.steps += 1;
             if self.steps > self.sim.max_steps {
                 self.step_limit_hit = true;
-                self.close_exchange(i);
+                self.close_all(i);
                 self.set_wait(i, Wait::Ready, None);
                 return;
             }
             let Some(call) = self.tasks[i].call.as_mut() else {
                 return;
             };
-            let action = call.poll(now, &mut self.shareds[c]);
+            // The production path: the client's shared state only when the call needs it.
+            let shared = &mut self.shareds[c];
+            let action = call.poll_with(now, || &mut *shared);
             match action {
                 Action::Emit(ev) => {
                     let off = self.off(now);
@@ -894,7 +918,7 @@ impl<'a> Run<'a> {
                     }
                 }
                 Action::Done(r) => {
-                    self.close_exchange(i);
+                    self.close_all(i);
                     let off = self.off(now);
                     let t = &mut self.tasks[i];
                     t.end = Some(off);
@@ -918,65 +942,64 @@ impl<'a> Run<'a> {
                     return;
                 }
                 Action::Send {
-                    deadline, request, ..
+                    attempt,
+                    purpose,
+                    request,
+                    ..
                 } => {
-                    self.close_exchange(i);
                     // A client with several endpoints names the replica in the URL's host.
-                    if let Some(r) = replica_of(request.uri()) {
-                        self.tasks[i].replica = r % self.engines.len().max(1);
+                    let r = replica_of(request.uri())
+                        .map_or(self.tasks[i].replica, |r| r % self.engines.len().max(1));
+                    if purpose != Purpose::HealthProbe {
+                        let off = self.off(now);
+                        self.tasks[i].replica = r;
+                        self.tasks[i].sends.push(off);
                     }
-                    let off = self.off(now);
-                    self.tasks[i].sends.push(off);
-                    self.open_exchange(i);
-                    let ready = self.tasks[i]
-                        .exchange
-                        .as_ref()
-                        .is_some_and(|x| x.ready(false));
-                    let wake = if ready { Some(now) } else { deadline };
-                    self.set_wait(i, Wait::Head, wake);
-                    return;
+                    self.open_exchange(i, attempt, r, purpose == Purpose::HealthProbe);
                 }
-                Action::ReadBody { deadline, .. } => {
-                    let ready = self.tasks[i]
-                        .exchange
-                        .as_ref()
-                        .is_some_and(|x| x.ready(true));
-                    let wake = if ready { Some(now) } else { deadline };
-                    self.set_wait(i, Wait::Read, wake);
-                    return;
-                }
-                Action::Sleep { until, .. } => {
-                    self.close_exchange(i);
-                    self.set_wait(i, Wait::Sleep, Some(until));
-                    return;
-                }
-                Action::WaitForPermit { deadline, waiter } => {
-                    self.close_exchange(i);
-                    self.waiter_task[c].insert(waiter, i);
-                    if !self.tasks[i].listed {
-                        self.tasks[i].listed = true;
-                        self.waiters[c].push(i);
+                Action::ReadBody { attempt, .. } => {
+                    let x = self.tasks[i]
+                        .exchanges
+                        .iter_mut()
+                        .find(|x| x.attempt == attempt);
+                    if let Some(x) = x {
+                        x.io = XIo::Reading;
                     }
-                    self.set_wait(i, Wait::Permit, deadline);
+                }
+                Action::Close { attempt } => self.close_exchange(i, attempt),
+                Action::Wait { until, waiter, .. } => {
+                    if let Some(w) = waiter {
+                        self.waiter_task[c].insert(w, i);
+                        if !self.tasks[i].listed {
+                            self.tasks[i].listed = true;
+                            self.waiters[c].push(i);
+                        }
+                    }
+                    let ready = self.tasks[i].exchanges.iter().any(Exchange::ready);
+                    let wake = if ready { Some(now) } else { until };
+                    let permit = waiter.is_some();
+                    self.set_wait(i, Wait::Waiting { permit }, wake);
                     return;
                 }
             }
         }
     }
 
-    /// Starts an exchange with the task's replica.
-    fn open_exchange(&mut self, i: usize) {
+    /// Starts exchange `attempt` of task `i` with replica `r` (a health probe, when `probe`).
+    fn open_exchange(&mut self, i: usize, attempt: AttemptId, r: usize, probe: bool) {
         let now = self.now;
         let wall = self.wall(now);
-        let r = self.tasks[i].replica;
         let a = self.tasks[i].arrival;
-        let mut x = Exchange::new(r, a.stream);
+        let mut x = Exchange::new(attempt, r, a.stream && !probe);
         let engine = &mut self.engines[r];
         if engine.is_down(now) {
             x.error = Some(TransportErrorKind::Connect);
         } else if engine.is_failing(now) {
             x.head = Some(head(503, "application/json", wall));
             x.body = error_body(503, "ServiceUnavailableError", "Service Unavailable");
+            x.end = Some(BodyEnd::Close);
+        } else if probe {
+            x.head = Some(head(200, "application/json", wall));
             x.end = Some(BodyEnd::Close);
         } else {
             let spec = RequestSpec {
@@ -986,18 +1009,22 @@ impl<'a> Run<'a> {
             };
             let id = engine.submit(now, spec);
             x.id = Some(id);
-            self.routes.insert((r, id), i);
-            self.tasks[i].exchange = Some(x);
+            self.routes.insert((r, id), (i, attempt));
+            self.tasks[i].exchanges.push(x);
             // Outputs at submission (rejected) and any earlier ones.
             self.route(r);
-            if let Some(x) = self.tasks[i].exchange.as_mut() {
+            let x = self.tasks[i]
+                .exchanges
+                .iter_mut()
+                .find(|x| x.attempt == attempt);
+            if let Some(x) = x {
                 if x.stream && x.head.is_none() && x.error.is_none() {
                     x.head = Some(head(200, "text/event-stream", wall));
                 }
             }
             return;
         }
-        self.tasks[i].exchange = Some(x);
+        self.tasks[i].exchanges.push(x);
     }
 
     /// Wakes permit waiters of clients whose calls did something: exactly the waiters the
@@ -1036,7 +1063,7 @@ impl<'a> Run<'a> {
             };
             let mut keep = Vec::new();
             for j in order {
-                if !matches!(self.tasks[j].wait, Wait::Permit) {
+                if !matches!(self.tasks[j].wait, Wait::Waiting { permit: true }) {
                     self.tasks[j].listed = false;
                     continue;
                 }
@@ -1046,11 +1073,11 @@ impl<'a> Run<'a> {
                 }
                 self.steps += 1;
                 if let Some(call) = self.tasks[j].call.as_mut() {
-                    call.handle(self.now, Event::PermitReleased, &mut self.shareds[c]);
+                    call.handle(self.now, Event::PermitReleased);
                 }
                 self.tasks[j].wait = Wait::Ready;
                 self.drive(j);
-                if matches!(self.tasks[j].wait, Wait::Permit) {
+                if matches!(self.tasks[j].wait, Wait::Waiting { permit: true }) {
                     keep.push(j);
                 } else {
                     self.tasks[j].listed = false;
@@ -1070,7 +1097,7 @@ impl<'a> Run<'a> {
             if self.tasks[i].end.is_some() || self.tasks[i].result.is_some() {
                 continue;
             }
-            self.close_exchange(i);
+            self.close_all(i);
             let c = self.tasks[i].client;
             if let (Some(call), Some(shared)) =
                 (self.tasks[i].call.as_mut(), self.shareds.get_mut(c))
@@ -1105,9 +1132,13 @@ impl<'a> Run<'a> {
                         })
                         .unwrap_or_default()
                 };
-                let text_exact = result
-                    .is_ok()
-                    .then(|| t.finished_tokens.map(expected_text) == Some(text.clone()));
+                // The engine's tokens of the exchange whose text the caller read (a hedge's
+                // loser may have finished too; the winner's count is the text's).
+                let text_exact = result.is_ok().then(|| {
+                    t.finished
+                        .iter()
+                        .any(|(_, n)| expected_text(*n) == text)
+                });
                 RequestRecord {
                     arrival: t.arrival,
                     replica: t.replica,

@@ -1,5 +1,8 @@
-//! The driving loop: [`Sim`] polls each call, performs its action against the script in
-//! virtual time, reports the event back, and checks the driver's contract as it goes.
+//! The driving loop: [`Sim`] polls each call through [`Call::poll_with`] — the production
+//! path: the shared state is taken only when the call needs it, and every taking is counted
+//! ([`Sim::locks_taken`]) — performs its actions against the script in virtual time (several
+//! exchanges at once: a hedge, a probe), reports the events back, and checks the driver's
+//! contract as it goes.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
@@ -7,7 +10,8 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http::StatusCode;
 use vllm_client_core::call::{
-    Action, Call, CallReport, Event, ResponseHead, Shared, SleepReason, TransportErrorKind,
+    Action, AttemptId, Call, CallReport, Event, Purpose, ResponseHead, Shared, TransportErrorKind,
+    WaitReason,
 };
 use vllm_client_core::client::CallSpec;
 use vllm_client_core::config::ClientConfig;
@@ -32,13 +36,15 @@ pub struct Sim {
     skew: Vec<Duration>,
     skew_at: usize,
     servers: Vec<SimServer>,
+    /// How many times a call took the shared state (see [`Sim::locks_taken`]).
+    locks: u64,
 }
 
 impl Sim {
     /// A simulator for calls with `config`; `seed` seeds [`Shared`] (the jitter), unless the
     /// policy has a seed of its own.
     pub fn new(config: ClientConfig, seed: u64) -> Sim {
-        let shared = Shared::for_client(&config, seed);
+        let shared = Shared::new(&config, seed);
         let origin = Instant::now();
         Sim {
             config,
@@ -51,7 +57,16 @@ impl Sim {
             skew: Vec::new(),
             skew_at: 0,
             servers: Vec::new(),
+            locks: 0,
         }
+    }
+
+    /// How many times calls took the shared state so far. Calls take it only when they owe or
+    /// need it (admission, a breaker outcome, a retry decision, their end), never to read or
+    /// emit a body — as they do in production, through the same
+    /// [`Call::poll_with`](vllm_client_core::call::Call::poll_with).
+    pub fn locks_taken(&self) -> u64 {
+        self.locks
     }
 
     /// Several servers (a pool): an attempt sent to one of their hosts is answered by it
@@ -152,6 +167,7 @@ impl Sim {
                 report: CallReport::default(),
                 sleeps: Vec::new(),
                 sends: Vec::new(),
+                hedges: Vec::new(),
                 violations: Vec::new(),
                 fault: Some(SimFault::Unexpected("no outcome".into())),
                 started_at: self.elapsed(),
@@ -218,20 +234,28 @@ impl Sim {
             let earlier = tasks
                 .iter()
                 .filter_map(|t| match t.wait {
-                    Wait::Permit(_, w) if w < waiter => Some(w),
+                    Wait::Until {
+                        waiter: Some(w), ..
+                    } if w < waiter => Some(w),
                     _ => None,
                 })
                 .min();
             for t in tasks.iter_mut() {
-                if let (Some(earlier), Wait::Permit(_, w)) = (earlier, &t.wait) {
+                if let (
+                    Some(earlier),
+                    Wait::Until {
+                        waiter: Some(w), ..
+                    },
+                ) = (earlier, &t.wait)
+                {
                     if *w == waiter {
                         t.violations.push(format!(
                             "{waiter:?} was handed a slot before {earlier:?}, which waited longer"
                         ));
                     }
                 }
-                if matches!(t.wait, Wait::Permit(_, w) if w == waiter) {
-                    t.wait = Wait::At(self.now, Pending::PermitReleased);
+                if matches!(t.wait, Wait::Until { waiter: Some(w), .. } if w == waiter) {
+                    t.wait = Wait::Woken;
                 }
             }
         }
@@ -327,21 +351,31 @@ impl Sim {
         let key = |r: &Result<Bytes, VllmError>| r.clone().map_err(|e| e.to_string());
         let expected = key(done);
         let in_flight = self.shared.in_flight();
+        let attempt = call.attempt();
         for i in 0..3u32 {
             let later = self
                 .now
                 .checked_add(Duration::from_secs(7) * i)
                 .unwrap_or(self.now);
             let late = [
-                Event::Chunk(Bytes::from_static(b"data: [DONE]\n\n")),
+                Event::Chunk {
+                    attempt,
+                    bytes: Bytes::from_static(b"data: [DONE]\n\n"),
+                },
                 Event::Timeout,
-                Event::BodyEnd,
+                Event::BodyEnd { attempt },
                 Event::PermitReleased,
             ];
             for event in late {
-                call.handle(later, event, &mut self.shared);
+                call.handle(later, event);
             }
-            match call.poll(later, &mut self.shared) {
+            let locks = &mut self.locks;
+            let shared = &mut self.shared;
+            let action = call.poll_with(later, || {
+                *locks += 1;
+                &mut *shared
+            });
+            match action {
                 Action::Done(r) if key(&r) == expected => {}
                 other => {
                     task.violations
@@ -383,9 +417,11 @@ impl Sim {
     /// Cancels a call the simulator cannot continue, and collects its result.
     fn fault(&mut self, task: &mut Task, fault: SimFault) {
         task.fault.get_or_insert(fault);
+        task.ops.clear();
         let now = self.driver_now();
         if let Some(call) = task.call.as_mut() {
             call.cancel(now, &mut self.shared);
+            self.locks += 1;
             self.record(task, Step::Cancel);
             if let Some(call) = task.call.as_mut() {
                 match call.poll(now, &mut self.shared) {
@@ -413,25 +449,32 @@ impl Sim {
         task.finish(Err(e), self.elapsed());
     }
 
+    /// The caller drops the call.
+    fn cancel(&mut self, task: &mut Task) {
+        task.was_cancelled = true;
+        task.ops.clear();
+        let driver_now = self.driver_now();
+        if let Some(call) = task.call.as_mut() {
+            call.cancel(driver_now, &mut self.shared);
+            self.locks += 1;
+        }
+        self.record(task, Step::Cancel);
+    }
+
     /// Delivers what the task waits for, then polls it until it blocks again.
     fn step(&mut self, task: &mut Task, steps: &mut usize) {
         let now = self.now;
         // Scripted cancellation preempts whatever the call waits for.
         if task.cancel_at.is_some_and(|c| c <= now) && task.call.is_some() && !task.is_done() {
             task.cancel_at = None;
-            task.was_cancelled = true;
-            let driver_now = self.driver_now();
-            if let Some(call) = task.call.as_mut() {
-                call.cancel(driver_now, &mut self.shared);
-            }
-            self.record(task, Step::Cancel);
+            self.cancel(task);
             task.wait = Wait::Poll;
-            task.body = None;
         } else {
             match std::mem::replace(&mut task.wait, Wait::Poll) {
                 Wait::Start(_) => {
                     let spec = task.spec.take().unwrap_or_else(chat_json);
                     let call = Call::new(&self.config, spec, now, &mut self.shared);
+                    self.locks += 1;
                     task.overall = self.config.policy.timeouts.deadline_from(now);
                     task.started_at = self.elapsed();
                     task.call = Some(call);
@@ -441,10 +484,20 @@ impl Sim {
                         return;
                     }
                 }
-                Wait::At(_, pending) => self.deliver(task, pending),
-                Wait::Permit(..) => {
-                    // Its deadline passed.
-                    self.deliver(task, Pending::Timeout);
+                Wait::Woken => self.deliver(task, None, Pending::PermitReleased),
+                Wait::Until { until, .. } => {
+                    // The first arrival at or before `until` wins (an arrival exactly at the
+                    // deadline beats it); otherwise the timer fires.
+                    match task.next_arrival() {
+                        Some((i, at)) if until.is_none_or(|u| at <= u) && at <= now => {
+                            let op = &mut task.ops[i];
+                            let attempt = op.attempt;
+                            if let Some((_, pending)) = op.arrival.take() {
+                                self.deliver(task, Some(attempt), pending);
+                            }
+                        }
+                        _ => self.deliver(task, None, Pending::Timeout),
+                    }
                 }
                 Wait::Poll => {}
                 w @ (Wait::Never | Wait::Done) => {
@@ -456,28 +509,36 @@ impl Sim {
         self.drive(task, steps);
     }
 
-    fn deliver(&mut self, task: &mut Task, pending: Pending) {
+    fn deliver(&mut self, task: &mut Task, attempt: Option<AttemptId>, pending: Pending) {
         let now = self.driver_now();
-        let (step, event) = match pending {
-            Pending::Head(head) => {
+        let (step, event) = match (pending, attempt) {
+            (Pending::Timeout, _) => (Step::Timeout, Event::Timeout),
+            (Pending::PermitReleased, _) => (Step::PermitReleased, Event::PermitReleased),
+            (Pending::Head(head), Some(attempt)) => {
                 let status = head.status.as_u16();
-                (Step::Response(status), Event::Response(head))
+                (Step::Response(status), Event::Response { attempt, head })
             }
-            Pending::Transport(kind) => (
+            (Pending::Transport(kind), Some(attempt)) => (
                 Step::TransportError(kind),
                 Event::TransportError {
+                    attempt,
                     kind,
                     message: format!("simulated {kind:?}"),
                 },
             ),
-            Pending::Chunk(b) => (Step::Chunk(b.len()), Event::Chunk(b)),
-            Pending::BodyEnd => (Step::BodyEnd, Event::BodyEnd),
-            Pending::Timeout => (Step::Timeout, Event::Timeout),
-            Pending::PermitReleased => (Step::PermitReleased, Event::PermitReleased),
+            (Pending::Chunk(b), Some(attempt)) => {
+                (Step::Chunk(b.len()), Event::Chunk { attempt, bytes: b })
+            }
+            (Pending::BodyEnd, Some(attempt)) => (Step::BodyEnd, Event::BodyEnd { attempt }),
+            (pending, None) => {
+                let what = format!("{pending:?} without its attempt");
+                self.fault(task, SimFault::Unexpected(what));
+                return;
+            }
         };
         self.record(task, step);
         if let Some(call) = task.call.as_mut() {
-            call.handle(now, event, &mut self.shared);
+            call.handle(now, event);
         }
     }
 
@@ -493,20 +554,20 @@ impl Sim {
             if task.cancel_after_polls.is_some_and(|n| task.polls >= n) {
                 // The caller drops the call between two polls.
                 task.cancel_after_polls = None;
-                task.was_cancelled = true;
-                task.body = None;
-                let driver_now = self.driver_now();
-                if let Some(call) = task.call.as_mut() {
-                    call.cancel(driver_now, &mut self.shared);
-                }
-                self.record(task, Step::Cancel);
+                self.cancel(task);
             }
             task.polls += 1;
             let driver_now = self.driver_now();
             let Some(call) = task.call.as_mut() else {
                 return;
             };
-            let action = call.poll(driver_now, &mut self.shared);
+            // The production path: the shared state only when the call needs it.
+            let locks = &mut self.locks;
+            let shared = &mut self.shared;
+            let action = call.poll_with(driver_now, || {
+                *locks += 1;
+                &mut *shared
+            });
             match action {
                 Action::Emit(ev) => {
                     if task.terminal_emitted {
@@ -516,6 +577,10 @@ impl Sim {
                     if !task.is_stream {
                         task.violations
                             .push(format!("a non-stream call emitted {ev:?}"));
+                    }
+                    if ev.is_terminal() && !task.ops.is_empty() {
+                        task.violations
+                            .push("a terminal event before its attempt was closed".into());
                     }
                     task.terminal_emitted |= ev.is_terminal();
                     self.record(task, Step::Emit(Emitted::of(&ev)));
@@ -529,6 +594,10 @@ impl Sim {
                             "the call ended at {:?}, after its deadline",
                             self.elapsed()
                         ));
+                    }
+                    if !task.ops.is_empty() && !task.cancelled() && task.fault.is_none() {
+                        task.violations
+                            .push("the call ended with attempts it never closed".into());
                     }
                     if task.is_stream && task.fault.is_none() && !task.cancelled() {
                         if !task.events.is_empty() && r.is_err() {
@@ -545,111 +614,149 @@ impl Sim {
                     return;
                 }
                 Action::Send {
+                    attempt,
+                    purpose,
                     deadline,
                     connect_timeout,
                     request,
-                    ..
                 } => {
-                    // A pool's health probe of an endpoint whose ejection is over: answered
-                    // by that server's health responder, not counted as an attempt.
-                    let is_probe = request.uri().path().ends_with("/health")
-                        && task.call.as_ref().is_some_and(|c| {
-                            c.operation() != vllm_client_core::request::Operation::Health
-                        });
-                    if is_probe {
-                        let host = request.uri().authority().map(|a| a.to_string());
-                        let server = host
-                            .as_ref()
-                            .and_then(|h| self.servers.iter().position(|s| &s.host == h));
-                        self.record(
-                            task,
-                            Step::Probe {
-                                to: host.unwrap_or_default(),
-                            },
-                        );
-                        let at = self.elapsed();
-                        let resp = match server {
-                            Some(i) => {
-                                let s = &mut self.servers[i];
-                                s.probes += 1;
-                                (s.health)(at)
-                            }
-                            None => SimResponse::status(200),
-                        };
-                        self.answer(task, resp, deadline, connect_timeout);
-                        return;
-                    }
-                    task.sends.push(self.elapsed());
-                    let attempt = task.sends.len() as u32;
-                    self.check_deadline(task, deadline, "send");
-                    if !task.events.is_empty() {
-                        task.violations
-                            .push(format!("send #{attempt} after a stream event was emitted"));
-                    }
-                    let max = self.config.policy.retry.max_retries.saturating_add(1);
-                    if attempt > max {
-                        task.violations
-                            .push(format!("send #{attempt} exceeds 1 + max_retries = {max}"));
-                    }
-                    let off = self.off(deadline);
                     let host = request.uri().authority().map(|a| a.to_string());
                     let server = host
                         .as_ref()
                         .and_then(|h| self.servers.iter().position(|s| &s.host == h));
-                    if server.is_some() {
-                        self.check_route(task, host.as_deref().unwrap_or(""));
-                    }
-                    self.record(
-                        task,
-                        Step::Send {
-                            attempt,
-                            deadline: off,
-                            to: server.and(host),
-                        },
-                    );
-                    if let Some(i) = server {
-                        let at = self.elapsed();
-                        let s = &mut self.servers[i];
-                        s.hits += 1;
-                        let resp = (s.respond)(at);
-                        self.answer(task, resp, deadline, connect_timeout);
-                        return;
-                    }
-                    let Some(resp) = task.script.pop_front() else {
-                        self.fault(task, SimFault::ScriptExhausted);
-                        return;
+                    let resp = match purpose {
+                        // A pool's health probe of an endpoint whose ejection is over: answered
+                        // by that server's health responder, not counted as an attempt.
+                        Purpose::HealthProbe => {
+                            self.record(
+                                task,
+                                Step::Probe {
+                                    to: host.unwrap_or_default(),
+                                },
+                            );
+                            let at = self.elapsed();
+                            match server {
+                                Some(i) => {
+                                    let s = &mut self.servers[i];
+                                    s.probes += 1;
+                                    (s.health)(at)
+                                }
+                                None => SimResponse::status(200),
+                            }
+                        }
+                        _ => {
+                            let hedge = purpose == Purpose::Hedge;
+                            if hedge {
+                                task.hedges.push(self.elapsed());
+                            } else {
+                                task.sends.push(self.elapsed());
+                            }
+                            let n = (task.sends.len() + task.hedges.len()) as u32;
+                            self.check_deadline(task, deadline, "send");
+                            if !task.events.is_empty() {
+                                task.violations
+                                    .push(format!("send #{n} after a stream event was emitted"));
+                            }
+                            let max = self.config.policy.retry.max_retries.saturating_add(1);
+                            if task.sends.len() as u32 > max {
+                                task.violations.push(format!(
+                                    "attempt #{} exceeds 1 + max_retries = {max}",
+                                    task.sends.len()
+                                ));
+                            }
+                            if task.hedges.len() > 1 {
+                                task.violations.push("more than one hedge in a call".into());
+                            }
+                            let off = self.off(deadline);
+                            if server.is_some() {
+                                self.check_route(task, host.as_deref().unwrap_or(""));
+                            }
+                            let to = server.and(host);
+                            let step = if hedge {
+                                Step::Hedge {
+                                    attempt: n,
+                                    deadline: off,
+                                    to,
+                                }
+                            } else {
+                                Step::Send {
+                                    attempt: n,
+                                    deadline: off,
+                                    to,
+                                }
+                            };
+                            self.record(task, step);
+                            match server {
+                                Some(i) => {
+                                    let at = self.elapsed();
+                                    let s = &mut self.servers[i];
+                                    s.hits += 1;
+                                    (s.respond)(at)
+                                }
+                                None => match task.script.pop_front() {
+                                    Some(resp) => resp,
+                                    None => {
+                                        self.fault(task, SimFault::ScriptExhausted);
+                                        return;
+                                    }
+                                },
+                            }
+                        }
                     };
-                    self.answer(task, resp, deadline, connect_timeout);
-                    return;
+                    self.answer(task, attempt, resp, connect_timeout);
                 }
-                Action::ReadBody { deadline, .. } => {
+                Action::ReadBody { attempt, deadline } => {
                     self.check_deadline(task, deadline, "read");
                     let off = self.off(deadline);
                     self.record(task, Step::ReadBody { deadline: off });
-                    self.read(task, deadline);
-                    return;
+                    if !self.read(task, attempt) {
+                        return;
+                    }
                 }
-                Action::Sleep { until, reason, .. } => {
-                    let duration = until.saturating_duration_since(now);
-                    if task.overall.is_some_and(|d| until > d) {
+                Action::Close { attempt } => {
+                    if !task.ops.iter().any(|o| o.attempt == attempt) {
+                        task.violations
+                            .push(format!("close of attempt {} twice", attempt.get()));
+                    }
+                    task.ops.retain(|o| o.attempt != attempt);
+                    self.record(task, Step::Close);
+                }
+                Action::Wait {
+                    until,
+                    waiter,
+                    reason,
+                } => {
+                    self.check_deadline(task, until, "wait");
+                    if task.overall.is_some_and(|d| until.is_some_and(|u| u > d)) {
                         task.violations.push(format!(
-                            "a sleep ends at {:?}, past the deadline",
-                            self.offset(until)
+                            "a wait ends at {:?}, past the deadline",
+                            self.off(until)
                         ));
                     }
-                    task.sleeps.push(duration);
-                    let retry = matches!(reason, SleepReason::Retry(_));
-                    self.record(task, Step::Sleep { duration, retry });
-                    task.wait = Wait::At(until.max(now), Pending::Timeout);
-                    return;
-                }
-                Action::WaitForPermit {
-                    deadline, waiter, ..
-                } => {
-                    self.check_deadline(task, deadline, "permit wait");
-                    let off = self.off(deadline);
-                    self.record(task, Step::WaitForPermit { deadline: off });
-                    task.wait = Wait::Permit(deadline, waiter);
+                    match (&reason, waiter) {
+                        (_, Some(_)) | (WaitReason::Permit, _) => {
+                            let off = self.off(until);
+                            self.record(task, Step::WaitForPermit { deadline: off });
+                        }
+                        (WaitReason::Exchange, None) => {}
+                        (reason, None) => {
+                            let duration = until.map_or(Duration::ZERO, |u| {
+                                u.saturating_duration_since(now)
+                            });
+                            task.sleeps.push(duration);
+                            let retry = matches!(reason, WaitReason::Backoff(_));
+                            self.record(task, Step::Sleep { duration, retry });
+                        }
+                    }
+                    let until = until.map(|u| u.max(now));
+                    let nothing = until.is_none()
+                        && waiter.is_none()
+                        && task.ops.iter().all(|o| o.arrival.is_none());
+                    task.wait = if nothing {
+                        Wait::Never
+                    } else {
+                        Wait::Until { until, waiter }
+                    };
                     return;
                 }
             }
@@ -668,16 +775,21 @@ impl Sim {
         }
     }
 
-    /// Schedules the answer to a send: head, transport error or timeout.
+    /// Schedules the answer to a send: head, transport error, or nothing (a stall).
     fn answer(
         &mut self,
         task: &mut Task,
+        attempt: AttemptId,
         resp: SimResponse,
-        deadline: Option<Instant>,
         connect_timeout: Option<Duration>,
     ) {
         let now = self.now;
         let at = |d: Duration| now.checked_add(d);
+        let mut op = SimOp {
+            attempt,
+            body: None,
+            arrival: None,
+        };
         // Connection phase.
         let connect_timed_out = connect_timeout.filter(|ct| resp.connect_delay > *ct);
         let scheduled: Option<(Option<Instant>, Pending)> = if let Some(ct) = connect_timed_out {
@@ -702,7 +814,7 @@ impl Sim {
                         + when.unwrap_or(now).saturating_duration_since(self.origin);
                     let status = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::OK);
                     let head = ResponseHead::new(status, resp.headers.clone(), wall);
-                    task.body = Some(BodyCursor {
+                    op.body = Some(BodyCursor {
                         parts: resp.parts.into_iter().collect(),
                         ready_at: when.unwrap_or(now),
                         end: resp.end,
@@ -711,35 +823,28 @@ impl Sim {
                 }
             }
         };
-        self.schedule(task, scheduled, deadline);
-    }
-
-    /// Races a scheduled arrival (`None`: never) against the deadline.
-    fn schedule(
-        &mut self,
-        task: &mut Task,
-        scheduled: Option<(Option<Instant>, Pending)>,
-        deadline: Option<Instant>,
-    ) {
         // An arrival whose instant overflows never happens.
-        let arrival = scheduled.and_then(|(t, p)| t.map(|t| (t, p)));
-        task.wait = match (arrival, deadline) {
-            (Some((t, _)), Some(d)) if t > d => Wait::At(d, Pending::Timeout),
-            (Some((t, p)), _) => Wait::At(t, p),
-            (None, Some(d)) => Wait::At(d, Pending::Timeout),
-            (None, None) => Wait::Never,
-        };
+        op.arrival = scheduled.and_then(|(t, p)| t.map(|t| (t, p)));
+        task.ops.push(op);
     }
 
-    /// Schedules the next body part, the body's end, or a timeout.
-    fn read(&mut self, task: &mut Task, deadline: Option<Instant>) {
+    /// Schedules the next body part of `attempt`, the body's end, or nothing (a stall).
+    /// `false`: the simulator cannot (no response to read): the call was faulted.
+    fn read(&mut self, task: &mut Task, attempt: AttemptId) -> bool {
         let now = self.now;
-        let Some(body) = task.body.as_mut() else {
+        let Some(op) = task.ops.iter_mut().find(|o| o.attempt == attempt) else {
+            self.fault(
+                task,
+                SimFault::Unexpected("ReadBody of an attempt that was never sent".into()),
+            );
+            return false;
+        };
+        let Some(body) = op.body.as_mut() else {
             self.fault(
                 task,
                 SimFault::Unexpected("ReadBody without a response".into()),
             );
-            return;
+            return false;
         };
         if body.ready_at < now {
             body.ready_at = now;
@@ -758,31 +863,19 @@ impl Sim {
             }
         }
         let at = body.ready_at;
-        let scheduled = match body.parts.front() {
-            // Arrives after the deadline: `schedule` turns this into a timeout at the deadline,
-            // and the part stays unread.
-            Some(SimPart::Data(_)) | Some(SimPart::Comment) if deadline.is_some_and(|d| at > d) => {
-                Some((Some(at), Pending::Timeout))
-            }
-            Some(SimPart::Data(b)) => {
-                let b = b.clone();
-                body.parts.pop_front();
-                Some((Some(at), Pending::Chunk(b)))
-            }
-            Some(SimPart::Comment) => {
-                body.parts.pop_front();
-                Some((
-                    Some(at),
-                    Pending::Chunk(Bytes::from_static(b": keep-alive\n\n")),
-                ))
-            }
+        op.arrival = match body.parts.pop_front() {
+            Some(SimPart::Data(b)) => Some((at, Pending::Chunk(b))),
+            Some(SimPart::Comment) => Some((
+                at,
+                Pending::Chunk(Bytes::from_static(b": keep-alive\n\n")),
+            )),
             Some(SimPart::Wait(_)) | None => match body.end {
-                SimEnd::Close => Some((Some(at), Pending::BodyEnd)),
-                SimEnd::Reset => Some((Some(at), Pending::Transport(TransportErrorKind::Io))),
+                SimEnd::Close => Some((at, Pending::BodyEnd)),
+                SimEnd::Reset => Some((at, Pending::Transport(TransportErrorKind::Io))),
                 SimEnd::Stall => None,
             },
         };
-        self.schedule(task, scheduled, deadline);
+        true
     }
 }
 
@@ -806,10 +899,14 @@ enum Wait {
     Start(Instant),
     /// Ready to be polled now.
     Poll,
-    /// Something happens at this instant.
-    At(Instant, Pending),
-    /// Waits for a permit as this waiter, until this deadline.
-    Permit(Option<Instant>, WaiterId),
+    /// Its turn for a slot came: told so now.
+    Woken,
+    /// Blocked in the core's `Wait`: until `until`, an operation's arrival, or (with a
+    /// waiter) its turn for a slot.
+    Until {
+        until: Option<Instant>,
+        waiter: Option<WaiterId>,
+    },
     /// Waits for something that never happens.
     Never,
     /// Ended.
@@ -821,6 +918,14 @@ struct BodyCursor {
     parts: VecDeque<SimPart>,
     ready_at: Instant,
     end: SimEnd,
+}
+
+/// One attempt in flight: its response (once answered) and the next thing that arrives for it.
+#[derive(Debug)]
+struct SimOp {
+    attempt: AttemptId,
+    body: Option<BodyCursor>,
+    arrival: Option<(Instant, Pending)>,
 }
 
 #[derive(Debug)]
@@ -836,7 +941,8 @@ struct Task {
     cancel_after_polls: Option<usize>,
     polls: usize,
     was_cancelled: bool,
-    body: Option<BodyCursor>,
+    /// The attempts in flight.
+    ops: Vec<SimOp>,
     overall: Option<Instant>,
     terminal_emitted: bool,
     result: Option<Result<Bytes, VllmError>>,
@@ -844,6 +950,7 @@ struct Task {
     timeline: Vec<TimelineEntry>,
     sleeps: Vec<Duration>,
     sends: Vec<Duration>,
+    hedges: Vec<Duration>,
     violations: Vec<String>,
     fault: Option<SimFault>,
     started_at: Duration,
@@ -870,7 +977,7 @@ impl Task {
             cancel_after_polls: c.cancel_after_polls,
             polls: 0,
             was_cancelled: false,
-            body: None,
+            ops: Vec::new(),
             overall: None,
             terminal_emitted: false,
             result: None,
@@ -878,6 +985,7 @@ impl Task {
             timeline: Vec::new(),
             sleeps: Vec::new(),
             sends: Vec::new(),
+            hedges: Vec::new(),
             violations: Vec::new(),
             fault: None,
             started_at: elapsed,
@@ -893,13 +1001,28 @@ impl Task {
         self.was_cancelled
     }
 
+    /// The attempt in flight whose next arrival comes first, and when (list order on ties).
+    fn next_arrival(&self) -> Option<(usize, Instant)> {
+        self.ops
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| o.arrival.as_ref().map(|(t, _)| (*t, i)))
+            .min()
+            .map(|(t, i)| (i, t))
+    }
+
     /// When this task next acts.
     fn wake(&self, now: Instant) -> Option<Instant> {
         let own = match &self.wait {
             Wait::Start(t) => return Some(*t),
-            Wait::Poll => Some(now),
-            Wait::At(t, _) => Some(*t),
-            Wait::Permit(d, _) => *d,
+            Wait::Poll | Wait::Woken => Some(now),
+            Wait::Until { until, .. } => {
+                let arrival = self.next_arrival().map(|(_, t)| t);
+                match (*until, arrival) {
+                    (Some(u), Some(a)) => Some(u.min(a)),
+                    (u, a) => u.or(a),
+                }
+            }
             Wait::Never | Wait::Done => None,
         };
         if matches!(self.wait, Wait::Done) {
@@ -917,7 +1040,7 @@ impl Task {
             self.ended_at = at;
         }
         self.wait = Wait::Done;
-        self.body = None;
+        self.ops.clear();
     }
 
     fn into_outcome(mut self) -> SimOutcome {
@@ -942,6 +1065,7 @@ impl Task {
             report,
             sleeps: self.sleeps,
             sends: self.sends,
+            hedges: self.hedges,
             violations: self.violations,
             fault: self.fault,
             started_at: self.started_at,

@@ -53,6 +53,17 @@ pub enum Step {
         /// ([`Sim::with_servers`](super::Sim::with_servers)).
         to: Option<String>,
     },
+    /// Action: send a hedge, a second attempt racing the first for the first token.
+    Hedge {
+        /// Its number among the call's requests (attempts and hedges), 1-based.
+        attempt: u32,
+        /// The head deadline handed out, as an offset.
+        deadline: Option<Duration>,
+        /// The server it went to (`host:port`), when the simulator has servers.
+        to: Option<String>,
+    },
+    /// Action: close an attempt (its response dropped, its connection closed).
+    Close,
     /// Action: a pool's health probe (`GET /health`) to this server.
     Probe {
         /// The server (`host:port`).
@@ -113,6 +124,17 @@ impl fmt::Display for Step {
                 deadline,
                 to: Some(to),
             } => write!(f, "send #{attempt} to {to} ({})", dl(deadline)),
+            Step::Hedge {
+                attempt,
+                deadline,
+                to: None,
+            } => write!(f, "hedge #{attempt} ({})", dl(deadline)),
+            Step::Hedge {
+                attempt,
+                deadline,
+                to: Some(to),
+            } => write!(f, "hedge #{attempt} to {to} ({})", dl(deadline)),
+            Step::Close => write!(f, "close"),
             Step::Probe { to } => write!(f, "health probe to {to}"),
             Step::ReadBody { deadline } => write!(f, "read ({})", dl(deadline)),
             Step::Sleep { duration, retry } => write!(
@@ -199,8 +221,10 @@ pub struct SimOutcome {
     pub report: CallReport,
     /// The duration of every sleep (backoff and rate limit), in order.
     pub sleeps: Vec<Duration>,
-    /// The offset of every send, in order.
+    /// The offset of every send of an attempt (the first and the retries), in order.
     pub sends: Vec<Duration>,
+    /// The offset of the hedge, when the call sent one.
+    pub hedges: Vec<Duration>,
     /// Breaches of the driver's contract seen while driving (empty when all is well).
     pub violations: Vec<String>,
     /// Set when the simulator had to stop the call itself.
@@ -220,14 +244,12 @@ impl SimOutcome {
         render(self.timeline.iter())
     }
 
-    /// The timeline as text without the `read` actions and `chunk` events (the shape of a
-    /// scenario: sends, heads, sleeps, emits, timeouts, the result).
+    /// The timeline as text without the `read` and `close` actions and `chunk` events (the
+    /// shape of a scenario: sends, heads, sleeps, emits, timeouts, the result).
     pub fn brief(&self) -> String {
-        render(
-            self.timeline
-                .iter()
-                .filter(|e| !matches!(e.step, Step::ReadBody { .. } | Step::Chunk(_))),
-        )
+        render(self.timeline.iter().filter(|e| {
+            !matches!(e.step, Step::ReadBody { .. } | Step::Chunk(_) | Step::Close)
+        }))
     }
 
     /// The texts of the `Content` events, concatenated.
