@@ -1,246 +1,246 @@
 //! Write your own transport: the core driven over `std::net::TcpStream` with hand-written
 //! HTTP/1.0 — no HTTP crate, no async runtime — following the contract in
-//! `vllm_client_core::call::contract`. Run against the testkit's fake server, it goes through
-//! the core's scenarios: a 503 with a retry hint, a stall, a cut stream, an in-band error and
-//! UTF-8 split across writes. `cargo run --example custom_transport`
-use std::io::{ErrorKind, Read, Write};
+//! `vllm_client_core::call::contract` and the guide `docs/embedding.md`. Each request runs on
+//! a thread of its own, so hedging and health probes come for free. Against the testkit's fake
+//! servers it goes through a 503 with a retry hint, a stall, a cut stream, an in-band error,
+//! UTF-8 split across writes, a hedged first token, and a replica that goes down and comes
+//! back through a health probe. `cargo run --example custom_transport`
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use vllm_client::{EjectionConfig, EndpointConfig, Health, HedgeConfig};
 use vllm_client_core::bytes::Bytes;
-use vllm_client_core::call::{Action, Call, CallSpec, Event, ResponseHead, Shared};
-use vllm_client_core::call::{CallReport, TransportErrorKind as Kind};
+use vllm_client_core::call::{Action, AttemptId, Call, CallReport, CallSpec, Event, Purpose};
+use vllm_client_core::call::{ResponseHead, Shared, TransportErrorKind as Kind};
 use vllm_client_core::config::ClientConfig;
-use vllm_client_core::http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode};
+use vllm_client_core::http::{HeaderMap, HeaderName, Request, StatusCode};
 use vllm_client_core::request::Operation;
 use vllm_client_core::{StreamEvent, StreamKind, VllmError};
 use vllm_testkit::server::{FakeServer, Part, Reply};
 
-/// One response being read: the socket, bytes read past what was handed out, and how many
-/// body bytes are still due (`None`: the body ends when the server closes the connection).
-struct Conn {
-    tcp: TcpStream,
-    raw: Vec<u8>,
-    left: Option<usize>,
-}
+type Failure = (Kind, String);
 
-fn failed(kind: Kind, message: impl std::fmt::Display) -> Event {
-    let message = message.to_string();
-    Event::TransportError { kind, message }
-}
-
-impl Conn {
-    /// Reads more bytes before `deadline` (rule 2); `Ok(0)` when the server closed.
-    fn fill(&mut self, deadline: Option<Instant>) -> Result<usize, Event> {
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        if left == Some(Duration::ZERO) {
-            return Err(Event::Timeout);
-        }
-        let _ = self.tcp.set_read_timeout(left);
-        let mut buf = [0u8; 16 << 10];
-        match self.tcp.read(&mut buf) {
-            Ok(n) => {
-                self.raw.extend_from_slice(&buf[..n]);
-                Ok(n)
-            }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                Err(Event::Timeout)
-            }
-            Err(e) => Err(failed(Kind::Io, e)),
-        }
-    }
-
-    /// The next piece of the decoded body (rule 3).
-    fn next_chunk(&mut self, deadline: Option<Instant>) -> Event {
-        if self.raw.is_empty() && self.left != Some(0) {
-            match self.fill(deadline) {
-                Ok(0) if self.left.is_none() => return Event::BodyEnd,
-                // A body shorter than its Content-Length is a broken connection, not an end.
-                Ok(0) => return failed(Kind::Io, "the connection closed inside the body"),
-                Ok(_) => {}
-                Err(event) => return event,
+/// One exchange on its own thread: sends the request, then reads a chunk per command, and
+/// reports each outcome on `out`. It ends (closing the socket) when the loop drops the sender
+/// it returned: the contract's `Close`.
+fn exchange(id: AttemptId, req: Request<Bytes>, out: mpsc::Sender<Event>) -> mpsc::Sender<()> {
+    let failed = move |(kind, message): Failure| Event::TransportError {
+        attempt: id,
+        kind,
+        message,
+    };
+    let chunk = move |b: &[u8]| Event::Chunk {
+        attempt: id,
+        bytes: b.to_vec().into(),
+    };
+    let (reads, inbox) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let mut body = match send(&req) {
+            Ok((head, body)) => (out.send(Event::Response { attempt: id, head }).ok(), body).1,
+            Err(f) => return drop(out.send(failed(f))),
+        };
+        // Short reads, so that a `Close` (the loop dropped `reads`) ends a stalled read too.
+        let tcp = body.get_ref();
+        let _ = tcp.set_read_timeout(Some(Duration::from_millis(50)));
+        while inbox.recv().is_ok() {
+            let mut buf = [0u8; 16 << 10];
+            let event = loop {
+                match body.read(&mut buf) {
+                    Ok(0) => break Event::BodyEnd { attempt: id },
+                    Ok(n) => break chunk(&buf[..n]),
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                        if let Err(mpsc::TryRecvError::Disconnected) = inbox.try_recv() {
+                            return; // closed: the socket closes with this thread
+                        }
+                    }
+                    Err(e) => break failed((Kind::Io, e.to_string())),
+                }
+            };
+            if out.send(event).is_err() {
+                return;
             }
         }
-        let n = self.left.unwrap_or(usize::MAX).min(self.raw.len());
-        if n == 0 {
-            return Event::BodyEnd;
-        }
-        self.left = self.left.map(|l| l - n);
-        Event::Chunk(Bytes::from(self.raw.drain(..n).collect::<Vec<u8>>()))
-    }
+    });
+    reads
 }
 
-/// Sends the request and reads its head before `deadline`. HTTP/1.0 keeps this short: the
-/// server answers with a `Content-Length` or closes at the end (it must not send chunked to a
-/// 1.0 client), and closes the connection after every response (rule 5: never reused).
-fn send(
-    request: &Request<Bytes>,
-    deadline: Option<Instant>,
-    connect: Option<Duration>,
-) -> Result<(ResponseHead, Conn), Event> {
-    let uri = request.uri();
-    let (host, port) = (
-        uri.host().unwrap_or("127.0.0.1"),
-        uri.port_u16().unwrap_or(80),
+/// Sends the request and reads its head. HTTP/1.0 keeps this short: the server closes the
+/// connection at the end of the body (the body is what comes before the close).
+fn send(req: &Request<Bytes>) -> Result<(ResponseHead, BufReader<TcpStream>), Failure> {
+    let io = |e: std::io::Error| (Kind::of_io_error(e.kind()), e.to_string());
+    let uri = req.uri();
+    let (host, port) = (uri.host().unwrap_or(""), uri.port_u16().unwrap_or(80));
+    let addr = (host, port).to_socket_addrs().map_err(io)?.next();
+    let addr = addr.ok_or((Kind::Connect, format!("cannot resolve {host}")))?;
+    let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).map_err(io)?;
+    // Rule 8: the transport adds what its framing needs.
+    let (method, path) = (
+        req.method(),
+        uri.path_and_query().map_or("/", |p| p.as_str()),
     );
-    let addr = (host, port)
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next());
-    let addr = addr.ok_or_else(|| failed(Kind::Connect, format!("cannot resolve {host}")))?;
-    let connect = connect
-        .unwrap_or(Duration::from_secs(10))
-        .max(Duration::from_millis(1));
-    let tcp = TcpStream::connect_timeout(&addr, connect)
-        .map_err(|e| failed(Kind::of_io_error(e.kind()), e))?;
-    // Rule 4: the transport adds what its framing needs.
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut head = format!(
-        "{} {path} HTTP/1.0\r\nhost: {host}:{port}\r\ncontent-length: {}\r\n",
-        request.method(),
-        request.body().len()
-    );
-    for (name, value) in request.headers() {
-        let value = value
-            .to_str()
-            .map_err(|_| failed(Kind::Rejected, format!("{name} is not ASCII")))?;
+    let mut head = format!("{method} {path} HTTP/1.0\r\nhost: {host}:{port}\r\n");
+    head.push_str(&format!("content-length: {}\r\n", req.body().len()));
+    for (name, value) in req.headers() {
+        let Ok(value) = value.to_str() else {
+            return Err((Kind::Rejected, format!("{name}: not ASCII")));
+        };
         head.push_str(&format!("{name}: {value}\r\n"));
     }
-    let mut w = &tcp;
-    let written = w
-        .write_all(format!("{head}\r\n").as_bytes())
-        .and_then(|()| w.write_all(request.body()));
-    written.map_err(|e| failed(Kind::Io, e))?;
-    let mut conn = Conn {
-        tcp,
-        raw: Vec::new(),
-        left: None,
+    head.push_str("\r\n");
+    tcp.write_all(head.as_bytes()).map_err(io)?;
+    tcp.write_all(req.body()).map_err(io)?;
+    let mut r = BufReader::new(tcp);
+    let mut line = String::new();
+    let mut read_line = |line: &mut String| {
+        line.clear();
+        r.by_ref().take(8 << 10).read_line(line).map_err(io)
     };
-    let end = loop {
-        if let Some(end) = conn.raw.windows(4).position(|w| w == b"\r\n\r\n") {
-            break end;
-        }
-        if conn.fill(deadline)? == 0 || conn.raw.len() > 64 << 10 {
-            return Err(failed(Kind::Io, "no response head"));
-        }
-    };
-    let text = String::from_utf8_lossy(&conn.raw[..end]).into_owned();
-    conn.raw.drain(..end + 4);
-    let mut lines = text.split("\r\n");
-    let status = lines.next().and_then(|l| l.split(' ').nth(1)?.parse().ok());
-    let status =
-        StatusCode::from_u16(status.unwrap_or(0)).map_err(|_| failed(Kind::Io, "bad status"))?;
+    read_line(&mut line)?;
+    let status = StatusCode::from_bytes(line.split(' ').nth(1).unwrap_or("").as_bytes());
+    let status = status.map_err(|_| (Kind::Io, format!("bad status line {line:?}")))?;
     let mut headers = HeaderMap::new();
-    for (name, value) in lines.filter_map(|l| l.split_once(':')) {
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(name.trim().as_bytes()),
-            HeaderValue::from_str(value.trim()),
-        ) {
+    while read_line(&mut line)? > 2 {
+        let (name, value) = line.trim_end().split_once(':').unwrap_or_default();
+        if let (Ok(n), Ok(v)) = (name.parse::<HeaderName>(), value.trim().parse()) {
             headers.append(n, v);
         }
     }
-    conn.left = headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok()?.parse().ok());
-    Ok((ResponseHead::new(status, headers, SystemTime::now()), conn))
+    Ok((ResponseHead::new(status, headers, SystemTime::now()), r))
 }
 
-/// The whole run loop of one call (rule 1 of the contract).
-fn run(
-    config: &ClientConfig,
-    shared: &mut Shared,
-    spec: CallSpec,
-) -> (Result<Bytes, VllmError>, Vec<StreamEvent>, CallReport) {
-    let mut call = Call::new(config, spec, Instant::now(), shared);
-    let (mut conn, mut events) = (None::<Conn>, Vec::new());
-    loop {
-        let action = call.poll(Instant::now(), shared);
-        // Rule 5: keep a response only while its body is read.
-        if !matches!(&action, Action::ReadBody { .. })
-            && !matches!(&action, Action::Emit(ev) if !ev.is_terminal())
-        {
-            conn = None;
-        }
-        let event = match action {
-            Action::Send {
-                request,
-                deadline,
-                connect_timeout,
-                ..
-            } => match send(&request, deadline, connect_timeout) {
-                Ok((head, c)) => {
-                    conn = Some(c);
-                    Event::Response(head)
-                }
-                Err(event) => event,
-            },
-            Action::ReadBody { deadline, .. } => match conn.as_mut() {
-                Some(c) => c.next_chunk(deadline),
-                None => failed(Kind::Io, "no response"),
-            },
-            Action::Sleep { until, .. } => {
-                std::thread::sleep(until.saturating_duration_since(Instant::now()));
-                Event::Timeout
-            }
-            // One call at a time here, and no limit configured: nobody to wait for.
-            Action::WaitForPermit { .. } => Event::PermitReleased,
-            Action::Emit(ev) => {
-                events.push(ev);
-                continue;
-            }
-            Action::Done(result) => return (result, events, call.report().clone()),
-        };
-        call.handle(Instant::now(), event, shared);
-    }
-}
-
-fn text(events: &[StreamEvent]) -> String {
-    let piece = |e: &StreamEvent| match e {
-        StreamEvent::Content(t) => t.clone(),
-        _ => String::new(),
+fn content(e: &StreamEvent) -> Option<&str> {
+    let StreamEvent::Content(text) = e else {
+        return None;
     };
-    events.iter().map(piece).collect()
+    Some(text)
+}
+
+/// What one call came to, and the health probes it sent.
+type Ran = (
+    Result<Bytes, VllmError>,
+    Vec<StreamEvent>,
+    CallReport,
+    usize,
+);
+
+/// The whole run loop of one call: the contract's loop.
+fn run(config: &ClientConfig, shared: &Mutex<Shared>, spec: CallSpec) -> Ran {
+    let (tx, rx) = mpsc::channel();
+    let mut call = Call::new(config, spec, Instant::now(), &mut shared.lock().unwrap());
+    let (mut open, mut events, mut probes) = (HashMap::new(), Vec::new(), 0);
+    loop {
+        match call.poll_with(Instant::now(), || shared.lock().unwrap()) {
+            Action::Send {
+                attempt,
+                purpose,
+                request,
+                ..
+            } => {
+                probes += usize::from(purpose == Purpose::HealthProbe);
+                open.insert(attempt, exchange(attempt, request, tx.clone()));
+            }
+            Action::ReadBody { attempt, .. } => drop(open.get(&attempt).map(|r| r.send(()))),
+            Action::Close { attempt } => drop(open.remove(&attempt)),
+            Action::Wait { until, .. } => {
+                let left = until.map(|u| u.saturating_duration_since(Instant::now()));
+                // No concurrency limit here, so never a waiter to wake.
+                let event = rx.recv_timeout(left.unwrap_or(Duration::MAX));
+                call.handle(Instant::now(), event.unwrap_or(Event::Timeout));
+            }
+            Action::Emit(ev) => events.push(ev),
+            Action::Done(result) => return (result, events, call.report().clone(), probes),
+        }
+    }
 }
 
 fn main() {
+    let ms = Duration::from_millis;
     let server = FakeServer::start();
     let mut config = ClientConfig::default();
     config.request.base_url = server.base_url();
-    config.policy.timeouts.idle = Some(Duration::from_millis(300));
-    let mut shared = Shared::new(&config.policy, vllm_client_core::os_entropy());
+    config.policy.timeouts.idle = Some(ms(300));
+    let shared = Mutex::new(Shared::new(&config, vllm_client_core::os_entropy()));
     let body = |t: &str| {
         Ok(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": t}]}))
     };
+    let chat = || CallSpec::stream(Operation::ChatCompletions, StreamKind::Chat, body("x"));
+    let json = || CallSpec::json(Operation::ChatCompletions, body("hi"));
 
     server.push(Reply::vllm_error(503, "restarting").header("retry-after-ms", "200"));
-    let spec = CallSpec::json(Operation::ChatCompletions, body("hi"));
-    let (result, _, report) = run(&config, &mut shared, spec);
+    let (result, _, report, _) = run(&config, &shared, json());
     assert!(result.is_ok() && report.attempts == 2, "{report}");
     println!("503 with a retry hint: {report}");
 
-    let generate = |t: &str| Reply::generate().reply_text(t);
-    let one = Part::data(r#"{"choices":[{"index":0,"delta":{"content":"one"}}]}"#);
-    let stall = generate("one two three").stall_after_tokens(1, Duration::from_secs(20));
-    let cut = generate("one two three").cut_after_tokens(2);
-    // A pause, so that "one" reaches the caller before the error (an error read together
-    // with text not yet emitted is a failure before output, and retried).
-    let error = Reply::sse([one, Part::delay_ms(150), Part::error_event("engine died")]);
-    let split = generate("你好 世界").split_every(1); // 1-byte writes, inside characters
+    let g = |t: &str| Reply::generate().reply_text(t);
+    // A pause, so that "a" reaches the caller before the error (an error read together with
+    // text not yet emitted is a failure before output, and retried).
+    let a = Part::data(r#"{"choices":[{"index":0,"delta":{"content":"a"}}]}"#);
     let scenarios = [
-        (stall, "Timeout", "one"),
-        (cut, "Truncated", "one two"),
-        (error, "Api", "one"),
-        (split, "Done", "你好 世界"),
+        (g("a b c").stall_after_tokens(1, ms(20_000)), "Timeout", "a"),
+        (g("a b c").cut_after_tokens(2), "Truncated", "a b"),
+        (
+            Reply::sse([a, Part::delay_ms(150), Part::error_event("died")]),
+            "Api",
+            "a",
+        ),
+        (g("你好 世界").split_every(1), "Done", "你好 世界"), // 1-byte writes
     ];
     for (reply, end, expected) in scenarios {
         server.push(reply);
-        let spec = CallSpec::stream(Operation::ChatCompletions, StreamKind::Chat, body("x"));
-        let (_, events, _) = run(&config, &mut shared, spec);
+        let (_, events, _, _) = run(&config, &shared, chat());
+        let text: String = events.iter().filter_map(content).collect();
         let last = format!("{:?}", events.last());
-        assert!(
-            last.contains(end) && text(&events) == expected,
-            "{end}: {events:?}"
-        );
-        println!("{:?}, then {last}", text(&events));
+        assert!(last.contains(end) && text == expected, "{end}: {events:?}");
+        println!("{text:?}, then {last}");
     }
+
+    // A pool: a slow replica (first token after 2 s) and a fast one. A stream whose first
+    // token is late after 100 ms is hedged onto the other replica; the first to answer wins.
+    let (slow, fast) = (FakeServer::start(), FakeServer::start());
+    slow.push_n(
+        8,
+        Reply::sse([Part::delay_ms(2_000), Part::text("slow"), Part::done()]),
+    );
+    let mut pool = config.clone();
+    let urls = [slow.base_url(), fast.base_url()];
+    pool.request.endpoints = urls.iter().map(EndpointConfig::from).collect();
+    pool.policy.pool.hedge = Some(HedgeConfig::after(ms(100)).max_extra_percent(100));
+    let shared = Mutex::new(Shared::new(&pool, vllm_client_core::os_entropy()));
+    let (started, mut hedged) = (Instant::now(), 0);
+    for _ in 0..4 {
+        let (_, events, report, _) = run(&pool, &shared, chat());
+        assert!(
+            matches!(events.last(), Some(StreamEvent::Done)),
+            "{events:?}"
+        );
+        hedged += report.hedges;
+    }
+    let took = started.elapsed();
+    assert!(took < ms(2_000), "every first token came within the hedge");
+    println!("4 streams over a slow and a fast replica in {took:?}, {hedged} hedged");
+
+    // A replica that refuses connections is ejected (its calls fail over); once it is back,
+    // a `GET /health` probe readmits it before any user request goes there.
+    let (down, up) = (FakeServer::start(), FakeServer::start());
+    down.set_refusing(true);
+    let urls = [down.base_url(), up.base_url()];
+    pool.request.endpoints = urls.iter().map(EndpointConfig::from).collect();
+    pool.policy.pool.hedge = None;
+    let ejection = EjectionConfig::default().consecutive_connect_failures(1);
+    let ejection = ejection.durations(ms(100), ms(1_000)).health_probe(ms(500));
+    pool.policy.pool.ejection = ejection;
+    let shared = Mutex::new(Shared::new(&pool, vllm_client_core::os_entropy()));
+    let status = || shared.lock().unwrap().endpoints(Instant::now()).remove(0);
+    while status().times_ejected == 0 {
+        assert!(run(&pool, &shared, json()).0.is_ok(), "failed over");
+    }
+    down.set_refusing(false);
+    std::thread::sleep(ms(150));
+    let (result, _, _, probes) = run(&pool, &shared, json());
+    assert!(result.is_ok() && probes == 1, "one probe, then the call");
+    assert_eq!(status().health, Health::Healthy);
+    println!("the replica came back: readmitted by {probes} health probe");
 }

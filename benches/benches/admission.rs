@@ -25,17 +25,21 @@ use vllm_client_core::request::Operation;
 fn drive(n: usize) -> usize {
     let mut config = ClientConfig::default();
     config.policy.max_concurrency = Some(1);
-    let mut shared = Shared::new(&config.policy, 1);
+    let mut shared = Shared::new(&config, 1);
     let now = Instant::now();
     let mut calls: Vec<Call> = (0..n)
         .map(|_| Call::new(&config, CallSpec::get(Operation::Models), now, &mut shared))
         .collect();
     let mut waiting = HashMap::with_capacity(n);
     let mut active = None;
+    // The production path: the shared state only when the call needs it.
     for (i, call) in calls.iter_mut().enumerate() {
-        match call.poll(now, &mut shared) {
+        match call.poll_with(now, || &mut shared) {
             Action::Send { .. } => active = Some(i),
-            Action::WaitForPermit { waiter, .. } => {
+            Action::Wait {
+                waiter: Some(waiter),
+                ..
+            } => {
                 waiting.insert(waiter, i);
             }
             other => panic!("unexpected {other:?}"),
@@ -47,8 +51,8 @@ fn drive(n: usize) -> usize {
         calls[i].cancel(now, &mut shared);
         if let Some(w) = shared.poll_wake() {
             let j = waiting[&w];
-            calls[j].handle(now, Event::PermitReleased, &mut shared);
-            match calls[j].poll(now, &mut shared) {
+            calls[j].handle(now, Event::PermitReleased);
+            match calls[j].poll_with(now, || &mut shared) {
                 Action::Send { .. } => active = Some(j),
                 other => panic!("the woken call was not admitted: {other:?}"),
             }

@@ -1,11 +1,15 @@
 //! Fuzzes the call driver with arbitrary events and clock steps (including time going
-//! backwards, events that do not match the action, cancellation), all derived from the input.
+//! backwards, events for attempts that are not in flight or that do not match what was asked,
+//! cancellation), all derived from the input — through `Call::poll_with`, the path production
+//! takes, with a pool of two endpoints, a hedge and health probes when the input says so.
 //!
-//! Checks: no panic; once the input is used up, a well-behaved adapter brings the call to
-//! `Done` within a bound; never more than `1 + max_retries` sends; no deadline or sleep end
-//! handed out past the overall deadline; after `Done`, `Done` stays; the concurrency permit
-//! comes back; the call's observations end with exactly one `Finished`, its attempts open and
-//! close in order and agree with the report.
+//! Checks: no panic; once the input is used up, a well-behaved transport brings the call to
+//! `Done` within a bound; never more than `1 + max_retries` attempts and one hedge; a read only
+//! of an attempt whose head arrived and that is not being read; every attempt closed exactly
+//! once, before `Done`; no deadline or wait handed out past the overall deadline; after
+//! `Done`, `Done` stays; the concurrency permit comes back; the call's observations end with
+//! exactly one `Finished`, each attempt starts once and ends once, and they agree with the
+//! report.
 #![no_main]
 
 use std::time::{Duration, Instant, SystemTime};
@@ -15,12 +19,13 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use libfuzzer_sys::fuzz_target;
 use vllm_client_core::call::observe::MAX_QUEUED;
 use vllm_client_core::call::{
-    Action, Call, Event, Observation, ResponseHead, Shared, TransportErrorKind,
+    Action, AttemptId, Call, Event, Observation, Purpose, ResponseHead, Shared, TransportErrorKind,
 };
 use vllm_client_core::client::CallSpec;
 use vllm_client_core::config::{ClientConfig, RateLimit};
 use vllm_client_core::policy::{
-    AdaptiveConfig, Backoff, BreakerConfig, Jitter, RetryBudgetConfig,
+    AdaptiveConfig, Backoff, BreakerConfig, EjectionConfig, HedgeConfig, Jitter,
+    RetryBudgetConfig,
 };
 use vllm_client_core::request::Operation;
 use vllm_client_core::StreamKind;
@@ -139,6 +144,18 @@ fn config(inp: &mut Input) -> ClientConfig {
     if flags & 16 != 0 {
         p.token_rate_limit = Some(u32::from(inp.u16() % 4096));
     }
+    if flags & 32 != 0 {
+        // A pool of two: failover, ejection, and (streams) a hedge and health probes.
+        c.request.endpoints = vec!["http://a:8000/v1".into(), "http://b:8000/v1".into()];
+        let ms = |n: u8| Duration::from_millis(u64::from(n));
+        p.pool.hedge = Some(HedgeConfig::after(ms(inp.u8())).max_extra_percent(100));
+        p.pool.ejection = EjectionConfig::default()
+            .consecutive_connect_failures(1)
+            .consecutive_failures(1)
+            .max_ejected_percent(50)
+            .durations(ms(inp.u8()), ms(255))
+            .health_probe(ms(1 + inp.u8()));
+    }
     c
 }
 
@@ -194,25 +211,54 @@ fn head(inp: &mut Input) -> ResponseHead {
     )
 }
 
-fn event(inp: &mut Input) -> Option<Event> {
+/// What the transport is doing for an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Io {
+    Sending,
+    Open,
+    Reading,
+}
+
+/// An event derived from the input, for one of the attempts in flight (or none).
+fn event(inp: &mut Input, open: &[(AttemptId, Io)]) -> Option<Event> {
+    let pick = usize::from(inp.u8());
+    let attempt = match open {
+        [] => None,
+        _ => Some(open[pick % open.len()].0),
+    };
+    let Some(attempt) = attempt else {
+        return Some(match inp.u8() % 3 {
+            0 | 1 => Event::Timeout,
+            _ => Event::PermitReleased,
+        });
+    };
     Some(match inp.u8() % 10 {
-        0 => Event::Response(head(inp)),
+        0 => Event::Response {
+            attempt,
+            head: head(inp),
+        },
         1 => Event::TransportError {
+            attempt,
             kind: [
                 TransportErrorKind::Connect,
                 TransportErrorKind::ConnectTimeout,
                 TransportErrorKind::Io,
-            ][usize::from(inp.u8() % 3)],
+                TransportErrorKind::Rejected,
+            ][usize::from(inp.u8() % 4)],
             message: "fuzz".into(),
         },
-        2 | 3 => Event::Chunk(Bytes::from_static(
-            PIECES[usize::from(inp.u8()) % PIECES.len()],
-        )),
+        2 | 3 => Event::Chunk {
+            attempt,
+            bytes: Bytes::from_static(PIECES[usize::from(inp.u8()) % PIECES.len()]),
+        },
         4 => {
             let n = usize::from(inp.u8() % 32);
-            Event::Chunk(inp.bytes(n))
+            Event::Chunk {
+                attempt,
+                bytes: inp.bytes(n),
+            }
         }
-        5 => Event::BodyEnd,
+        5 => Event::BodyEnd { attempt },
         6 | 7 => Event::Timeout,
         8 => Event::PermitReleased,
         _ => return None, // cancel
@@ -226,11 +272,13 @@ fuzz_target!(|data: &[u8]| {
     let max_tokens = u32::from(inp.u8()) * 16;
     let t0 = Instant::now();
     let mut now = t0;
-    let mut shared = Shared::new(&cfg.policy, u64::from(inp.u16()));
+    let mut shared = Shared::new(&cfg, u64::from(inp.u16()));
     let mut call = Call::new(&cfg, spec(stream, max_tokens), now, &mut shared);
     let overall = cfg.policy.timeouts.total.and_then(|t| t0.checked_add(t));
     let max_sends = cfg.policy.retry.max_retries as usize + 1;
-    let mut sends = 0usize;
+    let (mut sends, mut hedges) = (0usize, 0usize);
+    let mut open: Vec<(AttemptId, Io)> = Vec::new();
+    let mut cancelled = false;
     let mut done = None;
     let mut steps = 0usize;
 
@@ -243,73 +291,141 @@ fuzz_target!(|data: &[u8]| {
     while steps < INPUT_STEPS + FINISH_STEPS {
         steps += 1;
         let driven = !inp.is_empty() && steps <= INPUT_STEPS;
-        // Clock: forward, a jump to the last deadline, or backwards.
-        let action = call.poll(now, &mut shared);
-        let deadline = match &action {
-            Action::Send { deadline: d, .. } => {
-                sends += 1;
+        // The production path: the shared state only when the call needs it.
+        let (until, waiter) = match call.poll_with(now, || &mut shared) {
+            Action::Send {
+                attempt,
+                purpose,
+                deadline,
+                ..
+            } => {
+                match purpose {
+                    Purpose::Hedge => hedges += 1,
+                    Purpose::HealthProbe => {}
+                    _ => sends += 1,
+                }
                 assert!(sends <= max_sends, "{sends} sends > {max_sends}");
-                check(*d);
-                *d
+                assert!(hedges <= 1, "{hedges} hedges");
+                assert!(open.iter().all(|(a, _)| *a != attempt), "{attempt:?} sent twice");
+                check(deadline);
+                open.push((attempt, Io::Sending));
+                continue;
             }
-            Action::ReadBody { deadline: d, .. } | Action::WaitForPermit { deadline: d, .. } => {
-                check(*d);
-                *d
+            Action::ReadBody { attempt, deadline } => {
+                let op = open.iter_mut().find(|(a, _)| *a == attempt);
+                let Some((_, io)) = op else {
+                    panic!("a read of {attempt:?}, which is not in flight")
+                };
+                assert_eq!(*io, Io::Open, "a read of {attempt:?} while {io:?}");
+                *io = Io::Reading;
+                check(deadline);
+                continue;
             }
-            Action::Sleep { until, .. } => {
-                check(Some(*until));
-                Some(*until)
+            Action::Close { attempt } => {
+                let before = open.len();
+                open.retain(|(a, _)| *a != attempt);
+                assert_eq!(open.len() + 1, before, "{attempt:?} closed but not in flight");
+                continue;
+            }
+            Action::Wait { until, waiter, .. } => {
+                check(until);
+                let busy = open.iter().any(|(_, io)| *io != Io::Open);
+                assert!(
+                    busy || until.is_some() || waiter.is_some(),
+                    "a wait for nothing"
+                );
+                (until, waiter)
             }
             Action::Emit(_) => continue,
             Action::Done(r) => {
+                assert!(open.is_empty() || cancelled, "done with {open:?} still open");
                 done = Some(r.as_ref().map(|b| b.len()).map_err(|e| e.to_string()));
                 break;
             }
         };
         if driven {
+            // Clock: forward, a jump to the wait's end, or backwards.
             now = match inp.u8() % 4 {
                 0 => now,
                 1 => now
                     .checked_add(Duration::from_millis(u64::from(inp.u16())))
                     .unwrap_or(now),
-                2 => deadline.unwrap_or(now).max(now),
+                2 => until.unwrap_or(now).max(now),
                 _ => now
                     .checked_sub(Duration::from_millis(u64::from(inp.u8())))
                     .unwrap_or(now),
             };
-            match event(&mut inp) {
-                Some(ev) => call.handle(now, ev, &mut shared),
-                None => call.cancel(now, &mut shared),
+            match event(&mut inp, &open) {
+                Some(ev) => {
+                    // What the transport believes about the attempt: the fuzzer may report
+                    // things that were not asked for; the core ignores those.
+                    let update = match &ev {
+                        Event::Response { attempt, .. } => Some((*attempt, Io::Sending, Io::Open)),
+                        Event::Chunk { attempt, .. } | Event::BodyEnd { attempt } => {
+                            Some((*attempt, Io::Reading, Io::Open))
+                        }
+                        _ => None,
+                    };
+                    if let Some((attempt, from, to)) = update {
+                        for (a, io) in open.iter_mut() {
+                            if *a == attempt && *io == from {
+                                *io = to;
+                            }
+                        }
+                    }
+                    call.handle(now, ev);
+                }
+                None => {
+                    cancelled = true;
+                    call.cancel(now, &mut shared);
+                }
             }
         } else {
-            // A well-behaved adapter: every wait ends at its deadline, every send fails.
-            now = deadline.unwrap_or(now).max(now);
-            let ev = match action {
-                Action::Send { .. } => Event::TransportError {
+            // A well-behaved transport: every send fails, every read ends the body, every
+            // other wait ends at its `until`.
+            let busy = open.iter().position(|(_, io)| *io != Io::Open);
+            let ev = match busy.map(|i| open[i]) {
+                Some((attempt, Io::Sending)) => Event::TransportError {
+                    attempt,
                     kind: TransportErrorKind::Connect,
                     message: "down".into(),
                 },
-                Action::ReadBody { .. } => Event::BodyEnd,
-                Action::WaitForPermit { deadline: None, .. } => {
+                Some((attempt, _)) => {
+                    open.iter_mut()
+                        .filter(|(a, _)| *a == attempt)
+                        .for_each(|(_, io)| *io = Io::Open);
+                    Event::BodyEnd { attempt }
+                }
+                None if until.is_none() && waiter.is_some() => {
+                    cancelled = true;
                     call.cancel(now, &mut shared);
                     continue;
                 }
-                _ => Event::Timeout,
+                None => {
+                    now = until.unwrap_or(now).max(now);
+                    Event::Timeout
+                }
             };
-            call.handle(now, ev, &mut shared);
+            if let Event::TransportError { attempt, .. } = &ev {
+                open.retain(|(a, _)| a != attempt);
+            }
+            call.handle(now, ev);
         }
     }
     let done = done.expect("the call did not end within the step bound");
     // Done is sticky.
+    let last = call.attempt();
     for _ in 0..3 {
         now = now.checked_add(Duration::from_secs(1)).unwrap_or(now);
         call.handle(
             now,
-            Event::Chunk(Bytes::from_static(b"data: [DONE]\n\n")),
-            &mut shared,
+            Event::Chunk {
+                attempt: last,
+                bytes: Bytes::from_static(b"data: [DONE]\n\n"),
+            },
         );
-        call.handle(now, Event::Timeout, &mut shared);
-        match call.poll(now, &mut shared) {
+        call.handle(now, Event::Timeout);
+        match call.poll_with(now, || &mut shared) {
             Action::Done(r) => {
                 assert_eq!(r.map(|b| b.len()).map_err(|e| e.to_string()), done)
             }
@@ -317,8 +433,11 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     assert_eq!(shared.in_flight().unwrap_or(0), 0, "a permit leaked");
+    let endpoints = shared.endpoints(now);
+    assert!(endpoints.iter().all(|e| e.in_flight == 0), "{endpoints:?}");
 
-    // The observations: one `Finished`, last; attempts in order, agreeing with the report.
+    // The observations: one `Finished`, last; each attempt started once and ended once,
+    // agreeing with the report.
     let obs: Vec<Observation> = std::iter::from_fn(|| call.poll_observation()).collect();
     let finished = obs
         .iter()
@@ -327,23 +446,26 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(finished, 1, "{obs:?}");
     assert!(matches!(obs.last(), Some(Observation::Finished { .. })));
     if obs.len() < MAX_QUEUED {
-        let mut open = None;
+        let mut open: Vec<u32> = Vec::new();
         let mut started = 0u32;
         for o in &obs {
             match o {
                 Observation::AttemptStarted { attempt, .. } => {
-                    assert!(open.is_none(), "{obs:?}");
                     started += 1;
-                    assert_eq!(*attempt, started);
-                    open = Some(*attempt);
+                    assert_eq!(*attempt, started, "{obs:?}");
+                    open.push(*attempt);
                 }
                 Observation::AttemptEnded { attempt, .. } => {
-                    assert_eq!(open.take(), Some(*attempt), "{obs:?}");
+                    let i = open.iter().position(|a| a == attempt);
+                    assert!(i.is_some(), "{attempt} ended but not open: {obs:?}");
+                    open.retain(|a| a != attempt);
                 }
                 _ => {}
             }
         }
-        assert_eq!(started, call.report().attempts, "{obs:?}");
-        assert_eq!(started as usize, sends, "one AttemptStarted per Send");
+        assert!(open.is_empty(), "{open:?} never ended: {obs:?}");
+        let report = call.report();
+        assert_eq!(started, report.attempts + report.hedges, "{obs:?}");
+        assert_eq!(started as usize, sends + hedges, "one AttemptStarted per Send");
     }
 });
