@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::body::{Body, StreamBody, MAX_ERROR_BODY};
-use super::contract::{AttemptId, Purpose, ResponseHead};
-use super::observe::ResponseInfo;
+use super::contract::{Action, AttemptId, Purpose, ResponseHead};
+use super::observe::{ErrorType, ResponseInfo};
 use super::owed::Owed;
 use super::Call;
 use crate::error::{ApiError, VllmError};
@@ -379,4 +379,32 @@ impl Call {
             }
         }
     }
+
+    /// The next event for the caller, from the exchange that holds the output (the first one
+    /// to have an event commits: the others are closed before any of their events is seen).
+    pub(super) fn emit(&mut self, now: Instant) -> Option<Action> {
+        let i = match self.committed {
+            Some(id) => self.exchanges.iter().position(|e| e.id == id)?,
+            None => {
+                let i = self.exchanges.iter().position(|e| !e.events.is_empty())?;
+                self.commit(i, now);
+                self.exchanges.iter().position(|e| !e.events.is_empty())?
+            }
+        };
+        let ev = self.exchanges[i].events.pop_front()?;
+        if self.exchanges[i].io == Io::Ended && self.exchanges[i].events.is_empty() {
+            self.exchanges.remove(i);
+        }
+        self.output_started = true;
+        self.obs.response.on_event(&ev);
+        if let StreamEvent::Error(e) = &ev {
+            self.obs.finished(now, Some(ErrorType::of(e)), self.attempts);
+        }
+        if ev.is_terminal() {
+            self.terminal_emitted = true;
+            self.finish(now, Ok(Bytes::new()));
+        }
+        Some(Action::Emit(ev))
+    }
+
 }

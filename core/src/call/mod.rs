@@ -119,11 +119,10 @@ use bytes::Bytes;
 use http::Request;
 
 use self::exchange::{Exchange, Io};
-use self::observe::{ErrorType, Observer};
+use self::observe::Observer;
 use self::route::HedgePlan;
 use crate::config::{ClientConfig, PolicyConfig};
 use crate::error::VllmError;
-use crate::event::StreamEvent;
 use crate::policy::{BreakerPermit, ConcurrencyPermit, Failure, Rng, WaiterId};
 use crate::pool::EndpointId;
 use crate::request::Operation;
@@ -515,58 +514,6 @@ impl Call {
         }
     }
 
-    /// The next event for the caller, from the exchange that holds the output (the first one
-    /// to have an event commits: the others are closed before any of their events is seen).
-    fn emit(&mut self, now: Instant) -> Option<Action> {
-        let i = match self.committed {
-            Some(id) => self.exchanges.iter().position(|e| e.id == id)?,
-            None => {
-                let i = self.exchanges.iter().position(|e| !e.events.is_empty())?;
-                self.commit(i, now);
-                self.exchanges.iter().position(|e| !e.events.is_empty())?
-            }
-        };
-        let ev = self.exchanges[i].events.pop_front()?;
-        if self.exchanges[i].io == Io::Ended && self.exchanges[i].events.is_empty() {
-            self.exchanges.remove(i);
-        }
-        self.output_started = true;
-        self.obs.response.on_event(&ev);
-        if let StreamEvent::Error(e) = &ev {
-            self.obs.finished(now, Some(ErrorType::of(e)), self.attempts);
-        }
-        if ev.is_terminal() {
-            self.terminal_emitted = true;
-            self.finish(now, Ok(Bytes::new()));
-        }
-        Some(Action::Emit(ev))
-    }
-
-    /// Exchange `i` hands out the call's first event: it wins; every other exchange is closed.
-    fn commit(&mut self, i: usize, now: Instant) {
-        let id = self.exchanges[i].id;
-        let purpose = self.exchanges[i].purpose;
-        self.committed = Some(id);
-        let raced = self.exchanges.len() > 1;
-        for j in (0..self.exchanges.len()).rev() {
-            if self.exchanges[j].id != id {
-                self.end_exchange(j, now, Some(ErrorType::Cancelled));
-            }
-        }
-        if raced || self.report.hedges > 0 {
-            let event = match purpose {
-                Purpose::Hedge => HedgeEvent::HedgeWon,
-                _ => HedgeEvent::PrimaryWon,
-            };
-            if self.report.hedges > 0 {
-                self.obs.push(Observation::Hedge { event });
-            }
-        }
-        // The hedge is moot once output flows.
-        self.hedge.at = None;
-        self.hedge.decided = true;
-    }
-
     fn done_action(&self) -> Action {
         let result = match self.result.clone() {
             // A stream ends `Ok` only after its terminal event: anything else is a cut stream.
@@ -631,34 +578,6 @@ impl Call {
                     self.on_transport_error(i, now, kind, message);
                 }
             }
-        }
-    }
-
-    /// The `until` of a `Wait` passed: every timer due fires.
-    fn on_timeout(&mut self, now: Instant) {
-        match self.phase {
-            Phase::WaitPermit { .. } => {
-                if self.past_deadline(now) {
-                    self.report.timeout = Some(crate::policy::TimeoutKind::Deadline);
-                    self.finish(now, Err(VllmError::Timeout));
-                }
-            }
-            Phase::Exchanging => {
-                // Timers of exchanges whose deadline passed; a timer may end the call, so the
-                // list is re-read after each.
-                while let Some((i, kind)) = (0..self.exchanges.len()).find_map(|i| {
-                    self.exchange_deadline(i)
-                        .filter(|(d, _)| now >= *d)
-                        .map(|(_, k)| (i, k))
-                }) {
-                    self.time_out(i, now, kind);
-                    if matches!(self.phase, Phase::Finished) {
-                        break;
-                    }
-                }
-            }
-            // Sleeps end in poll (hedges too); an early wake is a no-op.
-            _ => {}
         }
     }
 

@@ -18,7 +18,7 @@ use http::Request;
 
 use super::contract::{Action, AttemptId, Purpose};
 use super::exchange::Exchange;
-use super::observe::{HedgeEvent, Observation};
+use super::observe::{ErrorType, HedgeEvent, Observation};
 use super::shared::Routed;
 use super::{Call, Phase, Shared};
 use crate::policy::clock::saturating_add;
@@ -185,4 +185,30 @@ impl Call {
             grant.slot,
         ))
     }
+
+    /// Exchange `i` hands out the call's first event: it wins; every other exchange is closed.
+    pub(super) fn commit(&mut self, i: usize, now: Instant) {
+        let id = self.exchanges[i].id;
+        let purpose = self.exchanges[i].purpose;
+        self.committed = Some(id);
+        let raced = self.exchanges.len() > 1;
+        for j in (0..self.exchanges.len()).rev() {
+            if self.exchanges[j].id != id {
+                self.end_exchange(j, now, Some(ErrorType::Cancelled));
+            }
+        }
+        if raced || self.report.hedges > 0 {
+            let event = match purpose {
+                Purpose::Hedge => HedgeEvent::HedgeWon,
+                _ => HedgeEvent::PrimaryWon,
+            };
+            if self.report.hedges > 0 {
+                self.obs.push(Observation::Hedge { event });
+            }
+        }
+        // The hedge is moot once output flows.
+        self.hedge.at = None;
+        self.hedge.decided = true;
+    }
+
 }

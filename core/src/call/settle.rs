@@ -421,4 +421,33 @@ impl Call {
         self.result = Some(result);
         self.phase = Phase::Finished;
     }
+
+    /// The `until` of a `Wait` passed: every timer due fires.
+    pub(super) fn on_timeout(&mut self, now: Instant) {
+        match self.phase {
+            Phase::WaitPermit { .. } => {
+                if self.past_deadline(now) {
+                    self.report.timeout = Some(crate::policy::TimeoutKind::Deadline);
+                    self.finish(now, Err(VllmError::Timeout));
+                }
+            }
+            Phase::Exchanging => {
+                // Timers of exchanges whose deadline passed; a timer may end the call, so the
+                // list is re-read after each.
+                while let Some((i, kind)) = (0..self.exchanges.len()).find_map(|i| {
+                    self.exchange_deadline(i)
+                        .filter(|(d, _)| now >= *d)
+                        .map(|(_, k)| (i, k))
+                }) {
+                    self.time_out(i, now, kind);
+                    if matches!(self.phase, Phase::Finished) {
+                        break;
+                    }
+                }
+            }
+            // Sleeps end in poll (hedges too); an early wake is a no-op.
+            _ => {}
+        }
+    }
+
 }
