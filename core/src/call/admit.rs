@@ -201,3 +201,137 @@ impl Call {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::wire::{chat_json, head, ms, Wire};
+    use super::super::{Action, Event, WaitReason};
+    use crate::config::{ClientConfig, RateLimit};
+    use crate::error::VllmError;
+    use crate::policy::BreakerConfig;
+
+    const OK: &str = r#"{"choices":[]}"#;
+
+    #[test]
+    fn slots_go_first_come_first_served() {
+        let mut c = ClientConfig::default();
+        c.policy.max_concurrency = Some(1);
+        let mut w = Wire::new(c);
+        let (mut a, mut b, mut d) = (w.call(chat_json()), w.call(chat_json()), w.call(chat_json()));
+        let sent = w.send(&mut a, 0);
+        let Action::Wait {
+            waiter: Some(wb),
+            reason: WaitReason::Permit,
+            ..
+        } = w.next(&mut b, 0)
+        else {
+            panic!("b waits for a slot")
+        };
+        let Action::Wait {
+            waiter: Some(wd), ..
+        } = w.next(&mut d, 0)
+        else {
+            panic!("d waits for a slot")
+        };
+        assert!(wb < wd);
+        // `a` ends: its slot goes to `b`, which waited longest, and to nobody else.
+        let json = head(200, "application/json", &[]);
+        let (_, end) = w.answer(&mut a, 10, sent, json, &[OK], true);
+        assert!(matches!(end, Action::Done(Ok(_))), "{end:?}");
+        assert_eq!(w.shared.poll_wake(), Some(wb));
+        assert_eq!(w.shared.poll_wake(), None);
+        // A wake-up `d` was not named for is harmless: it waits again.
+        w.handle(&mut d, 10, Event::PermitReleased);
+        assert!(matches!(
+            w.next(&mut d, 10),
+            Action::Wait {
+                waiter: Some(_),
+                ..
+            }
+        ));
+        w.handle(&mut b, 10, Event::PermitReleased);
+        assert!(matches!(w.next(&mut b, 10), Action::Send { .. }));
+    }
+
+    #[test]
+    fn a_rate_limited_call_waits_exactly_until_its_slot_or_fails_past_its_deadline() {
+        let mut c = ClientConfig::default();
+        c.policy.rate_limit = Some(RateLimit {
+            requests: 1,
+            per: ms(1000),
+            burst: 1,
+        });
+        let mut w = Wire::new(c.clone());
+        let mut a = w.call(chat_json());
+        w.send(&mut a, 0);
+        let mut b = w.call(chat_json());
+        match w.next(&mut b, 0) {
+            Action::Wait {
+                until: Some(u),
+                reason: WaitReason::RateLimit,
+                ..
+            } => assert_eq!(u, w.at(1000)),
+            other => panic!("expected a wait, got {other:?}"),
+        }
+        w.handle(&mut b, 1000, Event::Timeout);
+        assert!(matches!(w.next(&mut b, 1000), Action::Send { .. }));
+
+        // With a deadline before the slot opens: refused at once.
+        c.policy.timeouts.total = Some(ms(500));
+        let mut w = Wire::new(c);
+        let mut a = w.call(chat_json());
+        w.send(&mut a, 0);
+        let mut b = w.call(chat_json());
+        let end = w.next(&mut b, 0);
+        assert!(
+            matches!(end, Action::Done(Err(VllmError::RateLimited(_)))),
+            "{end:?}"
+        );
+    }
+
+    #[test]
+    fn an_open_breaker_ends_the_call_without_sending() {
+        let mut c = ClientConfig::default();
+        c.policy.breaker = Some(BreakerConfig::default());
+        let mut w = Wire::new(c);
+        let t0 = w.t0;
+        if let Some(b) = w.shared.breaker_mut() {
+            b.force_open(t0);
+        }
+        let mut a = w.call(chat_json());
+        let end = w.next(&mut a, 0);
+        assert!(
+            matches!(end, Action::Done(Err(VllmError::CircuitOpen { .. }))),
+            "{end:?}"
+        );
+        assert_eq!(a.report().attempts, 0);
+    }
+
+    #[test]
+    fn a_spent_server_quota_holds_the_next_call_until_it_refills() {
+        let mut w = Wire::new(ClientConfig::default());
+        let mut a = w.call(chat_json());
+        let sent = w.send(&mut a, 0);
+        let spent = head(
+            200,
+            "application/json",
+            &[
+                ("x-ratelimit-remaining-requests", "0"),
+                ("x-ratelimit-reset-requests", "2s"),
+            ],
+        );
+        let (_, end) = w.answer(&mut a, 0, sent, spent, &[OK], true);
+        assert!(matches!(end, Action::Done(Ok(_))));
+        let mut b = w.call(chat_json());
+        match w.next(&mut b, 0) {
+            Action::Wait {
+                until: Some(u),
+                reason: WaitReason::ServerRateLimit,
+                ..
+            } => assert_eq!(u, w.at(2000)),
+            other => panic!("expected a wait for the quota, got {other:?}"),
+        }
+        w.handle(&mut b, 2000, Event::Timeout);
+        assert!(matches!(w.next(&mut b, 2000), Action::Send { .. }));
+    }
+}

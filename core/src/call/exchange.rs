@@ -232,12 +232,20 @@ impl Call {
         }
     }
 
-    /// The first data event of exchange `i`: the server is generating. That is the breaker's
-    /// and the endpoint's success signal, and the adaptive limit's and the hedge delay's
-    /// sample.
+    /// The first data event of exchange `i` arrived (an in-band error counts: the idle timer
+    /// runs from it).
     fn on_first_data(&mut self, i: usize, now: Instant) {
         let number = self.exchanges[i].number;
         self.obs.first_chunk(number, now);
+    }
+
+    /// Exchange `i` decoded its first event that is not an error: the server is generating.
+    /// That is the breaker's and the endpoint's success signal, and the adaptive limit's and
+    /// the hedge delay's sample (the time to its first data event).
+    fn on_generating(&mut self, i: usize, now: Instant) {
+        if self.exchanges[i].judged {
+            return;
+        }
         let ttfb = self.exchanges[i].ttfb();
         self.judge_success(i, now, ttfb, Some(ttfb));
         if self.exchanges[i].purpose == Purpose::Attempt && self.policy.pool.hedge.is_some() {
@@ -354,9 +362,8 @@ impl Call {
                 StreamEvent::Done => {
                     ex.events.push_back(StreamEvent::Done);
                     ex.body = None;
-                    let ttfb = ex.ttfb();
                     self.owed.push(Owed::BudgetReward { at: now });
-                    self.judge_success(i, now, ttfb, Some(ttfb));
+                    self.on_generating(i, now);
                     self.end_exchange_io(i, now, None);
                     return;
                 }
@@ -375,7 +382,10 @@ impl Call {
                     self.end_exchange_io(i, now, error);
                     return;
                 }
-                other => ex.events.push_back(other),
+                other => {
+                    ex.events.push_back(other);
+                    self.on_generating(i, now);
+                }
             }
         }
     }
@@ -407,4 +417,93 @@ impl Call {
         Some(Action::Emit(ev))
     }
 
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::wire::{chat_json, chat_stream, content, head, ms, sse, Wire, DONE};
+    use super::super::{Action, Event};
+    use crate::config::ClientConfig;
+    use crate::error::VllmError;
+    use crate::event::StreamEvent;
+
+    #[test]
+    fn a_read_is_asked_only_after_the_head_and_never_ahead_of_the_events() {
+        let mut w = Wire::new(ClientConfig::default());
+        let mut a = w.call(chat_stream());
+        let attempt = w.send(&mut a, 0);
+        // A chunk before the head was asked for is ignored (a misbehaving transport).
+        let early = Event::Chunk {
+            attempt,
+            bytes: content("early").into(),
+        };
+        w.handle(&mut a, 0, early);
+        assert!(matches!(w.next(&mut a, 0), Action::Wait { .. }));
+        w.handle(&mut a, 0, Event::Response { attempt, head: sse() });
+        assert!(matches!(w.next(&mut a, 0), Action::ReadBody { .. }));
+        let two = [content("a"), content("b")].concat();
+        w.handle(&mut a, 1, Event::Chunk { attempt, bytes: two.into() });
+        // Both events come out before the next read.
+        assert!(matches!(w.next(&mut a, 1), Action::Emit(StreamEvent::Content(t)) if t == "a"));
+        assert!(matches!(w.next(&mut a, 1), Action::Emit(StreamEvent::Content(t)) if t == "b"));
+        assert!(matches!(w.next(&mut a, 1), Action::ReadBody { .. }));
+    }
+
+    #[test]
+    fn an_empty_chunk_changes_nothing_and_keeps_no_timer_alive() {
+        let mut c = ClientConfig::default();
+        c.policy.timeouts.idle = Some(ms(100));
+        let mut w = Wire::new(c);
+        let mut a = w.call(chat_stream());
+        let attempt = w.send(&mut a, 0);
+        let (events, _) = w.answer(&mut a, 0, attempt, sse(), &[&content("a")], false);
+        assert_eq!(events.len(), 1);
+        // An empty chunk at 90 ms does not push the idle deadline (100 ms) forward.
+        w.handle(&mut a, 90, Event::Chunk { attempt, bytes: Default::default() });
+        let Action::ReadBody { deadline, .. } = w.next(&mut a, 90) else {
+            panic!("reads again")
+        };
+        assert_eq!(deadline, Some(w.at(100)));
+    }
+
+    #[test]
+    fn a_json_answer_to_a_stream_request_is_turned_into_its_events() {
+        let mut w = Wire::new(ClientConfig::default());
+        let mut a = w.call(chat_stream());
+        let attempt = w.send(&mut a, 0);
+        let doc = r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"whole"},"finish_reason":"stop"}]}"#;
+        let json = head(200, "application/json", &[]);
+        let (events, end) = w.answer(&mut a, 0, attempt, json, &[doc], true);
+        assert!(events.iter().any(|e| matches!(e, StreamEvent::Content(t) if t == "whole")));
+        assert!(matches!(events.last(), Some(StreamEvent::Done)));
+        assert!(matches!(end, Action::Done(Ok(_))));
+    }
+
+    #[test]
+    fn a_body_over_its_limit_is_a_decode_error_not_retried() {
+        let mut c = ClientConfig::default();
+        c.policy.max_body_bytes = 10;
+        let mut w = Wire::new(c);
+        let mut a = w.call(chat_json());
+        let attempt = w.send(&mut a, 0);
+        let json = head(200, "application/json", &[]);
+        let (_, end) = w.answer(&mut a, 0, attempt, json, &["0123456789abc"], true);
+        assert!(matches!(end, Action::Done(Err(VllmError::Decode { .. }))), "{end:?}");
+        assert_eq!(a.report().attempts, 1);
+    }
+
+    #[test]
+    fn an_error_event_decoded_with_unseen_text_is_a_failure_before_output() {
+        let mut w = Wire::new(ClientConfig::default());
+        let mut a = w.call(chat_stream());
+        let attempt = w.send(&mut a, 0);
+        let err = "data: {\"error\":{\"message\":\"boom\",\"code\":503}}\n\n";
+        let both = [content("lost"), err.to_owned()].concat();
+        let (events, next) = w.answer(&mut a, 0, attempt, sse(), &[&both], true);
+        assert!(events.is_empty(), "the text never reached the caller: {events:?}");
+        // Retried (503 is retryable), so the text cannot be duplicated.
+        assert!(matches!(next, Action::Wait { .. }), "{next:?}");
+        assert_eq!(a.report().retries.len(), 1);
+        let _ = DONE;
+    }
 }

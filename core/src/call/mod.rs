@@ -101,6 +101,10 @@ mod route;
 mod settle;
 mod shared;
 mod spec;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod wire;
 
 pub use contract::{
     error_chain, Action, AttemptId, Event, Purpose, ResponseHead, TransportErrorKind, WaitReason,
@@ -383,6 +387,10 @@ impl Call {
         // RateWait and Backoff → Admit only advance when time has passed.
         for _ in 0..32 {
             self.pay(shared);
+            // What is over is closed before anything new starts.
+            if let Some(attempt) = self.closes.pop_front() {
+                return Action::Close { attempt };
+            }
             if self.hedge_due(now) {
                 if let Some(action) = self.try_hedge(now, shared) {
                     return action;

@@ -212,3 +212,156 @@ impl Call {
     }
 
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::wire::{chat_json, chat_stream, content, head, host, ms, pool, sse, Wire};
+    use super::super::{Action, Event, HedgeEvent, Observation, Purpose};
+    use crate::event::StreamEvent;
+    use crate::policy::{EjectionConfig, HedgeConfig};
+
+    #[test]
+    fn a_retry_fails_over_at_once_to_an_endpoint_the_call_has_not_tried() {
+        let mut w = Wire::new(pool(3));
+        let mut a = w.call(chat_json());
+        let first = w.next(&mut a, 0);
+        let (attempt, first_host) = match &first {
+            Action::Send { attempt, .. } => (*attempt, host(&first)),
+            other => panic!("{other:?}"),
+        };
+        let busy = head(503, "application/json", &[("retry-after", "30")]);
+        let (_, next) = w.answer(&mut a, 0, attempt, busy, &[], true);
+        // No backoff, no waiting for that server's 30 s: another endpoint takes it now.
+        assert!(matches!(next, Action::Send { .. }), "{next:?}");
+        assert_ne!(host(&next), first_host);
+        assert_eq!(a.report().endpoints.len(), 2);
+    }
+
+    #[test]
+    fn a_health_probe_goes_before_the_attempt_when_an_ejection_is_over() {
+        let mut c = pool(2);
+        c.policy.pool.ejection = EjectionConfig::default()
+            .consecutive_connect_failures(1)
+            .durations(ms(100), ms(1000))
+            .jitter_percent(0)
+            .health_probe(ms(50));
+        let mut w = Wire::new(c);
+        // Refused connections on whichever endpoint the first call picks: ejected.
+        let mut a = w.call(chat_json());
+        let first = w.next(&mut a, 0);
+        let (attempt, down) = match &first {
+            Action::Send { attempt, .. } => (*attempt, host(&first)),
+            other => panic!("{other:?}"),
+        };
+        let refused = Event::TransportError {
+            attempt,
+            kind: super::super::TransportErrorKind::Connect,
+            message: "refused".into(),
+        };
+        w.handle(&mut a, 0, refused);
+        let retry = w.next(&mut a, 0);
+        assert_ne!(host(&retry), down, "failed over");
+        // After the ejection, the next call probes the ejected endpoint first.
+        let mut b = w.call(chat_json());
+        let probe = w.next(&mut b, 200);
+        let Action::Send {
+            attempt, purpose, request, ..
+        } = probe
+        else {
+            panic!("expected the probe, got {probe:?}")
+        };
+        assert_eq!(purpose, Purpose::HealthProbe);
+        assert_eq!(request.uri().path(), "/health");
+        assert_eq!(request.uri().host(), Some(down.as_str()));
+        w.handle(&mut b, 210, Event::Response { attempt, head: head(200, "text/plain", &[]) });
+        // The probe readmits it; the call's own attempt follows (not counted before it).
+        let Action::Send { purpose, .. } = w.next(&mut b, 210) else {
+            panic!("the attempt follows the probe")
+        };
+        assert_eq!(purpose, Purpose::Attempt);
+        assert_eq!(b.report().attempts, 1);
+        assert!(w.closed.contains(&attempt), "the probe was closed");
+    }
+
+    fn hedging(n: usize) -> Wire {
+        let mut c = pool(n);
+        c.policy.pool.hedge = Some(HedgeConfig::after(ms(200)).max_extra_percent(100));
+        Wire::new(c)
+    }
+
+    #[test]
+    fn the_hedge_goes_elsewhere_at_its_delay_and_the_first_event_wins() {
+        let mut w = hedging(2);
+        let mut a = w.call(chat_stream());
+        let first = w.next(&mut a, 0);
+        let (primary, slow) = match &first {
+            Action::Send { attempt, .. } => (*attempt, host(&first)),
+            other => panic!("{other:?}"),
+        };
+        w.handle(&mut a, 0, Event::Response { attempt: primary, head: sse() });
+        assert!(matches!(w.next(&mut a, 0), Action::ReadBody { .. }));
+        match w.next(&mut a, 0) {
+            Action::Wait { until, .. } => assert_eq!(until, Some(w.at(200)), "the hedge timer"),
+            other => panic!("{other:?}"),
+        }
+        w.handle(&mut a, 200, Event::Timeout);
+        let hedge = w.next(&mut a, 200);
+        let Action::Send {
+            attempt, purpose, ..
+        } = &hedge
+        else {
+            panic!("expected the hedge, got {hedge:?}")
+        };
+        let attempt = *attempt;
+        assert_eq!(*purpose, Purpose::Hedge);
+        assert_ne!(host(&hedge), slow);
+        let body = [content("fast").as_str(), "data: [DONE]\n\n"].concat();
+        let (events, end) = w.answer(&mut a, 300, attempt, sse(), &[&body], true);
+        assert!(
+            matches!(&events[..], [StreamEvent::Content(t), StreamEvent::Done] if t == "fast"),
+            "{events:?}"
+        );
+        assert!(matches!(end, Action::Done(Ok(_))));
+        // The winner is closed at its `[DONE]`, the loser when the first event is handed out:
+        // both before the terminal event.
+        assert_eq!(w.closed, [attempt, primary]);
+        let obs: Vec<_> = std::iter::from_fn(|| a.poll_observation()).collect();
+        assert!(obs.contains(&Observation::Hedge {
+            event: HedgeEvent::HedgeWon
+        }));
+        assert_eq!(w.shared.hedge_counts(), (1, 1));
+        assert!(w.shared.endpoints(w.at(300)).iter().all(|e| e.in_flight == 0));
+    }
+
+    #[test]
+    fn no_hedge_without_a_free_slot_nor_for_one_endpoint() {
+        let mut w = hedging(2);
+        w.shared = crate::call::Shared::new(
+            &{
+                let mut c = w.config.clone();
+                c.policy.max_concurrency = Some(1);
+                c
+            },
+            1,
+        );
+        let mut a = w.call(chat_stream());
+        let attempt = w.send(&mut a, 0);
+        w.handle(&mut a, 0, Event::Response { attempt, head: sse() });
+        assert!(matches!(w.next(&mut a, 0), Action::ReadBody { .. }));
+        assert!(matches!(w.next(&mut a, 0), Action::Wait { .. }));
+        w.handle(&mut a, 200, Event::Timeout);
+        let next = w.next(&mut a, 200);
+        assert!(matches!(next, Action::Wait { .. }), "no slot is free: no hedge, {next:?}");
+        assert_eq!(a.report().hedges, 0);
+
+        let mut w = hedging(1);
+        let mut a = w.call(chat_stream());
+        let attempt = w.send(&mut a, 0);
+        w.handle(&mut a, 0, Event::Response { attempt, head: sse() });
+        assert!(matches!(w.next(&mut a, 0), Action::ReadBody { .. }));
+        match w.next(&mut a, 0) {
+            Action::Wait { until, .. } => assert_ne!(until, Some(w.at(200)), "no hedge timer"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -451,3 +451,141 @@ impl Call {
     }
 
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::wire::{chat_json, chat_stream, content, head, ms, pool, sse, Wire, DONE};
+    use super::super::{Action, Event, TransportErrorKind, WaitReason};
+    use crate::config::ClientConfig;
+    use crate::error::VllmError;
+    use crate::event::StreamEvent;
+    use crate::policy::{Backoff, BreakerConfig, GiveUpReason, HedgeConfig, Jitter, TimeoutKind};
+
+    #[test]
+    fn every_attempt_is_closed_once_and_before_the_terminal_event() {
+        let mut w = Wire::new(ClientConfig::default());
+        let mut a = w.call(chat_stream());
+        let attempt = w.send(&mut a, 0);
+        w.handle(&mut a, 0, Event::Response { attempt, head: sse() });
+        assert!(matches!(w.next(&mut a, 0), Action::ReadBody { .. }));
+        let body = [content("hi"), DONE.to_owned()].concat();
+        w.handle(&mut a, 1, Event::Chunk { attempt, bytes: body.into() });
+        // The close comes before the events of the chunk that ended the stream.
+        assert!(matches!(a.poll(w.at(1), &mut w.shared), Action::Close { .. }));
+        assert!(matches!(w.next(&mut a, 1), Action::Emit(StreamEvent::Content(_))));
+        assert!(matches!(w.next(&mut a, 1), Action::Emit(StreamEvent::Done)));
+        assert!(matches!(w.next(&mut a, 1), Action::Done(Ok(_))));
+        assert!(w.closed.is_empty(), "closed exactly once (taken by hand above)");
+    }
+
+    #[test]
+    fn a_failure_is_retried_after_its_backoff_and_reported() {
+        let mut c = ClientConfig::default();
+        c.policy.retry.backoff = Backoff {
+            initial: ms(100),
+            max: ms(100),
+            multiplier: 1,
+            jitter: Jitter::None,
+        };
+        let mut w = Wire::new(c);
+        let mut a = w.call(chat_json());
+        let attempt = w.send(&mut a, 0);
+        let boom = head(500, "application/json", &[]);
+        let (_, wait) = w.answer(&mut a, 0, attempt, boom, &[], true);
+        let Action::Wait {
+            until: Some(until),
+            reason: WaitReason::Backoff(record),
+            ..
+        } = wait
+        else {
+            panic!("a backoff, got {wait:?}")
+        };
+        assert_eq!(until, w.at(100));
+        assert_eq!((record.attempt, record.delay), (1, ms(100)));
+        assert!(w.closed.contains(&attempt), "the failed attempt was closed");
+        w.handle(&mut a, 100, Event::Timeout);
+        assert!(matches!(w.next(&mut a, 100), Action::Send { .. }));
+    }
+
+    #[test]
+    fn a_stall_mid_stream_ends_it_with_its_error_and_is_never_retried() {
+        let mut c = ClientConfig::default();
+        c.policy.timeouts.idle = Some(ms(50));
+        let mut w = Wire::new(c);
+        let mut a = w.call(chat_stream());
+        let attempt = w.send(&mut a, 0);
+        let (events, _) = w.answer(&mut a, 0, attempt, sse(), &[&content("a")], false);
+        assert_eq!(events.len(), 1);
+        assert!(matches!(w.next(&mut a, 0), Action::Wait { .. }));
+        w.handle(&mut a, 50, Event::Timeout);
+        let last = w.next(&mut a, 50);
+        assert!(matches!(last, Action::Emit(StreamEvent::Error(VllmError::Timeout))), "{last:?}");
+        assert!(matches!(w.next(&mut a, 50), Action::Done(Ok(_))));
+        assert_eq!(a.report().timeout, Some(TimeoutKind::Idle));
+        assert_eq!(w.closed, [attempt]);
+    }
+
+    #[test]
+    fn a_failed_attempt_leaves_a_racing_hedge_to_carry_the_call() {
+        let mut c = pool(2);
+        c.policy.pool.hedge = Some(HedgeConfig::after(ms(100)).max_extra_percent(100));
+        let mut w = Wire::new(c);
+        let mut a = w.call(chat_stream());
+        let first = w.send(&mut a, 0);
+        assert!(matches!(w.next(&mut a, 0), Action::Wait { .. }));
+        w.handle(&mut a, 100, Event::Timeout);
+        let hedge = w.send(&mut a, 100);
+        let reset = Event::TransportError {
+            attempt: first,
+            kind: TransportErrorKind::Io,
+            message: "reset".into(),
+        };
+        w.handle(&mut a, 150, reset);
+        // No retry while the hedge runs: the call waits for it.
+        assert!(matches!(w.next(&mut a, 150), Action::Wait { .. }));
+        assert!(a.report().retries.is_empty());
+        let body = [content("ok"), DONE.to_owned()].concat();
+        let (events, end) = w.answer(&mut a, 200, hedge, sse(), &[&body], true);
+        assert!(matches!(events.last(), Some(StreamEvent::Done)));
+        assert!(matches!(end, Action::Done(Ok(_))));
+    }
+
+    #[test]
+    fn a_retry_refused_by_the_breaker_ends_with_the_last_error() {
+        let mut c = ClientConfig::default();
+        c.policy.breaker = Some(BreakerConfig::default());
+        c.policy.retry.backoff = Backoff {
+            initial: ms(10),
+            max: ms(10),
+            multiplier: 1,
+            jitter: Jitter::None,
+        };
+        let mut w = Wire::new(c);
+        let mut a = w.call(chat_json());
+        let attempt = w.send(&mut a, 0);
+        let (_, _) = w.answer(&mut a, 0, attempt, head(503, "application/json", &[]), &[], true);
+        let t = w.t0;
+        if let Some(b) = w.shared.breaker_mut() {
+            b.force_open(t);
+        }
+        w.handle(&mut a, 10, Event::Timeout);
+        let end = w.next(&mut a, 10);
+        assert!(matches!(&end, Action::Done(Err(VllmError::Api(e))) if e.status.map(|s| s.as_u16()) == Some(503)), "{end:?}");
+        assert_eq!(a.report().gave_up, Some(GiveUpReason::CircuitOpen));
+    }
+
+    #[test]
+    fn cancel_releases_the_slot_and_closes_nothing_twice() {
+        let mut c = ClientConfig::default();
+        c.policy.max_concurrency = Some(1);
+        let mut w = Wire::new(c);
+        let mut a = w.call(chat_stream());
+        w.send(&mut a, 0);
+        assert_eq!(w.shared.in_flight(), Some(1));
+        let now = w.at(5);
+        a.cancel(now, &mut w.shared);
+        a.cancel(now, &mut w.shared);
+        assert_eq!(w.shared.in_flight(), Some(0));
+        assert!(matches!(w.next(&mut a, 5), Action::Done(Err(VllmError::Cancelled))));
+    }
+}

@@ -1,0 +1,55 @@
+//! Tests of the whole loop: what `poll_with` takes the shared state for, and the rules every
+//! phase keeps (sticky end, time never going backwards).
+
+use super::wire::{chat_stream, content, sse, Wire, DONE};
+use super::{Action, Event};
+use crate::config::ClientConfig;
+use crate::event::StreamEvent;
+
+#[test]
+fn reading_a_stream_takes_the_shared_state_only_at_its_start_and_its_end() {
+    let mut w = Wire::new(ClientConfig::default());
+    let mut a = w.call(chat_stream());
+    let attempt = w.send(&mut a, 0);
+    let at_start = w.locks;
+    let chunks: Vec<String> = (0..200).map(|i| content(&format!("t{i} "))).collect();
+    let mut chunks: Vec<&str> = chunks.iter().map(String::as_str).collect();
+    chunks.push(DONE);
+    let (events, end) = w.answer(&mut a, 1, attempt, sse(), &chunks, true);
+    assert_eq!(events.len(), 201);
+    assert!(matches!(end, Action::Done(Ok(_))));
+    // The first data event (the breaker's and the pool's success, the limits' samples) and
+    // the end (the budget's reward, the released slot): two takings for 201 events.
+    assert!(w.locks - at_start <= 3, "{} takings", w.locks - at_start);
+}
+
+#[test]
+fn the_end_is_sticky_and_late_events_change_nothing() {
+    let mut w = Wire::new(ClientConfig::default());
+    let mut a = w.call(chat_stream());
+    let attempt = w.send(&mut a, 0);
+    let body = [content("x"), DONE.to_owned()].concat();
+    let (_, end) = w.answer(&mut a, 0, attempt, sse(), &[&body], true);
+    assert!(matches!(end, Action::Done(Ok(_))));
+    for t in [0, 10, 1_000_000] {
+        w.handle(&mut a, t, Event::BodyEnd { attempt });
+        w.handle(&mut a, t, Event::Timeout);
+        w.handle(&mut a, t, Event::PermitReleased);
+        assert!(matches!(w.next(&mut a, t), Action::Done(Ok(_))));
+    }
+}
+
+#[test]
+fn a_clock_that_goes_backwards_is_taken_as_the_last_time_seen() {
+    let mut w = Wire::new(ClientConfig::default());
+    let mut a = w.call(chat_stream());
+    let attempt = w.send(&mut a, 1_000);
+    w.handle(&mut a, 1_000, Event::Response { attempt, head: sse() });
+    // Polled with an earlier time: the attempt's deadlines still count from 1 s.
+    let Action::ReadBody { deadline, .. } = w.next(&mut a, 0) else {
+        panic!("reads")
+    };
+    assert_eq!(deadline, Some(w.at(601_000)));
+    w.handle(&mut a, 0, Event::Chunk { attempt, bytes: content("a").into() });
+    assert!(matches!(w.next(&mut a, 0), Action::Emit(StreamEvent::Content(_))));
+}
