@@ -25,9 +25,7 @@ use crate::policy::ejection::{
 };
 use crate::policy::peak_ewma::PeakEwma;
 use crate::policy::routing::{self, Candidate, RoutingConfig};
-use crate::policy::{
-    AdaptiveConfig, AdaptiveLimit, Failure, LimitChange, LimitSample, Load, Rng,
-};
+use crate::policy::{AdaptiveConfig, AdaptiveLimit, Failure, LimitChange, LimitSample, Load, Rng};
 pub use crate::request::EndpointConfig;
 use crate::request::{check_header_value, ApiKey, BaseUrl, Operation, RequestConfig};
 

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderMap, HeaderValue, StatusCode};
 use proptest::prelude::*;
-use vllm_client_core::call::{Action, Call, CallSpec, Event, ResponseHead, Shared};
 use vllm_client_core::call::TransportErrorKind as Transport;
+use vllm_client_core::call::{Action, Call, CallSpec, Event, ResponseHead, Shared};
 use vllm_client_core::config::{ClientConfig, Concurrency};
 use vllm_client_core::policy::failure::{
     BreakerEffect, EjectionEffect, FailureKind, LossEffect, Retry, TABLE,
@@ -38,14 +38,25 @@ fn config(kind: FailureKind) -> ClientConfig {
     c.policy.timeouts.idle = Some(1_000 * MS);
     c.policy.timeouts.attempt = Some(2_000 * MS);
     // The overall deadline comes first only where it is the failure.
-    let total = if kind == FailureKind::DeadlineTimeout { 1_500 } else { 3_000 };
+    let total = if kind == FailureKind::DeadlineTimeout {
+        1_500
+    } else {
+        3_000
+    };
     c.policy.timeouts.total = Some(total * MS);
     c
 }
 
-fn head(status: u16, content_type: &'static str, extra: &[(&'static str, &'static str)]) -> ResponseHead {
+fn head(
+    status: u16,
+    content_type: &'static str,
+    extra: &[(&'static str, &'static str)],
+) -> ResponseHead {
     let mut h = HeaderMap::new();
-    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
     for (k, v) in extra {
         h.insert(*k, HeaderValue::from_static(v));
     }
@@ -62,7 +73,10 @@ enum Script {
     /// A JSON call whose body breaks after the head.
     BrokenBody,
     /// The wait for the head (`stream`: a stream's first token) times out at this offset.
-    TimeoutSending { stream: bool, at: u64 },
+    TimeoutSending {
+        stream: bool,
+        at: u64,
+    },
     /// A JSON call's body stalls: the idle timer.
     TimeoutReading,
     Status(u16, &'static [(&'static str, &'static str)]),
@@ -174,8 +188,17 @@ fn run(kind: FailureKind, hinted: bool) -> Seen {
         Script::TimeoutSending { stream, at: ms } => {
             if stream {
                 // vLLM sends a stream's head at once; the first token never comes.
-                call.handle(now, Event::Response { attempt, head: head(200, "text/event-stream", &[]) });
-                assert!(matches!(call.poll(now, &mut shared), Action::ReadBody { .. }));
+                call.handle(
+                    now,
+                    Event::Response {
+                        attempt,
+                        head: head(200, "text/event-stream", &[]),
+                    },
+                );
+                assert!(matches!(
+                    call.poll(now, &mut shared),
+                    Action::ReadBody { .. }
+                ));
             }
             now = at(ms);
             call.handle(now, Event::Timeout);
@@ -195,7 +218,11 @@ fn run(kind: FailureKind, hinted: bool) -> Seen {
             call.handle(now, Event::Timeout);
         }
         Script::Status(status, extra) => {
-            let extra: &[(&str, &str)] = if hinted { &[("retry-after", "1")] } else { extra };
+            let extra: &[(&str, &str)] = if hinted {
+                &[("retry-after", "1")]
+            } else {
+                extra
+            };
             support::answer(
                 &mut call,
                 now,
@@ -224,7 +251,10 @@ fn run(kind: FailureKind, hinted: bool) -> Seen {
     let retried = matches!(next, Action::Send { .. }) || !call.report().retries.is_empty();
     let endpoint = call.report().endpoints[0];
     let status = &shared.endpoints(now)[endpoint.index()];
-    let breaker = shared.breaker_mut().map(|b| b.metrics(now)).unwrap_or_default();
+    let breaker = shared
+        .breaker_mut()
+        .map(|b| b.metrics(now))
+        .unwrap_or_default();
     let mut loss = false;
     while let Some(change) = shared.poll_limit_change() {
         loss |= matches!(change.cause, ChangeCause::Loss(_));
@@ -244,8 +274,10 @@ fn expected(kind: FailureKind, hinted: bool) -> Seen {
     let row = kind.row();
     let failure = matches!(
         (row.ejection, hinted),
-        (EjectionEffect::ConnectFailure | EjectionEffect::ServerFailure, _)
-            | (EjectionEffect::HintOrFailure, _)
+        (
+            EjectionEffect::ConnectFailure | EjectionEffect::ServerFailure,
+            _
+        ) | (EjectionEffect::HintOrFailure, _)
             | (EjectionEffect::HintOrNeutral, true)
     );
     Seen {
@@ -268,7 +300,11 @@ fn expected(kind: FailureKind, hinted: bool) -> Seen {
 #[test]
 fn every_kind_has_exactly_one_row() {
     for kind in FailureKind::ALL {
-        assert_eq!(TABLE.iter().filter(|r| r.kind == kind).count(), 1, "{kind:?}");
+        assert_eq!(
+            TABLE.iter().filter(|r| r.kind == kind).count(),
+            1,
+            "{kind:?}"
+        );
         assert_eq!(kind.row().kind, kind);
     }
     assert_eq!(TABLE.len(), FailureKind::ALL.len());
@@ -311,7 +347,7 @@ proptest! {
         }
         let f = Failure::Status { status: StatusCode::from_u16(status).unwrap(), headers };
         let row = f.row(true);
-        let outcome = vllm_client_core::policy::Outcome::of_failure(&f, None);
+        let outcome = f.breaker_outcome(None);
         let counted = !matches!(outcome, vllm_client_core::policy::Outcome::Ignored);
         prop_assert_eq!(counted, row.breaker == BreakerEffect::Failure);
         let verdict = vllm_client_core::pool::verdict_of(&f, None, true);

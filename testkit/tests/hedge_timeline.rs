@@ -68,8 +68,17 @@ fn assert_brief(out: &SimOutcome, expected: &str) {
 /// The host the timeline's first send went to.
 fn first_host(out: &SimOutcome) -> String {
     let brief = out.brief();
-    let line = brief.lines().find(|l| l.contains("send #1 to")).unwrap_or("");
-    line.split("to ").nth(1).unwrap_or("").split(' ').next().unwrap_or("").to_owned()
+    let line = brief
+        .lines()
+        .find(|l| l.contains("send #1 to"))
+        .unwrap_or("");
+    line.split("to ")
+        .nth(1)
+        .unwrap_or("")
+        .split(' ')
+        .next()
+        .unwrap_or("")
+        .to_owned()
 }
 
 #[test]
@@ -158,10 +167,8 @@ fn never_a_hedge_after_output_nor_without_another_endpoint_nor_for_json() {
     let out = sim.run(chat_stream(), vec![]);
     assert!(out.hedges.is_empty(), "{}", out.render());
     // One endpoint: nothing to hedge to.
-    let mut sim = Sim::new(config(&["a:8000"], 200), 3).with_servers(vec![SimServer::new(
-        "a:8000",
-        |_| stream_of(1_000, "slow"),
-    )]);
+    let mut sim = Sim::new(config(&["a:8000"], 200), 3)
+        .with_servers(vec![SimServer::new("a:8000", |_| stream_of(1_000, "slow"))]);
     let out = sim.run(chat_stream(), vec![]);
     assert!(out.hedges.is_empty(), "{}", out.render());
     assert_eq!(out.content(), "slow");
@@ -200,6 +207,9 @@ fn the_bucket_bounds_hedges() {
         hedges += out.hedges.len();
         sim.advance(Duration::from_secs(1));
     }
-    assert!(hedges <= 400 * 5 / 100, "{hedges} hedges for 400 calls at 5 %");
+    assert!(
+        hedges <= 400 * 5 / 100,
+        "{hedges} hedges for 400 calls at 5 %"
+    );
     assert!(hedges >= 400 * 5 / 100 - 1, "{hedges}");
 }

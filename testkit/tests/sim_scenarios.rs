@@ -1333,3 +1333,25 @@ fn a_quota_refilling_past_the_deadline_fails_at_once_with_the_hint() {
     }
     assert!(second.sends.is_empty());
 }
+
+/// The simulator drives calls through `Call::poll_with`, the path production takes: a stream
+/// of 300 events takes the shared state a handful of times (admission, the first data event,
+/// the end), never per event. A simulator that called `Call::poll` with the shared state at
+/// every step — bypassing the lock split — would take it at every one of its ~900 polls.
+#[test]
+fn the_simulator_runs_the_production_path_not_a_copy() {
+    let mut sim = Sim::new(ClientConfig::default(), 1);
+    let mut parts: Vec<SimPart> = (0..300)
+        .map(|i| SimPart::content(&format!("t{i} ")))
+        .collect();
+    parts.push(SimPart::done());
+    let before = sim.locks_taken();
+    let out = sim.run(chat_stream(), vec![SimResponse::sse(parts)]);
+    assert_clean(&out);
+    assert_eq!(out.events.len(), 301);
+    let taken = sim.locks_taken() - before;
+    assert!(
+        (3..=8).contains(&taken),
+        "the shared state was taken {taken} times for 301 events"
+    );
+}

@@ -65,7 +65,7 @@ use bytes::Bytes;
 use vllm_client_core::call::error_chain;
 use vllm_client_core::call::{ResponseHead, TransportErrorKind};
 use vllm_client_core::config::ClientConfig;
-use vllm_client_runner::{BlockingExec, BlockingTransport, Failed, Outcome};
+use vllm_client_runner::{BlockingExec, BlockingTransport, Completion, Failed};
 
 pub use vllm_client_runner::observability;
 pub use vllm_client_runner::EventIter;
@@ -116,7 +116,7 @@ impl Drop for Attempt {
 }
 
 impl Attempt {
-    fn recv(&self, deadline: Option<Instant>) -> Outcome<Report> {
+    fn recv(&self, deadline: Option<Instant>) -> Completion<Report> {
         let got = match deadline {
             Some(d) => self
                 .rx
@@ -124,9 +124,9 @@ impl Attempt {
             None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         match got {
-            Ok(report) => Outcome::Ok(report),
-            Err(RecvTimeoutError::Timeout) => Outcome::TimedOut,
-            Err(RecvTimeoutError::Disconnected) => Outcome::Failed(Failed::new(
+            Ok(report) => Completion::Ok(report),
+            Err(RecvTimeoutError::Timeout) => Completion::TimedOut,
+            Err(RecvTimeoutError::Disconnected) => Completion::Failed(Failed::new(
                 TransportErrorKind::Io,
                 "the IO thread ended without a result",
             )),
@@ -165,7 +165,7 @@ impl BlockingTransport for Ureq {
         request: http::Request<Bytes>,
         deadline: Option<Instant>,
         connect_timeout: Option<Duration>,
-    ) -> Outcome<(ResponseHead, Attempt)> {
+    ) -> Completion<(ResponseHead, Attempt)> {
         // An agent (a connection pool) of its own, so that ending the attempt can shut its
         // connection down, interrupting the IO thread wherever it blocks (crate docs).
         let agent = self.agent.config().new_agent();
@@ -181,26 +181,26 @@ impl BlockingTransport for Ureq {
             .spawn(move || run(thread_agent, request, tx));
         if let Err(e) = spawned {
             let message = format!("cannot start an IO thread: {e}");
-            return Outcome::Failed(Failed::new(TransportErrorKind::Io, message));
+            return Completion::Failed(Failed::new(TransportErrorKind::Io, message));
         }
         let attempt = Attempt { rx, agent };
         match attempt.recv(deadline) {
-            Outcome::Ok(Report::Head(head)) => Outcome::Ok((head, attempt)),
-            Outcome::Ok(Report::Failed(f)) | Outcome::Failed(f) => Outcome::Failed(f),
-            Outcome::Ok(_) => Outcome::Failed(Failed::new(TransportErrorKind::Io, "no head")),
-            Outcome::TimedOut => Outcome::TimedOut,
+            Completion::Ok(Report::Head(head)) => Completion::Ok((head, attempt)),
+            Completion::Ok(Report::Failed(f)) | Completion::Failed(f) => Completion::Failed(f),
+            Completion::Ok(_) => Completion::Failed(Failed::new(TransportErrorKind::Io, "no head")),
+            Completion::TimedOut => Completion::TimedOut,
         }
     }
 
-    fn read(&self, attempt: &mut Attempt, deadline: Option<Instant>) -> Outcome<Option<Bytes>> {
+    fn read(&self, attempt: &mut Attempt, deadline: Option<Instant>) -> Completion<Option<Bytes>> {
         match attempt.recv(deadline) {
-            Outcome::Ok(Report::Chunk(bytes)) => Outcome::Ok(Some(bytes)),
-            Outcome::Ok(Report::End) => Outcome::Ok(None),
-            Outcome::Ok(Report::Failed(f)) | Outcome::Failed(f) => Outcome::Failed(f),
-            Outcome::Ok(Report::Head(_)) => {
-                Outcome::Failed(Failed::new(TransportErrorKind::Io, "a second head"))
+            Completion::Ok(Report::Chunk(bytes)) => Completion::Ok(Some(bytes)),
+            Completion::Ok(Report::End) => Completion::Ok(None),
+            Completion::Ok(Report::Failed(f)) | Completion::Failed(f) => Completion::Failed(f),
+            Completion::Ok(Report::Head(_)) => {
+                Completion::Failed(Failed::new(TransportErrorKind::Io, "a second head"))
             }
-            Outcome::TimedOut => Outcome::TimedOut,
+            Completion::TimedOut => Completion::TimedOut,
         }
     }
 }

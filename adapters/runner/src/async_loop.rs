@@ -39,7 +39,10 @@ enum Op<T: Transport> {
     /// A request on its way; the head is awaited.
     Sending(Sending<T>),
     /// A response; `reading` when the core asked for its next chunk.
-    Open { response: T::Response, reading: bool },
+    Open {
+        response: T::Response,
+        reading: bool,
+    },
 }
 
 /// A timer armed at an instant, kept across waits.

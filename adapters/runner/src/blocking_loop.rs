@@ -25,13 +25,13 @@ use vllm_client_core::{StreamEvent, VllmError};
 
 use crate::driver::{Driver, Step};
 use crate::exec::{BlockingExec, Exec};
-use crate::transport::{BlockingTransport, Failed, Outcome};
+use crate::transport::{BlockingTransport, Completion, Failed};
 
-fn event<T>(attempt: AttemptId, outcome: Outcome<T>, ok: impl FnOnce(T) -> Event) -> Event {
+fn event<T>(attempt: AttemptId, outcome: Completion<T>, ok: impl FnOnce(T) -> Event) -> Event {
     match outcome {
-        Outcome::Ok(v) => ok(v),
-        Outcome::TimedOut => Event::Timeout,
-        Outcome::Failed(f) => Event::TransportError {
+        Completion::Ok(v) => ok(v),
+        Completion::TimedOut => Event::Timeout,
+        Completion::Failed(f) => Event::TransportError {
             attempt,
             kind: f.kind,
             message: f.message,
@@ -39,7 +39,7 @@ fn event<T>(attempt: AttemptId, outcome: Outcome<T>, ok: impl FnOnce(T) -> Event
     }
 }
 
-fn read_event(attempt: AttemptId, outcome: Outcome<Option<Bytes>>) -> Event {
+fn read_event(attempt: AttemptId, outcome: Completion<Option<Bytes>>) -> Event {
     event(attempt, outcome, |chunk| match chunk {
         Some(bytes) => Event::Chunk { attempt, bytes },
         None => Event::BodyEnd { attempt },
@@ -78,8 +78,8 @@ enum Command {
 type Report = (AttemptId, WorkerOutcome);
 
 enum WorkerOutcome {
-    Sent(Outcome<ResponseHead>),
-    Read(Outcome<Option<Bytes>>),
+    Sent(Completion<ResponseHead>),
+    Read(Completion<Option<Bytes>>),
 }
 
 pub(crate) struct BlockingRunner<T: BlockingTransport> {
@@ -223,7 +223,7 @@ impl<T: BlockingTransport> BlockingRunner<T> {
         let (_, op) = self.ops.remove(i);
         match op {
             Op::Send(p) => match self.transport.send(p.request, until, p.connect_timeout) {
-                Outcome::Ok((head, response)) => {
+                Completion::Ok((head, response)) => {
                     let open = Op::Open {
                         response,
                         read: None,
@@ -231,8 +231,8 @@ impl<T: BlockingTransport> BlockingRunner<T> {
                     self.ops.insert(i, (attempt, open));
                     Event::Response { attempt, head }
                 }
-                Outcome::TimedOut => Event::Timeout,
-                Outcome::Failed(f) => Event::TransportError {
+                Completion::TimedOut => Event::Timeout,
+                Completion::Failed(f) => Event::TransportError {
                     attempt,
                     kind: f.kind,
                     message: f.message,
@@ -305,16 +305,16 @@ fn worker<T: BlockingTransport>(
     while let Ok(command) = inbox.recv() {
         let outcome = match command {
             Command::Send(p) => match transport.send(p.request, p.deadline, p.connect_timeout) {
-                Outcome::Ok((head, r)) => {
+                Completion::Ok((head, r)) => {
                     response = Some(r);
-                    WorkerOutcome::Sent(Outcome::Ok(head))
+                    WorkerOutcome::Sent(Completion::Ok(head))
                 }
-                Outcome::TimedOut => WorkerOutcome::Sent(Outcome::TimedOut),
-                Outcome::Failed(f) => WorkerOutcome::Sent(Outcome::Failed(f)),
+                Completion::TimedOut => WorkerOutcome::Sent(Completion::TimedOut),
+                Completion::Failed(f) => WorkerOutcome::Sent(Completion::Failed(f)),
             },
             Command::Read(deadline) => match response.as_mut() {
                 Some(r) => WorkerOutcome::Read(transport.read(r, deadline)),
-                None => WorkerOutcome::Read(Outcome::Failed(Failed::new(
+                None => WorkerOutcome::Read(Completion::Failed(Failed::new(
                     vllm_client_core::call::TransportErrorKind::Io,
                     "no response to read",
                 ))),

@@ -43,4 +43,4 @@ pub use async_loop::EventStream;
 pub use blocking_loop::EventIter;
 pub use client::ClientState;
 pub use exec::{Async, AsyncExec, Blocking, BlockingExec, Exec};
-pub use transport::{BlockingTransport, Failed, Outcome, Transport};
+pub use transport::{BlockingTransport, Completion, Failed, Transport};

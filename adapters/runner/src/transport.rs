@@ -27,12 +27,16 @@ impl Failed {
     }
 }
 
-/// An async transport: moves bytes, nothing else. Every deadline is raced by the loop.
+/// An async transport: moves bytes, nothing else. Every deadline is raced by the loop, and
+/// the loop runs the operations of a call's exchanges concurrently (a hedge racing the first
+/// attempt, a health probe).
 ///
 /// Rules (the core's contract, `vllm_client_core::call::contract`): `send` resolves with the
 /// response head once it arrives; `read` yields the *decoded* body (no chunked framing, a body
-/// shorter than its `Content-Length` is an `Io` failure) and `Ok(None)` at its end; dropping a
-/// `Response` before its end closes the connection.
+/// shorter than its `Content-Length` is an `Io` failure) and `Ok(None)` at its end, and is
+/// **cancel-safe**: a `read` future dropped before it resolves loses no data (the loop drops
+/// it when a timer wins the race, and reads again later); dropping a `Response` before its end
+/// closes the connection.
 pub trait Transport: Send + Sync + Sized + 'static {
     /// The HTTP client users may bring (`reqwest::Client`, `surf::Client`, …).
     type HttpClient;
@@ -60,7 +64,7 @@ pub trait Transport: Send + Sync + Sized + 'static {
 
 /// What a blocking operation came to.
 #[derive(Debug)]
-pub enum Outcome<T> {
+pub enum Completion<T> {
     /// It completed.
     Ok(T),
     /// The deadline passed first.
@@ -72,7 +76,9 @@ pub enum Outcome<T> {
 /// A blocking transport: each operation returns by its deadline (plus a small margin).
 ///
 /// Same rules as [`Transport`]; dropping a `Response` must close its connection (and unblock
-/// whatever thread reads it).
+/// whatever thread reads it). The loop performs an operation on the caller's thread when it is
+/// the call's only one; when a call has two exchanges in flight (a hedge) each runs on a thread
+/// of its own, so `Self` and its responses are shared across threads (`Send + Sync`).
 pub trait BlockingTransport: Send + Sync + Sized + 'static {
     /// The HTTP client users may bring (`ureq::Agent`).
     type HttpClient;
@@ -89,11 +95,11 @@ pub trait BlockingTransport: Send + Sync + Sized + 'static {
         request: Request<Bytes>,
         deadline: Option<Instant>,
         connect_timeout: Option<Duration>,
-    ) -> Outcome<(ResponseHead, Self::Response)>;
+    ) -> Completion<(ResponseHead, Self::Response)>;
     /// Waits for the next chunk of the decoded body until `deadline`; `None` at its end.
     fn read(
         &self,
         response: &mut Self::Response,
         deadline: Option<Instant>,
-    ) -> Outcome<Option<Bytes>>;
+    ) -> Completion<Option<Bytes>>;
 }

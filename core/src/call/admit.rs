@@ -217,7 +217,11 @@ mod tests {
         let mut c = ClientConfig::default();
         c.policy.max_concurrency = Some(1);
         let mut w = Wire::new(c);
-        let (mut a, mut b, mut d) = (w.call(chat_json()), w.call(chat_json()), w.call(chat_json()));
+        let (mut a, mut b, mut d) = (
+            w.call(chat_json()),
+            w.call(chat_json()),
+            w.call(chat_json()),
+        );
         let sent = w.send(&mut a, 0);
         let Action::Wait {
             waiter: Some(wb),

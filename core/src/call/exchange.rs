@@ -408,7 +408,8 @@ impl Call {
         self.output_started = true;
         self.obs.response.on_event(&ev);
         if let StreamEvent::Error(e) = &ev {
-            self.obs.finished(now, Some(ErrorType::of(e)), self.attempts);
+            self.obs
+                .finished(now, Some(ErrorType::of(e)), self.attempts);
         }
         if ev.is_terminal() {
             self.terminal_emitted = true;
@@ -416,7 +417,6 @@ impl Call {
         }
         Some(Action::Emit(ev))
     }
-
 }
 
 #[cfg(test)]
@@ -439,10 +439,24 @@ mod tests {
         };
         w.handle(&mut a, 0, early);
         assert!(matches!(w.next(&mut a, 0), Action::Wait { .. }));
-        w.handle(&mut a, 0, Event::Response { attempt, head: sse() });
+        w.handle(
+            &mut a,
+            0,
+            Event::Response {
+                attempt,
+                head: sse(),
+            },
+        );
         assert!(matches!(w.next(&mut a, 0), Action::ReadBody { .. }));
         let two = [content("a"), content("b")].concat();
-        w.handle(&mut a, 1, Event::Chunk { attempt, bytes: two.into() });
+        w.handle(
+            &mut a,
+            1,
+            Event::Chunk {
+                attempt,
+                bytes: two.into(),
+            },
+        );
         // Both events come out before the next read.
         assert!(matches!(w.next(&mut a, 1), Action::Emit(StreamEvent::Content(t)) if t == "a"));
         assert!(matches!(w.next(&mut a, 1), Action::Emit(StreamEvent::Content(t)) if t == "b"));
@@ -459,7 +473,14 @@ mod tests {
         let (events, _) = w.answer(&mut a, 0, attempt, sse(), &[&content("a")], false);
         assert_eq!(events.len(), 1);
         // An empty chunk at 90 ms does not push the idle deadline (100 ms) forward.
-        w.handle(&mut a, 90, Event::Chunk { attempt, bytes: Default::default() });
+        w.handle(
+            &mut a,
+            90,
+            Event::Chunk {
+                attempt,
+                bytes: Default::default(),
+            },
+        );
         let Action::ReadBody { deadline, .. } = w.next(&mut a, 90) else {
             panic!("reads again")
         };
@@ -474,7 +495,9 @@ mod tests {
         let doc = r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"whole"},"finish_reason":"stop"}]}"#;
         let json = head(200, "application/json", &[]);
         let (events, end) = w.answer(&mut a, 0, attempt, json, &[doc], true);
-        assert!(events.iter().any(|e| matches!(e, StreamEvent::Content(t) if t == "whole")));
+        assert!(events
+            .iter()
+            .any(|e| matches!(e, StreamEvent::Content(t) if t == "whole")));
         assert!(matches!(events.last(), Some(StreamEvent::Done)));
         assert!(matches!(end, Action::Done(Ok(_))));
     }
@@ -488,7 +511,10 @@ mod tests {
         let attempt = w.send(&mut a, 0);
         let json = head(200, "application/json", &[]);
         let (_, end) = w.answer(&mut a, 0, attempt, json, &["0123456789abc"], true);
-        assert!(matches!(end, Action::Done(Err(VllmError::Decode { .. }))), "{end:?}");
+        assert!(
+            matches!(end, Action::Done(Err(VllmError::Decode { .. }))),
+            "{end:?}"
+        );
         assert_eq!(a.report().attempts, 1);
     }
 
@@ -500,7 +526,10 @@ mod tests {
         let err = "data: {\"error\":{\"message\":\"boom\",\"code\":503}}\n\n";
         let both = [content("lost"), err.to_owned()].concat();
         let (events, next) = w.answer(&mut a, 0, attempt, sse(), &[&both], true);
-        assert!(events.is_empty(), "the text never reached the caller: {events:?}");
+        assert!(
+            events.is_empty(),
+            "the text never reached the caller: {events:?}"
+        );
         // Retried (503 is retryable), so the text cannot be duplicated.
         assert!(matches!(next, Action::Wait { .. }), "{next:?}");
         assert_eq!(a.report().retries.len(), 1);

@@ -506,12 +506,19 @@ impl Call {
         if let Some(at) = self.hedge.at.filter(|_| !self.hedge.decided) {
             until = Some(until.map_or(at, |u| u.min(at)));
         }
-        if until.is_none() && !self.exchanges.iter().any(|e| matches!(e.io, Io::Sending | Io::Reading)) {
+        if until.is_none()
+            && !self
+                .exchanges
+                .iter()
+                .any(|e| matches!(e.io, Io::Sending | Io::Reading))
+        {
             // Nothing in flight and nothing to wait for: a state the driver never reaches;
             // end clearly instead of waiting forever.
             self.finish(
                 now,
-                Err(VllmError::Misuse("the driver has nothing to wait for".into())),
+                Err(VllmError::Misuse(
+                    "the driver has nothing to wait for".into(),
+                )),
             );
             return self.done_action();
         }

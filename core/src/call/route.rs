@@ -170,7 +170,8 @@ impl Call {
             return None;
         }
         let template = self.request.as_ref().ok()?;
-        let grant = shared.grant_hedge(now, &self.tried, self.affinity, template, self.operation)?;
+        let grant =
+            shared.grant_hedge(now, &self.tried, self.affinity, template, self.operation)?;
         self.report.hedges += 1;
         self.obs.push(Observation::Hedge {
             event: HedgeEvent::Started,
@@ -210,7 +211,6 @@ impl Call {
         self.hedge.at = None;
         self.hedge.decided = true;
     }
-
 }
 
 #[cfg(test)]
@@ -265,7 +265,10 @@ mod tests {
         let mut b = w.call(chat_json());
         let probe = w.next(&mut b, 200);
         let Action::Send {
-            attempt, purpose, request, ..
+            attempt,
+            purpose,
+            request,
+            ..
         } = probe
         else {
             panic!("expected the probe, got {probe:?}")
@@ -273,7 +276,14 @@ mod tests {
         assert_eq!(purpose, Purpose::HealthProbe);
         assert_eq!(request.uri().path(), "/health");
         assert_eq!(request.uri().host(), Some(down.as_str()));
-        w.handle(&mut b, 210, Event::Response { attempt, head: head(200, "text/plain", &[]) });
+        w.handle(
+            &mut b,
+            210,
+            Event::Response {
+                attempt,
+                head: head(200, "text/plain", &[]),
+            },
+        );
         // The probe readmits it; the call's own attempt follows (not counted before it).
         let Action::Send { purpose, .. } = w.next(&mut b, 210) else {
             panic!("the attempt follows the probe")
@@ -298,7 +308,14 @@ mod tests {
             Action::Send { attempt, .. } => (*attempt, host(&first)),
             other => panic!("{other:?}"),
         };
-        w.handle(&mut a, 0, Event::Response { attempt: primary, head: sse() });
+        w.handle(
+            &mut a,
+            0,
+            Event::Response {
+                attempt: primary,
+                head: sse(),
+            },
+        );
         assert!(matches!(w.next(&mut a, 0), Action::ReadBody { .. }));
         match w.next(&mut a, 0) {
             Action::Wait { until, .. } => assert_eq!(until, Some(w.at(200)), "the hedge timer"),
@@ -330,7 +347,11 @@ mod tests {
             event: HedgeEvent::HedgeWon
         }));
         assert_eq!(w.shared.hedge_counts(), (1, 1));
-        assert!(w.shared.endpoints(w.at(300)).iter().all(|e| e.in_flight == 0));
+        assert!(w
+            .shared
+            .endpoints(w.at(300))
+            .iter()
+            .all(|e| e.in_flight == 0));
     }
 
     #[test]
@@ -346,18 +367,35 @@ mod tests {
         );
         let mut a = w.call(chat_stream());
         let attempt = w.send(&mut a, 0);
-        w.handle(&mut a, 0, Event::Response { attempt, head: sse() });
+        w.handle(
+            &mut a,
+            0,
+            Event::Response {
+                attempt,
+                head: sse(),
+            },
+        );
         assert!(matches!(w.next(&mut a, 0), Action::ReadBody { .. }));
         assert!(matches!(w.next(&mut a, 0), Action::Wait { .. }));
         w.handle(&mut a, 200, Event::Timeout);
         let next = w.next(&mut a, 200);
-        assert!(matches!(next, Action::Wait { .. }), "no slot is free: no hedge, {next:?}");
+        assert!(
+            matches!(next, Action::Wait { .. }),
+            "no slot is free: no hedge, {next:?}"
+        );
         assert_eq!(a.report().hedges, 0);
 
         let mut w = hedging(1);
         let mut a = w.call(chat_stream());
         let attempt = w.send(&mut a, 0);
-        w.handle(&mut a, 0, Event::Response { attempt, head: sse() });
+        w.handle(
+            &mut a,
+            0,
+            Event::Response {
+                attempt,
+                head: sse(),
+            },
+        );
         assert!(matches!(w.next(&mut a, 0), Action::ReadBody { .. }));
         match w.next(&mut a, 0) {
             Action::Wait { until, .. } => assert_ne!(until, Some(w.at(200)), "no hedge timer"),

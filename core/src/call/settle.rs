@@ -15,8 +15,8 @@ use super::{Call, Phase};
 use crate::error::VllmError;
 use crate::event::StreamEvent;
 use crate::policy::{
-    parse_retry_after, Failure, LimitSample, Outcome, RateLimitSnapshot,
-    RetryContext, RetryDecision, TimeoutKind, Verdict,
+    parse_retry_after, Failure, LimitSample, Outcome, RateLimitSnapshot, RetryContext,
+    RetryDecision, TimeoutKind, Verdict,
 };
 use crate::pool::EndpointId;
 
@@ -253,10 +253,9 @@ impl Call {
             }
             // However the transport words it (a reset, an incomplete chunk), a stream whose
             // connection broke before `[DONE]` is a truncated stream.
-            _ if matches!(ex.body, Some(super::body::Body::Stream(_))) => (
-                Failure::Truncated { output_started },
-                VllmError::Truncated,
-            ),
+            _ if matches!(ex.body, Some(super::body::Body::Stream(_))) => {
+                (Failure::Truncated { output_started }, VllmError::Truncated)
+            }
             _ => (
                 Failure::Transport { output_started },
                 VllmError::Transport { message },
@@ -449,7 +448,6 @@ impl Call {
             _ => {}
         }
     }
-
 }
 
 #[cfg(test)]
@@ -466,16 +464,39 @@ mod tests {
         let mut w = Wire::new(ClientConfig::default());
         let mut a = w.call(chat_stream());
         let attempt = w.send(&mut a, 0);
-        w.handle(&mut a, 0, Event::Response { attempt, head: sse() });
+        w.handle(
+            &mut a,
+            0,
+            Event::Response {
+                attempt,
+                head: sse(),
+            },
+        );
         assert!(matches!(w.next(&mut a, 0), Action::ReadBody { .. }));
         let body = [content("hi"), DONE.to_owned()].concat();
-        w.handle(&mut a, 1, Event::Chunk { attempt, bytes: body.into() });
+        w.handle(
+            &mut a,
+            1,
+            Event::Chunk {
+                attempt,
+                bytes: body.into(),
+            },
+        );
         // The close comes before the events of the chunk that ended the stream.
-        assert!(matches!(a.poll(w.at(1), &mut w.shared), Action::Close { .. }));
-        assert!(matches!(w.next(&mut a, 1), Action::Emit(StreamEvent::Content(_))));
+        assert!(matches!(
+            a.poll(w.at(1), &mut w.shared),
+            Action::Close { .. }
+        ));
+        assert!(matches!(
+            w.next(&mut a, 1),
+            Action::Emit(StreamEvent::Content(_))
+        ));
         assert!(matches!(w.next(&mut a, 1), Action::Emit(StreamEvent::Done)));
         assert!(matches!(w.next(&mut a, 1), Action::Done(Ok(_))));
-        assert!(w.closed.is_empty(), "closed exactly once (taken by hand above)");
+        assert!(
+            w.closed.is_empty(),
+            "closed exactly once (taken by hand above)"
+        );
     }
 
     #[test]
@@ -519,7 +540,10 @@ mod tests {
         assert!(matches!(w.next(&mut a, 0), Action::Wait { .. }));
         w.handle(&mut a, 50, Event::Timeout);
         let last = w.next(&mut a, 50);
-        assert!(matches!(last, Action::Emit(StreamEvent::Error(VllmError::Timeout))), "{last:?}");
+        assert!(
+            matches!(last, Action::Emit(StreamEvent::Error(VllmError::Timeout))),
+            "{last:?}"
+        );
         assert!(matches!(w.next(&mut a, 50), Action::Done(Ok(_))));
         assert_eq!(a.report().timeout, Some(TimeoutKind::Idle));
         assert_eq!(w.closed, [attempt]);
@@ -563,14 +587,24 @@ mod tests {
         let mut w = Wire::new(c);
         let mut a = w.call(chat_json());
         let attempt = w.send(&mut a, 0);
-        let (_, _) = w.answer(&mut a, 0, attempt, head(503, "application/json", &[]), &[], true);
+        let (_, _) = w.answer(
+            &mut a,
+            0,
+            attempt,
+            head(503, "application/json", &[]),
+            &[],
+            true,
+        );
         let t = w.t0;
         if let Some(b) = w.shared.breaker_mut() {
             b.force_open(t);
         }
         w.handle(&mut a, 10, Event::Timeout);
         let end = w.next(&mut a, 10);
-        assert!(matches!(&end, Action::Done(Err(VllmError::Api(e))) if e.status.map(|s| s.as_u16()) == Some(503)), "{end:?}");
+        assert!(
+            matches!(&end, Action::Done(Err(VllmError::Api(e))) if e.status.map(|s| s.as_u16()) == Some(503)),
+            "{end:?}"
+        );
         assert_eq!(a.report().gave_up, Some(GiveUpReason::CircuitOpen));
     }
 
@@ -586,6 +620,9 @@ mod tests {
         a.cancel(now, &mut w.shared);
         a.cancel(now, &mut w.shared);
         assert_eq!(w.shared.in_flight(), Some(0));
-        assert!(matches!(w.next(&mut a, 5), Action::Done(Err(VllmError::Cancelled))));
+        assert!(matches!(
+            w.next(&mut a, 5),
+            Action::Done(Err(VllmError::Cancelled))
+        ));
     }
 }

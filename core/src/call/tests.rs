@@ -44,12 +44,29 @@ fn a_clock_that_goes_backwards_is_taken_as_the_last_time_seen() {
     let mut w = Wire::new(ClientConfig::default());
     let mut a = w.call(chat_stream());
     let attempt = w.send(&mut a, 1_000);
-    w.handle(&mut a, 1_000, Event::Response { attempt, head: sse() });
+    w.handle(
+        &mut a,
+        1_000,
+        Event::Response {
+            attempt,
+            head: sse(),
+        },
+    );
     // Polled with an earlier time: the attempt's deadlines still count from 1 s.
     let Action::ReadBody { deadline, .. } = w.next(&mut a, 0) else {
         panic!("reads")
     };
     assert_eq!(deadline, Some(w.at(601_000)));
-    w.handle(&mut a, 0, Event::Chunk { attempt, bytes: content("a").into() });
-    assert!(matches!(w.next(&mut a, 0), Action::Emit(StreamEvent::Content(_))));
+    w.handle(
+        &mut a,
+        0,
+        Event::Chunk {
+            attempt,
+            bytes: content("a").into(),
+        },
+    );
+    assert!(matches!(
+        w.next(&mut a, 0),
+        Action::Emit(StreamEvent::Content(_))
+    ));
 }

@@ -119,9 +119,16 @@ impl Wire {
     }
 }
 
-pub(super) fn head(status: u16, content_type: &'static str, extra: &[(&'static str, &str)]) -> ResponseHead {
+pub(super) fn head(
+    status: u16,
+    content_type: &'static str,
+    extra: &[(&'static str, &str)],
+) -> ResponseHead {
     let mut h = HeaderMap::new();
-    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
     for (k, v) in extra {
         h.insert(*k, HeaderValue::from_str(v).expect("a header"));
     }

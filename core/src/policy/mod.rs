@@ -76,16 +76,14 @@ pub use breaker::{
 pub use budget::{RetryBudget, RetryBudgetConfig};
 pub use concurrency::{Admission, ConcurrencyLimiter, ConcurrencyPermit, WaiterId};
 pub use ejection::{EjectReason, EjectionConfig, Ejector, Health, HealthChange, Verdict};
+pub use failure::{is_retryable_status, Failure, FailureKind};
 pub use hedge::{HedgeConfig, HedgeDelay};
 pub use peak_ewma::PeakEwma;
 pub use rate::{RateLimited, RateLimiter};
 pub use rate_limit_headers::{Quota, RateLimitSnapshot};
-pub use failure::{is_retryable_status, Failure, FailureKind};
 pub use retry::{GiveUpReason, RetryContext, RetryDecision, RetryPolicy};
 pub use retry_after::{parse_retry_after, parse_should_retry, HintSource, RetryAfter};
 pub use rng::Rng;
 pub use routing::RoutingConfig;
-pub use timeouts::{
-    clamp_to_deadline, earliest, earliest_timer, BodyClock, TimeoutKind, Timeouts,
-};
+pub use timeouts::{clamp_to_deadline, earliest, earliest_timer, BodyClock, TimeoutKind, Timeouts};
 pub use token_rate::{estimate_tokens, TokenRateLimiter};

@@ -57,8 +57,8 @@ use std::time::{Duration, Instant, SystemTime};
 use super::backoff::Backoff;
 use super::budget::RetryBudget;
 use super::clock::saturating_add;
-pub use super::failure::{is_retryable_status, Failure};
 use super::failure::Retry;
+pub use super::failure::{is_retryable_status, Failure};
 use super::retry_after::parse_retry_after;
 use super::rng::Rng;
 #[cfg(doc)]
@@ -299,8 +299,8 @@ impl RetryPolicy {
 mod tests {
     use super::*;
     use crate::policy::TimeoutKind;
-    use http::{HeaderMap, StatusCode};
     use http::HeaderValue;
+    use http::{HeaderMap, StatusCode};
 
     fn status(code: u16, hdrs: &[(&'static str, &str)]) -> Failure {
         let mut headers = HeaderMap::new();

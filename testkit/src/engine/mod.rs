@@ -73,6 +73,7 @@ pub mod experiment;
 pub mod fleet;
 pub mod limits;
 pub mod model;
+pub mod record;
 pub mod request;
 pub mod rng;
 pub mod routing_experiment;

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use super::fleet::RequestRecord;
 use super::model::EngineStats;
+use super::record::RequestRecord;
 
 /// The aggregate of a fleet run.
 ///

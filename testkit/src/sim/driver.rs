@@ -740,9 +740,8 @@ impl Sim {
                         }
                         (WaitReason::Exchange, None) => {}
                         (reason, None) => {
-                            let duration = until.map_or(Duration::ZERO, |u| {
-                                u.saturating_duration_since(now)
-                            });
+                            let duration =
+                                until.map_or(Duration::ZERO, |u| u.saturating_duration_since(now));
                             task.sleeps.push(duration);
                             let retry = matches!(reason, WaitReason::Backoff(_));
                             self.record(task, Step::Sleep { duration, retry });
@@ -865,10 +864,9 @@ impl Sim {
         let at = body.ready_at;
         op.arrival = match body.parts.pop_front() {
             Some(SimPart::Data(b)) => Some((at, Pending::Chunk(b))),
-            Some(SimPart::Comment) => Some((
-                at,
-                Pending::Chunk(Bytes::from_static(b": keep-alive\n\n")),
-            )),
+            Some(SimPart::Comment) => {
+                Some((at, Pending::Chunk(Bytes::from_static(b": keep-alive\n\n"))))
+            }
             Some(SimPart::Wait(_)) | None => match body.end {
                 SimEnd::Close => Some((at, Pending::BodyEnd)),
                 SimEnd::Reset => Some((at, Pending::Transport(TransportErrorKind::Io))),

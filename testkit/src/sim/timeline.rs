@@ -247,9 +247,11 @@ impl SimOutcome {
     /// The timeline as text without the `read` and `close` actions and `chunk` events (the
     /// shape of a scenario: sends, heads, sleeps, emits, timeouts, the result).
     pub fn brief(&self) -> String {
-        render(self.timeline.iter().filter(|e| {
-            !matches!(e.step, Step::ReadBody { .. } | Step::Chunk(_) | Step::Close)
-        }))
+        render(
+            self.timeline.iter().filter(|e| {
+                !matches!(e.step, Step::ReadBody { .. } | Step::Chunk(_) | Step::Close)
+            }),
+        )
     }
 
     /// The texts of the `Content` events, concatenated.

@@ -212,9 +212,10 @@ impl Shared {
     pub fn breaker_state(&self, operation: Operation, now: Instant) -> Option<BreakerState> {
         match self.scope {
             BreakerScope::Client => self.breaker.as_ref().map(|b| b.state(now)),
-            BreakerScope::PerOperation => {
-                self.operation_breakers.get(&operation).map(|b| b.state(now))
-            }
+            BreakerScope::PerOperation => self
+                .operation_breakers
+                .get(&operation)
+                .map(|b| b.state(now)),
         }
     }
 

@@ -78,7 +78,6 @@
 use std::time::{Duration, Instant};
 
 use super::backoff::capped_exponential;
-use super::retry::Failure;
 
 mod state_machine;
 mod window;
@@ -263,14 +262,6 @@ pub enum Outcome {
     Ignored,
 }
 
-impl Outcome {
-    /// How a failed attempt counts: the breaker column of the failure table
-    /// ([`super::failure`]).
-    pub fn of_failure(failure: &Failure, ttfb: Option<Duration>) -> Outcome {
-        failure.breaker_outcome(ttfb)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,43 +321,5 @@ mod tests {
         assert_eq!(c.minimum_calls, 10);
         assert_eq!(c.break_duration, Duration::from_secs(30));
         assert_eq!(c.half_open_probes, 1);
-    }
-
-    #[test]
-    fn which_failures_count_against_the_server() {
-        use http::{HeaderMap, StatusCode};
-        let status = |n: u16| Failure::Status {
-            status: StatusCode::from_u16(n).unwrap(),
-            headers: HeaderMap::new(),
-        };
-        for n in [408, 429, 500, 501, 502, 503, 504] {
-            assert!(
-                matches!(
-                    Outcome::of_failure(&status(n), None),
-                    Outcome::Failure { .. }
-                ),
-                "{n}"
-            );
-        }
-        for n in [400, 401, 403, 404, 422] {
-            assert_eq!(
-                Outcome::of_failure(&status(n), None),
-                Outcome::Ignored,
-                "{n}"
-            );
-        }
-        assert_eq!(
-            Outcome::of_failure(
-                &Failure::Decode {
-                    output_started: false
-                },
-                None
-            ),
-            Outcome::Ignored
-        );
-        assert!(matches!(
-            Outcome::of_failure(&Failure::Connect, None),
-            Outcome::Failure { .. }
-        ));
     }
 }

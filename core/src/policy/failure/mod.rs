@@ -5,7 +5,7 @@
 //! what a retry costs the retry budget, what the circuit breaker counts, what the pool's
 //! outlier detection learns about the endpoint, whether the adaptive concurrency limit sees a
 //! loss, and the `error.type` reported. Nothing else classifies failures: the breaker
-//! ([`Outcome::of_failure`](super::Outcome::of_failure)), the pool
+//! ([`Failure::breaker_outcome`]), the pool
 //! ([`verdict_of`](crate::pool::verdict_of)), the adaptive limit and the retry policy all read
 //! this table, and the call driver settles an attempt's end in one place from it.
 //!
@@ -304,10 +304,9 @@ impl Failure {
     /// Whether any output of this attempt already reached the caller.
     pub fn output_started(&self) -> bool {
         match self {
-            Failure::Connect
-            | Failure::Status { .. }
-            | Failure::Rejected
-            | Failure::Cancelled => false,
+            Failure::Connect | Failure::Status { .. } | Failure::Rejected | Failure::Cancelled => {
+                false
+            }
             Failure::Transport { output_started }
             | Failure::Timeout { output_started, .. }
             | Failure::StreamError { output_started, .. }
@@ -557,5 +556,33 @@ mod tests {
     #[test]
     fn the_markdown_has_a_line_per_row() {
         assert_eq!(markdown().lines().count(), 2 + TABLE.len());
+    }
+    #[test]
+    fn which_failures_count_against_the_server() {
+        use http::{HeaderMap, StatusCode};
+        let status = |n: u16| Failure::Status {
+            status: StatusCode::from_u16(n).unwrap(),
+            headers: HeaderMap::new(),
+        };
+        for n in [408, 429, 500, 501, 502, 503, 504] {
+            assert!(
+                matches!(status(n).breaker_outcome(None), Outcome::Failure { .. }),
+                "{n}"
+            );
+        }
+        for n in [400, 401, 403, 404, 422] {
+            assert_eq!(status(n).breaker_outcome(None), Outcome::Ignored, "{n}");
+        }
+        assert_eq!(
+            Failure::Decode {
+                output_started: false
+            }
+            .breaker_outcome(None),
+            Outcome::Ignored
+        );
+        assert!(matches!(
+            Failure::Connect.breaker_outcome(None),
+            Outcome::Failure { .. }
+        ));
     }
 }

@@ -228,4 +228,3 @@ pub const TABLE: [Row; 20] = [
         why: "says nothing about the server",
     },
 ];
-
