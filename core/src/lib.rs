@@ -5,24 +5,24 @@
 //!
 //! | module | decides |
 //! |---|---|
-//! | [`api`] | the wire types of every endpoint, vLLM's extras, and `extra` JSON merged last |
-//! | [`request`] | base URL joining, `http::Request<Bytes>` building, authentication |
+//! | [`api`] | the wire types of every operation, vLLM's extras, and `extra` JSON merged last |
+//! | [`request`] | the operations ([`request::Operation`]: method and path), base URL joining, `http::Request<Bytes>` building, authentication, an endpoint's own URL, key and headers |
 //! | [`error`] | [`VllmError`], and reading every error-body shape servers really send |
 //! | [`sse`] | the WHATWG `text/event-stream` algorithm: bytes in any chunking → events, bounded |
 //! | [`stream`] | chat/completions chunks → [`StreamEvent`]s: `[DONE]`, in-band errors, truncation, tool calls |
-//! | [`policy`] | retry classification, backoff, `Retry-After`, retry budget, circuit breaker, rate and concurrency limits, timeouts |
-//! | [`pool`] | several endpoints: load-aware routing, outlier ejection, failover before the first token |
-//! | [`server_metrics`] | a server's load (waiting, running, KV cache) from its Prometheus `/metrics` text (vLLM, llama.cpp), bounded |
-//! | [`call`] | the per-call driver that composes all of the above (its docs show the run loop; [`call::contract`] is everything a transport must know) |
+//! | [`policy`] | every rule: the failure table (`policy::failure`), retries, backoff, `Retry-After`, the retry budget, the circuit breaker, rate, token-rate and concurrency limits (fixed or adaptive), timeouts, outlier ejection, routing, hedging |
+//! | [`pool`] | several endpoints: their state, load-aware routing, outlier ejection and readmission |
+//! | [`call`] | the per-call driver that composes all of the above, one file per phase (admit, route, exchange, settle); the client's shared state ([`call::Shared`]) and what calls owe it ([`call::Owed`]); its docs show the run loop, [`call::contract`] is everything a transport must know |
 //! | [`client`] | the user API, written once and generic over an adapter's [`client::Execute`] |
 //! | `strategies` | with the `proptest` feature: `proptest` strategies for every policy configuration |
 //!
 //! **Write your own transport**: read [`call::contract`] (one short file: the actions, the
-//! events, the nine rules — decoded body bytes, the headers a transport adds, when a
-//! connection may be reused, waking the next waiter, cancelling, seeding with
-//! [`os_entropy`]), then drive [`call::Call`] as its docs show. The repository's
-//! `examples/custom_transport.rs` does it over `std::net` with hand-written HTTP/1.0;
-//! `vllm-client-runner` has the run loop ready for any async runtime or plain threads.
+//! events, the rules — start an operation and wait, what `Close` means, decoded body bytes,
+//! statuses, the headers a transport adds, the shared state's lock, cancelling, seeding with
+//! [`os_entropy`]), then drive [`call::Call`] as its docs show. The repository's guide
+//! `docs/embedding.md` and `examples/custom_transport.rs` (std::net, hand-written HTTP/1.0,
+//! hedging and health probes included) walk through it; `vllm-client-runner` has the run loop
+//! ready for any async runtime or plain threads.
 //!
 //! Dependencies are `http`, `bytes`, `serde`, `serde_json`, `thiserror` and small pure helpers
 //! (`memchr`, `httpdate`, `simdutf8`); CI checks that no IO crate is among them. The optional
@@ -40,7 +40,6 @@ pub mod event;
 pub mod policy;
 pub mod pool;
 pub mod request;
-pub mod server_metrics;
 pub mod sse;
 #[cfg(feature = "proptest")]
 pub mod strategies;

@@ -1,5 +1,5 @@
-//! Property tests for every policy invariant of REFERENCE.md §4 (Backoff, Retry, Budget,
-//! Breaker, Limiter). Stateful policies are driven by random operation sequences with random
+//! Property tests for the invariants of every policy (backoff, retry, budget, breaker,
+//! limiter) that the best resilience libraries state and test. Stateful policies are driven by random operation sequences with random
 //! clock steps, including steps backwards.
 
 use std::time::{Duration, Instant, SystemTime};

@@ -1,4 +1,6 @@
-//! Regression tests for the bug classes of REFERENCE.md §3 that live in stream decoding.
+//! Regression tests for the bug classes peer clients shipped in stream decoding (text lost at
+//! a split UTF-8 character, a stream without `[DONE]` taken as a success, an in-band error
+//! dropped, a keep-alive taken for data).
 
 use vllm_client_core::stream::StreamDecoder;
 use vllm_client_core::{StreamEvent, VllmError};

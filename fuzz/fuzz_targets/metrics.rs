@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vllm_client_core::server_metrics::{Saturation, ServerLoad};
+use vllm_testkit::server_metrics::{Saturation, ServerLoad};
 
 fuzz_target!(|data: &[u8]| {
     let load = ServerLoad::parse(data);

@@ -21,6 +21,9 @@
 //!   make an overload worse?" or "what does an adaptive concurrency limit do to TTFT and
 //!   goodput?" ([`engine::limits`]). Open-loop (Poisson) and closed-loop workloads. The same
 //!   engine can run behind the fake server, in real time ([`server::FakeServerBuilder::engine`]).
+//! - [`server_metrics`]: a bounded parser of a server's Prometheus `/metrics` load gauges
+//!   (vLLM's and llama.cpp's waiting/running requests and KV-cache use), to read a fake or real
+//!   server's load in tests. (It feeds no decision of the client, so it is not in the core.)
 //!
 //! What it is not: a load generator, or a model of TCP. The simulator scripts *when* things
 //! arrive; the fake server speaks plain HTTP/1.1 on loopback.
@@ -37,6 +40,7 @@
 
 pub mod engine;
 pub mod server;
+pub mod server_metrics;
 pub mod sim;
 
 pub use server::{FakeServer, Part, RecordedRequest, Reply};

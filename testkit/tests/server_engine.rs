@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use server_support::{get, post, Client};
-use vllm_client_core::server_metrics::ServerLoad;
+use vllm_testkit::server_metrics::ServerLoad;
 use vllm_testkit::engine::EngineConfig;
 use vllm_testkit::server::FakeServer;
 

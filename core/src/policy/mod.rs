@@ -8,6 +8,23 @@
 //! treated as the last one. Shared state (breaker, budget, limiters) is plain `&mut self`
 //! structs; an adapter keeps each in a mutex that is never held across an await.
 //!
+//! | module | decides |
+//! |---|---|
+//! | [`failure`] | **the** failure table: each kind of failure → retried or not, what a retry costs, what the breaker counts, what the endpoint's outlier detection learns, the adaptive limit's loss, `error.type` |
+//! | [`retry`] | retry or give up after a failure, and after how long ([`retry_after`]: the server's hints) |
+//! | [`backoff`] | the delay schedule and its jitter |
+//! | [`budget`] | the retry budget shared by a client's calls |
+//! | [`breaker`] | the circuit breaker: closed, open, half-open with bounded probes |
+//! | [`rate`], [`token_rate`] | the client's own request and token rate limits (GCRA) |
+//! | [`rate_limit_headers`] | what a server's rate-limit headers say, in every format gateways use |
+//! | [`concurrency`] | calls in flight, first come first served |
+//! | [`adaptive`] | a concurrency limit that finds itself from time to first token and losses |
+//! | [`timeouts`] | the timeout taxonomy and every deadline's arithmetic |
+//! | [`ejection`] | an endpoint's outlier detection: when it leaves rotation and how it comes back |
+//! | [`routing`], [`peak_ewma`] | which endpoint takes an attempt: power of two choices on a latency estimate, affinity |
+//! | [`hedge`] | when a stream's late first token is hedged, and how often |
+//! | [`clock`], [`rng`] | saturating instant arithmetic, a seeded generator |
+//!
 //! | knob | type | default | file |
 //! |---|---|---|---|
 //! | `max_retries` | [`RetryPolicy`] | 2 (3 attempts) | `retry.rs` |
@@ -44,6 +61,8 @@
 //! | `jitter_percent` / `max_ejected_percent` | [`EjectionConfig`] | 10 % / 10 % (at least one, never the last) | `ejection.rs` |
 //! | `health_probe` | [`EjectionConfig`] | off (the probe after an ejection is a user request) | `ejection.rs` |
 //! | `affinity_bound` / `latency_decay` | [`RoutingConfig`] | 8 / 10 s | `routing.rs` |
+//! | hedge `delay` / `max_extra_percent` | [`HedgeConfig`] | off (p95 of recent first tokens, 5 % of calls when on) | `hedge.rs` |
+//! | tokens per minute | [`TokenRateLimiter::per_minute`] | none (no limiter unless configured) | `token_rate.rs` |
 
 pub mod adaptive;
 pub mod backoff;

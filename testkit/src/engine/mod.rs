@@ -2,7 +2,7 @@
 //! the core's call driver against replicas of it.
 //!
 //! This is the yardstick for fairness and adaptive-concurrency work: it reproduces what vLLM
-//! does under load (see `FLEET.md` §1) — it never answers 429/503 when overloaded, its
+//! does under load — it never answers 429/503 when overloaded, its
 //! waiting queue is unbounded, a stream's head is sent at once and its first token only when
 //! the request is scheduled, so overload shows only as a growing time to first token.
 //!

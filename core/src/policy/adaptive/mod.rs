@@ -41,7 +41,8 @@
 //!
 //! **Non-streamed calls** feed only the loss path: vLLM sends their head when the whole answer
 //! is done, so their time is dominated by the output's length, exactly what misleads
-//! RTT-based limiters (see `FLEET.md` §2); time per output token would need the usage from
+//! RTT-based limiters (Netflix's gradient limiters assume a request's time is its queueing plus a
+//! roughly constant service time); time per output token would need the usage from
 //! the body and still mixes queueing into the decode time. A purely non-streamed workload
 //! therefore stays at `initial` (lower on losses): prefer a [`Fixed`](crate::config::Concurrency::Fixed)
 //! limit for it.

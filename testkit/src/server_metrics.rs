@@ -20,7 +20,7 @@
 //! should not be trusted.
 //!
 //! ```
-//! use vllm_client_core::server_metrics::{ServerLoad, Saturation};
+//! use vllm_testkit::server_metrics::{ServerLoad, Saturation};
 //!
 //! let text = "# TYPE vllm:num_requests_waiting gauge\n\
 //!             vllm:num_requests_waiting{model_name=\"m\"} 7.0\n\

@@ -2,7 +2,7 @@
 //! non-negative gauges, and reads a gauge line appended on its own without changing the rest.
 
 use proptest::prelude::*;
-use vllm_client_core::server_metrics::{Saturation, ServerLoad};
+use vllm_testkit::server_metrics::{Saturation, ServerLoad};
 
 fn metricish() -> impl Strategy<Value = Vec<u8>> {
     let line = prop_oneof![
