@@ -378,7 +378,7 @@ impl Call {
                     ex.events.push_back(StreamEvent::Error(e));
                     ex.body = None;
                     self.judge_failure(i, now, &failure);
-                    let error = Some(super::observe::ErrorType::Api);
+                    let error = Some(failure.error_type());
                     self.end_exchange_io(i, now, error);
                     return;
                 }

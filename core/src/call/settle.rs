@@ -306,7 +306,7 @@ impl Call {
         error: VllmError,
     ) {
         self.judge_failure(i, now, &failure);
-        let error_type = Some(ErrorType::of(&error));
+        let error_type = Some(failure.error_type());
         if self.is_committed(i) {
             let ex = &mut self.exchanges[i];
             ex.events.push_back(StreamEvent::Error(error));
@@ -358,7 +358,7 @@ impl Call {
             RetryDecision::Retry { delay, hinted } => {
                 self.obs.push(Observation::Retry {
                     attempt: self.attempts,
-                    cause: ErrorType::of(&error),
+                    cause: failure.error_type(),
                     delay,
                     hinted,
                 });

@@ -227,11 +227,11 @@ pub enum LossEffect {
 /// The `error.type` reported (OpenTelemetry's attribute: low cardinality).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorLabel {
-    /// This word.
-    Fixed(&'static str),
+    /// This type.
+    Is(ErrorType),
     /// The status code (`"503"`).
     Status,
-    /// The in-band error's code, or `"api_error"` without one.
+    /// The in-band error's code, or [`ErrorType::Api`] without one.
     Code,
 }
 
@@ -258,8 +258,10 @@ pub struct Row {
     pub why: &'static str,
 }
 
+mod error_type;
 mod table;
 
+pub use error_type::ErrorType;
 pub use table::TABLE;
 
 impl Failure {
@@ -384,14 +386,15 @@ impl Failure {
         Some((kind, hinted))
     }
 
-    /// `error.type`: the status code for an error answer, else a fixed word.
-    pub fn error_type(&self) -> String {
+    /// `error.type`: the status code for an error answer, else the table's type.
+    pub fn error_type(&self) -> ErrorType {
         match (self.row(true).error_type, self) {
-            (ErrorLabel::Status, Failure::Status { status, .. }) => status.as_u16().to_string(),
-            (ErrorLabel::Code, Failure::StreamError { code: Some(c), .. }) => c.to_string(),
-            (ErrorLabel::Code, _) => "api_error".to_owned(),
-            (ErrorLabel::Fixed(w), _) => w.to_owned(),
-            (ErrorLabel::Status, _) => "api_error".to_owned(),
+            (ErrorLabel::Status, Failure::Status { status, .. }) => {
+                ErrorType::Status(status.as_u16())
+            }
+            (ErrorLabel::Code, Failure::StreamError { code: Some(c), .. }) => ErrorType::Status(*c),
+            (ErrorLabel::Is(t), _) => t,
+            (ErrorLabel::Code | ErrorLabel::Status, _) => ErrorType::Api,
         }
     }
 }
@@ -432,7 +435,7 @@ pub fn markdown() -> String {
             LossEffect::None => "—",
         };
         let error_type = match r.error_type {
-            ErrorLabel::Fixed(w) => format!("`{w}`"),
+            ErrorLabel::Is(t) => format!("`{t}`"),
             ErrorLabel::Status => "the status".to_owned(),
             ErrorLabel::Code => "its code, or `api_error`".to_owned(),
         };
@@ -539,13 +542,13 @@ mod tests {
         };
         assert_eq!(client.breaker_outcome(None), Outcome::Ignored);
         assert_eq!(client.verdict(None, true), Verdict::Answered);
-        assert_eq!(client.error_type(), "400");
+        assert_eq!(client.error_type(), ErrorType::Status(400));
         let server = Failure::StreamError {
             code: None,
             output_started: false,
         };
         assert!(!server.is_retryable(), "no code: not retried");
-        assert_eq!(server.error_type(), "api_error");
+        assert_eq!(server.error_type(), ErrorType::Api);
         assert!(Failure::StreamError {
             code: Some(503),
             output_started: false

@@ -2,7 +2,7 @@
 //! row is a decision; its `why` says why.
 
 use super::{BreakerEffect as B, Cost, EjectionEffect as E, ErrorLabel as L, FailureKind};
-use super::{LossEffect, Retry, Row};
+use super::{ErrorType, LossEffect, Retry, Row};
 use crate::policy::adaptive::LossKind;
 
 /// The table, in [`FailureKind::ALL`]'s order.
@@ -15,7 +15,7 @@ pub const TABLE: [Row; 20] = [
         breaker: B::Failure,
         ejection: E::ConnectFailure,
         loss: LossEffect::Loss(LossKind::Connect),
-        error_type: L::Fixed("connect"),
+        error_type: L::Is(ErrorType::Connect),
         why: "nothing was sent, so a retry is safe; a replica that refuses connections is down (ejected after fewer failures than a struggling one) or out of room",
     },
     Row {
@@ -26,7 +26,7 @@ pub const TABLE: [Row; 20] = [
         breaker: B::Failure,
         ejection: E::ConnectFailure,
         loss: LossEffect::Loss(LossKind::Connect),
-        error_type: L::Fixed("timeout"),
+        error_type: L::Is(ErrorType::Timeout),
         why: "as a refused connection; a retry after a timeout costs more budget",
     },
     Row {
@@ -37,7 +37,7 @@ pub const TABLE: [Row; 20] = [
         breaker: B::Failure,
         ejection: E::ConnectFailure,
         loss: LossEffect::None,
-        error_type: L::Fixed("transport"),
+        error_type: L::Is(ErrorType::Transport),
         why: "a replica going away resets connections before answering: a connection failure for ejection; not an overload signal, so no loss",
     },
     Row {
@@ -48,7 +48,7 @@ pub const TABLE: [Row; 20] = [
         breaker: B::Failure,
         ejection: E::ServerFailure,
         loss: LossEffect::None,
-        error_type: L::Fixed("transport"),
+        error_type: L::Is(ErrorType::Transport),
         why: "the server answered, then failed",
     },
     Row {
@@ -59,7 +59,7 @@ pub const TABLE: [Row; 20] = [
         breaker: B::Failure,
         ejection: E::ServerFailure,
         loss: LossEffect::Loss(LossKind::FirstTokenTimeout),
-        error_type: L::Fixed("timeout"),
+        error_type: L::Is(ErrorType::Timeout),
         why: "vLLM queues instead of refusing: a late first token is its overload signal; the same server would queue a retry again at the back",
     },
     Row {
@@ -70,7 +70,7 @@ pub const TABLE: [Row; 20] = [
         breaker: B::Failure,
         ejection: E::ServerFailure,
         loss: LossEffect::None,
-        error_type: L::Fixed("timeout"),
+        error_type: L::Is(ErrorType::Timeout),
         why: "a whole attempt took too long; only the first token says queueing, so no loss",
     },
     Row {
@@ -81,7 +81,7 @@ pub const TABLE: [Row; 20] = [
         breaker: B::Failure,
         ejection: E::ServerFailure,
         loss: LossEffect::None,
-        error_type: L::Fixed("timeout"),
+        error_type: L::Is(ErrorType::Timeout),
         why: "a stalled server; retried only before output (a stream's idle timer runs after its first event, so in practice a stalled JSON body)",
     },
     Row {
@@ -92,7 +92,7 @@ pub const TABLE: [Row; 20] = [
         breaker: B::Failure,
         ejection: E::ServerFailure,
         loss: LossEffect::None,
-        error_type: L::Fixed("timeout"),
+        error_type: L::Is(ErrorType::Timeout),
         why: "no time is left to retry; the server did not answer within the caller's budget, which is what a breaker and outlier detection exist to notice (a hung server would otherwise never trip either)",
     },
     Row {
@@ -191,7 +191,7 @@ pub const TABLE: [Row; 20] = [
         breaker: B::Failure,
         ejection: E::ServerFailure,
         loss: LossEffect::None,
-        error_type: L::Fixed("truncated"),
+        error_type: L::Is(ErrorType::Truncated),
         why: "a server or proxy cut the answer; retried only before output",
     },
     Row {
@@ -202,7 +202,7 @@ pub const TABLE: [Row; 20] = [
         breaker: B::Ignored,
         ejection: E::ServerFailure,
         loss: LossEffect::None,
-        error_type: L::Fixed("decode"),
+        error_type: L::Is(ErrorType::Decode),
         why: "deliberately different: the breaker sheds load from an overloaded server, and an unreadable body is no overload; the pool moves traffic away from a replica that answers garbage (a wrong port, a proxy's error page); a retry would read the same garbage",
     },
     Row {
@@ -213,7 +213,7 @@ pub const TABLE: [Row; 20] = [
         breaker: B::Ignored,
         ejection: E::Neutral,
         loss: LossEffect::None,
-        error_type: L::Fixed("invalid_request"),
+        error_type: L::Is(ErrorType::InvalidRequest),
         why: "nothing reached the server: the caller's request is at fault",
     },
     Row {
@@ -224,7 +224,7 @@ pub const TABLE: [Row; 20] = [
         breaker: B::Ignored,
         ejection: E::Neutral,
         loss: LossEffect::None,
-        error_type: L::Fixed("cancelled"),
+        error_type: L::Is(ErrorType::Cancelled),
         why: "says nothing about the server",
     },
 ];
