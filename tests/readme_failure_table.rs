@@ -20,5 +20,8 @@ fn the_readme_shows_the_core_failure_table() {
         std::fs::write(path, updated).expect("README written");
         return;
     }
-    assert_eq!(shown, table, "the README's failure table differs from the core's");
+    assert_eq!(
+        shown, table,
+        "the README's failure table differs from the core's"
+    );
 }

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use server_support::{get, post, Client};
-use vllm_testkit::server_metrics::ServerLoad;
 use vllm_testkit::engine::EngineConfig;
 use vllm_testkit::server::FakeServer;
+use vllm_testkit::server_metrics::ServerLoad;
 
 fn engine(max_num_seqs: u32) -> EngineConfig {
     EngineConfig {

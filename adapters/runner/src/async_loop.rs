@@ -16,13 +16,13 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_util::future::{select, Either};
 use futures_util::stream::{BoxStream, Stream, StreamExt};
-use vllm_client_core::call::{Action, AttemptId, CallReport, CallSpec, Event, ResponseHead};
+use vllm_client_core::call::{AttemptId, CallReport, CallSpec, Event, ResponseHead};
 use vllm_client_core::client::{Decode, Execute, Reported};
 use vllm_client_core::config::ClientConfig;
 use vllm_client_core::policy::RateLimitSnapshot;
 use vllm_client_core::{StreamEvent, VllmError};
 
-use crate::driver::{Driver, Step};
+use crate::driver::{no_response, Collect, Driver, Io, Ops, Step};
 use crate::exec::{AsyncExec, Exec};
 use crate::transport::{Failed, Transport};
 use crate::turn::Turn;
@@ -51,7 +51,7 @@ type Timer = (Instant, Pin<Box<dyn Future<Output = ()> + Send>>);
 pub(crate) struct Runner<T: Transport> {
     transport: Arc<T>,
     driver: Driver,
-    ops: Vec<(AttemptId, Op<T>)>,
+    ops: Ops<Op<T>>,
     /// The wait timer. The idle deadline moves forward with every data event; re-arming a
     /// runtime timer per event costs more than the event itself, so a timer armed earlier
     /// than the current deadline is kept, and when it fires early it is re-armed once.
@@ -99,7 +99,7 @@ impl<T: Transport> Runner<T> {
         Runner {
             transport,
             driver,
-            ops: Vec::with_capacity(1),
+            ops: Ops::new(),
             timer: None,
         }
     }
@@ -107,51 +107,37 @@ impl<T: Transport> Runner<T> {
     /// Runs until the next event for the caller, or the end.
     pub(crate) async fn step(&mut self) -> Step {
         loop {
-            match self.driver.next() {
-                Action::Send {
+            match self.driver.next_io() {
+                Ok(Io::Send {
                     attempt,
                     request,
                     connect_timeout,
                     ..
-                } => {
+                }) => {
                     let transport = self.transport.clone();
                     let send = async move { transport.send(request, connect_timeout).await };
-                    self.ops.push((attempt, Op::Sending(Box::pin(send))));
+                    self.ops.0.push((attempt, Op::Sending(Box::pin(send))));
                 }
-                Action::ReadBody { attempt, .. } => match self.op(attempt) {
+                Ok(Io::Read { attempt, .. }) => match self.ops.get(attempt) {
                     Some(Op::Open { reading, .. }) => *reading = true,
-                    _ => self.driver.handle(failed(
-                        attempt,
-                        Failed::new(
-                            vllm_client_core::call::TransportErrorKind::Io,
-                            "no response to read",
-                        ),
-                    )),
+                    _ => self.driver.handle(no_response(attempt)),
                 },
-                Action::Close { attempt } => self.ops.retain(|(a, _)| *a != attempt),
-                Action::Wait { until, waiter, .. } => {
-                    let event = self.wait(until, waiter.is_some()).await;
+                Ok(Io::Close { attempt }) => self.ops.remove(attempt),
+                Ok(Io::Wait { until, permit }) => {
+                    let event = self.wait(until, permit).await;
                     self.driver.handle(event);
                 }
-                Action::Emit(ev) => return Step::Emit(ev),
-                Action::Done(result) => {
-                    self.ops.clear();
-                    return Step::Done(result);
+                Err(step) => {
+                    self.ops.0.clear();
+                    return step;
                 }
             }
         }
     }
 
-    fn op(&mut self, attempt: AttemptId) -> Option<&mut Op<T>> {
-        self.ops
-            .iter_mut()
-            .find(|(a, _)| *a == attempt)
-            .map(|(_, op)| op)
-    }
-
     /// Waits for the first of: an operation completes, the call's turn for a slot, `until`.
     async fn wait(&mut self, until: Option<Instant>, permit: bool) -> Event {
-        let woke = match self.ops.as_mut_slice() {
+        let woke = match self.ops.0.as_mut_slice() {
             // The common case, one read and a timer: no allocation per chunk.
             [(attempt, Op::Open { response, reading })] if *reading && !permit => {
                 let attempt = *attempt;
@@ -171,7 +157,7 @@ impl<T: Transport> Runner<T> {
             Woke::Timer => Event::Timeout,
             Woke::Turn => Event::PermitReleased,
             Woke::Sent(attempt, Ok((head, response))) => {
-                if let Some(op) = self.op(attempt) {
+                if let Some(op) = self.ops.get(attempt) {
                     *op = Op::Open {
                         response,
                         reading: false,
@@ -180,11 +166,11 @@ impl<T: Transport> Runner<T> {
                 Event::Response { attempt, head }
             }
             Woke::Sent(attempt, Err(f)) => {
-                self.ops.retain(|(a, _)| *a != attempt);
+                self.ops.remove(attempt);
                 failed(attempt, f)
             }
             Woke::Read(attempt, out) => {
-                if let Some(Op::Open { reading, .. }) = self.op(attempt) {
+                if let Some(Op::Open { reading, .. }) = self.ops.get(attempt) {
                     *reading = false;
                 }
                 match out {
@@ -314,16 +300,12 @@ impl EventStream {
 
     /// Collects the text of choice 0 until the end: `Ok` on `Done`, the error otherwise.
     pub async fn collect_content(mut self) -> Result<String, VllmError> {
-        let mut text = String::new();
-        while let Some(ev) = self.next().await {
-            match ev {
-                StreamEvent::Content(s) => text.push_str(&s),
-                StreamEvent::Done => return Ok(text),
-                StreamEvent::Error(e) => return Err(e),
-                _ => {}
+        let mut text = Collect::default();
+        loop {
+            if let Some(end) = text.push(self.next().await) {
+                return end;
             }
         }
-        Err(VllmError::Truncated)
     }
 }
 

@@ -17,13 +17,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Request;
-use vllm_client_core::call::{Action, AttemptId, CallSpec, Event, ResponseHead};
+use vllm_client_core::call::{AttemptId, CallSpec, Event, ResponseHead};
 use vllm_client_core::client::{Decode, Execute, Reported};
 use vllm_client_core::config::ClientConfig;
 use vllm_client_core::policy::RateLimitSnapshot;
 use vllm_client_core::{StreamEvent, VllmError};
 
-use crate::driver::{Driver, Step};
+use crate::driver::{no_response, Collect, Driver, Io, Ops, Step};
 use crate::exec::{BlockingExec, Exec};
 use crate::transport::{BlockingTransport, Completion, Failed};
 
@@ -54,6 +54,8 @@ struct Pending {
 }
 
 /// One exchange of the call, as the loop holds it.
+// Short-lived, one per exchange: boxing the request would cost an allocation per send.
+#[allow(clippy::large_enum_variant)]
 enum Op<T: BlockingTransport> {
     /// Started by `Send`, not performed yet.
     Send(Pending),
@@ -69,6 +71,7 @@ enum Op<T: BlockingTransport> {
     },
 }
 
+#[allow(clippy::large_enum_variant)]
 enum Command {
     Send(Pending),
     Read(Option<Instant>),
@@ -85,7 +88,7 @@ enum WorkerOutcome {
 pub(crate) struct BlockingRunner<T: BlockingTransport> {
     transport: Arc<T>,
     driver: Driver,
-    ops: Vec<(AttemptId, Op<T>)>,
+    ops: Ops<Op<T>>,
     /// Where workers report (made with the first worker).
     reports: Option<(mpsc::Sender<Report>, mpsc::Receiver<Report>)>,
 }
@@ -95,7 +98,7 @@ impl<T: BlockingTransport> BlockingRunner<T> {
         BlockingRunner {
             transport,
             driver,
-            ops: Vec::with_capacity(1),
+            ops: Ops::new(),
             reports: None,
         }
     }
@@ -103,60 +106,43 @@ impl<T: BlockingTransport> BlockingRunner<T> {
     /// Runs until the next event for the caller, or the end.
     fn step(&mut self) -> Step {
         loop {
-            match self.driver.next() {
-                Action::Send {
+            match self.driver.next_io() {
+                Ok(Io::Send {
                     attempt,
                     request,
                     deadline,
                     connect_timeout,
-                    ..
-                } => {
+                }) => {
                     let pending = Pending {
                         request,
                         deadline,
                         connect_timeout,
                     };
-                    self.ops.push((attempt, Op::Send(pending)));
+                    self.ops.0.push((attempt, Op::Send(pending)));
                 }
-                Action::ReadBody { attempt, deadline } => match self.op(attempt) {
+                Ok(Io::Read { attempt, deadline }) => match self.ops.get(attempt) {
                     Some(Op::Open { read, .. }) => *read = Some(deadline),
                     Some(Op::Worker { commands, busy }) => {
                         *busy = commands.send(Command::Read(deadline)).is_ok();
                     }
-                    _ => self.driver.handle(Event::TransportError {
-                        attempt,
-                        kind: vllm_client_core::call::TransportErrorKind::Io,
-                        message: "no response to read".into(),
-                    }),
+                    _ => self.driver.handle(no_response(attempt)),
                 },
                 // Dropping a worker's command channel ends it after its current operation.
-                Action::Close { attempt } => self.ops.retain(|(a, _)| *a != attempt),
-                Action::Wait { until, waiter, .. } => {
-                    let event = if waiter.is_some() {
-                        if self.driver.turn.wait_blocking(until) {
-                            Event::PermitReleased
-                        } else {
-                            Event::Timeout
-                        }
-                    } else {
-                        self.wait(until)
+                Ok(Io::Close { attempt }) => self.ops.remove(attempt),
+                Ok(Io::Wait { until, permit }) => {
+                    let event = match permit {
+                        true if self.driver.turn.wait_blocking(until) => Event::PermitReleased,
+                        true => Event::Timeout,
+                        false => self.wait(until),
                     };
                     self.driver.handle(event);
                 }
-                Action::Emit(ev) => return Step::Emit(ev),
-                Action::Done(result) => {
-                    self.ops.clear();
-                    return Step::Done(result);
+                Err(step) => {
+                    self.ops.0.clear();
+                    return step;
                 }
             }
         }
-    }
-
-    fn op(&mut self, attempt: AttemptId) -> Option<&mut Op<T>> {
-        self.ops
-            .iter_mut()
-            .find(|(a, _)| *a == attempt)
-            .map(|(_, op)| op)
     }
 
     /// Waits for the first operation to complete, or `until`.
@@ -172,15 +158,15 @@ impl<T: BlockingTransport> BlockingRunner<T> {
             Op::Worker { .. } => None,
         };
         // Inline: one operation, whose own deadline is the wait's.
-        if let [(attempt, op)] = self.ops.as_mut_slice() {
+        if let [(attempt, op)] = self.ops.0.as_mut_slice() {
             if started(op) && deadline_of(op) == Some(until) {
                 let attempt = *attempt;
                 return self.perform(attempt, until);
             }
         }
         // Otherwise every exchange with something to do runs on its own thread.
-        for i in 0..self.ops.len() {
-            if started(&self.ops[i].1) && !matches!(self.ops[i].1, Op::Worker { .. }) {
+        for i in 0..self.ops.0.len() {
+            if started(&self.ops.0[i].1) && !matches!(self.ops.0[i].1, Op::Worker { .. }) {
                 self.spawn_worker(i);
             }
         }
@@ -201,7 +187,7 @@ impl<T: BlockingTransport> BlockingRunner<T> {
                 Err(_) => return Event::Timeout,
             };
             // A closed exchange's late report is dropped here.
-            let op = self.ops.iter_mut().find(|(a, _)| *a == attempt);
+            let op = self.ops.0.iter_mut().find(|(a, _)| *a == attempt);
             let Some((_, Op::Worker { busy, .. })) = op else {
                 continue;
             };
@@ -217,10 +203,10 @@ impl<T: BlockingTransport> BlockingRunner<T> {
 
     /// Performs the one started operation on this thread, until `until`.
     fn perform(&mut self, attempt: AttemptId, until: Option<Instant>) -> Event {
-        let Some(i) = self.ops.iter().position(|(a, _)| *a == attempt) else {
+        let Some(i) = self.ops.0.iter().position(|(a, _)| *a == attempt) else {
             return Event::Timeout;
         };
-        let (_, op) = self.ops.remove(i);
+        let (_, op) = self.ops.0.remove(i);
         match op {
             Op::Send(p) => match self.transport.send(p.request, until, p.connect_timeout) {
                 Completion::Ok((head, response)) => {
@@ -228,7 +214,7 @@ impl<T: BlockingTransport> BlockingRunner<T> {
                         response,
                         read: None,
                     };
-                    self.ops.insert(i, (attempt, open));
+                    self.ops.0.insert(i, (attempt, open));
                     Event::Response { attempt, head }
                 }
                 Completion::TimedOut => Event::Timeout,
@@ -244,11 +230,11 @@ impl<T: BlockingTransport> BlockingRunner<T> {
                     response,
                     read: None,
                 };
-                self.ops.insert(i, (attempt, open));
+                self.ops.0.insert(i, (attempt, open));
                 event
             }
             worker @ Op::Worker { .. } => {
-                self.ops.insert(i, (attempt, worker));
+                self.ops.0.insert(i, (attempt, worker));
                 Event::Timeout
             }
         }
@@ -259,12 +245,12 @@ impl<T: BlockingTransport> BlockingRunner<T> {
         let (tx, _) = self.reports.get_or_insert_with(mpsc::channel);
         let reports = tx.clone();
         let (commands, inbox) = mpsc::channel();
-        let attempt = self.ops[i].0;
+        let attempt = self.ops.0[i].0;
         let handle = Op::Worker {
             commands: commands.clone(),
             busy: true,
         };
-        let (_, op) = std::mem::replace(&mut self.ops[i], (attempt, handle));
+        let (_, op) = std::mem::replace(&mut self.ops.0[i], (attempt, handle));
         let mut response = None;
         match op {
             Op::Send(p) => {
@@ -373,17 +359,13 @@ impl EventIter {
     }
 
     /// Collects the text of choice 0 until the end: `Ok` on `Done`, the error otherwise.
-    pub fn collect_content(self) -> Result<String, VllmError> {
-        let mut text = String::new();
-        for ev in self {
-            match ev {
-                StreamEvent::Content(s) => text.push_str(&s),
-                StreamEvent::Done => return Ok(text),
-                StreamEvent::Error(e) => return Err(e),
-                _ => {}
+    pub fn collect_content(mut self) -> Result<String, VllmError> {
+        let mut text = Collect::default();
+        loop {
+            if let Some(end) = text.push(self.next()) {
+                return end;
             }
         }
-        Err(VllmError::Truncated)
     }
 }
 

@@ -6,8 +6,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use std::time::Duration;
+
 use bytes::Bytes;
-use vllm_client_core::call::{Action, Call, CallReport, CallSpec, Event};
+use http::Request;
+use vllm_client_core::call::{
+    Action, AttemptId, Call, CallReport, CallSpec, Event, TransportErrorKind,
+};
 use vllm_client_core::policy::WaiterId;
 use vllm_client_core::{StreamEvent, VllmError};
 
@@ -19,6 +24,79 @@ use crate::turn::Turn;
 pub(crate) enum Step {
     Emit(StreamEvent),
     Done(Result<Bytes, VllmError>),
+}
+
+/// The IO an action asks the transport for; everything else is the driver's.
+// Short-lived, moved once per action: boxing the request would cost an allocation per send.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Io {
+    Send {
+        attempt: AttemptId,
+        request: Request<Bytes>,
+        deadline: Option<Instant>,
+        connect_timeout: Option<Duration>,
+    },
+    Read {
+        attempt: AttemptId,
+        deadline: Option<Instant>,
+    },
+    Close {
+        attempt: AttemptId,
+    },
+    Wait {
+        until: Option<Instant>,
+        /// Whether the call also waits for its turn for a slot.
+        permit: bool,
+    },
+}
+
+/// The operations a loop holds for a call's attempts in flight, whatever it holds them as.
+pub(crate) struct Ops<O>(pub(crate) Vec<(AttemptId, O)>);
+
+impl<O> Ops<O> {
+    pub(crate) fn new() -> Self {
+        Ops(Vec::with_capacity(1))
+    }
+
+    pub(crate) fn get(&mut self, attempt: AttemptId) -> Option<&mut O> {
+        self.0
+            .iter_mut()
+            .find(|(a, _)| *a == attempt)
+            .map(|(_, o)| o)
+    }
+
+    pub(crate) fn remove(&mut self, attempt: AttemptId) {
+        self.0.retain(|(a, _)| *a != attempt);
+    }
+}
+
+/// The text of choice 0 of a stream, event by event: `Some` at its end (`Ok` on `Done`, the
+/// error otherwise), for `collect_content`.
+#[derive(Default)]
+pub(crate) struct Collect(String);
+
+impl Collect {
+    pub(crate) fn push(&mut self, event: Option<StreamEvent>) -> Option<Result<String, VllmError>> {
+        match event {
+            Some(StreamEvent::Content(s)) => {
+                self.0.push_str(&s);
+                None
+            }
+            Some(StreamEvent::Done) => Some(Ok(std::mem::take(&mut self.0))),
+            Some(StreamEvent::Error(e)) => Some(Err(e)),
+            Some(_) => None,
+            None => Some(Err(VllmError::Truncated)),
+        }
+    }
+}
+
+/// Reported when the core asks to read an attempt the loop holds no response for (a misuse).
+pub(crate) fn no_response(attempt: AttemptId) -> Event {
+    Event::TransportError {
+        attempt,
+        kind: TransportErrorKind::Io,
+        message: "no response to read".into(),
+    }
 }
 
 pub(crate) struct Driver {
@@ -84,6 +162,32 @@ impl Driver {
             _ => {}
         }
         action
+    }
+
+    /// The next IO for the transport, or what the loop stops for.
+    pub(crate) fn next_io(&mut self) -> Result<Io, Step> {
+        Ok(match self.next() {
+            Action::Send {
+                attempt,
+                request,
+                deadline,
+                connect_timeout,
+                ..
+            } => Io::Send {
+                attempt,
+                request,
+                deadline,
+                connect_timeout,
+            },
+            Action::ReadBody { attempt, deadline } => Io::Read { attempt, deadline },
+            Action::Close { attempt } => Io::Close { attempt },
+            Action::Wait { until, waiter, .. } => Io::Wait {
+                until,
+                permit: waiter.is_some(),
+            },
+            Action::Emit(ev) => return Err(Step::Emit(ev)),
+            Action::Done(result) => return Err(Step::Done(result)),
+        })
     }
 
     /// Reports what happened (never takes the lock: what the call then owes the shared state

@@ -211,35 +211,30 @@ impl Telemetry {
                 error,
                 duration,
             } => {
+                let status = status.map(|s| s.as_u16());
+                let label = error.map(|e| e.label());
                 let i = self.attempts.iter().position(|(n, _)| *n == attempt);
                 if let Some((_, span)) = i.map(|i| self.attempts.remove(i)) {
-                    if let Some(s) = status {
-                        span.record("http.response.status_code", s.as_u16());
-                    }
-                    if let Some(e) = error {
-                        span.record("error.type", e.label().as_ref());
-                    }
+                    span.record("http.response.status_code", status);
+                    span.record("error.type", label.as_deref());
+                    let why = label
+                        .as_ref()
+                        .map(|l| format!(" ({l})"))
+                        .unwrap_or_default();
                     tracing::debug!(
                         parent: &span,
                         vllm_client.attempt = attempt,
-                        http.response.status_code = status.map(|s| s.as_u16()),
-                        error.type = error.map(|e| e.label()).as_deref(),
-                        "attempt {attempt} ended after {} ms{}",
+                        http.response.status_code = status,
+                        error.type = label.as_deref(),
+                        "attempt {attempt} ended after {} ms{why}",
                         duration.as_millis(),
-                        match error {
-                            Some(e) => format!(" ({e})"),
-                            None => String::new(),
-                        }
                     );
                 }
                 if Sink::ENABLED {
                     let mut attrs = basic(meta);
-                    if let Some(s) = status {
-                        attrs.push(("http.response.status_code", Value::Int(s.as_u16().into())));
-                    }
-                    if let Some(e) = error {
-                        attrs.push(("error.type", Value::Str(e.label())));
-                    }
+                    let code = status.map(|s| ("http.response.status_code", Value::Int(s.into())));
+                    attrs.extend(code);
+                    attrs.extend(label.map(|l| ("error.type", Value::Str(l))));
                     sink.record(Metric::Attempts, 1.0, &attrs);
                 }
             }
@@ -471,22 +466,20 @@ pub(crate) fn endpoint_change(c: &EndpointChange, sink: &Sink) {
                 sink.record(Metric::Ejections, 1.0, &attrs);
             }
         }
-        (Health::Probing, _) => tracing::info!(
-            server.address = address,
-            server.port = port,
-            vllm_client.endpoint.index = c.id.index(),
-            "endpoint {} ({}) probed after its ejection",
-            c.id.index(),
-            c.url
-        ),
-        (Health::Healthy, _) => tracing::info!(
-            server.address = address,
-            server.port = port,
-            vllm_client.endpoint.index = c.id.index(),
-            "endpoint {} ({}) back in rotation",
-            c.id.index(),
-            c.url
-        ),
+        (health, _) => {
+            let what = match health {
+                Health::Probing => "probed after its ejection",
+                _ => "back in rotation",
+            };
+            tracing::info!(
+                server.address = address,
+                server.port = port,
+                vllm_client.endpoint.index = c.id.index(),
+                "endpoint {} ({}) {what}",
+                c.id.index(),
+                c.url
+            )
+        }
     }
 }
 

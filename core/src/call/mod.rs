@@ -4,20 +4,31 @@
 //! [`Event`]s; the whole contract is in [`contract`] (one short file).
 //!
 //! ```text
-//!          admit.rs                                 route.rs        exchange.rs
-//!  new ─▶ Start ─▶ WaitPermit ─▶ Admit ─┬─────────────▶ Route ─▶ Exchanging ──first event──▶ emit…
-//!                     │  (slot)    ▲  │ │ (server quota,  ▲  │     │  ▲ │ (one attempt; a hedge     │
-//!                     │            │  │ │  token rate,    │  │     │  │ │  racing it; or a health   │
-//!                     │            │  │ └▶ RateWait ──┘ │  │     │  │ │  probe before it)         ▼
-//!                     │            │  │    request rate, │  └probe┘  │ │                 terminal event
-//!                     │            │  │    breaker)      │  ended    │ │ failed, none left         │
-//!                     │            │  │                  │           │ ▼                           │
-//!                     │        Backoff ◀── retry ── Failed (settle.rs: judge, decide) ── give up ─▶ │
-//!                     │                                                                          ▼
-//!                     └──────────── deadline, breaker open, rate never fits, cancel ─────▶ Finished (sticky)
+//!  Call::new
+//!     │
+//!   Start ──────────────── the request cannot be built ─────────────────────┐
+//!     ▼                                                                     │
+//!   WaitPermit ◀─┐ Wait { waiter } until its turn (PermitReleased)          │  admit.rs
+//!     │ a slot ──┘ (first come, first served)                               │
+//!     ▼                                                                     │
+//!   Admit ───▶ RateWait ── Wait { until } ──┐  the server's quota, the      │  admit.rs
+//!     ▲  ◀──────────────────────────────────┘  token and request rates     │
+//!     │     the breaker's permit (refused ────────────────────────────────▶┤
+//!     │        ▼                                                            │
+//!     │     Route ── Send(HealthProbe) ──▶ Exchanging ── probe ends ──▶ Route  route.rs
+//!     │        │ Send(Attempt)                                              │
+//!     │        ▼                                                            │
+//!     │     Exchanging ── hedge timer ──▶ Send(Hedge)                       │  route.rs
+//!     │        │ an exchange's first event: it commits, the others close;   │
+//!     │        │ Emit … the terminal event, or a JSON body read ───────────▶┤  exchange.rs
+//!     │        │ every exchange failed before output                        │
+//!     │        ▼                                                            │
+//!     └──── Backoff ◀── retry ── Failed ── give up ────────────────────────▶┤  settle.rs
+//!           Wait { until }                                                  ▼
+//!                                             Finished (sticky: Done(result) forever)
 //! ```
 //!
-//! One file per phase: [`admit`](self) (`admit.rs`: a slot, the rate limits, the breaker),
+//! One file per phase: `admit.rs` (a slot, the rate limits, the breaker),
 //! `route.rs` (the endpoint, a health probe, the hedge), `exchange.rs` (one request and its
 //! answer: head, body, decoder, deadlines), `settle.rs` (how an exchange ends — from the
 //! failure table in one place — retry or give up, the end). What a call owes the client's

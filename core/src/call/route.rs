@@ -19,7 +19,7 @@ use http::Request;
 use super::contract::{Action, AttemptId, Purpose};
 use super::exchange::Exchange;
 use super::observe::{ErrorType, HedgeEvent, Observation};
-use super::shared::Routed;
+use super::shared::{Destination, Routed};
 use super::{Call, Phase, Shared};
 use crate::policy::clock::saturating_add;
 use crate::pool::{EndpointId, Ticket};
@@ -49,14 +49,13 @@ impl Call {
             }
         };
         let probes = self.policy.pool.ejection.health_probe;
-        let routed = shared.route(
-            now,
-            &self.tried,
-            self.affinity,
+        let to = Destination {
+            tried: &self.tried,
+            affinity: self.affinity,
             template,
-            self.operation,
-            probes.is_some(),
-        );
+            operation: self.operation,
+        };
+        let routed = shared.route(now, to, probes.is_some());
         match routed {
             Err(e) => {
                 self.return_breaker_permit(now);
@@ -169,9 +168,13 @@ impl Call {
         if !racing {
             return None;
         }
-        let template = self.request.as_ref().ok()?;
-        let grant =
-            shared.grant_hedge(now, &self.tried, self.affinity, template, self.operation)?;
+        let to = Destination {
+            tried: &self.tried,
+            affinity: self.affinity,
+            template: self.request.as_ref().ok()?,
+            operation: self.operation,
+        };
+        let grant = shared.grant_hedge(now, to)?;
         self.report.hedges += 1;
         self.obs.push(Observation::Hedge {
             event: HedgeEvent::Started,
@@ -366,16 +369,7 @@ mod tests {
             1,
         );
         let mut a = w.call(chat_stream());
-        let attempt = w.send(&mut a, 0);
-        w.handle(
-            &mut a,
-            0,
-            Event::Response {
-                attempt,
-                head: sse(),
-            },
-        );
-        assert!(matches!(w.next(&mut a, 0), Action::ReadBody { .. }));
+        w.stream_started(&mut a, 0);
         assert!(matches!(w.next(&mut a, 0), Action::Wait { .. }));
         w.handle(&mut a, 200, Event::Timeout);
         let next = w.next(&mut a, 200);
@@ -387,16 +381,7 @@ mod tests {
 
         let mut w = hedging(1);
         let mut a = w.call(chat_stream());
-        let attempt = w.send(&mut a, 0);
-        w.handle(
-            &mut a,
-            0,
-            Event::Response {
-                attempt,
-                head: sse(),
-            },
-        );
-        assert!(matches!(w.next(&mut a, 0), Action::ReadBody { .. }));
+        w.stream_started(&mut a, 0);
         match w.next(&mut a, 0) {
             Action::Wait { until, .. } => assert_ne!(until, Some(w.at(200)), "no hedge timer"),
             other => panic!("{other:?}"),

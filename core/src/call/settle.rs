@@ -424,11 +424,9 @@ impl Call {
     /// The `until` of a `Wait` passed: every timer due fires.
     pub(super) fn on_timeout(&mut self, now: Instant) {
         match self.phase {
-            Phase::WaitPermit { .. } => {
-                if self.past_deadline(now) {
-                    self.report.timeout = Some(crate::policy::TimeoutKind::Deadline);
-                    self.finish(now, Err(VllmError::Timeout));
-                }
+            Phase::WaitPermit { .. } if self.past_deadline(now) => {
+                self.report.timeout = Some(crate::policy::TimeoutKind::Deadline);
+                self.finish(now, Err(VllmError::Timeout));
             }
             Phase::Exchanging => {
                 // Timers of exchanges whose deadline passed; a timer may end the call, so the
@@ -463,16 +461,7 @@ mod tests {
     fn every_attempt_is_closed_once_and_before_the_terminal_event() {
         let mut w = Wire::new(ClientConfig::default());
         let mut a = w.call(chat_stream());
-        let attempt = w.send(&mut a, 0);
-        w.handle(
-            &mut a,
-            0,
-            Event::Response {
-                attempt,
-                head: sse(),
-            },
-        );
-        assert!(matches!(w.next(&mut a, 0), Action::ReadBody { .. }));
+        let attempt = w.stream_started(&mut a, 0);
         let body = [content("hi"), DONE.to_owned()].concat();
         w.handle(
             &mut a,

@@ -70,6 +70,17 @@ impl Wire {
         }
     }
 
+    /// Sends a stream's request at `t` ms and reports its head at once (vLLM does): the call
+    /// asks for the body next. The attempt.
+    pub(super) fn stream_started(&mut self, call: &mut Call, t: u64) -> AttemptId {
+        let attempt = self.send(call, t);
+        let head = sse();
+        self.handle(call, t, Event::Response { attempt, head });
+        let read = self.next(call, t);
+        assert!(matches!(read, Action::ReadBody { .. }), "{read:?}");
+        attempt
+    }
+
     /// Reports `event` at `t` ms.
     pub(super) fn handle(&mut self, call: &mut Call, t: u64, event: Event) {
         call.handle(self.at(t), event);

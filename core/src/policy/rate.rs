@@ -93,27 +93,37 @@ impl RateLimiter {
         if cost == 0 {
             return Ok(());
         }
-        let start = match self.tat {
-            Some(tat) if tat > now => tat,
-            _ => now,
-        };
-        let new_tat = saturating_add(start, self.interval.saturating_mul(cost));
+        let increment = self.interval.saturating_mul(cost);
         let tolerance = self.interval.saturating_mul(self.burst);
-        // new_tat − τ, computed without subtracting from an Instant (which could underflow).
-        let excess = new_tat.saturating_duration_since(now);
-        if excess <= tolerance {
-            self.tat = Some(new_tat);
-            Ok(())
-        } else {
-            Err(RateLimited::Wait {
-                until: saturating_add(now, excess - tolerance),
-            })
-        }
+        gcra(&mut self.tat, now, increment, tolerance)
     }
 
     /// Forgets all history: the full burst is available again.
     pub fn reset(&mut self) {
         self.tat = None;
+    }
+}
+
+/// One step of GCRA, which both rate limiters run: a request worth `increment` against the
+/// theoretical arrival time `tat`, admitted while it is at most `tolerance` ahead of `now`.
+/// Admitting moves `tat`; a refusal says exactly when the request would fit.
+pub(super) fn gcra(
+    tat: &mut Option<Instant>,
+    now: Instant,
+    increment: Duration,
+    tolerance: Duration,
+) -> Result<(), RateLimited> {
+    let start = tat.filter(|t| *t > now).unwrap_or(now);
+    let new_tat = saturating_add(start, increment);
+    // new_tat − τ, computed without subtracting from an Instant (which could underflow).
+    let excess = new_tat.saturating_duration_since(now);
+    if excess <= tolerance {
+        *tat = Some(new_tat);
+        Ok(())
+    } else {
+        Err(RateLimited::Wait {
+            until: saturating_add(now, excess - tolerance),
+        })
     }
 }
 

@@ -298,20 +298,8 @@ impl RetryPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::failure::tests::status;
     use crate::policy::TimeoutKind;
-    use http::HeaderValue;
-    use http::{HeaderMap, StatusCode};
-
-    fn status(code: u16, hdrs: &[(&'static str, &str)]) -> Failure {
-        let mut headers = HeaderMap::new();
-        for (k, v) in hdrs {
-            headers.insert(*k, HeaderValue::from_str(v).unwrap());
-        }
-        Failure::Status {
-            status: StatusCode::from_u16(code).unwrap(),
-            headers,
-        }
-    }
 
     fn ctx(attempts: u32) -> RetryContext {
         RetryContext::new(attempts, Instant::now(), SystemTime::UNIX_EPOCH)

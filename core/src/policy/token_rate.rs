@@ -92,18 +92,8 @@ impl TokenRateLimiter {
         if tokens == 0 {
             return Ok(());
         }
-        let start = self.tat.filter(|t| *t > now).unwrap_or(now);
-        let new_tat = saturating_add(start, self.span(tokens));
-        let tolerance = self.span(self.per_minute);
-        let excess = new_tat.saturating_duration_since(now);
-        if excess <= tolerance {
-            self.tat = Some(new_tat);
-            Ok(())
-        } else {
-            Err(RateLimited::Wait {
-                until: saturating_add(now, excess - tolerance),
-            })
-        }
+        let (increment, tolerance) = (self.span(tokens), self.span(self.per_minute));
+        super::rate::gcra(&mut self.tat, now, increment, tolerance)
     }
 
     /// Charges `delta` more tokens (`delta > 0`, at most a bucket) or refunds `-delta`

@@ -120,7 +120,7 @@ pub struct RequestRecord {
     /// Whether the text the caller got is exactly the tokens the engine produced for the
     /// attempt it read (`t0 t1 … t<n−1> `); `None` unless the call succeeded.
     pub text_exact: Option<bool>,
-    /// The text itself, when the fleet keeps texts ([`FleetSim::keep_text`]).
+    /// The text itself, when the fleet keeps texts ([`FleetSim::keep_text`](super::FleetSim::keep_text)).
     pub text: Option<String>,
 }
 

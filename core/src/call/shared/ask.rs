@@ -16,6 +16,19 @@ use crate::policy::{
 use crate::pool::{EndpointId, Ticket};
 use crate::request::Operation;
 
+/// What a call asks when its next request needs an endpoint.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Destination<'a> {
+    /// The endpoints the call already sent to (avoided while others are healthy).
+    pub(crate) tried: &'a [EndpointId],
+    /// Its session key, if any.
+    pub(crate) affinity: Option<u64>,
+    /// Its request, built for the client's first endpoint.
+    pub(crate) template: &'a Request<Bytes>,
+    /// Its operation.
+    pub(crate) operation: Operation,
+}
+
 /// Where an attempt goes, as [`Shared::route`] decided.
 #[derive(Debug)]
 pub(crate) enum Routed {
@@ -113,18 +126,12 @@ impl Shared {
     pub(crate) fn route(
         &mut self,
         now: Instant,
-        tried: &[EndpointId],
-        affinity: Option<u64>,
-        template: &Request<Bytes>,
-        operation: Operation,
+        to: Destination<'_>,
         probe: bool,
     ) -> Result<Routed, VllmError> {
-        let id = self
-            .pool
-            .pick(now, tried, affinity)
-            .unwrap_or(EndpointId::new(0));
+        let id = self.pick(now, &to);
         if probe && self.pool.probe_ready(now, id) {
-            let request = self.pool.health_request(id, template)?;
+            let request = self.pool.health_request(id, to.template)?;
             let ticket = self.pool.dispatch(now, id);
             return Ok(Routed::Probe {
                 id,
@@ -132,13 +139,18 @@ impl Shared {
                 ticket,
             });
         }
-        let request = self.pool.request(id, template, operation)?;
+        let request = self.pool.request(id, to.template, to.operation)?;
         let ticket = self.pool.dispatch(now, id);
         Ok(Routed::Attempt {
             id,
             request,
             ticket,
         })
+    }
+
+    fn pick(&mut self, now: Instant, to: &Destination<'_>) -> EndpointId {
+        let picked = self.pool.pick(now, to.tried, to.affinity);
+        picked.unwrap_or(EndpointId::new(0))
     }
 
     /// Retry or give up after `failure` (the retry budget pays for a retry).
@@ -169,14 +181,7 @@ impl Shared {
     /// healthy, a concurrency slot is free without queueing, the client's rate limit and the
     /// breaker let a request through, a hedge is in the bucket, and the retry budget pays for
     /// it as for a retry after a timeout. `None` otherwise (nothing is taken).
-    pub(crate) fn grant_hedge(
-        &mut self,
-        now: Instant,
-        tried: &[EndpointId],
-        affinity: Option<u64>,
-        template: &Request<Bytes>,
-        operation: Operation,
-    ) -> Option<HedgeGrant> {
+    pub(crate) fn grant_hedge(&mut self, now: Instant, to: Destination<'_>) -> Option<HedgeGrant> {
         // The limit in force (an adaptive one moves), not the configured one.
         let slot_free = match &self.concurrency {
             Some(c) => c.in_flight() < c.max() && c.waiting() == 0,
@@ -186,7 +191,7 @@ impl Shared {
             .budget
             .as_ref()
             .is_none_or(|b| b.tokens(now) >= b.retry_cost(true));
-        if !slot_free || !budget_ok || !self.pool.can_fail_over(now, tried) {
+        if !slot_free || !budget_ok || !self.pool.can_fail_over(now, to.tried) {
             return None;
         }
         // A rate-limit slot is taken now: only refusals past this point waste one.
@@ -198,19 +203,16 @@ impl Shared {
         if !self.hedge.try_spend() {
             return None;
         }
-        let breaker = match self.breaker_permit(operation, now) {
+        let breaker = match self.breaker_permit(to.operation, now) {
             Some(Ok(p)) => Some(p),
             Some(Err(_)) => return None,
             None => None,
         };
-        let id = self
-            .pool
-            .pick(now, tried, affinity)
-            .unwrap_or(EndpointId::new(0));
-        let request = match self.pool.request(id, template, operation) {
+        let id = self.pick(now, &to);
+        let request = match self.pool.request(id, to.template, to.operation) {
             Ok(r) => r,
             Err(_) => {
-                if let (Some(p), Some(b)) = (breaker, self.breaker_for(operation)) {
+                if let (Some(p), Some(b)) = (breaker, self.breaker_for(to.operation)) {
                     b.record(now, p, crate::policy::Outcome::Ignored);
                 }
                 return None;

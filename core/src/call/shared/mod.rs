@@ -11,7 +11,7 @@
 
 mod ask;
 
-pub(crate) use ask::Routed;
+pub(crate) use ask::{Destination, Routed};
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;

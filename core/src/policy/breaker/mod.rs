@@ -306,6 +306,18 @@ mod tests {
         }
     }
 
+    /// Calls with these outcomes, one after the other: the state after them.
+    pub(super) fn calls(
+        b: &mut CircuitBreaker,
+        now: Instant,
+        outcomes: &[Outcome],
+    ) -> BreakerState {
+        for o in outcomes {
+            call(b, now, *o);
+        }
+        b.state(now)
+    }
+
     pub(super) fn trip(b: &mut CircuitBreaker, now: Instant) {
         for _ in 0..4 {
             call(b, now, FAIL);

@@ -371,7 +371,24 @@ impl CircuitBreaker {
 mod tests {
     use std::time::{Duration, Instant};
 
-    use super::super::tests::{call, ms, small, trip, FAIL, OK};
+    use super::super::tests::{call, calls, ms, small, trip, FAIL, OK};
+
+    /// A breaker of `config`, tripped at `t0`; `t1`: the end of its break.
+    fn tripped(config: BreakerConfig) -> (CircuitBreaker, Instant, Instant) {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(config);
+        trip(&mut b, t0);
+        (b, t0, t0 + Duration::from_secs(10))
+    }
+
+    /// A breaker of `probes` half-open probes, tripped, at the end of its break.
+    fn half_open(probes: u32) -> (CircuitBreaker, Instant) {
+        let (b, _, t1) = tripped(BreakerConfig {
+            half_open_probes: probes,
+            ..small()
+        });
+        (b, t1)
+    }
     use super::super::{
         BreakerConfig, BreakerRejected, BreakerState, CircuitBreaker, Outcome, SlidingWindow,
         Transition,
@@ -393,11 +410,8 @@ mod tests {
     fn failure_rate_threshold() {
         let t0 = Instant::now();
         let mut b = CircuitBreaker::new(small());
-        call(&mut b, t0, OK);
-        call(&mut b, t0, OK);
-        call(&mut b, t0, OK);
-        call(&mut b, t0, FAIL); // 25 %
-        assert_eq!(b.state(t0), BreakerState::Closed);
+        // 25 %
+        assert_eq!(calls(&mut b, t0, &[OK, OK, OK, FAIL]), BreakerState::Closed);
         call(&mut b, t0, FAIL); // window: OK OK FAIL FAIL = 50 %
         assert_eq!(b.state(t0), BreakerState::Open);
     }
@@ -450,14 +464,11 @@ mod tests {
 
     #[test]
     fn probe_failure_reopens_with_growth() {
-        let t0 = Instant::now();
-        let mut b = CircuitBreaker::new(BreakerConfig {
+        let (mut b, _, t1) = tripped(BreakerConfig {
             break_multiplier: 2,
             max_break_duration: Duration::from_secs(25),
             ..small()
         });
-        trip(&mut b, t0);
-        let t1 = t0 + Duration::from_secs(10);
         assert!(call(&mut b, t1, FAIL));
         assert_eq!(b.open_until(), Some(t1 + Duration::from_secs(20)));
         let t2 = t1 + Duration::from_secs(20);
@@ -468,13 +479,10 @@ mod tests {
 
     #[test]
     fn lost_probe_reopens_at_lease_end() {
-        let t0 = Instant::now();
-        let mut b = CircuitBreaker::new(BreakerConfig {
+        let (mut b, t0, t1) = tripped(BreakerConfig {
             probe_lease: ms(100),
             ..small()
         });
-        trip(&mut b, t0);
-        let t1 = t0 + Duration::from_secs(10);
         let lost = b.try_acquire(t1).unwrap();
         assert_eq!(b.in_flight_probes(t1 + ms(99)), 1);
         assert_eq!(
@@ -514,13 +522,10 @@ mod tests {
 
     #[test]
     fn lease_end_and_next_break_in_one_step() {
-        let t0 = Instant::now();
-        let mut b = CircuitBreaker::new(BreakerConfig {
+        let (mut b, t0, t1) = tripped(BreakerConfig {
             probe_lease: ms(100),
             ..small()
         });
-        trip(&mut b, t0);
-        let t1 = t0 + Duration::from_secs(10);
         let _lost = b.try_acquire(t1).unwrap();
         // Long after the lease and the break after it: a new episode, reached lazily.
         let late = t1 + Duration::from_secs(60);
@@ -538,13 +543,10 @@ mod tests {
 
     #[test]
     fn probe_reported_at_admission_instant_counts_with_zero_lease() {
-        let t0 = Instant::now();
-        let mut b = CircuitBreaker::new(BreakerConfig {
+        let (mut b, _, t1) = tripped(BreakerConfig {
             probe_lease: Duration::ZERO,
             ..small()
         });
-        trip(&mut b, t0);
-        let t1 = t0 + Duration::from_secs(10);
         assert!(call(&mut b, t1, OK));
         assert_eq!(b.state(t1), BreakerState::Closed);
     }
@@ -582,13 +584,7 @@ mod tests {
 
     #[test]
     fn several_probes_all_must_succeed() {
-        let t0 = Instant::now();
-        let mut b = CircuitBreaker::new(BreakerConfig {
-            half_open_probes: 3,
-            ..small()
-        });
-        trip(&mut b, t0);
-        let t1 = t0 + Duration::from_secs(10);
+        let (mut b, t1) = half_open(3);
         let ps: Vec<_> = (0..3).map(|_| b.try_acquire(t1).unwrap()).collect();
         assert!(b.try_acquire(t1).is_err());
         let mut ps = ps.into_iter();
@@ -603,13 +599,7 @@ mod tests {
     /// admission for a third, and the breaker must not close while a probe is outstanding.
     #[test]
     fn issue_probe_cap_is_per_episode() {
-        let t0 = Instant::now();
-        let mut b = CircuitBreaker::new(BreakerConfig {
-            half_open_probes: 2,
-            ..small()
-        });
-        trip(&mut b, t0);
-        let t1 = t0 + Duration::from_secs(10);
+        let (mut b, t1) = half_open(2);
         let p1 = b.try_acquire(t1).unwrap();
         let p2 = b.try_acquire(t1).unwrap();
         assert!(b.try_acquire(t1).is_err());
@@ -626,13 +616,7 @@ mod tests {
     /// the breaker even after the other probes succeeded.
     #[test]
     fn last_probe_failure_reopens_after_other_successes() {
-        let t0 = Instant::now();
-        let mut b = CircuitBreaker::new(BreakerConfig {
-            half_open_probes: 3,
-            ..small()
-        });
-        trip(&mut b, t0);
-        let t1 = t0 + Duration::from_secs(10);
+        let (mut b, t1) = half_open(3);
         let p1 = b.try_acquire(t1).unwrap();
         let p2 = b.try_acquire(t1).unwrap();
         assert!(b.record(t1, p1, OK));
@@ -648,13 +632,7 @@ mod tests {
     /// A failure ends the episode at once; the episode's other probes are stale after it.
     #[test]
     fn other_probes_of_a_failed_episode_are_stale() {
-        let t0 = Instant::now();
-        let mut b = CircuitBreaker::new(BreakerConfig {
-            half_open_probes: 2,
-            ..small()
-        });
-        trip(&mut b, t0);
-        let t1 = t0 + Duration::from_secs(10);
+        let (mut b, t1) = half_open(2);
         let p1 = b.try_acquire(t1).unwrap();
         let p2 = b.try_acquire(t1).unwrap();
         assert!(b.record(t1, p1, FAIL));
@@ -667,13 +645,7 @@ mod tests {
     /// another probe of the episode succeeded.
     #[test]
     fn ignored_probe_admission_is_reissued() {
-        let t0 = Instant::now();
-        let mut b = CircuitBreaker::new(BreakerConfig {
-            half_open_probes: 2,
-            ..small()
-        });
-        trip(&mut b, t0);
-        let t1 = t0 + Duration::from_secs(10);
+        let (mut b, t1) = half_open(2);
         let p1 = b.try_acquire(t1).unwrap();
         let p2 = b.try_acquire(t1).unwrap();
         assert!(b.record(t1, p1, OK));
@@ -695,10 +667,7 @@ mod tests {
         let slow = Outcome::Success {
             ttfb: Duration::from_secs(6),
         };
-        call(&mut b, t0, OK);
-        call(&mut b, t0, OK);
-        call(&mut b, t0, slow);
-        assert_eq!(b.state(t0), BreakerState::Closed);
+        assert_eq!(calls(&mut b, t0, &[OK, OK, slow]), BreakerState::Closed);
         call(&mut b, t0, slow);
         assert_eq!(b.state(t0), BreakerState::Open);
     }

@@ -35,12 +35,54 @@ pub(super) enum Window {
         // Running totals of `calls`, so that a record costs O(1) instead of a window scan.
         totals: WindowMetrics,
     },
-    Time {
-        bucket_nanos: u128,
-        buckets: u64,
-        // (epoch, counts), oldest first, only non-empty buckets.
-        data: VecDeque<(u64, WindowMetrics)>,
-    },
+    Time(Buckets),
+}
+
+/// A time window: counts per bucket of time.
+#[derive(Debug, Clone)]
+pub(super) struct Buckets {
+    bucket_nanos: u128,
+    buckets: u64,
+    // (epoch, counts), oldest first, only non-empty buckets.
+    data: VecDeque<(u64, WindowMetrics)>,
+}
+
+impl Buckets {
+    /// The bucket `now` falls in, counted from `origin`.
+    fn epoch(&self, origin: Instant, now: Instant) -> u64 {
+        let nanos = saturating_since(now, origin).as_nanos() / self.bucket_nanos;
+        u64::try_from(nanos).unwrap_or(u64::MAX)
+    }
+
+    /// Whether bucket `b` is still in the window at bucket `e`.
+    fn live(&self, b: u64, e: u64) -> bool {
+        b.saturating_add(self.buckets) > e
+    }
+
+    fn record(&mut self, origin: Instant, now: Instant, m: WindowMetrics) {
+        let e = self.epoch(origin, now);
+        while let Some(&(b, _)) = self.data.front() {
+            if self.live(b, e) {
+                break;
+            }
+            self.data.pop_front();
+        }
+        match self.data.back_mut() {
+            Some((b, acc)) if *b == e => acc.add(m),
+            _ => self.data.push_back((e, m)),
+        }
+    }
+
+    fn metrics(&self, origin: Instant, now: Instant) -> WindowMetrics {
+        let e = self.epoch(origin, now);
+        let mut m = WindowMetrics::default();
+        for (b, acc) in &self.data {
+            if self.live(*b, e) {
+                m.add(*acc);
+            }
+        }
+        m
+    }
 }
 
 impl Window {
@@ -53,11 +95,11 @@ impl Window {
             },
             SlidingWindow::Time { length, buckets } => {
                 let buckets = u64::from(buckets.max(1));
-                Window::Time {
+                Window::Time(Buckets {
                     bucket_nanos: (length.as_nanos() / u128::from(buckets)).max(1),
                     buckets,
                     data: VecDeque::new(),
-                }
+                })
             }
         }
     }
@@ -68,15 +110,16 @@ impl Window {
                 calls.clear();
                 *totals = WindowMetrics::default();
             }
-            Window::Time { data, .. } => data.clear(),
+            Window::Time(t) => t.data.clear(),
         }
     }
 
-    fn epoch(bucket_nanos: u128, origin: Instant, now: Instant) -> u64 {
-        u64::try_from(saturating_since(now, origin).as_nanos() / bucket_nanos).unwrap_or(u64::MAX)
-    }
-
     pub(super) fn record(&mut self, origin: Instant, now: Instant, failed: bool, slow: bool) {
+        let one = WindowMetrics {
+            calls: 1,
+            failures: u64::from(failed),
+            slow: u64::from(slow),
+        };
         match self {
             Window::Count {
                 size,
@@ -91,55 +134,17 @@ impl Window {
                     }
                 }
                 calls.push_back((failed, slow));
-                totals.add(WindowMetrics {
-                    calls: 1,
-                    failures: u64::from(failed),
-                    slow: u64::from(slow),
-                });
+                totals.add(one);
             }
-            Window::Time {
-                bucket_nanos,
-                buckets,
-                data,
-            } => {
-                let e = Self::epoch(*bucket_nanos, origin, now);
-                while data
-                    .front()
-                    .is_some_and(|(b, _)| b.saturating_add(*buckets) <= e)
-                {
-                    data.pop_front();
-                }
-                let m = WindowMetrics {
-                    calls: 1,
-                    failures: u64::from(failed),
-                    slow: u64::from(slow),
-                };
-                match data.back_mut() {
-                    Some((b, acc)) if *b == e => acc.add(m),
-                    _ => data.push_back((e, m)),
-                }
-            }
+            Window::Time(t) => t.record(origin, now, one),
         }
     }
 
     pub(super) fn metrics(&self, origin: Instant, now: Instant) -> WindowMetrics {
-        let mut m = WindowMetrics::default();
         match self {
-            Window::Count { totals, .. } => m = *totals,
-            Window::Time {
-                bucket_nanos,
-                buckets,
-                data,
-            } => {
-                let e = Self::epoch(*bucket_nanos, origin, now);
-                for (b, acc) in data {
-                    if b.saturating_add(*buckets) > e {
-                        m.add(*acc);
-                    }
-                }
-            }
+            Window::Count { totals, .. } => *totals,
+            Window::Time(t) => t.metrics(origin, now),
         }
-        m
     }
 }
 

@@ -94,4 +94,3 @@ impl fmt::Display for ErrorType {
         f.write_str(&self.label())
     }
 }
-

@@ -448,7 +448,7 @@ pub fn markdown() -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use http::HeaderValue;
 
@@ -461,7 +461,8 @@ mod tests {
         }
     }
 
-    fn status(code: u16, hdrs: &[(&'static str, &str)]) -> Failure {
+    /// A status failure with these headers (the retry policy's tests use it too).
+    pub(crate) fn status(code: u16, hdrs: &[(&'static str, &str)]) -> Failure {
         let mut headers = HeaderMap::new();
         for (k, v) in hdrs {
             headers.insert(*k, HeaderValue::from_str(v).unwrap());
