@@ -128,7 +128,9 @@ impl<T: Transport> Runner<T> {
                     self.driver.handle(event);
                 }
                 Err(step) => {
-                    self.ops.0.clear();
+                    if let Step::Done(_) = step {
+                        self.ops.0.clear();
+                    }
                     return step;
                 }
             }

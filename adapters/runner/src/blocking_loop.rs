@@ -138,7 +138,9 @@ impl<T: BlockingTransport> BlockingRunner<T> {
                     self.driver.handle(event);
                 }
                 Err(step) => {
-                    self.ops.0.clear();
+                    if let Step::Done(_) = step {
+                        self.ops.0.clear();
+                    }
                     return step;
                 }
             }
