@@ -154,7 +154,7 @@ fn config(inp: &mut Input) -> ClientConfig {
             .consecutive_failures(1)
             .max_ejected_percent(50)
             .durations(ms(inp.u8()), ms(255))
-            .health_probe(ms(1 + inp.u8()));
+            .health_probe(ms(inp.u8().saturating_add(1)));
     }
     c
 }
@@ -360,16 +360,18 @@ fuzz_target!(|data: &[u8]| {
                     // What the transport believes about the attempt: the fuzzer may report
                     // things that were not asked for; the core ignores those.
                     let update = match &ev {
-                        Event::Response { attempt, .. } => Some((*attempt, Io::Sending, Io::Open)),
+                        Event::Response { attempt, .. } => Some((*attempt, Some(Io::Sending))),
                         Event::Chunk { attempt, .. } | Event::BodyEnd { attempt } => {
-                            Some((*attempt, Io::Reading, Io::Open))
+                            Some((*attempt, Some(Io::Reading)))
                         }
+                        // Ends whatever was in flight for the attempt.
+                        Event::TransportError { attempt, .. } => Some((*attempt, None)),
                         _ => None,
                     };
-                    if let Some((attempt, from, to)) = update {
+                    if let Some((attempt, from)) = update {
                         for (a, io) in open.iter_mut() {
-                            if *a == attempt && *io == from {
-                                *io = to;
+                            if *a == attempt && from.is_none_or(|f| *io == f) {
+                                *io = Io::Open;
                             }
                         }
                     }
@@ -407,7 +409,10 @@ fuzz_target!(|data: &[u8]| {
                 }
             };
             if let Event::TransportError { attempt, .. } = &ev {
-                open.retain(|(a, _)| a != attempt);
+                // The operation is over; the attempt stays open until the core closes it.
+                open.iter_mut()
+                    .filter(|(a, _)| a == attempt)
+                    .for_each(|(_, io)| *io = Io::Open);
             }
             call.handle(now, ev);
         }
