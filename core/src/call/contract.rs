@@ -125,6 +125,19 @@ pub enum Event {
         /// What the transport said (kept in the error; never contains request headers).
         message: String,
     },
+    /// The transport failed with this error: the same as
+    /// [`TransportError`](Self::TransportError), and `source` is kept as the
+    /// [`source`](std::error::Error::source) of the resulting [`VllmError::Connect`] or
+    /// [`VllmError::Transport`], so that callers can downcast it (a TLS error, an
+    /// `std::io::Error`, the HTTP client's own error type).
+    TransportFailure {
+        /// As for [`TransportError`](Self::TransportError).
+        kind: TransportErrorKind,
+        /// What the transport said, its causes included (never request headers).
+        message: String,
+        /// The error itself.
+        source: crate::error::ErrorSource,
+    },
     /// A chunk of the decoded body.
     Chunk(Bytes),
     /// The body ended cleanly.
