@@ -298,14 +298,11 @@ impl Call {
                 "max_concurrency(0) can never admit a call; use at least 1".into(),
             ))
         } else {
-            spec.body
-                .as_ref()
-                .map_err(Clone::clone)
-                .and_then(|body| config.request.build(spec.operation, body.as_ref()))
+            spec.build_request(&config.request)
         };
-        let body = spec.body.as_ref().ok().and_then(Option::as_ref);
-        let meta = CallMeta::new(spec.operation, body, request.as_ref().ok());
-        let policy = config.policy.clone();
+        let meta = CallMeta::new(spec.operation, spec.json_body(), request.as_ref().ok())
+            .with_providers(&config.request);
+        let policy = config.policy.with_options(&spec.options, now);
         let deadline = policy.timeouts.deadline_from(now);
         Call {
             operation: spec.operation,
@@ -854,7 +851,14 @@ impl Call {
                     self.on_head(now, head);
                 }
             }
-            Event::TransportError { kind, message } => self.on_transport_error(now, kind, message),
+            Event::TransportError { kind, message } => {
+                self.on_transport_error(now, kind, message, None)
+            }
+            Event::TransportFailure {
+                kind,
+                message,
+                source,
+            } => self.on_transport_error(now, kind, message, Some(source)),
             Event::Chunk(bytes) => {
                 if let State::ReadBody = self.state {
                     self.on_chunk(now, &bytes);
@@ -879,7 +883,13 @@ impl Call {
         self.apply(shared);
     }
 
-    fn on_transport_error(&mut self, now: Instant, kind: TransportErrorKind, message: String) {
+    fn on_transport_error(
+        &mut self,
+        now: Instant,
+        kind: TransportErrorKind,
+        message: String,
+        source: Option<crate::error::ErrorSource>,
+    ) {
         let in_exchange = matches!(self.state, State::AwaitHead { .. } | State::ReadBody);
         if !in_exchange {
             return;
@@ -919,7 +929,7 @@ impl Call {
         let no_head = self.attempt.head.is_none();
         let (failure, error) = match kind {
             TransportErrorKind::Connect if no_head => {
-                (Failure::Connect, VllmError::Connect { message })
+                (Failure::Connect, VllmError::connect(message, source))
             }
             TransportErrorKind::ConnectTimeout if no_head => {
                 self.report.timeout = Some(TimeoutKind::Connect);
@@ -946,7 +956,7 @@ impl Call {
                 Failure::Transport {
                     output_started: self.output_started,
                 },
-                VllmError::Transport { message },
+                VllmError::transport(message, source),
             ),
         };
         self.fail(now, failure, error);
