@@ -10,6 +10,7 @@
 //! | [`error`] | [`VllmError`], and reading every error-body shape servers really send |
 //! | [`sse`] | the WHATWG `text/event-stream` algorithm: bytes in any chunking → events, bounded |
 //! | [`stream`] | chat/completions chunks → [`StreamEvent`]s: `[DONE]`, in-band errors, truncation, tool calls |
+//! | [`responses_stream`] | the Responses API's typed, numbered events → [`StreamEvent::Response`]s, with the same guarantees |
 //! | [`policy`] | retry classification, backoff, `Retry-After`, retry budget, circuit breaker, rate and concurrency limits, timeouts |
 //! | [`pool`] | several endpoints: load-aware routing, outlier ejection, failover before the first token |
 //! | [`server_metrics`] | a server's load (waiting, running, KV cache) from its Prometheus `/metrics` text (vLLM, llama.cpp), bounded |
@@ -40,13 +41,14 @@ pub mod event;
 pub mod policy;
 pub mod pool;
 pub mod request;
+pub mod responses_stream;
 pub mod server_metrics;
 pub mod sse;
 #[cfg(feature = "proptest")]
 pub mod strategies;
 pub mod stream;
 
-pub use error::{ApiError, VllmError};
+pub use error::{ApiError, ErrorSource, VllmError};
 pub use event::StreamEvent;
 pub use sse::{SseDecoder, SseError, SseEvent, SseItem, SseLimits};
 pub use stream::{PushReport, StreamDecoder, StreamKind};
