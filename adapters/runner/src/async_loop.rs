@@ -36,10 +36,7 @@ async fn until<T: Transport, F: Future>(deadline: Option<Instant>, fut: F) -> Op
 }
 
 fn failed(f: Failed) -> Event {
-    Event::TransportError {
-        kind: f.kind,
-        message: f.message,
-    }
+    f.into_event()
 }
 
 /// A timer armed at an instant, kept across body reads.

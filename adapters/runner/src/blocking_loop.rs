@@ -19,10 +19,7 @@ fn event<T>(outcome: Outcome<T>, ok: impl FnOnce(T) -> Event) -> Event {
     match outcome {
         Outcome::Ok(v) => ok(v),
         Outcome::TimedOut => Event::Timeout,
-        Outcome::Failed(f) => Event::TransportError {
-            kind: f.kind,
-            message: f.message,
-        },
+        Outcome::Failed(f) => f.into_event(),
     }
 }
 
