@@ -13,15 +13,16 @@ use crate::sink::Sink;
 use crate::telemetry;
 use crate::turn::Turn;
 
-/// The state every call of a client shares.
+/// The state every call of a client shares. A derived client ([`derive`](Self::derive)) has
+/// a configuration of its own and the same everything else.
 pub struct ClientState {
     config: ClientConfig,
-    shared: Mutex<Shared>,
+    shared: Arc<Mutex<Shared>>,
     /// Calls waiting for a slot, by their place in the core's queue. Only touched while
     /// `shared` is locked, so a waiter is registered before anybody can name it.
-    waiters: Mutex<HashMap<WaiterId, Arc<Turn>>>,
+    waiters: Arc<Mutex<HashMap<WaiterId, Arc<Turn>>>>,
     /// Where metrics go (nothing, unless a metrics feature is on).
-    pub(crate) sink: Sink,
+    pub(crate) sink: Arc<Sink>,
     /// The endpoints' base URLs (the base URL alone for a client with one server).
     pub(crate) endpoint_urls: Arc<[String]>,
 }
@@ -42,10 +43,24 @@ impl ClientState {
         let shared = Shared::for_client(&config, vllm_client_core::os_entropy());
         ClientState {
             config,
-            shared: Mutex::new(shared),
-            waiters: Mutex::new(HashMap::new()),
-            sink: Sink::new(),
+            shared: Arc::new(Mutex::new(shared)),
+            waiters: Arc::new(Mutex::new(HashMap::new())),
+            sink: Arc::new(Sink::new()),
             endpoint_urls,
+        }
+    }
+
+    /// The same shared state — retry budget, breaker, limits, pool, the concurrency queue,
+    /// the metric instruments — under another configuration for the calls made through it
+    /// (timeouts, retries, key, headers). What the shared state was built with (breaker,
+    /// budget, limits, endpoints) stays as it was.
+    pub fn derive(&self, config: ClientConfig) -> ClientState {
+        ClientState {
+            config,
+            shared: self.shared.clone(),
+            waiters: self.waiters.clone(),
+            sink: self.sink.clone(),
+            endpoint_urls: self.endpoint_urls.clone(),
         }
     }
 

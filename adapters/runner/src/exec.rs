@@ -59,6 +59,16 @@ impl<T, M> Exec<T, M> {
         }
     }
 
+    /// The same transport and shared state, another configuration for the calls (see
+    /// [`ClientState::derive`]).
+    pub(crate) fn derive(&self, config: ClientConfig) -> Self {
+        Exec {
+            transport: self.transport.clone(),
+            client: Arc::new(self.client.derive(config)),
+            mode: PhantomData,
+        }
+    }
+
     /// A copy of a stream's spec for the backup leg of a hedged first token (only when the
     /// client hedges).
     pub(crate) fn backup_spec(&self, spec: &CallSpec) -> Option<CallSpec> {
