@@ -181,7 +181,7 @@ impl Driver {
                 connect_timeout,
                 ..
             } => Ok(Io::Send {
-                request,
+                request: self.telemetry.trace_context(request),
                 deadline,
                 connect_timeout,
             }),
