@@ -140,7 +140,11 @@ impl Transport for Surf {
                     Some(io) => TransportErrorKind::of_io_error(io.kind()),
                     None => TransportErrorKind::Io,
                 };
-                Err(Failed::new(kind, error_chain(e.as_ref())))
+                let mut f = Failed::new(kind, error_chain(e.as_ref()));
+                // surf's error wraps the cause; it is kept as the call's error's `source()`.
+                let cause: Box<dyn std::error::Error + Send + Sync> = e.into_inner().into();
+                f.source = Some(std::sync::Arc::from(cause));
+                Err(f)
             }
         }
     }
@@ -150,7 +154,7 @@ impl Transport for Surf {
         match r.response.read(&mut r.buf).await {
             Ok(0) => Ok(None),
             Ok(n) => Ok(Some(Bytes::copy_from_slice(&r.buf[..n]))),
-            Err(e) => Err(Failed::new(TransportErrorKind::Io, error_chain(&e))),
+            Err(e) => Err(Failed::new(TransportErrorKind::Io, error_chain(&e)).with_source(e)),
         }
     }
 

@@ -216,7 +216,7 @@ fn run(agent: ureq::Agent, request: http::Request<Vec<u8>>, tx: SyncSender<Repor
     let response = match response {
         Ok(r) => r,
         Err(e) => {
-            let _ = tx.send(Report::Failed(send_error(&e)));
+            let _ = tx.send(Report::Failed(send_error(e)));
             return;
         }
     };
@@ -232,7 +232,9 @@ fn run(agent: ureq::Agent, request: http::Request<Vec<u8>>, tx: SyncSender<Repor
             Ok(0) => Report::End,
             Ok(n) => Report::Chunk(Bytes::copy_from_slice(&buf[..n])),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => Report::Failed(Failed::new(TransportErrorKind::Io, error_chain(&e))),
+            Err(e) => {
+                Report::Failed(Failed::new(TransportErrorKind::Io, error_chain(&e)).with_source(e))
+            }
         };
         let last = !matches!(report, Report::Chunk(_));
         if tx.send(report).is_err() || last {
@@ -241,8 +243,8 @@ fn run(agent: ureq::Agent, request: http::Request<Vec<u8>>, tx: SyncSender<Repor
     }
 }
 
-fn send_error(e: &ureq::Error) -> Failed {
-    let kind = match e {
+fn send_error(e: ureq::Error) -> Failed {
+    let kind = match &e {
         // ureq refused the request itself; nothing was sent.
         ureq::Error::Http(_) | ureq::Error::BadUri(_) | ureq::Error::RequireHttpsOnly(_) => {
             TransportErrorKind::Rejected
@@ -254,5 +256,6 @@ fn send_error(e: &ureq::Error) -> Failed {
         ureq::Error::Io(io) => TransportErrorKind::of_io_error(io.kind()),
         _ => TransportErrorKind::Io,
     };
-    Failed::new(kind, error_chain(e))
+    // The error itself is kept as the call's error's `source()` (TLS, IO, … by downcasting).
+    Failed::new(kind, error_chain(&e)).with_source(e)
 }
