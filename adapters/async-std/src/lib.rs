@@ -65,6 +65,7 @@ use vllm_client_runner::{AsyncExec, Failed, Transport};
 pub use http1::Http1;
 pub use vllm_client_runner::observability;
 pub use vllm_client_runner::EventStream;
+pub use vllm_client_runner::{ChunkStream, ResponseStream};
 
 /// The async-std executor: the shared run loop over [`Surf`].
 pub type AsyncStd = AsyncExec<Surf>;

@@ -69,6 +69,7 @@ use vllm_client_runner::{BlockingExec, BlockingTransport, Failed, Outcome};
 
 pub use vllm_client_runner::observability;
 pub use vllm_client_runner::EventIter;
+pub use vllm_client_runner::{ChunkIter, ResponseIter};
 
 /// The blocking executor: the shared run loop over [`Ureq`].
 pub type Blocking = BlockingExec<Ureq>;

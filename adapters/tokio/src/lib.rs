@@ -17,6 +17,7 @@ use vllm_client_runner::{AsyncExec, Failed, Transport};
 
 pub use vllm_client_runner::observability;
 pub use vllm_client_runner::EventStream;
+pub use vllm_client_runner::{ChunkStream, ResponseStream};
 
 /// The tokio executor: the shared run loop over [`Reqwest`].
 pub type Tokio = AsyncExec<Reqwest>;
