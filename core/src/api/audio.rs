@@ -109,15 +109,24 @@ pub struct Transcription {
     /// The audio's duration in seconds (`verbose_json`; vLLM sends it as a string).
     #[serde(default)]
     pub duration: Option<Value>,
-    /// Segments with their times (`verbose_json`).
-    #[serde(default)]
+    /// Segments with their times (`verbose_json`; `null` reads as none).
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub segments: Vec<TranscriptionSegment>,
-    /// Words with their times (`verbose_json` with word timestamps).
-    #[serde(default)]
+    /// Words with their times (`verbose_json` with word timestamps; vLLM sends `null`
+    /// without them).
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub words: Vec<TranscriptionWord>,
     /// Usage (vLLM: `{"type": "duration", "seconds": n}`; others: tokens), as sent.
     #[serde(default)]
     pub usage: Option<Value>,
+}
+
+fn null_as_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
 
 /// A segment of a verbose transcription.
@@ -233,5 +242,8 @@ mod tests {
         .unwrap();
         assert_eq!(v.segments[0].end, 1.5);
         assert_eq!(v.words[0].word, "hi");
+        let null_words: Transcription =
+            serde_json::from_str(r#"{"text":"x","segments":null,"words":null}"#).unwrap();
+        assert!(null_words.words.is_empty() && null_words.segments.is_empty());
     }
 }
