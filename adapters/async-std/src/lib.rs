@@ -141,11 +141,19 @@ impl Transport for Surf {
                     Some(io) => TransportErrorKind::of_io_error(io.kind()),
                     None => TransportErrorKind::Io,
                 };
-                let mut f = Failed::new(kind, error_chain(e.as_ref()));
-                // surf's error wraps the cause; it is kept as the call's error's `source()`.
-                let cause: Box<dyn std::error::Error + Send + Sync> = e.into_inner().into();
-                f.source = Some(std::sync::Arc::from(cause));
-                Err(f)
+                let f = Failed::new(kind, error_chain(e.as_ref()));
+                // surf's error wraps the cause; it is kept as the call's error's `source()`
+                // (an io::Error as itself, so that it can be downcast).
+                Err(match e.downcast::<std::io::Error>() {
+                    Ok(io) => f.with_source(io),
+                    Err(e) => {
+                        let cause: Box<dyn std::error::Error + Send + Sync> = e.into_inner().into();
+                        Failed {
+                            source: Some(std::sync::Arc::from(cause)),
+                            ..f
+                        }
+                    }
+                })
             }
         }
     }

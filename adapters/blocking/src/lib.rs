@@ -257,6 +257,11 @@ fn send_error(e: ureq::Error) -> Failed {
         ureq::Error::Io(io) => TransportErrorKind::of_io_error(io.kind()),
         _ => TransportErrorKind::Io,
     };
-    // The error itself is kept as the call's error's `source()` (TLS, IO, … by downcasting).
-    Failed::new(kind, error_chain(&e)).with_source(e)
+    // The error itself is kept as the call's error's `source()` (TLS, IO, … by downcasting);
+    // an io::Error as itself (ureq's Io variant does not name it as its source).
+    let f = Failed::new(kind, error_chain(&e));
+    match e {
+        ureq::Error::Io(io) => f.with_source(io),
+        other => f.with_source(other),
+    }
 }
