@@ -607,4 +607,21 @@ mod tests {
             json!({"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}})
         );
     }
+
+    #[cfg(feature = "schemars")]
+    #[test]
+    fn a_schema_from_a_type() {
+        #[derive(schemars::JsonSchema, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct City {
+            name: String,
+            population: u64,
+        }
+        let v = Value::from(ResponseFormat::for_type::<City>());
+        assert_eq!(v["type"], "json_schema");
+        assert_eq!(v["json_schema"]["name"], "City");
+        let schema = &v["json_schema"]["schema"];
+        assert_eq!(schema["properties"]["population"]["type"], "integer");
+        assert_eq!(schema["required"], json!(["name", "population"]));
+    }
 }

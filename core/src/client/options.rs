@@ -229,6 +229,44 @@ impl PolicyConfig {
     }
 }
 
+/// The per-request option setters every request builder has (it keeps a field
+/// `options: CallOptions`).
+macro_rules! option_setters {
+    () => {
+        /// Options of this request alone: timeouts, retries, deadline, headers (see
+        /// [`CallOptions`](crate::client::CallOptions)); merged over the client's.
+        pub fn options(mut self, options: crate::client::CallOptions) -> Self {
+            self.options = std::mem::take(&mut self.options).merged(&options);
+            self
+        }
+
+        /// The timeout of each attempt of this request.
+        pub fn timeout(mut self, d: std::time::Duration) -> Self {
+            self.options.timeout = Some(d);
+            self
+        }
+
+        /// Retries of this request after its first attempt (0: none).
+        pub fn max_retries(mut self, n: u32) -> Self {
+            self.options.max_retries = Some(n);
+            self
+        }
+
+        /// A header of this request (replacing a client header of the same name).
+        pub fn header(mut self, name: &str, value: &str) -> Self {
+            self.options = std::mem::take(&mut self.options).header(name, value);
+            self
+        }
+
+        /// `Idempotency-Key` for this request: the same on every retry.
+        pub fn idempotency_key(mut self, key: &str) -> Self {
+            self.options = std::mem::take(&mut self.options).idempotency_key(key);
+            self
+        }
+    };
+}
+pub(crate) use option_setters;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,41 +343,3 @@ mod tests {
         assert_eq!(m.headers["x-b"], "2");
     }
 }
-
-/// The per-request option setters every request builder has (it keeps a field
-/// `options: CallOptions`).
-macro_rules! option_setters {
-    () => {
-        /// Options of this request alone: timeouts, retries, deadline, headers (see
-        /// [`CallOptions`](crate::client::CallOptions)); merged over the client's.
-        pub fn options(mut self, options: crate::client::CallOptions) -> Self {
-            self.options = std::mem::take(&mut self.options).merged(&options);
-            self
-        }
-
-        /// The timeout of each attempt of this request.
-        pub fn timeout(mut self, d: std::time::Duration) -> Self {
-            self.options.timeout = Some(d);
-            self
-        }
-
-        /// Retries of this request after its first attempt (0: none).
-        pub fn max_retries(mut self, n: u32) -> Self {
-            self.options.max_retries = Some(n);
-            self
-        }
-
-        /// A header of this request (replacing a client header of the same name).
-        pub fn header(mut self, name: &str, value: &str) -> Self {
-            self.options = std::mem::take(&mut self.options).header(name, value);
-            self
-        }
-
-        /// `Idempotency-Key` for this request: the same on every retry.
-        pub fn idempotency_key(mut self, key: &str) -> Self {
-            self.options = std::mem::take(&mut self.options).idempotency_key(key);
-            self
-        }
-    };
-}
-pub(crate) use option_setters;

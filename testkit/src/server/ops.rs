@@ -413,11 +413,11 @@ fn stream_events(p: &Plan, body: &Value, gen: &Generate, done: Value) -> Vec<Par
             }
             _ => {}
         }
-        if i == len {
+        let Some(piece) = pieces.get(i) else {
             break;
-        }
+        };
         parts.push(Part::Delay(gen.token_delay));
-        let mut data = json!({"item_id": id, "output_index": out_index, "delta": pieces[i]});
+        let mut data = json!({"item_id": id, "output_index": out_index, "delta": piece});
         if p.call.is_none() {
             data["content_index"] = json!(0);
             data["logprobs"] = json!([]);
