@@ -1,5 +1,11 @@
 //! The chat / completions stream decoder: event-stream bytes in, [`StreamEvent`]s out.
 //!
+//! Three more kinds run on the same machinery and keep the same rules: the chunk modes
+//! ([`StreamKind::ChatChunks`], [`StreamKind::CompletionsChunks`]) hand each chunk out whole
+//! as [`StreamEvent::Chunk`] (with its id, model and log probabilities) instead of the events
+//! of the table below, and [`StreamKind::Responses`] decodes the Responses API's typed,
+//! numbered events ([`crate::responses_stream`]).
+//!
 //! [`StreamDecoder`] sits on the [SSE decoder](crate::sse) and reads what vLLM and the servers
 //! that copy its API send (REFERENCE §1):
 //!
