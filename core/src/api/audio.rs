@@ -9,7 +9,8 @@ use serde_json::Value;
 use super::multipart::Multipart;
 
 /// A transcription or translation request: the audio file and the form fields sent with it.
-#[derive(Debug, Clone, Default)]
+/// Its `Debug` shows the file's length, not its bytes.
+#[derive(Clone, Default)]
 #[non_exhaustive]
 pub struct AudioRequest {
     /// The audio (flac, mp3, mp4, mpeg, mpga, m4a, ogg, wav or webm).
@@ -33,6 +34,23 @@ pub struct AudioRequest {
     pub timestamp_granularities: Vec<String>,
     /// Other form fields (vLLM's `top_p`, `seed`, `to_language`, …), sent as text.
     pub fields: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for AudioRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AudioRequest")
+            .field("file", &format_args!("<{} bytes>", self.file.len()))
+            .field("file_name", &self.file_name)
+            .field("content_type", &self.content_type)
+            .field("model", &self.model)
+            .field("language", &self.language)
+            .field("prompt", &self.prompt)
+            .field("response_format", &self.response_format)
+            .field("temperature", &self.temperature)
+            .field("timestamp_granularities", &self.timestamp_granularities)
+            .field("fields", &self.fields)
+            .finish()
+    }
 }
 
 impl AudioRequest {
@@ -228,6 +246,7 @@ mod tests {
             assert!(text.contains(needle), "{needle:?} in {text}");
         }
         assert!(!String::from_utf8_lossy(&r.to_form(false).finish().1).contains("\"stream\""));
+        assert!(format!("{r:?}").contains("<8 bytes>"));
     }
 
     #[test]

@@ -21,11 +21,21 @@ pub struct Multipart {
     parts: Vec<FormPart>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct FormPart {
     name: String,
     file: Option<(String, String)>,
     bytes: Bytes,
+}
+
+impl std::fmt::Debug for FormPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FormPart")
+            .field("name", &self.name)
+            .field("file", &self.file)
+            .field("bytes", &format_args!("<{} bytes>", self.bytes.len()))
+            .finish()
+    }
 }
 
 impl Multipart {
