@@ -31,6 +31,7 @@ fn exchange(id: AttemptId, req: Request<Bytes>, out: mpsc::Sender<Event>) -> mps
         attempt: id,
         kind,
         message,
+        source: None,
     };
     let chunk = move |b: &[u8]| Event::Chunk {
         attempt: id,

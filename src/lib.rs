@@ -62,13 +62,23 @@
 
 pub use serde_json::json;
 pub use vllm_client_core::api::{
+    AudioRequest, Chunk, ChunkChoice, ChunkDelta, ClassifyRequest, ClassifyResponse, Content,
+    ContentPart, FunctionDefinition, InputItem, LoadLoraAdapterRequest, Multipart, OutputItem,
+    PoolingRequest, PoolingResponse, RerankApi, RerankRequest, RerankResponse, Response,
+    ResponseFormat, ResponseStreamEvent, ResponsesRequest, Role, ScoreRequest, ScoreResponse, Tool,
+    ToolChoice, Transcription, UnloadLoraAdapterRequest,
+};
+pub use vllm_client_core::api::{
     ChatChoice, ChatCompletionResponse, CompletionResponse, DetokenizeRequest, DetokenizeResponse,
     EmbeddingRequest, EmbeddingResponse, FunctionCall, Message, Model, ModelList, TokenizeRequest,
     TokenizeResponse, ToolCall, ToolCallDelta, Usage, Version,
 };
 pub use vllm_client_core::call::CallReport;
 pub use vllm_client_core::client::Reported;
+pub use vllm_client_core::client::{CallOptions, Json};
 pub use vllm_client_core::config::{BreakerScope, ClientConfig, Concurrency};
+/// HTTP methods, for `client.request(Method::POST, "/v1/…")`.
+pub use vllm_client_core::http::Method;
 pub use vllm_client_core::policy::{
     Backoff, BreakerConfig, BreakerState, EjectReason, EjectionConfig, Health, HedgeConfig, Jitter,
     RetryBudgetConfig, RoutingConfig, SlidingWindow, TimeoutKind, Timeouts,
@@ -79,6 +89,8 @@ pub use vllm_client_core::{ApiError, StreamEvent, VllmError};
 /// The pure core, for direct use of the decoders, policies and the call driver.
 pub use vllm_client_core as core;
 
+#[cfg(feature = "tokio")]
+pub use vllm_client_tokio::{ChunkStream, ResponseStream};
 #[cfg(feature = "tokio")]
 pub use vllm_client_tokio::{EventStream, VllmClient, VllmClientBuilder};
 

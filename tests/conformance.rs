@@ -4,6 +4,8 @@
 
 #[path = "conformance/harness.rs"]
 mod harness;
+#[path = "conformance/operations.rs"]
+mod operations;
 #[path = "conformance/pool.rs"]
 mod pool;
 #[path = "conformance/scenarios.rs"]
@@ -21,6 +23,46 @@ macro_rules! conformance {
             $( #[test] fn $scenario() { crate::scenarios::$scenario::<crate::harness::BlockingH>() } )*
         }
     };
+}
+
+/// The same for the scenarios of `conformance/operations.rs` (every operation beyond chat).
+macro_rules! operations {
+    ($($scenario:ident),* $(,)?) => {
+        mod ops_tokio {
+            $( #[test] fn $scenario() { crate::operations::$scenario::<crate::harness::TokioH>() } )*
+        }
+        mod ops_async_std {
+            $( #[test] fn $scenario() { crate::operations::$scenario::<crate::harness::AsyncStdH>() } )*
+        }
+        mod ops_blocking {
+            $( #[test] fn $scenario() { crate::operations::$scenario::<crate::harness::BlockingH>() } )*
+        }
+    };
+}
+
+operations! {
+    responses_create_retrieve_and_cancel,
+    responses_background_poll_and_cancel,
+    responses_stream_typed_events,
+    responses_stream_503_retried,
+    responses_stream_cut_is_an_error_not_retried,
+    responses_stream_error_event_and_missing_terminal,
+    responses_replayed_events_are_not_handed_out_twice,
+    responses_400_not_retried,
+    responses_tool_calling_loop,
+    rerank_orders_documents_on_every_path,
+    score_classify_pooling,
+    embeddings_base64_and_dimensions,
+    audio_transcription_and_translation,
+    audio_stream_and_retry_resends_the_same_upload,
+    lora_load_and_unload,
+    custom_request_json_bytes_and_stream,
+    chat_chunks_carry_id_model_and_logprobs,
+    chat_tool_calling_loop_with_typed_messages,
+    send_json_of_your_own_body,
+    per_request_options_change_only_that_request,
+    derived_clients_share_the_breaker_and_budget,
+    transport_errors_keep_their_cause,
 }
 
 conformance! {

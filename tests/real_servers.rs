@@ -27,7 +27,9 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use vllm_client_core::api::{EmbeddingRequest, RerankApi, RerankRequest, ResponseStreamEvent};
 use vllm_client_core::client::{Client, Reported};
+use vllm_client_core::http::Method;
 use vllm_client_core::policy::GiveUpReason;
 use vllm_client_core::{StreamEvent, VllmError};
 
@@ -643,6 +645,203 @@ pub fn litellm_custom_auth_401<H: Harness>() {
     assert_eq!(r.report.attempts, 1, "{}", r.report);
 }
 
+// ---------------------------------------------------------------------------------------
+// The other operations: embeddings, rerank, the Responses API, the escape hatch.
+
+fn llama_embed(test: &str) -> Option<Target> {
+    target(test, "VLLM_REAL_LLAMA_EMBED_URL", None)
+}
+fn llama_rerank(test: &str) -> Option<Target> {
+    target(test, "VLLM_REAL_LLAMA_RERANK_URL", None)
+}
+
+/// llama-server with `--embeddings`: the same vectors as JSON numbers and as base64 of
+/// float32 values (it sends `"encoding_format": "base64"` on each item too).
+pub fn llama_embeddings_base64<H: Harness>() {
+    let Some(t) = llama_embed("llama_embeddings_base64") else {
+        return;
+    };
+    let c = client::<H>(&t);
+    let input = json!(["hello world", "the quick brown fox"]);
+    let floats = H::wait(c.embeddings(EmbeddingRequest::new(TINY, input.clone())))
+        .unwrap_or_else(|e| panic!("embeddings: {e}"));
+    let b64 = H::wait(c.embeddings(EmbeddingRequest::new(TINY, input).base64()))
+        .unwrap_or_else(|e| panic!("base64 embeddings: {e}"));
+    assert_eq!(floats.data.len(), 2);
+    assert_eq!(b64.data.len(), 2);
+    for (a, b) in floats.data.iter().zip(&b64.data) {
+        assert!(!a.embedding.is_empty());
+        assert_eq!(a.embedding.len(), b.embedding.len());
+        for (x, y) in a.embedding.iter().zip(&b.embedding) {
+            assert!((x - y).abs() <= 1e-6 * x.abs().max(1.0), "{x} vs {y}");
+        }
+    }
+    assert!(b64.usage.expect("usage").prompt_tokens > 0);
+}
+
+/// llama-server with `--reranking`: `/v1/rerank` (and `/rerank`) order the documents (the
+/// tiny model's scores are arbitrary but real); `top_n` is honoured; no document text comes
+/// back (llama.cpp sends only index and score).
+pub fn llama_rerank_orders_documents<H: Harness>() {
+    let Some(t) = llama_rerank("llama_rerank_orders_documents") else {
+        return;
+    };
+    let c = client::<H>(&t);
+    let docs = ["Paris is in France", "Berlin is in Germany", "pie", "a b c"];
+    let r = H::wait(c.rerank(RerankRequest::new(TINY, "capital of France", docs)))
+        .unwrap_or_else(|e| panic!("rerank: {e}"));
+    let mut order = r.ranking();
+    assert_eq!(order.len(), docs.len(), "{r:?}");
+    assert!(
+        r.results.iter().all(|x| x.relevance_score.is_finite()),
+        "{r:?}"
+    );
+    order.sort_unstable();
+    assert_eq!(
+        order,
+        vec![0, 1, 2, 3],
+        "a permutation of the documents: {r:?}"
+    );
+    let mut top = RerankRequest::new(TINY, "capital of France", docs);
+    top.top_n = Some(2);
+    let r2 = H::wait(c.rerank_at(RerankApi::Root, top)).unwrap_or_else(|e| panic!("rerank: {e}"));
+    // (Scores of the tiny random model move with the batch a request is computed in, so
+    // two calls need not agree: only the shape is checked.)
+    assert_eq!(r2.results.len(), 2, "{r2:?}");
+    let best = r2.ranking();
+    assert!(
+        best[0] != best[1] && best.iter().all(|&i| i < docs.len()),
+        "{r2:?}"
+    );
+}
+
+/// llama-server serves the Responses API: a JSON response, and its stream — named events,
+/// no `sequence_number` (llama.cpp numbers none), ending with `response.completed`.
+pub fn llama_responses<H: Harness>() {
+    let Some(t) = llama("llama_responses") else {
+        return;
+    };
+    let c = client::<H>(&t);
+    let r = H::wait(
+        c.responses()
+            .create()
+            .model(TINY)
+            .input("Say hello.")
+            .max_output_tokens(6)
+            .send(),
+    )
+    .unwrap_or_else(|e| panic!("responses: {e}"));
+    assert_eq!(r.status, "completed", "{r:?}");
+    assert!(!r.output_text().is_empty(), "{r:?}");
+    assert_eq!(r.usage.as_ref().expect("usage").output_tokens, 6, "{r:?}");
+    let s = H::wait(
+        c.responses()
+            .create()
+            .model(TINY)
+            .input("Say hello.")
+            .max_output_tokens(6)
+            .send_stream(),
+    )
+    .unwrap_or_else(|e| panic!("responses stream: {e}"));
+    let events: Vec<ResponseStreamEvent> = H::collect_response_events(s)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("the stream failed: {e}"));
+    let Some(ResponseStreamEvent::Completed { response, .. }) = events.last() else {
+        panic!("ends with response.completed: {events:?}");
+    };
+    let text: String = events.iter().filter_map(|e| e.text_delta()).collect();
+    assert_eq!(text, response.output_text());
+    assert!(
+        events.iter().filter(|e| e.text_delta().is_some()).count() > 1,
+        "streamed in pieces: {events:?}"
+    );
+    assert!(
+        matches!(events[0], ResponseStreamEvent::Created { .. }),
+        "{events:?}"
+    );
+}
+
+/// `client.request(…)`: llama-server's own `/tokenize` and `/detokenize` (their bodies are
+/// llama.cpp's, `content` rather than vLLM's `prompt`), under the client's policies.
+pub fn llama_tokenize_through_the_escape_hatch<H: Harness>() {
+    let Some(t) = llama("llama_tokenize_through_the_escape_hatch") else {
+        return;
+    };
+    let c = client::<H>(&t);
+    let tokens: serde_json::Value = H::wait(
+        c.request(Method::POST, "/tokenize")
+            .json(&json!({"content": "hello world"}))
+            .send(),
+    )
+    .unwrap_or_else(|e| panic!("tokenize: {e}"));
+    let ids = tokens["tokens"].as_array().expect("tokens").clone();
+    assert!(!ids.is_empty(), "{tokens}");
+    let text: serde_json::Value = H::wait(
+        c.request(Method::POST, "/detokenize")
+            .json(&json!({"tokens": ids}))
+            .send(),
+    )
+    .unwrap_or_else(|e| panic!("detokenize: {e}"));
+    assert!(
+        text["content"]
+            .as_str()
+            .is_some_and(|s| s.contains("hello world")),
+        "{text}"
+    );
+}
+
+/// LiteLLM's `/v1/responses`: the mock deployment answers as a response object; routed to
+/// llama-server, the stream comes through LiteLLM (plain `data:` events, no `event:` lines).
+/// LiteLLM 1.108.5 cannot stream a mock deployment's response: it sends an in-band
+/// `{"error": …}` then `[DONE]` with status 200 — an error, never a silent success.
+pub fn litellm_responses<H: Harness>() {
+    let Some(t) = litellm("litellm_responses") else {
+        return;
+    };
+    let c = client::<H>(&t);
+    let r = H::wait(c.responses().create().model("mock-gpt").input("hi").send())
+        .unwrap_or_else(|e| panic!("responses: {e}"));
+    assert_eq!(r.output_text(), MOCK_TEXT, "{r:?}");
+    let s = H::wait(
+        c.responses()
+            .create()
+            .model("tiny-llama")
+            .input("hi")
+            .max_output_tokens(4)
+            .send_stream(),
+    )
+    .unwrap_or_else(|e| panic!("responses stream: {e}"));
+    let events = H::collect_response_events(s);
+    assert!(
+        matches!(
+            events.last(),
+            Some(Ok(ResponseStreamEvent::Completed { .. }))
+        ),
+        "{events:?}"
+    );
+    assert_eq!(
+        events.iter().filter(|e| e.is_err()).count(),
+        0,
+        "{events:?}"
+    );
+    let failed = H::wait(
+        c.responses()
+            .create()
+            .model("mock-gpt")
+            .input("hi")
+            .max_retries(0)
+            .send_stream(),
+    );
+    match failed {
+        Err(e) => assert!(e.to_string().contains("stream"), "{e}"),
+        Ok(s) => {
+            let events = H::collect_response_events(s);
+            assert!(matches!(events.last(), Some(Err(_))), "{events:?}");
+        }
+    }
+}
+
 macro_rules! real {
     ($($scenario:ident),* $(,)?) => {
         mod tokio {
@@ -676,6 +875,11 @@ real! {
     litellm_429_retried_after_the_hint,
     litellm_429_carries_the_hint,
     litellm_custom_auth_401,
+    llama_embeddings_base64,
+    llama_rerank_orders_documents,
+    llama_responses,
+    llama_tokenize_through_the_escape_hatch,
+    litellm_responses,
 }
 
 // ---------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@
 
 use crate::policy::RateLimitSnapshot;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, StatusCode};
@@ -26,6 +27,11 @@ use serde_json::Value;
 /// an error and logs stay readable.
 pub const SNIPPET_LIMIT: usize = 512;
 
+/// The error a transport failed with, kept as the [`source`](std::error::Error::source) of
+/// [`VllmError::Connect`] and [`VllmError::Transport`]: `reqwest::Error`, `std::io::Error`,
+/// a TLS error, … Shared (`Arc`) so that a `VllmError` stays `Clone`.
+pub type ErrorSource = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
 /// Everything that can go wrong in a call.
 ///
 /// `Timeout` is a unit variant so that code can match and construct it directly
@@ -33,32 +39,53 @@ pub const SNIPPET_LIMIT: usize = 512;
 /// The other variants answer questions through [`is_retryable`](Self::is_retryable),
 /// [`is_timeout`](Self::is_timeout), [`is_connect`](Self::is_connect),
 /// [`status`](Self::status) and [`retry_after`](Self::retry_after).
-#[derive(Debug, Clone, thiserror::Error)]
+///
+/// # Causes
+///
+/// [`Connect`](Self::Connect) and [`Transport`](Self::Transport) keep the error the HTTP
+/// client reported as their [`source`](std::error::Error::source) when the transport gave
+/// one (the three built-in adapters do), so that a TLS failure can be told from a refused
+/// connection by downcasting:
+///
+/// ```
+/// use std::error::Error as _;
+/// use vllm_client_core::VllmError;
+///
+/// let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+/// let e = VllmError::connect("error sending request: refused", Some(std::sync::Arc::new(io)));
+/// let cause = e.source().and_then(|s| s.downcast_ref::<std::io::Error>()).unwrap();
+/// assert_eq!(cause.kind(), std::io::ErrorKind::ConnectionRefused);
+/// ```
+///
+/// Their `Display` already carries the whole chain of messages (`"could not connect to the
+/// server: error sending request: connection refused"`), so a reporter that prints sources
+/// too shows the cause twice — print either. [`Api`](Self::Api)'s [`ApiError`] is reached
+/// with [`api_error`](Self::api_error), not `source()` (its text is the `Display`).
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum VllmError {
     /// A timer ran out: connect, time to first token, idle between data events, the whole
     /// attempt (`timeout_secs`) or the overall deadline.
-    #[error("request timed out")]
     Timeout,
     /// The connection could not be established (refused, DNS failure, TLS handshake).
-    #[error("could not connect to the server: {message}")]
     Connect {
-        /// What the transport said.
+        /// What the transport said, its causes included.
         message: String,
+        /// The transport's error, when it gave one (see [Causes](Self#causes)).
+        source: Option<ErrorSource>,
     },
     /// The connection failed after it was established (reset, broken pipe, protocol error).
-    #[error("transport error: {message}")]
     Transport {
-        /// What the transport said.
+        /// What the transport said, its causes included.
         message: String,
+        /// The transport's error, when it gave one (see [Causes](Self#causes)).
+        source: Option<ErrorSource>,
     },
     /// The server answered with an error: a non-2xx status, or an in-band `{"error": …}` event
     /// inside a stream.
-    #[error("{0}")]
     Api(Box<ApiError>),
     /// The body could not be read as what the endpoint promises (not JSON, wrong shape, an HTML
     /// page with status 200, an empty body).
-    #[error("could not decode the response: {message}; body starts with {snippet:?}")]
     Decode {
         /// What was wrong.
         message: String,
@@ -66,31 +93,68 @@ pub enum VllmError {
         snippet: String,
     },
     /// The stream ended before `data: [DONE]`: the answer is incomplete.
-    #[error("the stream ended before [DONE]: the answer is incomplete")]
     Truncated,
     /// The event stream broke a limit (a line or an event larger than allowed).
-    #[error("stream limit exceeded: {0}")]
     StreamLimit(String),
     /// The base URL or another part of the request could not be used.
-    #[error("invalid request: {0}")]
     InvalidRequest(String),
     /// The circuit breaker is open: calls fail fast until it admits a probe.
-    #[error("circuit breaker is open; next probe admitted in {retry_in:?}")]
     CircuitOpen {
         /// How long until the breaker will next admit a probe.
         retry_in: Duration,
     },
     /// The client-side rate limit refused the call: it would have to wait past the deadline,
     /// or it costs more than the limiter can ever admit.
-    #[error("client-side rate limit: {0}")]
     RateLimited(String),
     /// The call was cancelled by its caller (its future or stream was dropped).
-    #[error("the call was cancelled")]
     Cancelled,
     /// The transport that drives the call broke the driver's contract (a bug in an adapter
     /// or a custom transport, never in the server).
-    #[error("driver misuse: {0}")]
     Misuse(String),
+}
+
+impl fmt::Display for VllmError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VllmError::Timeout => f.write_str("request timed out"),
+            VllmError::Connect { message, .. } => {
+                write!(f, "could not connect to the server: {message}")
+            }
+            VllmError::Transport { message, .. } => write!(f, "transport error: {message}"),
+            VllmError::Api(api) => fmt::Display::fmt(api, f),
+            VllmError::Decode { message, snippet } => write!(
+                f,
+                "could not decode the response: {message}; body starts with {snippet:?}"
+            ),
+            VllmError::Truncated => {
+                f.write_str("the stream ended before [DONE]: the answer is incomplete")
+            }
+            VllmError::StreamLimit(s) => write!(f, "stream limit exceeded: {s}"),
+            VllmError::InvalidRequest(s) => write!(f, "invalid request: {s}"),
+            VllmError::CircuitOpen { retry_in } => write!(
+                f,
+                "circuit breaker is open; next probe admitted in {retry_in:?}"
+            ),
+            VllmError::RateLimited(s) => write!(f, "client-side rate limit: {s}"),
+            VllmError::Cancelled => f.write_str("the call was cancelled"),
+            VllmError::Misuse(s) => write!(f, "driver misuse: {s}"),
+        }
+    }
+}
+
+impl std::error::Error for VllmError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            // The error itself, not the `Arc` around it: `downcast_ref` then finds its type.
+            VllmError::Connect {
+                source: Some(s), ..
+            }
+            | VllmError::Transport {
+                source: Some(s), ..
+            } => Some(&**s),
+            _ => None,
+        }
+    }
 }
 
 impl VllmError {
@@ -165,6 +229,24 @@ impl VllmError {
         match self {
             VllmError::Api(api) => api.rate_limit.as_ref(),
             _ => None,
+        }
+    }
+
+    /// A connection that could not be established, with the transport's error when there
+    /// is one.
+    pub fn connect(message: impl Into<String>, source: Option<ErrorSource>) -> Self {
+        VllmError::Connect {
+            message: message.into(),
+            source,
+        }
+    }
+
+    /// A connection that broke after it was established, with the transport's error when
+    /// there is one.
+    pub fn transport(message: impl Into<String>, source: Option<ErrorSource>) -> Self {
+        VllmError::Transport {
+            message: message.into(),
+            source,
         }
     }
 
@@ -330,6 +412,10 @@ impl fmt::Display for ApiError {
     }
 }
 
+/// `ApiError` is an error of its own, for code that handles it apart from the
+/// [`VllmError`] around it (`e.api_error()`), e.g. to box it or chain it.
+impl std::error::Error for ApiError {}
+
 /// The first [`SNIPPET_LIMIT`] bytes of `body` as lossy UTF-8, trimmed.
 pub fn snippet(body: &[u8]) -> String {
     let cut = &body[..body.len().min(SNIPPET_LIMIT)];
@@ -472,10 +558,7 @@ mod tests {
         }
         assert!(VllmError::Timeout.is_retryable());
         assert!(VllmError::Timeout.is_timeout());
-        assert!(VllmError::Connect {
-            message: "refused".into()
-        }
-        .is_connect());
+        assert!(VllmError::connect("refused", None).is_connect());
         assert!(!VllmError::decode("x", b"y").is_retryable());
     }
 
@@ -502,5 +585,36 @@ mod tests {
         assert_eq!(r["authorization"], "<redacted>");
         assert_eq!(r["x-other"], "fine");
         assert!(!format!("{r:?}").contains("sk-secret"));
+    }
+
+    #[test]
+    fn causes_are_kept_and_downcast() {
+        use std::error::Error as _;
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = VllmError::connect("error sending request: refused", Some(Arc::new(io)));
+        let cause = e.source().expect("a source");
+        let io = cause
+            .downcast_ref::<std::io::Error>()
+            .expect("the io error itself");
+        assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
+        // Cloning keeps the cause.
+        let again = e.clone();
+        assert!(again.source().is_some());
+        assert_eq!(
+            e.to_string(),
+            "could not connect to the server: error sending request: refused"
+        );
+        let t = VllmError::transport("reset", None);
+        assert!(t.source().is_none());
+        assert!(VllmError::Timeout.source().is_none());
+        assert!(VllmError::from(ApiError::in_stream("x")).source().is_none());
+    }
+
+    #[test]
+    fn api_error_is_an_error() {
+        let api = ApiError::from_response(status(400), br#"{"error":{"message":"bad"}}"#);
+        let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(api.clone());
+        assert_eq!(boxed.to_string(), api.to_string());
+        assert!(boxed.downcast_ref::<ApiError>().is_some());
     }
 }

@@ -1,6 +1,6 @@
 //! [`StreamEvent`]: what a streamed call hands to the caller.
 
-use crate::api::{ToolCall, ToolCallDelta, Usage};
+use crate::api::{Chunk, ResponseStreamEvent, ToolCall, ToolCallDelta, Usage};
 use crate::error::VllmError;
 
 /// One event of a streamed chat completion or completion.
@@ -39,6 +39,13 @@ pub enum StreamEvent {
     },
     /// Token counts (only when the request asked for them, see `include_usage`).
     Usage(Usage),
+    /// A whole chunk, with its id, model and log probabilities: what a stream read for the
+    /// result-shaped view (`send_chunks()`, [`StreamKind::ChatChunks`](crate::StreamKind))
+    /// carries instead of the events above.
+    Chunk(Box<Chunk>),
+    /// A typed event of a Responses stream ([`StreamKind::Responses`](crate::StreamKind));
+    /// `Completed` or `Incomplete` is followed by `Done`.
+    Response(Box<ResponseStreamEvent>),
     /// The stream ended properly with `[DONE]`.
     Done,
     /// The stream failed; no more events follow.
@@ -49,5 +56,26 @@ impl StreamEvent {
     /// Whether this event ends the stream.
     pub fn is_terminal(&self) -> bool {
         matches!(self, StreamEvent::Done | StreamEvent::Error(_))
+    }
+
+    /// Whether it carries generated output (text, reasoning, tool-call arguments): what a
+    /// time-per-output-chunk metric counts.
+    pub fn is_output(&self) -> bool {
+        match self {
+            StreamEvent::Content(_)
+            | StreamEvent::Reasoning(_)
+            | StreamEvent::ToolCallDelta(_)
+            | StreamEvent::ChoiceContent { .. } => true,
+            StreamEvent::Chunk(c) => c.choices.iter().any(|c| {
+                c.text.as_deref().is_some_and(|t| !t.is_empty())
+                    || c.delta.as_ref().is_some_and(|d| {
+                        d.content.as_deref().is_some_and(|t| !t.is_empty())
+                            || d.reasoning().is_some()
+                            || d.tool_calls.as_ref().is_some_and(|t| !t.is_empty())
+                    })
+            }),
+            StreamEvent::Response(r) => r.is_output(),
+            _ => false,
+        }
     }
 }

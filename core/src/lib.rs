@@ -10,6 +10,7 @@
 //! | [`error`] | [`VllmError`], and reading every error-body shape servers really send |
 //! | [`sse`] | the WHATWG `text/event-stream` algorithm: bytes in any chunking → events, bounded |
 //! | [`stream`] | chat/completions chunks → [`StreamEvent`]s: `[DONE]`, in-band errors, truncation, tool calls |
+//! | [`responses_stream`] | the Responses API's typed, numbered events → [`StreamEvent::Response`]s, with the same guarantees |
 //! | [`policy`] | every rule: the failure table (`policy::failure`), retries, backoff, `Retry-After`, the retry budget, the circuit breaker, rate, token-rate and concurrency limits (fixed or adaptive), timeouts, outlier ejection, routing, hedging |
 //! | [`pool`] | several endpoints: their state, load-aware routing, outlier ejection and readmission |
 //! | [`call`] | the per-call driver that composes all of the above, one file per phase (admit, route, exchange, settle); the client's shared state ([`call::Shared`]) and what calls owe it ([`call::Owed`]); its docs show the run loop, [`call::contract`] is everything a transport must know |
@@ -40,12 +41,13 @@ pub mod event;
 pub mod policy;
 pub mod pool;
 pub mod request;
+pub mod responses_stream;
 pub mod sse;
 #[cfg(feature = "proptest")]
 pub mod strategies;
 pub mod stream;
 
-pub use error::{ApiError, VllmError};
+pub use error::{ApiError, ErrorSource, VllmError};
 pub use event::StreamEvent;
 pub use sse::{SseDecoder, SseError, SseEvent, SseItem, SseLimits};
 pub use stream::{PushReport, StreamDecoder, StreamKind};

@@ -507,7 +507,7 @@ impl Pool {
         };
         let base = m.route.base.as_ref().map_err(Clone::clone)?;
         let uri: Uri = base
-            .url(api)
+            .url_for(api, template)
             .parse()
             .map_err(|e| VllmError::InvalidRequest(format!("cannot build the URL: {e}")))?;
         *req.uri_mut() = uri;

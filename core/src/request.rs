@@ -104,6 +104,17 @@ impl BaseUrl {
         &self.server_root
     }
 
+    /// The URL a request built as `template` goes to on this base: its [`Route`]'s path on
+    /// this server root when it has one (kept in the request's extensions by
+    /// [`RequestConfig::build_with`]), else [`url`](Self::url)`(operation)`. A pool sends each
+    /// attempt to its endpoint with this.
+    pub fn url_for(&self, operation: Operation, template: &Request<Bytes>) -> String {
+        match template.extensions().get::<Route>() {
+            Some(route) => format!("{}{}", self.server_root, route.path),
+            None => self.url(operation),
+        }
+    }
+
     /// The full URL of an operation.
     pub fn url(&self, operation: Operation) -> String {
         let root = if operation.under_v1() {
@@ -118,6 +129,10 @@ impl BaseUrl {
 /// Every operation (API route) the client calls: a method and a path below the API root or
 /// the server root. Not to be confused with an *endpoint* of a pool, a server
 /// ([`crate::pool::EndpointId`]).
+///
+/// The operation names the call for observability (`gen_ai.operation.name`), for a breaker per
+/// operation and for the token rate limit; operations whose path is not fixed (a response's
+/// id, a rerank path, [`Custom`](Self::Custom)) get it from a [`Route`] on the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Operation {
@@ -137,10 +152,38 @@ pub enum Operation {
     Health,
     /// `GET /version`
     Version,
+    /// `POST /v1/responses`
+    Responses,
+    /// `GET /v1/responses/{id}` (the id comes in the call's [`Route`])
+    RetrieveResponse,
+    /// `POST /v1/responses/{id}/cancel` (the id comes in the call's [`Route`])
+    CancelResponse,
+    /// `POST /v1/rerank` (or `/rerank`, `/v2/rerank` through a [`Route`])
+    Rerank,
+    /// `POST /score` (or `/v1/score` through a [`Route`])
+    Score,
+    /// `POST /classify`
+    Classify,
+    /// `POST /pooling`
+    Pooling,
+    /// `POST /v1/audio/transcriptions` (multipart)
+    Transcriptions,
+    /// `POST /v1/audio/translations` (multipart)
+    Translations,
+    /// `POST /v1/load_lora_adapter`
+    LoadLoraAdapter,
+    /// `POST /v1/unload_lora_adapter`
+    UnloadLoraAdapter,
+    /// Any other method and path: `client.request(method, path)` (given by the call's
+    /// [`Route`]).
+    Custom,
 }
 
 impl Operation {
-    /// The path below its root.
+    /// The path below its root (see [`under_v1`](Self::under_v1)). For operations whose
+    /// path is not fixed, the common one (`RetrieveResponse` and `CancelResponse`: the
+    /// collection, `/responses`; `Custom`: `""`, the root); a call gives the real one in its
+    /// [`Route`].
     pub fn path(self) -> &'static str {
         match self {
             Operation::ChatCompletions => "/chat/completions",
@@ -151,6 +194,18 @@ impl Operation {
             Operation::Detokenize => "/detokenize",
             Operation::Health => "/health",
             Operation::Version => "/version",
+            Operation::Responses | Operation::RetrieveResponse | Operation::CancelResponse => {
+                "/responses"
+            }
+            Operation::Rerank => "/rerank",
+            Operation::Score => "/score",
+            Operation::Classify => "/classify",
+            Operation::Pooling => "/pooling",
+            Operation::Transcriptions => "/audio/transcriptions",
+            Operation::Translations => "/audio/translations",
+            Operation::LoadLoraAdapter => "/load_lora_adapter",
+            Operation::UnloadLoraAdapter => "/unload_lora_adapter",
+            Operation::Custom => "",
         }
     }
 
@@ -162,16 +217,170 @@ impl Operation {
                 | Operation::Completions
                 | Operation::Models
                 | Operation::Embeddings
+                | Operation::Responses
+                | Operation::RetrieveResponse
+                | Operation::CancelResponse
+                | Operation::Rerank
+                | Operation::Transcriptions
+                | Operation::Translations
+                | Operation::LoadLoraAdapter
+                | Operation::UnloadLoraAdapter
         )
     }
 
-    /// The HTTP method.
+    /// The HTTP method (`Custom`: `POST`; its [`Route`] says which).
     pub fn method(self) -> Method {
         match self {
-            Operation::Models | Operation::Health | Operation::Version => Method::GET,
+            Operation::Models
+            | Operation::Health
+            | Operation::Version
+            | Operation::RetrieveResponse => Method::GET,
             _ => Method::POST,
         }
     }
+
+    /// Whether the call generates or reads tokens a token rate limit should charge for, and
+    /// whose answer reports a `usage` (chat, completions, embeddings, responses, rerank,
+    /// score, classify, pooling, audio).
+    pub fn counts_tokens(self) -> bool {
+        matches!(
+            self,
+            Operation::ChatCompletions
+                | Operation::Completions
+                | Operation::Embeddings
+                | Operation::Responses
+                | Operation::Rerank
+                | Operation::Score
+                | Operation::Classify
+                | Operation::Pooling
+        )
+    }
+}
+
+/// A call's method and path when its [`Operation`] has no fixed one: a response's id, a
+/// rerank API version, or anything through `client.request(method, path)`.
+///
+/// The path is relative to the **server root** (the base URL without its `/v1`), so it is
+/// written as the server's documentation writes it: `/v1/responses/resp_1`, `/v2/rerank`,
+/// `/metrics`. It may carry a query (`/v1/responses/resp_1?stream=true`). With several
+/// endpoints each attempt goes to the same path on its own endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    method: Method,
+    path: String,
+}
+
+impl Route {
+    /// `method` on `path` (relative to the server root; a leading `/` is added if missing).
+    /// A path that cannot be part of a URL (spaces, control characters, a fragment, a scheme)
+    /// is refused when the request is built, with [`VllmError::InvalidRequest`].
+    pub fn new(method: Method, path: impl Into<String>) -> Route {
+        let mut path = path.into();
+        if !path.starts_with('/') {
+            path.insert(0, '/');
+        }
+        Route { method, path }
+    }
+
+    /// `method` on `/v1` + `path` (a path below the API root, as [`Operation::path`]).
+    pub fn api(method: Method, path: &str) -> Route {
+        Route::new(method, format!("/v1{path}"))
+    }
+
+    /// The method.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The path, relative to the server root.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn check(&self) -> Result<(), VllmError> {
+        let p = &self.path;
+        let bad = |why: &str| VllmError::InvalidRequest(format!("the path {p:?} {why}"));
+        if p.starts_with("//") {
+            return Err(bad("would name another host"));
+        }
+        if p.contains('#') {
+            return Err(bad("has a fragment"));
+        }
+        if p.bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control() || b >= 0x80)
+        {
+            return Err(bad(
+                "has spaces, control or non-ASCII characters (percent-encode them)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Percent-encodes `segment` for one path segment (RFC 3986 `pchar` minus `%`: unreserved
+/// characters and `!$&'()*+,;=:@` are kept), so that an id such as a response id can never
+/// change the path it is put into.
+pub fn encode_path_segment(segment: &str) -> String {
+    let mut out = String::with_capacity(segment.len());
+    for b in segment.bytes() {
+        match b {
+            b'A'..=b'Z'
+            | b'a'..=b'z'
+            | b'0'..=b'9'
+            | b'-'
+            | b'.'
+            | b'_'
+            | b'~'
+            | b'!'
+            | b'$'
+            | b'&'
+            | b'\''
+            | b'('
+            | b')'
+            | b'*'
+            | b'+'
+            | b','
+            | b';'
+            | b'='
+            | b':'
+            | b'@' => out.push(char::from(b)),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// The body of a request.
+#[derive(Debug, Clone, Copy)]
+pub enum RequestBody<'a> {
+    /// None (a `GET`, or a `POST` without a body).
+    Empty,
+    /// A JSON document, sent as `application/json`.
+    Json(&'a serde_json::Value),
+    /// Bytes of the given `Content-Type` (multipart form data, raw bytes), sent as they are.
+    Raw {
+        /// The `Content-Type` header's value.
+        content_type: &'a HeaderValue,
+        /// The bytes.
+        bytes: &'a Bytes,
+    },
+}
+
+/// The parts of a request besides the client's configuration, for
+/// [`RequestConfig::build_with`].
+#[derive(Debug, Clone, Copy)]
+pub struct RequestParts<'a> {
+    /// The operation.
+    pub operation: Operation,
+    /// Its method and path when it has no fixed one.
+    pub route: Option<&'a Route>,
+    /// The body.
+    pub body: RequestBody<'a>,
+    /// Whether the answer is read as an event stream (`Accept: text/event-stream`).
+    pub stream: bool,
+    /// Headers of this request alone, added last (they replace the client's of the same
+    /// name).
+    pub headers: Option<&'a HeaderMap>,
 }
 
 /// What every request of a client shares: where to send it and how to authenticate.
@@ -190,6 +399,9 @@ pub struct RequestConfig {
     /// Set when the builder was given something unusable (a bad header); every request then
     /// fails with it.
     pub invalid: Option<String>,
+    /// `gen_ai.provider.name` of the calls (default: `"vllm"`), e.g. `"openai"` for a
+    /// LiteLLM route to OpenAI. An endpoint of a pool may name its own.
+    pub provider_name: Option<String>,
 }
 
 impl Default for RequestConfig {
@@ -201,18 +413,39 @@ impl Default for RequestConfig {
             default_headers: HeaderMap::new(),
             user_agent: USER_AGENT.to_owned(),
             invalid: None,
+            provider_name: None,
         }
     }
 }
 
 impl RequestConfig {
     /// Builds the request for `operation` with an optional JSON body. The body is built once;
-    /// retries re-send it by cheap clone of its `Bytes`.
+    /// retries re-send it by cheap clone of its `Bytes`. `Accept` asks for an event stream
+    /// when the body says `"stream": true`.
     pub fn build(
         &self,
         operation: Operation,
         body: Option<&serde_json::Value>,
     ) -> Result<Request<Bytes>, VllmError> {
+        let stream = body
+            .and_then(|b| b.get("stream"))
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false);
+        self.build_with(RequestParts {
+            operation,
+            route: None,
+            body: body.map_or(RequestBody::Empty, RequestBody::Json),
+            stream,
+            headers: None,
+        })
+    }
+
+    /// Builds a request from its parts: the URL (the [`Route`]'s path on the server root, or
+    /// the operation's), the body and its `Content-Type`, `Accept`, the client's headers, the
+    /// `User-Agent`, the key, then the request's own headers. A route is kept in the
+    /// request's extensions, so that a pool sends each attempt to the same path on its own
+    /// endpoint ([`BaseUrl::url_for`]).
+    pub fn build_with(&self, parts: RequestParts<'_>) -> Result<Request<Bytes>, VllmError> {
         if let Some(why) = &self.invalid {
             return Err(VllmError::InvalidRequest(why.clone()));
         }
@@ -220,32 +453,48 @@ impl RequestConfig {
         // builds the request.
         let base_url = self.endpoints.first().map_or(&self.base_url, |e| &e.url);
         let base = BaseUrl::parse(base_url)?;
-        let stream = body
-            .and_then(|b| b.get("stream"))
-            .and_then(serde_json::Value::as_bool)
-            .unwrap_or(false);
-        let body = match body {
-            Some(v) => Bytes::from(serde_json::to_vec(v).map_err(|e| {
-                VllmError::InvalidRequest(format!("cannot serialize the body: {e}"))
-            })?),
-            None => Bytes::new(),
+        let (method, url) = match parts.route {
+            Some(route) => {
+                route.check()?;
+                (
+                    route.method.clone(),
+                    format!("{}{}", base.server_root(), route.path),
+                )
+            }
+            None => (parts.operation.method(), base.url(parts.operation)),
+        };
+        let (body, content_type) = match parts.body {
+            RequestBody::Empty => (Bytes::new(), None),
+            RequestBody::Json(v) => (
+                Bytes::from(serde_json::to_vec(v).map_err(|e| {
+                    VllmError::InvalidRequest(format!("cannot serialize the body: {e}"))
+                })?),
+                Some(HeaderValue::from_static("application/json")),
+            ),
+            RequestBody::Raw {
+                content_type,
+                bytes,
+            } => (bytes.clone(), Some(content_type.clone())),
         };
         let mut req = Request::builder()
-            .method(operation.method())
-            .uri(base.url(operation))
+            .method(method)
+            .uri(url)
             .body(body)
             .map_err(|e| VllmError::InvalidRequest(format!("cannot build the request: {e}")))?;
+        if let Some(route) = parts.route {
+            req.extensions_mut().insert(route.clone());
+        }
         let headers = req.headers_mut();
         for (name, value) in &self.default_headers {
             check_header_value(name.as_str(), value)?;
             headers.append(name.clone(), value.clone());
         }
-        if operation.method() == Method::POST {
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(ct) = content_type {
+            headers.insert(CONTENT_TYPE, ct);
         }
         headers.insert(
             ACCEPT,
-            HeaderValue::from_static(if stream {
+            HeaderValue::from_static(if parts.stream {
                 "text/event-stream"
             } else {
                 "application/json"
@@ -269,8 +518,30 @@ impl RequestConfig {
             })?;
             headers.insert(AUTHORIZATION, v);
         }
+        if let Some(own) = parts.headers {
+            // Replace the client's headers of the same names, then add every value given.
+            for name in own.keys() {
+                headers.remove(name);
+            }
+            for (name, value) in own {
+                check_header_value(name.as_str(), value)?;
+                let mut value = value.clone();
+                if is_secret_header(name) {
+                    value.set_sensitive(true);
+                }
+                headers.append(name.clone(), value);
+            }
+        }
         Ok(req)
     }
+}
+
+/// Whether a header carries a credential (its value is marked sensitive and never shown).
+pub fn is_secret_header(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "authorization" | "proxy-authorization" | "cookie" | "api-key" | "x-api-key"
+    )
 }
 
 /// Parses `name: value` pairs into a header map, for builders that take strings.
@@ -315,6 +586,8 @@ pub struct EndpointConfig {
     pub api_key: Option<ApiKey>,
     /// Headers added to requests sent to it, after the client's.
     pub headers: HeaderMap,
+    /// Its `gen_ai.provider.name` (default: the client's).
+    pub provider_name: Option<String>,
     pub(crate) invalid: Option<String>,
 }
 
@@ -326,6 +599,7 @@ impl fmt::Debug for EndpointConfig {
             .field("weight", &self.weight)
             .field("api_key", &self.api_key)
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("provider_name", &self.provider_name)
             .finish()
     }
 }
@@ -338,8 +612,16 @@ impl EndpointConfig {
             weight: 1,
             api_key: None,
             headers: HeaderMap::new(),
+            provider_name: None,
             invalid: None,
         }
+    }
+
+    /// Its `gen_ai.provider.name` in spans and metrics, when it differs from the client's
+    /// (a gateway route to another provider: `"openai"`, `"anthropic"`, …).
+    pub fn provider_name(mut self, name: impl Into<String>) -> Self {
+        self.provider_name = Some(name.into());
+        self
     }
 
     /// Its share of the traffic relative to the others.

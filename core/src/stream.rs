@@ -1,5 +1,11 @@
 //! The chat / completions stream decoder: event-stream bytes in, [`StreamEvent`]s out.
 //!
+//! Three more kinds run on the same machinery and keep the same rules: the chunk modes
+//! ([`StreamKind::ChatChunks`], [`StreamKind::CompletionsChunks`]) hand each chunk out whole
+//! as [`StreamEvent::Chunk`] (with its id, model and log probabilities) instead of the events
+//! of the table below, and [`StreamKind::Responses`] decodes the Responses API's typed,
+//! numbered events ([`crate::responses_stream`]).
+//!
 //! [`StreamDecoder`] sits on the [SSE decoder](crate::sse) and reads what vLLM and the servers
 //! that copy its API send (REFERENCE §1):
 //!
@@ -51,19 +57,46 @@ use serde_json::Value;
 use crate::api::{FunctionCall, ToolCall, ToolCallDelta, Usage};
 use crate::error::{ApiError, VllmError};
 use crate::event::StreamEvent;
+use crate::responses_stream::{ResponseCursor, ResponsesState};
 use crate::sse::{Parser, Raw, SseLimits};
 
 /// Bytes charged per accumulated tool call on top of its text, so that many empty calls also
 /// count against the limit.
 const TOOL_CALL_OVERHEAD: usize = 64;
 
-/// Which endpoint's stream is decoded.
+/// Which endpoint's stream is decoded, and into what.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StreamKind {
-    /// `/v1/chat/completions`: `chat.completion.chunk` objects with `choices[].delta`.
+    /// `/v1/chat/completions` (and the streamed audio transcriptions and translations, which
+    /// send the same chunks): `chat.completion.chunk` objects with `choices[].delta`, decoded
+    /// into [`StreamEvent`]s (`Content`, `Reasoning`, tool calls, …).
     Chat,
-    /// `/v1/completions`: `text_completion` objects with `choices[].text`.
+    /// `/v1/completions`: `text_completion` objects with `choices[].text`, decoded into
+    /// [`StreamEvent`]s.
     Completions,
+    /// The same chunks as [`Chat`](Self::Chat), each handed out whole as
+    /// [`StreamEvent::Chunk`] (with its id, model and log probabilities), for the
+    /// result-shaped view of a stream.
+    ChatChunks,
+    /// The same chunks as [`Completions`](Self::Completions), each handed out whole as
+    /// [`StreamEvent::Chunk`].
+    CompletionsChunks,
+    /// `/v1/responses`: typed, numbered events ([`crate::responses_stream`]), handed out as
+    /// [`StreamEvent::Response`].
+    Responses,
+}
+
+impl StreamKind {
+    /// Whether chunks are handed out whole ([`StreamEvent::Chunk`]).
+    pub fn is_chunks(self) -> bool {
+        matches!(self, StreamKind::ChatChunks | StreamKind::CompletionsChunks)
+    }
+
+    /// Whether chunks carry `delta`s (chat) rather than `text` (completions).
+    fn is_chat(self) -> bool {
+        matches!(self, StreamKind::Chat | StreamKind::ChatChunks)
+    }
 }
 
 /// What one [`push`](StreamDecoder::push) read, for the caller's idle timer.
@@ -110,6 +143,8 @@ impl std::ops::AddAssign for PushReport {
 pub struct StreamDecoder {
     sse: Parser,
     state: State,
+    /// For [`StreamKind::Responses`]: its own state (the chat state then stays idle).
+    responses: Option<Box<ResponsesState>>,
 }
 
 #[derive(Debug)]
@@ -128,13 +163,23 @@ struct State {
 impl StreamDecoder {
     /// The `model` the stream's first chunk named (the model that answers), once it arrived.
     pub fn model(&self) -> Option<&str> {
-        self.state.model.as_deref()
+        match &self.responses {
+            Some(r) => r.model.as_deref(),
+            None => self.state.model.as_deref(),
+        }
+    }
+
+    /// For a Responses stream: the response's id and the last `sequence_number` handed out
+    /// (`None` for other streams).
+    pub fn response_cursor(&self) -> Option<&ResponseCursor> {
+        self.responses.as_ref().map(|r| &r.cursor)
     }
 
     /// A decoder for `kind`, with the default [`SseLimits`].
     pub fn new(kind: StreamKind) -> Self {
         let limits = SseLimits::default();
         StreamDecoder {
+            responses: (kind == StreamKind::Responses).then(Box::default),
             sse: Parser::new(limits),
             state: State {
                 kind,
@@ -156,6 +201,11 @@ impl StreamDecoder {
     /// A decoder for legacy `/v1/completions` streams.
     pub fn completions() -> Self {
         Self::new(StreamKind::Completions)
+    }
+
+    /// A decoder for `/v1/responses` streams.
+    pub fn responses() -> Self {
+        Self::new(StreamKind::Responses)
     }
 
     /// Sets the limits (line, event, and the bound on accumulated tool-call arguments, which is
@@ -180,13 +230,19 @@ impl StreamDecoder {
 
     /// Whether the terminal event has been produced (it may still wait in the queue).
     pub fn is_terminated(&self) -> bool {
-        self.state.terminated
+        match &self.responses {
+            Some(r) => r.terminated,
+            None => self.state.terminated,
+        }
     }
 
     /// Whether the terminal event has been produced and every event polled: nothing more will
     /// ever come out.
     pub fn is_finished(&self) -> bool {
-        self.state.terminated && self.state.out.is_empty()
+        match &self.responses {
+            Some(r) => r.terminated && r.out.is_empty(),
+            None => self.state.terminated && self.state.out.is_empty(),
+        }
     }
 
     /// Bytes held: the SSE decoder's pending line and event plus the accumulated tool calls
@@ -201,6 +257,16 @@ impl StreamDecoder {
     /// terminal event input is ignored and the report is empty.
     pub fn push(&mut self, bytes: &[u8]) -> PushReport {
         let mut report = PushReport::default();
+        if let Some(r) = self.responses.as_deref_mut() {
+            if !r.terminated {
+                self.sse
+                    .push_with(bytes, &mut |raw| r.handle(raw, &mut report));
+                if let (Some(e), false) = (self.sse.error(), r.terminated) {
+                    r.terminate(StreamEvent::Error(VllmError::StreamLimit(e.to_string())));
+                }
+            }
+            return report;
+        }
         if self.state.terminated {
             return report;
         }
@@ -220,6 +286,12 @@ impl StreamDecoder {
     /// `Error(VllmError::Truncated)`: a stream cut before `[DONE]` is never a success.
     pub fn finish(&mut self) {
         self.sse.finish();
+        if let Some(r) = self.responses.as_deref_mut() {
+            if !r.terminated {
+                r.terminate(StreamEvent::Error(VllmError::Truncated));
+            }
+            return;
+        }
         if !self.state.terminated {
             self.state
                 .terminate(StreamEvent::Error(VllmError::Truncated));
@@ -232,6 +304,12 @@ impl StreamDecoder {
     /// then `Done`. An error document gives [`VllmError::Api`]; anything else, a
     /// [`VllmError::Decode`]. Ignored after the terminal event.
     pub fn push_document(&mut self, body: &[u8]) {
+        if let Some(r) = self.responses.as_deref_mut() {
+            if !r.terminated {
+                r.document(body);
+            }
+            return;
+        }
         if self.state.terminated {
             return;
         }
@@ -279,7 +357,10 @@ impl StreamDecoder {
     /// The next event, or `None` when nothing is queued. After the terminal event has been
     /// returned this is `None` forever.
     pub fn poll_event(&mut self) -> Option<StreamEvent> {
-        self.state.out.pop_front()
+        match self.responses.as_deref_mut() {
+            Some(r) => r.out.pop_front(),
+            None => self.state.out.pop_front(),
+        }
     }
 }
 
@@ -321,6 +402,9 @@ impl State {
     }
 
     fn chunk(&mut self, text: &str) {
+        if self.kind.is_chunks() {
+            return self.whole_chunk(text);
+        }
         let chunk = match serde_json::from_str::<Chunk<'_>>(text) {
             Ok(c) => c,
             Err(e) => return self.bad_chunk(text, e),
@@ -340,6 +424,34 @@ impl State {
         }
         if let Some(usage) = chunk.usage {
             self.out.push_back(StreamEvent::Usage(usage));
+        }
+    }
+
+    /// Chunk mode: the chunk handed out whole, after the same error checks.
+    fn whole_chunk(&mut self, text: &str) {
+        let v = match serde_json::from_str::<Value>(text) {
+            Ok(v) => v,
+            Err(e) => {
+                return self.terminate(StreamEvent::Error(VllmError::decode(
+                    format!("stream event is not JSON: {e}"),
+                    text.as_bytes(),
+                )))
+            }
+        };
+        if ApiError::from_stream_event(&v).is_some() {
+            return self.api_error(&v, text);
+        }
+        match serde_json::from_value::<crate::api::Chunk>(v) {
+            Ok(chunk) => {
+                if self.model.is_none() && !chunk.model.is_empty() {
+                    self.model = Some(chunk.model.clone());
+                }
+                self.out.push_back(StreamEvent::Chunk(Box::new(chunk)));
+            }
+            Err(e) => self.terminate(StreamEvent::Error(VllmError::decode(
+                format!("stream event has an unexpected shape: {e}"),
+                text.as_bytes(),
+            ))),
         }
     }
 
@@ -367,8 +479,8 @@ impl State {
 
     fn choice(&mut self, choice: Choice) {
         let index = choice.index.unwrap_or(0);
-        match self.kind {
-            StreamKind::Chat => {
+        match self.kind.is_chat() {
+            true => {
                 if let Some(delta) = choice.delta {
                     let reasoning =
                         non_empty(delta.reasoning).or(non_empty(delta.reasoning_content));
@@ -386,7 +498,7 @@ impl State {
                     }
                 }
             }
-            StreamKind::Completions => {
+            false => {
                 if let Some(text) = non_empty(choice.text) {
                     self.text(index, text);
                 }

@@ -56,6 +56,7 @@ fn a_request_the_transport_refuses_is_an_invalid_request_never_retried_nor_count
                 attempt,
                 kind: TransportErrorKind::Rejected,
                 message: "header value is not ASCII".into(),
+                source: None,
             },
         );
         let e = done(&mut call, t0, &mut shared).expect_err("refused");
@@ -87,6 +88,7 @@ fn a_connect_timer_firing_with_the_deadline_is_the_deadline() {
             attempt,
             kind: TransportErrorKind::ConnectTimeout,
             message: "connect timed out".into(),
+            source: None,
         },
     );
     let e = done(&mut call, deadline, &mut shared).expect_err("timed out");
@@ -104,6 +106,7 @@ fn a_connect_timer_firing_with_the_deadline_is_the_deadline() {
             attempt,
             kind: TransportErrorKind::ConnectTimeout,
             message: "connect timed out".into(),
+            source: None,
         },
     );
     assert_eq!(call.report().timeout, Some(TimeoutKind::Connect));

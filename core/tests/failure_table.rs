@@ -163,6 +163,7 @@ fn run(kind: FailureKind, hinted: bool) -> Seen {
                 attempt,
                 kind,
                 message: "scripted".into(),
+                source: None,
             },
         ),
         Script::BrokenBody => {
@@ -182,6 +183,7 @@ fn run(kind: FailureKind, hinted: bool) -> Seen {
                     attempt,
                     kind: Transport::Io,
                     message: "reset".into(),
+                    source: None,
                 },
             );
         }

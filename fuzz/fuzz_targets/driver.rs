@@ -246,6 +246,7 @@ fn event(inp: &mut Input, open: &[(AttemptId, Io)]) -> Option<Event> {
                 TransportErrorKind::Rejected,
             ][usize::from(inp.u8() % 4)],
             message: "fuzz".into(),
+            source: None,
         },
         2 | 3 => Event::Chunk {
             attempt,
@@ -391,6 +392,7 @@ fuzz_target!(|data: &[u8]| {
                     attempt,
                     kind: TransportErrorKind::Connect,
                     message: "down".into(),
+                    source: None,
                 },
                 Some((attempt, _)) => {
                     open.iter_mut()

@@ -4,6 +4,8 @@
 #
 #   llama        llama-server, tiny model, no key       http://127.0.0.1:8000/v1 (the seed page's)
 #   llama-auth   llama-server, tiny model, --api-key    http://127.0.0.1:8001/v1
+#   llama-embed  llama-server, tiny model, --embeddings (mean pooling)  http://127.0.0.1:8002/v1
+#   llama-rerank llama-server, tiny model, --reranking  http://127.0.0.1:8003/v1
 #   litellm      LiteLLM proxy, master key              http://127.0.0.1:4000/v1
 #                models: mock-gpt (mock_response), tiny-llama (-> llama), mock-rpm1 (rpm: 1)
 #   litellm-keys LiteLLM proxy, one key limited to 1 request per 2 s window (custom auth)
@@ -32,10 +34,16 @@ llama_key="$(secret "$LLAMA_API_KEY_FILE")"
 master_key="$(secret "$LITELLM_MASTER_KEY_FILE")"
 limited_key="$(secret "$RUN_DIR/litellm-limited-key")"
 LLAMA_AUTH_PORT="${VLLM_REAL_LLAMA_AUTH_PORT:-8001}"
+LLAMA_EMBED_PORT="${VLLM_REAL_LLAMA_EMBED_PORT:-8002}"
+LLAMA_RERANK_PORT="${VLLM_REAL_LLAMA_RERANK_PORT:-8003}"
 LITELLM_KEYS_PORT="${VLLM_REAL_LITELLM_KEYS_PORT:-4001}"
 
 start_llama llama "$LLAMA_PORT" --parallel 4 --metrics
 start_llama llama-auth "$LLAMA_AUTH_PORT" --parallel 2 --api-key-file "$LLAMA_API_KEY_FILE"
+# The tiny model as an embedding model (mean pooling) and as a reranker (rank pooling: the
+# score is read from its hidden state; a random model gives arbitrary but real scores).
+start_llama llama-embed "$LLAMA_EMBED_PORT" --parallel 2 --embeddings --pooling mean
+start_llama llama-rerank "$LLAMA_RERANK_PORT" --parallel 2 --reranking
 if [ "$fleet" = 1 ]; then
   i=0
   for port in $REPLICA_PORTS; do
@@ -102,6 +110,8 @@ unset LITELLM_MASTER_KEY LITELLM_LIMITED_KEY
 
 wait_healthy llama "http://127.0.0.1:$LLAMA_PORT/health" 120
 wait_healthy llama-auth "http://127.0.0.1:$LLAMA_AUTH_PORT/health" 120
+wait_healthy llama-embed "http://127.0.0.1:$LLAMA_EMBED_PORT/health" 120
+wait_healthy llama-rerank "http://127.0.0.1:$LLAMA_RERANK_PORT/health" 120
 fleet_urls=""
 if [ "$fleet" = 1 ]; then
   i=0
@@ -121,6 +131,8 @@ wait_healthy litellm-keys "http://127.0.0.1:$LITELLM_KEYS_PORT/health/liveliness
 VLLM_REAL_LLAMA_URL=http://127.0.0.1:$LLAMA_PORT/v1
 VLLM_REAL_LLAMA_AUTH_URL=http://127.0.0.1:$LLAMA_AUTH_PORT/v1
 VLLM_REAL_LLAMA_AUTH_KEY=$llama_key
+VLLM_REAL_LLAMA_EMBED_URL=http://127.0.0.1:$LLAMA_EMBED_PORT/v1
+VLLM_REAL_LLAMA_RERANK_URL=http://127.0.0.1:$LLAMA_RERANK_PORT/v1
 VLLM_REAL_LITELLM_URL=http://127.0.0.1:$LITELLM_PORT/v1
 VLLM_REAL_LITELLM_KEY=$master_key
 VLLM_REAL_LITELLM_KEYS_URL=http://127.0.0.1:$LITELLM_KEYS_PORT/v1

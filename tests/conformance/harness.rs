@@ -5,14 +5,15 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use futures::StreamExt;
-use vllm_client_core::client::{Client, ClientBuilder, Execute};
+use vllm_client_core::api::{Chunk, ResponseStreamEvent};
+use vllm_client_core::client::{Client, ClientBuilder, Execute, ExecuteExt};
 use vllm_client_core::policy::{Jitter, RateLimitSnapshot};
 use vllm_client_core::{StreamEvent, VllmError};
 
 /// One adapter, seen synchronously.
 pub trait Harness: 'static {
     /// The adapter's executor.
-    type E: Execute + Send + Sync + 'static;
+    type E: Execute + ExecuteExt + Send + Sync + 'static;
     /// Whether a dropped leg's pending IO is interrupted at once (async runtimes); a blocking
     /// read is not: the leg is dropped when it returns.
     const INTERRUPTS_IO: bool = true;
@@ -22,6 +23,37 @@ pub trait Harness: 'static {
     fn next(stream: &mut <Self::E as Execute>::Stream) -> Option<StreamEvent>;
     /// The server's rate-limit snapshot a stream carries.
     fn rate_limit(stream: &<Self::E as Execute>::Stream) -> Option<RateLimitSnapshot>;
+    /// The next item of a result-shaped chunk stream.
+    fn next_chunk(stream: &mut <Self::E as ExecuteExt>::Chunks)
+        -> Option<Result<Chunk, VllmError>>;
+    /// The next item of a Responses stream.
+    fn next_response_event(
+        stream: &mut <Self::E as ExecuteExt>::Responses,
+    ) -> Option<Result<ResponseStreamEvent, VllmError>>;
+
+    /// Every item of a chunk stream until its end (bounded).
+    fn collect_chunks(
+        mut stream: <Self::E as ExecuteExt>::Chunks,
+    ) -> Vec<Result<Chunk, VllmError>> {
+        let mut items = Vec::new();
+        while let Some(item) = Self::next_chunk(&mut stream) {
+            items.push(item);
+            assert!(items.len() < 10_000, "the stream does not end");
+        }
+        items
+    }
+
+    /// Every item of a Responses stream until its end (bounded).
+    fn collect_response_events(
+        mut stream: <Self::E as ExecuteExt>::Responses,
+    ) -> Vec<Result<ResponseStreamEvent, VllmError>> {
+        let mut items = Vec::new();
+        while let Some(item) = Self::next_response_event(&mut stream) {
+            items.push(item);
+            assert!(items.len() < 10_000, "the stream does not end");
+        }
+        items
+    }
 
     /// A builder for `base_url` with test-sized timings: fast backoff, no retry budget.
     fn builder(base_url: &str) -> ClientBuilder<Self::E> {
@@ -79,6 +111,16 @@ impl Harness for TokioH {
     fn rate_limit(stream: &<Self::E as Execute>::Stream) -> Option<RateLimitSnapshot> {
         stream.rate_limit().copied()
     }
+    fn next_chunk(
+        stream: &mut <Self::E as ExecuteExt>::Chunks,
+    ) -> Option<Result<Chunk, VllmError>> {
+        runtime().block_on(stream.next())
+    }
+    fn next_response_event(
+        stream: &mut <Self::E as ExecuteExt>::Responses,
+    ) -> Option<Result<ResponseStreamEvent, VllmError>> {
+        runtime().block_on(stream.next())
+    }
 }
 
 /// async-std + surf, through `async_std::task::block_on`.
@@ -94,6 +136,16 @@ impl Harness for AsyncStdH {
     }
     fn rate_limit(stream: &<Self::E as Execute>::Stream) -> Option<RateLimitSnapshot> {
         stream.rate_limit().copied()
+    }
+    fn next_chunk(
+        stream: &mut <Self::E as ExecuteExt>::Chunks,
+    ) -> Option<Result<Chunk, VllmError>> {
+        async_std::task::block_on(stream.next())
+    }
+    fn next_response_event(
+        stream: &mut <Self::E as ExecuteExt>::Responses,
+    ) -> Option<Result<ResponseStreamEvent, VllmError>> {
+        async_std::task::block_on(stream.next())
     }
 }
 
@@ -111,5 +163,15 @@ impl Harness for BlockingH {
     }
     fn rate_limit(stream: &<Self::E as Execute>::Stream) -> Option<RateLimitSnapshot> {
         stream.rate_limit().copied()
+    }
+    fn next_chunk(
+        stream: &mut <Self::E as ExecuteExt>::Chunks,
+    ) -> Option<Result<Chunk, VllmError>> {
+        stream.next()
+    }
+    fn next_response_event(
+        stream: &mut <Self::E as ExecuteExt>::Responses,
+    ) -> Option<Result<ResponseStreamEvent, VllmError>> {
+        stream.next()
     }
 }

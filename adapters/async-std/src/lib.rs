@@ -65,6 +65,7 @@ use vllm_client_runner::{AsyncExec, Failed, Transport};
 pub use http1::Http1;
 pub use vllm_client_runner::observability;
 pub use vllm_client_runner::EventStream;
+pub use vllm_client_runner::{ChunkStream, ResponseStream};
 
 /// The async-std executor: the shared run loop over [`Surf`].
 pub type AsyncStd = AsyncExec<Surf>;
@@ -140,7 +141,19 @@ impl Transport for Surf {
                     Some(io) => TransportErrorKind::of_io_error(io.kind()),
                     None => TransportErrorKind::Io,
                 };
-                Err(Failed::new(kind, error_chain(e.as_ref())))
+                let f = Failed::new(kind, error_chain(e.as_ref()));
+                // surf's error wraps the cause; it is kept as the call's error's `source()`
+                // (an io::Error as itself, so that it can be downcast).
+                Err(match e.downcast::<std::io::Error>() {
+                    Ok(io) => f.with_source(io),
+                    Err(e) => {
+                        let cause: Box<dyn std::error::Error + Send + Sync> = e.into_inner().into();
+                        Failed {
+                            source: Some(std::sync::Arc::from(cause)),
+                            ..f
+                        }
+                    }
+                })
             }
         }
     }
@@ -150,7 +163,7 @@ impl Transport for Surf {
         match r.response.read(&mut r.buf).await {
             Ok(0) => Ok(None),
             Ok(n) => Ok(Some(Bytes::copy_from_slice(&r.buf[..n]))),
-            Err(e) => Err(Failed::new(TransportErrorKind::Io, error_chain(&e))),
+            Err(e) => Err(Failed::new(TransportErrorKind::Io, error_chain(&e)).with_source(e)),
         }
     }
 

@@ -69,6 +69,7 @@ use vllm_client_runner::{BlockingExec, BlockingTransport, Completion, Failed};
 
 pub use vllm_client_runner::observability;
 pub use vllm_client_runner::EventIter;
+pub use vllm_client_runner::{ChunkIter, ResponseIter};
 
 /// The blocking executor: the shared run loop over [`Ureq`].
 pub type Blocking = BlockingExec<Ureq>;
@@ -216,7 +217,7 @@ fn run(agent: ureq::Agent, request: http::Request<Vec<u8>>, tx: SyncSender<Repor
     let response = match response {
         Ok(r) => r,
         Err(e) => {
-            let _ = tx.send(Report::Failed(send_error(&e)));
+            let _ = tx.send(Report::Failed(send_error(e)));
             return;
         }
     };
@@ -232,7 +233,9 @@ fn run(agent: ureq::Agent, request: http::Request<Vec<u8>>, tx: SyncSender<Repor
             Ok(0) => Report::End,
             Ok(n) => Report::Chunk(Bytes::copy_from_slice(&buf[..n])),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => Report::Failed(Failed::new(TransportErrorKind::Io, error_chain(&e))),
+            Err(e) => {
+                Report::Failed(Failed::new(TransportErrorKind::Io, error_chain(&e)).with_source(e))
+            }
         };
         let last = !matches!(report, Report::Chunk(_));
         if tx.send(report).is_err() || last {
@@ -241,8 +244,8 @@ fn run(agent: ureq::Agent, request: http::Request<Vec<u8>>, tx: SyncSender<Repor
     }
 }
 
-fn send_error(e: &ureq::Error) -> Failed {
-    let kind = match e {
+fn send_error(e: ureq::Error) -> Failed {
+    let kind = match &e {
         // ureq refused the request itself; nothing was sent.
         ureq::Error::Http(_) | ureq::Error::BadUri(_) | ureq::Error::RequireHttpsOnly(_) => {
             TransportErrorKind::Rejected
@@ -254,5 +257,11 @@ fn send_error(e: &ureq::Error) -> Failed {
         ureq::Error::Io(io) => TransportErrorKind::of_io_error(io.kind()),
         _ => TransportErrorKind::Io,
     };
-    Failed::new(kind, error_chain(e))
+    // The error itself is kept as the call's error's `source()` (TLS, IO, … by downcasting);
+    // an io::Error as itself (ureq's Io variant does not name it as its source).
+    let f = Failed::new(kind, error_chain(&e));
+    match e {
+        ureq::Error::Io(io) => f.with_source(io),
+        other => f.with_source(other),
+    }
 }

@@ -67,11 +67,7 @@ enum Woke<T: Transport> {
 }
 
 fn failed(attempt: AttemptId, f: Failed) -> Event {
-    Event::TransportError {
-        attempt,
-        kind: f.kind,
-        message: f.message,
-    }
+    f.into_event(attempt)
 }
 
 /// Resolves once the wait timer reaches `until` (never without one), re-arming a timer that

@@ -31,11 +31,7 @@ fn event<T>(attempt: AttemptId, outcome: Completion<T>, ok: impl FnOnce(T) -> Ev
     match outcome {
         Completion::Ok(v) => ok(v),
         Completion::TimedOut => Event::Timeout,
-        Completion::Failed(f) => Event::TransportError {
-            attempt,
-            kind: f.kind,
-            message: f.message,
-        },
+        Completion::Failed(f) => f.into_event(attempt),
     }
 }
 
@@ -220,11 +216,7 @@ impl<T: BlockingTransport> BlockingRunner<T> {
                     Event::Response { attempt, head }
                 }
                 Completion::TimedOut => Event::Timeout,
-                Completion::Failed(f) => Event::TransportError {
-                    attempt,
-                    kind: f.kind,
-                    message: f.message,
-                },
+                Completion::Failed(f) => f.into_event(attempt),
             },
             Op::Open { mut response, .. } => {
                 let event = read_event(attempt, self.transport.read(&mut response, until));

@@ -19,15 +19,16 @@ enum Waiter {
     Notified,
 }
 
-/// The state every call of a client shares.
+/// The state every call of a client shares. A derived client ([`derive`](Self::derive)) has
+/// a configuration of its own and the same everything else.
 pub struct ClientState {
     config: ClientConfig,
-    shared: Mutex<Shared>,
+    shared: Arc<Mutex<Shared>>,
     /// Calls waiting for a slot, by their place in the core's queue; a turn that came before
     /// its call registered is kept until it does, so none is ever missed.
-    waiters: Mutex<HashMap<WaiterId, Waiter>>,
+    waiters: Arc<Mutex<HashMap<WaiterId, Waiter>>>,
     /// Where metrics go (nothing, unless a metrics feature is on).
-    pub(crate) sink: Sink,
+    pub(crate) sink: Arc<Sink>,
     /// The endpoints' base URLs (the base URL alone for a client with one server).
     pub(crate) endpoint_urls: Arc<[String]>,
 }
@@ -48,10 +49,24 @@ impl ClientState {
         let shared = Shared::new(&config, vllm_client_core::os_entropy());
         ClientState {
             config,
-            shared: Mutex::new(shared),
-            waiters: Mutex::new(HashMap::new()),
-            sink: Sink::new(),
+            shared: Arc::new(Mutex::new(shared)),
+            waiters: Arc::new(Mutex::new(HashMap::new())),
+            sink: Arc::new(Sink::new()),
             endpoint_urls,
+        }
+    }
+
+    /// The same shared state — retry budget, breaker, limits, pool, the concurrency queue,
+    /// the metric instruments — under another configuration for the calls made through it
+    /// (timeouts, retries, key, headers). What the shared state was built with (breaker,
+    /// budget, limits, endpoints) stays as it was.
+    pub fn derive(&self, config: ClientConfig) -> ClientState {
+        ClientState {
+            config,
+            shared: self.shared.clone(),
+            waiters: self.waiters.clone(),
+            sink: self.sink.clone(),
+            endpoint_urls: self.endpoint_urls.clone(),
         }
     }
 

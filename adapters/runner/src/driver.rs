@@ -96,6 +96,7 @@ pub(crate) fn no_response(attempt: AttemptId) -> Event {
         attempt,
         kind: TransportErrorKind::Io,
         message: "no response to read".into(),
+        source: None,
     }
 }
 
@@ -175,7 +176,7 @@ impl Driver {
                 ..
             } => Io::Send {
                 attempt,
-                request,
+                request: self.telemetry.trace_context(request),
                 deadline,
                 connect_timeout,
             },

@@ -59,6 +59,16 @@ impl<T, M> Exec<T, M> {
         }
     }
 
+    /// The same transport and shared state, another configuration for the calls (see
+    /// [`ClientState::derive`]).
+    pub(crate) fn derive(&self, config: ClientConfig) -> Self {
+        Exec {
+            transport: self.transport.clone(),
+            client: Arc::new(self.client.derive(config)),
+            mode: PhantomData,
+        }
+    }
+
     pub(crate) fn driver(&self, spec: CallSpec) -> Driver {
         Driver::new(self.client.clone(), spec)
     }

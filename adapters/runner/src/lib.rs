@@ -36,11 +36,14 @@ mod exec;
 pub mod observability;
 mod sink;
 mod telemetry;
+mod trace_context;
 mod transport;
 mod turn;
+mod views;
 
 pub use async_loop::EventStream;
 pub use blocking_loop::EventIter;
 pub use client::ClientState;
 pub use exec::{Async, AsyncExec, Blocking, BlockingExec, Exec};
 pub use transport::{BlockingTransport, Completion, Failed, Transport};
+pub use views::{ChunkIter, ChunkStream, ResponseIter, ResponseStream, Results};

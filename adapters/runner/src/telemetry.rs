@@ -23,14 +23,14 @@ use crate::observability::PROVIDER_NAME;
 use crate::sink::{Attrs, Bound, Metric, Sink, Value};
 
 macro_rules! call_span {
-    ($name:literal, $meta:expr) => {
+    ($name:literal, $meta:expr, $provider:expr) => {
         tracing::info_span!(
             $name,
             otel.name = Empty,
             otel.kind = "client",
             otel.status_code = Empty,
             gen_ai.operation.name = $meta.operation,
-            gen_ai.provider.name = PROVIDER_NAME,
+            gen_ai.provider.name = $provider,
             gen_ai.request.model = $meta.request_model.as_deref(),
             gen_ai.request.max_tokens = $meta.max_tokens,
             gen_ai.request.temperature = $meta.temperature,
@@ -60,15 +60,19 @@ pub(crate) struct Telemetry {
     per_chunk: Option<Bound>,
     /// The client's endpoints' base URLs, for the attempt spans' `server.address`.
     endpoints: Arc<[String]>,
+    /// `gen_ai.provider.name`: the client's, or the endpoint's of the latest attempt.
+    provider: String,
 }
 
 impl Telemetry {
     pub(crate) fn new(meta: &CallMeta, endpoints: Arc<[String]>) -> Telemetry {
+        let provider = meta.provider_for(None).unwrap_or(PROVIDER_NAME).to_owned();
+        let p = provider.as_str();
         let call = match meta.operation {
-            "chat" => call_span!("chat", meta),
-            "text_completion" => call_span!("text_completion", meta),
-            "embeddings" => call_span!("embeddings", meta),
-            _ => call_span!("vllm_client", meta),
+            "chat" => call_span!("chat", meta, p),
+            "text_completion" => call_span!("text_completion", meta, p),
+            "embeddings" => call_span!("embeddings", meta, p),
+            _ => call_span!("vllm_client", meta, p),
         };
         if !call.is_disabled() {
             call.record("otel.name", meta.span_name());
@@ -79,7 +83,18 @@ impl Telemetry {
             last_chunk: None,
             per_chunk: None,
             endpoints,
+            provider,
         }
+    }
+
+    /// The request of an attempt, with the W3C trace context of its span (see
+    /// [`trace_context`](crate::trace_context)).
+    pub(crate) fn trace_context(
+        &self,
+        request: http::Request<bytes::Bytes>,
+    ) -> http::Request<bytes::Bytes> {
+        let span = self.attempts.last().map_or(&self.call, |(_, s)| s);
+        crate::trace_context::inject(span, request)
     }
 
     /// Handles every observation the call queued.
@@ -94,20 +109,17 @@ impl Telemetry {
         if !Sink::ENABLED {
             return;
         }
-        let data = matches!(
-            ev,
-            StreamEvent::Content(_)
-                | StreamEvent::Reasoning(_)
-                | StreamEvent::ToolCallDelta(_)
-                | StreamEvent::ChoiceContent { .. }
-        );
-        if !data {
+        if !ev.is_output() {
             return;
         }
         let now = Instant::now();
         if let Some(last) = self.last_chunk.replace(now) {
             let bound = self.per_chunk.get_or_insert_with(|| {
-                let attrs = common(call.meta(), call.response_info().model.as_deref());
+                let attrs = common(
+                    call.meta(),
+                    &self.provider,
+                    call.response_info().model.as_deref(),
+                );
                 sink.bind(Metric::TimePerOutputChunk, &attrs)
             });
             bound.record(secs(now.saturating_duration_since(last)));
@@ -154,6 +166,13 @@ impl Telemetry {
                 endpoint,
                 purpose,
             } => {
+                // An endpoint with a provider name of its own names the call's provider.
+                if let Some(p) = meta.provider_for(Some(endpoint)) {
+                    if p != self.provider {
+                        p.clone_into(&mut self.provider);
+                        self.call.record("gen_ai.provider.name", p);
+                    }
+                }
                 // With several endpoints, where this attempt went.
                 let (address, port) = self
                     .endpoints
@@ -188,7 +207,7 @@ impl Telemetry {
                     since_attempt_start.as_millis()
                 );
                 if Sink::ENABLED && call.is_stream() {
-                    let attrs = common(meta, call.response_info().model.as_deref());
+                    let attrs = common(meta, &self.provider, call.response_info().model.as_deref());
                     sink.record(Metric::TimeToFirstChunk, secs(since_call_start), &attrs);
                 }
             }
@@ -331,13 +350,13 @@ impl Telemetry {
             return;
         }
         let meta = call.meta();
-        let mut attrs = common(meta, info.model.as_deref());
+        let mut attrs = common(meta, &self.provider, info.model.as_deref());
         if let Some(e) = error {
             attrs.push(("error.type", Value::Str(e.label())));
         }
         sink.record(Metric::Duration, secs(duration), &attrs);
         if let Some(u) = &info.usage {
-            let mut attrs = common(meta, info.model.as_deref());
+            let mut attrs = common(meta, &self.provider, info.model.as_deref());
             attrs.push(("gen_ai.token.type", Value::Str("input".into())));
             sink.record(Metric::TokenUsage, u.prompt_tokens as f64, &attrs);
             if let Some(last) = attrs.last_mut() {
@@ -373,9 +392,14 @@ fn basic(meta: &CallMeta) -> Attrs {
 }
 
 /// The GenAI conventions' attributes.
-fn common(meta: &CallMeta, response_model: Option<&str>) -> Attrs {
+fn common(meta: &CallMeta, provider: &str, response_model: Option<&str>) -> Attrs {
     let mut a = basic(meta);
-    a.push(("gen_ai.provider.name", Value::Str(PROVIDER_NAME.into())));
+    let provider = if provider == PROVIDER_NAME {
+        std::borrow::Cow::Borrowed(PROVIDER_NAME)
+    } else {
+        std::borrow::Cow::Owned(provider.to_owned())
+    };
+    a.push(("gen_ai.provider.name", Value::Str(provider)));
     if let Some(m) = response_model {
         a.push(("gen_ai.response.model", Value::Str(m.to_owned().into())));
     }

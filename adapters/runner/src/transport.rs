@@ -5,17 +5,31 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::Request;
-use vllm_client_core::call::{ResponseHead, TransportErrorKind};
+use vllm_client_core::call::{AttemptId, Event, ResponseHead, TransportErrorKind};
 use vllm_client_core::config::ClientConfig;
+use vllm_client_core::ErrorSource;
 
 /// Why a transport operation failed, as the driver's contract names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Failed {
     /// Connect, connect timeout, broken connection, or a request refused before sending.
     pub kind: TransportErrorKind,
     /// What the HTTP client said (never the request's headers).
     pub message: String,
+    /// The HTTP client's error itself, when the transport keeps it: it becomes the
+    /// `source()` of the call's `VllmError::Connect` / `Transport`, for callers who downcast
+    /// (a TLS error, an `std::io::Error`, `reqwest::Error`, …).
+    pub source: Option<ErrorSource>,
 }
+
+impl PartialEq for Failed {
+    /// Failures compare by kind and message (the source is the same error, told again).
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.message == other.message
+    }
+}
+
+impl Eq for Failed {}
 
 impl Failed {
     /// A failure of `kind`.
@@ -23,6 +37,23 @@ impl Failed {
         Failed {
             kind,
             message: message.into(),
+            source: None,
+        }
+    }
+
+    /// The same failure, keeping `error` as its cause.
+    pub fn with_source(mut self, error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(std::sync::Arc::new(error));
+        self
+    }
+
+    /// The event the driver is told about `attempt`, with the cause when there is one.
+    pub(crate) fn into_event(self, attempt: AttemptId) -> Event {
+        Event::TransportError {
+            attempt,
+            kind: self.kind,
+            message: self.message,
+            source: self.source,
         }
     }
 }

@@ -17,6 +17,7 @@ use vllm_client_runner::{AsyncExec, Failed, Transport};
 
 pub use vllm_client_runner::observability;
 pub use vllm_client_runner::EventStream;
+pub use vllm_client_runner::{ChunkStream, ResponseStream};
 
 /// The tokio executor: the shared run loop over [`Reqwest`].
 pub type Tokio = AsyncExec<Reqwest>;
@@ -77,13 +78,13 @@ impl Transport for Reqwest {
     ) -> Result<(ResponseHead, reqwest::Response), Failed> {
         let request = reqwest::Request::try_from(request)
             .map_err(|e| Failed::new(TransportErrorKind::Rejected, e.to_string()))?;
-        let resp = self.http.execute(request).await.map_err(|e| failed(&e))?;
+        let resp = self.http.execute(request).await.map_err(failed)?;
         let head = ResponseHead::new(resp.status(), resp.headers().clone(), SystemTime::now());
         Ok((head, resp))
     }
 
     async fn read(response: &mut reqwest::Response) -> Result<Option<Bytes>, Failed> {
-        response.chunk().await.map_err(|e| failed(&e))
+        response.chunk().await.map_err(failed)
     }
 
     async fn sleep_until(deadline: Instant) {
@@ -91,12 +92,13 @@ impl Transport for Reqwest {
     }
 }
 
-fn failed(e: &reqwest::Error) -> Failed {
+fn failed(e: reqwest::Error) -> Failed {
     let kind = match (e.is_connect(), e.is_timeout()) {
         (true, true) => TransportErrorKind::ConnectTimeout,
         (true, false) => TransportErrorKind::Connect,
         _ if e.is_builder() => TransportErrorKind::Rejected,
         _ => TransportErrorKind::Io,
     };
-    Failed::new(kind, error_chain(e))
+    // The error itself is kept as the call's error's `source()` (TLS, IO, … by downcasting).
+    Failed::new(kind, error_chain(&e)).with_source(e)
 }

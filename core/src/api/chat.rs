@@ -6,57 +6,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::common::{ToolCall, Usage};
+use super::messages::Message;
 use super::params::SamplingParams;
 use crate::error::VllmError;
-
-/// A chat message, for callers who prefer types to `json!`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Message {
-    /// `system`, `user`, `assistant` or `tool`.
-    pub role: String,
-    /// The text (`None` for an assistant turn that only calls tools).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub content: Option<String>,
-    /// Tool calls made by an assistant turn.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tool_calls: Vec<ToolCall>,
-    /// For a `tool` message: the id of the call it answers.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tool_call_id: Option<String>,
-    /// An optional participant name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
-}
-
-impl Message {
-    fn new(role: &str, content: impl Into<String>) -> Self {
-        Message {
-            role: role.to_owned(),
-            content: Some(content.into()),
-            tool_calls: Vec::new(),
-            tool_call_id: None,
-            name: None,
-        }
-    }
-    /// A system message.
-    pub fn system(content: impl Into<String>) -> Self {
-        Self::new("system", content)
-    }
-    /// A user message.
-    pub fn user(content: impl Into<String>) -> Self {
-        Self::new("user", content)
-    }
-    /// An assistant message.
-    pub fn assistant(content: impl Into<String>) -> Self {
-        Self::new("assistant", content)
-    }
-    /// A tool result answering the call `tool_call_id`.
-    pub fn tool(tool_call_id: impl Into<String>, content: impl Into<String>) -> Self {
-        let mut m = Self::new("tool", content);
-        m.tool_call_id = Some(tool_call_id.into());
-        m
-    }
-}
 
 /// What `.messages(…)` accepts: a JSON array (`json!([...])`) or typed [`Message`]s.
 pub trait IntoMessages {
@@ -79,6 +31,12 @@ impl IntoMessages for Vec<Message> {
 impl IntoMessages for &[Message] {
     fn into_messages(self) -> Value {
         serde_json::to_value(self).unwrap_or(Value::Array(Vec::new()))
+    }
+}
+
+impl<const N: usize> IntoMessages for [Message; N] {
+    fn into_messages(self) -> Value {
+        serde_json::to_value(&self[..]).unwrap_or(Value::Array(Vec::new()))
     }
 }
 
@@ -194,6 +152,64 @@ pub struct ChatChoice {
     pub tool_calls: Vec<ToolCall>,
     /// Why it stopped.
     pub finish_reason: Option<String>,
+}
+
+impl ChatCompletionResponse {
+    /// The first choice's message as the next assistant turn of the conversation: its text
+    /// and its tool calls, ready to push onto the messages before the tools' answers.
+    ///
+    /// ```
+    /// use vllm_client_core::api::{ChatCompletionResponse, Message, Role};
+    ///
+    /// let r = ChatCompletionResponse::from_json(serde_json::json!({"choices": [{"index": 0,
+    ///     "message": {"role": "assistant", "content": null, "tool_calls": [{"id": "call_1",
+    ///     "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
+    ///     "finish_reason": "tool_calls"}]})).unwrap();
+    /// let turn = r.to_message();
+    /// assert_eq!(turn.role, Role::Assistant);
+    /// assert_eq!(turn.tool_calls[0].id, "call_1");
+    /// let answer = Message::tool(&turn.tool_calls[0].id, "21 C");
+    /// # let _ = answer;
+    /// ```
+    pub fn to_message(&self) -> Message {
+        Message::assistant_with_tool_calls(self.content.clone(), self.tool_calls.clone())
+    }
+
+    /// The first choice's text read as JSON into `T` — the typed result of a structured
+    /// output (`response_format` with a JSON schema, or vLLM's `structured_outputs`). No text,
+    /// or text that is not a `T`, is a [`VllmError::Decode`] with a snippet of the text.
+    pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, VllmError> {
+        let text = self.content.as_deref().ok_or_else(|| {
+            VllmError::decode(
+                "the answer has no text to parse (it may have called a tool instead)",
+                b"",
+            )
+        })?;
+        // Some models wrap JSON in a Markdown fence despite the format; take what is inside.
+        let body = strip_fence(text);
+        serde_json::from_str(body).map_err(|e| {
+            VllmError::decode(
+                format!("the answer is not a {}: {e}", std::any::type_name::<T>()),
+                text.as_bytes(),
+            )
+        })
+    }
+}
+
+/// The text inside a Markdown code fence (```` ```json … ``` ````), or the text itself.
+fn strip_fence(text: &str) -> &str {
+    let t = text.trim();
+    let Some(rest) = t.strip_prefix("```") else {
+        return t;
+    };
+    let Some(rest) = rest.strip_suffix("```") else {
+        return t;
+    };
+    // Drop the info string (`json`) on the opening line.
+    match rest.find('\n') {
+        Some(nl) => rest[nl + 1..].trim(),
+        None => rest.trim(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -318,6 +334,49 @@ mod tests {
             (3, 4, 7)
         );
         assert_eq!(u.prompt_tokens_details.unwrap().cached_tokens, Some(2));
+    }
+
+    #[test]
+    fn parse_structured_output_and_the_next_turn() {
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        struct City {
+            name: String,
+            population: u64,
+        }
+        let raw = json!({"choices":[{"index":0,"message":{"role":"assistant",
+            "content":"{\"name\":\"Paris\",\"population\":2100000}"},"finish_reason":"stop"}]});
+        let r = ChatCompletionResponse::from_json(raw).unwrap();
+        assert_eq!(
+            r.parse::<City>().unwrap(),
+            City {
+                name: "Paris".into(),
+                population: 2_100_000
+            }
+        );
+        let fenced = json!({"choices":[{"index":0,"message":{"content":
+            "```json\n{\"name\":\"Oslo\",\"population\":1}\n```"}}]});
+        let r = ChatCompletionResponse::from_json(fenced).unwrap();
+        assert_eq!(r.parse::<City>().unwrap().name, "Oslo");
+        let wrong = json!({"choices":[{"index":0,"message":{"content":"{\"name\":3}"}}]});
+        let e = ChatCompletionResponse::from_json(wrong)
+            .unwrap()
+            .parse::<City>()
+            .unwrap_err();
+        assert!(matches!(e, VllmError::Decode { .. }), "{e}");
+        let none = json!({"choices":[{"index":0,"message":{"content":null}}]});
+        assert!(ChatCompletionResponse::from_json(none)
+            .unwrap()
+            .parse::<City>()
+            .is_err());
+        let turn = ChatCompletionResponse::from_json(
+            json!({"choices":[{"index":0,"message":{"content":"hi"}}]}),
+        )
+        .unwrap()
+        .to_message();
+        assert_eq!(
+            serde_json::to_value(turn).unwrap(),
+            json!({"role": "assistant", "content": "hi"})
+        );
     }
 
     #[test]

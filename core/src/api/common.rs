@@ -46,8 +46,9 @@ pub struct CompletionTokensDetails {
 /// A complete tool call: in a non-streamed message, or assembled from a stream's fragments.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ToolCall {
-    /// The position of this call among the choice's tool calls.
-    #[serde(default)]
+    /// The position of this call among the choice's tool calls (not sent back in an
+    /// assistant message).
+    #[serde(default, skip_serializing)]
     pub index: u32,
     /// The call's id (`chatcmpl-tool-…`), echoed back in the `tool` message that answers it.
     #[serde(default)]

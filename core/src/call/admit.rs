@@ -11,7 +11,6 @@ use super::observe::Limiter;
 use super::{Call, Phase, Shared};
 use crate::error::VllmError;
 use crate::policy::{estimate_tokens, Admission, GiveUpReason, RateLimited, TimeoutKind};
-use crate::request::Operation;
 
 impl Call {
     /// A concurrency slot, first come, first served: a new call queues behind every waiting
@@ -151,11 +150,7 @@ impl Call {
     /// Charges the call's token estimate to the token rate limit, once, before its first
     /// attempt. `false`: the call now waits for it, or ended.
     fn charge_tokens(&mut self, now: Instant, shared: &mut Shared) -> bool {
-        let generates = matches!(
-            self.operation,
-            Operation::ChatCompletions | Operation::Completions | Operation::Embeddings
-        );
-        if self.tokens_charged.is_some() || !generates {
+        if self.tokens_charged.is_some() || !self.operation.counts_tokens() {
             return true;
         }
         let cost = estimate_tokens(self.meta.prompt_chars, self.meta.max_tokens);

@@ -216,8 +216,14 @@ pub enum Event {
         /// Whether the connection could not be established, broke later, or the request was
         /// refused before sending.
         kind: TransportErrorKind,
-        /// What the transport said (kept in the error; never contains request headers).
+        /// What the transport said, its causes included (kept in the error; never contains
+        /// request headers).
         message: String,
+        /// The error itself, when the transport has one: kept as the
+        /// [`source`](std::error::Error::source) of the resulting [`VllmError::Connect`] or
+        /// [`VllmError::Transport`], so that callers can downcast it (a TLS error, an
+        /// `std::io::Error`, the HTTP client's own error type).
+        source: Option<crate::error::ErrorSource>,
     },
     /// The `until` of the last `Wait` passed (early or spurious ones are ignored).
     Timeout,

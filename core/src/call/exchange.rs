@@ -271,12 +271,13 @@ impl Call {
         self.exchanges[i].io = Io::Idle;
         match body {
             Body::Json(buf) => {
-                if matches!(
-                    self.operation,
-                    Operation::ChatCompletions | Operation::Completions | Operation::Embeddings
-                ) {
-                    self.obs.response = ResponseInfo::from_json(&buf);
-                }
+                self.obs.response = match self.operation {
+                    Operation::Responses | Operation::RetrieveResponse => {
+                        ResponseInfo::from_response_json(&buf)
+                    }
+                    op if op.counts_tokens() => ResponseInfo::from_json(&buf),
+                    _ => ResponseInfo::default(),
+                };
                 let ex = &self.exchanges[i];
                 // Time to the head: a non-streamed answer's head comes when it is done.
                 let to_head = ex.head_at.map(|h| h.saturating_duration_since(ex.start));

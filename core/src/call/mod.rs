@@ -238,14 +238,11 @@ impl Call {
                 "max_concurrency(0) can never admit a call; use at least 1".into(),
             ))
         } else {
-            spec.body
-                .as_ref()
-                .map_err(Clone::clone)
-                .and_then(|body| config.request.build(spec.operation, body.as_ref()))
+            spec.build_request(&config.request)
         };
-        let body = spec.body.as_ref().ok().and_then(Option::as_ref);
-        let meta = CallMeta::new(spec.operation, body, request.as_ref().ok());
-        let policy = config.policy.clone();
+        let meta = CallMeta::new(spec.operation, spec.json_body(), request.as_ref().ok())
+            .with_providers(&config.request);
+        let policy = config.policy.with_options(&spec.options, now);
         let deadline = policy.timeouts.deadline_from(now);
         let hedge = match (policy.pool.hedge, spec.stream) {
             (Some(cfg), Some(_)) => HedgePlan {
@@ -599,9 +596,10 @@ impl Call {
                 attempt,
                 kind,
                 message,
+                source,
             } => {
                 if let Some(i) = find(self, attempt, &[Io::Sending, Io::Reading]) {
-                    self.on_transport_error(i, now, kind, message);
+                    self.on_transport_error(i, now, kind, message, source);
                 }
             }
         }

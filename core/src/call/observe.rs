@@ -184,10 +184,16 @@ impl HedgeEvent {
 /// name, the requested model, the server. Read once when the call is built.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallMeta {
-    /// `gen_ai.operation.name`: `"chat"`, `"text_completion"`, `"embeddings"` (the
-    /// convention's names), or for vLLM's other endpoints `"models"`, `"tokenize"`,
-    /// `"detokenize"`, `"health"`, `"version"`.
+    /// `gen_ai.operation.name` (see [`operation_name`]): `"chat"` (chat completions and
+    /// Responses), `"text_completion"`, `"embeddings"` (the convention's names), or for the
+    /// other operations their own names.
     pub operation: &'static str,
+    /// `gen_ai.provider.name` configured for the client (`None`: the runner's default,
+    /// `"vllm"`).
+    pub provider_name: Option<String>,
+    /// `gen_ai.provider.name` of each endpoint of a pool that names its own (by index;
+    /// empty when none does).
+    pub endpoint_provider_names: Vec<Option<String>>,
     /// `gen_ai.request.model`: the body's `model` field, when it has one.
     pub request_model: Option<String>,
     /// `server.address`: the host of the request's URL.
@@ -222,6 +228,8 @@ impl CallMeta {
         let field = |name: &str| body.and_then(|b| b.get(name));
         CallMeta {
             operation: operation_name(endpoint),
+            provider_name: None,
+            endpoint_provider_names: Vec::new(),
             request_model: field("model")
                 .and_then(serde_json::Value::as_str)
                 .map(str::to_owned),
@@ -240,6 +248,29 @@ impl CallMeta {
         }
     }
 
+    /// The same, with the provider names configured in `request` (the client's, and each
+    /// endpoint's own).
+    pub fn with_providers(mut self, request: &crate::request::RequestConfig) -> CallMeta {
+        self.provider_name.clone_from(&request.provider_name);
+        if request.endpoints.iter().any(|e| e.provider_name.is_some()) {
+            self.endpoint_provider_names = request
+                .endpoints
+                .iter()
+                .map(|e| e.provider_name.clone())
+                .collect();
+        }
+        self
+    }
+
+    /// The provider name for an attempt sent to `endpoint`: the endpoint's own, else the
+    /// client's; `None` when neither is configured (the runner then reports `"vllm"`).
+    pub fn provider_for(&self, endpoint: Option<crate::pool::EndpointId>) -> Option<&str> {
+        endpoint
+            .and_then(|e| self.endpoint_provider_names.get(e.index()))
+            .and_then(Option::as_deref)
+            .or(self.provider_name.as_deref())
+    }
+
     /// The span name of the conventions: `"{operation} {model}"` (`"chat gpt-x"`), or the
     /// operation alone when no model was named.
     pub fn span_name(&self) -> String {
@@ -250,10 +281,17 @@ impl CallMeta {
     }
 }
 
-/// The GenAI operation name of `endpoint` (see [`CallMeta::operation`]).
-pub fn operation_name(endpoint: Operation) -> &'static str {
-    match endpoint {
-        Operation::ChatCompletions => "chat",
+/// The GenAI operation name of an operation (`gen_ai.operation.name`).
+///
+/// The conventions' well-known names where one applies — `chat` for chat completions and for
+/// creating a Responses response (the conventions name OpenAI's chat and Responses APIs
+/// `chat`), `text_completion`, `embeddings` — and otherwise a custom name: `models`,
+/// `tokenize`, `detokenize`, `health`, `version`, `retrieve_response`, `cancel_response`,
+/// `rerank`, `score`, `classify`, `pooling`, `transcription`, `translation`,
+/// `load_lora_adapter`, `unload_lora_adapter`, and `http` for `client.request(…)`.
+pub fn operation_name(operation: Operation) -> &'static str {
+    match operation {
+        Operation::ChatCompletions | Operation::Responses => "chat",
         Operation::Completions => "text_completion",
         Operation::Embeddings => "embeddings",
         Operation::Models => "models",
@@ -261,6 +299,17 @@ pub fn operation_name(endpoint: Operation) -> &'static str {
         Operation::Detokenize => "detokenize",
         Operation::Health => "health",
         Operation::Version => "version",
+        Operation::RetrieveResponse => "retrieve_response",
+        Operation::CancelResponse => "cancel_response",
+        Operation::Rerank => "rerank",
+        Operation::Score => "score",
+        Operation::Classify => "classify",
+        Operation::Pooling => "pooling",
+        Operation::Transcriptions => "transcription",
+        Operation::Translations => "translation",
+        Operation::LoadLoraAdapter => "load_lora_adapter",
+        Operation::UnloadLoraAdapter => "unload_lora_adapter",
+        Operation::Custom => "http",
     }
 }
 
@@ -334,7 +383,9 @@ impl ResponseInfo {
         }
     }
 
-    /// Takes what a stream event says.
+    /// Takes what a stream event says: finish reasons and usage (chat and completions
+    /// events, whole chunks), the id, model, status and usage of a Responses stream's
+    /// lifecycle events.
     pub fn on_event(&mut self, ev: &StreamEvent) {
         match ev {
             StreamEvent::Finish { reason, .. }
@@ -343,8 +394,59 @@ impl ResponseInfo {
                 self.finish_reasons.push(reason.clone());
             }
             StreamEvent::Usage(u) => self.usage = Some(u.clone()),
+            StreamEvent::Chunk(c) => {
+                if self.id.is_none() && !c.id.is_empty() {
+                    self.id = Some(c.id.clone());
+                }
+                if self.model.is_none() && !c.model.is_empty() {
+                    self.model = Some(c.model.clone());
+                }
+                for choice in &c.choices {
+                    if let Some(r) = &choice.finish_reason {
+                        if self.finish_reasons.len() < MAX_FINISH_REASONS {
+                            self.finish_reasons.push(r.clone());
+                        }
+                    }
+                }
+                if let Some(u) = &c.usage {
+                    self.usage = Some(u.clone());
+                }
+            }
+            StreamEvent::Response(r) => {
+                if let Some(resp) = r.response() {
+                    self.on_response(resp, r.is_terminal());
+                }
+            }
             _ => {}
         }
+    }
+
+    /// Takes what a Responses response object says (its status is the finish reason once it
+    /// is done).
+    fn on_response(&mut self, r: &crate::api::Response, done: bool) {
+        if !r.id.is_empty() {
+            self.id = Some(r.id.clone());
+        }
+        if !r.model.is_empty() {
+            self.model = Some(r.model.clone());
+        }
+        if let Some(u) = &r.usage {
+            self.usage = Some(Usage::from(u));
+        }
+        if done && !r.status.is_empty() && self.finish_reasons.is_empty() {
+            self.finish_reasons.push(r.status.clone());
+        }
+    }
+
+    /// What a Responses response object's JSON says (nothing, if it is not one).
+    pub fn from_response_json(body: &[u8]) -> ResponseInfo {
+        let mut info = ResponseInfo::default();
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+            if let Ok(r) = crate::api::Response::from_json(v) {
+                info.on_response(&r, r.is_done());
+            }
+        }
+        info
     }
 }
 

@@ -260,6 +260,7 @@ mod tests {
             attempt,
             kind: super::super::TransportErrorKind::Connect,
             message: "refused".into(),
+            source: None,
         };
         w.handle(&mut a, 0, refused);
         let retry = w.next(&mut a, 0);

@@ -198,6 +198,7 @@ impl Call {
         now: Instant,
         kind: TransportErrorKind,
         message: String,
+        source: Option<crate::error::ErrorSource>,
     ) {
         let ex = &self.exchanges[i];
         if ex.purpose == Purpose::HealthProbe {
@@ -236,7 +237,7 @@ impl Call {
         let output_started = self.is_committed(i);
         let (failure, error) = match kind {
             TransportErrorKind::Connect if no_head => {
-                (Failure::Connect, VllmError::Connect { message })
+                (Failure::Connect, VllmError::connect(message, source))
             }
             TransportErrorKind::ConnectTimeout if no_head => {
                 self.report.timeout = Some(TimeoutKind::Connect);
@@ -258,7 +259,7 @@ impl Call {
             }
             _ => (
                 Failure::Transport { output_started },
-                VllmError::Transport { message },
+                VllmError::transport(message, source),
             ),
         };
         self.fail_exchange(i, now, failure, error);
@@ -552,6 +553,7 @@ mod tests {
             attempt: first,
             kind: TransportErrorKind::Io,
             message: "reset".into(),
+            source: None,
         };
         w.handle(&mut a, 150, reset);
         // No retry while the hedge runs: the call waits for it.

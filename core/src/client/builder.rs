@@ -36,6 +36,8 @@ use crate::request::{header_pair, ApiKey};
 /// | [`ejection`](Self::ejection) | 5 server failures (3 connect failures) in a row; 30 s × times ejected, ≤ 300 s; ≤ 10 % of endpoints | outlier ejection |
 /// | [`routing`](Self::routing) | affinity bound 8, latency decay 10 s | power of two choices, session affinity |
 /// | [`hedge`](Self::hedge) | off (when on: p95 of recent first tokens, ≤ 5 % extra) | a second attempt when a stream's first token is late |
+/// | [`provider_name`](Self::provider_name) | `"vllm"` | `gen_ai.provider.name` in spans and metrics |
+/// | [`from_env`](Self::from_env) | — | base URL and key from `VLLM_BASE_URL` / `VLLM_API_KEY` (else `OPENAI_*`) |
 #[must_use]
 pub struct ClientBuilder<E: Execute> {
     config: ClientConfig,
@@ -281,6 +283,14 @@ impl<E: Execute> ClientBuilder<E> {
     /// Headers sent with every request.
     pub fn default_headers(mut self, headers: HeaderMap) -> Self {
         self.config.request.default_headers.extend(headers);
+        self
+    }
+
+    /// `gen_ai.provider.name` in spans and metrics (default `"vllm"`), for a gateway route to
+    /// another provider (`"openai"`, `"anthropic"`, …). An endpoint of a pool may name its
+    /// own ([`EndpointConfig::provider_name`](crate::pool::EndpointConfig::provider_name)).
+    pub fn provider_name(mut self, name: impl Into<String>) -> Self {
+        self.config.request.provider_name = Some(name.into());
         self
     }
 

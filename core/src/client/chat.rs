@@ -3,26 +3,36 @@
 
 use serde_json::Value;
 
-use super::{CallSpec, Execute};
-use crate::api::{ChatCompletionRequest, ChatCompletionResponse, IntoMessages, StreamOptions};
+use super::options::option_setters;
+use super::{CallOptions, CallSpec, Execute, ExecuteExt};
+use crate::api::{
+    ChatCompletionRequest, ChatCompletionResponse, IntoMessages, IntoTools, StreamOptions, Tool,
+};
 use crate::request::Operation;
+use crate::stream::StreamKind;
 
 /// `client.chat`: the chat API.
 #[derive(Debug, Clone)]
 pub struct Chat<E> {
     exec: E,
+    options: CallOptions,
 }
 
 impl<E: Execute> Chat<E> {
     /// Wraps an executor.
     pub fn new(exec: E) -> Self {
-        Chat { exec }
+        Self::with_options(exec, CallOptions::default())
+    }
+
+    pub(crate) fn with_options(exec: E, options: CallOptions) -> Self {
+        Chat { exec, options }
     }
 
     /// `client.chat.completions()`.
     pub fn completions(&self) -> ChatCompletions<E> {
         ChatCompletions {
             exec: self.exec.clone(),
+            options: self.options.clone(),
         }
     }
 }
@@ -31,6 +41,7 @@ impl<E: Execute> Chat<E> {
 #[derive(Debug, Clone)]
 pub struct ChatCompletions<E> {
     exec: E,
+    options: CallOptions,
 }
 
 impl<E: Execute> ChatCompletions<E> {
@@ -40,8 +51,46 @@ impl<E: Execute> ChatCompletions<E> {
             exec: self.exec.clone(),
             request: ChatCompletionRequest::default(),
             session: None,
+            options: self.options.clone(),
         }
     }
+
+    /// Sends a request body of your own — any `impl Serialize` that serializes to a chat
+    /// completion request (your own struct, async-openai's `CreateChatCompletionRequest`, a
+    /// `json!` value) — and reads the answer. `"stream"` is set to `false` in it. Same
+    /// policies as `create()…send()`.
+    pub fn send_json<B: serde::Serialize + ?Sized>(
+        &self,
+        body: &B,
+    ) -> E::Output<ChatCompletionResponse> {
+        let body = super::to_value(body).and_then(|mut v| {
+            object(&mut v)?.insert("stream".to_owned(), Value::Bool(false));
+            Ok(v)
+        });
+        let spec = CallSpec::json(Operation::ChatCompletions, body).with_options(&self.options);
+        self.exec.execute(spec)
+    }
+
+    /// Sends a request body of your own as a stream of [`StreamEvent`](crate::StreamEvent)s
+    /// (`"stream": true` is set in it).
+    pub fn send_json_stream<B: serde::Serialize + ?Sized>(&self, body: &B) -> E::Output<E::Stream> {
+        let spec = CallSpec::stream(
+            Operation::ChatCompletions,
+            StreamKind::Chat,
+            super::to_value(body),
+        )
+        .with_options(&self.options);
+        self.exec.execute_stream(spec)
+    }
+}
+
+/// The body as a JSON object, or why it is not one.
+pub(crate) fn object(
+    v: &mut Value,
+) -> Result<&mut serde_json::Map<String, Value>, crate::error::VllmError> {
+    v.as_object_mut().ok_or_else(|| {
+        crate::error::VllmError::InvalidRequest("the request body must be a JSON object".into())
+    })
 }
 
 /// A chat completion request being built. Setters take and return `self`; unset parameters are
@@ -52,6 +101,7 @@ pub struct ChatCompletionBuilder<E> {
     exec: E,
     request: ChatCompletionRequest,
     session: Option<u64>,
+    options: CallOptions,
 }
 
 macro_rules! setter {
@@ -129,12 +179,45 @@ impl<E: Execute> ChatCompletionBuilder<E> {
     setter!(/// Constrained output (vLLM ≥ 0.12): `json!({"json": schema})`, `{"regex": …}`,
         /// `{"choice": […]}` or `{"grammar": …}`.
         structured_outputs: Value => sampling.structured_outputs);
-    setter!(/// `json!({"type": "json_object"})` or a JSON schema format.
-        response_format: Value => response_format);
-    setter!(/// Tools the model may call (a JSON array of tool definitions).
-        tools: Value => tools);
-    setter!(/// `"auto"`, `"none"`, `"required"` or a named function.
-        tool_choice: Value => tool_choice);
+    /// The answer's format: `json!({"type": "json_object"})`, or a typed
+    /// [`ResponseFormat`](crate::api::ResponseFormat) (a JSON schema; with the `schemars`
+    /// feature, `ResponseFormat::for_type::<T>()`).
+    /// Read the answer with `response.parse::<T>()`.
+    pub fn response_format(mut self, format: impl Into<Value>) -> Self {
+        self.request.response_format = Some(format.into());
+        self
+    }
+
+    /// Asks for JSON following the schema `schemars` derives for `T` (feature `schemars`):
+    /// `response_format` with that schema (vLLM enforces it while decoding). Read the answer
+    /// with `response.parse::<T>()`.
+    #[cfg(feature = "schemars")]
+    pub fn json_schema_for<T: schemars::JsonSchema>(self) -> Self {
+        self.response_format(crate::api::ResponseFormat::for_type::<T>())
+    }
+
+    /// Tools the model may call: `json!([...])` or typed [`Tool`]s.
+    pub fn tools(mut self, tools: impl IntoTools) -> Self {
+        self.request.tools = Some(tools.into_tools());
+        self
+    }
+
+    /// Adds one typed tool.
+    pub fn tool(mut self, tool: Tool) -> Self {
+        let v = Value::from(tool);
+        match &mut self.request.tools {
+            Some(Value::Array(a)) => a.push(v),
+            other => *other = Some(Value::Array(vec![v])),
+        }
+        self
+    }
+
+    /// `json!("auto")`, or a typed [`ToolChoice`](crate::api::ToolChoice) (`None`, `Auto`,
+    /// `Required`, `Function(name)`).
+    pub fn tool_choice(mut self, choice: impl Into<Value>) -> Self {
+        self.request.tool_choice = Some(choice.into());
+        self
+    }
     setter!(/// Whether several tools may be called in one turn.
         parallel_tool_calls: bool => parallel_tool_calls);
     setter!(/// Whether to return log probabilities.
@@ -192,14 +275,24 @@ impl<E: Execute> ChatCompletionBuilder<E> {
         &self.request
     }
 
+    option_setters!();
+
+    fn spec(&self, spec: CallSpec) -> CallSpec {
+        let mut spec = spec.with_options(&self.options);
+        spec.affinity = self.session;
+        spec
+    }
+
     /// Sends the request and waits for the whole answer (retrying as the client's policy says).
     pub fn send(mut self) -> E::Output<ChatCompletionResponse> {
         if self.request.is_stream() {
             // `.send()` returns one response: a streamed body would be decoded as one anyway.
             self.request.sampling.stream = Some(false);
         }
-        let mut spec = CallSpec::json(Operation::ChatCompletions, self.request.to_body());
-        spec.affinity = self.session;
+        let spec = self.spec(CallSpec::json(
+            Operation::ChatCompletions,
+            self.request.to_body(),
+        ));
         self.exec.execute(spec)
     }
 
@@ -208,8 +301,10 @@ impl<E: Execute> ChatCompletionBuilder<E> {
     /// happened (when retries are spent, `result` is the last attempt's own error).
     pub fn send_with_report(mut self) -> E::Output<super::Reported<ChatCompletionResponse>> {
         self.request.sampling.stream = Some(false);
-        let mut spec = CallSpec::json(Operation::ChatCompletions, self.request.to_body());
-        spec.affinity = self.session;
+        let spec = self.spec(CallSpec::json(
+            Operation::ChatCompletions,
+            self.request.to_body(),
+        ));
         self.exec.execute_reported(spec)
     }
 
@@ -218,12 +313,29 @@ impl<E: Execute> ChatCompletionBuilder<E> {
     /// `StreamEvent::Error`.
     pub fn send_stream(mut self) -> E::Output<E::Stream> {
         self.request.sampling.stream = Some(true);
-        let mut spec = CallSpec::stream(
+        let spec = self.spec(CallSpec::stream(
             Operation::ChatCompletions,
-            crate::stream::StreamKind::Chat,
+            StreamKind::Chat,
             self.request.to_body(),
-        );
-        spec.affinity = self.session;
+        ));
         self.exec.execute_stream(spec)
+    }
+}
+
+impl<E: ExecuteExt> ChatCompletionBuilder<E> {
+    /// Sends the request as a stream of `Result<Chunk, VllmError>`: each chunk whole, with its
+    /// `id`, `model`, `logprobs`, `finish_reason` and `usage` — the shape of async-openai's
+    /// streams, for `?` and `TryStreamExt`. Same guarantees as
+    /// [`send_stream`](Self::send_stream): retried only before any chunk reached you; a cut,
+    /// stalled or failed stream ends with one `Err`, a finished one with the end of the
+    /// stream right after its last chunk.
+    pub fn send_chunks(mut self) -> E::Output<E::Chunks> {
+        self.request.sampling.stream = Some(true);
+        let spec = self.spec(CallSpec::stream(
+            Operation::ChatCompletions,
+            StreamKind::ChatChunks,
+            self.request.to_body(),
+        ));
+        self.exec.execute_chunks(spec)
     }
 }

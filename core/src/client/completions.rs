@@ -3,20 +3,27 @@
 use serde_json::Value;
 
 use super::chat::setter;
-use super::{CallSpec, Execute};
+use super::options::option_setters;
+use super::{CallOptions, CallSpec, Execute, ExecuteExt};
 use crate::api::{CompletionRequest, CompletionResponse, StreamOptions};
 use crate::request::Operation;
+use crate::stream::StreamKind;
 
 /// `client.completions`: the legacy text completion API.
 #[derive(Debug, Clone)]
 pub struct Completions<E> {
     exec: E,
+    options: CallOptions,
 }
 
 impl<E: Execute> Completions<E> {
     /// Wraps an executor.
     pub fn new(exec: E) -> Self {
-        Completions { exec }
+        Self::with_options(exec, CallOptions::default())
+    }
+
+    pub(crate) fn with_options(exec: E, options: CallOptions) -> Self {
+        Completions { exec, options }
     }
 
     /// Starts a request; set `model` and `prompt`, then `send()` or `send_stream()`.
@@ -25,6 +32,7 @@ impl<E: Execute> Completions<E> {
             exec: self.exec.clone(),
             request: CompletionRequest::default(),
             session: None,
+            options: self.options.clone(),
         }
     }
 }
@@ -36,6 +44,7 @@ pub struct CompletionBuilder<E> {
     exec: E,
     request: CompletionRequest,
     session: Option<u64>,
+    options: CallOptions,
 }
 
 impl<E: Execute> CompletionBuilder<E> {
@@ -118,23 +127,47 @@ impl<E: Execute> CompletionBuilder<E> {
         self
     }
 
+    option_setters!();
+
+    fn spec(&self, spec: CallSpec) -> CallSpec {
+        let mut spec = spec.with_options(&self.options);
+        spec.affinity = self.session;
+        spec
+    }
+
     /// Sends and waits for the whole answer.
     pub fn send(mut self) -> E::Output<CompletionResponse> {
         self.request.sampling.stream = Some(false);
-        let mut spec = CallSpec::json(Operation::Completions, self.request.to_body());
-        spec.affinity = self.session;
+        let spec = self.spec(CallSpec::json(
+            Operation::Completions,
+            self.request.to_body(),
+        ));
         self.exec.execute(spec)
     }
 
     /// Sends as a stream of [`StreamEvent`](crate::StreamEvent)s (`Content` carries the text).
     pub fn send_stream(mut self) -> E::Output<E::Stream> {
         self.request.sampling.stream = Some(true);
-        let mut spec = CallSpec::stream(
+        let spec = self.spec(CallSpec::stream(
             Operation::Completions,
-            crate::stream::StreamKind::Completions,
+            StreamKind::Completions,
             self.request.to_body(),
-        );
-        spec.affinity = self.session;
+        ));
         self.exec.execute_stream(spec)
+    }
+}
+
+impl<E: ExecuteExt> CompletionBuilder<E> {
+    /// Sends as a stream of `Result<Chunk, VllmError>`, each chunk whole with its `text`,
+    /// `logprobs` and `finish_reason` (see
+    /// [`ChatCompletionBuilder::send_chunks`](super::ChatCompletionBuilder::send_chunks)).
+    pub fn send_chunks(mut self) -> E::Output<E::Chunks> {
+        self.request.sampling.stream = Some(true);
+        let spec = self.spec(CallSpec::stream(
+            Operation::Completions,
+            StreamKind::CompletionsChunks,
+            self.request.to_body(),
+        ));
+        self.exec.execute_chunks(spec)
     }
 }

@@ -3,8 +3,9 @@
 use serde_json::Value;
 
 use crate::api::{
-    ChatCompletionResponse, CompletionResponse, DetokenizeResponse, EmbeddingResponse, ModelList,
-    TokenizeResponse, Version,
+    ChatCompletionResponse, ClassifyResponse, CompletionResponse, DetokenizeResponse,
+    EmbeddingResponse, ModelList, PoolingResponse, RerankResponse, Response, ScoreResponse,
+    TokenizeResponse, Transcription, Version,
 };
 use crate::error::VllmError;
 
@@ -47,6 +48,39 @@ impl Decode for Value {
     }
 }
 
+impl Decode for Response {
+    fn decode(body: &[u8]) -> Result<Self, VllmError> {
+        Response::from_json(json(body)?)
+    }
+}
+
+/// The body as it came (any content type, possibly empty).
+impl Decode for bytes::Bytes {
+    fn decode(body: &[u8]) -> Result<Self, VllmError> {
+        Ok(bytes::Bytes::copy_from_slice(body))
+    }
+}
+
+/// The body as text (invalid UTF-8 replaced): LoRA answers, `text`/`srt`/`vtt`
+/// transcriptions.
+impl Decode for String {
+    fn decode(body: &[u8]) -> Result<Self, VllmError> {
+        Ok(String::from_utf8_lossy(body).into_owned())
+    }
+}
+
+/// Any JSON body read into your own type: `client.request(…).send::<Json<MyType>>()`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Json<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned> Decode for Json<T> {
+    fn decode(body: &[u8]) -> Result<Self, VllmError> {
+        serde_json::from_value(json(body)?).map(Json).map_err(|e| {
+            VllmError::decode(format!("not a {}: {e}", std::any::type_name::<T>()), body)
+        })
+    }
+}
+
 macro_rules! serde_decode {
     ($($t:ty => $what:literal),* $(,)?) => {$(
         impl Decode for $t {
@@ -65,6 +99,11 @@ serde_decode!(
     TokenizeResponse => "a tokenize response",
     DetokenizeResponse => "a detokenize response",
     Version => "a version",
+    RerankResponse => "a rerank response",
+    ScoreResponse => "a score response",
+    ClassifyResponse => "a classify response",
+    PoolingResponse => "a pooling response",
+    Transcription => "a transcription",
 );
 
 #[cfg(test)]
@@ -84,6 +123,41 @@ mod tests {
         }
         let e = ChatCompletionResponse::decode(b"<html>200 but a page</html>").unwrap_err();
         assert!(e.to_string().contains("200 but a page"), "{e}");
+    }
+
+    #[test]
+    fn base64_embeddings_decode_into_the_same_vector() {
+        let v = [0.25f32, -0.5, 1.0];
+        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let body = format!(
+            r#"{{"object":"list","data":[{{"index":0,"object":"embedding","embedding":"{}"}},{{"index":1,"embedding":[0.25,-0.5,1.0]}}],"model":"m"}}"#,
+            crate::api::base64::encode(&bytes)
+        );
+        let r = EmbeddingResponse::decode(body.as_bytes()).unwrap();
+        assert_eq!(r.data[0].embedding, v);
+        assert_eq!(r.data[1].embedding, v);
+        let bad = br#"{"data":[{"index":0,"embedding":"not base64!"}]}"#;
+        let e = EmbeddingResponse::decode(bad).unwrap_err();
+        assert!(matches!(e, VllmError::Decode { .. }), "{e}");
+    }
+
+    #[test]
+    fn text_bytes_and_own_types() {
+        assert_eq!(
+            String::decode(b"Success: loaded").unwrap(),
+            "Success: loaded"
+        );
+        assert_eq!(&bytes::Bytes::decode(b"\x00\x01").unwrap()[..], b"\x00\x01");
+        #[derive(serde::Deserialize, Debug, PartialEq)]
+        struct Mine {
+            a: u32,
+        }
+        assert_eq!(
+            Json::<Mine>::decode(br#"{"a":1}"#).unwrap().0,
+            Mine { a: 1 }
+        );
+        let e = Json::<Mine>::decode(br#"{"b":1}"#).unwrap_err();
+        assert!(e.to_string().contains("Mine"), "{e}");
     }
 
     #[test]

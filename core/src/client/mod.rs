@@ -1,33 +1,65 @@
 //! The user-facing API, written once: [`Client`], its builder, and the request builders.
 //!
-//! Each adapter implements [`Execute`] — "run this call" — and names its client
+//! Each adapter implements [`Execute`] — "run this call" — and [`ExecuteExt`] — the
+//! result-shaped streams and derived executors — and names its client
 //! `VllmClient = Client<ItsExecutor>`. Every setter, knob and endpoint below is therefore the
 //! same in the tokio, async-std and blocking clients; only what `send()` returns differs
 //! (a future, or the value itself).
+//!
+//! # Operations
+//!
+//! | operation | method | streams |
+//! |---|---|---|
+//! | chat completions | `client.chat.completions().create()…` | `send_stream()` (events), `send_chunks()` (results) |
+//! | completions | `client.completions.create()…` | `send_stream()`, `send_chunks()` |
+//! | Responses | [`client.responses()`](Client::responses)`.create()…`, `.retrieve(id)`, `.cancel(id)` | `send_stream()` (typed, numbered events) |
+//! | embeddings | [`client.embeddings(…)`](Client::embeddings) (`base64`, `dimensions`) | — |
+//! | rerank, score | [`client.rerank(…)`](Client::rerank), [`client.score(…)`](Client::score) | — |
+//! | classify, pooling | [`client.classify(…)`](Client::classify), [`client.pooling(…)`](Client::pooling) | — |
+//! | audio | [`client.audio()`](Client::audio)`.transcription(…)` / `.translation(…)` | `send_stream()`, `send_chunks()` |
+//! | LoRA | [`client.load_lora_adapter(…)`](Client::load_lora_adapter), [`client.unload_lora_adapter(…)`](Client::unload_lora_adapter) | — |
+//! | models, tokenize, detokenize, health, version | `client.models()`, … | — |
+//! | anything else | [`client.request(method, path)`](Client::request) | `send_stream()`, `send_chunks()` |
+//!
+//! Every operation goes through the same policies — retries, the retry budget, the breaker,
+//! the limits, the pool — and is observed under its own `gen_ai.operation.name`.
 
+mod audio;
 mod builder;
 mod chat;
 mod completions;
 mod decode;
+mod env;
+mod options;
+mod raw;
+mod responses;
+pub mod views;
 
 use std::fmt;
 
+pub use audio::{Audio, AudioBuilder};
 pub use builder::ClientBuilder;
 pub use chat::{Chat, ChatCompletionBuilder, ChatCompletions};
 pub use completions::{CompletionBuilder, Completions};
-pub use decode::Decode;
+pub use decode::{Decode, Json};
+pub use env::{EnvConfig, API_KEY_VARS, BASE_URL_VARS};
+pub use options::{CallOptions, IDEMPOTENCY_KEY, REQUEST_ID};
+pub use raw::RequestBuilder;
+pub use responses::{IntoInput, ResponseBuilder, Responses};
 
 use serde_json::Value;
 
 use crate::api::{
-    DetokenizeRequest, DetokenizeResponse, EmbeddingRequest, EmbeddingResponse, ModelList,
-    TokenizeRequest, TokenizeResponse, Version,
+    ClassifyRequest, ClassifyResponse, DetokenizeRequest, DetokenizeResponse, EmbeddingRequest,
+    EmbeddingResponse, LoadLoraAdapterRequest, ModelList, PoolingRequest, PoolingResponse,
+    RerankApi, RerankRequest, RerankResponse, ScoreRequest, ScoreResponse, TokenizeRequest,
+    TokenizeResponse, UnloadLoraAdapterRequest, Version,
 };
 use crate::call::CallReport;
 pub use crate::call::CallSpec;
 use crate::config::ClientConfig;
 use crate::error::VllmError;
-use crate::request::{ApiKey, Operation};
+use crate::request::{ApiKey, Operation, Route};
 
 /// What an adapter provides: running calls the core describes.
 ///
@@ -62,6 +94,31 @@ pub trait Execute: Clone + Sized {
     fn endpoints(&self) -> Vec<crate::pool::EndpointStatus>;
 }
 
+/// The rest of an adapter's executor: the result-shaped streams and derived executors.
+///
+/// Users never call this trait either. The stream types follow the view rule of
+/// [`views`]: `Ok` items, and either the end after a success or one `Err` as the last item.
+pub trait ExecuteExt: Execute {
+    /// The whole chunks of a chat, completion or transcription stream as results:
+    /// `Stream<Item = Result<Chunk, VllmError>>` (async) or the `Iterator` twin (blocking).
+    type Chunks: Send + 'static;
+    /// The typed events of a Responses stream as results:
+    /// `Stream<Item = Result<ResponseStreamEvent, VllmError>>` or the `Iterator` twin.
+    type Responses: Send + 'static;
+
+    /// Runs a streamed call read as whole chunks (the spec's kind is
+    /// [`StreamKind::ChatChunks`](crate::StreamKind::ChatChunks) or
+    /// [`CompletionsChunks`](crate::StreamKind::CompletionsChunks)).
+    fn execute_chunks(&self, spec: CallSpec) -> Self::Output<Self::Chunks>;
+    /// Runs a Responses stream ([`StreamKind::Responses`](crate::StreamKind::Responses)).
+    fn execute_responses(&self, spec: CallSpec) -> Self::Output<Self::Responses>;
+    /// The same executor — same connection pool and the **same shared state** (retry budget,
+    /// breaker, limits, pool health, concurrency queue) — with another configuration for its
+    /// calls (timeouts, retries, key, headers). The shared state keeps the settings it was
+    /// built with (breaker, budget, limits, endpoints).
+    fn derive(&self, config: ClientConfig) -> Self;
+}
+
 /// A call's result together with its [`CallReport`]: how many attempts it took, why each retry
 /// happened, which timer fired.
 #[derive(Debug)]
@@ -85,7 +142,10 @@ impl<T> Reported<T> {
 /// `vllm_client::blocking::VllmClient`, `vllm_client::async_std::VllmClient`.
 ///
 /// Cloning is cheap and clones share the connection pool, the retry budget, the circuit
-/// breaker and the limits.
+/// breaker and the limits. So do the clients derived from it with
+/// [`timeout_secs`](Self::timeout_secs), [`with_api_key`](Self::with_api_key) and
+/// [`with_options`](Self::with_options): they change how their own calls are made, never the
+/// state all calls share.
 #[derive(Clone)]
 pub struct Client<E> {
     /// `client.chat.completions().create()…`
@@ -93,6 +153,7 @@ pub struct Client<E> {
     /// `client.completions.create()…` (legacy completions)
     pub completions: Completions<E>,
     exec: E,
+    options: CallOptions,
 }
 
 impl<E> fmt::Debug for Client<E>
@@ -102,6 +163,7 @@ where
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
             .field("config", self.exec.config())
+            .field("options", &self.options)
             .finish()
     }
 }
@@ -119,28 +181,47 @@ impl<E: Execute> Client<E> {
         ClientBuilder::new()
     }
 
+    /// A client configured from the environment: `VLLM_BASE_URL` (else `OPENAI_BASE_URL`,
+    /// else `http://localhost:8000/v1`) and `VLLM_API_KEY` (else `OPENAI_API_KEY`), every
+    /// other knob at its default. An empty variable counts as unset. See [`EnvConfig`] to
+    /// start a builder from them instead.
+    pub fn from_env() -> Self {
+        Self::builder().from_env().build()
+    }
+
     pub(crate) fn from_exec(exec: E) -> Self {
+        Self::with_exec(exec, CallOptions::default())
+    }
+
+    fn with_exec(exec: E, options: CallOptions) -> Self {
         Client {
-            chat: Chat::new(exec.clone()),
-            completions: Completions::new(exec.clone()),
+            chat: Chat::with_options(exec.clone(), options.clone()),
+            completions: Completions::with_options(exec.clone(), options.clone()),
             exec,
+            options,
         }
     }
 
-    fn map_config(self, f: impl FnOnce(&mut ClientConfig)) -> Self {
-        let mut config = self.exec.config().clone();
-        f(&mut config);
-        Self::from_exec(self.exec.reconfigure(config))
+    /// A client whose every call uses `options` (timeouts, retries, deadline, headers, an
+    /// idempotency key…) on top of this one's, sharing everything else: the connection pool,
+    /// the retry budget, the breaker, the limits. Cheap (nothing is rebuilt); options given
+    /// to a request itself come on top.
+    ///
+    /// ```no_run
+    /// # fn run(client: vllm_client_core::client::Client<impl vllm_client_core::client::Execute>) {
+    /// use std::time::Duration;
+    /// use vllm_client_core::client::CallOptions;
+    ///
+    /// let patient = client.with_options(CallOptions::new().timeout(Duration::from_secs(900)));
+    /// # let _ = patient; }
+    /// ```
+    pub fn with_options(&self, options: CallOptions) -> Self {
+        Self::with_exec(self.exec.clone(), self.options.clone().merged(&options))
     }
 
-    /// Sets the timeout of each attempt in seconds (the whole request, body included).
-    pub fn timeout_secs(self, secs: u64) -> Self {
-        self.map_config(|c| c.policy.timeouts.attempt = Some(std::time::Duration::from_secs(secs)))
-    }
-
-    /// Sets the API key, sent as `Authorization: Bearer <key>`.
-    pub fn with_api_key(self, key: impl Into<String>) -> Self {
-        self.map_config(|c| c.request.api_key = Some(ApiKey::new(key)))
+    /// The options every call of this client uses (see [`with_options`](Self::with_options)).
+    pub fn options(&self) -> &CallOptions {
+        &self.options
     }
 
     /// Every endpoint's state now: healthy, ejected until when (and why) or probing; requests
@@ -159,41 +240,145 @@ impl<E: Execute> Client<E> {
         &self.exec
     }
 
-    /// `GET /v1/models`: the served models.
-    pub fn models(&self) -> E::Output<ModelList> {
-        self.exec.execute(CallSpec::get(Operation::Models))
+    fn spec(&self, spec: CallSpec) -> CallSpec {
+        spec.with_options(&self.options)
     }
 
-    /// `POST /v1/embeddings`.
-    pub fn embeddings(&self, request: EmbeddingRequest) -> E::Output<EmbeddingResponse> {
+    fn json<T: Decode + Send + 'static>(
+        &self,
+        operation: Operation,
+        body: Result<Value, VllmError>,
+    ) -> E::Output<T> {
         self.exec
-            .execute(CallSpec::json(Operation::Embeddings, to_value(&request)))
+            .execute(self.spec(CallSpec::json(operation, body)))
+    }
+
+    /// `GET /v1/models`: the served models.
+    pub fn models(&self) -> E::Output<ModelList> {
+        self.exec
+            .execute(self.spec(CallSpec::get(Operation::Models)))
+    }
+
+    /// `POST /v1/embeddings`. With [`EmbeddingRequest::base64`] the vectors travel as base64
+    /// and are decoded into the same `Vec<f32>`.
+    pub fn embeddings(&self, request: EmbeddingRequest) -> E::Output<EmbeddingResponse> {
+        self.json(Operation::Embeddings, to_value(&request))
+    }
+
+    /// `POST /v1/rerank` (or `/v2/rerank`, `/rerank`: [`rerank_at`](Self::rerank_at)): the
+    /// documents ordered by relevance to the query.
+    pub fn rerank(&self, request: RerankRequest) -> E::Output<RerankResponse> {
+        self.rerank_at(RerankApi::V1, request)
+    }
+
+    /// A rerank request to the given path.
+    pub fn rerank_at(&self, api: RerankApi, request: RerankRequest) -> E::Output<RerankResponse> {
+        let spec = CallSpec::json(Operation::Rerank, request.to_body())
+            .with_route(Route::new(http::Method::POST, api.path()));
+        self.exec.execute(self.spec(spec))
+    }
+
+    /// `POST /score`: the similarity of text pairs (cross-encoder or embedding models).
+    pub fn score(&self, request: ScoreRequest) -> E::Output<ScoreResponse> {
+        self.json(Operation::Score, request.to_body())
+    }
+
+    /// `POST /classify`: class probabilities of each input (classifier models).
+    pub fn classify(&self, request: ClassifyRequest) -> E::Output<ClassifyResponse> {
+        self.json(Operation::Classify, request.to_body())
+    }
+
+    /// `POST /pooling`: a pooling model's raw output for each input.
+    pub fn pooling(&self, request: PoolingRequest) -> E::Output<PoolingResponse> {
+        self.json(Operation::Pooling, request.to_body())
+    }
+
+    /// `POST /v1/load_lora_adapter`: loads a LoRA adapter, served as `model` under its
+    /// name from then on. The answer is the server's line of text.
+    pub fn load_lora_adapter(&self, request: LoadLoraAdapterRequest) -> E::Output<String> {
+        self.json(Operation::LoadLoraAdapter, to_value(&request))
+    }
+
+    /// `POST /v1/unload_lora_adapter`. The answer is the server's line of text.
+    pub fn unload_lora_adapter(&self, request: UnloadLoraAdapterRequest) -> E::Output<String> {
+        self.json(Operation::UnloadLoraAdapter, to_value(&request))
     }
 
     /// `POST /tokenize` (at the server's root).
     pub fn tokenize(&self, request: TokenizeRequest) -> E::Output<TokenizeResponse> {
-        self.exec
-            .execute(CallSpec::json(Operation::Tokenize, to_value(&request)))
+        self.json(Operation::Tokenize, to_value(&request))
     }
 
     /// `POST /detokenize` (at the server's root).
     pub fn detokenize(&self, request: DetokenizeRequest) -> E::Output<DetokenizeResponse> {
-        self.exec
-            .execute(CallSpec::json(Operation::Detokenize, to_value(&request)))
+        self.json(Operation::Detokenize, to_value(&request))
     }
 
     /// `GET /health`: `Ok(())` when the server answers 2xx.
     pub fn health(&self) -> E::Output<()> {
-        self.exec.execute(CallSpec::get(Operation::Health))
+        self.exec
+            .execute(self.spec(CallSpec::get(Operation::Health)))
     }
 
     /// `GET /version`.
     pub fn version(&self) -> E::Output<Version> {
-        self.exec.execute(CallSpec::get(Operation::Version))
+        self.exec
+            .execute(self.spec(CallSpec::get(Operation::Version)))
+    }
+
+    /// Any other endpoint, under the same policies: `method` on `path`, relative to the
+    /// server root (`/v1/…` for the OpenAI API, `/metrics`, `/v2/rerank`, …), with a JSON or
+    /// raw body. See [`RequestBuilder`].
+    ///
+    /// ```no_run
+    /// # fn run(client: vllm_client_core::client::Client<impl vllm_client_core::client::Execute>) {
+    /// use vllm_client_core::http::Method;
+    ///
+    /// let pending = client
+    ///     .request(Method::POST, "/v1/chat/completions/render")
+    ///     .json(&serde_json::json!({"model": "m", "messages": []}))
+    ///     .send::<serde_json::Value>();
+    /// # let _ = pending; }
+    /// ```
+    pub fn request(&self, method: http::Method, path: &str) -> RequestBuilder<E> {
+        RequestBuilder::new(self.exec.clone(), self.options.clone(), method, path)
+    }
+
+    /// The Responses API: `create()`, `retrieve(id)`, `cancel(id)`.
+    pub fn responses(&self) -> Responses<E> {
+        Responses::new(self.exec.clone(), self.options.clone())
+    }
+
+    /// Speech to text: `transcription(…)` and `translation(…)`.
+    pub fn audio(&self) -> Audio<E> {
+        Audio::new(self.exec.clone(), self.options.clone())
     }
 }
 
-fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, VllmError> {
+impl<E: ExecuteExt> Client<E> {
+    fn map_config(&self, f: impl FnOnce(&mut ClientConfig)) -> Self {
+        let mut config = self.exec.config().clone();
+        f(&mut config);
+        Self::with_exec(self.exec.derive(config), self.options.clone())
+    }
+
+    /// A client whose attempts time out after `secs` seconds (the whole request, body
+    /// included), sharing this one's connection pool, retry budget, breaker, limits and
+    /// endpoint health (it is derived, not rebuilt). For one request, use
+    /// `.timeout(…)` on its builder instead.
+    pub fn timeout_secs(&self, secs: u64) -> Self {
+        self.map_config(|c| c.policy.timeouts.attempt = Some(std::time::Duration::from_secs(secs)))
+    }
+
+    /// A client that sends `key` as `Authorization: Bearer <key>`, sharing this one's
+    /// connection pool, retry budget, breaker, limits and endpoint health. Endpoints
+    /// configured with a key of their own keep it.
+    pub fn with_api_key(&self, key: impl Into<String>) -> Self {
+        self.map_config(|c| c.request.api_key = Some(ApiKey::new(key)))
+    }
+}
+
+pub(crate) fn to_value<T: serde::Serialize + ?Sized>(v: &T) -> Result<Value, VllmError> {
     serde_json::to_value(v)
         .map_err(|e| VllmError::InvalidRequest(format!("cannot serialize the request: {e}")))
 }

@@ -696,6 +696,7 @@ impl<'a> Run<'a> {
                     attempt,
                     kind,
                     message: format!("simulated {kind:?}"),
+                    source: None,
                 };
             }
             x.head_delivered = true;
@@ -718,6 +719,7 @@ impl<'a> Run<'a> {
                 attempt,
                 kind: TransportErrorKind::Io,
                 message: "simulated connection reset".into(),
+                source: None,
             },
         }
     }

@@ -56,6 +56,8 @@ pub(crate) struct Shared {
     /// Notified whenever a request is recorded or a disconnect is noticed.
     pub changed: Condvar,
     pub vocab: Mutex<Vocab>,
+    /// Stored responses and loaded LoRA adapters.
+    pub ops: Mutex<super::ops::OpsState>,
     /// The engine model answering chat and completion requests, when on.
     pub batching: Option<Arc<super::batching::Batching>>,
 }
@@ -363,7 +365,7 @@ async fn answer(
             let resolved = if model::unauthorized(req, &shared.cfg) {
                 model::unauthorized_reply()
             } else {
-                model::respond(req, index, &shared.cfg, &shared.vocab, &gen)
+                model::respond(req, index, &shared.cfg, &shared.vocab, &gen, &shared.ops)
             };
             conn.pause(resolved.extra_delay).await?;
             (

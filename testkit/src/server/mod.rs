@@ -17,6 +17,13 @@
 //! | `POST /tokenize`, `POST /detokenize` | `{count, max_model_len, tokens, token_strs}`, `{prompt}` |
 //! | `GET /v1/models` | the configured model ids (default `["fake/vllm-model"]`) |
 //! | `GET /health`, `GET /version`, `GET /metrics` | `200` empty, `{"version":"0.11.0-fake"}`, a Prometheus line |
+//! | `POST /v1/responses` | vLLM's response object for `input` (same echo), `store`d for `GET /v1/responses/{id}`; with `"stream": true` its typed, numbered events (`event: response.created` … `response.output_text.delta` … `response.completed`, no `[DONE]`); with `background` the response `queued`, then `in_progress` on the first retrieve, then complete; `POST /v1/responses/{id}/cancel` (`400` for a non-background response, `404` for an unknown id) |
+//! | chat or Responses with `tools` | a user's turn is answered by calling the first tool (arguments from its schema: the user's text for strings); a `tool` message (or `function_call_output` item) by `"Tool said: <output>"` |
+//! | `POST /rerank`, `/v1/rerank`, `/v2/rerank` | the documents by word overlap with the query (the share of the query's words each contains), `top_n` honoured |
+//! | `POST /score`, `/v1/score` | the same overlap for `text_1` × `text_2` (1:N or N:N) |
+//! | `POST /classify`, `POST /pooling` | two classes from a hash of each input; each input's embedding (`encoding_format: "base64"` honoured) |
+//! | `POST /v1/audio/transcriptions`, `/v1/audio/translations` | multipart: the file's bytes read as UTF-8 are the "speech" (`Translation: …` for translations); `json`, `verbose_json`, `text`/`srt`/`vtt`; with `stream=true` `transcription.chunk`s then `[DONE]` |
+//! | `POST /v1/load_lora_adapter`, `/v1/unload_lora_adapter` | vLLM's text answers; loaded adapters listed by `/v1/models`; `400` loading one twice, `404` unloading an unknown one |
 //! | anything else | `404` (`405` for a known path with the wrong method) with vLLM's nested error JSON |
 //!
 //! Bad JSON or missing fields get `400` with `{"error":{"message","type":"BadRequestError",
@@ -87,6 +94,7 @@ mod batching;
 mod engine;
 mod http;
 pub mod model;
+mod ops;
 mod record;
 mod reply;
 
@@ -230,6 +238,7 @@ impl FakeServerBuilder {
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
             vocab: Mutex::new(Vocab::default()),
+            ops: Mutex::new(ops::OpsState::default()),
             batching: self.engine.map(|c| Arc::new(batching::Batching::new(c))),
         });
         let (tx, rx) = watch::channel(false);

@@ -103,6 +103,11 @@ pub(crate) struct Resolved {
     pub extra_delay: Duration,
 }
 
+/// A JSON answer.
+pub(crate) fn json_resolved(status: u16, body: String) -> Resolved {
+    Resolved::json(status, body)
+}
+
 impl Resolved {
     fn json(status: u16, body: String) -> Resolved {
         Resolved {
@@ -130,7 +135,7 @@ impl Resolved {
 }
 
 /// A JSON string literal.
-fn js(s: &str) -> String {
+pub(crate) fn js(s: &str) -> String {
     Value::from(s).to_string()
 }
 
@@ -169,7 +174,7 @@ pub(crate) fn stream_error_json(message: &str) -> String {
     )
 }
 
-fn now_secs() -> u64 {
+pub(crate) fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -184,7 +189,7 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3)
     })
@@ -198,7 +203,7 @@ fn usage_json(prompt: usize, completion: usize) -> String {
 }
 
 /// Text of a message's `content`: a string, or the `text` of its `{"type":"text"}` parts.
-fn content_text(content: &Value) -> String {
+pub(crate) fn content_text(content: &Value) -> String {
     match content {
         Value::String(s) => s.clone(),
         Value::Array(parts) => parts
@@ -223,9 +228,9 @@ fn message_tokens(messages: &[Value]) -> Vec<String> {
     out
 }
 
-type BadRequest = (u16, String);
+pub(crate) type BadRequest = (u16, String);
 
-fn bad(msg: impl Into<String>) -> BadRequest {
+pub(crate) fn bad(msg: impl Into<String>) -> BadRequest {
     (400, msg.into())
 }
 
@@ -318,13 +323,13 @@ fn answer(
 }
 
 /// Request-derived identity of a response.
-struct Ident {
-    id: String,
-    created: u64,
-    model: String,
+pub(crate) struct Ident {
+    pub(crate) id: String,
+    pub(crate) created: u64,
+    pub(crate) model: String,
 }
 
-fn ident(prefix: &str, index: usize, body: &Value, cfg: &ModelConfig) -> Ident {
+pub(crate) fn ident(prefix: &str, index: usize, body: &Value, cfg: &ModelConfig) -> Ident {
     let model = body
         .get("model")
         .and_then(Value::as_str)
@@ -472,7 +477,7 @@ fn stream_parts(
     parts
 }
 
-fn streamed(parts: Vec<Part>) -> Resolved {
+pub(crate) fn streamed(parts: Vec<Part>) -> Resolved {
     Resolved {
         status: 200,
         content_type: Some("text/event-stream; charset=utf-8"),
@@ -506,13 +511,35 @@ fn chat(
         .and_then(|m| m.get("content"))
         .map(content_text)
         .unwrap_or_default();
-    let text = gen
-        .text
-        .clone()
-        .unwrap_or_else(|| default_reply_text(&last_user));
+    let last = messages.last();
+    let last_role = last.and_then(|m| m.get("role")).and_then(Value::as_str);
+    let tool_answer = (last_role == Some("tool"))
+        .then(|| last.and_then(|m| m.get("content")).map(content_text))
+        .flatten();
+    let text = gen.text.clone().unwrap_or_else(|| match &tool_answer {
+        Some(out) => format!("Tool said: {out}"),
+        None => default_reply_text(&last_user),
+    });
     let prompt_tokens = message_tokens(messages).len();
-    let ans = answer(&text, gen.reasoning.as_deref(), prompt_tokens, cap, cfg)?;
     let who = ident("chatcmpl-", index, body, cfg);
+    // With tools, a user's turn is answered by calling the first one (unless `tool_choice`
+    // says "none", or a scripted text is given).
+    let tool = body
+        .get("tools")
+        .and_then(Value::as_array)
+        .and_then(|t| t.first())
+        .and_then(|t| t.get("function"))
+        .filter(|_| {
+            body.get("tool_choice").and_then(Value::as_str) != Some("none")
+                && last_role == Some("user")
+                && gen.text.is_none()
+        });
+    if let Some(f) = tool {
+        let name = f.get("name").and_then(Value::as_str).unwrap_or("tool");
+        let args = super::ops::tool_arguments(f.get("parameters"), &last_user);
+        return Ok(tool_call_reply(&who, name, &args, prompt_tokens, &opts));
+    }
+    let ans = answer(&text, gen.reasoning.as_deref(), prompt_tokens, cap, cfg)?;
     if opts.stream {
         return Ok(streamed(stream_parts(Kind::Chat, &who, &ans, &opts, gen)));
     }
@@ -535,6 +562,65 @@ fn chat(
     let mut r = Resolved::json(200, json);
     r.extra_delay = non_stream_delay(gen, completion);
     Ok(r)
+}
+
+/// A tool call, in vLLM's JSON or its stream (the id and name first, then the arguments in
+/// pieces, then `finish_reason: "tool_calls"`).
+fn tool_call_reply(
+    who: &Ident,
+    name: &str,
+    args: &str,
+    prompt_tokens: usize,
+    opts: &StreamOpts,
+) -> Resolved {
+    let call_id = format!("chatcmpl-tool-{:016x}", fnv1a(who.id.as_bytes()));
+    let completion = split_tokens(args).len().max(1);
+    if !opts.stream {
+        let json = serde_json::json!({"id": who.id, "object": "chat.completion",
+            "created": who.created, "model": who.model, "choices": [{"index": 0, "message": {
+            "role": "assistant", "content": null, "refusal": null, "annotations": null,
+            "audio": null, "function_call": null, "tool_calls": [{"id": call_id, "type": "function",
+            "function": {"name": name, "arguments": args}}], "reasoning": null},
+            "logprobs": null, "finish_reason": "tool_calls", "stop_reason": null}],
+            "usage": serde_json::from_str::<Value>(&usage_json(prompt_tokens, completion)).unwrap_or(Value::Null)});
+        return Resolved::json(200, json.to_string());
+    }
+    let chunk = |delta: Value, finish: Value| {
+        Part::data(
+            &serde_json::json!({"id": who.id, "object": "chat.completion.chunk",
+                "created": who.created, "model": who.model, "choices": [{"index": 0,
+                "delta": delta, "logprobs": null, "finish_reason": finish}]})
+            .to_string(),
+        )
+    };
+    let mut parts = vec![chunk(
+        serde_json::json!({"role": "assistant", "content": null, "tool_calls": [{"index": 0,
+            "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}]}),
+        Value::Null,
+    )];
+    let chars: Vec<char> = args.chars().collect();
+    for piece in chars.chunks(5) {
+        let piece: String = piece.iter().collect();
+        parts.push(chunk(
+            serde_json::json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}),
+            Value::Null,
+        ));
+    }
+    parts.push(chunk(
+        serde_json::json!({"content": ""}),
+        Value::from("tool_calls"),
+    ));
+    if opts.include_usage {
+        parts.push(Part::data(&format!(
+            r#"{{"id":{},"object":"chat.completion.chunk","created":{},"model":{},"choices":[],"usage":{}}}"#,
+            js(&who.id),
+            who.created,
+            js(&who.model),
+            usage_json(prompt_tokens, completion)
+        )));
+    }
+    parts.push(Part::done());
+    streamed(parts)
 }
 
 /// Default `max_tokens` of the legacy completions endpoint (as in OpenAI's API and vLLM).
@@ -589,7 +675,7 @@ fn completions(
 const MAX_EMBEDDING_DIM: u64 = 4096;
 const MAX_EMBEDDING_INPUTS: usize = 2048;
 
-fn base64(bytes: &[u8]) -> String {
+pub(crate) fn base64(bytes: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for c in bytes.chunks(3) {
@@ -608,7 +694,7 @@ fn base64(bytes: &[u8]) -> String {
 }
 
 /// A deterministic unit vector for `text`.
-fn embedding(text: &str, dim: usize) -> Vec<f32> {
+pub(crate) fn embedding(text: &str, dim: usize) -> Vec<f32> {
     let seed = fnv1a(text.as_bytes());
     let mut v: Vec<f32> = (0..dim as u64)
         .map(|i| {
@@ -720,7 +806,7 @@ fn detokenize(body: &Value, vocab: &Vocab) -> Result<Resolved, BadRequest> {
     ))
 }
 
-fn models(cfg: &ModelConfig) -> Resolved {
+fn models(cfg: &ModelConfig, lora: &[String]) -> Resolved {
     let created = now_secs();
     let data: Vec<String> = cfg
         .models
@@ -735,6 +821,16 @@ fn models(cfg: &ModelConfig) -> Resolved {
             )
         })
         .collect();
+    // Loaded LoRA adapters are served as models of their own, as vLLM lists them.
+    let base = cfg.models.first().cloned().unwrap_or_default();
+    let adapters = lora.iter().map(|name| {
+        format!(
+            r#"{{"id":{n},"object":"model","created":{created},"owned_by":"vllm","root":{n},"parent":{},"max_model_len":null,"permission":[]}}"#,
+            js(&base),
+            n = js(name),
+        )
+    });
+    let data: Vec<String> = data.into_iter().chain(adapters).collect();
     Resolved::json(
         200,
         format!(r#"{{"object":"list","data":[{}]}}"#, data.join(",")),
@@ -765,6 +861,7 @@ pub(crate) fn respond(
     cfg: &ModelConfig,
     vocab: &std::sync::Mutex<Vocab>,
     gen: &Generate,
+    ops_state: &std::sync::Mutex<super::ops::OpsState>,
 ) -> Resolved {
     let m = req.method.as_str();
     let path = req.path.as_str();
@@ -793,7 +890,41 @@ pub(crate) fn respond(
             streamed: false,
             extra_delay: Duration::ZERO,
         },
-        ("GET", "/v1/models") => models(cfg),
+        ("GET", "/v1/models") => {
+            let lora = ops_state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .lora_adapters();
+            models(cfg, &lora)
+        }
+        ("POST", "/v1/responses") => {
+            post_json(&|b| super::ops::create_response(b, index, cfg, gen, ops_state))
+        }
+        ("GET", p) if response_id(p).is_some_and(|(_, cancel)| !cancel) => {
+            super::ops::retrieve_response(response_id(p).map_or("", |(id, _)| id), ops_state)
+        }
+        ("POST", p) if response_id(p).is_some_and(|(_, cancel)| cancel) => {
+            super::ops::cancel_response(response_id(p).map_or("", |(id, _)| id), ops_state)
+        }
+        ("POST", "/rerank" | "/v1/rerank" | "/v2/rerank") => {
+            post_json(&|b| super::ops::rerank(b, index, cfg))
+        }
+        ("POST", "/score" | "/v1/score") => post_json(&|b| super::ops::score(b, index, cfg)),
+        ("POST", "/classify") => post_json(&|b| super::ops::classify(b, index, cfg)),
+        ("POST", "/pooling") => post_json(&|b| super::ops::pooling(b, index, cfg)),
+        ("POST", "/v1/audio/transcriptions" | "/v1/audio/translations") => super::ops::audio(
+            req.header("content-type"),
+            &req.body,
+            index,
+            cfg,
+            gen,
+            path.ends_with("translations"),
+        )
+        .unwrap_or_else(|(status, msg)| Resolved::error(status, &msg)),
+        ("POST", "/v1/load_lora_adapter") => post_json(&|b| super::ops::load_lora(b, ops_state)),
+        ("POST", "/v1/unload_lora_adapter") => {
+            post_json(&|b| super::ops::unload_lora(b, ops_state))
+        }
         ("POST", "/v1/chat/completions") => post_json(&|b| chat(b, index, cfg, gen)),
         ("POST", "/v1/completions") => post_json(&|b| completions(b, index, cfg, gen)),
         ("POST", "/v1/embeddings") => post_json(&|b| embeddings(b, index, cfg)),
@@ -810,9 +941,31 @@ pub(crate) fn respond(
             | "/v1/completions"
             | "/v1/embeddings"
             | "/tokenize"
-            | "/detokenize",
+            | "/detokenize"
+            | "/v1/responses"
+            | "/rerank"
+            | "/v1/rerank"
+            | "/v2/rerank"
+            | "/score"
+            | "/v1/score"
+            | "/classify"
+            | "/pooling"
+            | "/v1/audio/transcriptions"
+            | "/v1/audio/translations"
+            | "/v1/load_lora_adapter"
+            | "/v1/unload_lora_adapter",
         ) => Resolved::error(405, "Method Not Allowed"),
         _ => Resolved::error(404, "Not Found"),
+    }
+}
+
+/// `/v1/responses/{id}` → `(id, false)`; `/v1/responses/{id}/cancel` → `(id, true)`.
+fn response_id(path: &str) -> Option<(&str, bool)> {
+    let rest = path.strip_prefix("/v1/responses/")?;
+    match rest.strip_suffix("/cancel") {
+        Some(id) if !id.is_empty() && !id.contains('/') => Some((id, true)),
+        _ if !rest.is_empty() && !rest.contains('/') => Some((rest, false)),
+        _ => None,
     }
 }
 

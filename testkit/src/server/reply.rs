@@ -54,6 +54,11 @@ impl Part {
         Part::Bytes(Bytes::from(format!("data: {data}\n\n")))
     }
 
+    /// A named server-sent event, the Responses API's framing: `event: <name>\ndata: <json>\n\n`.
+    pub fn named_event(name: &str, json: &Value) -> Part {
+        Part::Bytes(Bytes::from(format!("event: {name}\ndata: {json}\n\n")))
+    }
+
     /// The end-of-stream event `data: [DONE]\n\n`.
     pub fn done() -> Part {
         Part::data("[DONE]")

@@ -524,6 +524,7 @@ impl Sim {
                     attempt,
                     kind,
                     message: format!("simulated {kind:?}"),
+                    source: None,
                 },
             ),
             (Pending::Chunk(b), Some(attempt)) => {
