@@ -127,6 +127,9 @@ pub struct PolicyConfig {
     pub max_body_bytes: usize,
     /// Limits of the event-stream decoder.
     pub sse_limits: SseLimits,
+    /// Which Responses streams cut after their first event are resumed from their last
+    /// `sequence_number` instead of failed (default: background responses).
+    pub resume: crate::policy::ResumeStreams,
 }
 
 impl PolicyConfig {
@@ -185,6 +188,7 @@ impl Default for PolicyConfig {
             seed: None,
             max_body_bytes: 64 << 20,
             sse_limits: SseLimits::default(),
+            resume: crate::policy::ResumeStreams::default(),
         }
     }
 }

@@ -175,6 +175,16 @@ impl StreamDecoder {
         self.responses.as_ref().map(|r| &r.cursor)
     }
 
+    /// For a Responses stream resumed after `cursor` (the rest of a cut stream, asked for with
+    /// `starting_after`): events numbered at or below its last `sequence_number` are dropped as
+    /// replays, so none is handed out twice. No effect on other streams.
+    pub fn resuming(mut self, cursor: ResponseCursor) -> Self {
+        if let Some(r) = self.responses.as_deref_mut() {
+            r.cursor = cursor;
+        }
+        self
+    }
+
     /// A decoder for `kind`, with the default [`SseLimits`].
     pub fn new(kind: StreamKind) -> Self {
         let limits = SseLimits::default();

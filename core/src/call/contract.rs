@@ -118,6 +118,9 @@ pub enum Purpose {
     Hedge,
     /// `GET /health` of an endpoint whose ejection is over, before the call's own attempt.
     HealthProbe,
+    /// `GET /v1/responses/{id}?stream=true&starting_after=N` on the endpoint whose Responses
+    /// stream was cut: the rest of the stream (see [`ResumeStreams`](crate::policy::ResumeStreams)).
+    Resume,
 }
 
 /// Why the call waits (for logs and timelines; the transport's part is the same for all).

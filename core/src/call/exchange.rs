@@ -158,10 +158,18 @@ impl Call {
         let body = if !head.status.is_success() {
             Body::Error(Vec::new())
         } else if let Some(kind) = self.stream {
-            let decoder = Box::new(StreamDecoder::new(kind).with_limits(self.policy.sse_limits));
+            let mut decoder = StreamDecoder::new(kind).with_limits(self.policy.sse_limits);
+            if let (true, Some(r)) = (self.is_resume(i), &self.resume) {
+                decoder = decoder.resuming(r.cursor.clone());
+            }
             match StreamBody::of(&head.headers) {
-                StreamBody::EventStream => Body::Stream(decoder),
-                StreamBody::Json => Body::Document(decoder, Vec::new()),
+                StreamBody::EventStream => Body::Stream(Box::new(decoder)),
+                // A whole response instead of the rest of a resumed stream would hand out its
+                // text again: a resume reads events only.
+                StreamBody::Json if !self.is_resume(i) => {
+                    Body::Document(Box::new(decoder), Vec::new())
+                }
+                StreamBody::Json => Body::Foreign("application/json".into(), Vec::new()),
                 StreamBody::Other(content_type) => Body::Foreign(content_type, Vec::new()),
             }
         } else {
@@ -247,6 +255,11 @@ impl Call {
             return;
         }
         let ttfb = self.exchanges[i].ttfb();
+        if self.is_resume(i) {
+            // The rest of a stream says the server is up, not how fast it starts one.
+            self.judge_success(i, now, ttfb, None);
+            return;
+        }
         self.judge_success(i, now, ttfb, Some(ttfb));
         if self.exchanges[i].purpose == Purpose::Attempt && self.policy.pool.hedge.is_some() {
             self.owed.push(Owed::FirstToken { ttft: ttfb });
@@ -369,6 +382,19 @@ impl Call {
                     return;
                 }
                 StreamEvent::Error(e) => {
+                    // A body that ended before its terminal event: a resumable stream goes on.
+                    let e = match e {
+                        VllmError::Truncated => {
+                            let cut = Failure::Truncated {
+                                output_started: true,
+                            };
+                            match self.try_resume(i, now, &cut, VllmError::Truncated) {
+                                Ok(()) => return,
+                                Err(e) => e,
+                            }
+                        }
+                        e => e,
+                    };
                     // Mid-stream: the caller gets the error as the stream's last event. (The
                     // exchange was judged at its first data event: a stream that fails after
                     // its first token is reported to the caller, not held against the server.)
@@ -376,6 +402,7 @@ impl Call {
                         code: None,
                         output_started: true,
                     };
+                    let ex = &mut self.exchanges[i];
                     ex.events.push_back(StreamEvent::Error(e));
                     ex.body = None;
                     self.judge_failure(i, now, &failure);
@@ -394,6 +421,9 @@ impl Call {
     /// The next event for the caller, from the exchange that holds the output (the first one
     /// to have an event commits: the others are closed before any of their events is seen).
     pub(super) fn emit(&mut self, now: Instant) -> Option<Action> {
+        if let Some(ev) = self.carry.pop_front() {
+            return Some(self.hand_out(now, ev));
+        }
         let i = match self.committed {
             Some(id) => self.exchanges.iter().position(|e| e.id == id)?,
             None => {
@@ -406,6 +436,11 @@ impl Call {
         if self.exchanges[i].io == Io::Ended && self.exchanges[i].events.is_empty() {
             self.exchanges.remove(i);
         }
+        Some(self.hand_out(now, ev))
+    }
+
+    /// `ev` goes to the caller.
+    fn hand_out(&mut self, now: Instant, ev: StreamEvent) -> Action {
         self.output_started = true;
         self.obs.response.on_event(&ev);
         if let StreamEvent::Error(e) = &ev {
@@ -416,7 +451,7 @@ impl Call {
             self.terminal_emitted = true;
             self.finish(now, Ok(Bytes::new()));
         }
-        Some(Action::Emit(ev))
+        Action::Emit(ev)
     }
 }
 

@@ -31,7 +31,8 @@
 //! One file per phase: `admit.rs` (a slot, the rate limits, the breaker),
 //! `route.rs` (the endpoint, a health probe, the hedge), `exchange.rs` (one request and its
 //! answer: head, body, decoder, deadlines), `settle.rs` (how an exchange ends — from the
-//! failure table in one place — retry or give up, the end). What a call owes the client's
+//! failure table in one place — retry or give up, the end), `resume.rs` (a cut Responses
+//! stream continued where it stopped). What a call owes the client's
 //! shared state is [`Owed`]; [`Shared`] pays it.
 //!
 //! # The run loop
@@ -81,7 +82,9 @@
 //! Rules the driver keeps, so that transports need not:
 //! - a stream is never retried once any of its events was emitted (a retry restarts the
 //!   generation, so the caller would see text twice); with a hedge, the first exchange to
-//!   hand out an event wins and the other is closed before any of its events is seen;
+//!   hand out an event wins and the other is closed before any of its events is seen; the
+//!   one exception is a resumable Responses stream, continued after its last numbered event
+//!   ([`Purpose::Resume`], see `resume.rs`);
 //! - a stream's `Done(Ok)` always follows its terminal event;
 //! - no deadline it hands out lies past the call's overall deadline;
 //! - a `now` earlier than one already seen is taken as the latest one;
@@ -108,6 +111,7 @@ mod exchange;
 pub mod observe;
 mod owed;
 mod report;
+mod resume;
 mod route;
 mod settle;
 mod shared;
@@ -215,6 +219,12 @@ pub struct Call {
     obs: Observer,
     /// The token estimate charged to the token rate limit, until it is corrected.
     tokens_charged: Option<u64>,
+    /// Whether a cut stream of this call may be resumed ([`resume`]).
+    resumable: bool,
+    /// The cut stream being resumed.
+    resume: Option<resume::Resume>,
+    /// Events of a cut exchange not yet handed out: they go first.
+    carry: VecDeque<crate::event::StreamEvent>,
 }
 
 impl Call {
@@ -243,6 +253,9 @@ impl Call {
         let meta = CallMeta::new(spec.operation, spec.json_body(), request.as_ref().ok())
             .with_providers(&config.request);
         let policy = config.policy.with_options(&spec.options, now);
+        let resumable = spec.operation == Operation::Responses
+            && spec.stream == Some(StreamKind::Responses)
+            && policy.resume.applies(spec.json_body());
         let deadline = policy.timeouts.deadline_from(now);
         let hedge = match (policy.pool.hedge, spec.stream) {
             (Some(cfg), Some(_)) => HedgePlan {
@@ -280,6 +293,9 @@ impl Call {
             meta,
             obs: Observer::new(now),
             tokens_charged: None,
+            resumable,
+            resume: None,
+            carry: VecDeque::new(),
             policy,
         }
     }

@@ -26,6 +26,9 @@ pub struct CallReport {
     /// Hedges sent (a second attempt racing the first for the first token; not counted in
     /// `attempts`).
     pub hedges: u32,
+    /// Times a cut Responses stream was resumed where it stopped (each is also an attempt,
+    /// after a retry record).
+    pub resumes: u32,
 }
 
 /// One retry.
@@ -72,6 +75,10 @@ impl std::fmt::Display for CallReport {
         if self.hedges > 0 {
             write!(f, ", hedged")?;
         }
+        if self.resumes > 0 {
+            let s = if self.resumes == 1 { "" } else { "s" };
+            write!(f, ", stream resumed {} time{s}", self.resumes)?;
+        }
         if let Some(t) = self.timeout {
             write!(f, "; timer fired: {t:?}")?;
         }
@@ -96,6 +103,7 @@ mod tests {
             rate_limit: None,
             endpoints: Vec::new(),
             hedges: 0,
+            resumes: 0,
         };
         assert_eq!(
             report.to_string(),

@@ -39,6 +39,9 @@ impl Call {
     /// Routes the attempt the limits admitted: to an endpoint of the pool, or first to a
     /// health probe of an endpoint whose ejection is over (when probes are on).
     pub(super) fn route(&mut self, now: Instant, shared: &mut Shared) -> Option<Action> {
+        if self.resume.is_some() {
+            return self.route_resume(now, shared);
+        }
         let template = match &self.request {
             Ok(r) => r,
             Err(e) => {
@@ -98,6 +101,29 @@ impl Call {
                 Some(action)
             }
         }
+    }
+
+    /// The rest of a cut stream, asked of the endpoint that holds it (no other has it: no
+    /// health probe, no fail-over). The new exchange holds the output from its `Send`.
+    fn route_resume(&mut self, now: Instant, shared: &mut Shared) -> Option<Action> {
+        let routed = self
+            .resume_request()
+            .and_then(|(id, request)| shared.route_to(now, id, &request, self.operation));
+        let (id, request, ticket) = match routed {
+            Ok(r) => r,
+            Err(e) => {
+                self.return_breaker_permit(now);
+                self.finish(now, Err(e));
+                return None;
+            }
+        };
+        self.attempts += 1;
+        self.report.attempts = self.attempts;
+        self.report.resumes += 1;
+        let breaker = self.breaker_permit.take();
+        let action = self.send(now, Purpose::Resume, id, request, ticket, breaker, None);
+        self.committed = self.exchanges.last().map(|e| e.id);
+        Some(action)
     }
 
     /// A new exchange on `id` with `request`.

@@ -309,6 +309,9 @@ impl Call {
         self.judge_failure(i, now, &failure);
         let error_type = Some(failure.error_type());
         if self.is_committed(i) {
+            let Err(error) = self.try_resume(i, now, &failure, error) else {
+                return;
+            };
             let ex = &mut self.exchanges[i];
             ex.events.push_back(StreamEvent::Error(error));
             self.end_exchange_io(i, now, error_type);
@@ -348,13 +351,9 @@ impl Call {
         let ctx = RetryContext::new(self.attempts, at, received_at)
             .with_deadline(self.deadline)
             .with_previous_delay(self.previous_delay);
-        let decision = shared.decide_retry(
-            &self.policy.retry,
-            &failure,
-            ctx,
-            &self.tried,
-            &mut self.rng,
-        );
+        // A resume goes back to the endpoint that holds the stream: no fail-over.
+        let tried = self.resume.is_none().then_some(&self.tried[..]);
+        let decision = shared.decide_retry(&self.policy.retry, &failure, ctx, tried, &mut self.rng);
         match decision {
             RetryDecision::Retry { delay, hinted } => {
                 self.obs.push(Observation::Retry {
@@ -393,6 +392,14 @@ impl Call {
         }
         // A stream's error event already finished the observations, with its error.
         let error = result.as_ref().err().map(ErrorType::of);
+        // A resumed stream that cannot go on ends with the error that cut it, as its last
+        // event (not a bare `Done(Err)` after its events).
+        let result = match result {
+            Err(e) if !matches!(e, VllmError::Cancelled) && self.end_resumed_stream() => {
+                Ok(Bytes::new())
+            }
+            r => r,
+        };
         for i in (0..self.exchanges.len()).rev() {
             self.end_exchange(i, now, error);
         }

@@ -36,6 +36,7 @@ use crate::request::{header_pair, ApiKey};
 /// | [`ejection`](Self::ejection) | 5 server failures (3 connect failures) in a row; 30 s × times ejected, ≤ 300 s; ≤ 10 % of endpoints | outlier ejection |
 /// | [`routing`](Self::routing) | affinity bound 8, latency decay 10 s | power of two choices, session affinity |
 /// | [`hedge`](Self::hedge) | off (when on: p95 of recent first tokens, ≤ 5 % extra) | a second attempt when a stream's first token is late |
+/// | [`resume_streams`](Self::resume_streams) | background responses | a Responses stream cut after its first event resumes where it stopped (`GET /v1/responses/{id}?stream=true&starting_after=N`) instead of failing; counts as a retry |
 /// | [`provider_name`](Self::provider_name) | `"vllm"` | `gen_ai.provider.name` in spans and metrics |
 /// | [`from_env`](Self::from_env) | — | base URL and key from `VLLM_BASE_URL` / `VLLM_API_KEY` (else `OPENAI_*`) |
 #[must_use]
@@ -113,6 +114,19 @@ impl<E: Execute> ClientBuilder<E> {
     /// replica and reuse its prefix cache (default off).
     pub fn session_affinity_from_prefix(mut self, on: bool) -> Self {
         self.config.policy.pool.routing.affinity_from_prefix = on;
+        self
+    }
+
+    /// Which Responses streams are resumed after a cut instead of failed (default
+    /// [`ResumeStreams::Background`](crate::policy::ResumeStreams::Background): the requests
+    /// with `"background": true`, whose events vLLM and OpenAI keep). A stream cut after its
+    /// first event (connection lost, idle or attempt timeout, body ended early) continues from
+    /// the last `sequence_number` handed out, on the same server — no event lost, none twice.
+    /// Each resume is a retry: it needs the retry budget and a breaker permit, and stays within
+    /// [`max_retries`](Self::max_retries) and the deadline; when the server cannot resume, the
+    /// stream ends with the error that cut it.
+    pub fn resume_streams(mut self, resume: crate::policy::ResumeStreams) -> Self {
+        self.config.policy.resume = resume;
         self
     }
 

@@ -23,6 +23,7 @@
 //! | [`ejection`] | an endpoint's outlier detection: when it leaves rotation and how it comes back |
 //! | [`routing`], [`peak_ewma`] | which endpoint takes an attempt: power of two choices on a latency estimate, affinity |
 //! | [`hedge`] | when a stream's late first token is hedged, and how often |
+//! | [`resume`] | which Responses streams are resumed after a cut instead of failed |
 //! | [`clock`], [`rng`] | saturating instant arithmetic, a seeded generator |
 //!
 //! | knob | type | default | file |
@@ -62,6 +63,7 @@
 //! | `health_probe` | [`EjectionConfig`] | off (the probe after an ejection is a user request) | `ejection.rs` |
 //! | `affinity_bound` / `latency_decay` | [`RoutingConfig`] | 8 / 10 s | `routing.rs` |
 //! | hedge `delay` / `max_extra_percent` | [`HedgeConfig`] | off (p95 of recent first tokens, 5 % of calls when on) | `hedge.rs` |
+//! | resume streams | [`ResumeStreams`] | `Background` (requests with `"background": true`) | `resume.rs` |
 //! | tokens per minute | [`TokenRateLimiter::per_minute`] | none (no limiter unless configured) | `token_rate.rs` |
 
 pub mod adaptive;
@@ -76,6 +78,7 @@ pub mod hedge;
 pub mod peak_ewma;
 pub mod rate;
 pub mod rate_limit_headers;
+pub mod resume;
 pub mod retry;
 pub mod retry_after;
 pub mod rng;
@@ -100,6 +103,7 @@ pub use hedge::{HedgeConfig, HedgeDelay};
 pub use peak_ewma::PeakEwma;
 pub use rate::{RateLimited, RateLimiter};
 pub use rate_limit_headers::{Quota, RateLimitSnapshot};
+pub use resume::ResumeStreams;
 pub use retry::{GiveUpReason, RetryContext, RetryDecision, RetryPolicy};
 pub use retry_after::{parse_retry_after, parse_should_retry, HintSource, RetryAfter};
 pub use rng::Rng;

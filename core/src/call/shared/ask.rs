@@ -148,21 +148,37 @@ impl Shared {
         })
     }
 
+    /// A request on endpoint `id` itself, whatever its health (a resumed stream lives only
+    /// there): `template` addressed to it, with its key and headers, and its hold on it.
+    pub(crate) fn route_to(
+        &mut self,
+        now: Instant,
+        id: EndpointId,
+        template: &Request<Bytes>,
+        operation: Operation,
+    ) -> Result<(EndpointId, Request<Bytes>, Ticket), VllmError> {
+        let request = self.pool.request(id, template, operation)?;
+        let ticket = self.pool.dispatch(now, id);
+        Ok((id, request, ticket))
+    }
+
     fn pick(&mut self, now: Instant, to: &Destination<'_>) -> EndpointId {
         let picked = self.pool.pick(now, to.tried, to.affinity);
         picked.unwrap_or(EndpointId::new(0))
     }
 
-    /// Retry or give up after `failure` (the retry budget pays for a retry).
+    /// Retry or give up after `failure` (the retry budget pays for a retry). `tried`: the
+    /// endpoints the call already sent to, when the retry may go to another one.
     pub(crate) fn decide_retry(
         &mut self,
         policy: &RetryPolicy,
         failure: &Failure,
         ctx: RetryContext,
-        tried: &[EndpointId],
+        tried: Option<&[EndpointId]>,
         rng: &mut Rng,
     ) -> RetryDecision {
-        let ctx = ctx.with_failover(self.pool.can_fail_over(ctx.now, tried));
+        let failover = tried.is_some_and(|t| self.pool.can_fail_over(ctx.now, t));
+        let ctx = ctx.with_failover(failover);
         policy.decide(failure, &ctx, rng, self.budget.as_mut())
     }
 
