@@ -81,7 +81,7 @@ pub use vllm_client_core::config::{BreakerScope, ClientConfig, Concurrency};
 pub use vllm_client_core::http::Method;
 pub use vllm_client_core::policy::{
     Backoff, BreakerConfig, BreakerState, EjectReason, EjectionConfig, Health, HedgeConfig, Jitter,
-    RetryBudgetConfig, RoutingConfig, SlidingWindow, TimeoutKind, Timeouts,
+    ResumeStreams, RetryBudgetConfig, RoutingConfig, SlidingWindow, TimeoutKind, Timeouts,
 };
 pub use vllm_client_core::pool::{EndpointConfig, EndpointId, EndpointStatus};
 pub use vllm_client_core::{ApiError, StreamEvent, VllmError};
