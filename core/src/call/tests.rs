@@ -70,7 +70,3 @@ fn a_clock_that_goes_backwards_is_taken_as_the_last_time_seen() {
         Action::Emit(StreamEvent::Content(_))
     ));
 }
-#[test]
-fn print_sizes_tmp() {
-    eprintln!("Call={} Exchange={} Observer={} CallMeta={} CallReport={} PolicyConfig={}", std::mem::size_of::<super::Call>(), std::mem::size_of::<super::exchange::Exchange>(), std::mem::size_of::<super::observe::Observer>(), std::mem::size_of::<super::CallMeta>(), std::mem::size_of::<super::CallReport>(), std::mem::size_of::<crate::config::PolicyConfig>());
-}
