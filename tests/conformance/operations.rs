@@ -255,6 +255,111 @@ pub fn responses_replayed_events_are_not_handed_out_twice<H: Harness>() {
     ));
 }
 
+/// A background Responses stream cut at every byte — by a FIN, a reset or a body that ends
+/// before its terminal event — is resumed after its last numbered event
+/// (`GET /v1/responses/{id}?stream=true&starting_after=N`): the caller reads the whole text
+/// once, and a stream cut before any event is simply retried.
+pub fn responses_stream_cut_at_every_byte_is_resumed<H: Harness>() {
+    let server = FakeServer::start();
+    let resp = |status: &str| json!({"id": "resp_x", "model": "m", "status": status, "output": []});
+    let event = |kind: &str, n: u64, extra: Value| {
+        let mut v = json!({"type": kind, "sequence_number": n});
+        if let (Value::Object(m), Value::Object(e)) = (&mut v, extra) {
+            m.extend(e);
+        }
+        format!("event: {kind}\ndata: {v}\n\n")
+    };
+    let mut all = vec![event(
+        "response.created",
+        0,
+        json!({"response": resp("in_progress")}),
+    )];
+    for (i, t) in ["a", "bc", "d"].iter().enumerate() {
+        all.push(event(
+            "response.output_text.delta",
+            i as u64 + 1,
+            json!({"item_id": "msg", "output_index": 0, "content_index": 0, "delta": t}),
+        ));
+    }
+    all.push(event(
+        "response.completed",
+        4,
+        json!({"response": resp("completed")}),
+    ));
+    let whole = all.concat();
+    let c = H::builder(&server.base_url())
+        .exponential_backoff(
+            Duration::from_millis(1),
+            Duration::from_millis(1),
+            vllm_client_core::policy::Jitter::None,
+        )
+        .build();
+    for at in 0..=whole.len() {
+        let complete = whole.as_bytes()[..at]
+            .windows(2)
+            .filter(|w| w == b"\n\n")
+            .count();
+        let mut parts = vec![Part::bytes(whole.as_bytes()[..at].to_vec())];
+        match at % 3 {
+            0 => parts.push(Part::Cut),
+            1 => parts.push(Part::Reset),
+            _ => {} // the body ends cleanly, before its terminal event
+        }
+        server.push_for(RESPONSES, Reply::sse(parts));
+        let rest = all[complete.min(all.len())..].concat();
+        match complete {
+            0 => server.push_for(RESPONSES, Reply::stream_bytes(rest)),
+            n if n < all.len() => {
+                server.push_for("/v1/responses/resp_x", Reply::stream_bytes(rest))
+            }
+            _ => {}
+        }
+        let before = server.request_count();
+        let s = H::wait(
+            c.responses()
+                .create()
+                .model("m")
+                .input("x")
+                .background(true)
+                .store(true)
+                .send_stream(),
+        )
+        .expect("stream");
+        let events = H::collect_response_events(s);
+        assert_eq!(text_of(&events), "abcd", "cut at byte {at}: {events:?}");
+        assert!(
+            matches!(
+                last_event(&events),
+                Ok(ResponseStreamEvent::Completed { .. })
+            ),
+            "cut at byte {at}: {events:?}"
+        );
+        let sent = server.request_count() - before;
+        let last = server.last_request().expect("a request");
+        match complete {
+            0 => assert_eq!(
+                (sent, last.method.as_str()),
+                (2, "POST"),
+                "cut at byte {at}"
+            ),
+            n if n < all.len() => {
+                assert_eq!(sent, 2, "cut at byte {at}");
+                assert_eq!(
+                    (last.method.as_str(), last.path.as_str()),
+                    ("GET", "/v1/responses/resp_x")
+                );
+                let query = format!("stream=true&starting_after={}", n - 1);
+                assert_eq!(
+                    last.query.as_deref(),
+                    Some(query.as_str()),
+                    "cut at byte {at}"
+                );
+            }
+            _ => assert_eq!(sent, 1, "cut at byte {at}"),
+        }
+    }
+}
+
 pub fn responses_400_not_retried<H: Harness>() {
     let server = FakeServer::start();
     let c = client::<H>(&server);
