@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::OutputItem;
-use crate::error::VllmError;
+use crate::api::params::impl_to_body;
 
 /// The body of `POST /v1/responses`. Unset fields are not sent; anything not typed here goes
 /// through [`extra`](Self::extra), merged last.
@@ -85,12 +85,7 @@ pub struct ResponsesRequest {
     pub extra: Map<String, Value>,
 }
 
-impl ResponsesRequest {
-    /// The JSON body: typed fields, then `extra` merged over them.
-    pub fn to_body(&self) -> Result<Value, VllmError> {
-        crate::api::params::body_with_extra(self, &self.extra)
-    }
-}
+impl_to_body!(ResponsesRequest);
 
 /// An item of a Responses request's `input`, for callers who prefer types to `json!`.
 ///
