@@ -18,8 +18,7 @@ use std::time::Instant;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, Notify};
 
-use super::engine::{close_gracefully, head_bytes, FramingHeader};
-use super::http::{Conn, Gone, ParsedRequest};
+use super::http::{close_gracefully, head_bytes, Conn, FramingHeader, Gone, ParsedRequest};
 use crate::engine::{Engine, EngineConfig, EngineStats, Output, RequestId, RequestSpec};
 
 /// The engine and where its outputs go.

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use super::model::{
     bad, base64, content_text, default_reply_text, embedding, fnv1a, ident, split_tokens, streamed,
-    BadRequest, ModelConfig, Resolved,
+    tool_arguments, BadRequest, ModelConfig, Resolved,
 };
 use super::reply::{Ending, Generate, Part};
 
@@ -90,26 +90,6 @@ fn last_turn(input: &Value) -> (String, Option<String>) {
         }
         _ => (String::new(), None),
     }
-}
-
-/// The arguments the fake model calls a tool with: each property of the tool's schema, the
-/// user's text for strings, 1 for numbers, `true` for booleans.
-pub(crate) fn tool_arguments(parameters: Option<&Value>, user_text: &str) -> String {
-    let mut args = serde_json::Map::new();
-    if let Some(props) = parameters
-        .and_then(|p| p.get("properties"))
-        .and_then(Value::as_object)
-    {
-        for (name, schema) in props {
-            let v = match schema.get("type").and_then(Value::as_str) {
-                Some("number" | "integer") => json!(1),
-                Some("boolean") => json!(true),
-                _ => Value::String(user_text.to_owned()),
-            };
-            args.insert(name.clone(), v);
-        }
-    }
-    Value::Object(args).to_string()
 }
 
 struct Plan {
@@ -904,12 +884,5 @@ mod tests {
             1.0
         );
         assert!(relevance("capital of France", "Berlin") == 0.0);
-    }
-
-    #[test]
-    fn tool_arguments_follow_the_schema() {
-        let schema = json!({"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}});
-        let args: Value = serde_json::from_str(&tool_arguments(Some(&schema), "Paris")).unwrap();
-        assert_eq!(args, json!({"city": "Paris", "days": 1}));
     }
 }

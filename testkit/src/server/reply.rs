@@ -10,6 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::Value;
 
+use super::error_body::{error_json, stream_error_json};
+
 /// One piece of a scripted body, written in order.
 ///
 /// Every `Bytes` part is written with its own `write` + `flush` (in chunked framing: as its own
@@ -77,7 +79,7 @@ impl Part {
     pub fn error_event(message: &str) -> Part {
         Part::Bytes(Bytes::from(format!(
             "data: {}\n\n",
-            crate::server::model::stream_error_json(message)
+            stream_error_json(message)
         )))
     }
 
@@ -233,7 +235,7 @@ impl Reply {
     pub fn vllm_error(status: u16, message: &str) -> Reply {
         Reply::status(status)
             .header("content-type", "application/json")
-            .body(crate::server::model::error_json(status, message))
+            .body(error_json(status, message))
     }
 
     /// An HTML page with this status (`content-type: text/html; charset=utf-8`), as a proxy or
