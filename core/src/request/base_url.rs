@@ -64,8 +64,8 @@ impl BaseUrl {
 
     /// The URL a request built as `template` goes to on this base: its [`Route`]'s path on
     /// this server root when it has one (kept in the request's extensions by
-    /// [`RequestConfig::build_with`]), else [`url`](Self::url)`(operation)`. A pool sends each
-    /// attempt to its endpoint with this.
+    /// [`RequestConfig::build_with`](super::RequestConfig::build_with)), else
+    /// [`url`](Self::url)`(operation)`. A pool sends each attempt to its endpoint with this.
     pub fn url_for(&self, operation: Operation, template: &Request<Bytes>) -> String {
         match template.extensions().get::<Route>() {
             Some(route) => format!("{}{}", self.server_root, route.path()),
