@@ -14,7 +14,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::error_body::error_json;
-use super::reply::{Ending, Generate, Part};
+use super::reply::{EndAt, Ending, Generate, Part};
 
 /// Splits text into the fake model's tokens (words with their leading whitespace). The pieces
 /// concatenate back to `text`; empty text has no tokens.
@@ -394,21 +394,17 @@ fn stream_parts(
                 }
             }
         }
-        match &gen.ending {
-            Ending::CutAfter(n) if (*n).min(len) == i => {
-                parts.push(Part::Cut);
-                return parts;
-            }
-            Ending::StallAfter(n, hold) if (*n).min(len) == i => {
-                parts.push(Part::Stall(*hold));
-                return parts;
-            }
-            Ending::ErrorAfter(n, msg) if (*n).min(len) == i => {
+        match gen.ending_at(i, len) {
+            Some(EndAt::Error(msg)) => {
                 parts.push(Part::error_event(msg));
                 parts.push(Part::done());
                 return parts;
             }
-            _ => {}
+            Some(EndAt::Last(part)) => {
+                parts.push(part);
+                return parts;
+            }
+            None => {}
         }
         if i == len {
             break;

@@ -144,6 +144,31 @@ pub(crate) struct Generate {
     pub(crate) keep_alives: Option<(usize, usize, Duration)>,
 }
 
+/// What the scripted ending of a generated body does before one of its tokens (see
+/// [`Generate::ending_at`]).
+#[derive(Debug)]
+pub(crate) enum EndAt<'a> {
+    /// An in-band error event with this message (each operation writes it in its own shape).
+    Error(&'a str),
+    /// The body ends with this part: a cut or a stall.
+    Last(Part),
+}
+
+impl Generate {
+    /// What ends a generated body of `len` tokens before token `i` (`i == len`: after the
+    /// last), when its ending falls there: an error event, a cut or a stall.
+    pub(crate) fn ending_at(&self, i: usize, len: usize) -> Option<EndAt<'_>> {
+        match &self.ending {
+            Ending::CutAfter(n) if (*n).min(len) == i => Some(EndAt::Last(Part::Cut)),
+            Ending::StallAfter(n, hold) if (*n).min(len) == i => {
+                Some(EndAt::Last(Part::Stall(*hold)))
+            }
+            Ending::ErrorAfter(n, msg) if (*n).min(len) == i => Some(EndAt::Error(msg)),
+            _ => None,
+        }
+    }
+}
+
 /// Where write boundaries fall inside the body.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Split {
