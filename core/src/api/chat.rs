@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 
 use super::common::{ToolCall, Usage};
 use super::messages::Message;
-use super::params::SamplingParams;
+use super::params::{impl_to_body, SamplingParams};
 use crate::error::VllmError;
 
 /// What `.messages(…)` accepts: a JSON array (`json!([...])`) or typed [`Message`]s.
@@ -96,12 +96,9 @@ pub struct ChatCompletionRequest {
     pub extra: Map<String, Value>,
 }
 
-impl ChatCompletionRequest {
-    /// The JSON body: typed fields, then `extra` merged over them.
-    pub fn to_body(&self) -> Result<Value, VllmError> {
-        super::params::body_with_extra(self, &self.extra)
-    }
+impl_to_body!(ChatCompletionRequest);
 
+impl ChatCompletionRequest {
     /// Whether the request asks for a stream.
     pub fn is_stream(&self) -> bool {
         self.sampling.stream == Some(true)
@@ -234,15 +231,12 @@ struct WireChoice {
     finish_reason: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Default, Deserialize)]
+#[serde(default)]
 struct WireMessage {
-    #[serde(default)]
     content: Option<String>,
-    #[serde(default)]
     reasoning: Option<String>,
-    #[serde(default)]
     reasoning_content: Option<String>,
-    #[serde(default)]
     tool_calls: Option<Vec<ToolCall>>,
 }
 

@@ -12,79 +12,77 @@ use super::common::Usage;
 /// One `chat.completion.chunk` (or `text_completion` chunk, or `transcription.chunk`) as the
 /// server sent it. Unknown fields are ignored; every field a server may leave out is optional.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct Chunk {
     /// The completion's id (the same on every chunk of a stream).
-    #[serde(default)]
     pub id: String,
     /// `chat.completion.chunk`, `text_completion`, `transcription.chunk`, …
-    #[serde(default)]
     pub object: String,
     /// Unix time of creation.
-    #[serde(default)]
     pub created: u64,
     /// The model that answers.
-    #[serde(default)]
     pub model: String,
     /// The choices this chunk extends (empty on a usage-only chunk).
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(deserialize_with = "null_as_default")]
     pub choices: Vec<ChunkChoice>,
     /// Token counts (a last chunk with `choices: []` when the request asked for
     /// `include_usage`; on every chunk with vLLM's `continuous_usage_stats`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
     /// The system fingerprint, when the server sends one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub system_fingerprint: Option<String>,
 }
 
 /// One choice of a [`Chunk`].
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct ChunkChoice {
     /// The choice's index (0 unless the request set `n > 1`).
-    #[serde(default)]
     pub index: u32,
     /// What a chat (or transcription) chunk adds to the message.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub delta: Option<ChunkDelta>,
     /// What a completions chunk adds to the text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
     /// Log probabilities of this chunk's tokens, when the request asked for them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub logprobs: Option<ChoiceLogprobs>,
     /// Why the choice stopped, on its last chunk.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub finish_reason: Option<String>,
     /// The stop string or token id that ended it (vLLM).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<Value>,
 }
 
 /// What a chat chunk adds to its choice's message. Fragments of tool calls come as they
 /// were sent (`id` and name on an index's first fragment, pieces of the arguments after).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct ChunkDelta {
     /// `assistant`, on the first chunk.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
     /// A piece of the text (`null` or absent when there is none; llama.cpp starts with
     /// `null`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
     /// A piece of the reasoning (vLLM since early 2026).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning: Option<String>,
     /// A piece of the reasoning under its older name (vLLM until late 2025).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning_content: Option<String>,
     /// Tool-call fragments.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<Vec<ToolCallChunk>>,
     /// A piece of a refusal.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub refusal: Option<String>,
 }
 
@@ -100,89 +98,88 @@ impl ChunkDelta {
 
 /// A fragment of a streamed tool call, as sent.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct ToolCallChunk {
     /// Which tool call of the choice it extends.
-    #[serde(default)]
     pub index: u32,
     /// The call's id, on its first fragment.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// `function`, on its first fragment.
-    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// The function's name and a piece of its arguments.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub function: Option<FunctionCallChunk>,
 }
 
 /// The function part of a [`ToolCallChunk`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct FunctionCallChunk {
     /// The function's name, on the first fragment.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// A piece of the arguments' JSON text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub arguments: Option<String>,
 }
 
 /// Log probabilities of a choice's tokens: `content` for chat streams (OpenAI's shape), the
 /// parallel arrays for completions streams.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct ChoiceLogprobs {
     /// Chat: one entry per token.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<Vec<TokenLogprob>>,
     /// Chat: the refusal's tokens.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub refusal: Option<Vec<TokenLogprob>>,
     /// Completions: the tokens.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens: Option<Vec<String>>,
     /// Completions: each token's log probability (`null` for a prompt's first token).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub token_logprobs: Option<Vec<Option<f64>>>,
     /// Completions: the most likely alternatives at each position.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub top_logprobs: Option<Vec<Option<BTreeMap<String, f64>>>>,
     /// Completions: each token's offset in the text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub text_offset: Option<Vec<u64>>,
 }
 
 /// One token and its log probability (chat).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct TokenLogprob {
     /// The token.
-    #[serde(default)]
     pub token: String,
     /// Its log probability (vLLM sends `-9999.0` for `-inf`).
-    #[serde(default)]
     pub logprob: f64,
     /// Its UTF-8 bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes: Option<Vec<u8>>,
     /// The most likely alternatives at this position.
-    #[serde(default)]
     pub top_logprobs: Vec<TopLogprob>,
 }
 
 /// An alternative token at a position.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 #[non_exhaustive]
 pub struct TopLogprob {
     /// The token.
-    #[serde(default)]
     pub token: String,
     /// Its log probability.
-    #[serde(default)]
     pub logprob: f64,
     /// Its UTF-8 bytes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes: Option<Vec<u8>>,
 }
 

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::common::Usage;
-use super::params::SamplingParams;
+use super::params::{impl_to_body, SamplingParams};
 use crate::error::VllmError;
 
 /// The body of a completion request.
@@ -32,12 +32,9 @@ pub struct CompletionRequest {
     pub extra: Map<String, Value>,
 }
 
-impl CompletionRequest {
-    /// The JSON body: typed fields, then `extra` merged over them.
-    pub fn to_body(&self) -> Result<Value, VllmError> {
-        super::params::body_with_extra(self, &self.extra)
-    }
+impl_to_body!(CompletionRequest);
 
+impl CompletionRequest {
     /// Whether the request asks for a stream.
     pub fn is_stream(&self) -> bool {
         self.sampling.stream == Some(true)

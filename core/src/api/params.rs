@@ -1,4 +1,5 @@
-//! Sampling parameters and vLLM extras shared by chat completions and completions.
+//! Sampling parameters and vLLM extras shared by chat completions and completions, and the
+//! `to_body()` of every request with `extra` fields.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -104,3 +105,17 @@ pub(crate) fn body_with_extra<T: Serialize>(
     }
     Ok(v)
 }
+
+/// Gives each request type named (one with an `extra: Map<String, Value>` field) its
+/// `to_body()`: the typed fields serialized, then `extra` merged over them.
+macro_rules! impl_to_body {
+    ($($request:ty),+ $(,)?) => {$(
+        impl $request {
+            /// The JSON body: typed fields, then `extra` merged over them.
+            pub fn to_body(&self) -> Result<serde_json::Value, crate::error::VllmError> {
+                crate::api::params::body_with_extra(self, &self.extra)
+            }
+        }
+    )+};
+}
+pub(crate) use impl_to_body;

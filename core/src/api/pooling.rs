@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::common::Usage;
-use crate::error::VllmError;
+use super::params::impl_to_body;
 
 /// The body of `POST /classify`.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -24,6 +24,8 @@ pub struct ClassifyRequest {
     pub extra: Map<String, Value>,
 }
 
+impl_to_body!(ClassifyRequest);
+
 impl ClassifyRequest {
     /// Classifies `input` (a string or a list of strings) with `model`.
     pub fn new(model: impl Into<String>, input: impl Into<Value>) -> Self {
@@ -32,11 +34,6 @@ impl ClassifyRequest {
             input: input.into(),
             ..Default::default()
         }
-    }
-
-    /// The JSON body: typed fields, then `extra` merged over them.
-    pub fn to_body(&self) -> Result<Value, VllmError> {
-        super::params::body_with_extra(self, &self.extra)
     }
 }
 
@@ -101,6 +98,8 @@ pub struct PoolingRequest {
     pub extra: Map<String, Value>,
 }
 
+impl_to_body!(PoolingRequest);
+
 impl PoolingRequest {
     /// Pools `input` (a string or a list of strings) with `model`.
     pub fn new(model: impl Into<String>, input: impl Into<Value>) -> Self {
@@ -109,11 +108,6 @@ impl PoolingRequest {
             input: input.into(),
             ..Default::default()
         }
-    }
-
-    /// The JSON body: typed fields, then `extra` merged over them.
-    pub fn to_body(&self) -> Result<Value, VllmError> {
-        super::params::body_with_extra(self, &self.extra)
     }
 }
 

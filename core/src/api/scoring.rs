@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::common::Usage;
-use crate::error::VllmError;
+use super::params::impl_to_body;
 
 /// Which path a rerank request goes to. vLLM serves all three with the same body;
 /// llama.cpp's server serves [`Root`](Self::Root) and [`V1`](Self::V1); Cohere-compatible
@@ -62,6 +62,8 @@ pub struct RerankRequest {
     pub extra: Map<String, Value>,
 }
 
+impl_to_body!(RerankRequest);
+
 impl RerankRequest {
     /// Rerank `documents` for `query` with `model`.
     pub fn new<I, S>(model: impl Into<String>, query: impl Into<String>, documents: I) -> Self
@@ -80,11 +82,6 @@ impl RerankRequest {
             ),
             ..Default::default()
         }
-    }
-
-    /// The JSON body: typed fields, then `extra` merged over them.
-    pub fn to_body(&self) -> Result<Value, VllmError> {
-        super::params::body_with_extra(self, &self.extra)
     }
 }
 
@@ -162,6 +159,8 @@ pub struct ScoreRequest {
     pub extra: Map<String, Value>,
 }
 
+impl_to_body!(ScoreRequest);
+
 impl ScoreRequest {
     /// Scores `text_1` against `text_2` with `model`.
     pub fn new(
@@ -175,11 +174,6 @@ impl ScoreRequest {
             text_2: text_2.into(),
             ..Default::default()
         }
-    }
-
-    /// The JSON body: typed fields, then `extra` merged over them.
-    pub fn to_body(&self) -> Result<Value, VllmError> {
-        super::params::body_with_extra(self, &self.extra)
     }
 }
 

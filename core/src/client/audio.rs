@@ -10,6 +10,29 @@ use crate::error::VllmError;
 use crate::request::Operation;
 use crate::stream::StreamKind;
 
+/// An entry point of [`Audio`]: `name(model, file, file_name, content_type)` starts an
+/// [`AudioBuilder`] uploading `file` to `operation`. Transcription and translation take the
+/// same upload and differ only in their operation.
+macro_rules! upload {
+    ($(#[$doc:meta])* $name:ident => $operation:expr) => {
+        $(#[$doc])*
+        pub fn $name(
+            &self,
+            model: impl Into<String>,
+            file: impl Into<Bytes>,
+            file_name: &str,
+            content_type: &str,
+        ) -> AudioBuilder<E> {
+            AudioBuilder {
+                exec: self.exec.clone(),
+                operation: $operation,
+                request: AudioRequest::new(model, file, file_name, content_type),
+                options: self.options.clone(),
+            }
+        }
+    };
+}
+
 /// `client.audio()`.
 #[derive(Debug, Clone)]
 pub struct Audio<E> {
@@ -22,56 +45,17 @@ impl<E: Execute> Audio<E> {
         Audio { exec, options }
     }
 
-    /// `POST /v1/audio/transcriptions`: the speech in `file` as text, in its language.
-    /// `file_name` (`"speech.wav"`) tells the server the format when `content_type` does not.
-    pub fn transcription(
-        &self,
-        model: impl Into<String>,
-        file: impl Into<Bytes>,
-        file_name: &str,
-        content_type: &str,
-    ) -> AudioBuilder<E> {
-        self.builder(
-            Operation::Transcriptions,
-            model,
-            file,
-            file_name,
-            content_type,
-        )
-    }
+    upload!(
+        /// `POST /v1/audio/transcriptions`: the speech in `file` as text, in its language.
+        /// `file_name` (`"speech.wav"`) tells the server the format when `content_type` does
+        /// not.
+        transcription => Operation::Transcriptions
+    );
 
-    /// `POST /v1/audio/translations`: the speech in `file` translated to English text.
-    pub fn translation(
-        &self,
-        model: impl Into<String>,
-        file: impl Into<Bytes>,
-        file_name: &str,
-        content_type: &str,
-    ) -> AudioBuilder<E> {
-        self.builder(
-            Operation::Translations,
-            model,
-            file,
-            file_name,
-            content_type,
-        )
-    }
-
-    fn builder(
-        &self,
-        operation: Operation,
-        model: impl Into<String>,
-        file: impl Into<Bytes>,
-        file_name: &str,
-        content_type: &str,
-    ) -> AudioBuilder<E> {
-        AudioBuilder {
-            exec: self.exec.clone(),
-            operation,
-            request: AudioRequest::new(model, file, file_name, content_type),
-            options: self.options.clone(),
-        }
-    }
+    upload!(
+        /// `POST /v1/audio/translations`: the speech in `file` translated to English text.
+        translation => Operation::Translations
+    );
 }
 
 /// A transcription or translation being built. The upload is built once (the file's bytes are

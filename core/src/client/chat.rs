@@ -3,11 +3,9 @@
 
 use serde_json::Value;
 
-use super::options::option_setters;
+use super::generation::{generation_methods, setter};
 use super::{CallOptions, CallSpec, Execute, ExecuteExt};
-use crate::api::{
-    ChatCompletionRequest, ChatCompletionResponse, IntoMessages, IntoTools, StreamOptions, Tool,
-};
+use crate::api::{ChatCompletionRequest, ChatCompletionResponse, IntoMessages, IntoTools, Tool};
 use crate::request::Operation;
 use crate::stream::StreamKind;
 
@@ -104,23 +102,8 @@ pub struct ChatCompletionBuilder<E> {
     options: CallOptions,
 }
 
-macro_rules! setter {
-    ($(#[$doc:meta])* $name:ident : $ty:ty => $($field:ident).+) => {
-        $(#[$doc])*
-        pub fn $name(mut self, value: $ty) -> Self {
-            self.request.$($field).+ = Some(value.into());
-            self
-        }
-    };
-}
-pub(crate) use setter;
-
 impl<E: Execute> ChatCompletionBuilder<E> {
-    /// The model to use, as `/v1/models` lists it.
-    pub fn model(mut self, model: impl Into<String>) -> Self {
-        self.request.model = model.into();
-        self
-    }
+    generation_methods!(Operation::ChatCompletions);
 
     /// The conversation: `json!([{"role": "user", "content": "…"}])` or a `Vec<Message>`.
     pub fn messages(mut self, messages: impl IntoMessages) -> Self {
@@ -138,47 +121,22 @@ impl<E: Execute> ChatCompletionBuilder<E> {
         self
     }
 
-    setter!(/// Sampling temperature.
-        temperature: f32 => sampling.temperature);
-    setter!(/// Upper bound of generated tokens.
-        max_tokens: u32 => sampling.max_tokens);
     setter!(/// Upper bound of generated tokens (the newer OpenAI name).
         max_completion_tokens: u32 => max_completion_tokens);
     setter!(/// Lower bound of generated tokens (vLLM).
         min_tokens: u32 => sampling.min_tokens);
-    setter!(/// Nucleus sampling mass.
-        top_p: f32 => sampling.top_p);
-    setter!(/// Keep only the k most likely tokens (vLLM; -1 disables).
-        top_k: i32 => sampling.top_k);
-    setter!(/// Minimum probability relative to the most likely token (vLLM).
-        min_p: f32 => sampling.min_p);
-    setter!(/// Multiplicative repetition penalty (vLLM).
-        repetition_penalty: f32 => sampling.repetition_penalty);
-    setter!(/// Presence penalty.
-        presence_penalty: f32 => sampling.presence_penalty);
-    setter!(/// Frequency penalty.
-        frequency_penalty: f32 => sampling.frequency_penalty);
-    setter!(/// Seed for reproducible sampling.
-        seed: i64 => sampling.seed);
-    setter!(/// Number of choices.
-        n: u32 => sampling.n);
     setter!(/// Stop token ids (vLLM).
         stop_token_ids: Vec<u32> => sampling.stop_token_ids);
     setter!(/// Keep generating past end-of-sequence (vLLM).
         ignore_eos: bool => sampling.ignore_eos);
     setter!(/// Whether special tokens are removed from the output (vLLM).
         skip_special_tokens: bool => sampling.skip_special_tokens);
-    setter!(/// Scheduling priority (vLLM with priority scheduling; lower runs earlier).
-        priority: i32 => sampling.priority);
     setter!(/// Token id → bias, as JSON.
         logit_bias: Value => sampling.logit_bias);
     setter!(/// An id of the end user.
         user: String => sampling.user);
     setter!(/// A request id the server logs (vLLM).
         request_id: String => sampling.request_id);
-    setter!(/// Constrained output (vLLM ≥ 0.12): `json!({"json": schema})`, `{"regex": …}`,
-        /// `{"choice": […]}` or `{"grammar": …}`.
-        structured_outputs: Value => sampling.structured_outputs);
     /// The answer's format: `json!({"type": "json_object"})`, or a typed
     /// [`ResponseFormat`](crate::api::ResponseFormat) (a JSON schema; with the `schemars`
     /// feature, `ResponseFormat::for_type::<T>()`).
@@ -231,56 +189,9 @@ impl<E: Execute> ChatCompletionBuilder<E> {
     setter!(/// Whether the reasoning text is returned (vLLM).
         include_reasoning: bool => include_reasoning);
 
-    /// Stop strings: a string or an array of strings (`json!(["\n\n", "END"])`).
-    pub fn stop(mut self, stop: impl Into<Value>) -> Self {
-        self.request.sampling.stop = Some(stop.into());
-        self
-    }
-
-    /// Whether to stream. [`send_stream`](Self::send_stream) sets it by itself.
-    pub fn stream(mut self, stream: bool) -> Self {
-        self.request.sampling.stream = Some(stream);
-        self
-    }
-
-    /// Ask for a final usage chunk in a stream (`stream_options.include_usage`).
-    pub fn include_usage(mut self, include: bool) -> Self {
-        self.request
-            .sampling
-            .stream_options
-            .get_or_insert_with(StreamOptions::default)
-            .include_usage = Some(include);
-        self
-    }
-
-    /// A session key: with several endpoints, every request with the same key goes to the
-    /// same one (rendezvous hashing) while it is healthy and not overloaded, so that a
-    /// multi-turn conversation reuses that replica's prefix cache. Not sent to the server.
-    pub fn session(mut self, key: impl AsRef<str>) -> Self {
-        self.session = Some(crate::policy::routing::stable_hash(key.as_ref().as_bytes()));
-        self
-    }
-
-    /// Free-form fields merged into the body last; they override typed fields of the same
-    /// name. `value` should be a JSON object; anything else is ignored.
-    pub fn extra(mut self, value: Value) -> Self {
-        if let Value::Object(map) = value {
-            self.request.extra.extend(map);
-        }
-        self
-    }
-
     /// The request as it stands.
     pub fn request(&self) -> &ChatCompletionRequest {
         &self.request
-    }
-
-    option_setters!();
-
-    fn spec(&self, spec: CallSpec) -> CallSpec {
-        let mut spec = spec.with_options(&self.options);
-        spec.affinity = self.session;
-        spec
     }
 
     /// Sends the request and waits for the whole answer (retrying as the client's policy says).
@@ -289,11 +200,7 @@ impl<E: Execute> ChatCompletionBuilder<E> {
             // `.send()` returns one response: a streamed body would be decoded as one anyway.
             self.request.sampling.stream = Some(false);
         }
-        let spec = self.spec(CallSpec::json(
-            Operation::ChatCompletions,
-            self.request.to_body(),
-        ));
-        self.exec.execute(spec)
+        self.exec.execute(self.json_spec())
     }
 
     /// Like [`send`](Self::send), but always succeeds with the result and a
@@ -301,23 +208,14 @@ impl<E: Execute> ChatCompletionBuilder<E> {
     /// happened (when retries are spent, `result` is the last attempt's own error).
     pub fn send_with_report(mut self) -> E::Output<super::Reported<ChatCompletionResponse>> {
         self.request.sampling.stream = Some(false);
-        let spec = self.spec(CallSpec::json(
-            Operation::ChatCompletions,
-            self.request.to_body(),
-        ));
-        self.exec.execute_reported(spec)
+        self.exec.execute_reported(self.json_spec())
     }
 
     /// Sends the request as a stream of [`StreamEvent`](crate::StreamEvent)s. Fails if the call
     /// fails before any output (after retries); later failures arrive as a final
     /// `StreamEvent::Error`.
     pub fn send_stream(mut self) -> E::Output<E::Stream> {
-        self.request.sampling.stream = Some(true);
-        let spec = self.spec(CallSpec::stream(
-            Operation::ChatCompletions,
-            StreamKind::Chat,
-            self.request.to_body(),
-        ));
+        let spec = self.stream_spec(StreamKind::Chat);
         self.exec.execute_stream(spec)
     }
 }
@@ -330,12 +228,7 @@ impl<E: ExecuteExt> ChatCompletionBuilder<E> {
     /// stalled or failed stream ends with one `Err`, a finished one with the end of the
     /// stream right after its last chunk.
     pub fn send_chunks(mut self) -> E::Output<E::Chunks> {
-        self.request.sampling.stream = Some(true);
-        let spec = self.spec(CallSpec::stream(
-            Operation::ChatCompletions,
-            StreamKind::ChatChunks,
-            self.request.to_body(),
-        ));
+        let spec = self.stream_spec(StreamKind::ChatChunks);
         self.exec.execute_chunks(spec)
     }
 }

@@ -30,6 +30,7 @@ mod chat;
 mod completions;
 mod decode;
 mod env;
+mod generation;
 mod options;
 mod raw;
 mod responses;

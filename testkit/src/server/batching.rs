@@ -18,8 +18,7 @@ use std::time::Instant;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, Notify};
 
-use super::engine::{close_gracefully, head_bytes, FramingHeader};
-use super::http::{Conn, Gone, ParsedRequest};
+use super::http::{close_gracefully, head_bytes, Conn, FramingHeader, Gone, ParsedRequest};
 use crate::engine::{Engine, EngineConfig, EngineStats, Output, RequestId, RequestSpec};
 
 /// The engine and where its outputs go.
@@ -153,13 +152,25 @@ pub(crate) async fn answer_metrics(
     req: &ParsedRequest,
     model: &str,
 ) -> Result<bool, Gone> {
-    let keep = req.keep_alive;
     let body = batching.metrics_text(model);
+    let content_type = "text/plain; version=0.0.4; charset=utf-8";
+    write_whole(conn, 200, content_type, &body, req.keep_alive).await
+}
+
+/// Writes a whole answer, its length known, then closes the connection unless it is kept
+/// alive. `Ok(keep)`: the connection may serve another request.
+async fn write_whole(
+    conn: &mut Conn,
+    status: u16,
+    content_type: &str,
+    body: &str,
+    keep: bool,
+) -> Result<bool, Gone> {
     let head = head_bytes(
-        200,
+        status,
         None,
         &[],
-        Some("text/plain; version=0.0.4; charset=utf-8"),
+        Some(content_type),
         &FramingHeader::Length(body.len()),
         !keep,
     );
@@ -301,20 +312,7 @@ async fn serve(
     // A rejection comes at submission, before anything is sent.
     if let Ok(Output::Rejected) = rx.try_recv() {
         let body = r#"{"object":"error","message":"the request does not fit the KV cache","type":"BadRequestError","param":null,"code":400}"#;
-        let head = head_bytes(
-            400,
-            None,
-            &[],
-            Some("application/json"),
-            &FramingHeader::Length(body.len()),
-            !keep,
-        );
-        conn.write(head.as_bytes()).await?;
-        conn.write(body.as_bytes()).await?;
-        if !keep {
-            close_gracefully(conn).await;
-        }
-        return Ok(keep);
+        return write_whole(conn, 400, "application/json", body, keep).await;
     }
     let mut k = 0u32;
     if er.spec.stream {
@@ -390,16 +388,7 @@ async fn serve(
             serde_json::Value::from(model),
             usage(prompt, completion)
         );
-        let head = head_bytes(
-            200,
-            None,
-            &[],
-            Some("application/json"),
-            &FramingHeader::Length(body.len()),
-            !keep,
-        );
-        conn.write(head.as_bytes()).await?;
-        conn.write(body.as_bytes()).await?;
+        return write_whole(conn, 200, "application/json", &body, keep).await;
     }
     if !keep {
         close_gracefully(conn).await;

@@ -6,25 +6,21 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::http::{Conn, Gone, Limits, ParsedRequest, ReadError};
-use super::model::{self, ModelConfig, Resolved, Vocab};
+use super::http::{
+    close_gracefully, head_bytes, Conn, FramingHeader, Gone, Limits, ParsedRequest, ReadError,
+};
+use super::model::{ModelConfig, Resolved, Vocab};
 use super::record::RecordedRequest;
 use super::reply::{Action, Body, Framing, Part, Reply, Split};
+use super::routes;
 
 /// Requests served on one connection before the server closes it.
 const MAX_REQUESTS_PER_CONNECTION: usize = 100_000;
 /// Requests kept in the record (later ones are counted, not stored).
 pub(crate) const MAX_RECORDED: usize = 100_000;
-/// How long a closing connection is drained so that the client reads our last bytes instead
-/// of a reset caused by unread input.
-const DRAIN_ON_CLOSE: Duration = Duration::from_millis(500);
-/// How much a closing connection drains at most.
-const DRAIN_MAX_BYTES: usize = 64 * 1024 * 1024;
-
 /// A queued reply and its optional path filter.
 #[derive(Debug)]
 pub(crate) struct Scripted {
@@ -207,61 +203,6 @@ async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, connection_id:
     close_gracefully(&mut conn).await;
 }
 
-/// Sends FIN, then reads and discards what the client still sends for a short, bounded time,
-/// so that unread input does not turn our close into a reset before the client read our reply.
-pub(super) async fn close_gracefully(conn: &mut Conn) {
-    let _ = conn.stream.shutdown().await;
-    let deadline = tokio::time::Instant::now() + DRAIN_ON_CLOSE;
-    let mut drained = 0usize;
-    let mut tmp = [0u8; 8192];
-    // Bounded by the deadline and by DRAIN_MAX_BYTES.
-    while drained < DRAIN_MAX_BYTES {
-        match tokio::time::timeout_at(deadline, conn.stream.read(&mut tmp)).await {
-            Ok(Ok(n)) if n > 0 => drained += n,
-            _ => return,
-        }
-    }
-}
-
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        100 => "Continue",
-        200 => "OK",
-        201 => "Created",
-        204 => "No Content",
-        301 => "Moved Permanently",
-        302 => "Found",
-        304 => "Not Modified",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        409 => "Conflict",
-        413 => "Content Too Large",
-        422 => "Unprocessable Content",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        499 => "Client Closed Request",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        505 => "HTTP Version Not Supported",
-        529 => "Site Overloaded",
-        _ => "Unknown",
-    }
-}
-
-/// The framing header to write.
-pub(super) enum FramingHeader {
-    Length(usize),
-    Chunked,
-    None,
-}
-
 fn body_len(parts: &[Part]) -> FramingHeader {
     FramingHeader::Length(
         parts
@@ -272,48 +213,6 @@ fn body_len(parts: &[Part]) -> FramingHeader {
             })
             .sum(),
     )
-}
-
-pub(super) fn head_bytes(
-    status: u16,
-    reason: Option<&str>,
-    user_headers: &[(String, String)],
-    default_content_type: Option<&str>,
-    framing: &FramingHeader,
-    close: bool,
-) -> String {
-    let user_has = |n: &str| user_headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
-    let mut h = format!(
-        "HTTP/1.1 {status} {}\r\n",
-        reason.unwrap_or_else(|| reason_phrase(status))
-    );
-    if !user_has("date") {
-        h.push_str(&format!(
-            "date: {}\r\n",
-            httpdate::fmt_http_date(std::time::SystemTime::now())
-        ));
-    }
-    if !user_has("server") {
-        h.push_str("server: uvicorn\r\n");
-    }
-    match framing {
-        FramingHeader::Length(n) => h.push_str(&format!("content-length: {n}\r\n")),
-        FramingHeader::Chunked => h.push_str("transfer-encoding: chunked\r\n"),
-        FramingHeader::None => {}
-    }
-    if let Some(ct) = default_content_type {
-        if !user_has("content-type") {
-            h.push_str(&format!("content-type: {ct}\r\n"));
-        }
-    }
-    for (k, v) in user_headers {
-        h.push_str(&format!("{k}: {v}\r\n"));
-    }
-    if close && !user_has("connection") {
-        h.push_str("connection: close\r\n");
-    }
-    h.push_str("\r\n");
-    h
 }
 
 /// Answers one request. `Ok(true)`: the connection may serve another request.
@@ -330,7 +229,7 @@ async fn answer(
             return super::batching::answer_metrics(conn, batching, req, model_id).await;
         }
         if let Some(er) = super::batching::engine_request(req) {
-            if model::unauthorized(req, &shared.cfg) {
+            if routes::unauthorized(req, &shared.cfg) {
                 // Authentication comes first, as in front of a real engine.
             } else {
                 let model_id = shared.cfg.models.first().map_or("", String::as_str);
@@ -362,10 +261,10 @@ async fn answer(
 
     let (status, content_type, parts, streamed) = match reply.body {
         Body::Generate(gen) => {
-            let resolved = if model::unauthorized(req, &shared.cfg) {
-                model::unauthorized_reply()
+            let resolved = if routes::unauthorized(req, &shared.cfg) {
+                routes::unauthorized_reply()
             } else {
-                model::respond(req, index, &shared.cfg, &shared.vocab, &gen, &shared.ops)
+                routes::respond(req, index, &shared.cfg, &shared.vocab, &gen, &shared.ops)
             };
             conn.pause(resolved.extra_delay).await?;
             (

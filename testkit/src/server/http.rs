@@ -1,5 +1,6 @@
 //! Hand-written HTTP/1.1 on a raw `tokio::net::TcpStream`: request parsing with bounded buffers,
-//! and the low-level writes (each one flushed) that the reply engine is built from.
+//! the low-level writes (each one flushed) that the reply engine is built from, a response's
+//! head (status line, `date`, `server`, framing headers) and a graceful close.
 
 use std::time::Duration;
 
@@ -13,6 +14,12 @@ const READ_CHUNK: usize = 8 * 1024;
 /// The longest pause that is honoured as given; longer ones are clamped (the server is shut
 /// down long before that anyway).
 const MAX_PAUSE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How long a closing connection is drained so that the client reads our last bytes instead
+/// of a reset caused by unread input.
+const DRAIN_ON_CLOSE: Duration = Duration::from_millis(500);
+/// How much a closing connection drains at most.
+const DRAIN_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 /// Limits applied while reading a request.
 #[derive(Clone, Copy, Debug)]
@@ -313,4 +320,105 @@ impl Conn {
             }
         }
     }
+}
+
+/// Sends FIN, then reads and discards what the client still sends for a short, bounded time,
+/// so that unread input does not turn our close into a reset before the client read our reply.
+pub(crate) async fn close_gracefully(conn: &mut Conn) {
+    let _ = conn.stream.shutdown().await;
+    let deadline = tokio::time::Instant::now() + DRAIN_ON_CLOSE;
+    let mut drained = 0usize;
+    let mut tmp = [0u8; 8192];
+    // Bounded by the deadline and by DRAIN_MAX_BYTES.
+    while drained < DRAIN_MAX_BYTES {
+        match tokio::time::timeout_at(deadline, conn.stream.read(&mut tmp)).await {
+            Ok(Ok(n)) if n > 0 => drained += n,
+            _ => return,
+        }
+    }
+}
+
+/// The reason phrase of a status code.
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        413 => "Content Too Large",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        499 => "Client Closed Request",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        529 => "Site Overloaded",
+        _ => "Unknown",
+    }
+}
+
+/// The framing header to write.
+pub(crate) enum FramingHeader {
+    Length(usize),
+    Chunked,
+    None,
+}
+
+/// A response's head: the status line, `date` and `server` (unless the user's headers set
+/// them), the framing header, the default content type, the user's headers, and
+/// `connection: close` when the connection closes after it.
+pub(crate) fn head_bytes(
+    status: u16,
+    reason: Option<&str>,
+    user_headers: &[(String, String)],
+    default_content_type: Option<&str>,
+    framing: &FramingHeader,
+    close: bool,
+) -> String {
+    let user_has = |n: &str| user_headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(n));
+    let mut h = format!(
+        "HTTP/1.1 {status} {}\r\n",
+        reason.unwrap_or_else(|| reason_phrase(status))
+    );
+    if !user_has("date") {
+        h.push_str(&format!(
+            "date: {}\r\n",
+            httpdate::fmt_http_date(std::time::SystemTime::now())
+        ));
+    }
+    if !user_has("server") {
+        h.push_str("server: uvicorn\r\n");
+    }
+    match framing {
+        FramingHeader::Length(n) => h.push_str(&format!("content-length: {n}\r\n")),
+        FramingHeader::Chunked => h.push_str("transfer-encoding: chunked\r\n"),
+        FramingHeader::None => {}
+    }
+    if let Some(ct) = default_content_type {
+        if !user_has("content-type") {
+            h.push_str(&format!("content-type: {ct}\r\n"));
+        }
+    }
+    for (k, v) in user_headers {
+        h.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if close && !user_has("connection") {
+        h.push_str("connection: close\r\n");
+    }
+    h.push_str("\r\n");
+    h
 }

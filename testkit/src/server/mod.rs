@@ -92,11 +92,13 @@
 
 mod batching;
 mod engine;
+mod error_body;
 mod http;
 pub mod model;
 mod ops;
 mod record;
 mod reply;
+mod routes;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};

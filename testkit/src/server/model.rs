@@ -11,10 +11,10 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use super::http::ParsedRequest;
-use super::reply::{Ending, Generate, Part};
+use super::error_body::error_json;
+use super::reply::{EndAt, Ending, Generate, Part};
 
 /// Splits text into the fake model's tokens (words with their leading whitespace). The pieces
 /// concatenate back to `text`; empty text has no tokens.
@@ -109,7 +109,7 @@ pub(crate) fn json_resolved(status: u16, body: String) -> Resolved {
 }
 
 impl Resolved {
-    fn json(status: u16, body: String) -> Resolved {
+    pub(crate) fn json(status: u16, body: String) -> Resolved {
         Resolved {
             status,
             content_type: Some("application/json"),
@@ -119,7 +119,7 @@ impl Resolved {
         }
     }
 
-    fn empty(status: u16) -> Resolved {
+    pub(crate) fn empty(status: u16) -> Resolved {
         Resolved {
             status,
             content_type: None,
@@ -137,41 +137,6 @@ impl Resolved {
 /// A JSON string literal.
 pub(crate) fn js(s: &str) -> String {
     Value::from(s).to_string()
-}
-
-fn error_type(status: u16) -> &'static str {
-    match status {
-        400 => "BadRequestError",
-        401 => "UnauthorizedError",
-        404 => "NotFoundError",
-        405 => "MethodNotAllowedError",
-        413 => "RequestEntityTooLargeError",
-        422 => "UnprocessableEntityError",
-        429 => "RateLimitError",
-        431 => "RequestHeaderFieldsTooLargeError",
-        501 => "NotImplementedError",
-        503 => "ServiceUnavailableError",
-        505 => "HTTPVersionNotSupportedError",
-        _ => "InternalServerError",
-    }
-}
-
-/// vLLM's (≥ 0.10.1) nested error body.
-pub(crate) fn error_json(status: u16, message: &str) -> String {
-    format!(
-        r#"{{"error":{{"message":{},"type":"{}","param":null,"code":{}}}}}"#,
-        js(message),
-        error_type(status),
-        status
-    )
-}
-
-/// vLLM's in-band stream error (Python `json.dumps` spacing, as vLLM writes it).
-pub(crate) fn stream_error_json(message: &str) -> String {
-    format!(
-        r#"{{"error": {{"message": {}, "type": "InternalServerError", "param": null, "code": 500}}}}"#,
-        js(message)
-    )
 }
 
 pub(crate) fn now_secs() -> u64 {
@@ -429,21 +394,17 @@ fn stream_parts(
                 }
             }
         }
-        match &gen.ending {
-            Ending::CutAfter(n) if (*n).min(len) == i => {
-                parts.push(Part::Cut);
-                return parts;
-            }
-            Ending::StallAfter(n, hold) if (*n).min(len) == i => {
-                parts.push(Part::Stall(*hold));
-                return parts;
-            }
-            Ending::ErrorAfter(n, msg) if (*n).min(len) == i => {
+        match gen.ending_at(i, len) {
+            Some(EndAt::Error(msg)) => {
                 parts.push(Part::error_event(msg));
                 parts.push(Part::done());
                 return parts;
             }
-            _ => {}
+            Some(EndAt::Last(part)) => {
+                parts.push(part);
+                return parts;
+            }
+            None => {}
         }
         if i == len {
             break;
@@ -492,7 +453,7 @@ fn non_stream_delay(gen: &Generate, tokens: usize) -> Duration {
         .saturating_mul(u32::try_from(tokens).unwrap_or(u32::MAX))
 }
 
-fn chat(
+pub(crate) fn chat(
     body: &Value,
     index: usize,
     cfg: &ModelConfig,
@@ -536,7 +497,7 @@ fn chat(
         });
     if let Some(f) = tool {
         let name = f.get("name").and_then(Value::as_str).unwrap_or("tool");
-        let args = super::ops::tool_arguments(f.get("parameters"), &last_user);
+        let args = tool_arguments(f.get("parameters"), &last_user);
         return Ok(tool_call_reply(&who, name, &args, prompt_tokens, &opts));
     }
     let ans = answer(&text, gen.reasoning.as_deref(), prompt_tokens, cap, cfg)?;
@@ -562,6 +523,26 @@ fn chat(
     let mut r = Resolved::json(200, json);
     r.extra_delay = non_stream_delay(gen, completion);
     Ok(r)
+}
+
+/// The arguments the fake model calls a tool with: each property of the tool's schema, the
+/// user's text for strings, 1 for numbers, `true` for booleans.
+pub(crate) fn tool_arguments(parameters: Option<&Value>, user_text: &str) -> String {
+    let mut args = serde_json::Map::new();
+    if let Some(props) = parameters
+        .and_then(|p| p.get("properties"))
+        .and_then(Value::as_object)
+    {
+        for (name, schema) in props {
+            let v = match schema.get("type").and_then(Value::as_str) {
+                Some("number" | "integer") => json!(1),
+                Some("boolean") => json!(true),
+                _ => Value::String(user_text.to_owned()),
+            };
+            args.insert(name.clone(), v);
+        }
+    }
+    Value::Object(args).to_string()
 }
 
 /// A tool call, in vLLM's JSON or its stream (the id and name first, then the arguments in
@@ -626,7 +607,7 @@ fn tool_call_reply(
 /// Default `max_tokens` of the legacy completions endpoint (as in OpenAI's API and vLLM).
 const COMPLETIONS_DEFAULT_MAX_TOKENS: usize = 16;
 
-fn completions(
+pub(crate) fn completions(
     body: &Value,
     index: usize,
     cfg: &ModelConfig,
@@ -710,7 +691,11 @@ pub(crate) fn embedding(text: &str, dim: usize) -> Vec<f32> {
     v
 }
 
-fn embeddings(body: &Value, index: usize, cfg: &ModelConfig) -> Result<Resolved, BadRequest> {
+pub(crate) fn embeddings(
+    body: &Value,
+    index: usize,
+    cfg: &ModelConfig,
+) -> Result<Resolved, BadRequest> {
     let inputs: Vec<String> = match body.get("input") {
         Some(Value::String(s)) => vec![s.clone()],
         Some(Value::Array(items)) if !items.is_empty() => {
@@ -763,7 +748,11 @@ fn embeddings(body: &Value, index: usize, cfg: &ModelConfig) -> Result<Resolved,
     Ok(Resolved::json(200, json))
 }
 
-fn tokenize(body: &Value, cfg: &ModelConfig, vocab: &mut Vocab) -> Result<Resolved, BadRequest> {
+pub(crate) fn tokenize(
+    body: &Value,
+    cfg: &ModelConfig,
+    vocab: &mut Vocab,
+) -> Result<Resolved, BadRequest> {
     let toks: Vec<String> = if let Some(p) = body.get("prompt").and_then(Value::as_str) {
         split_tokens(p).into_iter().map(str::to_string).collect()
     } else if let Some(m) = body.get("messages").and_then(Value::as_array) {
@@ -787,7 +776,7 @@ fn tokenize(body: &Value, cfg: &ModelConfig, vocab: &mut Vocab) -> Result<Resolv
     Ok(Resolved::json(200, json))
 }
 
-fn detokenize(body: &Value, vocab: &Vocab) -> Result<Resolved, BadRequest> {
+pub(crate) fn detokenize(body: &Value, vocab: &Vocab) -> Result<Resolved, BadRequest> {
     let ids = body
         .get("tokens")
         .and_then(Value::as_array)
@@ -806,7 +795,7 @@ fn detokenize(body: &Value, vocab: &Vocab) -> Result<Resolved, BadRequest> {
     ))
 }
 
-fn models(cfg: &ModelConfig, lora: &[String]) -> Resolved {
+pub(crate) fn models(cfg: &ModelConfig, lora: &[String]) -> Resolved {
     let created = now_secs();
     let data: Vec<String> = cfg
         .models
@@ -837,138 +826,6 @@ fn models(cfg: &ModelConfig, lora: &[String]) -> Resolved {
     )
 }
 
-/// Whether this request lacks the configured API key (vLLM checks paths under `/v1` only).
-pub(crate) fn unauthorized(req: &ParsedRequest, cfg: &ModelConfig) -> bool {
-    let Some(key) = &cfg.api_key else {
-        return false;
-    };
-    if !req.path.starts_with("/v1") {
-        return false;
-    }
-    let expected = format!("Bearer {key}");
-    req.header("authorization") != Some(expected.as_str())
-}
-
-/// vLLM's answer to a bad API key.
-pub(crate) fn unauthorized_reply() -> Resolved {
-    Resolved::json(401, r#"{"error":"Unauthorized"}"#.to_string())
-}
-
-/// The default behaviour for one request.
-pub(crate) fn respond(
-    req: &ParsedRequest,
-    index: usize,
-    cfg: &ModelConfig,
-    vocab: &std::sync::Mutex<Vocab>,
-    gen: &Generate,
-    ops_state: &std::sync::Mutex<super::ops::OpsState>,
-) -> Resolved {
-    let m = req.method.as_str();
-    let path = req.path.as_str();
-    let post_json = |f: &dyn Fn(&Value) -> Result<Resolved, BadRequest>| -> Resolved {
-        let body: Value = match serde_json::from_slice(&req.body) {
-            Ok(v @ Value::Object(_)) => v,
-            Ok(_) => return Resolved::error(400, "the request body must be a JSON object"),
-            Err(e) => return Resolved::error(400, &format!("JSON decode error: {e}")),
-        };
-        f(&body).unwrap_or_else(|(status, msg)| Resolved::error(status, &msg))
-    };
-    let lock_vocab = || vocab.lock().unwrap_or_else(|e| e.into_inner());
-    match (m, path) {
-        ("GET", "/health") => Resolved::empty(200),
-        ("GET", "/ping") => Resolved::empty(200),
-        ("GET", "/version") => {
-            Resolved::json(200, format!(r#"{{"version":{}}}"#, js(&cfg.version)))
-        }
-        ("GET", "/metrics") => Resolved {
-            status: 200,
-            content_type: Some("text/plain; version=0.0.4; charset=utf-8"),
-            parts: vec![Part::text(
-                "# HELP vllm:num_requests_running Number of requests running.\n\
-                 # TYPE vllm:num_requests_running gauge\nvllm:num_requests_running 0.0\n",
-            )],
-            streamed: false,
-            extra_delay: Duration::ZERO,
-        },
-        ("GET", "/v1/models") => {
-            let lora = ops_state
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .lora_adapters();
-            models(cfg, &lora)
-        }
-        ("POST", "/v1/responses") => {
-            post_json(&|b| super::ops::create_response(b, index, cfg, gen, ops_state))
-        }
-        ("GET", p) if response_id(p).is_some_and(|(_, cancel)| !cancel) => {
-            super::ops::retrieve_response(response_id(p).map_or("", |(id, _)| id), ops_state)
-        }
-        ("POST", p) if response_id(p).is_some_and(|(_, cancel)| cancel) => {
-            super::ops::cancel_response(response_id(p).map_or("", |(id, _)| id), ops_state)
-        }
-        ("POST", "/rerank" | "/v1/rerank" | "/v2/rerank") => {
-            post_json(&|b| super::ops::rerank(b, index, cfg))
-        }
-        ("POST", "/score" | "/v1/score") => post_json(&|b| super::ops::score(b, index, cfg)),
-        ("POST", "/classify") => post_json(&|b| super::ops::classify(b, index, cfg)),
-        ("POST", "/pooling") => post_json(&|b| super::ops::pooling(b, index, cfg)),
-        ("POST", "/v1/audio/transcriptions" | "/v1/audio/translations") => super::ops::audio(
-            req.header("content-type"),
-            &req.body,
-            index,
-            cfg,
-            gen,
-            path.ends_with("translations"),
-        )
-        .unwrap_or_else(|(status, msg)| Resolved::error(status, &msg)),
-        ("POST", "/v1/load_lora_adapter") => post_json(&|b| super::ops::load_lora(b, ops_state)),
-        ("POST", "/v1/unload_lora_adapter") => {
-            post_json(&|b| super::ops::unload_lora(b, ops_state))
-        }
-        ("POST", "/v1/chat/completions") => post_json(&|b| chat(b, index, cfg, gen)),
-        ("POST", "/v1/completions") => post_json(&|b| completions(b, index, cfg, gen)),
-        ("POST", "/v1/embeddings") => post_json(&|b| embeddings(b, index, cfg)),
-        ("POST", "/tokenize") => post_json(&|b| tokenize(b, cfg, &mut lock_vocab())),
-        ("POST", "/detokenize") => post_json(&|b| detokenize(b, &lock_vocab())),
-        (
-            _,
-            "/health"
-            | "/ping"
-            | "/version"
-            | "/metrics"
-            | "/v1/models"
-            | "/v1/chat/completions"
-            | "/v1/completions"
-            | "/v1/embeddings"
-            | "/tokenize"
-            | "/detokenize"
-            | "/v1/responses"
-            | "/rerank"
-            | "/v1/rerank"
-            | "/v2/rerank"
-            | "/score"
-            | "/v1/score"
-            | "/classify"
-            | "/pooling"
-            | "/v1/audio/transcriptions"
-            | "/v1/audio/translations"
-            | "/v1/load_lora_adapter"
-            | "/v1/unload_lora_adapter",
-        ) => Resolved::error(405, "Method Not Allowed"),
-        _ => Resolved::error(404, "Not Found"),
-    }
-}
-
-/// `/v1/responses/{id}` → `(id, false)`; `/v1/responses/{id}/cancel` → `(id, true)`.
-fn response_id(path: &str) -> Option<(&str, bool)> {
-    let rest = path.strip_prefix("/v1/responses/")?;
-    match rest.strip_suffix("/cancel") {
-        Some(id) if !id.is_empty() && !id.contains('/') => Some((id, true)),
-        _ if !rest.is_empty() && !rest.contains('/') => Some((rest, false)),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -997,5 +854,12 @@ mod tests {
         assert_ne!(a, embedding("hellp", 16));
         let n: f32 = a.iter().map(|x| x * x).sum();
         assert!((n - 1.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn tool_arguments_follow_the_schema() {
+        let schema = json!({"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}});
+        let args: Value = serde_json::from_str(&tool_arguments(Some(&schema), "Paris")).unwrap();
+        assert_eq!(args, json!({"city": "Paris", "days": 1}));
     }
 }

@@ -14,9 +14,9 @@ use serde_json::{json, Value};
 
 use super::model::{
     bad, base64, content_text, default_reply_text, embedding, fnv1a, ident, split_tokens, streamed,
-    BadRequest, ModelConfig, Resolved,
+    tool_arguments, BadRequest, Ident, ModelConfig, Resolved,
 };
-use super::reply::{Ending, Generate, Part};
+use super::reply::{EndAt, Ending, Generate, Part};
 
 /// The most responses kept for `GET /v1/responses/{id}` (the oldest go first).
 const MAX_STORED: usize = 1024;
@@ -90,26 +90,6 @@ fn last_turn(input: &Value) -> (String, Option<String>) {
         }
         _ => (String::new(), None),
     }
-}
-
-/// The arguments the fake model calls a tool with: each property of the tool's schema, the
-/// user's text for strings, 1 for numbers, `true` for booleans.
-pub(crate) fn tool_arguments(parameters: Option<&Value>, user_text: &str) -> String {
-    let mut args = serde_json::Map::new();
-    if let Some(props) = parameters
-        .and_then(|p| p.get("properties"))
-        .and_then(Value::as_object)
-    {
-        for (name, schema) in props {
-            let v = match schema.get("type").and_then(Value::as_str) {
-                Some("number" | "integer") => json!(1),
-                Some("boolean") => json!(true),
-                _ => Value::String(user_text.to_owned()),
-            };
-            args.insert(name.clone(), v);
-        }
-    }
-    Value::Object(args).to_string()
 }
 
 struct Plan {
@@ -394,16 +374,8 @@ fn stream_events(p: &Plan, body: &Value, gen: &Generate, done: Value) -> Vec<Par
                 }
             }
         }
-        match &gen.ending {
-            Ending::CutAfter(n) if (*n).min(len) == i => {
-                parts.push(Part::Cut);
-                return parts;
-            }
-            Ending::StallAfter(n, hold) if (*n).min(len) == i => {
-                parts.push(Part::Stall(*hold));
-                return parts;
-            }
-            Ending::ErrorAfter(n, msg) if (*n).min(len) == i => {
+        match gen.ending_at(i, len) {
+            Some(EndAt::Error(msg)) => {
                 ev(
                     &mut parts,
                     "error",
@@ -411,7 +383,11 @@ fn stream_events(p: &Plan, body: &Value, gen: &Generate, done: Value) -> Vec<Par
                 );
                 return parts;
             }
-            _ => {}
+            Some(EndAt::Last(part)) => {
+                parts.push(part);
+                return parts;
+            }
+            None => {}
         }
         let Some(piece) = pieces.get(i) else {
             break;
@@ -578,6 +554,15 @@ pub(crate) fn rerank(
     Ok(super::model::json_resolved(200, json.to_string()))
 }
 
+/// The answer of score, classify and pooling: `data` in a list object with its usage (`tokens`
+/// prompt tokens, none generated).
+fn list_answer(who: &Ident, data: Vec<Value>, tokens: usize) -> Resolved {
+    let json = json!({"id": who.id, "object": "list", "created": who.created, "model": who.model,
+        "data": data, "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0,
+        "prompt_tokens_details": null}});
+    super::model::json_resolved(200, json.to_string())
+}
+
 /// `POST /score`, `/v1/score`.
 pub(crate) fn score(body: &Value, index: usize, cfg: &ModelConfig) -> Result<Resolved, BadRequest> {
     let a = strings(body.get("text_1").or_else(|| body.get("queries")), "text_1")?;
@@ -599,10 +584,7 @@ pub(crate) fn score(body: &Value, index: usize, cfg: &ModelConfig) -> Result<Res
         .enumerate()
         .map(|(i, (q, d))| json!({"index": i, "object": "score", "score": relevance(q, d)}))
         .collect();
-    let json = json!({"id": who.id, "object": "list", "created": who.created, "model": who.model,
-        "data": data, "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0,
-        "prompt_tokens_details": null}});
-    Ok(super::model::json_resolved(200, json.to_string()))
+    Ok(list_answer(&who, data, tokens))
 }
 
 /// `POST /classify`: two classes; the probability of `positive` from a hash of the text.
@@ -623,10 +605,7 @@ pub(crate) fn classify(
         })
         .collect();
     let tokens = tokens_of(&inputs);
-    let json = json!({"id": who.id, "object": "list", "created": who.created, "model": who.model,
-        "data": data, "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0,
-        "prompt_tokens_details": null}});
-    Ok(super::model::json_resolved(200, json.to_string()))
+    Ok(list_answer(&who, data, tokens))
 }
 
 /// `POST /pooling`: the input's embedding (float or base64).
@@ -653,10 +632,7 @@ pub(crate) fn pooling(
         })
         .collect();
     let tokens = tokens_of(&inputs);
-    let json = json!({"id": who.id, "object": "list", "created": who.created, "model": who.model,
-        "data": data, "usage": {"prompt_tokens": tokens, "total_tokens": tokens, "completion_tokens": 0,
-        "prompt_tokens_details": null}});
-    Ok(super::model::json_resolved(200, json.to_string()))
+    Ok(list_answer(&who, data, tokens))
 }
 
 // ----- audio --------------------------------------------------------------------------------
@@ -831,18 +807,20 @@ pub(crate) fn audio(
 
 // ----- LoRA ---------------------------------------------------------------------------------
 
+/// The string field `field` of `body`, or vLLM's 400 for a missing field.
+fn required_str<'a>(body: &'a Value, field: &str) -> Result<&'a str, BadRequest> {
+    body.get(field)
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad(format!("{field}: field required")))
+}
+
 /// `POST /v1/load_lora_adapter`.
 pub(crate) fn load_lora(
     body: &Value,
     state: &std::sync::Mutex<OpsState>,
 ) -> Result<Resolved, BadRequest> {
-    let name = body
-        .get("lora_name")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad("lora_name: field required"))?;
-    body.get("lora_path")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad("lora_path: field required"))?;
+    let name = required_str(body, "lora_name")?;
+    required_str(body, "lora_path")?;
     let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
     let inplace = body.get("load_inplace").and_then(Value::as_bool) == Some(true);
     if st.lora.contains(name) && !inplace {
@@ -859,10 +837,7 @@ pub(crate) fn unload_lora(
     body: &Value,
     state: &std::sync::Mutex<OpsState>,
 ) -> Result<Resolved, BadRequest> {
-    let name = body
-        .get("lora_name")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad("lora_name: field required"))?;
+    let name = required_str(body, "lora_name")?;
     let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
     if !st.lora.remove(name) {
         return Err((404, format!("The lora adapter '{name}' cannot be found.")));
@@ -904,12 +879,5 @@ mod tests {
             1.0
         );
         assert!(relevance("capital of France", "Berlin") == 0.0);
-    }
-
-    #[test]
-    fn tool_arguments_follow_the_schema() {
-        let schema = json!({"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}}});
-        let args: Value = serde_json::from_str(&tool_arguments(Some(&schema), "Paris")).unwrap();
-        assert_eq!(args, json!({"city": "Paris", "days": 1}));
     }
 }

@@ -10,6 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::Value;
 
+use super::error_body::{error_json, stream_error_json};
+
 /// One piece of a scripted body, written in order.
 ///
 /// Every `Bytes` part is written with its own `write` + `flush` (in chunked framing: as its own
@@ -77,7 +79,7 @@ impl Part {
     pub fn error_event(message: &str) -> Part {
         Part::Bytes(Bytes::from(format!(
             "data: {}\n\n",
-            crate::server::model::stream_error_json(message)
+            stream_error_json(message)
         )))
     }
 
@@ -140,6 +142,31 @@ pub(crate) struct Generate {
     pub(crate) reasoning: Option<String>,
     pub(crate) ending: Ending,
     pub(crate) keep_alives: Option<(usize, usize, Duration)>,
+}
+
+/// What the scripted ending of a generated body does before one of its tokens (see
+/// [`Generate::ending_at`]).
+#[derive(Debug)]
+pub(crate) enum EndAt<'a> {
+    /// An in-band error event with this message (each operation writes it in its own shape).
+    Error(&'a str),
+    /// The body ends with this part: a cut or a stall.
+    Last(Part),
+}
+
+impl Generate {
+    /// What ends a generated body of `len` tokens before token `i` (`i == len`: after the
+    /// last), when its ending falls there: an error event, a cut or a stall.
+    pub(crate) fn ending_at(&self, i: usize, len: usize) -> Option<EndAt<'_>> {
+        match &self.ending {
+            Ending::CutAfter(n) if (*n).min(len) == i => Some(EndAt::Last(Part::Cut)),
+            Ending::StallAfter(n, hold) if (*n).min(len) == i => {
+                Some(EndAt::Last(Part::Stall(*hold)))
+            }
+            Ending::ErrorAfter(n, msg) if (*n).min(len) == i => Some(EndAt::Error(msg)),
+            _ => None,
+        }
+    }
 }
 
 /// Where write boundaries fall inside the body.
@@ -233,7 +260,7 @@ impl Reply {
     pub fn vllm_error(status: u16, message: &str) -> Reply {
         Reply::status(status)
             .header("content-type", "application/json")
-            .body(crate::server::model::error_json(status, message))
+            .body(error_json(status, message))
     }
 
     /// An HTML page with this status (`content-type: text/html; charset=utf-8`), as a proxy or
