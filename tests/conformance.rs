@@ -49,6 +49,7 @@ operations! {
     responses_stream_error_event_and_missing_terminal,
     responses_replayed_events_are_not_handed_out_twice,
     responses_stream_cut_at_every_byte_is_resumed,
+    responses_background_stream_resumes_on_the_fake_server,
     responses_400_not_retried,
     responses_tool_calling_loop,
     rerank_orders_documents_on_every_path,

@@ -360,6 +360,73 @@ pub fn responses_stream_cut_at_every_byte_is_resumed<H: Harness>() {
     }
 }
 
+/// The fake server keeps a streamed background response's events, as vLLM does: a stream cut
+/// (or stalled) after its first tokens is resumed from where it stopped, and reads as if it
+/// had never been cut.
+pub fn responses_background_stream_resumes_on_the_fake_server<H: Harness>() {
+    let server = FakeServer::start();
+    let whole = {
+        let c = client::<H>(&server);
+        let s = H::wait(
+            c.responses()
+                .create()
+                .model("m")
+                .input("a b c d e")
+                .send_stream(),
+        )
+        .expect("stream");
+        text_of(&H::collect_response_events(s))
+    };
+    assert!(whole.len() > 8, "{whole:?}");
+    for reply in [
+        Reply::generate()
+            .token_delay(Duration::from_millis(20))
+            .cut_after_tokens(2),
+        Reply::generate()
+            .token_delay(Duration::from_millis(20))
+            .stall_after_tokens(3, Duration::from_secs(30)),
+    ] {
+        server.push_for(RESPONSES, reply);
+        let c = H::builder(&server.base_url())
+            .idle_timeout(Duration::from_millis(300))
+            .build();
+        let before = server.request_count();
+        let s = H::wait(
+            c.responses()
+                .create()
+                .model("m")
+                .input("a b c d e")
+                .background(true)
+                .store(true)
+                .send_stream(),
+        )
+        .expect("stream");
+        let events = H::collect_response_events(s);
+        assert_eq!(text_of(&events), whole, "{events:?}");
+        assert!(matches!(
+            last_event(&events),
+            Ok(ResponseStreamEvent::Completed { .. })
+        ));
+        let requests = server.requests();
+        let resumed = &requests[before + 1];
+        assert_eq!(resumed.method, "GET");
+        assert!(
+            resumed.path.starts_with("/v1/responses/resp_"),
+            "{}",
+            resumed.path
+        );
+        assert!(
+            resumed
+                .query
+                .as_deref()
+                .is_some_and(|q| q.starts_with("stream=true&starting_after=")),
+            "{:?}",
+            resumed.query
+        );
+        assert_eq!(server.request_count() - before, 2);
+    }
+}
+
 pub fn responses_400_not_retried<H: Harness>() {
     let server = FakeServer::start();
     let c = client::<H>(&server);

@@ -37,6 +37,9 @@ struct Stored {
     /// Retrievals before a background response shows as complete.
     pending_polls: u32,
     cancelled: bool,
+    /// A streamed background response's whole event stream, for `GET
+    /// /v1/responses/{id}?stream=true&starting_after=N` (vLLM keeps these events).
+    events: Option<Vec<Part>>,
 }
 
 impl OpsState {
@@ -247,6 +250,15 @@ pub(crate) fn create_response(
         "completed"
     };
     let done = response_object(&p, body, status, output_items(&p));
+    // A streamed background response: its events are kept whole (whatever cuts the stream
+    // this request reads), so that a client can resume it.
+    let events = (background && stream).then(|| {
+        let whole = Generate {
+            ending: Ending::Normal,
+            ..gen.clone()
+        };
+        stream_events(&p, body, &whole, done.clone())
+    });
     if store {
         let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
         st.store(
@@ -254,12 +266,13 @@ pub(crate) fn create_response(
             Stored {
                 done: done.clone(),
                 background,
-                pending_polls: if background { 1 } else { 0 },
+                pending_polls: if background && !stream { 1 } else { 0 },
                 cancelled: false,
+                events,
             },
         );
     }
-    if background {
+    if background && !stream {
         return Ok(super::model::json_resolved(
             200,
             response_object(&p, body, "queued", Vec::new()).to_string(),
@@ -438,12 +451,36 @@ fn stream_events(p: &Plan, body: &Value, gen: &Generate, done: Value) -> Vec<Par
     parts
 }
 
-/// `GET /v1/responses/{id}`.
-pub(crate) fn retrieve_response(id: &str, state: &std::sync::Mutex<OpsState>) -> Resolved {
+/// `GET /v1/responses/{id}`; with `?stream=true` (and `starting_after=N`), the rest of a
+/// streamed background response's events, as vLLM serves them.
+pub(crate) fn retrieve_response(
+    id: &str,
+    query: Option<&str>,
+    state: &std::sync::Mutex<OpsState>,
+) -> Resolved {
     let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
     let Some(stored) = st.responses.get_mut(id) else {
         return Resolved::error(404, &format!("Response with id '{id}' not found."));
     };
+    let param = |name: &str| {
+        query?
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+    };
+    if param("stream") == Some("true") {
+        let Some(events) = &stored.events else {
+            return Resolved::error(
+                400,
+                "Cannot stream a response that was not created in the background with stream=true.",
+            );
+        };
+        let after = match param("starting_after").map(str::parse::<u64>) {
+            None => None,
+            Some(Ok(n)) => Some(n),
+            Some(Err(_)) => return Resolved::error(400, "starting_after must be an integer."),
+        };
+        return streamed(events_after(events, after));
+    }
     let body = if stored.cancelled {
         with_status(&stored.done, "cancelled")
     } else if stored.pending_polls > 0 {
@@ -453,6 +490,26 @@ pub(crate) fn retrieve_response(id: &str, state: &std::sync::Mutex<OpsState>) ->
         stored.done.clone()
     };
     super::model::json_resolved(200, body.to_string())
+}
+
+/// The events numbered above `after` (all of them for `None`), with the delays between them.
+fn events_after(events: &[Part], after: Option<u64>) -> Vec<Part> {
+    let Some(after) = after else {
+        return events.to_vec();
+    };
+    let number = |bytes: &[u8]| {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let data = text.split_once("data: ")?.1.trim_end();
+        serde_json::from_str::<Value>(data).ok()?["sequence_number"].as_u64()
+    };
+    events
+        .iter()
+        .skip_while(|p| match p {
+            Part::Bytes(b) => number(b).is_none_or(|n| n <= after),
+            _ => true,
+        })
+        .cloned()
+        .collect()
 }
 
 /// `POST /v1/responses/{id}/cancel`.

@@ -79,7 +79,8 @@ pub(crate) fn respond(
             post_json(&|b| ops::create_response(b, index, cfg, gen, ops_state))
         }
         ("GET", p) if response_id(p).is_some_and(|(_, cancel)| !cancel) => {
-            ops::retrieve_response(response_id(p).map_or("", |(id, _)| id), ops_state)
+            let id = response_id(p).map_or("", |(id, _)| id);
+            ops::retrieve_response(id, req.query.as_deref(), ops_state)
         }
         ("POST", p) if response_id(p).is_some_and(|(_, cancel)| cancel) => {
             ops::cancel_response(response_id(p).map_or("", |(id, _)| id), ops_state)
