@@ -1,7 +1,9 @@
 //! A Responses API stream: `POST /v1/responses` with `stream: true`, read as typed, numbered
 //! events (`response.created`, `response.output_text.delta`, …, `response.completed`) with `?`
 //! — a cut, a stall or a failed response ends the stream with one `Err`, never silently — then
-//! the stored response fetched back by its id.
+//! the stored response fetched back by its id. Last, a background response whose stream is cut
+//! mid-way (staged on the fake server): the client resumes it from its last numbered event —
+//! the text arrives whole, once.
 //!
 //! ```text
 //! cargo run --example responses_stream
@@ -57,5 +59,33 @@ async fn main() -> Result<(), VllmError> {
         let stored = client.responses().retrieve(&id).await?;
         println!("retrieved {id}: {:?}", stored.status);
     }
+
+    // A background response (`background` needs `store`): the server keeps its events, so a
+    // stream cut after its first tokens resumes where it stopped (`resume_streams`, on by
+    // default for background responses). On the fake server the first read is cut.
+    if let Some(fake) = &target.fake {
+        fake.push_for(
+            "/v1/responses",
+            vllm_testkit::server::Reply::generate()
+                .token_delay(std::time::Duration::from_millis(30))
+                .cut_after_tokens(3),
+        );
+    }
+    let mut stream = client
+        .responses()
+        .create()
+        .model(&target.model)
+        .input("Tell me a short story.")
+        .background(true)
+        .store(true)
+        .send_stream()
+        .await?;
+    while let Some(event) = stream.try_next().await? {
+        if let ResponseStreamEvent::OutputTextDelta { delta, .. } = event {
+            print!("{delta}");
+            let _ = std::io::stdout().flush();
+        }
+    }
+    println!("\n[background stream read whole]");
     Ok(())
 }
