@@ -209,6 +209,16 @@ impl Pool {
         }
     }
 
+    /// The first endpoint's base URL, parsed once, when it was given as `raw` (else `None`:
+    /// the caller parses `raw` itself).
+    pub(crate) fn parsed_base(&self, raw: &str) -> Option<&BaseUrl> {
+        let first = self.members.first()?;
+        if first.route.url != raw {
+            return None;
+        }
+        first.route.base.as_ref().ok()
+    }
+
     /// Gives each endpoint its own adaptive concurrency limit (only for several endpoints:
     /// one endpoint keeps the client's). Returns whether it did.
     pub fn with_adaptive_limits(&mut self, cfg: AdaptiveConfig, seed: u64) -> bool {

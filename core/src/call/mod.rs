@@ -214,11 +214,13 @@ pub struct Call {
     closes: VecDeque<AttemptId>,
     result: Option<Result<Bytes, VllmError>>,
     report: CallReport,
-    owed: Vec<Owed>,
+    owed: owed::OwedQueue,
     meta: CallMeta,
     obs: Observer,
     /// The token estimate charged to the token rate limit, until it is corrected.
     tokens_charged: Option<u64>,
+    /// Whether the caller dropped the call.
+    cancelled: bool,
     /// Whether a cut stream of this call may be resumed ([`resume`]).
     resumable: bool,
     /// The cut stream being resumed.
@@ -248,7 +250,8 @@ impl Call {
                 "max_concurrency(0) can never admit a call; use at least 1".into(),
             ))
         } else {
-            spec.build_request(&config.request)
+            let base = shared.parsed_base(config.request.first_url());
+            spec.build_request_on(&config.request, base)
         };
         let meta = CallMeta::new(spec.operation, spec.json_body(), request.as_ref().ok())
             .with_providers(&config.request);
@@ -289,10 +292,11 @@ impl Call {
             closes: VecDeque::new(),
             result: None,
             report: CallReport::default(),
-            owed: Vec::new(),
+            owed: owed::OwedQueue::default(),
             meta,
             obs: Observer::new(now),
             tokens_charged: None,
+            cancelled: false,
             resumable,
             resume: None,
             carry: VecDeque::new(),
@@ -567,7 +571,7 @@ impl Call {
 
     /// Pays everything the call owes the shared state.
     fn pay(&mut self, shared: &mut Shared) {
-        for owed in self.owed.drain(..) {
+        for owed in self.owed.drain() {
             shared.apply(owed);
         }
     }
@@ -625,6 +629,7 @@ impl Call {
     /// server. Idempotent.
     pub fn cancel(&mut self, now: Instant, shared: &mut Shared) {
         let now = self.observe(now);
+        self.cancelled = true;
         if !matches!(self.phase, Phase::Finished) {
             self.finish(now, Err(VllmError::Cancelled));
         }

@@ -88,3 +88,59 @@ pub enum Owed {
         permit: ConcurrencyPermit,
     },
 }
+
+/// What a call owes, in order: the first few inline (most calls owe one or two things at a
+/// time, and a call that never allocates for them admits faster), the rest spilled.
+#[derive(Debug, Default)]
+pub(super) struct OwedQueue {
+    inline: [Option<Owed>; 4],
+    spill: Vec<Owed>,
+}
+
+impl OwedQueue {
+    pub(super) fn push(&mut self, owed: Owed) {
+        match self.inline.iter_mut().find(|s| s.is_none()) {
+            Some(slot) if self.spill.is_empty() => *slot = Some(owed),
+            _ => self.spill.push(owed),
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.inline[0].is_none() && self.spill.is_empty()
+    }
+
+    /// Everything owed, oldest first; the queue is left empty.
+    pub(super) fn drain(&mut self) -> impl Iterator<Item = Owed> + '_ {
+        let inline = self.inline.iter_mut().filter_map(Option::take);
+        inline.chain(self.spill.drain(..))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Owed, OwedQueue};
+    use std::time::Instant;
+
+    #[test]
+    fn owed_items_come_out_in_order_whatever_their_number() {
+        let t = Instant::now();
+        let at = |n: u64| t + std::time::Duration::from_millis(n);
+        let mut q = OwedQueue::default();
+        assert!(q.is_empty());
+        for n in 0..5 {
+            q.push(Owed::BudgetReward { at: at(n) });
+        }
+        assert!(!q.is_empty());
+        let out: Vec<_> = q
+            .drain()
+            .map(|o| match o {
+                Owed::BudgetReward { at } => at,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(out, (0..5).map(at).collect::<Vec<_>>());
+        assert!(q.is_empty());
+        q.push(Owed::BudgetReward { at: at(9) });
+        assert_eq!(q.drain().count(), 1);
+    }
+}

@@ -138,7 +138,10 @@ impl Call {
         }
         ex.io = Io::Ended;
         ex.body = None;
-        self.closes.push_back(ex.id);
+        // A cancelled call's caller dropped everything already: nothing to close.
+        if !self.cancelled {
+            self.closes.push_back(ex.id);
+        }
         if let Some(ticket) = ex.ticket.take() {
             self.owed.push(Owed::Release { ticket });
         }

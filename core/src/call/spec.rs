@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::client::CallOptions;
 use crate::error::VllmError;
-use crate::request::{Operation, RequestBody, RequestConfig, RequestParts, Route};
+use crate::request::{BaseUrl, Operation, RequestBody, RequestConfig, RequestParts, Route};
 use crate::stream::StreamKind;
 
 /// A body sent as it is, with its `Content-Type`: a multipart form (audio uploads), or any
@@ -127,6 +127,16 @@ impl CallSpec {
     /// when given, else the JSON), `Accept: text/event-stream` for a streamed call (or a JSON
     /// body saying `"stream": true`), the client's headers, then this call's.
     pub fn build_request(&self, config: &RequestConfig) -> Result<Request<Bytes>, VllmError> {
+        self.build_request_on(config, None)
+    }
+
+    /// As [`build_request`](Self::build_request), on the client's base URL already parsed
+    /// (`None`: parse it).
+    pub fn build_request_on(
+        &self,
+        config: &RequestConfig,
+        base: Option<&BaseUrl>,
+    ) -> Result<Request<Bytes>, VllmError> {
         let json = self.body.as_ref().map_err(Clone::clone)?;
         if let Some(why) = &self.options.invalid {
             return Err(VllmError::InvalidRequest(why.clone()));
@@ -145,13 +155,17 @@ impl CallSpec {
                 .and_then(|b| b.get("stream"))
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
-        config.build_with(RequestParts {
+        let parts = RequestParts {
             operation: self.operation,
             route: self.route.as_ref(),
             body,
             stream,
             headers: (!self.options.headers.is_empty()).then_some(&self.options.headers),
-        })
+        };
+        match base {
+            Some(base) => config.build_on(base, parts),
+            None => config.build_with(parts),
+        }
     }
 }
 

@@ -164,10 +164,26 @@ impl RequestConfig {
         if let Some(why) = &self.invalid {
             return Err(VllmError::InvalidRequest(why.clone()));
         }
-        // With several endpoints the pool sends each attempt to its own; the first one's URL
-        // builds the request.
-        let base_url = self.endpoints.first().map_or(&self.base_url, |e| &e.url);
-        let base = BaseUrl::parse(base_url)?;
+        let base = BaseUrl::parse(self.first_url())?;
+        self.build_on(&base, parts)
+    }
+
+    /// The URL requests are built for: the first endpoint's (the pool sends each attempt to
+    /// its own), else the base URL.
+    pub fn first_url(&self) -> &str {
+        self.endpoints.first().map_or(&self.base_url, |e| &e.url)
+    }
+
+    /// As [`build_with`](Self::build_with), on `base` already parsed from
+    /// [`first_url`](Self::first_url) (a client parses it once, not per call).
+    pub fn build_on(
+        &self,
+        base: &BaseUrl,
+        parts: RequestParts<'_>,
+    ) -> Result<Request<Bytes>, VllmError> {
+        if let Some(why) = &self.invalid {
+            return Err(VllmError::InvalidRequest(why.clone()));
+        }
         let (method, url) = match parts.route {
             Some(route) => {
                 route.check()?;

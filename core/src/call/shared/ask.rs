@@ -114,6 +114,11 @@ impl Shared {
         self.server_gate.filter(|g| *g > now)
     }
 
+    /// The client's base URL as parsed when the client was made, if `raw` is still it.
+    pub(crate) fn parsed_base(&self, raw: &str) -> Option<&crate::request::BaseUrl> {
+        self.pool.parsed_base(raw)
+    }
+
     /// Why no request can be sent (an endpoint's URL, key or header is unusable).
     pub(crate) fn invalid(&self) -> Option<&VllmError> {
         self.pool.invalid()
