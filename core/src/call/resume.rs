@@ -308,6 +308,28 @@ mod tests {
         }
     }
 
+    /// After `reset` at `t`: the stream ends with the cut, as a stream that is not resumed.
+    fn ends_with_the_cut(w: &mut Wire, a: &mut Call, t: u64, attempt: AttemptId) {
+        w.handle(a, t, reset(attempt));
+        let next = w.next(a, t);
+        assert!(
+            matches!(next, Action::Emit(StreamEvent::Error(VllmError::Truncated))),
+            "{next:?}"
+        );
+        assert!(matches!(w.next(a, t), Action::Done(Ok(_))));
+    }
+
+    /// A call with `c` whose stream handed out `created` and `"a"` (of `whole("ab…")`) and
+    /// stays open.
+    fn flowing(c: ClientConfig, background: bool) -> (Wire, Call, AttemptId) {
+        let mut w = Wire::new(c);
+        let mut a = w.call(spec(background));
+        let all = whole("ab");
+        let (attempt, events) = started(&mut w, &mut a, &[&all[0], &all[1]]);
+        assert_eq!(text(&events), "a");
+        (w, a, attempt)
+    }
+
     /// Sends the first attempt and answers `chunks` (the body stays open).
     fn started(w: &mut Wire, a: &mut Call, chunks: &[&str]) -> (AttemptId, Vec<StreamEvent>) {
         let attempt = w.send(a, 0);
@@ -361,25 +383,14 @@ mod tests {
 
     #[test]
     fn a_stream_that_is_not_background_fails_as_before() {
-        let mut w = Wire::new(config());
-        let mut a = w.call(spec(false));
-        let all = whole("ab");
-        let (attempt, events) = started(&mut w, &mut a, &[&all[0], &all[1]]);
-        assert_eq!(text(&events), "a");
-        w.handle(&mut a, 5, reset(attempt));
-        assert!(matches!(
-            w.next(&mut a, 5),
-            Action::Emit(StreamEvent::Error(VllmError::Truncated))
-        ));
-        assert!(matches!(w.next(&mut a, 5), Action::Done(Ok(_))));
+        let (mut w, mut a, attempt) = flowing(config(), false);
+        ends_with_the_cut(&mut w, &mut a, 5, attempt);
         assert_eq!(a.report().resumes, 0);
 
         // Unless every stream is resumed.
         let mut c = config();
         c.policy.resume = ResumeStreams::Always;
-        let mut w = Wire::new(c);
-        let mut a = w.call(spec(false));
-        let (attempt, _) = started(&mut w, &mut a, &[&all[0], &all[1]]);
+        let (mut w, mut a, attempt) = flowing(c, false);
         w.handle(&mut a, 5, reset(attempt));
         resumed(&mut w, &mut a, 5);
     }
@@ -408,10 +419,7 @@ mod tests {
             // A whole response instead of the rest would repeat its text.
             head(200, "application/json", &[]),
         ] {
-            let mut w = Wire::new(config());
-            let mut a = w.call(spec(true));
-            let all = whole("ab");
-            let (attempt, _) = started(&mut w, &mut a, &[&all[0], &all[1]]);
+            let (mut w, mut a, attempt) = flowing(config(), true);
             w.handle(&mut a, 5, reset(attempt));
             let (again, _) = resumed(&mut w, &mut a, 5);
             let body = r#"{"id":"resp_1","status":"completed","output":[{"type":"message","content":[{"type":"output_text","text":"ab"}]}]}"#;
@@ -452,22 +460,14 @@ mod tests {
         // Cut again after one more event: no retry is left.
         let (more, _) = w.answer(&mut a, 40, third, sse(), &[&all[2]], false);
         assert_eq!(text(&more), "b");
-        w.handle(&mut a, 45, reset(third));
-        assert!(matches!(
-            w.next(&mut a, 45),
-            Action::Emit(StreamEvent::Error(VllmError::Truncated))
-        ));
-        assert!(matches!(w.next(&mut a, 45), Action::Done(Ok(_))));
+        ends_with_the_cut(&mut w, &mut a, 45, third);
         assert_eq!(a.report().gave_up, Some(GiveUpReason::AttemptsExhausted));
         assert_eq!(a.report().attempts, 3);
     }
 
     #[test]
     fn a_response_that_failed_is_the_streams_answer() {
-        let mut w = Wire::new(config());
-        let mut a = w.call(spec(true));
-        let all = whole("ab");
-        let (attempt, _) = started(&mut w, &mut a, &[&all[0], &all[1]]);
+        let (mut w, mut a, attempt) = flowing(config(), true);
         w.handle(&mut a, 5, reset(attempt));
         let (again, _) = resumed(&mut w, &mut a, 5);
         let failed = "data: {\"type\":\"response.failed\",\"sequence_number\":2,\"response\":{\"id\":\"resp_1\",\"status\":\"failed\",\"error\":{\"message\":\"out of memory\",\"code\":\"server_error\"}}}\n\n";
@@ -483,20 +483,14 @@ mod tests {
     fn the_deadline_is_not_resumed_and_a_cancel_ends_quietly() {
         let mut c = config();
         c.policy.timeouts.total = Some(ms(100));
-        let mut w = Wire::new(c);
-        let mut a = w.call(spec(true));
-        let all = whole("ab");
-        let (attempt, _) = started(&mut w, &mut a, &[&all[0], &all[1]]);
+        let (mut w, mut a, _) = flowing(c, true);
         w.handle(&mut a, 100, Event::Timeout);
         assert!(matches!(
             w.next(&mut a, 100),
             Action::Emit(StreamEvent::Error(VllmError::Timeout))
         ));
-        let _ = attempt;
 
-        let mut w = Wire::new(config());
-        let mut a = w.call(spec(true));
-        let (attempt, _) = started(&mut w, &mut a, &[&all[0], &all[1]]);
+        let (mut w, mut a, attempt) = flowing(config(), true);
         w.handle(&mut a, 5, reset(attempt));
         let now = w.at(6);
         a.cancel(now, &mut w.shared);
@@ -514,11 +508,7 @@ mod tests {
         let created = "data: {\"type\":\"response.created\",\"response\":{\"id\":\"r\"}}\n\n";
         let d = "data: {\"type\":\"response.output_text.delta\",\"delta\":\"a\"}\n\n";
         let (attempt, _) = started(&mut w, &mut a, &[created, d]);
-        w.handle(&mut a, 5, reset(attempt));
-        assert!(matches!(
-            w.next(&mut a, 5),
-            Action::Emit(StreamEvent::Error(VllmError::Truncated))
-        ));
+        ends_with_the_cut(&mut w, &mut a, 5, attempt);
     }
 
     #[test]
