@@ -24,8 +24,7 @@ use vllm_client_core::call::{
 use vllm_client_core::client::CallSpec;
 use vllm_client_core::config::{ClientConfig, RateLimit};
 use vllm_client_core::policy::{
-    AdaptiveConfig, Backoff, BreakerConfig, EjectionConfig, HedgeConfig, Jitter,
-    RetryBudgetConfig,
+    AdaptiveConfig, Backoff, BreakerConfig, EjectionConfig, HedgeConfig, Jitter, RetryBudgetConfig,
 };
 use vllm_client_core::request::Operation;
 use vllm_client_core::StreamKind;
@@ -74,6 +73,12 @@ const PIECES: &[&[u8]] = &[
     b"\xa0\"}}]}\n\n",
     b"{\"id\":\"x\",\"choices\":[]}",
     b"data: {not json\n\n",
+    // A background Responses stream (resumable), its events out of order and replayed.
+    b"data: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_f\"}}\n\n",
+    b"data: {\"type\":\"response.output_text.delta\",\"sequence_number\":1,\"delta\":\"a\"}\n\n",
+    b"data: {\"type\":\"response.output_text.delta\",\"sequence_number\":2,\"delta\":\"b\"}\n\n",
+    b"data: {\"type\":\"response.completed\",\"sequence_number\":3,\"response\":{\"id\":\"resp_f\"}}\n\n",
+    b"data: {\"type\":\"response.failed\",\"sequence_number\":3,\"response\":{\"error\":{\"message\":\"x\"}}}\n\n",
 ];
 
 fn config(inp: &mut Input) -> ClientConfig {
@@ -159,14 +164,18 @@ fn config(inp: &mut Input) -> ClientConfig {
     c
 }
 
-fn spec(stream: bool, max_tokens: u32) -> CallSpec {
+/// A JSON call (0), a chat stream (1) or a background Responses stream (2, resumable).
+fn spec(kind: u8, max_tokens: u32) -> CallSpec {
     let body = serde_json::json!({
-        "model": "m", "messages": [], "stream": stream, "max_tokens": max_tokens,
+        "model": "m", "messages": [], "stream": kind > 0, "max_tokens": max_tokens,
     });
-    if stream {
-        CallSpec::stream(Operation::ChatCompletions, StreamKind::Chat, Ok(body))
-    } else {
-        CallSpec::json(Operation::ChatCompletions, Ok(body))
+    match kind {
+        0 => CallSpec::json(Operation::ChatCompletions, Ok(body)),
+        1 => CallSpec::stream(Operation::ChatCompletions, StreamKind::Chat, Ok(body)),
+        _ => {
+            let body = serde_json::json!({"model": "m", "input": "x", "background": true});
+            CallSpec::stream(Operation::Responses, StreamKind::Responses, Ok(body))
+        }
     }
 }
 
@@ -269,12 +278,14 @@ fn event(inp: &mut Input, open: &[(AttemptId, Io)]) -> Option<Event> {
 fuzz_target!(|data: &[u8]| {
     let mut inp = Input { data };
     let cfg = config(&mut inp);
-    let stream = inp.u8() & 1 == 1;
+    let kind = inp.u8() % 3;
     let max_tokens = u32::from(inp.u8()) * 16;
     let t0 = Instant::now();
     let mut now = t0;
     let mut shared = Shared::new(&cfg, u64::from(inp.u16()));
-    let mut call = Call::new(&cfg, spec(stream, max_tokens), now, &mut shared);
+    let mut call = Call::new(&cfg, spec(kind, max_tokens), now, &mut shared);
+    // A resumed stream never hands out a numbered event twice, nor one out of order.
+    let mut last_seq: Option<u64> = None;
     let overall = cfg.policy.timeouts.total.and_then(|t| t0.checked_add(t));
     let max_sends = cfg.policy.retry.max_retries as usize + 1;
     let (mut sends, mut hedges) = (0usize, 0usize);
@@ -307,7 +318,10 @@ fuzz_target!(|data: &[u8]| {
                 }
                 assert!(sends <= max_sends, "{sends} sends > {max_sends}");
                 assert!(hedges <= 1, "{hedges} hedges");
-                assert!(open.iter().all(|(a, _)| *a != attempt), "{attempt:?} sent twice");
+                assert!(
+                    open.iter().all(|(a, _)| *a != attempt),
+                    "{attempt:?} sent twice"
+                );
                 check(deadline);
                 open.push((attempt, Io::Sending));
                 continue;
@@ -325,7 +339,11 @@ fuzz_target!(|data: &[u8]| {
             Action::Close { attempt } => {
                 let before = open.len();
                 open.retain(|(a, _)| *a != attempt);
-                assert_eq!(open.len() + 1, before, "{attempt:?} closed but not in flight");
+                assert_eq!(
+                    open.len() + 1,
+                    before,
+                    "{attempt:?} closed but not in flight"
+                );
                 continue;
             }
             Action::Wait { until, waiter, .. } => {
@@ -337,9 +355,23 @@ fuzz_target!(|data: &[u8]| {
                 );
                 (until, waiter)
             }
-            Action::Emit(_) => continue,
+            Action::Emit(ev) => {
+                if let vllm_client_core::StreamEvent::Response(r) = &ev {
+                    if let Some(n) = r.sequence_number() {
+                        assert!(
+                            last_seq.is_none_or(|l| n > l),
+                            "event #{n} after #{last_seq:?}"
+                        );
+                        last_seq = Some(n);
+                    }
+                }
+                continue;
+            }
             Action::Done(r) => {
-                assert!(open.is_empty() || cancelled, "done with {open:?} still open");
+                assert!(
+                    open.is_empty() || cancelled,
+                    "done with {open:?} still open"
+                );
                 done = Some(r.as_ref().map(|b| b.len()).map_err(|e| e.to_string()));
                 break;
             }
@@ -473,6 +505,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(open.is_empty(), "{open:?} never ended: {obs:?}");
         let report = call.report();
         assert_eq!(started, report.attempts + report.hedges, "{obs:?}");
-        assert_eq!(started as usize, sends + hedges, "one AttemptStarted per Send");
+        assert_eq!(
+            started as usize,
+            sends + hedges,
+            "one AttemptStarted per Send"
+        );
     }
 });

@@ -7,7 +7,10 @@ use vllm_testkit::server_metrics::{Saturation, ServerLoad};
 
 fuzz_target!(|data: &[u8]| {
     let load = ServerLoad::parse(data);
-    for v in [load.waiting, load.running, load.kv_cache_usage].into_iter().flatten() {
+    for v in [load.waiting, load.running, load.kv_cache_usage]
+        .into_iter()
+        .flatten()
+    {
         assert!(v.is_finite() && v >= 0.0, "{v}");
     }
     let _ = Saturation::default().is_saturated(&load);
@@ -18,6 +21,9 @@ fuzz_target!(|data: &[u8]| {
         more.extend_from_slice(b"\nvllm:num_requests_running 1\n");
         let again = ServerLoad::parse(&more);
         assert!(again.running.is_some());
-        assert_eq!(again.waiting.map(f64::to_bits), load.waiting.map(f64::to_bits));
+        assert_eq!(
+            again.waiting.map(f64::to_bits),
+            load.waiting.map(f64::to_bits)
+        );
     }
 });

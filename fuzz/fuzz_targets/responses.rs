@@ -42,7 +42,10 @@ fn decode(limits: SseLimits, body: &[u8], cuts: &[usize]) -> (Vec<String>, PushR
         })
         .collect();
     assert!(numbers.windows(2).all(|w| w[0] < w[1]));
-    assert_eq!(dec.push(b"data: {\"type\":\"response.completed\"}\n\n"), PushReport::default());
+    assert_eq!(
+        dec.push(b"data: {\"type\":\"response.completed\"}\n\n"),
+        PushReport::default()
+    );
     dec.finish();
     assert!(dec.poll_event().is_none());
     (events.iter().map(|e| format!("{e:?}")).collect(), report)
