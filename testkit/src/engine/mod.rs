@@ -70,14 +70,17 @@
 
 pub mod config;
 pub mod experiment;
+pub mod fault_experiment;
 pub mod fleet;
 pub mod limits;
+pub mod many_clients;
 pub mod model;
 pub mod record;
 pub mod request;
 pub mod rng;
 pub mod routing_experiment;
 pub mod summary;
+pub mod trace;
 pub mod workload;
 
 pub use config::{EngineConfig, Fault, FaultKind};
