@@ -164,7 +164,9 @@ impl Pool {
                     None => raw(m),
                 };
                 match (m.in_rotation(), limit) {
-                    (true, Some(l)) => l,
+                    // Calls still running above a limit just lowered (slow start after a
+                    // readmission, a cut) hold their slots: they must not eat the others'.
+                    (true, Some(l)) => l.max(m.user_in_flight),
                     (true, None) => 0,
                     (false, _) => m.user_in_flight,
                 }
