@@ -67,8 +67,9 @@ proptest! {
     }
 
     /// Whatever the probes say and whenever time moves, a probe goes only when one is due,
-    /// one at a time, and never sooner after the previous one's verdict than the schedule's
-    /// shortest interval for the step it is at.
+    /// one at a time, and never sooner after the previous probe's verdict than the schedule's
+    /// shortest interval for the step it is at. A probe cut short (no verdict) gives its turn
+    /// back: still due, at its scheduled time.
     #[test]
     fn probing_never_exceeds_its_schedule(
         ops in proptest::collection::vec((0u8..5, 0u64..4_000), 1..120),
@@ -89,8 +90,9 @@ proptest! {
         eject_first(&mut pool, now);
         let id = EndpointId::new(0);
         let mut in_flight: Option<(Ticket, Instant)> = None;
-        // (when the last probe ended, failed probes counted at that point)
-        let mut last_end: Option<(Instant, u32)> = Some((t0, 0));
+        // When the last verdict came, and the failed probes counted then.
+        let mut last_verdict: (Instant, u32) = (t0, 0);
+        let mut due_before = pool.status(now)[0].next_probe;
         for (op, wait) in ops {
             now += ms(wait);
             let status = pool.status(now)[0].clone();
@@ -102,14 +104,13 @@ proptest! {
                         Some(ticket) => {
                             prop_assert_eq!(due, Some(id));
                             prop_assert!(status.next_probe.is_some_and(|n| n <= now));
-                            if let Some((ended, k)) = last_end {
-                                // The k-th interval (k failed probes so far), capped by the
-                                // ejection (at least 27 s here: 30 s minus 10 % jitter).
-                                let floor = schedule.floor(k, Duration::from_secs(27));
-                                prop_assert!(now.duration_since(ended) >= floor,
-                                    "probe {:?} after the last one ended, floor {:?} (step {k})",
-                                    now.duration_since(ended), floor);
-                            }
+                            // The k-th interval (k failed probes so far), capped by the
+                            // ejection (at least 27 s here: 30 s minus 10 % jitter).
+                            let (at, k) = last_verdict;
+                            let floor = schedule.floor(k, Duration::from_secs(27));
+                            prop_assert!(now.duration_since(at) >= floor,
+                                "probe {:?} after the last verdict, floor {:?} (step {k})",
+                                now.duration_since(at), floor);
                             in_flight = Some((ticket, now));
                         }
                         None => prop_assert!(due.is_none()),
@@ -132,9 +133,16 @@ proptest! {
                     let after = pool.status(now)[0].clone();
                     let ejected = matches!(after.health, Health::Ejected { .. });
                     prop_assert!(ejected, "{:?}", after);
-                    last_end = Some((now, after.failed_probes));
+                    if verdict == Verdict::Neutral {
+                        prop_assert_eq!(after.next_probe, due_before, "its turn given back");
+                    } else {
+                        last_verdict = (now, after.failed_probes);
+                    }
                 }
                 (_, None) => {}
+            }
+            if in_flight.is_none() {
+                due_before = pool.status(now)[0].next_probe;
             }
         }
         // An answered probe readmits at once, into slow start.

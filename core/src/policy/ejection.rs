@@ -27,9 +27,10 @@
 //!
 //! From then on every failed probe schedules the next one after a longer interval
 //! (`first × factor^k`, capped at `max` and at the ejection's length, minus jitter), whatever
-//! the probe said (a probe's own hint is honoured when it is later). A probe cut short (its
-//! call ended first) is given back and re-sent after the same interval: probing never goes
-//! faster than its schedule (a property test checks it).
+//! the probe said (a probe's own hint is honoured when it is later): no probe goes before its
+//! scheduled time (a property test checks it). A probe cut short before its answer (the call
+//! that carried it ended first) taught nothing: its turn is given back, still due, and the
+//! next call (or the background upkeep) sends it.
 //!
 //! Rules (each has a test):
 //! - only failures that are the server's fault count: 5xx, connect refused or reset, a
@@ -268,6 +269,8 @@ pub struct Ejector {
     healthy_since: Option<Instant>,
     reason: Option<EjectReason>,
     episode: Option<Episode>,
+    /// When the probe in flight was due (a probe cut short gives its turn back).
+    probe_due: Option<Instant>,
 }
 
 impl Default for Ejector {
@@ -287,6 +290,7 @@ impl Ejector {
             healthy_since: None,
             reason: None,
             episode: None,
+            probe_due: None,
         }
     }
 
@@ -349,7 +353,8 @@ impl Ejector {
     /// A probe goes to this endpoint at `now`: returns whether one may (its probe was due);
     /// the endpoint is then probing until the probe's verdict.
     pub fn on_dispatch(&mut self, now: Instant) -> bool {
-        if self.probe_ready(now) {
+        if let (true, Health::Ejected { until }) = (self.probe_ready(now), self.health) {
+            self.probe_due = Some(until);
             self.health = Health::Probing;
             true
         } else {
@@ -379,15 +384,19 @@ impl Ejector {
                     self.healthy_since = Some(now);
                     self.episode = None;
                 }
-                // The probe was cut short: the same step of the schedule again.
-                Verdict::Neutral => self.next_probe_after(now, None, false, cfg, rng),
+                // The probe was cut short: its turn is given back, still due.
+                Verdict::Neutral => {
+                    self.health = Health::Ejected {
+                        until: self.probe_due.unwrap_or(now),
+                    }
+                }
                 Verdict::Failure { .. } => {
                     self.reason = Some(EjectReason::ProbeFailed);
-                    self.next_probe_after(now, None, true, cfg, rng);
+                    self.next_probe_after(now, None, cfg, rng);
                 }
                 Verdict::Overloaded { until } => {
                     self.reason = Some(EjectReason::ServerHint);
-                    self.next_probe_after(now, Some(until), true, cfg, rng);
+                    self.next_probe_after(now, Some(until), cfg, rng);
                 }
             },
             // Late answers to requests sent before the ejection change nothing, except a
@@ -479,14 +488,12 @@ impl Ejector {
         self.health = Health::Ejected { until };
     }
 
-    /// A probe ended without readmitting: the next one after the schedule's interval (the
-    /// next step when it `failed`, the same step when it was cut short), or at the server's
+    /// A probe failed: the next one after the schedule's next interval, or at the server's
     /// `hint` when that is later.
     fn next_probe_after(
         &mut self,
         now: Instant,
         hint: Option<Instant>,
-        failed: bool,
         cfg: &EjectionConfig,
         rng: &mut Rng,
     ) {
@@ -494,9 +501,7 @@ impl Ejector {
             length: cfg.length(self.times_ejected),
             failed_probes: 0,
         });
-        if failed {
-            episode.failed_probes = episode.failed_probes.saturating_add(1);
-        }
+        episode.failed_probes = episode.failed_probes.saturating_add(1);
         let interval = cfg
             .probe
             .interval(episode.failed_probes, episode.length, rng);
@@ -714,7 +719,7 @@ mod tests {
             &mut Rng::new(1),
         );
         assert_eq!(e.health(), Health::Probing);
-        // A probe cut short is given back, after the same interval of the schedule.
+        // A probe cut short gives its turn back: still due (at 30 s), nothing learned.
         e.record(
             t0 + secs(31),
             Verdict::Neutral,
@@ -723,8 +728,8 @@ mod tests {
             &cfg(),
             &mut Rng::new(1),
         );
-        assert!(!e.probe_ready(t0 + secs(31)));
-        assert!(e.probe_ready(t0 + secs(32)));
+        assert_eq!(e.next_probe(), Some(t0 + secs(30)));
+        assert!(e.probe_ready(t0 + secs(31)));
         assert_eq!(e.failed_probes(), 0, "nothing was learned");
     }
 
