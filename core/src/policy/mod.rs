@@ -62,7 +62,7 @@
 //! | `health_probe` | [`EjectionConfig`] | `GET /health` within 2 s (`None`: the probe is a user request) | `ejection.rs` |
 //! | probe `first` / `factor` / `max` / `jitter_percent` | [`ProbeSchedule`] | 1 s / ×2 / 3 s / 25 % | `probe_schedule.rs` |
 //! | `affinity_bound` / `latency_decay` | [`RoutingConfig`] | 8 / 10 s | `routing.rs` |
-//! | slow start `window` / `aggression` / `min_weight_percent` | [`SlowStartConfig`] | 5 s / 1 / 10 % | `slow_start.rs` |
+//! | slow start `window` / `aggression` / `min_weight_percent` | [`SlowStartConfig`] | 3 s / 1 / 10 % | `slow_start.rs` |
 //! | hedge `delay` / `max_extra_percent` | [`HedgeConfig`] | off (p95 of recent first tokens, 5 % of calls when on) | `hedge.rs` |
 //! | tokens per minute | [`TokenRateLimiter::per_minute`] | none (no limiter unless configured) | `token_rate.rs` |
 

@@ -37,7 +37,7 @@ pub struct RoutingConfig {
     /// replica (default off).
     pub affinity_from_prefix: bool,
     /// The ramp of an endpoint added at run time or readmitted after an ejection, in routing
-    /// and in its adaptive limit (default: 5 s, linear, from 10 %).
+    /// and in its adaptive limit (default: 3 s, linear, from 10 %).
     pub slow_start: SlowStartConfig,
 }
 

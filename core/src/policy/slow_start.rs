@@ -20,12 +20,12 @@
 
 use std::time::Duration;
 
-/// Envoy's `slow_start_config`. Defaults: a 5 s window, aggression 1 (linear), a minimum
+/// Envoy's `slow_start_config`. Defaults: a 3 s window, aggression 1 (linear), a minimum
 /// weight of 10 %. `window` zero turns slow start off.
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub struct SlowStartConfig {
-    /// How long the ramp lasts (default 5 s; zero: off).
+    /// How long the ramp lasts (default 3 s; zero: off).
     pub window: Duration,
     /// How fast the share grows: `(t / window) ^ (1 / aggression)` (default 1.0, linear;
     /// values that are not finite and positive are taken as 1).
@@ -48,7 +48,7 @@ impl Eq for SlowStartConfig {}
 impl Default for SlowStartConfig {
     fn default() -> Self {
         SlowStartConfig {
-            window: Duration::from_secs(5),
+            window: Duration::from_secs(3),
             aggression: 1.0,
             min_weight_percent: 10,
         }
@@ -156,13 +156,15 @@ mod tests {
             .aggression(f64::NAN)
             .min_weight_percent(500);
         assert_eq!(odd.factor(s(100)), 1.0, "min weight capped at 100 %");
-        let neg = SlowStartConfig::default().aggression(-3.0);
+        let neg = SlowStartConfig::default()
+            .window(Duration::from_secs(5))
+            .aggression(-3.0);
         assert!((neg.factor(s(2500)) - 0.5).abs() < 1e-12, "taken as 1");
     }
 
     #[test]
     fn limits_and_weights_scale_within_bounds() {
-        let c = SlowStartConfig::default();
+        let c = SlowStartConfig::default().window(Duration::from_secs(5));
         assert_eq!(c.scale_limit(64, Duration::ZERO), 7, "⌈6.4⌉");
         assert_eq!(c.scale_limit(64, s(2500)), 32);
         assert_eq!(c.scale_limit(64, s(5000)), 64);

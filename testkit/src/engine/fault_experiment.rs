@@ -114,8 +114,11 @@ pub struct FaultReport {
     /// The down replica's share of the attempts sent in each second after it came back, from
     /// the instant it came back (10 s).
     pub returning_share: Vec<f64>,
-    /// The first second after its return from which its share of the attempts stays at 80 %
-    /// or more of its fair share (1 / replicas) for 3 s; `None` if it never did.
+    /// When, after it came back, the client readmitted it (its probe was answered).
+    pub readmitted_after: Option<Duration>,
+    /// When, after it came back, it first carried its fair share: the end of the first 2 s
+    /// window (sliding by 250 ms) in which it got at least 80 % of its fair share
+    /// (1 / replicas) of the attempts; `None` if it never did within 22 s.
     pub fair_share_after: Option<Duration>,
     /// Its attempts in its first 2 s back, over its fair share of the attempts then.
     pub herd_ratio: f64,
@@ -126,15 +129,13 @@ pub struct FaultReport {
 }
 
 impl FaultSpec {
-    /// A short version for tests: the same timeline scaled to 24 s (down in `[4 s, 10 s)`,
-    /// slow in `[12 s, 18 s)`).
+    /// A shorter version for tests: 45 s, the same faults without the warm-up (down in
+    /// `[4 s, 19 s)`, slow in `[24 s, 39 s)`).
     pub fn short() -> FaultSpec {
         FaultSpec {
             down_at: Duration::from_secs(4),
-            down_for: Duration::from_secs(6),
-            slow_at: Duration::from_secs(12),
-            slow_for: Duration::from_secs(6),
-            duration: Duration::from_secs(24),
+            slow_at: Duration::from_secs(24),
+            duration: Duration::from_secs(45),
             ..FaultSpec::default()
         }
     }
@@ -227,7 +228,7 @@ impl FaultSpec {
     /// Runs `strategy` and measures it.
     pub fn run(&self, strategy: &FaultStrategy) -> FaultReport {
         let (sim, workload) = self.setup(strategy);
-        let outcome = sim.run(&workload);
+        let outcome = sim.sample_every(Duration::from_millis(250)).run(&workload);
         self.report(outcome)
     }
 
@@ -248,11 +249,22 @@ impl FaultSpec {
                 .1
             })
             .collect();
-        let fair_share_after = (0..returning_share.len().saturating_sub(2)).find_map(|k| {
-            returning_share[k..k + 3]
-                .iter()
-                .all(|s| *s >= 0.8 * fair)
-                .then(|| sec * k as u32)
+        let readmitted_after = outcome
+            .endpoint_changes
+            .iter()
+            .find(|c| {
+                c.at >= back
+                    && c.change.id.index() == self.down
+                    && c.change.change.to == vllm_client_core::policy::Health::Healthy
+            })
+            .map(|c| c.at - back);
+        // The end of the first 2 s window (sliding by 250 ms) in which its share of the
+        // attempts was at least 80 % of its fair share.
+        let quarter = Duration::from_millis(250);
+        let fair_share_after = (0..80u32).find_map(|k| {
+            let from = back + quarter * k;
+            let (_, share) = arrivals(&outcome.sends, self.down, from, from + 2 * sec);
+            (share >= 0.8 * fair).then(|| quarter * k + 2 * sec)
         });
         let (_, first_two) = arrivals(&outcome.sends, self.down, back, back + 2 * sec);
         let herd_ratio = first_two / fair;
@@ -281,6 +293,7 @@ impl FaultSpec {
             summary: outcome.summary.clone(),
             good_tokens,
             returning_share,
+            readmitted_after,
             fair_share_after,
             herd_ratio,
             ttft_p50_windows,
@@ -304,7 +317,7 @@ impl FaultReport {
         });
         let errors: Vec<String> = s.errors.iter().map(|(k, n)| format!("{n} {k}")).collect();
         format!(
-            "| {label} | {}/{} | {} ({}) | {} | {} | {} | {goodput} | {} | {:.2}× |",
+            "| {label} | {}/{} | {} ({}) | {} | {} | {} | {goodput} | {} | {} | {:.2}× |",
             s.ok,
             s.requests,
             s.error_count(),
@@ -316,14 +329,16 @@ impl FaultReport {
             secs(s.ttft_p50),
             secs(s.ttft_p90),
             secs(s.ttft_p99),
+            self.readmitted_after
+                .map_or("–".to_owned(), |d| format!("{:.1} s", d.as_secs_f64())),
             self.fair_share_after
-                .map_or("never".to_owned(), |d| format!("{} s", d.as_secs())),
+                .map_or("never".to_owned(), |d| format!("{:.1} s", d.as_secs_f64())),
             self.herd_ratio,
         )
     }
 
     /// The header of [`row`](Self::row).
     pub fn header() -> String {
-        "| setup | ok | errors | TTFT p50 | TTFT p90 | TTFT p99 | goodput | fair share after | first 2 s / fair |\n|---|---|---|---|---|---|---|---|---|".to_owned()
+        "| setup | ok | errors | TTFT p50 | TTFT p90 | TTFT p99 | goodput | readmitted after its return | carries its fair share after | attempts in its first 2 s / fair share |\n|---|---|---|---|---|---|---|---|---|---|".to_owned()
     }
 }

@@ -48,7 +48,7 @@ pub use super::record::{ErrorKind, RequestRecord, ResultKind};
 use super::request::{Output, RequestId, RequestSpec};
 use super::rng::SplitMix64;
 use super::summary::Summary;
-pub use super::trace::{ClientSample, EndpointChangeRecord, SendRecord};
+pub use super::trace::{ClientSample, EndpointChangeRecord, ReplicaSample, SendRecord};
 use super::workload::{Arrival, ClosedLoop, Workload};
 use crate::sim::WALL_ORIGIN_SECS;
 
@@ -116,6 +116,8 @@ pub struct FleetOutcome {
     pub sends: Vec<SendRecord>,
     /// Each client's concurrency state every [`FleetSim::sample_every`] (empty unless asked).
     pub samples: Vec<ClientSample>,
+    /// Each replica's load at the same instants.
+    pub replica_samples: Vec<ReplicaSample>,
     /// Every change of an endpoint's health in a client's pool (ejected, probing,
     /// readmitted), in time order.
     pub endpoint_changes: Vec<EndpointChangeRecord>,
@@ -382,6 +384,7 @@ struct Run<'a> {
     endpoint_changes: Vec<EndpointChangeRecord>,
     sends: Vec<SendRecord>,
     samples: Vec<ClientSample>,
+    replica_samples: Vec<ReplicaSample>,
     next_sample: Option<Instant>,
     /// The next endpoint change to apply (index into the simulator's list).
     next_change: usize,
@@ -467,6 +470,7 @@ impl<'a> Run<'a> {
             endpoint_changes: Vec::new(),
             sends: Vec::new(),
             samples: Vec::new(),
+            replica_samples: Vec::new(),
             next_sample: sim.sample_every.map(|_| origin),
             next_change: 0,
         };
@@ -608,6 +612,14 @@ impl<'a> Run<'a> {
                 limit: shared.concurrency_limit(),
                 in_flight: shared.in_flight().unwrap_or(0),
                 waiting: shared.waiting().unwrap_or(0),
+            });
+        }
+        for (r, e) in self.engines.iter().enumerate() {
+            self.replica_samples.push(ReplicaSample {
+                at,
+                replica: r,
+                running: e.num_running(),
+                waiting: e.num_waiting(),
             });
         }
         // Sampling stops with the run: no sample is due once nothing else is.
@@ -1162,6 +1174,7 @@ impl<'a> Run<'a> {
             endpoint_changes: self.endpoint_changes,
             sends: self.sends,
             samples: self.samples,
+            replica_samples: self.replica_samples,
         }
     }
 }

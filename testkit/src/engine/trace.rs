@@ -46,6 +46,19 @@ pub struct ClientSample {
     pub waiting: usize,
 }
 
+/// One replica's load at one instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaSample {
+    /// When (offset from the run's start).
+    pub at: Duration,
+    /// Which replica.
+    pub replica: usize,
+    /// Sequences it runs.
+    pub running: usize,
+    /// Requests in its waiting queue.
+    pub waiting: usize,
+}
+
 /// Jain's fairness index of `values`: `(Σx)² / (n · Σx²)`, 1 when all are equal, `1/n` when
 /// one has everything; 1 for an empty or all-zero list.
 pub fn jain_index(values: &[f64]) -> f64 {
