@@ -45,7 +45,14 @@ impl EndpointsUpdate {
 }
 
 impl Pool {
-    /// Replaces the endpoint list at `now` (see the [module docs](self)).
+    /// Replaces the endpoint list at `now`. Endpoints are matched by URL: those in both lists
+    /// are kept (state, health, latency and limit stay; weight, key and headers are updated);
+    /// new ones are added in slow start from `now`, with the next unused id and an adaptive
+    /// limit seeded with the median of the others'; the others drain — no new request goes to
+    /// them, and they leave the list when their last request ends (at once when none runs).
+    /// The list is checked as a whole first: an empty list or an unusable endpoint changes
+    /// nothing and is an error. A URL given twice counts once; an endpoint removed and given
+    /// again before it left is kept.
     pub fn set_endpoints(
         &mut self,
         now: Instant,

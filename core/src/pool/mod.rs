@@ -2,7 +2,7 @@
 //! [`PoolConfig`]), its state ([`Pool`], kept in [`Shared`](crate::call::Shared)) and what it
 //! shows ([`EndpointStatus`]).
 //!
-//! Each attempt of a call is routed (`pick.rs`, [`routing`](crate::policy::routing)) to one
+//! Each attempt of a call is routed (`pick.rs`, [`crate::policy::routing`]) to one
 //! endpoint; what the attempt says about the endpoint feeds its latency estimate
 //! ([`PeakEwma`](crate::policy::PeakEwma)) and its outlier detection
 //! ([`Ejector`](crate::policy::Ejector)) (`record.rs`). An ejected endpoint is probed on a

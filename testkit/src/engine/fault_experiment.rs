@@ -101,7 +101,7 @@ pub enum FaultStrategy {
     },
     /// One client with every replica as an endpoint, configured as given (its endpoints are
     /// set to the replicas).
-    Pool(ClientConfig),
+    Pool(Box<ClientConfig>),
 }
 
 /// What one run gave.
@@ -188,10 +188,10 @@ impl FaultSpec {
     }
 
     /// The pool's configuration: the defaults with `Concurrency::Auto`.
-    pub fn pool_config(&self) -> ClientConfig {
+    pub fn pool_config(&self) -> Box<ClientConfig> {
         let mut c = self.base_config();
         c.policy.auto_concurrency = Some(AdaptiveConfig::default());
-        c
+        Box::new(c)
     }
 
     /// The fleet and the arrivals for `strategy`.
@@ -214,7 +214,7 @@ impl FaultSpec {
                     .collect()
             }
             FaultStrategy::Pool(config) => {
-                let mut config = config.clone();
+                let mut config = (**config).clone();
                 config.request.endpoints = (0..n).map(|i| replica_url(i).into()).collect();
                 vec![ClientSetup::new(config, 0, self.seed)]
             }
