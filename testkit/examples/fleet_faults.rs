@@ -3,7 +3,7 @@
 //! semaphore per replica against the pool with `Concurrency::Auto`.
 //!
 //! ```text
-//! cargo run --release -p vllm-testkit --example fleet_faults [seconds] [seed] [load]
+//! cargo run --release -p vllm-testkit --example fleet_faults [seconds] [seed] [load] [processes]
 //! ```
 
 use std::time::Duration;
@@ -15,14 +15,17 @@ fn main() {
     let secs: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(90);
     let seed: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(42);
     let load: f64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(0.7);
+    let processes: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
     let spec = FaultSpec {
         duration: Duration::from_secs(secs),
         seed,
         load,
+        processes,
         ..FaultSpec::default()
     };
     println!(
-        "{} replicas; replica {} down in [{:?}, {:?}); replica {} {}× slower in [{:?}, {:?}); load {}× capacity ({:.1} req/s), {} requests, seed {seed}\n",
+        "{} client process(es); {} replicas; replica {} down in [{:?}, {:?}); replica {} {}× slower in [{:?}, {:?}); load {}× capacity ({:.1} req/s), {} requests, seed {seed}\n",
+        spec.processes,
         spec.replicas,
         spec.down,
         spec.down_at,
@@ -40,7 +43,10 @@ fn main() {
     });
     let pool = spec.run(&FaultStrategy::Pool(spec.pool_config()));
     println!("{}", FaultReport::header());
-    println!("{}", rr.row("round robin + semaphore 64 per replica", None));
+    println!(
+        "{}",
+        rr.row("round robin + semaphore 64 per replica (per process)", None)
+    );
     println!("{}", pool.row("pool + Concurrency::Auto", Some(&rr)));
     println!();
     for (label, r) in [("round robin", &rr), ("pool", &pool)] {

@@ -14,23 +14,28 @@
 //!                                         exactly one probe in flight
 //! ```
 //!
-//! When the first probe goes depends on why the endpoint was ejected:
+//! How it comes back depends on why it was ejected:
 //! - **connection failures** (refused, reset before any answer, connect timeout): the replica
 //!   is down or restarting; the first probe goes after the first interval of the
-//!   [`ProbeSchedule`] (1 s by default), so it is readmitted within seconds of answering again
-//!   — not when a fixed ejection time ends;
-//! - **server failures** (5xx, timeouts waiting for the server, cut streams): the replica is up
-//!   but failing, and a cheap probe would say little; it stays out for Envoy's ejection time
-//!   (`base × times ejected`, capped at `max`, minus up to `jitter_percent`), then is probed;
-//! - **a server hint** (429/503 with `Retry-After`, or a rate-limit reset): until then, then
-//!   probed.
+//!   [`ProbeSchedule`] (1 s by default), and the first probe answered readmits it — within
+//!   seconds of answering again, not when a fixed ejection time ends;
+//! - **server failures** (5xx, timeouts waiting for the server, cut streams): the replica may be
+//!   up but failing, and a `/health` that answers says little; it stays out for Envoy's
+//!   ejection time (`base × times ejected`, capped at `max`, minus up to `jitter_percent`),
+//!   the *hold*. With health probes it is probed on the schedule all the same: a probe
+//!   answered during the hold keeps it out until the hold ends (then one more probe readmits
+//!   it), but a probe whose connection is refused shows that the process went away — a replica
+//!   that died cuts its streams (server failures) before it refuses connections — so the hold
+//!   is dropped and the first probe answered readmits it. Probes made of user requests wait
+//!   for the hold's end;
+//! - **a server hint** (429/503 with `Retry-After`, or a rate-limit reset): probed when the
+//!   hint ends.
 //!
-//! From then on every failed probe schedules the next one after a longer interval
-//! (`first × factor^k`, capped at `max` and at the ejection's length, minus jitter), whatever
-//! the probe said (a probe's own hint is honoured when it is later): no probe goes before its
-//! scheduled time (a property test checks it). A probe cut short before its answer (the call
-//! that carried it ended first) taught nothing: its turn is given back, still due, and the
-//! next call (or the background upkeep) sends it.
+//! Every failed probe schedules the next one after a longer interval (`first × factor^k`,
+//! capped at `max` and at the ejection's length, minus jitter); a probe's own hint is honoured
+//! when it is later: no probe goes before its scheduled time (a property test checks it). A
+//! probe cut short before its answer (the call that carried it ended first) taught nothing:
+//! its turn is given back, still due, and the next call (or the background upkeep) sends it.
 //!
 //! Rules (each has a test):
 //! - only failures that are the server's fault count: 5xx, connect refused or reset, a
@@ -65,8 +70,9 @@ pub struct EjectionConfig {
     /// eject an endpoint (default 3): a refused connection is a replica that is down.
     pub consecutive_connect_failures: u32,
     /// The first ejection's length; the n-th lasts n times as long (default 30 s). An
-    /// endpoint ejected for server failures stays out that long before its first probe; one
-    /// ejected for connection failures is probed from the first interval of `probe`.
+    /// endpoint ejected for server failures stays out that long (unless a probe finds it gone
+    /// and back); one ejected for connection failures is readmitted by its first probe
+    /// answered.
     pub base: Duration,
     /// The longest ejection (default 300 s).
     pub max: Duration,
@@ -256,6 +262,9 @@ struct Episode {
     length: Duration,
     /// Failed probes so far: the next interval's step in the schedule.
     failed_probes: u32,
+    /// Not readmitted before this (Envoy's ejection time after server failures), unless a
+    /// probe finds the process gone.
+    hold: Option<Instant>,
 }
 
 /// Outlier detection for one endpoint (see the [module docs](self)).
@@ -377,20 +386,30 @@ impl Ejector {
         let from = self.health;
         match self.health {
             Health::Probing if probe => match verdict {
-                Verdict::Success | Verdict::Answered => {
-                    self.consecutive = 0;
-                    self.consecutive_connect = 0;
-                    self.health = Health::Healthy;
-                    self.healthy_since = Some(now);
-                    self.episode = None;
-                }
+                Verdict::Success | Verdict::Answered => match self.episode.and_then(|e| e.hold) {
+                    // Alive, but still within its hold: out until the hold ends, then probed.
+                    Some(hold) if now < hold => self.health = Health::Ejected { until: hold },
+                    _ => {
+                        self.consecutive = 0;
+                        self.consecutive_connect = 0;
+                        self.health = Health::Healthy;
+                        self.healthy_since = Some(now);
+                        self.episode = None;
+                    }
+                },
                 // The probe was cut short: its turn is given back, still due.
                 Verdict::Neutral => {
                     self.health = Health::Ejected {
                         until: self.probe_due.unwrap_or(now),
                     }
                 }
-                Verdict::Failure { .. } => {
+                Verdict::Failure { connect } => {
+                    if connect {
+                        // The process went away: whatever it failed with is gone with it.
+                        if let Some(e) = self.episode.as_mut() {
+                            e.hold = None;
+                        }
+                    }
                     self.reason = Some(EjectReason::ProbeFailed);
                     self.next_probe_after(now, None, cfg, rng);
                 }
@@ -465,14 +484,25 @@ impl Ejector {
         let length = cfg.length(self.times_ejected);
         let jitter_share = length.saturating_mul(cfg.jitter_percent.min(100)) / 100;
         let length = length.saturating_sub(rng.duration_below(jitter_share));
-        let first = match reason {
+        let probe_soon = saturating_add(now, cfg.probe.interval(0, length, rng));
+        let (first, hold) = match reason {
             // Down or restarting: probe soon, readmit as soon as it answers.
             EjectReason::ConsecutiveConnectFailures(_) | EjectReason::ProbeFailed => {
-                saturating_add(now, cfg.probe.interval(0, length, rng))
+                (probe_soon, None)
             }
-            // Up but failing: Envoy's ejection time first.
-            EjectReason::ConsecutiveFailures(_) => saturating_add(now, length),
-            EjectReason::ServerHint => hint.unwrap_or_else(|| saturating_add(now, length)),
+            // Up but failing: Envoy's ejection time first. Health probes watch it meanwhile
+            // (a process that went away drops the hold); user requests do not.
+            EjectReason::ConsecutiveFailures(_) => {
+                let hold = saturating_add(now, length);
+                match cfg.health_probe {
+                    Some(_) => (probe_soon, Some(hold)),
+                    None => (hold, Some(hold)),
+                }
+            }
+            EjectReason::ServerHint => {
+                let until = hint.unwrap_or_else(|| saturating_add(now, length));
+                (until, None)
+            }
         };
         let until = match self.health {
             Health::Ejected { until: current } => first.max(current),
@@ -484,6 +514,7 @@ impl Ejector {
         self.episode = Some(Episode {
             length,
             failed_probes: 0,
+            hold,
         });
         self.health = Health::Ejected { until };
     }
@@ -500,6 +531,7 @@ impl Ejector {
         let episode = self.episode.get_or_insert(Episode {
             length: cfg.length(self.times_ejected),
             failed_probes: 0,
+            hold: None,
         });
         episode.failed_probes = episode.failed_probes.saturating_add(1);
         let interval = cfg
@@ -559,13 +591,77 @@ mod tests {
         assert_eq!(feed(&mut e, t0, FAIL, 4), None);
         assert!(e.is_healthy());
         let change = feed(&mut e, t0, FAIL, 1).unwrap();
+        assert_eq!(change.reason, Some(EjectReason::ConsecutiveFailures(5)));
+        // Watched by a health probe from 1 s on; answered, it stays out for the base time.
         assert_eq!(
             change.to,
+            Health::Ejected {
+                until: t0 + secs(1)
+            }
+        );
+        assert!(e.on_dispatch(t0 + secs(1)));
+        e.record(
+            t0 + secs(1),
+            Verdict::Success,
+            true,
+            true,
+            &cfg(),
+            &mut Rng::new(1),
+        );
+        assert_eq!(
+            e.health(),
             Health::Ejected {
                 until: t0 + secs(30)
             }
         );
-        assert_eq!(change.reason, Some(EjectReason::ConsecutiveFailures(5)));
+        assert!(e.on_dispatch(t0 + secs(30)));
+        e.record(
+            t0 + secs(30),
+            Verdict::Success,
+            true,
+            true,
+            &cfg(),
+            &mut Rng::new(1),
+        );
+        assert!(e.is_healthy());
+        // Probes made of user requests wait for the base time.
+        let legacy = cfg().probe_with_requests();
+        let mut e = Ejector::new();
+        for _ in 0..5 {
+            e.record(t0, FAIL, false, true, &legacy, &mut Rng::new(1));
+        }
+        assert_eq!(
+            e.health(),
+            Health::Ejected {
+                until: t0 + secs(30)
+            }
+        );
+    }
+
+    #[test]
+    fn a_replica_that_died_drops_its_hold_when_a_probe_is_refused() {
+        // Its streams were cut (server failures) before it refused connections.
+        let t0 = Instant::now();
+        let mut e = Ejector::new();
+        feed(&mut e, t0, FAIL, 5);
+        assert!(e.on_dispatch(t0 + secs(1)));
+        e.record(t0 + secs(1), REFUSED, true, true, &cfg(), &mut Rng::new(1));
+        assert_eq!(
+            e.next_probe(),
+            Some(t0 + secs(3)),
+            "the schedule's next step"
+        );
+        // Back: the first probe answered readmits it, long before the 30 s hold.
+        assert!(e.on_dispatch(t0 + secs(3)));
+        let change = e.record(
+            t0 + secs(3),
+            Verdict::Success,
+            true,
+            true,
+            &cfg(),
+            &mut Rng::new(1),
+        );
+        assert_eq!(change.map(|c| c.to), Some(Health::Healthy));
     }
 
     #[test]
@@ -625,21 +721,33 @@ mod tests {
     }
 
     #[test]
-    fn server_failures_keep_envoys_ejection_time_then_probe_on_the_schedule() {
+    fn server_failures_keep_envoys_ejection_time_growing_with_each_episode() {
         let t0 = Instant::now();
         let mut e = Ejector::new();
         let mut now = t0;
         let mut lengths = Vec::new();
         for _ in 0..12 {
             feed(&mut e, now, FAIL, 5);
-            let until = e.next_probe().expect("ejected");
-            lengths.push((until - now).as_secs());
-            now = until;
-            assert!(e.on_dispatch(now), "the probe goes when the ejection ends");
-            // The probe fails: the next one on the short schedule, not a whole ejection later.
-            e.record(now, FAIL, true, true, &cfg(), &mut Rng::new(1));
-            assert_eq!(e.next_probe(), Some(now + secs(2)));
-            now += secs(2);
+            // The first probe (1 s) finds it alive: out until its hold ends.
+            let probe = e.next_probe().expect("ejected");
+            assert_eq!(probe - now, secs(1));
+            assert!(e.on_dispatch(probe));
+            e.record(
+                probe,
+                Verdict::Answered,
+                true,
+                true,
+                &cfg(),
+                &mut Rng::new(1),
+            );
+            let hold = e.next_probe().expect("held");
+            lengths.push((hold - now).as_secs());
+            // At the hold's end a 5xx: the next probe on the short schedule, not a whole
+            // ejection later.
+            assert!(e.on_dispatch(hold));
+            e.record(hold, FAIL, true, true, &cfg(), &mut Rng::new(1));
+            assert_eq!(e.next_probe(), Some(hold + secs(2)));
+            now = hold + secs(2);
             e.on_dispatch(now);
             e.record(now, Verdict::Success, true, true, &cfg(), &mut Rng::new(1));
             assert!(e.is_healthy());
@@ -702,7 +810,10 @@ mod tests {
     fn exactly_one_probe_and_late_answers_change_nothing() {
         let t0 = Instant::now();
         let mut e = Ejector::new();
-        feed(&mut e, t0, FAIL, 5);
+        let legacy = cfg().probe_with_requests();
+        for _ in 0..5 {
+            e.record(t0, FAIL, false, true, &legacy, &mut Rng::new(1));
+        }
         assert!(
             !e.on_dispatch(t0 + secs(29)),
             "no probe before the ejection ends"
@@ -757,7 +868,7 @@ mod tests {
                     FAIL,
                     false,
                     true,
-                    &EjectionConfig::default(),
+                    &EjectionConfig::default().probe_with_requests(),
                     &mut Rng::new(seed),
                 );
             }

@@ -66,6 +66,9 @@ pub struct FaultSpec {
     pub max_tokens: (u32, u32),
     /// Every client's first-token timeout.
     pub first_token_timeout: Option<Duration>,
+    /// Independent client processes sharing the fleet (default 1): each gets an equal share
+    /// of the arrivals, with its own round robin (one client per replica) or its own pool.
+    pub processes: usize,
 }
 
 impl Default for FaultSpec {
@@ -86,6 +89,7 @@ impl Default for FaultSpec {
             prompt_tokens: (100, 700),
             max_tokens: (50, 350),
             first_token_timeout: None,
+            processes: 1,
         }
     }
 }
@@ -114,7 +118,8 @@ pub struct FaultReport {
     /// The down replica's share of the attempts sent in each second after it came back, from
     /// the instant it came back (10 s).
     pub returning_share: Vec<f64>,
-    /// When, after it came back, the client readmitted it (its probe was answered).
+    /// When, after it came back, the client readmitted it (its probe was answered); with
+    /// several processes, the last one to (`None` when one never did).
     pub readmitted_after: Option<Duration>,
     /// When, after it came back, it first carried its fair share: the end of the first 2 s
     /// window (sliding by 250 ms) in which it got at least 80 % of its fair share
@@ -129,13 +134,13 @@ pub struct FaultReport {
 }
 
 impl FaultSpec {
-    /// A shorter version for tests: 45 s, the same faults without the warm-up (down in
-    /// `[4 s, 19 s)`, slow in `[24 s, 39 s)`).
+    /// A shorter version for tests: 55 s, a 10 s warm-up (the adaptive limits find the
+    /// replicas first), down in `[10 s, 25 s)`, slow in `[30 s, 45 s)`.
     pub fn short() -> FaultSpec {
         FaultSpec {
-            down_at: Duration::from_secs(4),
-            slow_at: Duration::from_secs(24),
-            duration: Duration::from_secs(45),
+            down_at: Duration::from_secs(10),
+            slow_at: Duration::from_secs(30),
+            duration: Duration::from_secs(55),
             ..FaultSpec::default()
         }
     }
@@ -172,7 +177,7 @@ impl FaultSpec {
             seed: self.seed,
             rate_per_sec: self.load * self.capacity(),
             duration: self.duration,
-            clients: 1,
+            clients: self.processes.max(1),
             prompt_tokens: self.prompt_tokens,
             max_tokens: self.max_tokens,
             stream_share: 1.0,
@@ -197,26 +202,38 @@ impl FaultSpec {
     /// The fleet and the arrivals for `strategy`.
     pub fn setup(&self, strategy: &FaultStrategy) -> (FleetSim, Workload) {
         let n = self.replicas.max(1);
+        let procs = self.processes.max(1);
         let mut arrivals = self.workload().arrivals;
+        let seed = |k: usize| self.seed.wrapping_mul(31).wrapping_add(k as u64);
         let clients = match strategy {
             FaultStrategy::RoundRobin { semaphore } => {
                 let mut config = self.base_config();
                 config.policy.max_concurrency = *semaphore;
-                for (k, a) in arrivals.iter_mut().enumerate() {
-                    a.client = k % n;
+                // Process p's k-th call goes to its client of replica k mod n.
+                let mut dealt = vec![0usize; procs];
+                for a in arrivals.iter_mut() {
+                    let p = a.client % procs;
+                    a.client = p * n + dealt[p] % n;
+                    dealt[p] += 1;
                 }
-                (0..n)
-                    .map(|r| {
+                (0..procs * n)
+                    .map(|k| {
                         let mut c = config.clone();
-                        c.policy.seed = Some(self.seed.wrapping_add(r as u64));
-                        ClientSetup::new(c, r, self.seed.wrapping_add(r as u64))
+                        c.policy.seed = Some(seed(k));
+                        ClientSetup::new(c, k % n, seed(k))
                     })
                     .collect()
             }
             FaultStrategy::Pool(config) => {
                 let mut config = (**config).clone();
                 config.request.endpoints = (0..n).map(|i| replica_url(i).into()).collect();
-                vec![ClientSetup::new(config, 0, self.seed)]
+                (0..procs)
+                    .map(|p| {
+                        let mut c = config.clone();
+                        c.policy.seed = Some(seed(p));
+                        ClientSetup::new(c, 0, seed(p))
+                    })
+                    .collect()
             }
         };
         (
@@ -249,15 +266,22 @@ impl FaultSpec {
                 .1
             })
             .collect();
-        let readmitted_after = outcome
+        // The last client process to readmit it (each readmits it on its own).
+        let procs = self.processes.max(1);
+        let readmissions: Vec<(usize, Duration)> = outcome
             .endpoint_changes
             .iter()
-            .find(|c| {
+            .filter(|c| {
                 c.at >= back
                     && c.change.id.index() == self.down
                     && c.change.change.to == vllm_client_core::policy::Health::Healthy
             })
-            .map(|c| c.at - back);
+            .map(|c| (c.client, c.at - back))
+            .collect();
+        let readmitted_after = (0..procs)
+            .map(|p| readmissions.iter().find(|(c, _)| *c == p).map(|(_, t)| *t))
+            .collect::<Option<Vec<Duration>>>()
+            .and_then(|v| v.into_iter().max());
         // The end of the first 2 s window (sliding by 250 ms) in which its share of the
         // attempts was at least 80 % of its fair share.
         let quarter = Duration::from_millis(250);

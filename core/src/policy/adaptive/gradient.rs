@@ -108,9 +108,6 @@ impl AdaptiveLimit {
         let near_ceiling = self
             .ceiling
             .is_some_and(|c| limit >= c * (1.0 - CEILING_BAND));
-        if gradient < 1.0 {
-            self.exploring = false;
-        }
         let headroom = match (w.limited, near_ceiling) {
             (false, _) => 0.0,
             (true, true) => 1.0,
@@ -120,13 +117,7 @@ impl AdaptiveLimit {
         if !w.limited {
             target = target.min(limit);
         }
-        let new = if self.exploring && w.limited {
-            // Before the first congestion signal the limit doubles per window (TCP's slow
-            // start): calls wait while the server shows no queue, so the room is found fast.
-            self.clamp(limit * 2.0)
-        } else {
-            self.clamp(limit + c.smoothing * (target - limit))
-        };
+        let new = self.clamp(limit + c.smoothing * (target - limit));
         if new < limit {
             self.cuts_in_a_row = self.cuts_in_a_row.saturating_add(1);
         } else {
@@ -153,24 +144,13 @@ mod tests {
         let t0 = Instant::now();
         let mut l = AdaptiveLimit::new(AdaptiveConfig::default(), 1);
         assert_eq!(l.limit(), 20);
-        // Four samples at the baseline over one second: a window closes, gradient 1; before
-        // any congestion the limit doubles (slow start).
+        // Four samples at the baseline over one second: a window closes, gradient 1,
+        // limit 20 + 0.5·√20 = 22.2.
         for k in 0..4u32 {
             l.record(t0 + Duration::from_millis(334) * k, ttft(100), busy(&l));
         }
-        assert_eq!(l.limit(), 40);
+        assert_eq!(l.limit(), 22);
         assert_eq!(l.snapshot().last_gradient, 1.0);
-        // The first congested window ends the doubling: from then on √limit per window.
-        for k in 4..8u32 {
-            l.record(t0 + Duration::from_millis(334) * k, ttft(800), busy(&l));
-        }
-        let cut = l.snapshot().raw_limit;
-        assert!(cut < 40.0, "{cut}");
-        for k in 8..12u32 {
-            l.record(t0 + Duration::from_millis(334) * k, ttft(100), busy(&l));
-        }
-        let grown = l.snapshot().raw_limit;
-        assert!(grown > cut && grown < cut * 1.5, "{cut} → {grown}");
     }
 
     #[test]
@@ -195,7 +175,6 @@ mod tests {
             l.record(t0 + Duration::from_millis(334) * k, ttft(100), busy(&l));
         }
         let before = l.snapshot().raw_limit;
-        assert_eq!(before, 40.0, "doubled: no congestion yet");
         // TTFT 8× the baseline: gradient 4/8 = 0.5; this limit becomes the congestion point,
         // so the headroom is 1, not √L: target = L/2 + 1.
         for k in 4..8u32 {

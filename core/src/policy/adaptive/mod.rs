@@ -25,9 +25,6 @@
 //!         limit   += smoothing · (target − limit),             clamped to [min, max]
 //!   Loss (429, 503, connect failure, first-token timeout) ─► limit · backoff (0.9), or
 //!         · hinted_backoff (0.5) when the server sent Retry-After; at most once per `window`
-//!   before the first congestion signal (a congested window, a loss, a baseline probe) a
-//!   limited window doubles the limit instead (TCP's slow start): a client that starts far
-//!   below what the server takes does not queue its callers for long
 //!   every probe_interval ± jitter (or after `probe_after_cuts` cuts in a row) ─► probe:
 //!         the limit is held at limit · probe_factor until in-flight drains to it; the first
 //!         `probe_samples` TTFTs of calls sent after that replace the baselines (a probe
@@ -311,9 +308,6 @@ pub struct AdaptiveLimit {
     /// The limit at which the delay path or a loss last saw congestion: growth near it is
     /// one slot per window instead of √limit.
     ceiling: Option<f64>,
-    /// Before the first congestion signal (a congested window, a loss, a probe): the limit
-    /// doubles per window while calls wait.
-    exploring: bool,
     probe: Option<Probe>,
     next_probe: Option<Instant>,
     last_now: Option<Instant>,
@@ -343,7 +337,6 @@ impl AdaptiveLimit {
             last_cut: None,
             cuts_in_a_row: 0,
             ceiling: None,
-            exploring: true,
             probe: None,
             next_probe: None,
             last_now: None,
@@ -500,7 +493,6 @@ impl AdaptiveLimit {
             self.config.backoff
         };
         self.last_cut = Some(now);
-        self.exploring = false;
         self.ceiling = Some(self.ceiling.map_or(self.limit, |c| c.max(self.limit)));
         self.limit = self.clamp(self.limit * factor);
         let probe_limit = self.rounded(self.limit * self.config.probe_factor);

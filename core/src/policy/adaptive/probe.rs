@@ -59,7 +59,6 @@ impl AdaptiveLimit {
         });
         self.window = Window::default();
         self.cuts_in_a_row = 0;
-        self.exploring = false;
     }
 
     pub(super) fn end_probe(&mut self, now: Instant) {
