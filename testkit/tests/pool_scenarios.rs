@@ -724,17 +724,15 @@ fn a_health_probe_readmits_without_spending_a_user_request() {
         assert_clean(&out);
         sim.advance(ms(10));
     }
-    // Server failures keep Envoy's ejection time before the first probe.
+    // Server failures keep Envoy's ejection time (the hold), watched by health probes from
+    // 1 s on.
     let s = status(&sim, 0);
-    let Health::Ejected { until } = s.health else {
-        panic!("not ejected: {s:?}")
-    };
+    assert!(matches!(s.health, Health::Ejected { .. }), "{s:?}");
     assert_eq!(s.reason, Some(EjectReason::ConsecutiveFailures(5)));
-    assert_eq!(s.next_probe, Some(until));
-    assert_eq!(until - fifth, secs(30), "30 s after the fifth failure");
-    // Then the next call probes /health beside its own request, which goes elsewhere; the 503
-    // keeps it out, and the next probe is due after the schedule's second interval (2 s).
-    sim.advance(until - sim.now());
+    assert_eq!(s.next_probe, Some(fifth + secs(1)));
+    // The next call after that probes /health beside its own request, which goes elsewhere:
+    // the 503 keeps it out; the next probe after the schedule's second interval (2 s).
+    sim.advance(fifth + secs(1) - sim.now());
     let out = sim.run(chat_json(), vec![]);
     assert_clean(&out);
     assert!(out.result.is_ok(), "{}", out.render());
@@ -748,13 +746,25 @@ fn a_health_probe_readmits_without_spending_a_user_request() {
     let s = status(&sim, 0);
     assert_eq!(s.reason, Some(EjectReason::ProbeFailed));
     assert_eq!(s.failed_probes, 1);
-    assert_eq!(s.next_probe, Some(until + secs(2)));
-    // Nothing probes before then.
+    assert_eq!(s.next_probe, Some(fifth + secs(3)));
+    // Nothing probes before then; then the probe answers 200: alive, but it stays out for
+    // its hold (30 s after the fifth failure), and one more probe readmits it then.
     sim.advance(ms(1990));
     assert_clean(&sim.run(chat_json(), vec![]));
     assert_eq!(sim.server_probes(), vec![1, 0, 0]);
-    // Then the probe answers 200: readmitted at once, into slow start; user requests come back.
-    sim.advance(ms(10));
+    sim.advance(fifth + secs(3) - sim.now());
+    assert_clean(&sim.run(chat_json(), vec![]));
+    assert_eq!(sim.server_probes(), vec![2, 0, 0]);
+    let s = status(&sim, 0);
+    assert_eq!(s.next_probe, Some(fifth + secs(30)), "{s:?}");
+    sim.advance(secs(20));
+    assert_clean(&sim.run(chat_json(), vec![]));
+    assert_eq!(
+        sim.server_probes(),
+        vec![2, 0, 0],
+        "nothing during the hold"
+    );
+    sim.advance(fifth + secs(30) - sim.now());
     assert_clean(&sim.run(chat_json(), vec![]));
     let s = status(&sim, 0);
     assert_eq!(s.health, Health::Healthy);
@@ -763,7 +773,7 @@ fn a_health_probe_readmits_without_spending_a_user_request() {
         assert_clean(&sim.run(chat_json(), vec![]));
         sim.advance(ms(300));
     }
-    assert_eq!(sim.server_probes(), vec![2, 0, 0]);
+    assert_eq!(sim.server_probes(), vec![3, 0, 0]);
     assert!(
         flaky_hits.load(Ordering::SeqCst) > 5,
         "readmitted, it serves again"
