@@ -23,7 +23,11 @@
 //! - a response is kept only while the driver reads its body: at a terminal event, a retry, a
 //!   sleep or the end it is dropped, so its connection closes (the contract's rule 5);
 //! - one release wakes exactly one waiting call, the one that waited longest;
-//! - a dropped call is cancelled: its slot and breaker probe are released exactly once.
+//! - a dropped call is cancelled: its slot and breaker probe are released exactly once;
+//! - endpoints change at run time (`set_endpoints`), a DNS name can be followed (its lookups
+//!   run on a thread of their own, started by a call or by the optional background upkeep),
+//!   and the upkeep probes ejected endpoints while no call flows — the core's
+//!   `ManageEndpoints`, written once here for every adapter.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
