@@ -81,9 +81,12 @@ pub use vllm_client_core::config::{BreakerScope, ClientConfig, Concurrency};
 pub use vllm_client_core::http::Method;
 pub use vllm_client_core::policy::{
     Backoff, BreakerConfig, BreakerState, EjectReason, EjectionConfig, Health, HedgeConfig, Jitter,
-    ResumeStreams, RetryBudgetConfig, RoutingConfig, SlidingWindow, TimeoutKind, Timeouts,
+    ProbeSchedule, ResumeStreams, RetryBudgetConfig, RoutingConfig, SlidingWindow, SlowStartConfig,
+    TimeoutKind, Timeouts,
 };
-pub use vllm_client_core::pool::{EndpointConfig, EndpointId, EndpointStatus};
+pub use vllm_client_core::pool::{
+    DnsDiscovery, EndpointConfig, EndpointId, EndpointStatus, EndpointsUpdate,
+};
 pub use vllm_client_core::{ApiError, StreamEvent, VllmError};
 
 /// The pure core, for direct use of the decoders, policies and the call driver.

@@ -1062,19 +1062,30 @@ fn fleet_lock() -> std::sync::MutexGuard<'static, ()> {
     L.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// `scripts/real/replica.sh url <n>`.
+fn replica_url(n: usize) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/real/replica.sh");
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .arg("url")
+        .arg(n.to_string())
+        .output()
+        .expect("bash runs");
+    assert!(out.status.success(), "replica.sh url {n} failed");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A replica killed mid-run is ejected without a failed call, probed with `GET /health`
+/// (llama-server answers 503 while it loads its model) and back in rotation within 5 s of
+/// answering again — with the default configuration.
 fn fleet_replica_killed_mid_run<H: Harness>() {
-    use vllm_client_core::policy::{EjectionConfig, Health};
+    use vllm_client_core::policy::Health;
     let Some(urls) = fleet("fleet_replica_killed_mid_run") else {
         return;
     };
     let _one_at_a_time = fleet_lock();
     let c = H::builder("http://unused.invalid/v1")
         .endpoints(urls.iter().cloned())
-        .ejection(
-            EjectionConfig::default()
-                .durations(Duration::from_secs(1), Duration::from_secs(2))
-                .jitter_percent(0),
-        )
         .build();
     let call = || {
         let events = stream::<H>(&c, TINY, 8);
@@ -1104,20 +1115,131 @@ fn fleet_replica_killed_mid_run<H: Harness>() {
     }
     let s = &c.endpoints()[victim];
     assert!(matches!(s.health, Health::Ejected { .. }), "{s:?}");
-    // Restarted, it is readmitted through one probe once its ejection is over.
+    assert!(s.next_probe.is_some(), "the next probe is shown: {s:?}");
+    // Restarted: `replica.sh start` returns once its /health answers 200.
     replica("start", victim + 1);
-    let restarted = Instant::now();
+    let answering = Instant::now();
     while c.endpoints()[victim].health != Health::Healthy {
         call();
         std::thread::sleep(Duration::from_millis(100));
         assert!(
-            restarted.elapsed() < Duration::from_secs(30),
-            "the restarted replica was not readmitted: {:?}",
+            answering.elapsed() < Duration::from_secs(5),
+            "not back in rotation within 5 s of answering again: {:?}",
             c.endpoints()
         );
     }
+    eprintln!(
+        "fleet_replica_killed_mid_run: back in rotation {:.2} s after it answered again",
+        answering.elapsed().as_secs_f64()
+    );
+    // It serves again (after its slow start).
     let before = c.endpoints()[victim].successes;
-    assert!(before >= 1, "readmitted by a successful probe");
+    let started = Instant::now();
+    while c.endpoints()[victim].successes == before {
+        call();
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{:?}",
+            c.endpoints()
+        );
+    }
+}
+
+/// A fourth replica started and added at run time takes calls; a replica removed while it
+/// streams finishes that stream and takes no new call; no call fails.
+fn fleet_endpoints_change_at_run_time<H: Harness>()
+where
+    H::E: vllm_client_core::client::ManageEndpoints,
+{
+    let Some(urls) = fleet("fleet_endpoints_change_at_run_time") else {
+        return;
+    };
+    let _one_at_a_time = fleet_lock();
+    let c = H::builder("http://unused.invalid/v1")
+        .endpoints(urls.iter().cloned())
+        .build();
+    let call = || {
+        let events = stream::<H>(&c, TINY, 8);
+        assert_clean_stream(&events);
+    };
+    for _ in 0..4 {
+        call();
+    }
+    // The spare replica starts (replica.sh returns once it answers) and is added.
+    replica("start", 4);
+    let spare = replica_url(4);
+    let stop_spare = Stop(4);
+    let mut list: Vec<String> = urls.clone();
+    list.push(spare.clone());
+    let update = c.set_endpoints(list.clone()).expect("a valid list");
+    assert_eq!(update.added.len(), 1, "{update:?}");
+    let added = update.added[0];
+    let started = Instant::now();
+    while c
+        .endpoints()
+        .iter()
+        .find(|e| e.id == added)
+        .expect("listed")
+        .successes
+        == 0
+    {
+        call();
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the added replica took no call: {:?}",
+            c.endpoints()
+        );
+    }
+    // A stream held open while its replica is removed: it ends cleanly there.
+    let held = H::wait(
+        c.chat
+            .completions()
+            .create()
+            .model(TINY)
+            .messages(json!([{"role": "user", "content": "Count to twenty."}]))
+            .max_tokens(40)
+            .include_usage(true)
+            .send_stream(),
+    )
+    .expect("a stream");
+    let busy = c
+        .endpoints()
+        .into_iter()
+        .find(|e| e.in_flight > 0)
+        .expect("the held stream's endpoint");
+    let keep: Vec<String> = list.iter().filter(|u| **u != busy.url).cloned().collect();
+    let update = c.set_endpoints(keep).expect("a valid list");
+    assert_eq!(update.draining, vec![busy.id], "{update:?}");
+    for _ in 0..6 {
+        call();
+        assert!(
+            c.endpoints()
+                .iter()
+                .all(|e| e.id != busy.id || (e.draining && e.in_flight <= 1)),
+            "a drained replica took a new call: {:?}",
+            c.endpoints()
+        );
+    }
+    let events = H::collect(held);
+    assert_clean_stream(&events);
+    assert!(
+        c.endpoints().iter().all(|e| e.id != busy.id),
+        "gone once its stream ended: {:?}",
+        c.endpoints()
+    );
+    for _ in 0..4 {
+        call();
+    }
+    drop(stop_spare);
+}
+
+/// Stops a spare replica when the test ends, failed or not.
+struct Stop(usize);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        replica("stop", self.0);
+    }
 }
 
 mod fleet_tests {
@@ -1132,5 +1254,17 @@ mod fleet_tests {
     #[test]
     fn blocking() {
         crate::fleet_replica_killed_mid_run::<crate::harness::BlockingH>()
+    }
+    #[test]
+    fn tokio_endpoints_change() {
+        crate::fleet_endpoints_change_at_run_time::<crate::harness::TokioH>()
+    }
+    #[test]
+    fn async_std_endpoints_change() {
+        crate::fleet_endpoints_change_at_run_time::<crate::harness::AsyncStdH>()
+    }
+    #[test]
+    fn blocking_endpoints_change() {
+        crate::fleet_endpoints_change_at_run_time::<crate::harness::BlockingH>()
     }
 }

@@ -12,7 +12,7 @@
 //! | [`stream`] | chat/completions chunks → [`StreamEvent`]s: `[DONE]`, in-band errors, truncation, tool calls |
 //! | [`responses_stream`] | the Responses API's typed, numbered events → [`StreamEvent::Response`]s, with the same guarantees |
 //! | [`policy`] | every rule: the failure table (`policy::failure`), retries, backoff, `Retry-After`, the retry budget, the circuit breaker, rate, token-rate and concurrency limits (fixed or adaptive), timeouts, outlier ejection, routing, hedging |
-//! | [`pool`] | several endpoints: their state, load-aware routing, outlier ejection and readmission |
+//! | [`pool`] | several endpoints: their state, load-aware routing, outlier ejection, probing and readmission in slow start, endpoints that come and go (`set_endpoints`, DNS discovery) |
 //! | [`call`] | the per-call driver that composes all of the above, one file per phase (admit, route, exchange, settle); the client's shared state ([`call::Shared`]) and what calls owe it ([`call::Owed`]); its docs show the run loop, [`call::contract`] is everything a transport must know |
 //! | [`client`] | the user API, written once and generic over an adapter's [`client::Execute`] |
 //! | `strategies` | with the `proptest` feature: `proptest` strategies for every policy configuration |

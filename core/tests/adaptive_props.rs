@@ -189,7 +189,9 @@ proptest! {
             l.record(now, LimitSample::Loss { kind, hinted }, Load { in_flight: 0, waiting: 3 });
             prop_assert!(l.limit() >= c.min);
         }
-        if worst < 1.0 {
+        // A backoff within a hair of 1 needs more cuts than the loop makes (the cap keeps a
+        // case fast): then only the floor above is checked.
+        if worst < 1.0 && needed <= 2_000 {
             // Probes may hold the limit at probe_factor × limit, which is min too by then.
             prop_assert_eq!(l.limit(), c.min);
         }

@@ -22,6 +22,8 @@ TINY_MODEL="$CACHE_DIR/models/tiny-llama-rev$TINY_MODEL_REV.gguf"
 # Ports (127.0.0.1 only). 8000 is the seed page's `http://localhost:8000/v1`.
 LLAMA_PORT="${VLLM_REAL_LLAMA_PORT:-8000}"
 REPLICA_PORTS="${VLLM_REAL_REPLICA_PORTS:-8011 8012 8013}"
+# Replicas start.sh does not start: a test starts one (replica.sh start 4) to add it at run time.
+SPARE_REPLICA_PORTS="${VLLM_REAL_SPARE_REPLICA_PORTS:-8014}"
 LITELLM_PORT="${VLLM_REAL_LITELLM_PORT:-4000}"
 
 # Test-only keys: they guard servers on loopback that the scripts start, nothing else.
@@ -153,16 +155,16 @@ start_llama() { # name port extra-args...
   start_service "$name" "$port" "--port $port" "$LLAMA_SERVER" "${llama_args[@]}" --port "$port" "$@"
 }
 
-replica_port() { # n (1-based) -> port
+replica_port() { # n (1-based; the spare ones after the fleet's) -> port
   local i=0 port
-  for port in $REPLICA_PORTS; do
+  for port in $REPLICA_PORTS $SPARE_REPLICA_PORTS; do
     i=$((i + 1))
     if [ "$i" = "$1" ]; then
       echo "$port"
       return 0
     fi
   done
-  die "no replica $1 (ports: $REPLICA_PORTS)"
+  die "no replica $1 (ports: $REPLICA_PORTS, spare: $SPARE_REPLICA_PORTS)"
 }
 
 # A fleet replica: 2 slots and Prometheus metrics at /metrics.

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The fleet's replicas (start.sh --fleet: llama-server replica-1..3 on 8011..8013, 2 slots
-# each, /metrics), one at a time, by PID — for tests of a fleet that loses a replica:
+# each, /metrics), one at a time, by PID — for tests of a fleet that loses a replica, or that
+# grows: replica 4 (8014) is a spare that start.sh leaves stopped, for a test to start and add
+# at run time (and stop again):
 #
 #   replica.sh kill N     SIGKILL replica N (a crash: no graceful shutdown)
 #   replica.sh stop N     stop it gracefully (SIGTERM)

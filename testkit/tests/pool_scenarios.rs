@@ -260,9 +260,11 @@ fn an_ejected_endpoint_comes_back_through_exactly_one_probe() {
     });
     let (good, _) = counting(HOSTS[1], |_| ok());
     let (good2, _) = counting(HOSTS[2], |_| ok());
+    // Probes made of user requests (for servers without a cheap `/health`).
     let config = pool_config(3, |p| {
         p.pool.ejection.max_ejected_percent = 34;
         p.pool.ejection.jitter_percent = 0;
+        p.pool.ejection.health_probe = None;
     });
     let mut sim = Sim::new(config, 11).with_servers(vec![flaky, good, good2]);
     let t0 = sim.now();
@@ -456,14 +458,22 @@ fn prefix_affinity_keeps_a_conversation_on_one_replica() {
 
 #[test]
 fn a_replica_down_for_a_while_costs_no_user_visible_error() {
-    // Replica 1 refuses connections between 10 s and 25 s.
+    // Replica 1 refuses connections between 10 s and 25 s (its /health too).
+    let down = |t: Duration| t >= secs(10) && t < secs(25);
     let servers = vec![
         SimServer::new(HOSTS[0], |_| stream_ok("a")),
-        SimServer::new(HOSTS[1], |t| {
-            if t >= secs(10) && t < secs(25) {
+        SimServer::new(HOSTS[1], move |t| {
+            if down(t) {
                 SimResponse::connect_refused()
             } else {
                 stream_ok("b")
+            }
+        })
+        .health(move |t| {
+            if down(t) {
+                SimResponse::connect_refused()
+            } else {
+                SimResponse::status(200)
             }
         }),
         SimServer::new(HOSTS[2], |_| stream_ok("c")),
@@ -485,12 +495,17 @@ fn a_replica_down_for_a_while_costs_no_user_visible_error() {
             "one content event and Done, never duplicated"
         );
     }
-    // It was ejected, and taken back after its ejection (it serves again at the end).
-    let late: Vec<usize> = outs[450..]
+    // It was ejected, probed every few seconds, and taken back within 3 s of answering again
+    // (the probe schedule's longest interval), not a whole ejection time later.
+    let back = outs
         .iter()
-        .flat_map(|o| o.report.endpoints.iter().map(|e| e.index()))
-        .collect();
-    assert!(late.contains(&1), "replica 1 never came back");
+        .enumerate()
+        .skip(250)
+        .find(|(_, o)| o.report.endpoints.iter().any(|e| e.index() == 1))
+        .map(|(i, _)| ms(i as u64 * 100))
+        .expect("replica 1 never came back");
+    assert!(back >= secs(25) && back <= secs(28), "back at {back:?}");
+    assert!(sim.server_probes()[1] >= 4, "{:?}", sim.server_probes());
 }
 
 proptest! {
@@ -698,25 +713,26 @@ fn a_health_probe_readmits_without_spending_a_user_request() {
         SimServer::new(HOSTS[2], |_| ok()),
     ];
     let config = pool_config(3, |p| {
-        p.pool.ejection = p
-            .pool
-            .ejection
-            .jitter_percent(0)
-            .max_ejected_percent(34)
-            .health_probe(secs(1));
+        p.pool.ejection = p.pool.ejection.jitter_percent(0).max_ejected_percent(34);
+        p.pool.ejection.probe.jitter_percent = 0;
     });
     let mut sim = Sim::new(config, 11).with_servers(servers);
+    let mut fifth = sim.now();
     while flaky_hits.load(Ordering::SeqCst) < 5 {
+        fifth = sim.now();
         let out = sim.run(chat_json(), vec![]);
         assert_clean(&out);
         sim.advance(ms(10));
     }
-    let Health::Ejected { until } = status(&sim, 0).health else {
-        panic!("not ejected")
-    };
-    // After the ejection, the next call probes /health first; the 503 ejects it again, for
-    // longer, and the call's own request goes elsewhere and succeeds.
-    sim.advance(until - sim.now());
+    // Server failures keep Envoy's ejection time (the hold), watched by health probes from
+    // 1 s on.
+    let s = status(&sim, 0);
+    assert!(matches!(s.health, Health::Ejected { .. }), "{s:?}");
+    assert_eq!(s.reason, Some(EjectReason::ConsecutiveFailures(5)));
+    assert_eq!(s.next_probe, Some(fifth + secs(1)));
+    // The next call after that probes /health beside its own request, which goes elsewhere:
+    // the 503 keeps it out; the next probe after the schedule's second interval (2 s).
+    sim.advance(fifth + secs(1) - sim.now());
     let out = sim.run(chat_json(), vec![]);
     assert_clean(&out);
     assert!(out.result.is_ok(), "{}", out.render());
@@ -727,20 +743,37 @@ fn a_health_probe_readmits_without_spending_a_user_request() {
     );
     assert_eq!(out.report.attempts, 1, "the probe is not an attempt");
     assert_ne!(endpoints_of(&out.report), vec![0]);
-    let Health::Ejected { until: again } = status(&sim, 0).health else {
-        panic!("not re-ejected: {:?}", status(&sim, 0))
-    };
-    assert!(
-        again - sim.now() >= secs(60),
-        "the second ejection is longer"
+    let s = status(&sim, 0);
+    assert_eq!(s.reason, Some(EjectReason::ProbeFailed));
+    assert_eq!(s.failed_probes, 1);
+    assert_eq!(s.next_probe, Some(fifth + secs(3)));
+    // Nothing probes before then; then the probe answers 200: alive, but it stays out for
+    // its hold (30 s after the fifth failure), and one more probe readmits it then.
+    sim.advance(ms(1990));
+    assert_clean(&sim.run(chat_json(), vec![]));
+    assert_eq!(sim.server_probes(), vec![1, 0, 0]);
+    sim.advance(fifth + secs(3) - sim.now());
+    assert_clean(&sim.run(chat_json(), vec![]));
+    assert_eq!(sim.server_probes(), vec![2, 0, 0]);
+    let s = status(&sim, 0);
+    assert_eq!(s.next_probe, Some(fifth + secs(30)), "{s:?}");
+    sim.advance(secs(20));
+    assert_clean(&sim.run(chat_json(), vec![]));
+    assert_eq!(
+        sim.server_probes(),
+        vec![2, 0, 0],
+        "nothing during the hold"
     );
-    // After that one, the probe answers 200: readmitted, and user requests come back.
-    sim.advance(again - sim.now());
+    sim.advance(fifth + secs(30) - sim.now());
+    assert_clean(&sim.run(chat_json(), vec![]));
+    let s = status(&sim, 0);
+    assert_eq!(s.health, Health::Healthy);
+    assert!(s.slow_start.is_some_and(|f| f < 0.2), "{s:?}");
     for _ in 0..30 {
         assert_clean(&sim.run(chat_json(), vec![]));
+        sim.advance(ms(300));
     }
-    assert_eq!(status(&sim, 0).health, Health::Healthy);
-    assert_eq!(sim.server_probes(), vec![2, 0, 0]);
+    assert_eq!(sim.server_probes(), vec![3, 0, 0]);
     assert!(
         flaky_hits.load(Ordering::SeqCst) > 5,
         "readmitted, it serves again"

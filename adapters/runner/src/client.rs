@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use vllm_client_core::call::Shared;
@@ -29,8 +30,11 @@ pub struct ClientState {
     waiters: Arc<Mutex<HashMap<WaiterId, Waiter>>>,
     /// Where metrics go (nothing, unless a metrics feature is on).
     pub(crate) sink: Arc<Sink>,
-    /// The endpoints' base URLs (the base URL alone for a client with one server).
-    pub(crate) endpoint_urls: Arc<[String]>,
+    /// The endpoints' base URLs by id (the base URL alone for a client with one server);
+    /// endpoints set at run time are added (ids are never reused).
+    endpoint_urls: Arc<Mutex<Arc<[String]>>>,
+    /// Whether DNS discovery is on (calls then check whether a lookup is due).
+    pub(crate) discovering: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for ClientState {
@@ -52,7 +56,8 @@ impl ClientState {
             shared: Arc::new(Mutex::new(shared)),
             waiters: Arc::new(Mutex::new(HashMap::new())),
             sink: Arc::new(Sink::new()),
-            endpoint_urls,
+            endpoint_urls: Arc::new(Mutex::new(endpoint_urls)),
+            discovering: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -67,7 +72,40 @@ impl ClientState {
             waiters: self.waiters.clone(),
             sink: self.sink.clone(),
             endpoint_urls: self.endpoint_urls.clone(),
+            discovering: self.discovering.clone(),
         }
+    }
+
+    /// The endpoints' base URLs, by id.
+    pub(crate) fn endpoint_urls(&self) -> Arc<[String]> {
+        self.endpoint_urls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Keeps the URLs by id current after the endpoint list changed.
+    pub(crate) fn refresh_endpoint_urls(
+        &self,
+        endpoints: &[vllm_client_core::pool::EndpointStatus],
+    ) {
+        let mut urls = self.endpoint_urls.lock().unwrap_or_else(|p| p.into_inner());
+        let mut list: Vec<String> = urls.to_vec();
+        for e in endpoints {
+            let i = e.id.index();
+            if list.len() <= i {
+                list.resize(i + 1, String::new());
+            }
+            if list[i] != e.url {
+                list[i].clone_from(&e.url);
+            }
+        }
+        *urls = list.into();
+    }
+
+    /// Whether DNS discovery is on.
+    pub(crate) fn is_discovering(&self) -> bool {
+        self.discovering.load(Ordering::Relaxed)
     }
 
     /// The configuration in force.

@@ -116,7 +116,7 @@ impl Driver {
             let mut shared = client.lock();
             Call::new(client.config(), spec, Instant::now(), &mut shared)
         };
-        let telemetry = Telemetry::new(call.meta(), client.endpoint_urls.clone());
+        let telemetry = Telemetry::new(call.meta(), client.endpoint_urls());
         let mut driver = Driver {
             client,
             call: Box::new(call),

@@ -70,6 +70,11 @@ impl<T, M> Exec<T, M> {
     }
 
     pub(crate) fn driver(&self, spec: CallSpec) -> Driver {
+        // A call that starts when a DNS lookup of the endpoints is due starts it (on a thread
+        // of its own: the call does not wait).
+        if self.client.is_discovering() {
+            self.client.tick_discovery();
+        }
         Driver::new(self.client.clone(), spec)
     }
 

@@ -23,7 +23,11 @@
 //! - a response is kept only while the driver reads its body: at a terminal event, a retry, a
 //!   sleep or the end it is dropped, so its connection closes (the contract's rule 5);
 //! - one release wakes exactly one waiting call, the one that waited longest;
-//! - a dropped call is cancelled: its slot and breaker probe are released exactly once.
+//! - a dropped call is cancelled: its slot and breaker probe are released exactly once;
+//! - endpoints change at run time (`set_endpoints`), a DNS name can be followed (its lookups
+//!   run on a thread of their own, started by a call or by the optional background upkeep),
+//!   and the upkeep probes ejected endpoints while no call flows — the core's
+//!   `ManageEndpoints`, written once here for every adapter.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -33,6 +37,7 @@ mod blocking_loop;
 mod client;
 mod driver;
 mod exec;
+mod fleet;
 pub mod observability;
 mod sink;
 mod telemetry;
@@ -45,5 +50,6 @@ pub use async_loop::EventStream;
 pub use blocking_loop::EventIter;
 pub use client::ClientState;
 pub use exec::{Async, AsyncExec, Blocking, BlockingExec, Exec};
+pub use fleet::{UpkeepFn, UpkeepFuture};
 pub use transport::{BlockingTransport, Completion, Failed, Transport};
 pub use views::{ChunkIter, ChunkStream, ResponseIter, ResponseStream, Results};

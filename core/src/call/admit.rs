@@ -20,7 +20,7 @@ impl Call {
             return None;
         };
         self.woken = false;
-        match shared.admit_slot(waiter) {
+        match shared.admit_slot(now, waiter) {
             None => self.phase = Phase::Admit,
             Some(Admission::Admitted(permit)) => {
                 self.obs.admitted(now);

@@ -18,7 +18,7 @@
 //! ```
 //!
 //! A call may have more than one exchange in flight — a hedged first token races two
-//! requests, and a health probe may precede an attempt — so `Send` and `ReadBody` *start* an
+//! requests, and a health probe may go beside an attempt — so `Send` and `ReadBody` *start* an
 //! operation and the transport polls again at once; `Wait` is the only action that blocks.
 //! Everything an exchange reports carries its [`AttemptId`].
 //!
@@ -116,7 +116,8 @@ pub enum Purpose {
     Attempt,
     /// A second attempt on another endpoint, racing the first for the first token.
     Hedge,
-    /// `GET /health` of an endpoint whose ejection is over, before the call's own attempt.
+    /// `GET /health` of an ejected endpoint whose probe is due, sent beside the call's own
+    /// attempt (the call waits for nothing; a call that ends first closes it).
     HealthProbe,
     /// `GET /v1/responses/{id}?stream=true&starting_after=N` on the endpoint whose Responses
     /// stream was cut: the rest of the stream (see [`ResumeStreams`](crate::policy::ResumeStreams)).

@@ -1,6 +1,6 @@
 //! The exchange phase: one request in flight and its answer — the head, the body, the decoder —
 //! and the deadlines that bound them. A call holds one exchange at a time, or two while a
-//! hedge races the first attempt, or a health probe.
+//! hedge races the first attempt, and a health probe beside them.
 //!
 //! ```text
 //!  Send ──▶ Sending ──Response──▶ Idle ──ReadBody──▶ Reading ──Chunk──▶ Idle ─┐
@@ -149,8 +149,7 @@ impl Call {
     /// The response head of exchange `i` arrived.
     pub(super) fn on_head(&mut self, i: usize, now: Instant, head: ResponseHead) {
         if self.exchanges[i].purpose == Purpose::HealthProbe {
-            let healthy = head.status.is_success();
-            self.end_probe(i, now, healthy);
+            self.end_probe(i, now, crate::pool::ProbeResult::answered(&head));
             return;
         }
         let number = self.exchanges[i].number;
@@ -432,6 +431,24 @@ impl Call {
                 self.exchanges.iter().position(|e| !e.events.is_empty())?
             }
         };
+        let id = self.exchanges[i].id;
+        if self.exchanges[i]
+            .events
+            .front()
+            .is_some_and(StreamEvent::is_terminal)
+        {
+            // Whatever else is still open (a health probe beside the attempt) is closed
+            // before the terminal event.
+            for j in (0..self.exchanges.len()).rev() {
+                if self.exchanges[j].id != id && self.exchanges[j].io != Io::Ended {
+                    self.end_exchange(j, now, None);
+                }
+            }
+            if let Some(attempt) = self.closes.pop_front() {
+                return Some(Action::Close { attempt });
+            }
+        }
+        let i = self.exchanges.iter().position(|e| e.id == id)?;
         let ev = self.exchanges[i].events.pop_front()?;
         if self.exchanges[i].io == Io::Ended && self.exchanges[i].events.is_empty() {
             self.exchanges.remove(i);

@@ -15,8 +15,8 @@
 //!     ▲  ◀──────────────────────────────────┘  token and request rates     │
 //!     │     the breaker's permit (refused ────────────────────────────────▶┤
 //!     │        ▼                                                            │
-//!     │     Route ── Send(HealthProbe) ──▶ Exchanging ── probe ends ──▶ Route  route.rs
-//!     │        │ Send(Attempt)                                              │
+//!     │     Route ── Send(Attempt), and Send(HealthProbe) beside it when    │  route.rs
+//!     │        │     an ejected endpoint's probe is due                     │
 //!     │        ▼                                                            │
 //!     │     Exchanging ── hedge timer ──▶ Send(Hedge)                       │  route.rs
 //!     │        │ an exchange's first event: it commits, the others close;   │
@@ -163,8 +163,6 @@ enum Phase {
     Backoff {
         until: Instant,
     },
-    /// Past every limit (after a health probe): route the attempt.
-    Route,
     /// Exchanges in flight (or ended, their events waiting to be emitted).
     Exchanging,
     /// Every exchange failed before output; the retry decision needs the shared state.
@@ -212,6 +210,8 @@ pub struct Call {
     terminal_emitted: bool,
     /// Attempts to close, for the transport.
     closes: VecDeque<AttemptId>,
+    /// A request routed beside the attempt (a health probe), sent at the next poll.
+    queued: Option<Action>,
     result: Option<Result<Bytes, VllmError>>,
     report: CallReport,
     owed: owed::OwedQueue,
@@ -290,6 +290,7 @@ impl Call {
             output_started: false,
             terminal_emitted: false,
             closes: VecDeque::new(),
+            queued: None,
             result: None,
             report: CallReport::default(),
             owed: owed::OwedQueue::default(),
@@ -369,7 +370,7 @@ impl Call {
             return true;
         }
         match self.phase {
-            Phase::Start | Phase::Admit | Phase::Route | Phase::Failed { .. } => true,
+            Phase::Start | Phase::Admit | Phase::Failed { .. } => true,
             Phase::WaitPermit { waiter } => waiter.is_none() || self.woken,
             Phase::RateWait { until, .. } | Phase::Backoff { until } => self.last_now >= until,
             Phase::Exchanging | Phase::Finished => false,
@@ -419,6 +420,9 @@ impl Call {
             if let Some(attempt) = self.closes.pop_front() {
                 return Action::Close { attempt };
             }
+            if let Some(action) = self.queued.take() {
+                return action;
+            }
             if self.hedge_due(now) {
                 if let Some(action) = self.try_hedge(now, shared) {
                     return action;
@@ -439,7 +443,6 @@ impl Call {
                     self.wait_for_slot(now, shared)
                 }
                 Phase::Admit => self.admit(now, shared),
-                Phase::Route => self.route(now, shared),
                 Phase::RateWait { until, .. } | Phase::Backoff { until } if now >= until => {
                     self.phase = Phase::Admit;
                     continue;
@@ -485,6 +488,9 @@ impl Call {
         let now = self.last_now;
         if let Some(attempt) = self.closes.pop_front() {
             return Action::Close { attempt };
+        }
+        if let Some(action) = self.queued.take() {
+            return action;
         }
         if let Some(action) = self.emit(now) {
             return action;

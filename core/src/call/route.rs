@@ -1,8 +1,13 @@
-//! The route phase: where an attempt goes (an endpoint of the pool, first a health probe of
-//! an endpoint whose ejection is over), and when a second attempt races the first for the
-//! first token (a hedge).
+//! The route phase: where an attempt goes (an endpoint of the pool, with the health probe of
+//! an ejected endpoint beside it when one is due), and when a second attempt races the first
+//! for the first token (a hedge).
 //!
 //! ```text
+//!  Route ──▶ Send(HealthProbe), when a probe is due ──▶ Send(Attempt) at the next poll: the
+//!            probe runs beside the attempt, which waits for nothing; its verdict goes to its
+//!            endpoint, and a call that ends first cuts it short (the probe goes again after
+//!            the same interval)
+//!
 //!  attempt sent ──(no first token by the hedge delay; a hedge is in the bucket; another
 //!       │          endpoint is healthy; a slot is free without queueing; budget)──▶ hedge sent
 //!       ▼                                                                            │
@@ -19,7 +24,7 @@ use http::Request;
 use super::contract::{Action, AttemptId, Purpose};
 use super::exchange::Exchange;
 use super::observe::{ErrorType, HedgeEvent, Observation};
-use super::shared::{Destination, Routed};
+use super::shared::{Destination, ProbeGrant, Routed};
 use super::{Call, Phase, Shared};
 use crate::policy::clock::saturating_add;
 use crate::pool::{EndpointId, Ticket};
@@ -36,8 +41,9 @@ pub(super) struct HedgePlan {
 }
 
 impl Call {
-    /// Routes the attempt the limits admitted: to an endpoint of the pool, or first to a
-    /// health probe of an endpoint whose ejection is over (when probes are on).
+    /// Routes the attempt the limits admitted to an endpoint of the pool; when an ejected
+    /// endpoint's health probe is due, the call also takes it and sends it beside its
+    /// attempt (the probe first, the attempt at the next poll): the attempt waits for nothing.
     pub(super) fn route(&mut self, now: Instant, shared: &mut Shared) -> Option<Action> {
         if self.resume.is_some() {
             return self.route_resume(now, shared);
@@ -51,45 +57,23 @@ impl Call {
                 return None;
             }
         };
-        let probes = self.policy.pool.ejection.health_probe;
         let to = Destination {
             tried: &self.tried,
             affinity: self.affinity,
             template,
             operation: self.operation,
         };
-        let routed = shared.route(now, to, probes.is_some());
-        match routed {
+        match shared.route(now, to) {
             Err(e) => {
                 self.return_breaker_permit(now);
                 self.finish(now, Err(e));
                 None
             }
-            Ok(Routed::Probe {
+            Ok(Routed {
                 id,
                 request,
                 ticket,
-            }) => {
-                let timeout = probes.unwrap_or_default();
-                let deadline = saturating_add(now, timeout);
-                let deadline = self.deadline.map_or(deadline, |d| d.min(deadline));
-                let attempt = self.next_id();
-                let mut ex = Exchange::new(attempt, Purpose::HealthProbe, 0, id, ticket, now);
-                ex.probe_deadline = Some(deadline);
-                self.exchanges.push(ex);
-                self.phase = Phase::Exchanging;
-                Some(Action::Send {
-                    attempt,
-                    purpose: Purpose::HealthProbe,
-                    request,
-                    deadline: Some(deadline),
-                    connect_timeout: Some(deadline.saturating_duration_since(now)),
-                })
-            }
-            Ok(Routed::Attempt {
-                id,
-                request,
-                ticket,
+                probe,
             }) => {
                 self.attempts += 1;
                 self.report.attempts = self.attempts;
@@ -98,7 +82,16 @@ impl Call {
                 if let (Some(delay), false) = (self.hedge.delay, self.hedge.decided) {
                     self.hedge.at = Some(saturating_add(now, delay));
                 }
-                Some(action)
+                match probe {
+                    // The probe is sent first, the attempt right after (the next poll, no
+                    // wait): a probe usually ends long before the call, and when both answer
+                    // at once the probe's answer is taken first.
+                    Some(probe) => {
+                        self.queued = Some(action);
+                        Some(self.probe(now, probe))
+                    }
+                    None => Some(action),
+                }
             }
         }
     }
@@ -124,6 +117,31 @@ impl Call {
         let action = self.send(now, Purpose::Resume, id, request, ticket, breaker, None);
         self.committed = self.exchanges.last().map(|e| e.id);
         Some(action)
+    }
+
+    /// A health probe of an ejected endpoint, beside the call's attempt: its own exchange,
+    /// with its own deadline (never past the call's).
+    fn probe(&mut self, now: Instant, probe: ProbeGrant) -> Action {
+        let deadline = saturating_add(now, probe.timeout);
+        let deadline = self.deadline.map_or(deadline, |d| d.min(deadline));
+        let attempt = self.next_id();
+        let mut ex = Exchange::new(
+            attempt,
+            Purpose::HealthProbe,
+            0,
+            probe.id,
+            probe.ticket,
+            now,
+        );
+        ex.probe_deadline = Some(deadline);
+        self.exchanges.push(ex);
+        Action::Send {
+            attempt,
+            purpose: Purpose::HealthProbe,
+            request: probe.request,
+            deadline: Some(deadline),
+            connect_timeout: Some(deadline.saturating_duration_since(now)),
+        }
     }
 
     /// A new exchange on `id` with `request`.
@@ -185,12 +203,15 @@ impl Call {
         self.hedge.decided = true;
         // Only while the one attempt in flight has handed out nothing: after the first event
         // nothing moves, and a call between attempts (backoff) is not late for a first token.
+        let mut users = self.exchanges.iter().filter(|e| e.is_user());
         let racing = matches!(self.phase, Phase::Exchanging)
             && !self.output_started
-            && self.exchanges.len() == 1
-            && self.exchanges[0].purpose == Purpose::Attempt
-            && self.exchanges[0].first_data.is_none()
-            && self.exchanges[0].events.is_empty();
+            && matches!(
+                (users.next(), users.next()),
+                (Some(e), None) if e.purpose == Purpose::Attempt
+                    && e.first_data.is_none()
+                    && e.events.is_empty()
+            );
         if !racing {
             return None;
         }
@@ -221,9 +242,10 @@ impl Call {
         let id = self.exchanges[i].id;
         let purpose = self.exchanges[i].purpose;
         self.committed = Some(id);
-        let raced = self.exchanges.len() > 1;
+        let raced = self.exchanges.iter().filter(|e| e.is_user()).count() > 1;
+        // The losers of a race are closed; a health probe beside the attempt runs on.
         for j in (0..self.exchanges.len()).rev() {
-            if self.exchanges[j].id != id {
+            if self.exchanges[j].id != id && self.exchanges[j].is_user() {
                 self.end_exchange(j, now, Some(ErrorType::Cancelled));
             }
         }
@@ -267,13 +289,15 @@ mod tests {
     }
 
     #[test]
-    fn a_health_probe_goes_before_the_attempt_when_an_ejection_is_over() {
+    fn a_health_probe_goes_beside_the_attempt_when_one_is_due() {
         let mut c = pool(2);
         c.policy.pool.ejection = EjectionConfig::default()
             .consecutive_connect_failures(1)
-            .durations(ms(100), ms(1000))
+            .durations(ms(1000), ms(2000))
             .jitter_percent(0)
+            .probe_interval(ms(100), ms(400))
             .health_probe(ms(50));
+        c.policy.pool.ejection.probe.jitter_percent = 0;
         let mut w = Wire::new(c);
         // Refused connections on whichever endpoint the first call picks: ejected.
         let mut a = w.call(chat_json());
@@ -291,11 +315,30 @@ mod tests {
         w.handle(&mut a, 0, refused);
         let retry = w.next(&mut a, 0);
         assert_ne!(host(&retry), down, "failed over");
-        // After the ejection, the next call probes the ejected endpoint first.
+        let down_id = w
+            .shared
+            .endpoints(w.at(0))
+            .iter()
+            .find(|e| e.url.contains(&down))
+            .map(|e| e.id)
+            .unwrap();
+        let status = |w: &Wire, t| {
+            w.shared
+                .endpoints(w.at(t))
+                .into_iter()
+                .find(|e| e.id == down_id)
+                .unwrap()
+        };
+        assert_eq!(
+            status(&w, 0).next_probe,
+            Some(w.at(100)),
+            "probed 100 ms later"
+        );
+        // After 100 ms the next call sends its own attempt elsewhere, and the probe beside it.
         let mut b = w.call(chat_json());
-        let probe = w.next(&mut b, 200);
+        let probe = w.next(&mut b, 100);
         let Action::Send {
-            attempt,
+            attempt: probe_id,
             purpose,
             request,
             ..
@@ -306,21 +349,53 @@ mod tests {
         assert_eq!(purpose, Purpose::HealthProbe);
         assert_eq!(request.uri().path(), "/health");
         assert_eq!(request.uri().host(), Some(down.as_str()));
+        let own = w.next(&mut b, 100);
+        let Action::Send { purpose, .. } = &own else {
+            panic!("expected the attempt, got {own:?}")
+        };
+        assert_eq!(*purpose, Purpose::Attempt, "at once, beside the probe");
+        assert_ne!(
+            host(&own),
+            down,
+            "the attempt never goes to the ejected endpoint"
+        );
+        assert_eq!(b.report().attempts, 1, "the probe is not an attempt");
+        // It is refused again: the next probe after the schedule's second interval.
         w.handle(
             &mut b,
-            210,
-            Event::Response {
-                attempt,
-                head: head(200, "text/plain", &[]),
+            110,
+            Event::TransportError {
+                attempt: probe_id,
+                kind: super::super::TransportErrorKind::Connect,
+                message: "refused".into(),
+                source: None,
             },
         );
-        // The probe readmits it; the call's own attempt follows (not counted before it).
-        let Action::Send { purpose, .. } = w.next(&mut b, 210) else {
-            panic!("the attempt follows the probe")
+        assert!(matches!(w.next(&mut b, 110), Action::Wait { .. }));
+        assert!(w.closed.contains(&probe_id), "the probe was closed");
+        assert_eq!(status(&w, 110).next_probe, Some(w.at(310)));
+        assert_eq!(status(&w, 110).failed_probes, 1);
+        // The next probe is answered: readmitted at once, into slow start.
+        let mut c = w.call(chat_json());
+        let Action::Send {
+            attempt: probe_id, ..
+        } = w.next(&mut c, 310)
+        else {
+            panic!("expected the second probe")
         };
-        assert_eq!(purpose, Purpose::Attempt);
-        assert_eq!(b.report().attempts, 1);
-        assert!(w.closed.contains(&attempt), "the probe was closed");
+        let _ = w.next(&mut c, 310);
+        w.handle(
+            &mut c,
+            312,
+            Event::Response {
+                attempt: probe_id,
+                head: head(200, "application/json", &[]),
+            },
+        );
+        assert!(matches!(w.next(&mut c, 312), Action::Wait { .. }));
+        let s = status(&w, 312);
+        assert_eq!(s.health, crate::policy::Health::Healthy);
+        assert_eq!(s.slow_start, Some(0.1), "ramping from its minimum weight");
     }
 
     fn hedging(n: usize) -> Wire {

@@ -18,7 +18,7 @@ use crate::policy::{
     parse_retry_after, Failure, LimitSample, Outcome, RateLimitSnapshot, RetryContext,
     RetryDecision, TimeoutKind, Verdict,
 };
-use crate::pool::EndpointId;
+use crate::pool::{EndpointId, ProbeResult};
 
 impl Call {
     // --- judging: once per exchange -------------------------------------------------------
@@ -159,25 +159,12 @@ impl Call {
         self.exchanges.remove(i);
     }
 
-    /// The health probe (exchange `i`) ended: what it says goes to its endpoint, and the call
-    /// goes on to route its own attempt (the answer, if any, is dropped unread).
-    pub(super) fn end_probe(&mut self, i: usize, now: Instant, healthy: bool) {
-        let verdict = if healthy {
-            Verdict::Success
-        } else {
-            Verdict::Failure { connect: false }
-        };
+    /// The health probe (exchange `i`) ended: what it says goes to its endpoint (judged by
+    /// the failure table); the call carries on (the answer, if any, is dropped unread).
+    pub(super) fn end_probe(&mut self, i: usize, now: Instant, result: ProbeResult) {
+        let verdict = result.verdict(now);
         self.judge(i, now, Outcome::Ignored, verdict, None);
         self.end_exchange(i, now, None);
-        if self.past_deadline(now) {
-            self.report.timeout = Some(TimeoutKind::Deadline);
-            let e = self.last_error.take().unwrap_or(VllmError::Timeout);
-            self.return_breaker_permit(now);
-            self.finish(now, Err(e));
-        } else {
-            // The limits were passed for this attempt (its breaker permit is kept).
-            self.phase = Phase::Route;
-        }
     }
 
     /// Gives back the breaker permit taken for an attempt that will not be sent.
@@ -205,7 +192,7 @@ impl Call {
     ) {
         let ex = &self.exchanges[i];
         if ex.purpose == Purpose::HealthProbe {
-            self.end_probe(i, now, false);
+            self.end_probe(i, now, ProbeResult::Failed(kind));
             return;
         }
         if matches!(
@@ -271,9 +258,8 @@ impl Call {
     /// The timer `kind` of exchange `i` fired.
     pub(super) fn time_out(&mut self, i: usize, now: Instant, kind: TimeoutKind) {
         if self.exchanges[i].purpose == Purpose::HealthProbe {
-            // The probe's own timer: the endpoint did not answer in time. (The call's
-            // deadline is checked when the call goes on.)
-            self.end_probe(i, now, false);
+            // The probe's own timer: the endpoint did not answer in time.
+            self.end_probe(i, now, ProbeResult::TimedOut);
             return;
         }
         self.report.timeout = Some(kind);

@@ -1,16 +1,41 @@
 //! [`Ejector`]: outlier detection for one endpoint of a pool — when to take it out of
-//! rotation, for how long, and how it comes back.
+//! rotation, and how it comes back: probed actively on a short, growing schedule, readmitted
+//! as soon as a probe is answered.
 //!
 //! ```text
-//!            N consecutive server failures (5xx, connect, first-token timeout;
-//!            fewer for connect failures), or a 429/503 that says until when
-//!  Healthy ─────────────────────────────────────────────────▶ Ejected { until }
+//!            N consecutive server failures (5xx, first-token timeout, …; fewer for
+//!            connection failures), or a 429/503 that says until when
+//!  Healthy ─────────────────────────────────────────────────▶ Ejected { until: next probe }
 //!     ▲                                                         │    ▲
-//!     │ the probe succeeds                        until passes  │    │ the probe fails
-//!     │ (the server answered)                                   ▼    │ (ejected again,
-//!     └─────────────────────────────────────────────────── Probing ──┘  for longer)
-//!                                         exactly one request in flight
+//!     │ the probe is answered                     until passes  │    │ the probe fails: the
+//!     │ (2xx, or a 4xx: alive) — readmitted,                    ▼    │ next one after a longer
+//!     │ into slow start                                                interval (jittered, capped)
+//!     └─────────────────────────────────────────────────── Probing ──┘
+//!                                         exactly one probe in flight
 //! ```
+//!
+//! How it comes back depends on why it was ejected:
+//! - **connection failures** (refused, reset before any answer, connect timeout): the replica
+//!   is down or restarting; the first probe goes after the first interval of the
+//!   [`ProbeSchedule`] (1 s by default), and the first probe answered readmits it — within
+//!   seconds of answering again, not when a fixed ejection time ends;
+//! - **server failures** (5xx, timeouts waiting for the server, cut streams): the replica may be
+//!   up but failing, and a `/health` that answers says little; it stays out for Envoy's
+//!   ejection time (`base × times ejected`, capped at `max`, minus up to `jitter_percent`),
+//!   the *hold*. With health probes it is probed on the schedule all the same: a probe
+//!   answered during the hold keeps it out until the hold ends (then one more probe readmits
+//!   it), but a probe whose connection is refused shows that the process went away — a replica
+//!   that died cuts its streams (server failures) before it refuses connections — so the hold
+//!   is dropped and the first probe answered readmits it. Probes made of user requests wait
+//!   for the hold's end;
+//! - **a server hint** (429/503 with `Retry-After`, or a rate-limit reset): probed when the
+//!   hint ends.
+//!
+//! Every failed probe schedules the next one after a longer interval (`first × factor^k`,
+//! capped at `max` and at the ejection's length, minus jitter); a probe's own hint is honoured
+//! when it is later: no probe goes before its scheduled time (a property test checks it). A
+//! probe cut short before its answer (the call that carried it ended first) taught nothing:
+//! its turn is given back, still due, and the next call (or the background upkeep) sends it.
 //!
 //! Rules (each has a test):
 //! - only failures that are the server's fault count: 5xx, connect refused or reset, a
@@ -18,21 +43,24 @@
 //!   count) and a call the caller cancelled says nothing;
 //! - connection-level failures eject after fewer in a row than 5xx do (a refused connection
 //!   is a replica that is down, not one that is struggling);
-//! - the ejection lasts `base × times ejected`, capped at `max`, minus up to `jitter_percent`
-//!   so that many clients do not readmit an endpoint in the same instant;
+//! - the ejection length is `base × times ejected`, capped at `max`, minus up to
+//!   `jitter_percent`, so that many clients do not readmit an endpoint in the same instant;
 //! - a `Retry-After` (or a rate-limit reset) on a 429/503 ejects until that instant at once;
 //! - a later deadline always wins over an earlier one: re-ejecting never shortens an ejection;
-//! - an ejected endpoint comes back through exactly one probe request;
+//! - an ejected endpoint comes back through exactly one probe at a time;
 //! - the pool decides whether an ejection is allowed (never more than a share of the
 //!   endpoints, never the last one): [`Ejector::record`] is told.
 
 use std::time::{Duration, Instant};
 
 use super::clock::saturating_add;
+use super::probe_schedule::ProbeSchedule;
 use super::rng::Rng;
 
-/// When an endpoint is ejected and for how long. Defaults follow Envoy's outlier detection
-/// (5 consecutive 5xx, 30 s × times ejected, capped at 300 s, at most 10 % of the endpoints).
+/// When an endpoint is ejected, for how long, and how it is probed back. Defaults follow
+/// Envoy's outlier detection (5 consecutive 5xx, 30 s × times ejected, capped at 300 s, at
+/// most 10 % of the endpoints), with active probing: `GET /health` within 2 s, from 1 s after a
+/// connection-failure ejection, then every 2 s, 3 s … (see [`ProbeSchedule`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct EjectionConfig {
@@ -41,7 +69,10 @@ pub struct EjectionConfig {
     /// Connection failures in a row (refused, reset before an answer, connect timeout) that
     /// eject an endpoint (default 3): a refused connection is a replica that is down.
     pub consecutive_connect_failures: u32,
-    /// The first ejection's length; the n-th lasts n times as long (default 30 s).
+    /// The first ejection's length; the n-th lasts n times as long (default 30 s). An
+    /// endpoint ejected for server failures stays out that long (unless a probe finds it gone
+    /// and back); one ejected for connection failures is readmitted by its first probe
+    /// answered.
     pub base: Duration,
     /// The longest ejection (default 300 s).
     pub max: Duration,
@@ -51,11 +82,14 @@ pub struct EjectionConfig {
     /// The largest share of the pool's endpoints ejected at once (default 10 %; at least one
     /// endpoint can always be ejected, and never the last healthy one).
     pub max_ejected_percent: u32,
-    /// Probe an endpoint whose ejection is over with `GET /health` (at the server's root:
-    /// vLLM and llama.cpp answer it cheaply) instead of a user request, within this time
-    /// (default off). The call that finds the probe due sends it first, then routes its own
-    /// request as usual.
+    /// Probe an ejected endpoint with `GET /health` (at the server's root: vLLM and llama.cpp
+    /// answer it cheaply), answered within this time (default 2 s). The probe goes beside a
+    /// call's own attempt (no call waits for it), or from the runner's background upkeep
+    /// when no call flows. `None`: the probe is a user request instead — for servers whose
+    /// `/health` is expensive (LiteLLM's calls its backends) or missing.
     pub health_probe: Option<Duration>,
+    /// When the probes of an ejected endpoint go (default: 1 s × 2, at most 3 s, 25 % jitter).
+    pub probe: ProbeSchedule,
 }
 
 impl Default for EjectionConfig {
@@ -67,7 +101,8 @@ impl Default for EjectionConfig {
             max: Duration::from_secs(300),
             jitter_percent: 10,
             max_ejected_percent: 10,
-            health_probe: None,
+            health_probe: Some(Duration::from_secs(2)),
+            probe: ProbeSchedule::default(),
         }
     }
 }
@@ -98,10 +133,31 @@ impl EjectionConfig {
         self
     }
 
-    /// Probes an endpoint whose ejection is over with `GET /health`, answered within
-    /// `timeout`, instead of a user request.
+    /// Probes an ejected endpoint with `GET /health`, answered within `timeout` (the
+    /// default, with 2 s).
     pub fn health_probe(mut self, timeout: Duration) -> Self {
         self.health_probe = Some(timeout);
+        self
+    }
+
+    /// Probes an ejected endpoint with a user request instead of `GET /health` (for servers
+    /// whose `/health` is expensive or missing): the request goes to it when its probe is due,
+    /// and fails over at once if the endpoint still fails.
+    pub fn probe_with_requests(mut self) -> Self {
+        self.health_probe = None;
+        self
+    }
+
+    /// Sets the probe schedule's first and longest interval (growing ×2 in between).
+    pub fn probe_interval(mut self, first: Duration, max: Duration) -> Self {
+        self.probe.first = first;
+        self.probe.max = max;
+        self
+    }
+
+    /// Sets the whole probe schedule.
+    pub fn probe_schedule(mut self, probe: ProbeSchedule) -> Self {
+        self.probe = probe;
         self
     }
 
@@ -116,6 +172,13 @@ impl EjectionConfig {
     pub fn max_ejected(&self, endpoints: usize) -> usize {
         let share = endpoints.saturating_mul(self.max_ejected_percent.min(100) as usize) / 100;
         share.max(1).min(endpoints.saturating_sub(1))
+    }
+
+    /// The length of the `times`-th ejection before jitter: `base × times`, capped at `max`.
+    pub fn length(&self, times: u32) -> Duration {
+        self.base
+            .saturating_mul(times.max(1))
+            .min(self.max.max(self.base))
     }
 }
 
@@ -150,7 +213,7 @@ pub enum EjectReason {
     ConsecutiveConnectFailures(u32),
     /// The server said when to come back (a 429/503 hint).
     ServerHint,
-    /// The probe after an ejection failed.
+    /// A probe after an ejection failed.
     ProbeFailed,
 }
 
@@ -172,12 +235,12 @@ impl std::fmt::Display for EjectReason {
 pub enum Health {
     /// In rotation.
     Healthy,
-    /// Out of rotation until `until`; after that, one probe may go.
+    /// Out of rotation; its next probe may go at `until`.
     Ejected {
-        /// Until when.
+        /// When its next probe may go.
         until: Instant,
     },
-    /// The one probe after an ejection is in flight; nothing else goes.
+    /// A probe is in flight; nothing else goes.
     Probing,
 }
 
@@ -192,6 +255,18 @@ pub struct HealthChange {
     pub reason: Option<EjectReason>,
 }
 
+/// One ejection, from leaving rotation to coming back.
+#[derive(Debug, Clone, Copy)]
+struct Episode {
+    /// Its length (jittered): the longest interval between two probes.
+    length: Duration,
+    /// Failed probes so far: the next interval's step in the schedule.
+    failed_probes: u32,
+    /// Not readmitted before this (Envoy's ejection time after server failures), unless a
+    /// probe finds the process gone.
+    hold: Option<Instant>,
+}
+
 /// Outlier detection for one endpoint (see the [module docs](self)).
 #[derive(Debug, Clone)]
 pub struct Ejector {
@@ -202,6 +277,9 @@ pub struct Ejector {
     /// Since when the endpoint has been healthy without an ejection (the multiplier decays).
     healthy_since: Option<Instant>,
     reason: Option<EjectReason>,
+    episode: Option<Episode>,
+    /// When the probe in flight was due (a probe cut short gives its turn back).
+    probe_due: Option<Instant>,
 }
 
 impl Default for Ejector {
@@ -220,6 +298,8 @@ impl Ejector {
             times_ejected: 0,
             healthy_since: None,
             reason: None,
+            episode: None,
+            probe_due: None,
         }
     }
 
@@ -234,9 +314,22 @@ impl Ejector {
         self.health == Health::Healthy
     }
 
-    /// Whether the ejection is over and the one probe may be sent now.
+    /// Whether a probe may be sent now.
     pub fn probe_ready(&self, now: Instant) -> bool {
         matches!(self.health, Health::Ejected { until } if now >= until)
+    }
+
+    /// When the next probe may go (`None` while healthy or while a probe is in flight).
+    pub fn next_probe(&self) -> Option<Instant> {
+        match self.health {
+            Health::Ejected { until } => Some(until),
+            _ => None,
+        }
+    }
+
+    /// Failed probes in the current ejection.
+    pub fn failed_probes(&self) -> u32 {
+        self.episode.map_or(0, |e| e.failed_probes)
     }
 
     /// Whether the endpoint counts as ejected (ejected or probing).
@@ -266,10 +359,11 @@ impl Ejector {
         self.reason
     }
 
-    /// A request goes to this endpoint at `now`; returns whether it is the probe (the first
-    /// request after an ejection ended).
+    /// A probe goes to this endpoint at `now`: returns whether one may (its probe was due);
+    /// the endpoint is then probing until the probe's verdict.
     pub fn on_dispatch(&mut self, now: Instant) -> bool {
-        if self.probe_ready(now) {
+        if let (true, Health::Ejected { until }) = (self.probe_ready(now), self.health) {
+            self.probe_due = Some(until);
             self.health = Health::Probing;
             true
         } else {
@@ -277,9 +371,9 @@ impl Ejector {
         }
     }
 
-    /// Records what an attempt said. `probe` is what [`on_dispatch`](Self::on_dispatch)
-    /// returned for it; `may_eject` is the pool's answer to "may one more endpoint be
-    /// ejected?". Returns the change of health, if any.
+    /// Records what an attempt (or a probe) said. `probe` is what
+    /// [`on_dispatch`](Self::on_dispatch) returned for it; `may_eject` is the pool's answer to
+    /// "may one more endpoint be ejected?". Returns the change of health, if any.
     pub fn record(
         &mut self,
         now: Instant,
@@ -292,19 +386,36 @@ impl Ejector {
         let from = self.health;
         match self.health {
             Health::Probing if probe => match verdict {
-                Verdict::Success | Verdict::Answered => {
-                    self.consecutive = 0;
-                    self.consecutive_connect = 0;
-                    self.health = Health::Healthy;
-                    self.healthy_since = Some(now);
+                Verdict::Success | Verdict::Answered => match self.episode.and_then(|e| e.hold) {
+                    // Alive, but still within its hold: out until the hold ends, then probed.
+                    Some(hold) if now < hold => self.health = Health::Ejected { until: hold },
+                    _ => {
+                        self.consecutive = 0;
+                        self.consecutive_connect = 0;
+                        self.health = Health::Healthy;
+                        self.healthy_since = Some(now);
+                        self.episode = None;
+                    }
+                },
+                // The probe was cut short: its turn is given back, still due.
+                Verdict::Neutral => {
+                    self.health = Health::Ejected {
+                        until: self.probe_due.unwrap_or(now),
+                    }
                 }
-                // The probe was spent on nothing: the next request probes again.
-                Verdict::Neutral => self.health = Health::Ejected { until: now },
-                Verdict::Failure { .. } => self.eject(now, EjectReason::ProbeFailed, cfg, rng),
+                Verdict::Failure { connect } => {
+                    if connect {
+                        // The process went away: whatever it failed with is gone with it.
+                        if let Some(e) = self.episode.as_mut() {
+                            e.hold = None;
+                        }
+                    }
+                    self.reason = Some(EjectReason::ProbeFailed);
+                    self.next_probe_after(now, None, cfg, rng);
+                }
                 Verdict::Overloaded { until } => {
                     self.reason = Some(EjectReason::ServerHint);
-                    self.times_ejected = self.times_ejected.saturating_add(1);
-                    self.health = Health::Ejected { until };
+                    self.next_probe_after(now, Some(until), cfg, rng);
                 }
             },
             // Late answers to requests sent before the ejection change nothing, except a
@@ -343,14 +454,12 @@ impl Ejector {
                             None
                         };
                     if let (Some(reason), true) = (reason, may_eject) {
-                        self.eject(now, reason, cfg, rng);
+                        self.eject(now, reason, None, cfg, rng);
                     }
                 }
                 Verdict::Overloaded { until } => {
                     if may_eject && until > now {
-                        self.times_ejected = self.times_ejected.saturating_add(1);
-                        self.reason = Some(EjectReason::ServerHint);
-                        self.health = Health::Ejected { until };
+                        self.eject(now, EjectReason::ServerHint, Some(until), cfg, rng);
                     }
                 }
             },
@@ -362,22 +471,76 @@ impl Ejector {
         })
     }
 
-    fn eject(&mut self, now: Instant, reason: EjectReason, cfg: &EjectionConfig, rng: &mut Rng) {
+    /// Takes the endpoint out of rotation: a new episode, and its first probe's time.
+    fn eject(
+        &mut self,
+        now: Instant,
+        reason: EjectReason,
+        hint: Option<Instant>,
+        cfg: &EjectionConfig,
+        rng: &mut Rng,
+    ) {
         self.times_ejected = self.times_ejected.saturating_add(1);
-        let length = cfg
-            .base
-            .saturating_mul(self.times_ejected)
-            .min(cfg.max.max(cfg.base));
+        let length = cfg.length(self.times_ejected);
         let jitter_share = length.saturating_mul(cfg.jitter_percent.min(100)) / 100;
         let length = length.saturating_sub(rng.duration_below(jitter_share));
-        let mut until = saturating_add(now, length);
-        if let Health::Ejected { until: current } = self.health {
-            until = until.max(current);
-        }
+        let probe_soon = saturating_add(now, cfg.probe.interval(0, length, rng));
+        let (first, hold) = match reason {
+            // Down or restarting: probe soon, readmit as soon as it answers.
+            EjectReason::ConsecutiveConnectFailures(_) | EjectReason::ProbeFailed => {
+                (probe_soon, None)
+            }
+            // Up but failing: Envoy's ejection time first. Health probes watch it meanwhile
+            // (a process that went away drops the hold); user requests do not.
+            EjectReason::ConsecutiveFailures(_) => {
+                let hold = saturating_add(now, length);
+                match cfg.health_probe {
+                    Some(_) => (probe_soon, Some(hold)),
+                    None => (hold, Some(hold)),
+                }
+            }
+            EjectReason::ServerHint => {
+                let until = hint.unwrap_or_else(|| saturating_add(now, length));
+                (until, None)
+            }
+        };
+        let until = match self.health {
+            Health::Ejected { until: current } => first.max(current),
+            _ => first,
+        };
         self.consecutive = 0;
         self.consecutive_connect = 0;
         self.reason = Some(reason);
+        self.episode = Some(Episode {
+            length,
+            failed_probes: 0,
+            hold,
+        });
         self.health = Health::Ejected { until };
+    }
+
+    /// A probe failed: the next one after the schedule's next interval, or at the server's
+    /// `hint` when that is later.
+    fn next_probe_after(
+        &mut self,
+        now: Instant,
+        hint: Option<Instant>,
+        cfg: &EjectionConfig,
+        rng: &mut Rng,
+    ) {
+        let episode = self.episode.get_or_insert(Episode {
+            length: cfg.length(self.times_ejected),
+            failed_probes: 0,
+            hold: None,
+        });
+        episode.failed_probes = episode.failed_probes.saturating_add(1);
+        let interval = cfg
+            .probe
+            .interval(episode.failed_probes, episode.length, rng);
+        let until = saturating_add(now, interval);
+        self.health = Health::Ejected {
+            until: hint.map_or(until, |h| h.max(until)),
+        };
     }
 
     /// Staying healthy earns back one step of the ejection multiplier per `base`.
@@ -401,7 +564,9 @@ mod tests {
     const REFUSED: Verdict = Verdict::Failure { connect: true };
 
     fn cfg() -> EjectionConfig {
-        EjectionConfig::default().jitter_percent(0)
+        let mut c = EjectionConfig::default().jitter_percent(0);
+        c.probe.jitter_percent = 0;
+        c
     }
 
     fn secs(n: u64) -> Duration {
@@ -426,13 +591,77 @@ mod tests {
         assert_eq!(feed(&mut e, t0, FAIL, 4), None);
         assert!(e.is_healthy());
         let change = feed(&mut e, t0, FAIL, 1).unwrap();
+        assert_eq!(change.reason, Some(EjectReason::ConsecutiveFailures(5)));
+        // Watched by a health probe from 1 s on; answered, it stays out for the base time.
         assert_eq!(
             change.to,
+            Health::Ejected {
+                until: t0 + secs(1)
+            }
+        );
+        assert!(e.on_dispatch(t0 + secs(1)));
+        e.record(
+            t0 + secs(1),
+            Verdict::Success,
+            true,
+            true,
+            &cfg(),
+            &mut Rng::new(1),
+        );
+        assert_eq!(
+            e.health(),
             Health::Ejected {
                 until: t0 + secs(30)
             }
         );
-        assert_eq!(change.reason, Some(EjectReason::ConsecutiveFailures(5)));
+        assert!(e.on_dispatch(t0 + secs(30)));
+        e.record(
+            t0 + secs(30),
+            Verdict::Success,
+            true,
+            true,
+            &cfg(),
+            &mut Rng::new(1),
+        );
+        assert!(e.is_healthy());
+        // Probes made of user requests wait for the base time.
+        let legacy = cfg().probe_with_requests();
+        let mut e = Ejector::new();
+        for _ in 0..5 {
+            e.record(t0, FAIL, false, true, &legacy, &mut Rng::new(1));
+        }
+        assert_eq!(
+            e.health(),
+            Health::Ejected {
+                until: t0 + secs(30)
+            }
+        );
+    }
+
+    #[test]
+    fn a_replica_that_died_drops_its_hold_when_a_probe_is_refused() {
+        // Its streams were cut (server failures) before it refused connections.
+        let t0 = Instant::now();
+        let mut e = Ejector::new();
+        feed(&mut e, t0, FAIL, 5);
+        assert!(e.on_dispatch(t0 + secs(1)));
+        e.record(t0 + secs(1), REFUSED, true, true, &cfg(), &mut Rng::new(1));
+        assert_eq!(
+            e.next_probe(),
+            Some(t0 + secs(3)),
+            "the schedule's next step"
+        );
+        // Back: the first probe answered readmits it, long before the 30 s hold.
+        assert!(e.on_dispatch(t0 + secs(3)));
+        let change = e.record(
+            t0 + secs(3),
+            Verdict::Success,
+            true,
+            true,
+            &cfg(),
+            &mut Rng::new(1),
+        );
+        assert_eq!(change.map(|c| c.to), Some(Health::Healthy));
     }
 
     #[test]
@@ -448,7 +677,7 @@ mod tests {
     }
 
     #[test]
-    fn connection_failures_eject_sooner() {
+    fn connection_failures_eject_sooner_and_are_probed_within_a_second() {
         // LiteLLM #27610: connection errors were exempt from cooldown.
         let t0 = Instant::now();
         let mut e = Ejector::new();
@@ -457,32 +686,68 @@ mod tests {
             change.reason,
             Some(EjectReason::ConsecutiveConnectFailures(3))
         );
+        assert_eq!(
+            change.to,
+            Health::Ejected {
+                until: t0 + secs(1)
+            }
+        );
+        assert_eq!(e.next_probe(), Some(t0 + secs(1)));
     }
 
     #[test]
-    fn ejections_grow_with_each_episode_up_to_the_cap() {
+    fn a_failed_probe_schedules_the_next_one_later_up_to_the_cap() {
+        let t0 = Instant::now();
+        let mut e = Ejector::new();
+        feed(&mut e, t0, REFUSED, 3);
+        let mut now = t0;
+        let mut gaps = Vec::new();
+        for _ in 0..6 {
+            let until = e.next_probe().expect("ejected");
+            gaps.push((until - now).as_millis());
+            now = until;
+            assert!(e.on_dispatch(now));
+            assert_eq!(e.next_probe(), None, "probing");
+            e.record(now, REFUSED, true, true, &cfg(), &mut Rng::new(1));
+            assert_eq!(e.reason(), Some(EjectReason::ProbeFailed));
+        }
+        assert_eq!(gaps, [1000, 2000, 3000, 3000, 3000, 3000]);
+        assert_eq!(e.times_ejected(), 1, "one episode, however many probes");
+        // The next probe is answered: back at once.
+        now = e.next_probe().unwrap();
+        e.on_dispatch(now);
+        let change = e.record(now, Verdict::Success, true, true, &cfg(), &mut Rng::new(1));
+        assert_eq!(change.map(|c| c.to), Some(Health::Healthy));
+    }
+
+    #[test]
+    fn server_failures_keep_envoys_ejection_time_growing_with_each_episode() {
         let t0 = Instant::now();
         let mut e = Ejector::new();
         let mut now = t0;
         let mut lengths = Vec::new();
         for _ in 0..12 {
             feed(&mut e, now, FAIL, 5);
-            let Health::Ejected { until } = e.health() else {
-                panic!("not ejected")
-            };
-            lengths.push((until - now).as_secs());
-            now = until;
-            assert!(
-                e.on_dispatch(now),
-                "the first request after an ejection probes"
+            // The first probe (1 s) finds it alive: out until its hold ends.
+            let probe = e.next_probe().expect("ejected");
+            assert_eq!(probe - now, secs(1));
+            assert!(e.on_dispatch(probe));
+            e.record(
+                probe,
+                Verdict::Answered,
+                true,
+                true,
+                &cfg(),
+                &mut Rng::new(1),
             );
-            // The probe fails: ejected again, for longer.
-            e.record(now, FAIL, true, true, &cfg(), &mut Rng::new(1));
-            let Health::Ejected { until } = e.health() else {
-                panic!("not re-ejected")
-            };
-            lengths.push((until - now).as_secs());
-            now = until;
+            let hold = e.next_probe().expect("held");
+            lengths.push((hold - now).as_secs());
+            // At the hold's end a 5xx: the next probe on the short schedule, not a whole
+            // ejection later.
+            assert!(e.on_dispatch(hold));
+            e.record(hold, FAIL, true, true, &cfg(), &mut Rng::new(1));
+            assert_eq!(e.next_probe(), Some(hold + secs(2)));
+            now = hold + secs(2);
             e.on_dispatch(now);
             e.record(now, Verdict::Success, true, true, &cfg(), &mut Rng::new(1));
             assert!(e.is_healthy());
@@ -490,6 +755,17 @@ mod tests {
         assert_eq!(&lengths[..6], &[30, 60, 90, 120, 150, 180]);
         assert!(lengths.iter().all(|&l| l <= 300));
         assert_eq!(*lengths.last().unwrap(), 300);
+    }
+
+    #[test]
+    fn the_probe_interval_never_exceeds_a_short_ejection() {
+        let t0 = Instant::now();
+        let c = cfg().durations(Duration::from_millis(500), secs(1));
+        let mut e = Ejector::new();
+        for _ in 0..3 {
+            e.record(t0, REFUSED, false, true, &c, &mut Rng::new(1));
+        }
+        assert_eq!(e.next_probe(), Some(t0 + Duration::from_millis(500)));
     }
 
     #[test]
@@ -534,7 +810,10 @@ mod tests {
     fn exactly_one_probe_and_late_answers_change_nothing() {
         let t0 = Instant::now();
         let mut e = Ejector::new();
-        feed(&mut e, t0, FAIL, 5);
+        let legacy = cfg().probe_with_requests();
+        for _ in 0..5 {
+            e.record(t0, FAIL, false, true, &legacy, &mut Rng::new(1));
+        }
         assert!(
             !e.on_dispatch(t0 + secs(29)),
             "no probe before the ejection ends"
@@ -551,7 +830,7 @@ mod tests {
             &mut Rng::new(1),
         );
         assert_eq!(e.health(), Health::Probing);
-        // A cancelled probe gives the probe back.
+        // A probe cut short gives its turn back: still due (at 30 s), nothing learned.
         e.record(
             t0 + secs(31),
             Verdict::Neutral,
@@ -560,7 +839,9 @@ mod tests {
             &cfg(),
             &mut Rng::new(1),
         );
+        assert_eq!(e.next_probe(), Some(t0 + secs(30)));
         assert!(e.probe_ready(t0 + secs(31)));
+        assert_eq!(e.failed_probes(), 0, "nothing was learned");
     }
 
     #[test]
@@ -587,7 +868,7 @@ mod tests {
                     FAIL,
                     false,
                     true,
-                    &EjectionConfig::default(),
+                    &EjectionConfig::default().probe_with_requests(),
                     &mut Rng::new(seed),
                 );
             }

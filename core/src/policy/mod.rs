@@ -20,8 +20,8 @@
 //! | [`concurrency`] | calls in flight, first come first served |
 //! | [`adaptive`] | a concurrency limit that finds itself from time to first token and losses |
 //! | [`timeouts`] | the timeout taxonomy and every deadline's arithmetic |
-//! | [`ejection`] | an endpoint's outlier detection: when it leaves rotation and how it comes back |
-//! | [`routing`], [`peak_ewma`] | which endpoint takes an attempt: power of two choices on a latency estimate, affinity |
+//! | [`ejection`], [`probe_schedule`] | an endpoint's outlier detection: when it leaves rotation, when it is probed, how it comes back |
+//! | [`routing`], [`peak_ewma`], [`slow_start`] | which endpoint takes an attempt: power of two choices on a latency estimate, affinity, the ramp of a new or returning endpoint |
 //! | [`hedge`] | when a stream's late first token is hedged, and how often |
 //! | [`resume`] | which Responses streams are resumed after a cut instead of failed |
 //! | [`clock`], [`rng`] | saturating instant arithmetic, a seeded generator |
@@ -60,8 +60,10 @@
 //! | `consecutive_failures` / `consecutive_connect_failures` | [`EjectionConfig`] | 5 / 3 | `ejection.rs` |
 //! | `base` / `max` ejection | [`EjectionConfig`] | 30 s × times ejected / 300 s | `ejection.rs` |
 //! | `jitter_percent` / `max_ejected_percent` | [`EjectionConfig`] | 10 % / 10 % (at least one, never the last) | `ejection.rs` |
-//! | `health_probe` | [`EjectionConfig`] | off (the probe after an ejection is a user request) | `ejection.rs` |
+//! | `health_probe` | [`EjectionConfig`] | `GET /health` within 2 s (`None`: the probe is a user request) | `ejection.rs` |
+//! | probe `first` / `factor` / `max` / `jitter_percent` | [`ProbeSchedule`] | 1 s / ×2 / 3 s / 25 % | `probe_schedule.rs` |
 //! | `affinity_bound` / `latency_decay` | [`RoutingConfig`] | 8 / 10 s | `routing.rs` |
+//! | slow start `window` / `aggression` / `min_weight_percent` | [`SlowStartConfig`] | 3 s / 1 / 10 % | `slow_start.rs` |
 //! | hedge `delay` / `max_extra_percent` | [`HedgeConfig`] | off (p95 of recent first tokens, 5 % of calls when on) | `hedge.rs` |
 //! | resume streams | [`ResumeStreams`] | `Background` (requests with `"background": true`) | `resume.rs` |
 //! | tokens per minute | [`TokenRateLimiter::per_minute`] | none (no limiter unless configured) | `token_rate.rs` |
@@ -76,6 +78,7 @@ pub mod ejection;
 pub mod failure;
 pub mod hedge;
 pub mod peak_ewma;
+pub mod probe_schedule;
 pub mod rate;
 pub mod rate_limit_headers;
 pub mod resume;
@@ -83,6 +86,7 @@ pub mod retry;
 pub mod retry_after;
 pub mod rng;
 pub mod routing;
+pub mod slow_start;
 pub mod timeouts;
 pub mod token_rate;
 
@@ -101,6 +105,7 @@ pub use ejection::{EjectReason, EjectionConfig, Ejector, Health, HealthChange, V
 pub use failure::{is_retryable_status, Failure, FailureKind};
 pub use hedge::{HedgeConfig, HedgeDelay};
 pub use peak_ewma::PeakEwma;
+pub use probe_schedule::ProbeSchedule;
 pub use rate::{RateLimited, RateLimiter};
 pub use rate_limit_headers::{Quota, RateLimitSnapshot};
 pub use resume::ResumeStreams;
@@ -108,5 +113,6 @@ pub use retry::{GiveUpReason, RetryContext, RetryDecision, RetryPolicy};
 pub use retry_after::{parse_retry_after, parse_should_retry, HintSource, RetryAfter};
 pub use rng::Rng;
 pub use routing::RoutingConfig;
+pub use slow_start::SlowStartConfig;
 pub use timeouts::{clamp_to_deadline, earliest, earliest_timer, BodyClock, TimeoutKind, Timeouts};
 pub use token_rate::{estimate_tokens, TokenRateLimiter};

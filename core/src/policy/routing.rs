@@ -11,11 +11,16 @@
 //!   cache; the tie is abandoned when that endpoint has more than `bound` requests in flight
 //!   beyond the least loaded one (AIBrix's rule of thumb: 8).
 //!
+//! - **Slow start** ([`SlowStartConfig`], Envoy's `slow_start_config`): the pool scales the
+//!   weight of an endpoint that was just added or readmitted, so it is drawn less often while
+//!   its share ramps up; the draw below sees the scaled weight.
+//!
 //! Everything here is a pure function of its inputs and a seeded [`Rng`].
 
 use std::time::Duration;
 
 use super::rng::Rng;
+use super::slow_start::SlowStartConfig;
 
 /// How endpoints are chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +36,9 @@ pub struct RoutingConfig {
     /// including the first user message), so that the turns of one conversation go to one
     /// replica (default off).
     pub affinity_from_prefix: bool,
+    /// The ramp of an endpoint added at run time or readmitted after an ejection, in routing
+    /// and in its adaptive limit (default: 3 s, linear, from 10 %).
+    pub slow_start: SlowStartConfig,
 }
 
 impl Default for RoutingConfig {
@@ -39,7 +47,16 @@ impl Default for RoutingConfig {
             affinity_bound: 8,
             latency_decay: Duration::from_secs(10),
             affinity_from_prefix: false,
+            slow_start: SlowStartConfig::default(),
         }
+    }
+}
+
+impl RoutingConfig {
+    /// Sets the slow start of new and readmitted endpoints ([`SlowStartConfig::off`] for none).
+    pub fn slow_start(mut self, slow_start: SlowStartConfig) -> Self {
+        self.slow_start = slow_start;
+        self
     }
 }
 

@@ -48,6 +48,7 @@ pub use super::record::{ErrorKind, RequestRecord, ResultKind};
 use super::request::{Output, RequestId, RequestSpec};
 use super::rng::SplitMix64;
 use super::summary::Summary;
+pub use super::trace::{ClientSample, EndpointChangeRecord, ReplicaSample, SendRecord};
 use super::workload::{Arrival, ClosedLoop, Workload};
 use crate::sim::WALL_ORIGIN_SECS;
 
@@ -111,6 +112,15 @@ pub struct FleetOutcome {
     /// Every change of a client's adaptive concurrency limit, in time order (empty for fixed
     /// limits).
     pub limits: Vec<LimitRecord>,
+    /// Every request sent to a replica, in time order.
+    pub sends: Vec<SendRecord>,
+    /// Each client's concurrency state every [`FleetSim::sample_every`] (empty unless asked).
+    pub samples: Vec<ClientSample>,
+    /// Each replica's load at the same instants.
+    pub replica_samples: Vec<ReplicaSample>,
+    /// Every change of an endpoint's health in a client's pool (ejected, probing,
+    /// readmitted), in time order.
+    pub endpoint_changes: Vec<EndpointChangeRecord>,
 }
 
 /// One change of a client's adaptive concurrency limit.
@@ -162,6 +172,17 @@ pub struct FleetSim {
     max_steps: u64,
     keep_text: bool,
     wake_order: WakeOrder,
+    sample_every: Option<Duration>,
+    changes: Vec<EndpointChangeAt>,
+}
+
+/// A change of a client's endpoint list at run time ([`FleetSim::set_endpoints_at`]).
+#[derive(Debug, Clone)]
+struct EndpointChangeAt {
+    at: Duration,
+    /// `None`: every client.
+    client: Option<usize>,
+    endpoints: Vec<vllm_client_core::pool::EndpointConfig>,
 }
 
 impl FleetSim {
@@ -174,7 +195,34 @@ impl FleetSim {
             max_steps: DEFAULT_MAX_STEPS,
             keep_text: false,
             wake_order: WakeOrder::Named,
+            sample_every: None,
+            changes: Vec::new(),
         }
+    }
+
+    /// Records each client's concurrency limit, in flight and waiting every `every`
+    /// ([`FleetOutcome::samples`]).
+    pub fn sample_every(mut self, every: Duration) -> FleetSim {
+        self.sample_every = (!every.is_zero()).then_some(every);
+        self
+    }
+
+    /// At `at`, client `client`'s endpoint list (every client's, for `None`) becomes
+    /// `endpoints`, as `client.set_endpoints(...)` does: new ones start in slow start, removed
+    /// ones drain. Use [`replica_url`] for the replicas' URLs.
+    pub fn set_endpoints_at(
+        mut self,
+        at: Duration,
+        client: Option<usize>,
+        endpoints: Vec<vllm_client_core::pool::EndpointConfig>,
+    ) -> FleetSim {
+        self.changes.push(EndpointChangeAt {
+            at,
+            client,
+            endpoints,
+        });
+        self.changes.sort_by_key(|c| c.at);
+        self
     }
 
     /// Sets the order permit waiters are woken in (see [`WakeOrder`]).
@@ -333,6 +381,13 @@ struct Run<'a> {
     /// The closed loop, when the run is one.
     closed: Option<(ClosedLoop, SplitMix64)>,
     limits: Vec<LimitRecord>,
+    endpoint_changes: Vec<EndpointChangeRecord>,
+    sends: Vec<SendRecord>,
+    samples: Vec<ClientSample>,
+    replica_samples: Vec<ReplicaSample>,
+    next_sample: Option<Instant>,
+    /// The next endpoint change to apply (index into the simulator's list).
+    next_change: usize,
 }
 
 /// A chat call whose body is about as long as a prompt of `prompt_tokens` tokens (4 bytes
@@ -412,6 +467,12 @@ impl<'a> Run<'a> {
             },
             closed: None,
             limits: Vec::new(),
+            endpoint_changes: Vec::new(),
+            sends: Vec::new(),
+            samples: Vec::new(),
+            replica_samples: Vec::new(),
+            next_sample: sim.sample_every.map(|_| origin),
+            next_change: 0,
         };
         for a in &workload.arrivals {
             run.add_task(*a, None);
@@ -490,6 +551,13 @@ impl<'a> Run<'a> {
     fn collect_limits(&mut self) {
         let off = self.off(self.now);
         for (c, shared) in self.shareds.iter_mut().enumerate() {
+            while let Some(change) = shared.poll_endpoint_change() {
+                self.endpoint_changes.push(EndpointChangeRecord {
+                    client: c,
+                    at: off,
+                    change,
+                });
+            }
             while let Some(change) = shared.poll_limit_change() {
                 self.limits.push(LimitRecord {
                     client: c,
@@ -499,6 +567,63 @@ impl<'a> Run<'a> {
                 });
             }
         }
+    }
+
+    /// When the next endpoint change is due.
+    fn change_due(&self) -> Option<Instant> {
+        let c = self.sim.changes.get(self.next_change)?;
+        Some(self.origin.checked_add(c.at).unwrap_or(self.origin))
+    }
+
+    /// Applies the endpoint changes due now.
+    fn apply_changes(&mut self) {
+        while let Some(due) = self.change_due() {
+            if due > self.now {
+                return;
+            }
+            let change = self.sim.changes[self.next_change].clone();
+            self.next_change += 1;
+            for (c, shared) in self.shareds.iter_mut().enumerate() {
+                if change.client.is_none_or(|k| k == c) {
+                    // A list the pool refuses (an unusable URL) is the caller's bug here.
+                    shared
+                        .set_endpoints(self.now, change.endpoints.clone())
+                        .expect("a valid endpoint list");
+                    self.sweep[c] = true;
+                }
+            }
+            self.sweeps();
+        }
+    }
+
+    /// Records every client's concurrency state when a sample is due.
+    fn take_samples(&mut self) {
+        let (Some(due), Some(every)) = (self.next_sample, self.sim.sample_every) else {
+            return;
+        };
+        if due > self.now {
+            return;
+        }
+        let at = self.off(due);
+        for (c, shared) in self.shareds.iter().enumerate() {
+            self.samples.push(ClientSample {
+                at,
+                client: c,
+                limit: shared.concurrency_limit(),
+                in_flight: shared.in_flight().unwrap_or(0),
+                waiting: shared.waiting().unwrap_or(0),
+            });
+        }
+        for (r, e) in self.engines.iter().enumerate() {
+            self.replica_samples.push(ReplicaSample {
+                at,
+                replica: r,
+                running: e.num_running(),
+                waiting: e.num_waiting(),
+            });
+        }
+        // Sampling stops with the run: no sample is due once nothing else is.
+        self.next_sample = due.checked_add(every);
     }
 
     fn off(&self, t: Instant) -> Duration {
@@ -536,6 +661,11 @@ impl<'a> Run<'a> {
                     None => break,
                 },
             };
+            // Samples and endpoint changes happen only while something else is going on.
+            let t = [self.next_sample, self.change_due()]
+                .into_iter()
+                .flatten()
+                .fold(t, Instant::min);
             if self.steps > self.sim.max_steps {
                 self.step_limit_hit = true;
                 break;
@@ -546,6 +676,8 @@ impl<'a> Run<'a> {
                 self.engines[r].settle(now);
                 self.route(r);
             }
+            self.apply_changes();
+            self.take_samples();
             while let Some(Reverse((at, _, i, gen))) = self.heap.peek().copied() {
                 if at > now || self.step_limit_hit {
                     break;
@@ -819,11 +951,17 @@ impl<'a> Run<'a> {
                     // A client with several endpoints names the replica in the URL's host.
                     let r = replica_of(request.uri())
                         .map_or(self.tasks[i].replica, |r| r % self.engines.len().max(1));
+                    let off = self.off(now);
                     if purpose != Purpose::HealthProbe {
-                        let off = self.off(now);
                         self.tasks[i].replica = r;
                         self.tasks[i].sends.push(off);
                     }
+                    self.sends.push(SendRecord {
+                        at: off,
+                        client: c,
+                        replica: r,
+                        purpose,
+                    });
                     self.open_exchange(i, attempt, r, purpose == Purpose::HealthProbe);
                 }
                 Action::ReadBody { attempt, .. } => {
@@ -1033,6 +1171,10 @@ impl<'a> Run<'a> {
             elapsed: now.saturating_duration_since(self.origin),
             steps: self.steps,
             limits: self.limits,
+            endpoint_changes: self.endpoint_changes,
+            sends: self.sends,
+            samples: self.samples,
+            replica_samples: self.replica_samples,
         }
     }
 }

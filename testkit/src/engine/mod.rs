@@ -66,18 +66,27 @@
 //! like an adapter drives it, in virtual time. See [`fleet`] for the HTTP mapping,
 //! [`experiment`] for the overload experiment and [`limits`] for the evaluation of
 //! concurrency limits (fixed and adaptive) with open-loop and closed-loop
-//! ([`ClosedLoop`], [`FleetSim::run_closed`]) workloads.
+//! ([`ClosedLoop`], [`FleetSim::run_closed`]) workloads. A client's endpoint list can change
+//! during a run ([`FleetSim::set_endpoints_at`]); a run records every request sent to a
+//! replica and, when asked ([`FleetSim::sample_every`]), each client's limit and each
+//! replica's load over time ([`trace`]). [`fault_experiment`] is the fault scenario of a fleet
+//! that breathes (a replica down, then another slow: round robin against the pool), and
+//! [`many_clients`] many independent clients sharing one fleet (fairness, the sum of their
+//! limits, the herd at a returning replica).
 
 pub mod config;
 pub mod experiment;
+pub mod fault_experiment;
 pub mod fleet;
 pub mod limits;
+pub mod many_clients;
 pub mod model;
 pub mod record;
 pub mod request;
 pub mod rng;
 pub mod routing_experiment;
 pub mod summary;
+pub mod trace;
 pub mod workload;
 
 pub use config::{EngineConfig, Fault, FaultKind};

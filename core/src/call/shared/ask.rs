@@ -29,27 +29,31 @@ pub(crate) struct Destination<'a> {
     pub(crate) operation: Operation,
 }
 
-/// Where an attempt goes, as [`Shared::route`] decided.
+/// Where an attempt goes, as [`Shared::route`] decided, and the health probe of an ejected
+/// endpoint that goes beside it when one is due.
 #[derive(Debug)]
-pub(crate) enum Routed {
-    /// The attempt itself, to this endpoint.
-    Attempt {
-        /// The endpoint.
-        id: EndpointId,
-        /// The request, addressed to it.
-        request: Request<Bytes>,
-        /// Its hold on the endpoint.
-        ticket: Ticket,
-    },
-    /// First a `GET /health` of this endpoint, whose ejection is over.
-    Probe {
-        /// The endpoint.
-        id: EndpointId,
-        /// The probe request.
-        request: Request<Bytes>,
-        /// Its hold on the endpoint (the probe's ticket).
-        ticket: Ticket,
-    },
+pub(crate) struct Routed {
+    /// The endpoint.
+    pub(crate) id: EndpointId,
+    /// The request, addressed to it.
+    pub(crate) request: Request<Bytes>,
+    /// Its hold on the endpoint.
+    pub(crate) ticket: Ticket,
+    /// A `GET /health` of an ejected endpoint whose probe is due, sent beside the attempt.
+    pub(crate) probe: Option<ProbeGrant>,
+}
+
+/// A health probe a call sends beside its attempt.
+#[derive(Debug)]
+pub(crate) struct ProbeGrant {
+    /// The endpoint probed.
+    pub(crate) id: EndpointId,
+    /// `GET /health` at its server's root.
+    pub(crate) request: Request<Bytes>,
+    /// The probe's hold on the endpoint.
+    pub(crate) ticket: Ticket,
+    /// How long it may take.
+    pub(crate) timeout: Duration,
 }
 
 /// What a hedge was granted: its own concurrency slot and breaker permit, and where it goes.
@@ -66,7 +70,13 @@ impl Shared {
     /// A concurrency slot for a new call (`waiter: None`) or for one that waits in the queue
     /// (first come, first served: a waiting call takes only the slot handed to it). `None`
     /// when there is no limit.
-    pub(crate) fn admit_slot(&mut self, waiter: Option<WaiterId>) -> Option<Admission> {
+    pub(crate) fn admit_slot(
+        &mut self,
+        now: Instant,
+        waiter: Option<WaiterId>,
+    ) -> Option<Admission> {
+        // The limit in force now (an endpoint's slow start gives its share back with time).
+        self.observe(now);
         let limiter = self.concurrency.as_mut()?;
         Some(match waiter {
             None => limiter.acquire(),
@@ -125,31 +135,35 @@ impl Shared {
     }
 
     /// Where an attempt of a call that already tried `tried` goes: a healthy endpoint it has
-    /// not tried (by affinity or power of two choices), or first a health probe of an
-    /// endpoint whose ejection is over, when `probe` (health probes are on). The request is
-    /// `template` addressed to it, with its key and headers.
-    pub(crate) fn route(
-        &mut self,
-        now: Instant,
-        to: Destination<'_>,
-        probe: bool,
-    ) -> Result<Routed, VllmError> {
+    /// not tried (by affinity or power of two choices; with probes made of user requests, an
+    /// endpoint whose probe is due first). The request is `template` addressed to it, with its
+    /// key and headers. When an ejected endpoint's health probe is due, it goes beside the
+    /// attempt.
+    pub(crate) fn route(&mut self, now: Instant, to: Destination<'_>) -> Result<Routed, VllmError> {
+        self.observe(now);
         let id = self.pick(now, &to);
-        if probe && self.pool.probe_ready(now, id) {
-            let request = self.pool.health_request(id, to.template)?;
-            let ticket = self.pool.dispatch(now, id);
-            return Ok(Routed::Probe {
-                id,
-                request,
-                ticket,
-            });
-        }
         let request = self.pool.request(id, to.template, to.operation)?;
         let ticket = self.pool.dispatch(now, id);
-        Ok(Routed::Attempt {
+        let probe = self.take_probe(now, to.template);
+        Ok(Routed {
             id,
             request,
             ticket,
+            probe,
+        })
+    }
+
+    /// The health probe due now, if any, as a call sends it (from its own request's headers).
+    fn take_probe(&mut self, now: Instant, template: &Request<Bytes>) -> Option<ProbeGrant> {
+        let timeout = self.pool_config().ejection.health_probe?;
+        let id = self.pool.due_probe(now)?;
+        let request = self.pool.health_request(id, template).ok()?;
+        let ticket = self.pool.dispatch_probe(now, id)?;
+        Some(ProbeGrant {
+            id,
+            request,
+            ticket,
+            timeout,
         })
     }
 
@@ -191,7 +205,7 @@ impl Shared {
     /// to hedge (`None`: not with fewer than two endpoints, nor before the percentile is
     /// known).
     pub(crate) fn hedge_delay(&mut self, cfg: &HedgeConfig) -> Option<Duration> {
-        if self.pool.len() < 2 {
+        if self.pool.active() < 2 {
             return None;
         }
         self.hedge.on_call(cfg);

@@ -10,8 +10,9 @@
 //! client's configuration, when the client is built.
 
 mod ask;
+mod fleet;
 
-pub(crate) use ask::{Destination, Routed};
+pub(crate) use ask::{Destination, ProbeGrant, Routed};
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
@@ -20,7 +21,7 @@ use super::owed::Owed;
 use crate::config::{BreakerScope, ClientConfig};
 use crate::policy::hedge::HedgeState;
 use crate::policy::{
-    AdaptiveLimit, AdaptiveSnapshot, BreakerConfig, BreakerState, CircuitBreaker,
+    AdaptiveConfig, AdaptiveLimit, AdaptiveSnapshot, BreakerConfig, BreakerState, CircuitBreaker,
     ConcurrencyLimiter, LimitChange, LimitSample, Load, RateLimiter, RetryBudget, Rng,
     TokenRateLimiter, Transition,
 };
@@ -65,6 +66,11 @@ pub struct Shared {
     server_gate: Option<Instant>,
     /// The client's endpoints.
     pool: Pool,
+    /// The adaptive limit's configuration and seed, when on (an endpoint list set at run
+    /// time may turn a client-wide limit into one per endpoint).
+    auto: Option<(AdaptiveConfig, u64)>,
+    /// DNS discovery of the endpoint list, when on.
+    discovery: Option<crate::pool::Discovery>,
     /// Recent first-token times and the bucket that bounds hedges.
     hedge: HedgeState,
     seeds: Rng,
@@ -115,6 +121,8 @@ impl Shared {
             limit_changes: VecDeque::new(),
             server_gate: None,
             pool,
+            auto: policy.auto_concurrency.map(|c| (c, pool_seed)),
+            discovery: None,
             hedge: HedgeState::default(),
             seeds,
             transitions: VecDeque::new(),
@@ -353,8 +361,10 @@ impl Shared {
     }
 
     /// With a limit per endpoint: the client's limit is their sum over the endpoints in
-    /// rotation (an ejection takes its share away, a readmission gives it back).
-    fn sync_pool_limit(&mut self) {
+    /// rotation (an ejection takes its share away, a readmission gives it back, slow start
+    /// gives it back gradually), plus the calls still running on endpoints out of rotation.
+    /// A raised limit hands slots to waiters at once.
+    pub(super) fn sync_pool_limit(&mut self) {
         if let (Some(total), Some(c)) = (self.pool.total_limit(), self.concurrency.as_mut()) {
             if c.max() != total {
                 c.set_max(total);
