@@ -1,0 +1,661 @@
+//! The chat-chunk fast path: a scanner for the one shape vLLM (and the servers that copy it)
+//! sends hundreds of times per answer, reading `choices[0]`'s `index`, `delta.content`,
+//! `delta.reasoning`, `delta.reasoning_content`, `text` and `finish_reason`, and the chunk's
+//! `model`, straight from the event's bytes.
+//!
+//! The rule that makes it safe: [`scan`] answers only when it is sure that `serde_json` would
+//! read the same text into the same values; whenever it is not, it answers `None` and the
+//! caller reads the chunk with serde as before. So it never has to get an unusual chunk right,
+//! only to notice it. It answers `None` for:
+//!
+//! - anything that is not one JSON object with only JSON whitespace around it;
+//! - an `error` field, an `object` of `"error"` (the error paths stay serde's);
+//! - a non-null `usage`, `tool_calls` other than `null` or `[]`, more than one choice;
+//! - a duplicate known field (serde rejects it), a key holding an escape or a control
+//!   character (serde would unescape it);
+//! - a known field of a type serde would reject (`"content": 5`, `"index": -1`, `"index": 1.0`,
+//!   `"index": 07`, an index above `u32::MAX`, an object or array where a struct is expected —
+//!   serde also reads a struct from an array);
+//! - in a string it keeps: a raw control character, an unknown escape, a lone or reversed
+//!   surrogate; in a string it skips: a raw control character, an unknown escape, `\u`
+//!   without four hex digits (serde does not check surrogates there either);
+//! - a number it skips that is not JSON's grammar (`01`, `1.`, `-`, `1e`);
+//! - unknown values nested deeper than [`MAX_SKIP_DEPTH`] (far below serde's limit of 128).
+//!
+//! Unknown fields of any other JSON value are skipped after checking their syntax exactly as
+//! serde does when it ignores a value (`IgnoredAny`), so a chunk serde would refuse is never
+//! accepted here. `fuzz/fuzz_targets/stream_fast.rs` checks all of this against serde on
+//! arbitrary input, and `core/tests/stream_fast.rs` on generated chunks.
+
+use std::borrow::Cow;
+
+use super::wire::{Choice, Delta, Text};
+
+/// How deep an unknown value may nest (objects and arrays) before the scanner gives up.
+const MAX_SKIP_DEPTH: u8 = 32;
+
+/// What the scanner read from a chunk.
+#[derive(Debug)]
+pub(super) struct Fast<'a> {
+    /// The chunk's `model`.
+    pub(super) model: Option<Text<'a>>,
+    /// Its one choice (`None`: no choices, `"choices": []` or `null`).
+    pub(super) choice: Option<Choice<'a>>,
+}
+
+/// Reads `text` if it is a chunk of the common shape (see the [module docs](self)); `None`
+/// leaves it to serde.
+pub(super) fn scan(text: &str) -> Option<Fast<'_>> {
+    let mut s = Scanner {
+        text,
+        b: text.as_bytes(),
+        i: 0,
+    };
+    let mut model = None;
+    let mut choice = None;
+    let mut seen = Seen(0);
+    s.object(|s, key| {
+        match key {
+            b"choices" => {
+                seen.once(1)?;
+                choice = s.choices()?;
+            }
+            b"model" => {
+                seen.once(2)?;
+                model = s.opt_text()?;
+            }
+            b"object" => {
+                seen.once(4)?;
+                if s.opt_text()?.is_some_and(|o| o.0 == "error") {
+                    return None;
+                }
+            }
+            b"usage" => {
+                seen.once(8)?;
+                s.null()?;
+            }
+            b"error" => return None,
+            _ => s.skip(1)?,
+        }
+        Some(())
+    })?;
+    s.ws();
+    if s.i != s.b.len() {
+        return None;
+    }
+    Some(Fast { model, choice })
+}
+
+/// Known fields seen so far in one object: serde refuses a duplicate.
+struct Seen(u8);
+
+impl Seen {
+    #[inline]
+    fn once(&mut self, bit: u8) -> Option<()> {
+        if self.0 & bit != 0 {
+            return None;
+        }
+        self.0 |= bit;
+        Some(())
+    }
+}
+
+struct Scanner<'a> {
+    text: &'a str,
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Scanner<'a> {
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    /// Skips JSON whitespace (space, tab, LF, CR; nothing else, as serde).
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    /// Whitespace, then `c`.
+    #[inline]
+    fn eat(&mut self, c: u8) -> Option<()> {
+        self.ws();
+        if self.peek()? != c {
+            return None;
+        }
+        self.i += 1;
+        Some(())
+    }
+
+    /// Whether the literal `lit` comes next (taken if so).
+    #[inline]
+    fn lit(&mut self, lit: &[u8]) -> bool {
+        let hit = self.b.get(self.i..self.i + lit.len()) == Some(lit);
+        if hit {
+            self.i += lit.len();
+        }
+        hit
+    }
+
+    fn null(&mut self) -> Option<()> {
+        self.ws();
+        self.lit(b"null").then_some(())
+    }
+
+    /// An object whose fields go to `field` with their (escape-free) keys; `field` reads the
+    /// value.
+    #[inline]
+    fn object<F>(&mut self, mut field: F) -> Option<()>
+    where
+        F: FnMut(&mut Self, &'a [u8]) -> Option<()>,
+    {
+        self.eat(b'{')?;
+        self.ws();
+        if self.peek()? == b'}' {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            self.ws();
+            let key = self.key()?;
+            self.eat(b':')?;
+            self.ws();
+            field(self, key)?;
+            self.ws();
+            match self.peek()? {
+                b',' => self.i += 1,
+                b'}' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// A key with no escape and no control character.
+    #[inline]
+    fn key(&mut self) -> Option<&'a [u8]> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        let start = self.i + 1;
+        let len = self.b[start..].iter().position(|&c| c == b'"')?;
+        let key = &self.b[start..start + len];
+        if key.iter().any(|&c| c == b'\\' || c < 0x20) {
+            return None;
+        }
+        self.i = start + len + 1;
+        Some(key)
+    }
+
+    /// `"choices"`: `null`, `[]` or one choice.
+    fn choices(&mut self) -> Option<Option<Choice<'a>>> {
+        if self.lit(b"null") {
+            return Some(None);
+        }
+        self.eat(b'[')?;
+        self.ws();
+        if self.peek()? == b']' {
+            self.i += 1;
+            return Some(None);
+        }
+        let choice = self.choice()?;
+        // A second choice (`n > 1` in one chunk) is left to serde.
+        self.eat(b']')?;
+        Some(Some(choice))
+    }
+
+    fn choice(&mut self) -> Option<Choice<'a>> {
+        let mut c = Choice::default();
+        let mut seen = Seen(0);
+        self.object(|s, key| {
+            match key {
+                b"index" => {
+                    seen.once(1)?;
+                    c.index = s.opt_index()?;
+                }
+                b"delta" => {
+                    seen.once(2)?;
+                    c.delta = s.delta()?;
+                }
+                b"text" => {
+                    seen.once(4)?;
+                    c.text = s.opt_text()?;
+                }
+                b"finish_reason" => {
+                    seen.once(8)?;
+                    c.finish_reason = s.opt_text()?;
+                }
+                _ => s.skip(3)?,
+            }
+            Some(())
+        })?;
+        Some(c)
+    }
+
+    /// `"delta"`: `null`, or an object without tool calls.
+    fn delta(&mut self) -> Option<Option<Delta<'a>>> {
+        if self.lit(b"null") {
+            return Some(None);
+        }
+        let mut d = Delta::default();
+        let mut seen = Seen(0);
+        self.object(|s, key| {
+            match key {
+                b"content" => {
+                    seen.once(1)?;
+                    d.content = s.opt_text()?;
+                }
+                b"reasoning" => {
+                    seen.once(2)?;
+                    d.reasoning = s.opt_text()?;
+                }
+                b"reasoning_content" => {
+                    seen.once(4)?;
+                    d.reasoning_content = s.opt_text()?;
+                }
+                b"tool_calls" => {
+                    // `null` and `[]` say nothing; fragments are serde's.
+                    seen.once(8)?;
+                    if !s.lit(b"null") {
+                        s.eat(b'[')?;
+                        s.eat(b']')?;
+                    }
+                }
+                _ => s.skip(4)?,
+            }
+            Some(())
+        })?;
+        Some(Some(d))
+    }
+
+    /// `null` or a `u32` written as serde reads one: digits, no sign, no leading zero, no
+    /// fraction or exponent.
+    fn opt_index(&mut self) -> Option<Option<u32>> {
+        if self.lit(b"null") {
+            return Some(None);
+        }
+        let start = self.i;
+        let mut v: u64 = 0;
+        while let Some(d @ b'0'..=b'9') = self.peek() {
+            v = v * 10 + u64::from(d - b'0');
+            self.i += 1;
+            if self.i - start > 10 {
+                return None;
+            }
+        }
+        let digits = self.i - start;
+        if digits == 0 || (digits > 1 && self.b[start] == b'0') {
+            return None;
+        }
+        if let Some(b'.' | b'e' | b'E') = self.peek() {
+            return None;
+        }
+        u32::try_from(v).ok().map(Some)
+    }
+
+    /// `null` or a string.
+    #[inline]
+    fn opt_text(&mut self) -> Option<Option<Text<'a>>> {
+        match self.peek()? {
+            b'"' => self.string().map(|s| Some(Text(s))),
+            _ if self.lit(b"null") => Some(None),
+            _ => None,
+        }
+    }
+
+    /// A string (at its opening quote), borrowed when it has no escape.
+    #[inline]
+    fn string(&mut self) -> Option<Cow<'a, str>> {
+        self.i += 1;
+        let start = self.i;
+        loop {
+            match *self.b.get(self.i)? {
+                b'"' => {
+                    let s = self.text.get(start..self.i)?;
+                    self.i += 1;
+                    return Some(Cow::Borrowed(s));
+                }
+                b'\\' => return self.escaped(start),
+                c if c < 0x20 => return None,
+                _ => self.i += 1,
+            }
+        }
+    }
+
+    /// The rest of a string with escapes, decoded as serde decodes them into a `String`.
+    fn escaped(&mut self, start: usize) -> Option<Cow<'a, str>> {
+        let mut out = String::with_capacity(self.i - start + 16);
+        out.push_str(self.text.get(start..self.i)?);
+        loop {
+            match *self.b.get(self.i)? {
+                b'"' => {
+                    self.i += 1;
+                    return Some(Cow::Owned(out));
+                }
+                b'\\' => {
+                    let e = *self.b.get(self.i + 1)?;
+                    self.i += 2;
+                    let c = match e {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => self.unicode()?,
+                        _ => return None,
+                    };
+                    out.push(c);
+                }
+                c if c < 0x20 => return None,
+                _ => {
+                    let run = self.i;
+                    while let Some(c) = self.peek() {
+                        if c == b'"' || c == b'\\' || c < 0x20 {
+                            break;
+                        }
+                        self.i += 1;
+                    }
+                    out.push_str(self.text.get(run..self.i)?);
+                }
+            }
+        }
+    }
+
+    /// The character of a `\u` escape (after the `u`): a BMP character that is not a
+    /// surrogate, or a high surrogate followed by `\u` and a low one.
+    fn unicode(&mut self) -> Option<char> {
+        let cp = self.hex4()?;
+        match cp {
+            0xD800..=0xDBFF => {
+                if self.b.get(self.i..self.i + 2)? != b"\\u" {
+                    return None;
+                }
+                self.i += 2;
+                let low = self.hex4()?;
+                if !(0xDC00..=0xDFFF).contains(&low) {
+                    return None;
+                }
+                char::from_u32(0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00))
+            }
+            0xDC00..=0xDFFF => None,
+            _ => char::from_u32(cp),
+        }
+    }
+
+    fn hex4(&mut self) -> Option<u32> {
+        let digits = self.b.get(self.i..self.i + 4)?;
+        let mut v = 0;
+        for &d in digits {
+            v = v * 16 + char::from(d).to_digit(16)?;
+        }
+        self.i += 4;
+        Some(v)
+    }
+
+    /// Skips any JSON value, checking it as serde checks a value it ignores. `depth` is the
+    /// nesting of the value; deeper than [`MAX_SKIP_DEPTH`] is left to serde.
+    fn skip(&mut self, depth: u8) -> Option<()> {
+        self.ws();
+        match self.peek()? {
+            b'"' => self.skip_string(),
+            b'n' => self.lit(b"null").then_some(()),
+            b't' => self.lit(b"true").then_some(()),
+            b'f' => self.lit(b"false").then_some(()),
+            b'-' | b'0'..=b'9' => self.skip_number(),
+            b'[' if depth < MAX_SKIP_DEPTH => {
+                self.i += 1;
+                self.ws();
+                if self.peek()? == b']' {
+                    self.i += 1;
+                    return Some(());
+                }
+                loop {
+                    self.skip(depth + 1)?;
+                    self.ws();
+                    match self.peek()? {
+                        b',' => self.i += 1,
+                        b']' => {
+                            self.i += 1;
+                            return Some(());
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            b'{' if depth < MAX_SKIP_DEPTH => {
+                self.i += 1;
+                self.ws();
+                if self.peek()? == b'}' {
+                    self.i += 1;
+                    return Some(());
+                }
+                loop {
+                    self.ws();
+                    if self.peek()? != b'"' {
+                        return None;
+                    }
+                    self.skip_string()?;
+                    self.eat(b':')?;
+                    self.skip(depth + 1)?;
+                    self.ws();
+                    match self.peek()? {
+                        b',' => self.i += 1,
+                        b'}' => {
+                            self.i += 1;
+                            return Some(());
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// Skips a string (at its opening quote): no raw control character, known escapes only,
+    /// `\u` with four hex digits.
+    fn skip_string(&mut self) -> Option<()> {
+        self.i += 1;
+        loop {
+            match *self.b.get(self.i)? {
+                b'"' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                b'\\' => {
+                    let e = *self.b.get(self.i + 1)?;
+                    self.i += 2;
+                    match e {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                        b'u' => {
+                            self.hex4()?;
+                        }
+                        _ => return None,
+                    }
+                }
+                c if c < 0x20 => return None,
+                _ => self.i += 1,
+            }
+        }
+    }
+
+    /// Skips a number in JSON's grammar: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+    fn skip_number(&mut self) -> Option<()> {
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        match self.peek()? {
+            b'0' => {
+                self.i += 1;
+                if let Some(b'0'..=b'9') = self.peek() {
+                    return None;
+                }
+            }
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return None;
+            }
+            self.digits();
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.i += 1;
+            }
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return None;
+            }
+            self.digits();
+        }
+        Some(())
+    }
+
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.i += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// vLLM's chunk around a delta.
+    fn vllm(delta: &str, finish: &str) -> String {
+        format!(
+            r#"{{"id":"chatcmpl-4f1c2b0e9a8d","object":"chat.completion.chunk","created":1760000000,"model":"Qwen/Qwen3-8B","choices":[{{"index":0,"delta":{delta},"logprobs":null,"finish_reason":{finish}}}]}}"#
+        )
+    }
+
+    fn content(f: &Fast<'_>) -> Option<String> {
+        let d = f.choice.as_ref()?.delta.as_ref()?;
+        d.content.as_ref().map(|t| t.0.clone().into_owned())
+    }
+
+    #[test]
+    fn reads_vllms_chunks_and_borrows_plain_text() {
+        let text = vllm(r#"{"content":"Hello"}"#, "null");
+        let f = scan(&text).expect("the common shape");
+        assert_eq!(f.model.as_ref().map(|m| &*m.0), Some("Qwen/Qwen3-8B"));
+        let c = f.choice.as_ref().unwrap();
+        assert_eq!(c.index, Some(0));
+        assert!(c.finish_reason.is_none());
+        assert!(matches!(
+            c.delta.as_ref().unwrap().content,
+            Some(Text(Cow::Borrowed("Hello")))
+        ));
+        // The role chunk, the finish chunk, reasoning, llama.cpp's nulls, completions' text.
+        for text in [
+            vllm(r#"{"role":"assistant","content":""}"#, "null"),
+            vllm(r#"{}"#, r#""stop""#),
+            vllm(r#"{"reasoning":"hm"}"#, "null"),
+            vllm(r#"{"reasoning_content":"hm","content":null}"#, "null"),
+            vllm(r#"{"content":"x","tool_calls":[]}"#, "null"),
+            r#"{"id":"cmpl-1","object":"text_completion","created":1,"model":"m","choices":[{"index":0,"text":" the","logprobs":null,"finish_reason":null,"stop_reason":null}]}"#.to_owned(),
+            r#"{"choices":[],"usage":null}"#.to_owned(),
+            r#" { "choices" : [ { "index" : 0 , "delta" : { "content" : "a" } } ] } "#.to_owned(),
+        ] {
+            assert!(scan(&text).is_some(), "{text}");
+        }
+    }
+
+    #[test]
+    fn decodes_every_escape_as_serde_does() {
+        let raw = r#""a\"b\\c\/d\be\ff\ng\rh\ti\u00e9\u4f60\ud83d\ude00\u0000""#;
+        let text = vllm(&format!(r#"{{"content":{raw}}}"#), "null");
+        let want: String = serde_json::from_str(raw).unwrap();
+        assert_eq!(content(&scan(&text).unwrap()).unwrap(), want);
+    }
+
+    #[test]
+    fn leaves_what_it_is_not_sure_of_to_serde() {
+        let reject = [
+            // Not one object.
+            "",
+            "[]",
+            r#"{"choices":[]} x"#,
+            "\u{c}{}",
+            r#"{"choices":[],}"#,
+            r#"{"choices":[] "model":"m"}"#,
+            // Errors, usage, tool calls, several choices.
+            r#"{"error":null}"#,
+            r#"{"object":"error","message":"boom"}"#,
+            r#"{"object":"err\u006fr"}"#,
+            r#"{"usage":{"prompt_tokens":1}}"#,
+            &vllm(r#"{"tool_calls":[{"index":0}]}"#, "null"),
+            r#"{"choices":[{"index":0},{"index":1}]}"#,
+            // Duplicates and escaped keys.
+            r#"{"model":"a","model":"b"}"#,
+            &vllm(r#"{"content":"a","content":"b"}"#, "null"),
+            r#"{"cho\u0069ces":[]}"#,
+            // Types serde refuses or reads otherwise.
+            &vllm(r#"{"content":5}"#, "null"),
+            &vllm(r#"["a"]"#, "null"),
+            r#"{"choices":[{"index":-0}]}"#,
+            r#"{"choices":[{"index":1.0}]}"#,
+            r#"{"choices":[{"index":1e0}]}"#,
+            r#"{"choices":[{"index":01}]}"#,
+            r#"{"choices":[{"index":4294967296}]}"#,
+            r#"{"choices":[{"index":"0"}]}"#,
+            r#"{"choices":{}}"#,
+            // Strings: control characters, bad escapes, lone surrogates.
+            &vllm("{\"content\":\"a\u{1}\"}", "null"),
+            &vllm(r#"{"content":"\x"}"#, "null"),
+            &vllm(r#"{"content":"\ud800"}"#, "null"),
+            &vllm(r#"{"content":"\ud800\u0041"}"#, "null"),
+            &vllm(r#"{"content":"\udc00"}"#, "null"),
+            &vllm(r#"{"content":"\u12"}"#, "null"),
+            r#"{"id":"a\qb","choices":[]}"#,
+            r#"{"id":"\u12x4","choices":[]}"#,
+            // Numbers outside JSON's grammar.
+            r#"{"created":01}"#,
+            r#"{"created":1.}"#,
+            r#"{"created":-}"#,
+            r#"{"created":1e}"#,
+            r#"{"created":+1}"#,
+            r#"{"created":.5}"#,
+            // Literals that are not.
+            r#"{"x":nul}"#,
+            r#"{"x":True}"#,
+        ];
+        for text in reject {
+            assert!(scan(text).is_none(), "{text}");
+        }
+    }
+
+    #[test]
+    fn skips_unknown_values_serde_accepts() {
+        let accept = [
+            r#"{"created":-0.5e+10,"x":[1,[2,{"a":"\ud800"}],{}],"y":true,"z":false,"w":{}}"#,
+            r#"{"id":"\u12aB","choices":null}"#,
+            r#"{"system_fingerprint":null,"prompt_token_ids":[1,2,3]}"#,
+            &vllm(
+                r#"{"content":"a"}"#,
+                r#""stop","stop_reason":128001,"token_ids":[9]"#,
+            ),
+        ];
+        for text in accept {
+            assert!(scan(text).is_some(), "{text}");
+            assert!(serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok());
+        }
+        // Nesting beyond the skip depth is serde's to read.
+        let deep = format!(r#"{{"x":{}{}}}"#, "[".repeat(40), "]".repeat(40));
+        assert!(scan(&deep).is_none());
+        let shallow = format!(r#"{{"x":{}{}}}"#, "[".repeat(20), "]".repeat(20));
+        assert!(scan(&shallow).is_some());
+    }
+}
