@@ -658,4 +658,26 @@ mod tests {
         let shallow = format!(r#"{{"x":{}{}}}"#, "[".repeat(20), "]".repeat(20));
         assert!(scan(&shallow).is_some());
     }
+
+    proptest::proptest! {
+        /// Any text serde_json writes into vLLM's chunk is read by the scanner (never left to
+        /// serde) and comes out as the same text, as content, reasoning or completions text.
+        #[test]
+        fn reads_any_text_serde_writes(text in ".{0,40}", field in 0usize..3) {
+            let q = serde_json::to_string(&text).unwrap();
+            let chunk = match field {
+                0 => vllm(&format!(r#"{{"content":{q}}}"#), "null"),
+                1 => vllm(&format!(r#"{{"reasoning":{q}}}"#), "null"),
+                _ => format!(r#"{{"object":"text_completion","choices":[{{"index":0,"text":{q}}}]}}"#),
+            };
+            let f = scan(&chunk).expect("the common shape");
+            let c = f.choice.unwrap();
+            let got = match field {
+                0 => c.delta.unwrap().content,
+                1 => c.delta.unwrap().reasoning,
+                _ => c.text,
+            };
+            proptest::prop_assert_eq!(got.map(|t| t.0.into_owned()), Some(text));
+        }
+    }
 }
