@@ -34,6 +34,69 @@ use super::wire::{Choice, Delta, Text};
 /// How deep an unknown value may nest (objects and arrays) before the scanner gives up.
 const MAX_SKIP_DEPTH: u8 = 32;
 
+/// The index of the first byte from `i` on that ends a run of plain string bytes: a quote, a
+/// backslash or a control character (`b.len()` if none). Eight bytes at a time: for each class
+/// the lowest flagged byte of `(x - 0x01…) & !x & 0x80…` is exact (a borrow only ever flags
+/// bytes above a true hit), so the lowest flag of the three is the first special byte.
+#[inline]
+fn special(b: &[u8], mut i: usize) -> usize {
+    const LO: u64 = u64::from_le_bytes([1; 8]);
+    const HI: u64 = u64::from_le_bytes([0x80; 8]);
+    if let Some(rest) = b.get(i..) {
+        for word in rest.chunks_exact(8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(word);
+            let w = u64::from_le_bytes(w);
+            let quote = w ^ (LO * u64::from(b'"'));
+            let slash = w ^ (LO * u64::from(b'\\'));
+            let hits = ((quote.wrapping_sub(LO) & !quote)
+                | (slash.wrapping_sub(LO) & !slash)
+                | (w.wrapping_sub(LO * 0x20) & !w))
+                & HI;
+            if hits != 0 {
+                return i + (hits.trailing_zeros() / 8) as usize;
+            }
+            i += 8;
+        }
+    }
+    while let Some(&c) = b.get(i) {
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            return i;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// Whether `b[i..]` starts with `k`, compared word by word (keys are 4 to 24 bytes; a call to
+/// `memcmp` per key would cost more than the key).
+#[inline]
+fn has_key(b: &[u8], i: usize, k: &[u8]) -> bool {
+    fn w8(s: &[u8], at: usize) -> u64 {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_le_bytes(w)
+    }
+    fn w4(s: &[u8], at: usize) -> u32 {
+        let mut w = [0u8; 4];
+        w.copy_from_slice(&s[at..at + 4]);
+        u32::from_le_bytes(w)
+    }
+    let n = k.len();
+    let Some(s) = b.get(i..i + n) else {
+        return false;
+    };
+    match n {
+        8..=24 => {
+            w8(s, 0) == w8(k, 0)
+                && w8(s, n - 8) == w8(k, n - 8)
+                && (n <= 16 || w8(s, 8) == w8(k, 8))
+        }
+        4..=7 => w4(s, 0) == w4(k, 0) && w4(s, n - 4) == w4(k, n - 4),
+        _ => s == k,
+    }
+}
+
 /// What the scanner read from a chunk.
 #[derive(Debug)]
 pub(super) struct Fast<'a> {
@@ -43,6 +106,38 @@ pub(super) struct Fast<'a> {
     pub(super) choice: Option<Choice<'a>>,
 }
 
+/// The keys of an object the scanner reads, each written as it appears in vLLM's chunks
+/// (quotes and colon included), in vLLM's order: the field at position `n` is first compared
+/// with the `n`-th key as a whole, so a chunk in vLLM's layout needs no key scanning at all.
+/// Any other layout is read too, key by key (the order is only a guess).
+type Keys = [&'static [u8]];
+
+/// A field's key: its index in the object's [`Keys`], or [`UNKNOWN`].
+const UNKNOWN: usize = usize::MAX;
+
+const TOP: &Keys = &[
+    b"\"id\":",
+    b"\"object\":",
+    b"\"created\":",
+    b"\"model\":",
+    b"\"choices\":",
+    b"\"usage\":",
+    b"\"error\":",
+];
+const CHOICE: &Keys = &[
+    b"\"index\":",
+    b"\"delta\":",
+    b"\"logprobs\":",
+    b"\"finish_reason\":",
+    b"\"text\":",
+];
+const DELTA: &Keys = &[
+    b"\"content\":",
+    b"\"reasoning\":",
+    b"\"reasoning_content\":",
+    b"\"tool_calls\":",
+];
+
 /// Reads `text` if it is a chunk of the common shape (see the [module docs](self)); `None`
 /// leaves it to serde.
 pub(super) fn scan(text: &str) -> Option<Fast<'_>> {
@@ -51,30 +146,23 @@ pub(super) fn scan(text: &str) -> Option<Fast<'_>> {
         b: text.as_bytes(),
         i: 0,
     };
-    let mut model = None;
-    let mut choice = None;
-    let mut seen = Seen(0);
-    s.object(|s, key| {
+    let mut fast = Fast {
+        model: None,
+        choice: None,
+    };
+    s.object(TOP, |s, key| {
         match key {
-            b"choices" => {
-                seen.once(1)?;
-                choice = s.choices()?;
-            }
-            b"model" => {
-                seen.once(2)?;
-                model = s.opt_text()?;
-            }
-            b"object" => {
-                seen.once(4)?;
-                if s.opt_text()?.is_some_and(|o| o.0 == "error") {
+            1 => {
+                let mut object = None;
+                s.opt_text(&mut object)?;
+                if object.is_some_and(|o| o.0 == "error") {
                     return None;
                 }
             }
-            b"usage" => {
-                seen.once(8)?;
-                s.null()?;
-            }
-            b"error" => return None,
+            3 => s.opt_text(&mut fast.model)?,
+            4 => s.choices(&mut fast.choice)?,
+            5 => s.null()?,
+            6 => return None,
             _ => s.skip(1)?,
         }
         Some(())
@@ -83,21 +171,7 @@ pub(super) fn scan(text: &str) -> Option<Fast<'_>> {
     if s.i != s.b.len() {
         return None;
     }
-    Some(Fast { model, choice })
-}
-
-/// Known fields seen so far in one object: serde refuses a duplicate.
-struct Seen(u8);
-
-impl Seen {
-    #[inline]
-    fn once(&mut self, bit: u8) -> Option<()> {
-        if self.0 & bit != 0 {
-            return None;
-        }
-        self.0 |= bit;
-        Some(())
-    }
+    Some(fast)
 }
 
 struct Scanner<'a> {
@@ -120,11 +194,22 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// The next byte after whitespace (not taken).
+    #[inline]
+    fn peek_ws(&mut self) -> Option<u8> {
+        match self.peek()? {
+            b' ' | b'\t' | b'\n' | b'\r' => {
+                self.ws();
+                self.peek()
+            }
+            c => Some(c),
+        }
+    }
+
     /// Whitespace, then `c`.
     #[inline]
     fn eat(&mut self, c: u8) -> Option<()> {
-        self.ws();
-        if self.peek()? != c {
+        if self.peek_ws()? != c {
             return None;
         }
         self.i += 1;
@@ -146,28 +231,50 @@ impl<'a> Scanner<'a> {
         self.lit(b"null").then_some(())
     }
 
-    /// An object whose fields go to `field` with their (escape-free) keys; `field` reads the
-    /// value.
+    /// An object whose fields go to `field` with the index of their key in `keys` (or
+    /// [`UNKNOWN`]), after the colon and any whitespace; `field` reads the value. A known key
+    /// seen twice is left to serde (which refuses it).
     #[inline]
-    fn object<F>(&mut self, mut field: F) -> Option<()>
+    fn object<F>(&mut self, keys: &Keys, mut field: F) -> Option<()>
     where
-        F: FnMut(&mut Self, &'a [u8]) -> Option<()>,
+        F: FnMut(&mut Self, usize) -> Option<()>,
     {
         self.eat(b'{')?;
-        self.ws();
-        if self.peek()? == b'}' {
+        if self.peek_ws()? == b'}' {
             self.i += 1;
             return Some(());
         }
+        let mut seen = 0u32;
+        let mut n = 0;
         loop {
-            self.ws();
-            let key = self.key()?;
-            self.eat(b':')?;
-            self.ws();
+            let key = match keys.get(n) {
+                Some(k) if has_key(self.b, self.i, k) => {
+                    self.i += k.len();
+                    n
+                }
+                _ => {
+                    let key = self.key()?;
+                    self.eat(b':')?;
+                    keys.iter()
+                        .position(|k| k.get(1..k.len() - 2) == Some(key))
+                        .unwrap_or(UNKNOWN)
+                }
+            };
+            if key != UNKNOWN {
+                let bit = 1 << key;
+                if seen & bit != 0 {
+                    return None;
+                }
+                seen |= bit;
+            }
+            n += 1;
+            self.peek_ws()?;
             field(self, key)?;
-            self.ws();
-            match self.peek()? {
-                b',' => self.i += 1,
+            match self.peek_ws()? {
+                b',' => {
+                    self.i += 1;
+                    self.peek_ws()?;
+                }
                 b'}' => {
                     self.i += 1;
                     return Some(());
@@ -177,91 +284,66 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// A key with no escape and no control character.
+    /// A key (at its opening quote) with no escape and no control character, without its
+    /// quotes.
     #[inline]
     fn key(&mut self) -> Option<&'a [u8]> {
         if self.peek()? != b'"' {
             return None;
         }
         let start = self.i + 1;
-        let len = self.b[start..].iter().position(|&c| c == b'"')?;
-        let key = &self.b[start..start + len];
-        if key.iter().any(|&c| c == b'\\' || c < 0x20) {
+        let end = special(self.b, start);
+        if self.b.get(end) != Some(&b'"') {
             return None;
         }
-        self.i = start + len + 1;
-        Some(key)
+        self.i = end + 1;
+        self.b.get(start..end)
     }
 
-    /// `"choices"`: `null`, `[]` or one choice.
-    fn choices(&mut self) -> Option<Option<Choice<'a>>> {
+    /// `"choices"`: `null`, `[]` or one choice (into `out`).
+    #[inline]
+    fn choices(&mut self, out: &mut Option<Choice<'a>>) -> Option<()> {
         if self.lit(b"null") {
-            return Some(None);
+            return Some(());
         }
         self.eat(b'[')?;
-        self.ws();
-        if self.peek()? == b']' {
+        if self.peek_ws()? == b']' {
             self.i += 1;
-            return Some(None);
+            return Some(());
         }
-        let choice = self.choice()?;
+        self.choice(out.insert(Choice::default()))?;
         // A second choice (`n > 1` in one chunk) is left to serde.
-        self.eat(b']')?;
-        Some(Some(choice))
+        self.eat(b']')
     }
 
-    fn choice(&mut self) -> Option<Choice<'a>> {
-        let mut c = Choice::default();
-        let mut seen = Seen(0);
-        self.object(|s, key| {
+    #[inline]
+    fn choice(&mut self, c: &mut Choice<'a>) -> Option<()> {
+        self.object(CHOICE, |s, key| {
             match key {
-                b"index" => {
-                    seen.once(1)?;
-                    c.index = s.opt_index()?;
-                }
-                b"delta" => {
-                    seen.once(2)?;
-                    c.delta = s.delta()?;
-                }
-                b"text" => {
-                    seen.once(4)?;
-                    c.text = s.opt_text()?;
-                }
-                b"finish_reason" => {
-                    seen.once(8)?;
-                    c.finish_reason = s.opt_text()?;
-                }
+                0 => c.index = s.opt_index()?,
+                1 => s.delta(&mut c.delta)?,
+                3 => s.opt_text(&mut c.finish_reason)?,
+                4 => s.opt_text(&mut c.text)?,
                 _ => s.skip(3)?,
             }
             Some(())
-        })?;
-        Some(c)
+        })
     }
 
-    /// `"delta"`: `null`, or an object without tool calls.
-    fn delta(&mut self) -> Option<Option<Delta<'a>>> {
+    /// `"delta"`: `null`, or an object without tool calls (into `out`).
+    #[inline]
+    fn delta(&mut self, out: &mut Option<Delta<'a>>) -> Option<()> {
         if self.lit(b"null") {
-            return Some(None);
+            return Some(());
         }
-        let mut d = Delta::default();
-        let mut seen = Seen(0);
-        self.object(|s, key| {
+        let d = out.insert(Delta::default());
+        self.object(DELTA, |s, key| {
             match key {
-                b"content" => {
-                    seen.once(1)?;
-                    d.content = s.opt_text()?;
-                }
-                b"reasoning" => {
-                    seen.once(2)?;
-                    d.reasoning = s.opt_text()?;
-                }
-                b"reasoning_content" => {
-                    seen.once(4)?;
-                    d.reasoning_content = s.opt_text()?;
-                }
-                b"tool_calls" => {
+                0 => s.opt_text(&mut d.content)?,
+                1 => s.opt_text(&mut d.reasoning)?,
+                2 => s.opt_text(&mut d.reasoning_content)?,
+                3 => {
                     // `null` and `[]` say nothing; fragments are serde's.
-                    seen.once(8)?;
                     if !s.lit(b"null") {
                         s.eat(b'[')?;
                         s.eat(b']')?;
@@ -270,12 +352,12 @@ impl<'a> Scanner<'a> {
                 _ => s.skip(4)?,
             }
             Some(())
-        })?;
-        Some(Some(d))
+        })
     }
 
     /// `null` or a `u32` written as serde reads one: digits, no sign, no leading zero, no
     /// fraction or exponent.
+    #[inline]
     fn opt_index(&mut self) -> Option<Option<u32>> {
         if self.lit(b"null") {
             return Some(None);
@@ -299,32 +381,30 @@ impl<'a> Scanner<'a> {
         u32::try_from(v).ok().map(Some)
     }
 
-    /// `null` or a string.
+    /// `null` or a string, into `out`.
     #[inline]
-    fn opt_text(&mut self) -> Option<Option<Text<'a>>> {
+    fn opt_text(&mut self, out: &mut Option<Text<'a>>) -> Option<()> {
         match self.peek()? {
-            b'"' => self.string().map(|s| Some(Text(s))),
-            _ if self.lit(b"null") => Some(None),
-            _ => None,
+            b'"' => *out = Some(Text(self.string()?)),
+            b'n' if self.lit(b"null") => *out = None,
+            _ => return None,
         }
+        Some(())
     }
 
     /// A string (at its opening quote), borrowed when it has no escape.
     #[inline]
     fn string(&mut self) -> Option<Cow<'a, str>> {
-        self.i += 1;
-        let start = self.i;
-        loop {
-            match *self.b.get(self.i)? {
-                b'"' => {
-                    let s = self.text.get(start..self.i)?;
-                    self.i += 1;
-                    return Some(Cow::Borrowed(s));
-                }
-                b'\\' => return self.escaped(start),
-                c if c < 0x20 => return None,
-                _ => self.i += 1,
+        let start = self.i + 1;
+        self.i = special(self.b, start);
+        match *self.b.get(self.i)? {
+            b'"' => {
+                let s = self.text.get(start..self.i)?;
+                self.i += 1;
+                Some(Cow::Borrowed(s))
             }
+            b'\\' => self.escaped(start),
+            _ => None,
         }
     }
 
@@ -358,12 +438,7 @@ impl<'a> Scanner<'a> {
                 c if c < 0x20 => return None,
                 _ => {
                     let run = self.i;
-                    while let Some(c) = self.peek() {
-                        if c == b'"' || c == b'\\' || c < 0x20 {
-                            break;
-                        }
-                        self.i += 1;
-                    }
+                    self.i = special(self.b, run);
                     out.push_str(self.text.get(run..self.i)?);
                 }
             }
@@ -403,69 +478,54 @@ impl<'a> Scanner<'a> {
 
     /// Skips any JSON value, checking it as serde checks a value it ignores. `depth` is the
     /// nesting of the value; deeper than [`MAX_SKIP_DEPTH`] is left to serde.
+    #[inline]
     fn skip(&mut self, depth: u8) -> Option<()> {
-        self.ws();
-        match self.peek()? {
+        match self.peek_ws()? {
             b'"' => self.skip_string(),
             b'n' => self.lit(b"null").then_some(()),
             b't' => self.lit(b"true").then_some(()),
             b'f' => self.lit(b"false").then_some(()),
             b'-' | b'0'..=b'9' => self.skip_number(),
-            b'[' if depth < MAX_SKIP_DEPTH => {
-                self.i += 1;
-                self.ws();
-                if self.peek()? == b']' {
-                    self.i += 1;
-                    return Some(());
-                }
-                loop {
-                    self.skip(depth + 1)?;
-                    self.ws();
-                    match self.peek()? {
-                        b',' => self.i += 1,
-                        b']' => {
-                            self.i += 1;
-                            return Some(());
-                        }
-                        _ => return None,
-                    }
-                }
-            }
-            b'{' if depth < MAX_SKIP_DEPTH => {
-                self.i += 1;
-                self.ws();
-                if self.peek()? == b'}' {
-                    self.i += 1;
-                    return Some(());
-                }
-                loop {
-                    self.ws();
-                    if self.peek()? != b'"' {
-                        return None;
-                    }
-                    self.skip_string()?;
-                    self.eat(b':')?;
-                    self.skip(depth + 1)?;
-                    self.ws();
-                    match self.peek()? {
-                        b',' => self.i += 1,
-                        b'}' => {
-                            self.i += 1;
-                            return Some(());
-                        }
-                        _ => return None,
-                    }
-                }
-            }
+            b'[' | b'{' if depth < MAX_SKIP_DEPTH => self.skip_nested(depth),
             _ => None,
+        }
+    }
+
+    /// Skips an array or an object (at its opening bracket).
+    fn skip_nested(&mut self, depth: u8) -> Option<()> {
+        let close = if self.peek()? == b'[' { b']' } else { b'}' };
+        self.i += 1;
+        if self.peek_ws()? == close {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            if close == b'}' {
+                if self.peek_ws()? != b'"' {
+                    return None;
+                }
+                self.skip_string()?;
+                self.eat(b':')?;
+            }
+            self.skip(depth + 1)?;
+            match self.peek_ws()? {
+                b',' => self.i += 1,
+                c if c == close => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
         }
     }
 
     /// Skips a string (at its opening quote): no raw control character, known escapes only,
     /// `\u` with four hex digits.
+    #[inline]
     fn skip_string(&mut self) -> Option<()> {
         self.i += 1;
         loop {
+            self.i = special(self.b, self.i);
             match *self.b.get(self.i)? {
                 b'"' => {
                     self.i += 1;
@@ -482,13 +542,13 @@ impl<'a> Scanner<'a> {
                         _ => return None,
                     }
                 }
-                c if c < 0x20 => return None,
-                _ => self.i += 1,
+                _ => return None,
             }
         }
     }
 
     /// Skips a number in JSON's grammar: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+    #[inline]
     fn skip_number(&mut self) -> Option<()> {
         if self.peek() == Some(b'-') {
             self.i += 1;
