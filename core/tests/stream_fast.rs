@@ -293,6 +293,50 @@ fn body(numbers: &[u16]) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// The layouts a stream repeats, each with `@` where a chunk's varying string goes: vLLM's
+/// chat content, reasoning and completions text, llama.cpp's field order, spaced JSON.
+const LAYOUTS: [&str; 6] = [
+    r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"content":@},"logprobs":null,"finish_reason":null}]}"#,
+    r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"reasoning":@},"logprobs":null,"finish_reason":null}]}"#,
+    r#"{"id":"cmpl-1","object":"text_completion","created":1,"model":"m","choices":[{"index":0,"text":@,"logprobs":null,"finish_reason":null,"stop_reason":null}]}"#,
+    r#"{"choices":[{"finish_reason":null,"index":0,"delta":{"content":@}}],"created":1,"id":"x","model":"m","system_fingerprint":"b1","object":"chat.completion.chunk"}"#,
+    r#" { "choices" : [ { "index" : 1 , "delta" : { "reasoning_content" : @ , "role" : "assistant" } } ] } "#,
+    r#"{"choices":[{"index":0,"delta":{"content":@,"reasoning":null}}],"usage":null}"#,
+];
+
+/// A stream of chunks of one layout whose varying string is drawn each time — now and then
+/// broken in ways that move where the string ends (an unescaped quote, a trailing backslash,
+/// the rest of the layout inside the string) — with now and then a chunk of another layout
+/// or a finish chunk between them.
+fn repeated(numbers: &[u16]) -> Vec<u8> {
+    let mut d = Draw(numbers.iter());
+    let layout = LAYOUTS[usize::from(d.n(LAYOUTS.len() as u16))];
+    let mut out = String::new();
+    for _ in 0..=d.n(12) {
+        let hole = match d.n(16) {
+            0 => "\"a\"b\"".to_owned(),
+            1 => "\"a\\\"".to_owned(),
+            2 => format!("\"{}\"", layout.split('@').nth(1).unwrap_or("")),
+            3 => "\"x\"}],\"y\":\"".to_owned(),
+            _ => string(&mut d),
+        };
+        let chunk = match d.n(20) {
+            0 => chunk(&mut d),
+            1 => layout.replace('@', "\"\"").replace("null}]", "\"stop\"}]"),
+            2 => layout.replacen("\"m\"", "\"n\"", 1).replace('@', &hole),
+            _ => layout.replace('@', &hole),
+        };
+        for line in chunk.split('\n') {
+            out.push_str("data: ");
+            out.push_str(line);
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    out.push_str("data: [DONE]\n\n");
+    out.into_bytes()
+}
+
 fn decode(
     kind: StreamKind,
     fast: bool,
@@ -327,6 +371,25 @@ proptest! {
         completions in any::<bool>(),
     ) {
         let input = body(&numbers);
+        let kind = if completions { StreamKind::Completions } else { StreamKind::Chat };
+        let serde = decode(kind, false, &input, &[]);
+        prop_assert_eq!(&decode(kind, true, &input, &[]), &serde, "{}", String::from_utf8_lossy(&input));
+        prop_assert_eq!(&decode(kind, true, &input, &cuts), &serde, "{}", String::from_utf8_lossy(&input));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3_000))]
+
+    /// Chunks of one layout in a row are read by comparing bytes with the last one (see
+    /// `stream::fast::Layout`): still exactly what serde reads.
+    #[test]
+    fn chunks_of_one_layout_give_what_serde_gives(
+        numbers in prop::collection::vec(any::<u16>(), 0..300),
+        cuts in prop::collection::vec(0usize..4000, 0..6),
+        completions in any::<bool>(),
+    ) {
+        let input = repeated(&numbers);
         let kind = if completions { StreamKind::Completions } else { StreamKind::Chat };
         let serde = decode(kind, false, &input, &[]);
         prop_assert_eq!(&decode(kind, true, &input, &[]), &serde, "{}", String::from_utf8_lossy(&input));

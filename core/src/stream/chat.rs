@@ -37,6 +37,8 @@ pub(super) struct ChatState {
     pub(super) model: Option<String>,
     /// Whether chunks of the common shape are read by the fast scanner (else all by serde).
     pub(super) fast: bool,
+    /// The last chunk's layout, for the fast scanner.
+    layout: fast::Layout,
 }
 
 impl ChatState {
@@ -50,6 +52,7 @@ impl ChatState {
             max_tool_bytes,
             model: None,
             fast: true,
+            layout: fast::Layout::default(),
         }
     }
 
@@ -95,7 +98,7 @@ impl ChatState {
             return self.whole_chunk(text);
         }
         if self.fast {
-            if let Some(c) = fast::scan(text) {
+            if let Some(c) = fast::scan(text, &mut self.layout) {
                 return self.apply(c.model, c.choice, None);
             }
         }

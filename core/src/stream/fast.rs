@@ -138,19 +138,125 @@ const DELTA: &Keys = &[
     b"\"tool_calls\":",
 ];
 
+/// The string of a chunk that varies from chunk to chunk of one answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Content,
+    Reasoning,
+    ReasoningContent,
+    Text,
+}
+
+/// The layout of the last chunk the scanner read, when it is the common one: one choice whose
+/// only text is one string (`delta.content`, `delta.reasoning`, `delta.reasoning_content` or
+/// `text`), no `finish_reason`. The chunks of one answer differ in that string alone (vLLM
+/// repeats `id`, `object`, `created`, `model`, `index`, `logprobs: null` and
+/// `finish_reason: null` verbatim), so the next chunk is read by comparing its bytes before
+/// and after the string with this one's and scanning only the string.
+///
+/// Why that gives exactly what a full scan gives: the scanner's state when it reaches the
+/// string depends only on the bytes before it (it never looks past a token), so identical bytes
+/// bring it to the string in the same state; the string is then scanned as always and must end
+/// at the same place relative to the end of the chunk; what follows is the same bytes again,
+/// read in the same state, since nothing after the string depends on its value. The result is
+/// the last chunk's, with the new string. The chunk's `model` is handed over as `None`: the
+/// decoder kept the last chunk's `model` already (or it had none), and takes the first one only.
+#[derive(Debug, Default)]
+pub(super) struct Layout {
+    /// The bytes before the string and its opening quote, then its closing quote and the bytes
+    /// after it; empty when the last chunk had no such layout.
+    bytes: Vec<u8>,
+    /// Where the closing quote starts in `bytes`.
+    split: usize,
+    slot: Option<Slot>,
+    index: Option<u32>,
+    /// Whether the chunk had a `delta` object.
+    delta: bool,
+}
+
+impl Layout {
+    /// What the chunk `text` holds if it has the last chunk's layout.
+    #[inline]
+    fn reuse<'a>(&self, text: &'a str) -> Option<Fast<'a>> {
+        let slot = self.slot?;
+        let (before, after) = self.bytes.split_at(self.split);
+        let b = text.as_bytes();
+        if b.len() < self.bytes.len() || !b.starts_with(before) || !b.ends_with(after) {
+            return None;
+        }
+        let mut s = Scanner {
+            text,
+            b,
+            i: before.len() - 1,
+            hole: None,
+        };
+        let value = Text(s.string()?);
+        if s.i != b.len() - after.len() + 1 {
+            return None;
+        }
+        let mut choice = Choice {
+            index: self.index,
+            delta: self.delta.then(Delta::default),
+            ..Choice::default()
+        };
+        match (slot, &mut choice.delta) {
+            (Slot::Content, Some(d)) => d.content = Some(value),
+            (Slot::Reasoning, Some(d)) => d.reasoning = Some(value),
+            (Slot::ReasoningContent, Some(d)) => d.reasoning_content = Some(value),
+            (Slot::Text, _) => choice.text = Some(value),
+            _ => return None,
+        }
+        Some(Fast {
+            model: None,
+            choice: Some(choice),
+        })
+    }
+
+    /// Keeps `text`'s layout, if it has the common one, for the next chunk.
+    fn keep(&mut self, text: &str, fast: &Fast<'_>, hole: Option<(Slot, usize, usize)>) {
+        self.slot = None;
+        let (Some(c), Some((slot, open, close))) = (&fast.choice, hole) else {
+            return;
+        };
+        let texts = [
+            c.delta.as_ref().map_or(0, |d| {
+                usize::from(d.content.is_some())
+                    + usize::from(d.reasoning.is_some())
+                    + usize::from(d.reasoning_content.is_some())
+            }),
+            usize::from(c.text.is_some()),
+        ];
+        if texts[0] + texts[1] != 1 || c.finish_reason.is_some() {
+            return;
+        }
+        let b = text.as_bytes();
+        self.bytes.clear();
+        self.bytes.extend_from_slice(&b[..=open]);
+        self.split = self.bytes.len();
+        self.bytes.extend_from_slice(&b[close..]);
+        self.slot = Some(slot);
+        self.index = c.index;
+        self.delta = c.delta.is_some();
+    }
+}
+
 /// Reads `text` if it is a chunk of the common shape (see the [module docs](self)); `None`
-/// leaves it to serde.
-pub(super) fn scan(text: &str) -> Option<Fast<'_>> {
+/// leaves it to serde. `layout` is the last chunk's (see [`Layout`]), updated.
+pub(super) fn scan<'a>(text: &'a str, layout: &mut Layout) -> Option<Fast<'a>> {
+    if let Some(fast) = layout.reuse(text) {
+        return Some(fast);
+    }
     let mut s = Scanner {
         text,
         b: text.as_bytes(),
         i: 0,
+        hole: None,
     };
     let mut fast = Fast {
         model: None,
         choice: None,
     };
-    s.object(TOP, |s, key| {
+    let read = s.object(TOP, |s, key| {
         match key {
             1 => {
                 let mut object = None;
@@ -166,11 +272,13 @@ pub(super) fn scan(text: &str) -> Option<Fast<'_>> {
             _ => s.skip(1)?,
         }
         Some(())
-    })?;
+    });
     s.ws();
-    if s.i != s.b.len() {
+    if read.is_none() || s.i != s.b.len() {
+        layout.slot = None;
         return None;
     }
+    layout.keep(text, &fast, s.hole);
     Some(fast)
 }
 
@@ -178,6 +286,9 @@ struct Scanner<'a> {
     text: &'a str,
     b: &'a [u8],
     i: usize,
+    /// The last text string read (of a slot that varies per chunk): its slot, where its
+    /// opening quote is and where its closing quote is.
+    hole: Option<(Slot, usize, usize)>,
 }
 
 impl<'a> Scanner<'a> {
@@ -323,7 +434,7 @@ impl<'a> Scanner<'a> {
                 0 => c.index = s.opt_index()?,
                 1 => s.delta(&mut c.delta)?,
                 3 => s.opt_text(&mut c.finish_reason)?,
-                4 => s.opt_text(&mut c.text)?,
+                4 => s.slot_text(Slot::Text, &mut c.text)?,
                 _ => s.skip(3)?,
             }
             Some(())
@@ -339,9 +450,9 @@ impl<'a> Scanner<'a> {
         let d = out.insert(Delta::default());
         self.object(DELTA, |s, key| {
             match key {
-                0 => s.opt_text(&mut d.content)?,
-                1 => s.opt_text(&mut d.reasoning)?,
-                2 => s.opt_text(&mut d.reasoning_content)?,
+                0 => s.slot_text(Slot::Content, &mut d.content)?,
+                1 => s.slot_text(Slot::Reasoning, &mut d.reasoning)?,
+                2 => s.slot_text(Slot::ReasoningContent, &mut d.reasoning_content)?,
                 3 => {
                     // `null` and `[]` say nothing; fragments are serde's.
                     if !s.lit(b"null") {
@@ -388,6 +499,17 @@ impl<'a> Scanner<'a> {
             b'"' => *out = Some(Text(self.string()?)),
             b'n' if self.lit(b"null") => *out = None,
             _ => return None,
+        }
+        Some(())
+    }
+
+    /// `null` or a string of `slot` into `out`, noting where a string was.
+    #[inline]
+    fn slot_text(&mut self, slot: Slot, out: &mut Option<Text<'a>>) -> Option<()> {
+        let open = self.i;
+        self.opt_text(out)?;
+        if out.is_some() {
+            self.hole = Some((slot, open, self.i - 1));
         }
         Some(())
     }
@@ -594,6 +716,11 @@ impl<'a> Scanner<'a> {
 mod tests {
     use super::*;
 
+    /// A chunk read on its own (no earlier layout).
+    fn scan1(text: &str) -> Option<Fast<'_>> {
+        scan(text, &mut Layout::default())
+    }
+
     /// vLLM's chunk around a delta.
     fn vllm(delta: &str, finish: &str) -> String {
         format!(
@@ -609,7 +736,7 @@ mod tests {
     #[test]
     fn reads_vllms_chunks_and_borrows_plain_text() {
         let text = vllm(r#"{"content":"Hello"}"#, "null");
-        let f = scan(&text).expect("the common shape");
+        let f = scan1(&text).expect("the common shape");
         assert_eq!(f.model.as_ref().map(|m| &*m.0), Some("Qwen/Qwen3-8B"));
         let c = f.choice.as_ref().unwrap();
         assert_eq!(c.index, Some(0));
@@ -629,7 +756,7 @@ mod tests {
             r#"{"choices":[],"usage":null}"#.to_owned(),
             r#" { "choices" : [ { "index" : 0 , "delta" : { "content" : "a" } } ] } "#.to_owned(),
         ] {
-            assert!(scan(&text).is_some(), "{text}");
+            assert!(scan1(&text).is_some(), "{text}");
         }
     }
 
@@ -638,7 +765,7 @@ mod tests {
         let raw = r#""a\"b\\c\/d\be\ff\ng\rh\ti\u00e9\u4f60\ud83d\ude00\u0000""#;
         let text = vllm(&format!(r#"{{"content":{raw}}}"#), "null");
         let want: String = serde_json::from_str(raw).unwrap();
-        assert_eq!(content(&scan(&text).unwrap()).unwrap(), want);
+        assert_eq!(content(&scan1(&text).unwrap()).unwrap(), want);
     }
 
     #[test]
@@ -693,7 +820,7 @@ mod tests {
             r#"{"x":True}"#,
         ];
         for text in reject {
-            assert!(scan(text).is_none(), "{text}");
+            assert!(scan1(text).is_none(), "{text}");
         }
     }
 
@@ -709,14 +836,45 @@ mod tests {
             ),
         ];
         for text in accept {
-            assert!(scan(text).is_some(), "{text}");
+            assert!(scan1(text).is_some(), "{text}");
             assert!(serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok());
         }
         // Nesting beyond the skip depth is serde's to read.
         let deep = format!(r#"{{"x":{}{}}}"#, "[".repeat(40), "]".repeat(40));
-        assert!(scan(&deep).is_none());
+        assert!(scan1(&deep).is_none());
         let shallow = format!(r#"{{"x":{}{}}}"#, "[".repeat(20), "]".repeat(20));
-        assert!(scan(&shallow).is_some());
+        assert!(scan1(&shallow).is_some());
+    }
+
+    #[test]
+    fn the_next_chunk_of_a_layout_is_read_by_comparing_bytes() {
+        let mut layout = Layout::default();
+        let first = vllm(r#"{"content":"Hello"}"#, "null");
+        assert!(scan(&first, &mut layout).is_some());
+        // The same layout with another string (escapes too): read from the kept layout.
+        for next in [r#""tok ""#, r#""a\"b\\ \u00e9""#, r#""""#] {
+            let text = vllm(&format!(r#"{{"content":{next}}}"#), "null");
+            let f = layout.reuse(&text).expect("same layout");
+            assert!(f.model.is_none());
+            let want: String = serde_json::from_str(next).unwrap();
+            assert_eq!(content(&f).unwrap(), want);
+            assert_eq!(content(&scan(&text, &mut layout).unwrap()).unwrap(), want);
+        }
+        // Not the layout: a string that ends early, one that runs on, another model, the
+        // finish chunk (which is not kept), a chunk with two texts.
+        for other in [
+            vllm(r#"{"content":"a"b"}"#, "null"),
+            vllm(r#"{"content":"a\"}"#, "null"),
+            vllm(r#"{"content":"x"}"#, "null").replace("Qwen", "Owen"),
+            vllm(r#"{"content":""}"#, r#""stop""#),
+        ] {
+            assert!(layout.reuse(&other).is_none(), "{other}");
+        }
+        assert!(scan(&vllm(r#"{"content":""}"#, r#""stop""#), &mut layout).is_some());
+        assert!(layout.reuse(&vllm(r#"{"content":"x"}"#, "null")).is_none());
+        let two = vllm(r#"{"reasoning":"r","content":"c"}"#, "null");
+        assert!(scan(&two, &mut layout).is_some());
+        assert!(layout.reuse(&two).is_none());
     }
 
     proptest::proptest! {
@@ -730,7 +888,7 @@ mod tests {
                 1 => vllm(&format!(r#"{{"reasoning":{q}}}"#), "null"),
                 _ => format!(r#"{{"object":"text_completion","choices":[{{"index":0,"text":{q}}}]}}"#),
             };
-            let f = scan(&chunk).expect("the common shape");
+            let f = scan1(&chunk).expect("the common shape");
             let c = f.choice.unwrap();
             let got = match field {
                 0 => c.delta.unwrap().content,
