@@ -9,7 +9,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
 fi
 # cargo-fuzz needs nightly flags; this lets the stable toolchain accept them.
 export RUSTC_BOOTSTRAP=1
-for target in sse stream responses driver ratelimit metrics; do
+for target in sse stream stream_fast responses driver ratelimit metrics; do
     mkdir -p "corpus/$target" "seeds/$target"
     echo "== fuzz $target for ${SECONDS_PER_TARGET}s"
     cargo fuzz run "$target" "corpus/$target" "seeds/$target" -- \

@@ -5,8 +5,10 @@
 //!   on one 8 MiB `data:` line fed in 1460-byte chunks. Peers: `sse-stream` 0.3, `sseer` 0.3,
 //!   `eventsource-stream` 0.2, each driven over an in-memory `futures::stream::iter` of `Bytes`
 //!   with `futures::executor::block_on`.
-//! - `chat/*`: bytes to content deltas. Ours is `StreamDecoder`; the peer is what async-openai
-//!   does: `eventsource-stream` plus `serde_json` into owned, typed chunk structs.
+//! - `chat/*`: bytes to content deltas. Ours is `StreamDecoder`, with its chat-chunk fast path
+//!   (the default) and without it (every chunk read by serde, as before the fast path); the
+//!   peer is what async-openai does: `eventsource-stream` plus `serde_json` into owned, typed
+//!   chunk structs.
 //!
 //! Run: `cargo bench -p vllm-client-benches`. Every decoder's result is checked against the
 //! generator's before timing.
@@ -120,7 +122,16 @@ const SSE_IMPLS: [(&str, SseFn); 4] = [
 // ---------- chat: bytes to content deltas ----------
 
 fn ours_chat(chunks: &[Bytes]) -> usize {
-    let mut dec = StreamDecoder::chat();
+    chat_with(StreamDecoder::chat(), chunks)
+}
+
+/// The same decoder with its chat-chunk fast path off: every chunk read by serde (what the
+/// decoder did before the fast path).
+fn ours_chat_serde(chunks: &[Bytes]) -> usize {
+    chat_with(StreamDecoder::chat().with_fast_path(false), chunks)
+}
+
+fn chat_with(mut dec: StreamDecoder, chunks: &[Bytes]) -> usize {
     let mut content = 0;
     let mut take = |dec: &mut StreamDecoder| {
         while let Some(ev) = dec.poll_event() {
@@ -266,8 +277,9 @@ fn bench(c: &mut Criterion) {
             .warm_up_time(Duration::from_secs(1))
             .measurement_time(Duration::from_secs(4));
         type ChatFn = fn(&[Bytes]) -> usize;
-        let impls: [(&str, ChatFn); 2] = [
+        let impls: [(&str, ChatFn); 3] = [
             ("vllm-client StreamDecoder", ours_chat),
+            ("vllm-client StreamDecoder, serde only", ours_chat_serde),
             ("eventsource-stream + serde_json", eventsource_serde_chat),
         ];
         for (name, f) in impls {

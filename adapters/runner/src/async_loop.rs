@@ -2,20 +2,24 @@
 //!
 //! The loop keeps the operations the core started, one per attempt in flight (a send's
 //! future, or an open response and whether a read of it was asked for), and at each `Wait`
-//! races them against the core's timer and the call's turn for a slot. A read future is made
-//! afresh for each wait: `Transport::read` is cancel-safe, so a read that loses a race to the
-//! timer loses no data.
+//! races them against the core's timer and the call's turn for a slot.
+//!
+//! It is a poll function, not an `async fn`: [`Runner::poll_step`] runs the call until its
+//! next event or its end and returns `Pending` while it waits, keeping what it waits for in
+//! the runner itself. A stream's [`EventStream`] polls it directly — no future rebuilt and
+//! no runner moved per event — and a JSON call's future is a `poll_fn` over it. A read future
+//! is made afresh at each poll of a wait: `Transport::read` is cancel-safe, so one dropped
+//! while pending loses no data; sends are boxed once per request and kept until they resolve.
 
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures_util::future::{select, Either};
-use futures_util::stream::{BoxStream, Stream, StreamExt};
+use futures_util::stream::{Stream, StreamExt};
 use vllm_client_core::call::{AttemptId, CallReport, CallSpec, Event, ResponseHead};
 use vllm_client_core::client::{Decode, Execute, Reported};
 use vllm_client_core::config::ClientConfig;
@@ -25,7 +29,6 @@ use vllm_client_core::{StreamEvent, VllmError};
 use crate::driver::{no_response, Collect, Driver, Io, Ops, Step};
 use crate::exec::{AsyncExec, Exec};
 use crate::transport::{Failed, Transport};
-use crate::turn::Turn;
 
 /// A boxed, `Send` future: what `send()` returns.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, VllmError>> + Send + 'static>>;
@@ -48,6 +51,13 @@ enum Op<T: Transport> {
 /// A timer armed at an instant, kept across waits.
 type Timer = (Instant, Pin<Box<dyn Future<Output = ()> + Send>>);
 
+/// The wait in progress: until when, and whether the call also waits for its turn for a slot.
+#[derive(Clone, Copy)]
+struct Waiting {
+    until: Option<Instant>,
+    permit: bool,
+}
+
 pub(crate) struct Runner<T: Transport> {
     transport: Arc<T>,
     driver: Driver,
@@ -56,38 +66,16 @@ pub(crate) struct Runner<T: Transport> {
     /// runtime timer per event costs more than the event itself, so a timer armed earlier
     /// than the current deadline is kept, and when it fires early it is re-armed once.
     timer: Option<Timer>,
+    /// Set while the call waits (between a `Wait` and what ends it).
+    waiting: Option<Waiting>,
 }
 
-/// What completed first during a wait.
-enum Woke<T: Transport> {
-    Sent(AttemptId, Result<(ResponseHead, T::Response), Failed>),
-    Read(AttemptId, Result<Option<Bytes>, Failed>),
-    Turn,
-    Timer,
-}
+// Nothing of a runner is ever pinned in place: each read future is made from `&mut response`
+// and pinned on the stack for one poll, sends and the timer are boxed.
+impl<T: Transport> Unpin for Runner<T> {}
 
 fn failed(attempt: AttemptId, f: Failed) -> Event {
     f.into_event(attempt)
-}
-
-/// Resolves once the wait timer reaches `until` (never without one), re-arming a timer that
-/// was armed earlier than `until` when it fires early.
-async fn timer_until<T: Transport>(timer: &mut Option<Timer>, until: Option<Instant>) {
-    let Some(d) = until else {
-        return std::future::pending().await;
-    };
-    loop {
-        if !matches!(timer, Some((at, _)) if *at <= d) {
-            *timer = Some((d, Box::pin(T::sleep_until(d))));
-        }
-        if let Some((_, sleep)) = timer.as_mut() {
-            sleep.await;
-        }
-        *timer = None;
-        if Instant::now() >= d {
-            return;
-        }
-    }
 }
 
 impl<T: Transport> Runner<T> {
@@ -97,12 +85,18 @@ impl<T: Transport> Runner<T> {
             driver,
             ops: Ops::new(),
             timer: None,
+            waiting: None,
         }
     }
 
-    /// Runs until the next event for the caller, or the end.
-    pub(crate) async fn step(&mut self) -> Step {
+    /// Runs until the next event for the caller, or the end; `Pending` while it waits.
+    pub(crate) fn poll_step(&mut self, cx: &mut Context<'_>) -> Poll<Step> {
         loop {
+            if let Some(w) = self.waiting {
+                let event = ready!(self.poll_wait(cx, w));
+                self.waiting = None;
+                self.driver.handle(event);
+            }
             match self.driver.next_io() {
                 Ok(Io::Send {
                     attempt,
@@ -119,74 +113,102 @@ impl<T: Transport> Runner<T> {
                     _ => self.driver.handle(no_response(attempt)),
                 },
                 Ok(Io::Close { attempt }) => self.ops.remove(attempt),
-                Ok(Io::Wait { until, permit }) => {
-                    let event = self.wait(until, permit).await;
-                    self.driver.handle(event);
-                }
+                Ok(Io::Wait { until, permit }) => self.waiting = Some(Waiting { until, permit }),
                 Err(step) => {
                     if let Step::Done(_) = step {
                         self.ops.0.clear();
                     }
-                    return step;
+                    return Poll::Ready(step);
                 }
             }
         }
     }
 
-    /// Waits for the first of: an operation completes, the call's turn for a slot, `until`.
-    async fn wait(&mut self, until: Option<Instant>, permit: bool) -> Event {
-        let woke = match self.ops.0.as_mut_slice() {
-            // The common case, one read and a timer: no allocation per chunk.
-            [(attempt, Op::Open { response, reading })] if *reading && !permit => {
-                let attempt = *attempt;
-                let read = pin!(T::read(response));
-                let timer = pin!(timer_until::<T>(&mut self.timer, until));
-                match select(read, timer).await {
-                    Either::Left((out, _)) => Woke::Read(attempt, out),
-                    Either::Right(_) => Woke::Timer,
+    /// Polls what the call waits for: the operations started (in order), the call's turn for
+    /// a slot, then the timer. What completed first becomes the event reported to the core.
+    fn poll_wait(&mut self, cx: &mut Context<'_>, w: Waiting) -> Poll<Event> {
+        for i in 0..self.ops.0.len() {
+            let (attempt, op) = &mut self.ops.0[i];
+            let attempt = *attempt;
+            match op {
+                Op::Sending(f) => {
+                    if let Poll::Ready(out) = f.as_mut().poll(cx) {
+                        return Poll::Ready(match out {
+                            Ok((head, response)) => {
+                                *op = Op::Open {
+                                    response,
+                                    reading: false,
+                                };
+                                Event::Response { attempt, head }
+                            }
+                            Err(f) => {
+                                self.ops.0.remove(i);
+                                failed(attempt, f)
+                            }
+                        });
+                    }
                 }
-            }
-            ops => {
-                let turn = permit.then(|| self.driver.turn.clone());
-                race::<T>(ops, &mut self.timer, until, turn.as_deref()).await
-            }
-        };
-        match woke {
-            Woke::Timer => Event::Timeout,
-            Woke::Turn => Event::PermitReleased,
-            Woke::Sent(attempt, Ok((head, response))) => {
-                if let Some(op) = self.ops.get(attempt) {
-                    *op = Op::Open {
-                        response,
-                        reading: false,
-                    };
+                Op::Open {
+                    response,
+                    reading: reading @ true,
+                } => {
+                    if let Poll::Ready(out) = pin!(T::read(response)).poll(cx) {
+                        *reading = false;
+                        return Poll::Ready(match out {
+                            Ok(Some(bytes)) => Event::Chunk { attempt, bytes },
+                            Ok(None) => Event::BodyEnd { attempt },
+                            Err(f) => failed(attempt, f),
+                        });
+                    }
                 }
-                Event::Response { attempt, head }
+                Op::Open { .. } => {}
             }
-            Woke::Sent(attempt, Err(f)) => {
-                self.ops.remove(attempt);
-                failed(attempt, f)
+        }
+        if w.permit && pin!(self.driver.turn.wait()).poll(cx).is_ready() {
+            return Poll::Ready(Event::PermitReleased);
+        }
+        match w.until {
+            Some(until) => self.poll_timer(cx, until).map(|()| Event::Timeout),
+            None => Poll::Pending,
+        }
+    }
+
+    /// Ready once the wait timer reaches `until`, re-arming a timer that was armed earlier
+    /// than `until` when it fires early.
+    fn poll_timer(&mut self, cx: &mut Context<'_>, until: Instant) -> Poll<()> {
+        loop {
+            if !matches!(&self.timer, Some((at, _)) if *at <= until) {
+                self.timer = Some((until, Box::pin(T::sleep_until(until))));
             }
-            Woke::Read(attempt, out) => {
-                if let Some(Op::Open { reading, .. }) = self.ops.get(attempt) {
-                    *reading = false;
-                }
-                match out {
-                    Ok(Some(bytes)) => Event::Chunk { attempt, bytes },
-                    Ok(None) => Event::BodyEnd { attempt },
-                    Err(f) => failed(attempt, f),
-                }
+            let Some((at, sleep)) = self.timer.as_mut() else {
+                return Poll::Pending;
+            };
+            ready!(sleep.as_mut().poll(cx));
+            let at = *at;
+            self.timer = None;
+            // A timer armed for this very deadline has reached it; one armed earlier (for an
+            // older idle deadline) is re-armed once.
+            if at >= until || Instant::now() >= until {
+                return Poll::Ready(());
             }
         }
     }
 
     /// Runs until the call is over, ignoring stream events (JSON calls emit none).
-    async fn finish(&mut self) -> Result<Bytes, VllmError> {
+    fn poll_finish(&mut self, cx: &mut Context<'_>) -> Poll<Result<Bytes, VllmError>> {
         loop {
-            if let Step::Done(r) = self.step().await {
-                return r;
+            if let Step::Done(r) = ready!(self.poll_step(cx)) {
+                return Poll::Ready(r);
             }
         }
+    }
+
+    async fn finish(&mut self) -> Result<Bytes, VllmError> {
+        poll_fn(|cx| self.poll_finish(cx)).await
+    }
+
+    async fn step(&mut self) -> Step {
+        poll_fn(|cx| self.poll_step(cx)).await
     }
 
     fn report(&self) -> CallReport {
@@ -194,50 +216,31 @@ impl<T: Transport> Runner<T> {
     }
 }
 
-/// The general wait: every send in flight, every read asked for, the timer and the turn.
-async fn race<T: Transport>(
-    ops: &mut [(AttemptId, Op<T>)],
-    timer: &mut Option<Timer>,
-    until: Option<Instant>,
-    turn: Option<&Turn>,
-) -> Woke<T> {
-    type Reading<'a> = Pin<Box<dyn Future<Output = Result<Option<Bytes>, Failed>> + Send + 'a>>;
-    let mut sends: Vec<(AttemptId, &mut Sending<T>)> = Vec::new();
-    let mut reads: Vec<(AttemptId, Reading<'_>)> = Vec::new();
-    for (attempt, op) in ops.iter_mut() {
-        match op {
-            Op::Sending(f) => sends.push((*attempt, f)),
-            Op::Open {
-                response,
-                reading: true,
-            } => reads.push((*attempt, Box::pin(T::read(response)))),
-            Op::Open { .. } => {}
+/// A stream's runner after its first event: the events until the terminal one, then the end.
+struct Events<T: Transport> {
+    runner: Runner<T>,
+    done: bool,
+}
+
+impl<T: Transport> Stream for Events<T> {
+    type Item = StreamEvent;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<StreamEvent>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        match ready!(this.runner.poll_step(cx)) {
+            Step::Emit(ev) => {
+                this.done = ev.is_terminal();
+                Poll::Ready(Some(ev))
+            }
+            Step::Done(_) => {
+                this.done = true;
+                Poll::Ready(None)
+            }
         }
     }
-    let mut timer = pin!(timer_until::<T>(timer, until));
-    let mut turn = turn.map(|t| Box::pin(t.wait()));
-    poll_fn(|cx: &mut Context<'_>| {
-        for (attempt, f) in sends.iter_mut() {
-            if let Poll::Ready(out) = f.as_mut().poll(cx) {
-                return Poll::Ready(Woke::Sent(*attempt, out));
-            }
-        }
-        for (attempt, f) in reads.iter_mut() {
-            if let Poll::Ready(out) = f.as_mut().poll(cx) {
-                return Poll::Ready(Woke::Read(*attempt, out));
-            }
-        }
-        if let Some(t) = turn.as_mut() {
-            if t.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Woke::Turn);
-            }
-        }
-        if timer.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Woke::Timer);
-        }
-        Poll::Pending
-    })
-    .await
 }
 
 /// The events of a streamed call: `Content`, `Reasoning`, tool calls, `Usage`, … then exactly
@@ -246,7 +249,9 @@ async fn race<T: Transport>(
 /// Dropping it closes the connection (vLLM then aborts the generation) and frees the call's
 /// concurrency slot.
 pub struct EventStream {
-    inner: BoxStream<'static, StreamEvent>,
+    /// The first event, handed out before the rest.
+    first: Option<StreamEvent>,
+    inner: Pin<Box<dyn Stream<Item = StreamEvent> + Send>>,
     rate_limit: Option<RateLimitSnapshot>,
 }
 
@@ -268,22 +273,9 @@ impl EventStream {
         };
         let done = first.is_terminal();
         let rate_limit = runner.driver.rate_limit();
-        let rest = futures_util::stream::unfold((runner, done), |(mut runner, done)| async move {
-            if done {
-                return None;
-            }
-            match runner.step().await {
-                Step::Emit(ev) => {
-                    let done = ev.is_terminal();
-                    Some((ev, (runner, done)))
-                }
-                Step::Done(_) => None,
-            }
-        });
         Ok(EventStream {
-            inner: futures_util::stream::once(async move { first })
-                .chain(rest)
-                .boxed(),
+            first: Some(first),
+            inner: Box::pin(Events { runner, done }),
             rate_limit,
         })
     }
@@ -311,6 +303,9 @@ impl Stream for EventStream {
     type Item = StreamEvent;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<StreamEvent>> {
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(first));
+        }
         self.inner.poll_next_unpin(cx)
     }
 }

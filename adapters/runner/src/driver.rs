@@ -108,6 +108,13 @@ pub(crate) struct Driver {
     pub(crate) turn: Arc<Turn>,
     waiter: Option<WaiterId>,
     telemetry: Telemetry,
+    /// The time the loop runs at between two waits: read when what ended a wait is handled
+    /// (or by the first poll after a wait), then given to every poll until the next wait —
+    /// one clock read per wake-up instead of one per poll (a paced stream polls three times
+    /// per event). The core takes `now` as given and decides nothing between two waits that
+    /// needs time to have moved on: a deadline that passed meanwhile (while the caller held an
+    /// event, say) is in the next wait's `until`, whose timer then fires at once.
+    clock: Option<Instant>,
 }
 
 impl Driver {
@@ -123,6 +130,7 @@ impl Driver {
             turn: Arc::new(Turn::default()),
             waiter: None,
             telemetry,
+            clock: None,
         };
         driver.observe();
         driver
@@ -145,9 +153,11 @@ impl Driver {
     /// What to do next. The lock is taken only when the call owes or needs the shared state
     /// (never to read or emit a body); a call told to wait for a slot is registered for its
     /// wake-up.
+    #[inline]
     pub(crate) fn next(&mut self) -> Action {
         let client = &self.client;
-        let action = self.call.poll_with(Instant::now(), || client.lock());
+        let now = *self.clock.get_or_insert_with(Instant::now);
+        let action = self.call.poll_with(now, || client.lock());
         if let Action::Wait {
             waiter: Some(waiter),
             ..
@@ -159,13 +169,19 @@ impl Driver {
         self.observe();
         match &action {
             Action::Emit(ev) => self.telemetry.on_emit(ev, &self.call, &self.client.sink),
-            Action::Done(_) => self.forget_waiter(),
+            // What ends the wait is handled with a fresh time.
+            Action::Wait { .. } => self.clock = None,
+            Action::Done(_) => {
+                self.clock = None;
+                self.forget_waiter();
+            }
             _ => {}
         }
         action
     }
 
     /// The next IO for the transport, or what the loop stops for.
+    #[inline]
     pub(crate) fn next_io(&mut self) -> Result<Io, Step> {
         Ok(match self.next() {
             Action::Send {
@@ -194,7 +210,9 @@ impl Driver {
     /// Reports what happened (never takes the lock: what the call then owes the shared state
     /// is paid at its next poll).
     pub(crate) fn handle(&mut self, event: Event) {
-        self.call.handle(Instant::now(), event);
+        let now = Instant::now();
+        self.clock = Some(now);
+        self.call.handle(now, event);
         self.observe();
     }
 

@@ -92,6 +92,10 @@ async fn run(which: Which, mode: Mode, n: usize, base_url: &str) -> serde_json::
             drive(n, move || bytes_stream(http.clone(), url.clone())).await
         }
         Which::Ours | Which::OursLimited => {
+            #[cfg(feature = "metrics")]
+            let _handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .expect("a Prometheus recorder");
             let mut builder = vllm_client::VllmClient::builder().base_url(base_url);
             if which == Which::OursLimited {
                 builder = builder.max_concurrency(100);

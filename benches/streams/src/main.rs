@@ -3,14 +3,16 @@
 //! `vllm-client` 0.1.2 and async-openai, in one run.
 //!
 //! ```text
-//! streams run [--reps R] [--quick] [--with-100] [--smoke] [--json FILE]   the matrix
+//! streams run [--reps R] [--quick] [--with-100] [--smoke] [--json FILE] [--also LABEL=EXE]…   the matrix
 //! streams server <paced|fast|short>                                       the loopback server
 //! streams client <reqwest-bytes|ours|ours-mc100|origin|async-openai> <mode> <n> <base-url>
 //! ```
 //!
 //! `run` starts, for every (scenario, client, repetition), a fresh server process and a fresh
 //! client process, so each client's CPU and peak RSS are its own and the server's are not
-//! counted. See BENCHMARKS.md, "Concurrent streams over loopback".
+//! counted. `--also LABEL=EXE` adds a row for this workspace's client as another build of
+//! this binary runs it (main's, or one built with the `metrics` feature), measured in the same
+//! run. See BENCHMARKS.md, "Concurrent streams over loopback".
 
 mod client;
 mod measure;
@@ -19,7 +21,7 @@ mod server;
 mod wire;
 
 const USAGE: &str = "usage:
-  streams run [--reps R] [--quick] [--with-100] [--smoke] [--json FILE]
+  streams run [--reps R] [--quick] [--with-100] [--smoke] [--json FILE] [--also LABEL=EXE]...
   streams server <paced|fast|short>
   streams client <reqwest-bytes|ours|ours-mc100|origin|async-openai> <paced|fast|short> <n> <base-url>";
 

@@ -20,6 +20,8 @@ pub struct Options {
     pub smoke: bool,
     pub with_100: bool,
     pub json_out: Option<String>,
+    /// More rows of this workspace's client from other builds of this binary: (label, path).
+    pub also: Vec<(String, String)>,
 }
 
 impl Options {
@@ -30,6 +32,7 @@ impl Options {
             smoke: false,
             with_100: false,
             json_out: None,
+            also: Vec::new(),
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -45,6 +48,14 @@ impl Options {
                 "--smoke" => o.smoke = true,
                 "--with-100" => o.with_100 = true,
                 "--json" => o.json_out = Some(it.next().ok_or("--json needs a path")?.clone()),
+                "--also" => {
+                    let v = it.next().ok_or("--also needs LABEL=PATH")?;
+                    let (label, path) = v.split_once('=').ok_or("--also needs LABEL=PATH")?;
+                    if !std::path::Path::new(path).is_file() {
+                        return Err(format!("--also: no binary at {path}"));
+                    }
+                    o.also.push((label.to_owned(), path.to_owned()));
+                }
                 other => return Err(format!("unknown option {other}")),
             }
         }
@@ -53,6 +64,14 @@ impl Options {
 }
 
 const PEERS_AND_FLOOR: [Which; 4] = [Which::Bytes, Which::Ours, Which::Origin, Which::AsyncOpenai];
+
+/// A measured client: one of this binary's, or this workspace's client as another build of
+/// this binary runs it (`--also`, by index).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Who {
+    Builtin(Which),
+    Also(usize),
+}
 
 #[derive(Clone, Copy)]
 enum Kind {
@@ -70,10 +89,14 @@ struct Scenario {
 }
 
 impl Scenario {
-    fn clients(self) -> &'static [Which] {
+    fn clients(self, also: usize) -> Vec<Who> {
         match self.kind {
-            Kind::SideBySide => &PEERS_AND_FLOOR,
-            Kind::Queue => &[Which::OursLimited],
+            Kind::SideBySide => PEERS_AND_FLOOR
+                .iter()
+                .map(|&w| Who::Builtin(w))
+                .chain((0..also).map(Who::Also))
+                .collect(),
+            Kind::Queue => vec![Who::Builtin(Which::OursLimited)],
         }
     }
 }
@@ -136,8 +159,17 @@ fn start_server(mode: Mode) -> Result<(Proc, u16), String> {
     Ok((server, port))
 }
 
-fn run_client(which: Which, mode: Mode, n: usize, port: u16) -> Result<Value, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+fn run_client(
+    which: Which,
+    exe: Option<&str>,
+    mode: Mode,
+    n: usize,
+    port: u16,
+) -> Result<Value, String> {
+    let exe = match exe {
+        Some(path) => path.into(),
+        None => std::env::current_exe().map_err(|e| e.to_string())?,
+    };
     let url = format!("http://127.0.0.1:{port}/v1");
     let mut child = Proc(
         Command::new(exe)
@@ -175,9 +207,9 @@ fn run_client(which: Which, mode: Mode, n: usize, port: u16) -> Result<Value, St
     })
 }
 
-fn measure_once(which: Which, mode: Mode, n: usize) -> Result<Value, String> {
+fn measure_once(which: Which, exe: Option<&str>, mode: Mode, n: usize) -> Result<Value, String> {
     let (_server, port) = start_server(mode)?;
-    let report = run_client(which, mode, n, port);
+    let report = run_client(which, exe, mode, n, port);
     // Let the last sockets close before the next pair starts.
     std::thread::sleep(Duration::from_millis(300));
     report
@@ -254,9 +286,28 @@ fn paired_ratio(ours: &[Value], peers: &[&[Value]], metric: fn(&Value) -> f64) -
         .filter_map(|o| {
             let best = peers
                 .iter()
-                .filter_map(|p| p.iter().find(|r| r["rep"] == o["rep"]).map(metric))
+                .filter_map(|p| same_rep(p, o).map(metric))
                 .fold(f64::NAN, f64::min);
             let ratio = metric(o) / best;
+            ratio.is_finite().then(|| serde_json::json!({ "x": ratio }))
+        })
+        .collect();
+    median(&ratios, "x")
+}
+
+/// The report of the same repetition as `o` among `reports`.
+fn same_rep<'a>(reports: &'a [Value], o: &Value) -> Option<&'a Value> {
+    reports.iter().find(|r| r["rep"] == o["rep"])
+}
+
+/// The median over repetitions of `(ours − floor) ÷ (peer − floor)`, all three taken in the
+/// same repetition.
+fn paired_above(ours: &[Value], peer: &[Value], floor: &[Value], metric: fn(&Value) -> f64) -> f64 {
+    let ratios: Vec<Value> = ours
+        .iter()
+        .filter_map(|o| {
+            let f = metric(same_rep(floor, o)?);
+            let ratio = (metric(o) - f) / (metric(same_rep(peer, o)?) - f);
             ratio.is_finite().then(|| serde_json::json!({ "x": ratio }))
         })
         .collect();
@@ -271,33 +322,54 @@ fn verdict(ratio: f64, target: f64) -> &'static str {
     }
 }
 
+impl Who {
+    fn name(self, o: &Options) -> String {
+        match self {
+            Who::Builtin(w) => w.name().to_owned(),
+            Who::Also(i) => format!("ours ({})", o.also[i].0),
+        }
+    }
+
+    fn label(self, o: &Options) -> String {
+        match self {
+            Who::Builtin(w) => w.label().to_owned(),
+            Who::Also(i) => format!("vllm-client, {}", o.also[i].0),
+        }
+    }
+}
+
 pub fn main(o: Options) -> ! {
     crate::measure::raise_fd_limit();
     let plan = scenarios(&o);
-    let mut results: HashMap<(usize, Which), Vec<Value>> = HashMap::new();
+    let mut results: HashMap<(usize, Who), Vec<Value>> = HashMap::new();
     let mut failures = Vec::new();
     for rep in 0..o.reps {
         for (si, s) in plan.iter().enumerate() {
-            let clients = s.clients();
+            let clients = s.clients(o.also.len());
             // Rotate the order each repetition, so no client is always first or last.
             for k in 0..clients.len() {
-                let which = clients[(k + rep) % clients.len()];
+                let who = clients[(k + rep) % clients.len()];
                 eprintln!(
                     "rep {}/{}: {} × {} {} …",
                     rep + 1,
                     o.reps,
-                    which.name(),
+                    who.name(&o),
                     s.n,
                     s.mode.name()
                 );
-                match measure_once(which, s.mode, s.n) {
+                let (which, exe) = match who {
+                    Who::Builtin(w) => (w, None),
+                    Who::Also(i) => (Which::Ours, Some(o.also[i].1.as_str())),
+                };
+                match measure_once(which, exe, s.mode, s.n) {
                     Ok(mut r) => {
                         r["rep"] = rep.into();
+                        r["label"] = who.label(&o).into();
                         eprintln!("  {r}");
                         if r["failed"].as_u64() != Some(0) {
-                            failures.push(format!("{}: {}", which.name(), r["first_error"]));
+                            failures.push(format!("{}: {}", who.name(&o), r["first_error"]));
                         }
-                        results.entry((si, which)).or_default().push(r);
+                        results.entry((si, who)).or_default().push(r);
                     }
                     Err(e) => {
                         eprintln!("  FAILED: {e}");
@@ -327,30 +399,37 @@ pub fn main(o: Options) -> ! {
     std::process::exit(0)
 }
 
-fn print_report(o: &Options, plan: &[Scenario], results: &HashMap<(usize, Which), Vec<Value>>) {
+/// `a ÷ b` printed as a ratio, or `—` when it means nothing (`b` not above zero).
+fn ratio(a: f64, b: f64) -> String {
+    let r = a / b;
+    if r.is_finite() && b > 0.0 {
+        format!("{r:.2}×")
+    } else {
+        "—".into()
+    }
+}
+
+fn print_report(o: &Options, plan: &[Scenario], results: &HashMap<(usize, Who), Vec<Value>>) {
     println!(
         "Medians of {} repetition(s); each client in its own process (tokio, 2 workers), \
          the server in another. CPU: getrusage(RUSAGE_SELF) of the client process from just \
          after the client object is built to the last stream's end. Peak: VmHWM; growth: VmHWM \
-         − VmRSS before the first stream.\n",
+         − VmRSS before the first stream. Above the floor: minus bare reqwest's (the floor) in \
+         the same run. Ratios in brackets: the median of per-repetition ratios (all clients of a \
+         ratio measured seconds apart).\n",
         o.reps
     );
     let mut queue_rows = Vec::new();
     for (si, s) in plan.iter().enumerate() {
-        let get = |w: Which| results.get(&(si, w)).map(|r| summarize(r));
+        let get = |w: Who| results.get(&(si, w)).map(|r| summarize(r));
+        let raw = |w: Who| results.get(&(si, w)).map_or(&[][..], |v| v.as_slice());
         match s.kind {
             Kind::Queue => {
-                if let Some(sum) = get(Which::OursLimited) {
+                if let Some(sum) = get(Who::Builtin(Which::OursLimited)) {
                     queue_rows.push((s.n, sum));
                 }
             }
             Kind::SideBySide => {
-                let peers: Vec<Summary> = [Which::Origin, Which::AsyncOpenai]
-                    .into_iter()
-                    .filter_map(get)
-                    .collect();
-                let cheaper_user = peers.iter().map(|p| p.user).fold(f64::NAN, f64::min);
-                let smaller_growth = peers.iter().map(|p| p.growth_kb).fold(f64::NAN, f64::min);
                 let tokens = s.n as u64 * s.mode.tokens();
                 println!(
                     "### {} stream(s) × {} tokens, {} ({} token event(s) per write{})\n",
@@ -363,76 +442,85 @@ fn print_report(o: &Options, plan: &[Scenario], results: &HashMap<(usize, Which)
                         None => ", unpaced".into(),
                     }
                 );
+                let floor = get(Who::Builtin(Which::Bytes));
+                let origin = get(Who::Builtin(Which::Origin));
+                let aoai = get(Who::Builtin(Which::AsyncOpenai));
+                let f_user = floor.map_or(f64::NAN, |f| f.user);
+                let f_growth = floor.map_or(f64::NAN, |f| f.growth_kb);
+                let above_user = |x: &Summary| x.user - f_user;
+                let above_growth = |x: &Summary| (x.growth_kb - f_growth) / s.n as f64;
                 println!(
-                    "| client | user CPU (min–max) | sys CPU | user per token | user above floor | peak RSS | growth per stream | wall | user ÷ cheaper peer | growth ÷ smaller peer |"
+                    "| client | user CPU (min–max) | sys CPU | user above floor | per token | ÷ origin | ÷ async-openai | growth per stream | above floor | ÷ origin | ÷ async-openai | peak RSS | wall |"
                 );
-                println!("|---|---|---|---|---|---|---|---|---|---|");
-                let floor_user = get(Which::Bytes).map_or(f64::NAN, |f| f.user);
-                for w in PEERS_AND_FLOOR {
+                println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+                let mut rows: Vec<Who> =
+                    vec![Who::Builtin(Which::Bytes), Who::Builtin(Which::Ours)];
+                rows.extend((0..o.also.len()).map(Who::Also));
+                rows.extend([
+                    Who::Builtin(Which::Origin),
+                    Who::Builtin(Which::AsyncOpenai),
+                ]);
+                for w in rows {
                     let Some(x) = get(w) else { continue };
+                    let is_floor = w == Who::Builtin(Which::Bytes);
+                    let dash = |v: String| if is_floor { "—".to_string() } else { v };
                     println!(
-                        "| {} | {:.3} s ({:.2}–{:.2}) | {:.3} s | {:.2} µs | {} | {:.1} MB | {:.1} KB | {:.2} s | {:.2}× | {:.2}× |",
-                        w.label(),
+                        "| {} | {:.3} s ({:.2}–{:.2}) | {:.3} s | {} | {} | {} | {} | {:.1} KB | {} | {} | {} | {:.1} MB | {:.2} s |",
+                        w.label(o),
                         x.user,
                         x.user_min,
                         x.user_max,
                         x.sys,
-                        x.user / tokens as f64 * 1e6,
-                        if w == Which::Bytes {
-                            "—".to_string()
-                        } else {
-                            format!("{:.3} s", x.user - floor_user)
-                        },
-                        x.peak_kb / 1024.0,
+                        dash(format!("{:.3} s", above_user(&x))),
+                        dash(format!("{:.2} µs", above_user(&x) / tokens as f64 * 1e6)),
+                        dash(origin.map_or("—".into(), |p| ratio(above_user(&x), above_user(&p)))),
+                        dash(aoai.map_or("—".into(), |p| ratio(above_user(&x), above_user(&p)))),
                         x.growth_kb / s.n as f64,
+                        dash(format!("{:.1} KB", above_growth(&x))),
+                        dash(origin.map_or("—".into(), |p| ratio(above_growth(&x), above_growth(&p)))),
+                        dash(aoai.map_or("—".into(), |p| ratio(above_growth(&x), above_growth(&p)))),
+                        x.peak_kb / 1024.0,
                         x.wall,
-                        x.user / cheaper_user,
-                        x.growth_kb / smaller_growth,
                     );
-                    if w != Which::Bytes && x.tokens as u64 != tokens {
+                    if !is_floor && x.tokens as u64 != tokens {
                         println!(
-                            "| ^ incomplete: {} of {tokens} tokens | | | | | | | | | |",
+                            "| ^ incomplete: {} of {tokens} tokens | | | | | | | | | | | | |",
                             x.tokens
                         );
                     }
                 }
                 println!();
-                let raw = |w: Which| results.get(&(si, w)).map_or(&[][..], |v| v.as_slice());
-                if let Some(ours) = get(Which::Ours) {
-                    let origin = [raw(Which::Origin)];
-                    let both = [raw(Which::Origin), raw(Which::AsyncOpenai)];
-                    println!(
-                        "Targets (ratio of medians; in brackets the median of per-repetition ratios, \
-                         ours and the peer measured seconds apart):\n"
+                let Some(origin) = origin else { continue };
+                println!("Targets (ratio of medians; in brackets the median of per-repetition ratios):\n");
+                let ours_rows = std::iter::once(Who::Builtin(Which::Ours))
+                    .chain((0..o.also.len()).map(Who::Also));
+                for w in ours_rows {
+                    let Some(x) = get(w) else { continue };
+                    let (mine, peer, fl) = (
+                        raw(w),
+                        raw(Who::Builtin(Which::Origin)),
+                        raw(Who::Builtin(Which::Bytes)),
                     );
                     if s.mode == Mode::Fast {
-                        if let Some(o) = get(Which::Origin) {
-                            let r = ours.user / o.user;
-                            let rp = paired_ratio(raw(Which::Ours), &origin, user_cpu);
-                            let rt = (ours.user + ours.sys) / (o.user + o.sys);
-                            let rtp = paired_ratio(raw(Which::Ours), &origin, total_cpu);
-                            println!(
-                                "- client CPU ≤ 0.4× the origin crate's — user: {r:.2}× ({rp:.2}×) {}; user + sys: {rt:.2}× ({rtp:.2}×) {}",
-                                verdict(r, 0.4),
-                                verdict(rt, 0.4)
-                            );
-                        }
-                    } else {
-                        let r = ours.user / cheaper_user;
-                        let rp = paired_ratio(raw(Which::Ours), &both, user_cpu);
-                        let m = ours.growth_kb / smaller_growth;
-                        let mp = paired_ratio(raw(Which::Ours), &both, growth_kb);
-                        let pk =
-                            ours.peak_kb / peers.iter().map(|p| p.peak_kb).fold(f64::NAN, f64::min);
-                        let pkp = paired_ratio(raw(Which::Ours), &both, peak_kb);
+                        let r = x.user / origin.user;
+                        let rp = paired_ratio(mine, &[peer], user_cpu);
+                        let rt = (x.user + x.sys) / (origin.user + origin.sys);
+                        let rtp = paired_ratio(mine, &[peer], total_cpu);
                         println!(
-                            "- user CPU ≤ 0.6× the cheaper peer's — {r:.2}× ({rp:.2}×) {}",
-                            verdict(r, 0.6)
+                            "- {}: user CPU ≤ 0.4× the origin crate's — {r:.2}× ({rp:.2}×) {}; user + sys {rt:.2}× ({rtp:.2}×)",
+                            w.label(o),
+                            verdict(r, 0.4),
                         );
+                    } else {
+                        let r = above_user(&x) / above_user(&origin);
+                        let rp = paired_above(mine, peer, fl, user_cpu);
+                        let m = above_growth(&x) / above_growth(&origin);
+                        let mp = paired_above(mine, peer, fl, growth_kb);
                         println!(
-                            "- peak memory per stream ≤ 0.8× the smaller peer's — growth per stream {m:.2}× ({mp:.2}×) {}; whole-process peak {pk:.2}× ({pkp:.2}×) {}",
-                            verdict(m, 0.8),
-                            verdict(pk, 0.8)
+                            "- {}: user CPU above the floor ≤ 0.6× the origin crate's — {r:.2}× ({rp:.2}×) {}; memory growth per stream above the floor ≤ the origin crate's — {m:.2}× ({mp:.2}×) {}",
+                            w.label(o),
+                            verdict(r, 0.6),
+                            verdict(m, 1.0),
                         );
                     }
                 }

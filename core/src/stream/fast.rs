@@ -1,0 +1,901 @@
+//! The chat-chunk fast path: a scanner for the one shape vLLM (and the servers that copy it)
+//! sends hundreds of times per answer, reading `choices[0]`'s `index`, `delta.content`,
+//! `delta.reasoning`, `delta.reasoning_content`, `text` and `finish_reason`, and the chunk's
+//! `model`, straight from the event's bytes.
+//!
+//! The rule that makes it safe: [`scan`] answers only when it is sure that `serde_json` would
+//! read the same text into the same values; whenever it is not, it answers `None` and the
+//! caller reads the chunk with serde as before. So it never has to get an unusual chunk right,
+//! only to notice it. It answers `None` for:
+//!
+//! - anything that is not one JSON object with only JSON whitespace around it;
+//! - an `error` field, an `object` of `"error"` (the error paths stay serde's);
+//! - a non-null `usage`, `tool_calls` other than `null` or `[]`, more than one choice;
+//! - a duplicate known field (serde rejects it), a key holding an escape or a control
+//!   character (serde would unescape it);
+//! - a known field of a type serde would reject (`"content": 5`, `"index": -1`, `"index": 1.0`,
+//!   `"index": 07`, an index above `u32::MAX`, an object or array where a struct is expected —
+//!   serde also reads a struct from an array);
+//! - in a string it keeps: a raw control character, an unknown escape, a lone or reversed
+//!   surrogate; in a string it skips: a raw control character, an unknown escape, `\u`
+//!   without four hex digits (serde does not check surrogates there either);
+//! - a number it skips that is not JSON's grammar (`01`, `1.`, `-`, `1e`);
+//! - unknown values nested deeper than [`MAX_SKIP_DEPTH`] (far below serde's limit of 128).
+//!
+//! Unknown fields of any other JSON value are skipped after checking their syntax exactly as
+//! serde does when it ignores a value (`IgnoredAny`), so a chunk serde would refuse is never
+//! accepted here. `fuzz/fuzz_targets/stream_fast.rs` checks all of this against serde on
+//! arbitrary input, and `core/tests/stream_fast.rs` on generated chunks.
+
+use std::borrow::Cow;
+
+use super::wire::{Choice, Delta, Text};
+
+/// How deep an unknown value may nest (objects and arrays) before the scanner gives up.
+const MAX_SKIP_DEPTH: u8 = 32;
+
+/// The index of the first byte from `i` on that ends a run of plain string bytes: a quote, a
+/// backslash or a control character (`b.len()` if none). Eight bytes at a time: for each class
+/// the lowest flagged byte of `(x - 0x01…) & !x & 0x80…` is exact (a borrow only ever flags
+/// bytes above a true hit), so the lowest flag of the three is the first special byte.
+#[inline]
+fn special(b: &[u8], mut i: usize) -> usize {
+    const LO: u64 = u64::from_le_bytes([1; 8]);
+    const HI: u64 = u64::from_le_bytes([0x80; 8]);
+    if let Some(rest) = b.get(i..) {
+        for word in rest.chunks_exact(8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(word);
+            let w = u64::from_le_bytes(w);
+            let quote = w ^ (LO * u64::from(b'"'));
+            let slash = w ^ (LO * u64::from(b'\\'));
+            let hits = ((quote.wrapping_sub(LO) & !quote)
+                | (slash.wrapping_sub(LO) & !slash)
+                | (w.wrapping_sub(LO * 0x20) & !w))
+                & HI;
+            if hits != 0 {
+                return i + (hits.trailing_zeros() / 8) as usize;
+            }
+            i += 8;
+        }
+    }
+    while let Some(&c) = b.get(i) {
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            return i;
+        }
+        i += 1;
+    }
+    i
+}
+
+/// Whether `b[i..]` starts with `k`, compared word by word (keys are 4 to 24 bytes; a call to
+/// `memcmp` per key would cost more than the key).
+#[inline]
+fn has_key(b: &[u8], i: usize, k: &[u8]) -> bool {
+    fn w8(s: &[u8], at: usize) -> u64 {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_le_bytes(w)
+    }
+    fn w4(s: &[u8], at: usize) -> u32 {
+        let mut w = [0u8; 4];
+        w.copy_from_slice(&s[at..at + 4]);
+        u32::from_le_bytes(w)
+    }
+    let n = k.len();
+    let Some(s) = b.get(i..i + n) else {
+        return false;
+    };
+    match n {
+        8..=24 => {
+            w8(s, 0) == w8(k, 0)
+                && w8(s, n - 8) == w8(k, n - 8)
+                && (n <= 16 || w8(s, 8) == w8(k, 8))
+        }
+        4..=7 => w4(s, 0) == w4(k, 0) && w4(s, n - 4) == w4(k, n - 4),
+        _ => s == k,
+    }
+}
+
+/// What the scanner read from a chunk.
+#[derive(Debug)]
+pub(super) struct Fast<'a> {
+    /// The chunk's `model`.
+    pub(super) model: Option<Text<'a>>,
+    /// Its one choice (`None`: no choices, `"choices": []` or `null`).
+    pub(super) choice: Option<Choice<'a>>,
+}
+
+/// The keys of an object the scanner reads, each written as it appears in vLLM's chunks
+/// (quotes and colon included), in vLLM's order: the field at position `n` is first compared
+/// with the `n`-th key as a whole, so a chunk in vLLM's layout needs no key scanning at all.
+/// Any other layout is read too, key by key (the order is only a guess).
+type Keys = [&'static [u8]];
+
+/// A field's key: its index in the object's [`Keys`], or [`UNKNOWN`].
+const UNKNOWN: usize = usize::MAX;
+
+const TOP: &Keys = &[
+    b"\"id\":",
+    b"\"object\":",
+    b"\"created\":",
+    b"\"model\":",
+    b"\"choices\":",
+    b"\"usage\":",
+    b"\"error\":",
+];
+const CHOICE: &Keys = &[
+    b"\"index\":",
+    b"\"delta\":",
+    b"\"logprobs\":",
+    b"\"finish_reason\":",
+    b"\"text\":",
+];
+const DELTA: &Keys = &[
+    b"\"content\":",
+    b"\"reasoning\":",
+    b"\"reasoning_content\":",
+    b"\"tool_calls\":",
+];
+
+/// The string of a chunk that varies from chunk to chunk of one answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Content,
+    Reasoning,
+    ReasoningContent,
+    Text,
+}
+
+/// The layout of the last chunk the scanner read, when it is the common one: one choice whose
+/// only text is one string (`delta.content`, `delta.reasoning`, `delta.reasoning_content` or
+/// `text`), no `finish_reason`. The chunks of one answer differ in that string alone (vLLM
+/// repeats `id`, `object`, `created`, `model`, `index`, `logprobs: null` and
+/// `finish_reason: null` verbatim), so the next chunk is read by comparing its bytes before
+/// and after the string with this one's and scanning only the string.
+///
+/// Why that gives exactly what a full scan gives: the scanner's state when it reaches the
+/// string depends only on the bytes before it (it never looks past a token), so identical bytes
+/// bring it to the string in the same state; the string is then scanned as always and must end
+/// at the same place relative to the end of the chunk; what follows is the same bytes again,
+/// read in the same state, since nothing after the string depends on its value. The result is
+/// the last chunk's, with the new string. The chunk's `model` is handed over as `None`: the
+/// decoder kept the last chunk's `model` already (or it had none), and takes the first one only.
+#[derive(Debug, Default)]
+pub(super) struct Layout {
+    /// The bytes before the string and its opening quote, then its closing quote and the bytes
+    /// after it; empty when the last chunk had no such layout.
+    bytes: Vec<u8>,
+    /// Where the closing quote starts in `bytes`.
+    split: usize,
+    slot: Option<Slot>,
+    index: Option<u32>,
+    /// Whether the chunk had a `delta` object.
+    delta: bool,
+}
+
+impl Layout {
+    /// What the chunk `text` holds if it has the last chunk's layout.
+    #[inline]
+    fn reuse<'a>(&self, text: &'a str) -> Option<Fast<'a>> {
+        let slot = self.slot?;
+        let (before, after) = self.bytes.split_at(self.split);
+        let b = text.as_bytes();
+        if b.len() < self.bytes.len() || !b.starts_with(before) || !b.ends_with(after) {
+            return None;
+        }
+        let mut s = Scanner {
+            text,
+            b,
+            i: before.len() - 1,
+            hole: None,
+        };
+        let value = Text(s.string()?);
+        if s.i != b.len() - after.len() + 1 {
+            return None;
+        }
+        let mut choice = Choice {
+            index: self.index,
+            delta: self.delta.then(Delta::default),
+            ..Choice::default()
+        };
+        match (slot, &mut choice.delta) {
+            (Slot::Content, Some(d)) => d.content = Some(value),
+            (Slot::Reasoning, Some(d)) => d.reasoning = Some(value),
+            (Slot::ReasoningContent, Some(d)) => d.reasoning_content = Some(value),
+            (Slot::Text, _) => choice.text = Some(value),
+            _ => return None,
+        }
+        Some(Fast {
+            model: None,
+            choice: Some(choice),
+        })
+    }
+
+    /// Keeps `text`'s layout, if it has the common one, for the next chunk.
+    fn keep(&mut self, text: &str, fast: &Fast<'_>, hole: Option<(Slot, usize, usize)>) {
+        self.slot = None;
+        let (Some(c), Some((slot, open, close))) = (&fast.choice, hole) else {
+            return;
+        };
+        let texts = [
+            c.delta.as_ref().map_or(0, |d| {
+                usize::from(d.content.is_some())
+                    + usize::from(d.reasoning.is_some())
+                    + usize::from(d.reasoning_content.is_some())
+            }),
+            usize::from(c.text.is_some()),
+        ];
+        if texts[0] + texts[1] != 1 || c.finish_reason.is_some() {
+            return;
+        }
+        let b = text.as_bytes();
+        self.bytes.clear();
+        self.bytes.extend_from_slice(&b[..=open]);
+        self.split = self.bytes.len();
+        self.bytes.extend_from_slice(&b[close..]);
+        self.slot = Some(slot);
+        self.index = c.index;
+        self.delta = c.delta.is_some();
+    }
+}
+
+/// Reads `text` if it is a chunk of the common shape (see the [module docs](self)); `None`
+/// leaves it to serde. `layout` is the last chunk's (see [`Layout`]), updated.
+pub(super) fn scan<'a>(text: &'a str, layout: &mut Layout) -> Option<Fast<'a>> {
+    if let Some(fast) = layout.reuse(text) {
+        return Some(fast);
+    }
+    let mut s = Scanner {
+        text,
+        b: text.as_bytes(),
+        i: 0,
+        hole: None,
+    };
+    let mut fast = Fast {
+        model: None,
+        choice: None,
+    };
+    let read = s.object(TOP, |s, key| {
+        match key {
+            1 => {
+                let mut object = None;
+                s.opt_text(&mut object)?;
+                if object.is_some_and(|o| o.0 == "error") {
+                    return None;
+                }
+            }
+            3 => s.opt_text(&mut fast.model)?,
+            4 => s.choices(&mut fast.choice)?,
+            5 => s.null()?,
+            6 => return None,
+            _ => s.skip(1)?,
+        }
+        Some(())
+    });
+    s.ws();
+    if read.is_none() || s.i != s.b.len() {
+        layout.slot = None;
+        return None;
+    }
+    layout.keep(text, &fast, s.hole);
+    Some(fast)
+}
+
+struct Scanner<'a> {
+    text: &'a str,
+    b: &'a [u8],
+    i: usize,
+    /// The last text string read (of a slot that varies per chunk): its slot, where its
+    /// opening quote is and where its closing quote is.
+    hole: Option<(Slot, usize, usize)>,
+}
+
+impl<'a> Scanner<'a> {
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    /// Skips JSON whitespace (space, tab, LF, CR; nothing else, as serde).
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.i += 1;
+        }
+    }
+
+    /// The next byte after whitespace (not taken).
+    #[inline]
+    fn peek_ws(&mut self) -> Option<u8> {
+        match self.peek()? {
+            b' ' | b'\t' | b'\n' | b'\r' => {
+                self.ws();
+                self.peek()
+            }
+            c => Some(c),
+        }
+    }
+
+    /// Whitespace, then `c`.
+    #[inline]
+    fn eat(&mut self, c: u8) -> Option<()> {
+        if self.peek_ws()? != c {
+            return None;
+        }
+        self.i += 1;
+        Some(())
+    }
+
+    /// Whether the literal `lit` comes next (taken if so).
+    #[inline]
+    fn lit(&mut self, lit: &[u8]) -> bool {
+        let hit = self.b.get(self.i..self.i + lit.len()) == Some(lit);
+        if hit {
+            self.i += lit.len();
+        }
+        hit
+    }
+
+    fn null(&mut self) -> Option<()> {
+        self.ws();
+        self.lit(b"null").then_some(())
+    }
+
+    /// An object whose fields go to `field` with the index of their key in `keys` (or
+    /// [`UNKNOWN`]), after the colon and any whitespace; `field` reads the value. A known key
+    /// seen twice is left to serde (which refuses it).
+    #[inline]
+    fn object<F>(&mut self, keys: &Keys, mut field: F) -> Option<()>
+    where
+        F: FnMut(&mut Self, usize) -> Option<()>,
+    {
+        self.eat(b'{')?;
+        if self.peek_ws()? == b'}' {
+            self.i += 1;
+            return Some(());
+        }
+        let mut seen = 0u32;
+        let mut n = 0;
+        loop {
+            let key = match keys.get(n) {
+                Some(k) if has_key(self.b, self.i, k) => {
+                    self.i += k.len();
+                    n
+                }
+                _ => {
+                    let key = self.key()?;
+                    self.eat(b':')?;
+                    keys.iter()
+                        .position(|k| k.get(1..k.len() - 2) == Some(key))
+                        .unwrap_or(UNKNOWN)
+                }
+            };
+            if key != UNKNOWN {
+                let bit = 1 << key;
+                if seen & bit != 0 {
+                    return None;
+                }
+                seen |= bit;
+            }
+            n += 1;
+            self.peek_ws()?;
+            field(self, key)?;
+            match self.peek_ws()? {
+                b',' => {
+                    self.i += 1;
+                    self.peek_ws()?;
+                }
+                b'}' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// A key (at its opening quote) with no escape and no control character, without its
+    /// quotes.
+    #[inline]
+    fn key(&mut self) -> Option<&'a [u8]> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        let start = self.i + 1;
+        let end = special(self.b, start);
+        if self.b.get(end) != Some(&b'"') {
+            return None;
+        }
+        self.i = end + 1;
+        self.b.get(start..end)
+    }
+
+    /// `"choices"`: `null`, `[]` or one choice (into `out`).
+    #[inline]
+    fn choices(&mut self, out: &mut Option<Choice<'a>>) -> Option<()> {
+        if self.lit(b"null") {
+            return Some(());
+        }
+        self.eat(b'[')?;
+        if self.peek_ws()? == b']' {
+            self.i += 1;
+            return Some(());
+        }
+        self.choice(out.insert(Choice::default()))?;
+        // A second choice (`n > 1` in one chunk) is left to serde.
+        self.eat(b']')
+    }
+
+    #[inline]
+    fn choice(&mut self, c: &mut Choice<'a>) -> Option<()> {
+        self.object(CHOICE, |s, key| {
+            match key {
+                0 => c.index = s.opt_index()?,
+                1 => s.delta(&mut c.delta)?,
+                3 => s.opt_text(&mut c.finish_reason)?,
+                4 => s.slot_text(Slot::Text, &mut c.text)?,
+                _ => s.skip(3)?,
+            }
+            Some(())
+        })
+    }
+
+    /// `"delta"`: `null`, or an object without tool calls (into `out`).
+    #[inline]
+    fn delta(&mut self, out: &mut Option<Delta<'a>>) -> Option<()> {
+        if self.lit(b"null") {
+            return Some(());
+        }
+        let d = out.insert(Delta::default());
+        self.object(DELTA, |s, key| {
+            match key {
+                0 => s.slot_text(Slot::Content, &mut d.content)?,
+                1 => s.slot_text(Slot::Reasoning, &mut d.reasoning)?,
+                2 => s.slot_text(Slot::ReasoningContent, &mut d.reasoning_content)?,
+                3 => {
+                    // `null` and `[]` say nothing; fragments are serde's.
+                    if !s.lit(b"null") {
+                        s.eat(b'[')?;
+                        s.eat(b']')?;
+                    }
+                }
+                _ => s.skip(4)?,
+            }
+            Some(())
+        })
+    }
+
+    /// `null` or a `u32` written as serde reads one: digits, no sign, no leading zero, no
+    /// fraction or exponent.
+    #[inline]
+    fn opt_index(&mut self) -> Option<Option<u32>> {
+        if self.lit(b"null") {
+            return Some(None);
+        }
+        let start = self.i;
+        let mut v: u64 = 0;
+        while let Some(d @ b'0'..=b'9') = self.peek() {
+            v = v * 10 + u64::from(d - b'0');
+            self.i += 1;
+            if self.i - start > 10 {
+                return None;
+            }
+        }
+        let digits = self.i - start;
+        if digits == 0 || (digits > 1 && self.b[start] == b'0') {
+            return None;
+        }
+        if let Some(b'.' | b'e' | b'E') = self.peek() {
+            return None;
+        }
+        u32::try_from(v).ok().map(Some)
+    }
+
+    /// `null` or a string, into `out`.
+    #[inline]
+    fn opt_text(&mut self, out: &mut Option<Text<'a>>) -> Option<()> {
+        match self.peek()? {
+            b'"' => *out = Some(Text(self.string()?)),
+            b'n' if self.lit(b"null") => *out = None,
+            _ => return None,
+        }
+        Some(())
+    }
+
+    /// `null` or a string of `slot` into `out`, noting where a string was.
+    #[inline]
+    fn slot_text(&mut self, slot: Slot, out: &mut Option<Text<'a>>) -> Option<()> {
+        let open = self.i;
+        self.opt_text(out)?;
+        if out.is_some() {
+            self.hole = Some((slot, open, self.i - 1));
+        }
+        Some(())
+    }
+
+    /// A string (at its opening quote), borrowed when it has no escape.
+    #[inline]
+    fn string(&mut self) -> Option<Cow<'a, str>> {
+        let start = self.i + 1;
+        self.i = special(self.b, start);
+        match *self.b.get(self.i)? {
+            b'"' => {
+                let s = self.text.get(start..self.i)?;
+                self.i += 1;
+                Some(Cow::Borrowed(s))
+            }
+            b'\\' => self.escaped(start),
+            _ => None,
+        }
+    }
+
+    /// The rest of a string with escapes, decoded as serde decodes them into a `String`.
+    fn escaped(&mut self, start: usize) -> Option<Cow<'a, str>> {
+        let mut out = String::with_capacity(self.i - start + 16);
+        out.push_str(self.text.get(start..self.i)?);
+        loop {
+            match *self.b.get(self.i)? {
+                b'"' => {
+                    self.i += 1;
+                    return Some(Cow::Owned(out));
+                }
+                b'\\' => {
+                    let e = *self.b.get(self.i + 1)?;
+                    self.i += 2;
+                    let c = match e {
+                        b'"' => '"',
+                        b'\\' => '\\',
+                        b'/' => '/',
+                        b'b' => '\u{8}',
+                        b'f' => '\u{c}',
+                        b'n' => '\n',
+                        b'r' => '\r',
+                        b't' => '\t',
+                        b'u' => self.unicode()?,
+                        _ => return None,
+                    };
+                    out.push(c);
+                }
+                c if c < 0x20 => return None,
+                _ => {
+                    let run = self.i;
+                    self.i = special(self.b, run);
+                    out.push_str(self.text.get(run..self.i)?);
+                }
+            }
+        }
+    }
+
+    /// The character of a `\u` escape (after the `u`): a BMP character that is not a
+    /// surrogate, or a high surrogate followed by `\u` and a low one.
+    fn unicode(&mut self) -> Option<char> {
+        let cp = self.hex4()?;
+        match cp {
+            0xD800..=0xDBFF => {
+                if self.b.get(self.i..self.i + 2)? != b"\\u" {
+                    return None;
+                }
+                self.i += 2;
+                let low = self.hex4()?;
+                if !(0xDC00..=0xDFFF).contains(&low) {
+                    return None;
+                }
+                char::from_u32(0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00))
+            }
+            0xDC00..=0xDFFF => None,
+            _ => char::from_u32(cp),
+        }
+    }
+
+    fn hex4(&mut self) -> Option<u32> {
+        let digits = self.b.get(self.i..self.i + 4)?;
+        let mut v = 0;
+        for &d in digits {
+            v = v * 16 + char::from(d).to_digit(16)?;
+        }
+        self.i += 4;
+        Some(v)
+    }
+
+    /// Skips any JSON value, checking it as serde checks a value it ignores. `depth` is the
+    /// nesting of the value; deeper than [`MAX_SKIP_DEPTH`] is left to serde.
+    #[inline]
+    fn skip(&mut self, depth: u8) -> Option<()> {
+        match self.peek_ws()? {
+            b'"' => self.skip_string(),
+            b'n' => self.lit(b"null").then_some(()),
+            b't' => self.lit(b"true").then_some(()),
+            b'f' => self.lit(b"false").then_some(()),
+            b'-' | b'0'..=b'9' => self.skip_number(),
+            b'[' | b'{' if depth < MAX_SKIP_DEPTH => self.skip_nested(depth),
+            _ => None,
+        }
+    }
+
+    /// Skips an array or an object (at its opening bracket).
+    fn skip_nested(&mut self, depth: u8) -> Option<()> {
+        let close = if self.peek()? == b'[' { b']' } else { b'}' };
+        self.i += 1;
+        if self.peek_ws()? == close {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            if close == b'}' {
+                if self.peek_ws()? != b'"' {
+                    return None;
+                }
+                self.skip_string()?;
+                self.eat(b':')?;
+            }
+            self.skip(depth + 1)?;
+            match self.peek_ws()? {
+                b',' => self.i += 1,
+                c if c == close => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Skips a string (at its opening quote): no raw control character, known escapes only,
+    /// `\u` with four hex digits.
+    #[inline]
+    fn skip_string(&mut self) -> Option<()> {
+        self.i += 1;
+        loop {
+            self.i = special(self.b, self.i);
+            match *self.b.get(self.i)? {
+                b'"' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                b'\\' => {
+                    let e = *self.b.get(self.i + 1)?;
+                    self.i += 2;
+                    match e {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                        b'u' => {
+                            self.hex4()?;
+                        }
+                        _ => return None,
+                    }
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Skips a number in JSON's grammar: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+    #[inline]
+    fn skip_number(&mut self) -> Option<()> {
+        if self.peek() == Some(b'-') {
+            self.i += 1;
+        }
+        match self.peek()? {
+            b'0' => {
+                self.i += 1;
+                if let Some(b'0'..=b'9') = self.peek() {
+                    return None;
+                }
+            }
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.i += 1;
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return None;
+            }
+            self.digits();
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.i += 1;
+            }
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return None;
+            }
+            self.digits();
+        }
+        Some(())
+    }
+
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.i += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A chunk read on its own (no earlier layout).
+    fn scan1(text: &str) -> Option<Fast<'_>> {
+        scan(text, &mut Layout::default())
+    }
+
+    /// vLLM's chunk around a delta.
+    fn vllm(delta: &str, finish: &str) -> String {
+        format!(
+            r#"{{"id":"chatcmpl-4f1c2b0e9a8d","object":"chat.completion.chunk","created":1760000000,"model":"Qwen/Qwen3-8B","choices":[{{"index":0,"delta":{delta},"logprobs":null,"finish_reason":{finish}}}]}}"#
+        )
+    }
+
+    fn content(f: &Fast<'_>) -> Option<String> {
+        let d = f.choice.as_ref()?.delta.as_ref()?;
+        d.content.as_ref().map(|t| t.0.clone().into_owned())
+    }
+
+    #[test]
+    fn reads_vllms_chunks_and_borrows_plain_text() {
+        let text = vllm(r#"{"content":"Hello"}"#, "null");
+        let f = scan1(&text).expect("the common shape");
+        assert_eq!(f.model.as_ref().map(|m| &*m.0), Some("Qwen/Qwen3-8B"));
+        let c = f.choice.as_ref().unwrap();
+        assert_eq!(c.index, Some(0));
+        assert!(c.finish_reason.is_none());
+        assert!(matches!(
+            c.delta.as_ref().unwrap().content,
+            Some(Text(Cow::Borrowed("Hello")))
+        ));
+        // The role chunk, the finish chunk, reasoning, llama.cpp's nulls, completions' text.
+        for text in [
+            vllm(r#"{"role":"assistant","content":""}"#, "null"),
+            vllm(r#"{}"#, r#""stop""#),
+            vllm(r#"{"reasoning":"hm"}"#, "null"),
+            vllm(r#"{"reasoning_content":"hm","content":null}"#, "null"),
+            vllm(r#"{"content":"x","tool_calls":[]}"#, "null"),
+            r#"{"id":"cmpl-1","object":"text_completion","created":1,"model":"m","choices":[{"index":0,"text":" the","logprobs":null,"finish_reason":null,"stop_reason":null}]}"#.to_owned(),
+            r#"{"choices":[],"usage":null}"#.to_owned(),
+            r#" { "choices" : [ { "index" : 0 , "delta" : { "content" : "a" } } ] } "#.to_owned(),
+        ] {
+            assert!(scan1(&text).is_some(), "{text}");
+        }
+    }
+
+    #[test]
+    fn decodes_every_escape_as_serde_does() {
+        let raw = r#""a\"b\\c\/d\be\ff\ng\rh\ti\u00e9\u4f60\ud83d\ude00\u0000""#;
+        let text = vllm(&format!(r#"{{"content":{raw}}}"#), "null");
+        let want: String = serde_json::from_str(raw).unwrap();
+        assert_eq!(content(&scan1(&text).unwrap()).unwrap(), want);
+    }
+
+    #[test]
+    fn leaves_what_it_is_not_sure_of_to_serde() {
+        let reject = [
+            // Not one object.
+            "",
+            "[]",
+            r#"{"choices":[]} x"#,
+            "\u{c}{}",
+            r#"{"choices":[],}"#,
+            r#"{"choices":[] "model":"m"}"#,
+            // Errors, usage, tool calls, several choices.
+            r#"{"error":null}"#,
+            r#"{"object":"error","message":"boom"}"#,
+            r#"{"object":"err\u006fr"}"#,
+            r#"{"usage":{"prompt_tokens":1}}"#,
+            &vllm(r#"{"tool_calls":[{"index":0}]}"#, "null"),
+            r#"{"choices":[{"index":0},{"index":1}]}"#,
+            // Duplicates and escaped keys.
+            r#"{"model":"a","model":"b"}"#,
+            &vllm(r#"{"content":"a","content":"b"}"#, "null"),
+            r#"{"cho\u0069ces":[]}"#,
+            // Types serde refuses or reads otherwise.
+            &vllm(r#"{"content":5}"#, "null"),
+            &vllm(r#"["a"]"#, "null"),
+            r#"{"choices":[{"index":-0}]}"#,
+            r#"{"choices":[{"index":1.0}]}"#,
+            r#"{"choices":[{"index":1e0}]}"#,
+            r#"{"choices":[{"index":01}]}"#,
+            r#"{"choices":[{"index":4294967296}]}"#,
+            r#"{"choices":[{"index":"0"}]}"#,
+            r#"{"choices":{}}"#,
+            // Strings: control characters, bad escapes, lone surrogates.
+            &vllm("{\"content\":\"a\u{1}\"}", "null"),
+            &vllm(r#"{"content":"\x"}"#, "null"),
+            &vllm(r#"{"content":"\ud800"}"#, "null"),
+            &vllm(r#"{"content":"\ud800\u0041"}"#, "null"),
+            &vllm(r#"{"content":"\udc00"}"#, "null"),
+            &vllm(r#"{"content":"\u12"}"#, "null"),
+            r#"{"id":"a\qb","choices":[]}"#,
+            r#"{"id":"\u12x4","choices":[]}"#,
+            // Numbers outside JSON's grammar.
+            r#"{"created":01}"#,
+            r#"{"created":1.}"#,
+            r#"{"created":-}"#,
+            r#"{"created":1e}"#,
+            r#"{"created":+1}"#,
+            r#"{"created":.5}"#,
+            // Literals that are not.
+            r#"{"x":nul}"#,
+            r#"{"x":True}"#,
+        ];
+        for text in reject {
+            assert!(scan1(text).is_none(), "{text}");
+        }
+    }
+
+    #[test]
+    fn skips_unknown_values_serde_accepts() {
+        let accept = [
+            r#"{"created":-0.5e+10,"x":[1,[2,{"a":"\ud800"}],{}],"y":true,"z":false,"w":{}}"#,
+            r#"{"id":"\u12aB","choices":null}"#,
+            r#"{"system_fingerprint":null,"prompt_token_ids":[1,2,3]}"#,
+            &vllm(
+                r#"{"content":"a"}"#,
+                r#""stop","stop_reason":128001,"token_ids":[9]"#,
+            ),
+        ];
+        for text in accept {
+            assert!(scan1(text).is_some(), "{text}");
+            assert!(serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok());
+        }
+        // Nesting beyond the skip depth is serde's to read.
+        let deep = format!(r#"{{"x":{}{}}}"#, "[".repeat(40), "]".repeat(40));
+        assert!(scan1(&deep).is_none());
+        let shallow = format!(r#"{{"x":{}{}}}"#, "[".repeat(20), "]".repeat(20));
+        assert!(scan1(&shallow).is_some());
+    }
+
+    #[test]
+    fn the_next_chunk_of_a_layout_is_read_by_comparing_bytes() {
+        let mut layout = Layout::default();
+        let first = vllm(r#"{"content":"Hello"}"#, "null");
+        assert!(scan(&first, &mut layout).is_some());
+        // The same layout with another string (escapes too): read from the kept layout.
+        for next in [r#""tok ""#, r#""a\"b\\ \u00e9""#, r#""""#] {
+            let text = vllm(&format!(r#"{{"content":{next}}}"#), "null");
+            let f = layout.reuse(&text).expect("same layout");
+            assert!(f.model.is_none());
+            let want: String = serde_json::from_str(next).unwrap();
+            assert_eq!(content(&f).unwrap(), want);
+            assert_eq!(content(&scan(&text, &mut layout).unwrap()).unwrap(), want);
+        }
+        // Not the layout: a string that ends early, one that runs on, another model, the
+        // finish chunk (which is not kept), a chunk with two texts.
+        for other in [
+            vllm(r#"{"content":"a"b"}"#, "null"),
+            vllm(r#"{"content":"a\"}"#, "null"),
+            vllm(r#"{"content":"x"}"#, "null").replace("Qwen", "Owen"),
+            vllm(r#"{"content":""}"#, r#""stop""#),
+        ] {
+            assert!(layout.reuse(&other).is_none(), "{other}");
+        }
+        assert!(scan(&vllm(r#"{"content":""}"#, r#""stop""#), &mut layout).is_some());
+        assert!(layout.reuse(&vllm(r#"{"content":"x"}"#, "null")).is_none());
+        let two = vllm(r#"{"reasoning":"r","content":"c"}"#, "null");
+        assert!(scan(&two, &mut layout).is_some());
+        assert!(layout.reuse(&two).is_none());
+    }
+
+    proptest::proptest! {
+        /// Any text serde_json writes into vLLM's chunk is read by the scanner (never left to
+        /// serde) and comes out as the same text, as content, reasoning or completions text.
+        #[test]
+        fn reads_any_text_serde_writes(text in ".{0,40}", field in 0usize..3) {
+            let q = serde_json::to_string(&text).unwrap();
+            let chunk = match field {
+                0 => vllm(&format!(r#"{{"content":{q}}}"#), "null"),
+                1 => vllm(&format!(r#"{{"reasoning":{q}}}"#), "null"),
+                _ => format!(r#"{{"object":"text_completion","choices":[{{"index":0,"text":{q}}}]}}"#),
+            };
+            let f = scan1(&chunk).expect("the common shape");
+            let c = f.choice.unwrap();
+            let got = match field {
+                0 => c.delta.unwrap().content,
+                1 => c.delta.unwrap().reasoning,
+                _ => c.text,
+            };
+            proptest::prop_assert_eq!(got.map(|t| t.0.into_owned()), Some(text));
+        }
+    }
+}
