@@ -43,6 +43,8 @@ conformance! {
     retry_after_ms,
     retry_503_then_success,
     no_retry_501_or_400,
+    unregistered_statuses_499_and_529,
+    interim_103_before_the_answer,
     connection_refused,
     slow_first_token_retried,
     stall_with_keep_alives_hits_idle_timeout,

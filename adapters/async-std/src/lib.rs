@@ -1,7 +1,7 @@
 //! The async-std + surf adapter of `vllm-client`.
 //!
 //! This crate is IO glue only: [`Surf`] sends requests and reads bodies with surf (HTTP/1
-//! over async-std, rustls for `https`) and times them with async-std; the run loop is
+//! over async-std, TLS for `https` as the features chose) and times them with async-std; the run loop is
 //! `vllm-client-runner`'s, every decision — retries, backoff, timeouts, the breaker, limits,
 //! parsing — the core's. Use it through the
 //! `vllm-client` facade with the `async-std` feature: `vllm_client::async_std::VllmClient`.
@@ -47,10 +47,30 @@
 //!
 //! It has no connect timer of its own: connecting is bounded by the deadline of the response
 //! head (first-token, attempt and overall timeouts) that the core hands out with each request.
+//!
+//! Every status code 100–599 reaches the core as the server sent it, also those surf has no
+//! name for (499, 529, private codes: see [`RawStatus`]); interim 1xx responses are skipped.
+//!
+//! # TLS
+//!
+//! | feature | TLS library | roots |
+//! |---|---|---|
+//! | `rustls` (default) | rustls 0.23 + aws-lc-rs (post-quantum hybrid key exchange first) | the OS trust store (`rustls-platform-verifier`) |
+//! | `rustls-ring` | rustls 0.23 + ring | the OS trust store |
+//! | `native-tls` | the platform's (OpenSSL on Linux, Secure Transport, SChannel) | the OS trust store |
+//!
+//! `native-tls` wins when it is on, then `rustls-ring`. The rustls crypto provider is the
+//! process-wide default when the application installed one (see `vllm-client-tls`). A TLS
+//! handshake that fails (an unknown issuer, a wrong name) is a connect failure
+//! (`VllmError::Connect`). Your own roots or client certificate: [`Http1::with_rustls`] or
+//! [`Http1::with_native_tls`], given to `http_client(surf::Client::with_http_client(..))`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod chunked;
 mod http1;
+mod tls;
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -62,7 +82,7 @@ use vllm_client_core::call::{ResponseHead, TransportErrorKind};
 use vllm_client_core::config::ClientConfig;
 use vllm_client_runner::{AsyncExec, Failed, Transport};
 
-pub use http1::Http1;
+pub use http1::{Http1, RawStatus};
 pub use vllm_client_runner::observability;
 pub use vllm_client_runner::EventStream;
 
@@ -136,9 +156,19 @@ impl Transport for Surf {
                 ))
             }
             Err(e) => {
-                let kind = match e.downcast_ref::<std::io::Error>() {
-                    Some(io) => TransportErrorKind::of_io_error(io.kind()),
-                    None => TransportErrorKind::Io,
+                let kind = if let Some(c) = e.downcast_ref::<http1::ConnectFailed>() {
+                    match TransportErrorKind::of_io_error(c.0.kind()) {
+                        TransportErrorKind::ConnectTimeout => TransportErrorKind::ConnectTimeout,
+                        _ => TransportErrorKind::Connect,
+                    }
+                } else if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                    TransportErrorKind::of_io_error(io.kind())
+                } else if e.status() == surf::StatusCode::BadRequest {
+                    // Refused by `Http1` before anything was sent (a scheme it cannot speak,
+                    // https without a TLS feature).
+                    TransportErrorKind::Rejected
+                } else {
+                    TransportErrorKind::Io
                 };
                 Err(Failed::new(kind, error_chain(e.as_ref())))
             }
@@ -181,8 +211,14 @@ fn to_surf(request: http::Request<Bytes>) -> Result<surf::Request, String> {
     Ok(req.into())
 }
 
+/// The status as the server sent it: [`Http1`]'s [`RawStatus`], or surf's status on another
+/// backend.
 fn status(resp: &surf::Response) -> StatusCode {
-    StatusCode::from_u16(resp.status() as u16).unwrap_or(StatusCode::BAD_GATEWAY)
+    let code = match resp.ext::<RawStatus>() {
+        Some(raw) => raw.0,
+        None => resp.status() as u16,
+    };
+    StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY)
 }
 
 fn headers(resp: &surf::Response) -> HeaderMap {
