@@ -1,6 +1,6 @@
 //! The conformance suite: every scenario of `conformance/scenarios.rs`, written once against a
-//! synchronous [`harness::Harness`], run against each adapter (tokio, async-std, blocking) and
-//! the testkit's fake vLLM server on 127.0.0.1.
+//! synchronous [`harness::Harness`], run against each adapter (tokio, async-std, blocking, and
+//! tower over hyper-util's client) and the testkit's fake vLLM server on 127.0.0.1.
 
 #[path = "conformance/harness.rs"]
 mod harness;
@@ -19,6 +19,9 @@ macro_rules! conformance {
         }
         mod blocking {
             $( #[test] fn $scenario() { crate::scenarios::$scenario::<crate::harness::BlockingH>() } )*
+        }
+        mod tower {
+            $( #[test] fn $scenario() { crate::scenarios::$scenario::<crate::harness::TowerH>() } )*
         }
     };
 }

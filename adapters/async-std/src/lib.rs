@@ -82,9 +82,17 @@ use vllm_client_core::call::{ResponseHead, TransportErrorKind};
 use vllm_client_core::config::ClientConfig;
 use vllm_client_runner::{AsyncExec, Failed, Transport};
 
+/// The native-tls connector [`Http1::with_native_tls`] takes.
+#[cfg(feature = "native-tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "native-tls")))]
+pub use async_native_tls;
 pub use http1::{Http1, RawStatus};
 pub use vllm_client_runner::observability;
 pub use vllm_client_runner::EventStream;
+/// The rustls that [`Http1::with_rustls`] takes a configuration of.
+#[cfg(any(feature = "rustls", feature = "rustls-ring"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "rustls", feature = "rustls-ring"))))]
+pub use vllm_client_tls::rustls;
 
 /// The async-std executor: the shared run loop over [`Surf`].
 pub type AsyncStd = AsyncExec<Surf>;

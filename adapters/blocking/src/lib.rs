@@ -54,8 +54,26 @@
 //!
 //! A call waiting for a concurrency slot blocks until the call ahead of it ends (first come,
 //! first served) or its deadline passes.
+//!
+//! # TLS
+//!
+//! | feature | TLS library | roots |
+//! |---|---|---|
+//! | `rustls` (default) | rustls 0.23 + aws-lc-rs (post-quantum hybrid key exchange first) | the OS trust store (ureq's `platform-verifier`) |
+//! | `rustls-ring` | rustls 0.23 + ring | the OS trust store |
+//! | `native-tls` | the platform's (OpenSSL on Linux, Secure Transport, SChannel) | the OS trust store |
+//!
+//! `native-tls` wins when it is on, then `rustls-ring` ([`TLS_BACKEND`] says which). The
+//! rustls crypto provider is the process-wide default when the application installed one (see
+//! `vllm-client-tls`). A TLS handshake that fails is a connect failure (`VllmError::Connect`).
+//! Your own roots or client certificate: an `ureq::Agent` with your `TlsConfig`, given to
+//! `http_client(..)`. ureq compiled without a provider of its own (as here) needs one in that
+//! `TlsConfig` (`unversioned_rustls_crypto_provider(vllm_client_tls::crypto_provider())`) or
+//! installed process-wide; otherwise its handshake panics on the IO thread and the attempt
+//! fails.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 use std::io::Read;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
@@ -80,12 +98,27 @@ pub type VllmClientBuilder = vllm_client_core::client::ClientBuilder<Blocking>;
 /// Bytes asked for per read of a body.
 const READ_CHUNK: usize = 16 << 10;
 
+/// The TLS library the agent built by default uses for `https`: `"native-tls"`, `"rustls"` or
+/// `"none"` (no TLS feature: an `https` URL is refused with an error naming the features).
+pub const TLS_BACKEND: &str = if cfg!(feature = "native-tls") {
+    "native-tls"
+} else if cfg!(any(feature = "rustls", feature = "rustls-ring")) {
+    "rustls"
+} else {
+    "none"
+};
+
+/// What an `https` request says when no TLS feature is on.
+const NO_TLS: &str = "an https:// URL needs a TLS feature of vllm-client: `rustls` (the \
+                      default), `rustls-ring` or `native-tls`";
+
 /// ureq on an IO thread per attempt, as a [`BlockingTransport`] (see the crate docs). With
 /// your own agent (`http_client(..)`), its configuration (TLS, proxy, …) is used for every
 /// attempt, each on an agent of its own.
 #[derive(Debug)]
 pub struct Ureq {
     agent: ureq::Agent,
+    own: bool,
 }
 
 /// What an IO thread reports.
@@ -135,13 +168,35 @@ impl Attempt {
 }
 
 /// ureq with no timer of its own (the core hands out every deadline) that reads error
-/// statuses as responses.
+/// statuses as responses, with the TLS of the crate's features.
 fn agent() -> ureq::Agent {
     let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(None)
+        .timeout_global(None);
+    #[cfg(any(feature = "native-tls", feature = "rustls", feature = "rustls-ring"))]
+    let config = config.tls_config(tls_config());
+    ureq::Agent::new_with_config(config.build())
+}
+
+/// The TLS of the crate's features: native-tls, or rustls with `vllm-client-tls`'s provider,
+/// each with the OS trust store.
+#[cfg(any(feature = "native-tls", feature = "rustls", feature = "rustls-ring"))]
+fn tls_config() -> ureq::tls::TlsConfig {
+    use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
+    #[cfg(feature = "native-tls")]
+    return TlsConfig::builder()
+        .provider(TlsProvider::NativeTls)
+        .root_certs(RootCerts::PlatformVerifier)
         .build();
-    ureq::Agent::new_with_config(config)
+    #[cfg(all(
+        not(feature = "native-tls"),
+        any(feature = "rustls", feature = "rustls-ring")
+    ))]
+    return TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .root_certs(RootCerts::PlatformVerifier)
+        .unversioned_rustls_crypto_provider(vllm_client_tls::crypto_provider())
+        .build();
 }
 
 impl BlockingTransport for Ureq {
@@ -150,6 +205,7 @@ impl BlockingTransport for Ureq {
 
     fn new(_config: &ClientConfig, http: Option<ureq::Agent>) -> Self {
         Ureq {
+            own: http.is_none(),
             agent: http.unwrap_or_else(agent),
         }
     }
@@ -157,6 +213,7 @@ impl BlockingTransport for Ureq {
     fn reconfigure(&self, _config: &ClientConfig) -> Self {
         Ureq {
             agent: self.agent.clone(),
+            own: self.own,
         }
     }
 
@@ -166,6 +223,9 @@ impl BlockingTransport for Ureq {
         deadline: Option<Instant>,
         connect_timeout: Option<Duration>,
     ) -> Outcome<(ResponseHead, Attempt)> {
+        if self.own && TLS_BACKEND == "none" && request.uri().scheme_str() == Some("https") {
+            return Outcome::Failed(Failed::new(TransportErrorKind::Rejected, NO_TLS));
+        }
         // An agent (a connection pool) of its own, so that ending the attempt can shut its
         // connection down, interrupting the IO thread wherever it blocks (crate docs).
         let agent = self.agent.config().new_agent();
@@ -251,6 +311,20 @@ fn send_error(e: &ureq::Error) -> Failed {
         ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => {
             TransportErrorKind::ConnectTimeout
         }
+        // The TLS handshake failed (an unknown issuer, a wrong name): no connection.
+        ureq::Error::Tls(_) => TransportErrorKind::Connect,
+        #[cfg(any(feature = "rustls", feature = "rustls-ring"))]
+        ureq::Error::Rustls(_) | ureq::Error::Pem(_) => TransportErrorKind::Connect,
+        #[cfg(any(feature = "rustls", feature = "rustls-ring"))]
+        ureq::Error::Io(io)
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<vllm_client_tls::rustls::Error>()) =>
+        {
+            TransportErrorKind::Connect
+        }
+        #[cfg(feature = "native-tls")]
+        ureq::Error::NativeTls(_) | ureq::Error::Der(_) => TransportErrorKind::Connect,
         ureq::Error::Io(io) => TransportErrorKind::of_io_error(io.kind()),
         _ => TransportErrorKind::Io,
     };
