@@ -32,7 +32,7 @@ pub mod tls {
     }
 
     impl TestPki {
-        /// A fresh CA ("vllm-client test CA <name>") and server certificate.
+        /// A fresh CA (named "vllm-client test CA" and `name`) and server certificate.
         pub fn new(name: &str) -> TestPki {
             let ca_key = KeyPair::generate().expect("a CA key");
             let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");

@@ -53,8 +53,8 @@ pub struct RawStatus(pub u16);
 /// the end of the connection as empty, do not notice a body shorter than its `Content-Length`,
 /// and drop the status codes surf has no name for.
 ///
-/// TLS is the one the crate's features chose ([`Http1::new`]); [`Http1::with_rustls`] and
-/// [`Http1::with_native_tls`] take a configuration of your own (roots, client certificates).
+/// TLS is the one the crate's features chose ([`Http1::new`]); `Http1::with_rustls` and
+/// `Http1::with_native_tls` take a configuration of your own (roots, client certificates).
 ///
 /// Every request opens its own connection and sends `connection: close`; dropping the response
 /// (or its body) closes the connection. No timer of its own: set none in the surf client

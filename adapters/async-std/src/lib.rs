@@ -59,11 +59,11 @@
 //! | `rustls-ring` | rustls 0.23 + ring | the OS trust store |
 //! | `native-tls` | the platform's (OpenSSL on Linux, Secure Transport, SChannel) | the OS trust store |
 //!
-//! `native-tls` wins when it is on, then `rustls-ring`. The rustls crypto provider is the
+//! `native-tls` wins when it is on, then `rustls-ring` ([`TLS_BACKEND`] says which). The rustls crypto provider is the
 //! process-wide default when the application installed one (see `vllm-client-tls`). A TLS
 //! handshake that fails (an unknown issuer, a wrong name) is a connect failure
-//! (`VllmError::Connect`). Your own roots or client certificate: [`Http1::with_rustls`] or
-//! [`Http1::with_native_tls`], given to `http_client(surf::Client::with_http_client(..))`.
+//! (`VllmError::Connect`). Your own roots or client certificate: `Http1::with_rustls` or
+//! `Http1::with_native_tls`, given to `http_client(surf::Client::with_http_client(..))`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -82,14 +82,14 @@ use vllm_client_core::call::{ResponseHead, TransportErrorKind};
 use vllm_client_core::config::ClientConfig;
 use vllm_client_runner::{AsyncExec, Failed, Transport};
 
-/// The native-tls connector [`Http1::with_native_tls`] takes.
+/// The native-tls connector `Http1::with_native_tls` takes.
 #[cfg(feature = "native-tls")]
 #[cfg_attr(docsrs, doc(cfg(feature = "native-tls")))]
 pub use async_native_tls;
 pub use http1::{Http1, RawStatus};
 pub use vllm_client_runner::observability;
 pub use vllm_client_runner::EventStream;
-/// The rustls that [`Http1::with_rustls`] takes a configuration of.
+/// The rustls that `Http1::with_rustls` takes a configuration of.
 #[cfg(any(feature = "rustls", feature = "rustls-ring"))]
 #[cfg_attr(docsrs, doc(cfg(any(feature = "rustls", feature = "rustls-ring"))))]
 pub use vllm_client_tls::rustls;
@@ -103,6 +103,17 @@ pub type VllmClientBuilder = vllm_client_core::client::ClientBuilder<AsyncStd>;
 
 /// Bytes asked for per read of a body.
 const READ_CHUNK: usize = 16 << 10;
+
+/// The TLS library [`Http1::new`] (the default client's backend) uses for `https`:
+/// `"native-tls"`, `"rustls"` or `"none"` (no TLS feature: an `https` URL is refused with an
+/// error naming the features).
+pub const TLS_BACKEND: &str = if cfg!(feature = "native-tls") {
+    "native-tls"
+} else if cfg!(any(feature = "rustls", feature = "rustls-ring")) {
+    "rustls"
+} else {
+    "none"
+};
 
 /// surf and async-std timers as a [`Transport`].
 ///
