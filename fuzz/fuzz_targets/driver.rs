@@ -22,7 +22,7 @@ use vllm_client_core::config::{ClientConfig, RateLimit};
 use vllm_client_core::policy::{
     AdaptiveConfig, Backoff, BreakerConfig, Jitter, RetryBudgetConfig,
 };
-use vllm_client_core::request::Endpoint;
+use vllm_client_core::request::Operation;
 use vllm_client_core::StreamKind;
 
 /// Steps driven by the input, then steps a well-behaved adapter gets to finish the call.
@@ -147,9 +147,9 @@ fn spec(stream: bool, max_tokens: u32) -> CallSpec {
         "model": "m", "messages": [], "stream": stream, "max_tokens": max_tokens,
     });
     if stream {
-        CallSpec::stream(Endpoint::ChatCompletions, StreamKind::Chat, Ok(body))
+        CallSpec::stream(Operation::ChatCompletions, StreamKind::Chat, Ok(body))
     } else {
-        CallSpec::json(Endpoint::ChatCompletions, Ok(body))
+        CallSpec::json(Operation::ChatCompletions, Ok(body))
     }
 }
 
