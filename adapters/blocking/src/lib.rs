@@ -42,10 +42,11 @@
 //! margin: 50 ms** — whatever the server does (stalls, keep-alive comments, a head that never
 //! comes).
 //!
-//! Each attempt has a ureq agent of its own, built from the client's agent's configuration.
-//! When the attempt ends — finished, timed out, retried, or its [`EventIter`] dropped — that
-//! agent is shut down: its connection is closed at once (so vLLM aborts the generation), and
-//! the IO thread, wherever it blocks, gets an error, finds nobody listening and ends. It is
+//! Each attempt has a ureq agent of its own, built from the client's agent's configuration
+//! (and sharing the client's connector, so TLS is configured once). When the attempt ends —
+//! finished, timed out, retried, or its [`EventIter`] dropped — that agent is shut down: its
+//! connection is closed at once (so vLLM aborts the generation), and the IO thread, wherever
+//! it blocks, gets an error, finds nobody listening and ends. It is
 //! never joined, so the caller does not wait for it. The one phase a shutdown cannot
 //! interrupt is a TCP connect in progress, which ureq bounds with the core's connect timeout.
 //!
@@ -115,10 +116,42 @@ const NO_TLS: &str = "an https:// URL needs a TLS feature of vllm-client: `rustl
 /// ureq on an IO thread per attempt, as a [`BlockingTransport`] (see the crate docs). With
 /// your own agent (`http_client(..)`), its configuration (TLS, proxy, …) is used for every
 /// attempt, each on an agent of its own.
+///
+/// The attempts' agents share one connector (TCP, proxy, TLS): ureq builds its TLS
+/// configuration — for rustls with the OS trust store, whose loading is the costly part (about
+/// 20 ms in a debug build on Linux) — once per connector, so once per client, not per attempt.
 #[derive(Debug)]
 pub struct Ureq {
     agent: ureq::Agent,
+    connector: SharedConnector,
     own: bool,
+}
+
+/// ureq's default connector chain, shared by the agents of every attempt (see [`Ureq`]).
+///
+/// ureq names its connector API "unversioned" (outside its semver promise): the manifest
+/// requires ureq 3.5 and CI builds against the locked version.
+#[derive(Debug, Clone)]
+struct SharedConnector(std::sync::Arc<ureq::unversioned::transport::DefaultConnector>);
+
+impl ureq::unversioned::transport::Connector for SharedConnector {
+    type Out = Box<dyn ureq::unversioned::transport::Transport>;
+
+    fn connect(
+        &self,
+        details: &ureq::unversioned::transport::ConnectionDetails,
+        chained: Option<()>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        self.0.connect(details, chained)
+    }
+}
+
+impl SharedConnector {
+    fn new() -> Self {
+        SharedConnector(std::sync::Arc::new(
+            ureq::unversioned::transport::DefaultConnector::new(),
+        ))
+    }
 }
 
 /// What an IO thread reports.
@@ -207,12 +240,14 @@ impl BlockingTransport for Ureq {
         Ureq {
             own: http.is_none(),
             agent: http.unwrap_or_else(agent),
+            connector: SharedConnector::new(),
         }
     }
 
     fn reconfigure(&self, _config: &ClientConfig) -> Self {
         Ureq {
             agent: self.agent.clone(),
+            connector: self.connector.clone(),
             own: self.own,
         }
     }
@@ -227,8 +262,13 @@ impl BlockingTransport for Ureq {
             return Outcome::Failed(Failed::new(TransportErrorKind::Rejected, NO_TLS));
         }
         // An agent (a connection pool) of its own, so that ending the attempt can shut its
-        // connection down, interrupting the IO thread wherever it blocks (crate docs).
-        let agent = self.agent.config().new_agent();
+        // connection down, interrupting the IO thread wherever it blocks (crate docs); its
+        // connector (and so its TLS configuration) is the client's.
+        let agent = ureq::Agent::with_parts(
+            self.agent.config().clone(),
+            self.connector.clone(),
+            ureq::unversioned::resolver::DefaultResolver::default(),
+        );
         let request = agent
             .configure_request(request.map(|b| b.to_vec()))
             .http_status_as_error(false)
