@@ -1,8 +1,8 @@
 //! A chat completion, then a streamed one, with the blocking client (ureq, no async runtime).
 //!
 //! ```text
-//! cargo run --example blocking_chat                                # against a built-in fake server
-//! VLLM_BASE_URL=http://localhost:8000/v1 VLLM_MODEL=Qwen/Qwen2.5-7B-Instruct cargo run --example blocking_chat
+//! cargo run -p vllm-client-suite --example blocking_chat  # against a built-in fake server
+//! VLLM_BASE_URL=http://localhost:8000/v1 VLLM_MODEL=Qwen/Qwen2.5-7B-Instruct cargo run -p vllm-client-suite --example blocking_chat
 //! ```
 //!
 //! In an application, enable the facade's `blocking` feature and write

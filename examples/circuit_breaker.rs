@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use tracing_subscriber::prelude::*;
 use vllm_client::{json, BreakerConfig, SlidingWindow, VllmClient, VllmError};
 use vllm_testkit::server::Reply;
 
@@ -16,9 +17,12 @@ mod support;
 
 #[tokio::main]
 async fn main() {
+    let filter: tracing_subscriber::filter::Targets =
+        "vllm_client_tokio=warn".parse().expect("a filter");
     tracing_subscriber::fmt()
-        .with_env_filter("vllm_client_tokio=warn")
         .with_target(false)
+        .finish()
+        .with(filter)
         .init();
     let target = support::target();
     // Open when half of the last 4 calls failed; fail fast for 500 ms, then probe once.

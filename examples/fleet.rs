@@ -14,15 +14,19 @@
 use std::time::Duration;
 
 use futures::StreamExt;
+use tracing_subscriber::prelude::*;
 use vllm_client::{json, EndpointConfig, Health, StreamEvent, VllmClient, VllmError};
 use vllm_testkit::server::{FakeServer, Reply};
 
 #[tokio::main]
 async fn main() -> Result<(), VllmError> {
     // Ejections and readmissions are logged as they happen.
+    let filter: tracing_subscriber::filter::Targets =
+        "vllm_client_runner=info".parse().expect("a filter");
     tracing_subscriber::fmt()
-        .with_env_filter("vllm_client_runner=info")
         .with_target(false)
+        .finish()
+        .with(filter)
         .init();
     let stalled = FakeServer::start();
     let busy = FakeServer::start();

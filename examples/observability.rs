@@ -2,7 +2,7 @@
 //! scraped from a Prometheus exporter.
 //!
 //! ```text
-//! cargo run --example observability
+//! cargo run -p vllm-client-suite --example observability
 //! ```
 //!
 //! Everything runs on 127.0.0.1: the testkit's fake vLLM server, and a Prometheus exporter

@@ -11,8 +11,7 @@
 
 use std::io::Write;
 
-use futures::StreamExt;
-use vllm_client::{json, StreamEvent, VllmClient, VllmError};
+use vllm_client::{json, StreamEvent, StreamExt, VllmClient, VllmError};
 
 mod support;
 

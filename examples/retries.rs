@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use tracing_subscriber::prelude::*;
 use vllm_client::{json, Jitter, VllmClient, VllmError};
 use vllm_testkit::server::Reply;
 
@@ -20,9 +21,12 @@ mod support;
 #[tokio::main]
 async fn main() -> Result<(), VllmError> {
     // Logs each retry (attempt, delay, cause), as the page recommends.
+    let filter: tracing_subscriber::filter::Targets =
+        "vllm_client_tokio=info".parse().expect("a filter");
     tracing_subscriber::fmt()
-        .with_env_filter("vllm_client_tokio=info")
         .with_target(false)
+        .finish()
+        .with(filter)
         .init();
     let target = support::target();
 

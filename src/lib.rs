@@ -4,8 +4,7 @@
 //! and concurrency limits and streaming are built in, so you never hand-write a retry loop.
 //!
 //! ```no_run
-//! use futures::StreamExt;
-//! use vllm_client::{json, StreamEvent, VllmClient};
+//! use vllm_client::{json, StreamEvent, StreamExt, VllmClient};
 //!
 //! # async fn run() -> Result<(), vllm_client::VllmError> {
 //! let client = VllmClient::new("http://localhost:8000/v1").timeout_secs(120);
@@ -46,19 +45,20 @@
 //!
 //! | adapter | type | feature |
 //! |---|---|---|
-//! | tokio + reqwest | [`VllmClient`] | `tokio` (default) |
-#![cfg_attr(
-    feature = "blocking",
-    doc = "| blocking (ureq, std threads) | [`blocking::VllmClient`] | `blocking` |"
-)]
-#![cfg_attr(
-    feature = "async-std",
-    doc = "| async-std + surf | [`async_std::VllmClient`] | `async-std` |"
-)]
+//! | tokio + reqwest | `VllmClient` | `tokio` (default) |
+//! | blocking (ureq, std threads) | `blocking::VllmClient` | `blocking` |
+//! | async-std + surf | `async_std::VllmClient` | `async-std` |
+//! | any `tower::Service<http::Request<Bytes>>` (timed with tokio) | `tower::VllmClient<S>` | `tower` |
+//!
+//! TLS is one choice for every adapter: `rustls` (the default: rustls with aws-lc-rs),
+//! `rustls-ring` or `native-tls`, each with the operating system's trust store; the README's
+//! "TLS" section says how to trust a private CA and what to do about rustls' process-wide
+//! crypto provider.
 //!
 //! The core that makes every decision is [`vllm_client_core`]: pure, deterministic, and
 //! usable on its own.
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use serde_json::json;
 pub use vllm_client_core::api::{
@@ -92,9 +92,15 @@ pub use vllm_client_core::{ApiError, StreamEvent, VllmError};
 /// The pure core, for direct use of the decoders, policies and the call driver.
 pub use vllm_client_core as core;
 
+/// `next()` and the other combinators on a stream of events: the same trait as
+/// `futures::StreamExt`, so `use vllm_client::StreamExt` is all a stream needs.
+pub use futures_util::StreamExt;
+
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use vllm_client_tokio::{ChunkStream, ResponseStream};
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use vllm_client_tokio::{EventStream, VllmClient, VllmClientBuilder};
 
 /// Metric names, units, bucket boundaries and the `gen_ai.provider.name` value.
@@ -111,10 +117,19 @@ pub use vllm_client_blocking::observability;
 /// README's "Observability" section).
 #[cfg(feature = "tokio")]
 pub use vllm_client_tokio::observability;
+/// Metric names, units, bucket boundaries and the `gen_ai.provider.name` value.
+#[cfg(all(
+    not(feature = "tokio"),
+    not(feature = "blocking"),
+    not(feature = "async-std"),
+    feature = "tower"
+))]
+pub use vllm_client_tower::observability;
 
 /// The blocking client: same builder and method names, values and iterators instead of
 /// futures and streams. No async runtime inside.
 #[cfg(feature = "blocking")]
+#[cfg_attr(docsrs, doc(cfg(feature = "blocking")))]
 pub mod blocking {
     pub use vllm_client_blocking::*;
 }
@@ -124,8 +139,17 @@ pub mod blocking {
 /// async-std is discontinued upstream (RUSTSEC-2025-0052); prefer the tokio client for new
 /// code. This adapter stays behind its feature so that others never compile it.
 #[cfg(feature = "async-std")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async-std")))]
 pub mod async_std {
     pub use vllm_client_async_std::*;
+}
+
+/// The client over any `tower::Service<http::Request<Bytes>>` (a hyper-util client, a stack
+/// of tower layers), timed with tokio: `tower::VllmClient::builder().http_client(service)`.
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower {
+    pub use vllm_client_tower::*;
 }
 
 /// The README's examples, compiled as doctests so that they cannot rot.

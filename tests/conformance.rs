@@ -1,6 +1,6 @@
 //! The conformance suite: every scenario of `conformance/scenarios.rs`, written once against a
-//! synchronous [`harness::Harness`], run against each adapter (tokio, async-std, blocking) and
-//! the testkit's fake vLLM server on 127.0.0.1.
+//! synchronous [`harness::Harness`], run against each adapter (tokio, async-std, blocking, and
+//! tower over hyper-util's client) and the testkit's fake vLLM server on 127.0.0.1.
 
 #[path = "conformance/harness.rs"]
 mod harness;
@@ -21,6 +21,9 @@ macro_rules! conformance {
         }
         mod blocking {
             $( #[test] fn $scenario() { crate::scenarios::$scenario::<crate::harness::BlockingH>() } )*
+        }
+        mod tower {
+            $( #[test] fn $scenario() { crate::scenarios::$scenario::<crate::harness::TowerH>() } )*
         }
     };
 }
@@ -87,6 +90,8 @@ conformance! {
     retry_after_ms,
     retry_503_then_success,
     no_retry_501_or_400,
+    unregistered_statuses_499_and_529,
+    interim_103_before_the_answer,
     connection_refused,
     slow_first_token_retried,
     stall_with_keep_alives_hits_idle_timeout,

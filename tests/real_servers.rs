@@ -1046,7 +1046,7 @@ fn fleet(test: &str) -> Option<Vec<String>> {
 
 /// `scripts/real/replica.sh <verb> <n>`.
 fn replica(verb: &str, n: usize) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/real/replica.sh");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/real/replica.sh");
     let status = std::process::Command::new("bash")
         .arg(script)
         .arg(verb)

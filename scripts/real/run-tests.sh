@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The real-server suite in one command: install what is missing (into the cache directory),
-# start the servers, run `cargo test --test real_servers` (a missing server fails it), and
+# start the servers, run `cargo test -p vllm-client-suite --test real_servers` (a missing server fails it), and
 # stop every server this script started, even on failure. Servers that were already running
 # (started by an earlier start.sh) are left running.
 #   scripts/real/run-tests.sh [extra cargo test args, e.g. -- --nocapture]
@@ -32,7 +32,7 @@ trap 'exit 130' INT TERM # exit through the EXIT trap: the servers are stopped o
 
 "$here/start.sh" --fleet
 VLLM_REAL_SERVERS_REQUIRED=1 VLLM_REAL_ENV_FILE="$RUN_DIR/env" \
-  cargo test -p vllm-client --test real_servers "$@"
+  cargo test -p vllm-client-suite --test real_servers "$@"
 
 # The user's main job, unchanged: the quickstart against llama-server, and through LiteLLM.
 env_value() { grep "^$1=" "$RUN_DIR/env" | cut -d= -f2-; }

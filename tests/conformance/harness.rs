@@ -55,6 +55,11 @@ pub trait Harness: 'static {
         items
     }
 
+    /// The HTTP client the adapter needs given (the tower adapter has no default one).
+    fn http_client() -> Option<<Self::E as Execute>::HttpClient> {
+        None
+    }
+
     /// A builder for `base_url` with test-sized timings: fast backoff, no retry budget.
     fn builder(base_url: &str) -> ClientBuilder<Self::E> {
         // Logs with `RUST_LOG=warn` (or finer), shown for failing tests.
@@ -62,7 +67,7 @@ pub trait Harness: 'static {
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        Client::<Self::E>::builder()
+        let builder = Client::<Self::E>::builder()
             .base_url(base_url)
             .exponential_backoff(
                 Duration::from_millis(20),
@@ -71,7 +76,11 @@ pub trait Harness: 'static {
             )
             .retry_budget(None)
             .timeout(Duration::from_secs(20))
-            .seed(7)
+            .seed(7);
+        match Self::http_client() {
+            Some(http) => builder.http_client(http),
+            None => builder,
+        }
     }
 
     /// Every event of a stream until its end (bounded, so a hot loop of errors fails the test
@@ -173,5 +182,54 @@ impl Harness for BlockingH {
         stream: &mut <Self::E as ExecuteExt>::Responses,
     ) -> Option<Result<ResponseStreamEvent, VllmError>> {
         stream.next()
+    }
+}
+
+/// hyper-util's client as a tower service (the request body mapped to `Full<Bytes>`).
+pub type HyperService = tower::util::MapRequest<
+    hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+    fn(http::Request<bytes::Bytes>) -> http::Request<http_body_util::Full<bytes::Bytes>>,
+>;
+
+/// The tower adapter over hyper-util's client, on the shared tokio runtime.
+pub struct TowerH;
+
+impl Harness for TowerH {
+    type E = vllm_client_tower::TowerExec<HyperService>;
+    fn http_client() -> Option<HyperService> {
+        let hyper =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http();
+        let to_full: fn(
+            http::Request<bytes::Bytes>,
+        ) -> http::Request<http_body_util::Full<bytes::Bytes>> =
+            |r| r.map(http_body_util::Full::new);
+        Some(
+            tower::ServiceBuilder::new()
+                .map_request(to_full)
+                .service(hyper),
+        )
+    }
+    fn wait<T: Send + 'static>(out: <Self::E as Execute>::Output<T>) -> Result<T, VllmError> {
+        runtime().block_on(out)
+    }
+    fn next(stream: &mut <Self::E as Execute>::Stream) -> Option<StreamEvent> {
+        runtime().block_on(stream.next())
+    }
+    fn rate_limit(stream: &<Self::E as Execute>::Stream) -> Option<RateLimitSnapshot> {
+        stream.rate_limit().copied()
+    }
+    fn next_chunk(
+        stream: &mut <Self::E as ExecuteExt>::Chunks,
+    ) -> Option<Result<Chunk, VllmError>> {
+        runtime().block_on(stream.next())
+    }
+    fn next_response_event(
+        stream: &mut <Self::E as ExecuteExt>::Responses,
+    ) -> Option<Result<ResponseStreamEvent, VllmError>> {
+        runtime().block_on(stream.next())
     }
 }

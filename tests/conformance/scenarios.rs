@@ -317,6 +317,50 @@ pub fn no_retry_501_or_400<H: Harness>() {
     }
 }
 
+/// Statuses outside the registered list reach the core as responses, as the server sent them:
+/// nginx's 499 and a gateway's 529 are answers (not retried, `VllmError::Api` with the status,
+/// the body's message), never transport failures; `x-should-retry: true` makes a 529 a retry.
+pub fn unregistered_statuses_499_and_529<H: Harness>() {
+    for (status, reason) in [(499, "Client Closed Request"), (529, "Site Is Overloaded")] {
+        let server = FakeServer::start();
+        let body =
+            json!({"error": {"message": format!("status {status}"), "type": "overloaded_error"}});
+        server.push_n(3, Reply::json_status(status, &body).reason(reason));
+        let e = chat::<H>(&client::<H>(&server)).expect_err("an answer, not retried");
+        assert_eq!(e.status().map(|s| s.as_u16()), Some(status), "{e:?}");
+        assert!(!e.is_connect(), "{status} is an answer: {e:?}");
+        assert_eq!(api_error(&e).message, format!("status {status}"));
+        assert_eq!(server.request_count(), 1, "{status} is not retried");
+    }
+    let server = FakeServer::start();
+    server.push(
+        Reply::json_status(529, &json!({"error": {"message": "overloaded"}}))
+            .header("x-should-retry", "true"),
+    );
+    server.push(Reply::generate().reply_text("after 529"));
+    let answer = chat::<H>(&client::<H>(&server)).expect("retried as the server asked");
+    assert_eq!(answer.content.as_deref(), Some("after 529"));
+    assert_eq!(server.request_count(), 2);
+}
+
+/// Interim responses (103 Early Hints) before the final one are skipped: the core sees the
+/// final response.
+pub fn interim_103_before_the_answer<H: Harness>() {
+    let server = FakeServer::start();
+    let body = json!({"id": "c", "object": "chat.completion", "created": 0, "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hinted"}, "finish_reason": "stop"}]})
+    .to_string();
+    let wire = format!(
+        "HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n\
+         HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    server.push(Reply::raw(wire.into_bytes()));
+    let answer = chat::<H>(&client::<H>(&server)).expect("the final response");
+    assert_eq!(answer.content.as_deref(), Some("hinted"));
+    assert_eq!(server.request_count(), 1);
+}
+
 pub fn connection_refused<H: Harness>() {
     let c = H::builder(&free_port_url()).max_retries(2).build();
     let rep = H::wait(

@@ -1,12 +1,14 @@
 //! [`Http1`]: the HTTP/1.1 backend under the adapter's surf client.
 //!
-//! surf's own backend (`http_client::h1`, i.e. async-h1's client) frames response bodies
-//! wrongly in two cases: a body with neither `Content-Length` nor chunked encoding, delimited by
-//! the server closing the connection (RFC 9112 §6.3 rule 8), is read as empty; and a body that
-//! ends before its `Content-Length` is taken as complete. This backend connects, writes the
-//! request with async-h1's encoder, reads the response head itself and frames the body by RFC
-//! 9112 §6.3, reusing async-h1's decoder for chunked bodies. It only moves bytes: no retries,
-//! no timers (the core bounds every step with its deadlines), one connection per request.
+//! surf's own backends are not used: async-h1's client (under `http_client::h1`) frames
+//! response bodies wrongly in two cases — a body with neither `Content-Length` nor chunked
+//! encoding, delimited by the server closing the connection (RFC 9112 §6.3 rule 8), is read as
+//! empty, and a body that ends before its `Content-Length` is taken as complete — and its TLS
+//! stack (async-tls 0.10, rustls 0.18, ring 0.16) is from 2020. This backend connects, does TLS
+//! with the TLS feature chosen ([`crate::tls`]), writes the request, reads the response head
+//! itself (bounded), and frames the body by RFC 9112 §6.3 with its own bounded chunked decoder
+//! ([`crate::chunked`]). It only moves bytes: no retries, no timers (the core bounds every step
+//! with its deadlines), one connection per request.
 
 use std::fmt;
 use std::io;
@@ -20,41 +22,89 @@ use surf::http::url::Host;
 use surf::http::{Body, Method, StatusCode};
 use surf::Url;
 
+use crate::chunked::Dechunk;
+use crate::tls::Tls;
+
 /// The largest response head read (status line and headers).
 const MAX_HEAD: usize = 64 << 10;
 /// The most header lines in a response head.
 const MAX_HEADERS: usize = 128;
 /// Bytes asked for per read of the head.
 const HEAD_READ: usize = 8 << 10;
+/// The most interim (1xx) responses skipped before the final one.
+const MAX_INTERIM: usize = 16;
 
-/// surf's HTTP/1.1 backend for this adapter (plain TCP, or TLS with rustls for `https`).
+/// The status code as the server sent it, in the extensions of every response [`Http1`]
+/// returns.
+///
+/// surf's `StatusCode` is an enum of the registered codes only: 499 (nginx's "client closed
+/// request"), 529 (some gateways' "overloaded") or any private code has no variant. [`Http1`]
+/// gives such a response its class's generic code (`400` for a 4xx, `500` for a 5xx, `200`,
+/// `300`) in `status()`, and the real one here: `response.ext::<RawStatus>()`. The adapter
+/// hands the core this one, so every status 100–599 reaches the core as the server sent it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawStatus(pub u16);
+
+/// surf's HTTP/1.1 backend for this adapter (plain TCP, or TLS for `https`).
 ///
 /// The default client of [`AsyncStd`](crate::AsyncStd) runs on it. To bring your own surf
-/// client (middleware, TLS roots), build it on this backend:
-/// `surf::Client::with_http_client(Http1::new())`; surf's default backend reads a body
-/// delimited by the end of the connection as empty and does not notice a body shorter than its
-/// `Content-Length`.
+/// client (middleware), build it on this backend:
+/// `surf::Client::with_http_client(Http1::new())`; surf's own backends read a body delimited by
+/// the end of the connection as empty, do not notice a body shorter than its `Content-Length`,
+/// and drop the status codes surf has no name for.
+///
+/// TLS is the one the crate's features chose ([`Http1::new`]); `Http1::with_rustls` and
+/// `Http1::with_native_tls` take a configuration of your own (roots, client certificates).
 ///
 /// Every request opens its own connection and sends `connection: close`; dropping the response
 /// (or its body) closes the connection. No timer of its own: set none in the surf client
 /// either, the core hands out every deadline. Of the [`Config`] given with
-/// [`HttpClient::set_config`], `tcp_no_delay` and `tls_config` are used.
+/// [`HttpClient::set_config`], `tcp_no_delay` is used.
 #[derive(Clone)]
 pub struct Http1 {
     config: Config,
-    tls: async_tls::TlsConnector,
+    tls: Tls,
 }
 
 impl Http1 {
-    /// A backend with `TCP_NODELAY` on and rustls with the webpki roots for `https`.
+    /// A backend with `TCP_NODELAY` on and, for `https`, the TLS the crate's features chose:
+    /// `native-tls` when it is on, otherwise rustls (ring with `rustls-ring`, otherwise
+    /// aws-lc-rs) with the OS trust store. Without a TLS feature, an `https` URL is refused
+    /// with an error naming the features.
     pub fn new() -> Self {
+        Http1::with_tls(Tls::from_features())
+    }
+
+    /// A backend doing TLS with this rustls configuration (your roots, client certificate,
+    /// crypto provider).
+    #[cfg(any(feature = "rustls", feature = "rustls-ring"))]
+    #[cfg_attr(docsrs, doc(cfg(any(feature = "rustls", feature = "rustls-ring"))))]
+    pub fn with_rustls(config: std::sync::Arc<vllm_client_tls::rustls::ClientConfig>) -> Self {
+        Http1::with_tls(Tls::Rustls(futures_rustls::TlsConnector::from(config)))
+    }
+
+    /// A backend doing TLS with this native-tls connector (e.g. with
+    /// `add_root_certificate`).
+    #[cfg(feature = "native-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "native-tls")))]
+    pub fn with_native_tls(connector: async_native_tls::TlsConnector) -> Self {
+        Http1::with_tls(Tls::Native(std::sync::Arc::new(connector)))
+    }
+
+    fn with_tls(tls: Tls) -> Self {
         Http1 {
             config: Config::new()
                 .set_http_keep_alive(false)
                 .set_tcp_no_delay(true)
                 .set_timeout(None),
-            tls: async_tls::TlsConnector::default(),
+            tls,
         }
+    }
+
+    /// The TLS library this backend uses for `https`: `"rustls"`, `"native-tls"`, or `"none"`
+    /// (no TLS feature).
+    pub fn tls_backend(&self) -> &'static str {
+        self.tls.name()
     }
 }
 
@@ -68,15 +118,37 @@ impl fmt::Debug for Http1 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Http1")
             .field("config", &self.config)
-            .finish_non_exhaustive()
+            .field("tls", &self.tls.name())
+            .finish()
     }
+}
+
+/// A connection that could not be established: TCP connect or the TLS handshake failed.
+/// The adapter reports it as a connect failure (`VllmError::Connect`).
+#[derive(Debug)]
+pub(crate) struct ConnectFailed(pub(crate) io::Error);
+
+impl fmt::Display for ConnectFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for ConnectFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+fn connect_failed(e: io::Error) -> Error {
+    Error::new(StatusCode::BadGateway, ConnectFailed(e))
 }
 
 #[http_client::async_trait]
 impl HttpClient for Http1 {
     async fn send(&self, mut req: Request) -> Result<Response, Error> {
         let url = req.url().clone();
-        let tls = match url.scheme() {
+        let secure = match url.scheme() {
             "http" => false,
             "https" => true,
             other => {
@@ -86,13 +158,15 @@ impl HttpClient for Http1 {
                 ))
             }
         };
+        if secure && !self.tls.is_available() {
+            return Err(Error::from_str(StatusCode::BadRequest, crate::tls::NO_TLS));
+        }
         req.insert_header("connection", "close");
         let head_only = req.method() == Method::Head;
         let tcp = connect(&url).await?;
         tcp.set_nodelay(self.config.tcp_no_delay)?;
-        if tls {
-            let host = url.host_str().unwrap_or_default();
-            let stream = self.tls.connect(host, tcp).await?;
+        if secure {
+            let stream = self.tls.connect(&url, tcp).await.map_err(connect_failed)?;
             Ok(exchange(stream, req, head_only).await?)
         } else {
             Ok(exchange(tcp, req, head_only).await?)
@@ -100,10 +174,6 @@ impl HttpClient for Http1 {
     }
 
     fn set_config(&mut self, config: Config) -> http_client::http_types::Result<()> {
-        self.tls = match config.tls_config.clone() {
-            Some(tls) => tls.into(),
-            None => async_tls::TlsConnector::default(),
-        };
         self.config = config;
         Ok(())
     }
@@ -131,19 +201,28 @@ async fn connect(url: &Url) -> io::Result<TcpStream> {
 
 /// Writes the request, reads the response head, and frames the rest of the connection as the
 /// response body.
-async fn exchange<S>(mut conn: S, req: Request, head_only: bool) -> io::Result<Response>
+async fn exchange<S>(mut conn: S, mut req: Request, head_only: bool) -> io::Result<Response>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static,
 {
-    let mut encoder = async_h1::client::Encoder::new(req);
-    futures_util::io::copy(&mut encoder, &mut conn).await?;
+    let body = req.take_body();
+    let length = body.len();
+    conn.write_all(&request_head(&req, length)?).await?;
+    match length {
+        Some(_) => {
+            futures_util::io::copy(body, &mut conn).await?;
+        }
+        None => write_chunked(body, &mut conn).await?,
+    }
     conn.flush().await?;
     let (mut res, framing, early) = read_head(&mut conn, head_only).await?;
     // Body bytes that came with the head are read first.
     let rest = Cursor::new(early).chain(conn);
     let body = match framing {
         Framing::Empty => return Ok(res),
-        Framing::Chunked => dechunk(rest).await?,
+        Framing::Chunked => {
+            Body::from_reader(BufReader::new(Dechunk::new(BufReader::new(rest))), None)
+        }
         Framing::Length(n) => Body::from_reader(BufReader::new(Exact::new(rest, n)), Some(n)),
         Framing::UntilClose => Body::from_reader(BufReader::new(rest), None),
     };
@@ -157,10 +236,68 @@ where
     Ok(res)
 }
 
+/// The request line and headers: `Host` first (from the URL unless given), then the request's
+/// headers, then the framing of a body of `length` bytes (`None`: chunked).
+fn request_head(req: &Request, length: Option<usize>) -> io::Result<Vec<u8>> {
+    use std::io::Write;
+    let url = req.url();
+    let mut head = Vec::with_capacity(256);
+    let target = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
+    };
+    write!(head, "{} {target} HTTP/1.1\r\n", req.method())?;
+    if req.header("host").is_none() {
+        let host = url
+            .host_str()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the URL has no host"))?;
+        match url.port() {
+            Some(port) => write!(head, "host: {host}:{port}\r\n")?,
+            None => write!(head, "host: {host}\r\n")?,
+        }
+    }
+    for (name, values) in req.iter() {
+        let framing = name.as_str().eq_ignore_ascii_case("content-length")
+            || name.as_str().eq_ignore_ascii_case("transfer-encoding");
+        if framing {
+            continue;
+        }
+        for value in values.iter() {
+            write!(head, "{name}: {value}\r\n")?;
+        }
+    }
+    let bodiless = matches!(req.method(), Method::Get | Method::Head | Method::Options);
+    match length {
+        Some(0) if bodiless => {}
+        Some(n) => write!(head, "content-length: {n}\r\n")?,
+        None => head.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+    }
+    head.extend_from_slice(b"\r\n");
+    Ok(head)
+}
+
+/// Sends a body of unknown length with chunked transfer coding.
+async fn write_chunked<R, W>(mut body: R, conn: &mut W) -> io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 16 << 10];
+    loop {
+        let n = body.read(&mut buf).await?;
+        if n == 0 {
+            return conn.write_all(b"0\r\n\r\n").await;
+        }
+        conn.write_all(format!("{n:x}\r\n").as_bytes()).await?;
+        conn.write_all(&buf[..n]).await?;
+        conn.write_all(b"\r\n").await?;
+    }
+}
+
 /// How the response body is delimited (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Framing {
-    /// No body: a response to `HEAD`, 1xx, 204, 304.
+    /// No body: a response to `HEAD`, 101, 204, 304.
     Empty,
     /// `Transfer-Encoding` whose final coding is `chunked`.
     Chunked,
@@ -174,16 +311,47 @@ fn invalid(message: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message.into())
 }
 
-/// Reads until the end of the response head; returns the response (empty body), its framing,
-/// and the body bytes read along with the head.
+/// Reads until the end of the final response head, skipping interim (1xx) responses other
+/// than 101 as RFC 9110 §15.2 asks; returns the response (empty body), its framing, and the
+/// body bytes read along with the head.
 async fn read_head<S: AsyncRead + Unpin>(
     conn: &mut S,
     head_only: bool,
 ) -> io::Result<(Response, Framing, Vec<u8>)> {
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; HEAD_READ];
-    // Each round reads at least one byte and the head is bounded by MAX_HEAD.
+    let mut interim = 0;
+    // Each round parses what is buffered, or reads at least one byte; every head is bounded
+    // by MAX_HEAD and their number by MAX_INTERIM.
     loop {
+        if !buf.is_empty() {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut head = httparse::Response::new(&mut headers);
+            match head.parse(&buf) {
+                Ok(httparse::Status::Complete(len)) => {
+                    let code = head.code.unwrap_or_default();
+                    if (100..200).contains(&code) && code != 101 {
+                        interim += 1;
+                        if interim > MAX_INTERIM {
+                            return Err(invalid(format!(
+                                "more than {MAX_INTERIM} interim (1xx) responses"
+                            )));
+                        }
+                        buf.drain(..len);
+                        continue;
+                    }
+                    let (res, framing) = response(&head, head_only)?;
+                    return Ok((res, framing, buf.split_off(len)));
+                }
+                Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
+                Ok(httparse::Status::Partial) => {
+                    return Err(invalid(format!(
+                        "the response head is larger than {MAX_HEAD} bytes"
+                    )))
+                }
+                Err(e) => return Err(invalid(format!("malformed response head: {e}"))),
+            }
+        }
         let n = conn.read(&mut chunk).await?;
         if n == 0 {
             let message = if buf.is_empty() {
@@ -194,30 +362,30 @@ async fn read_head<S: AsyncRead + Unpin>(
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, message));
         }
         buf.extend_from_slice(&chunk[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut head = httparse::Response::new(&mut headers);
-        match head.parse(&buf) {
-            Ok(httparse::Status::Complete(len)) => {
-                let (res, framing) = response(&head, head_only)?;
-                return Ok((res, framing, buf.split_off(len)));
-            }
-            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
-            Ok(httparse::Status::Partial) => {
-                return Err(invalid(format!(
-                    "the response head is larger than {MAX_HEAD} bytes"
-                )))
-            }
-            Err(e) => return Err(invalid(format!("malformed response head: {e}"))),
-        }
     }
+}
+
+/// surf's name for `code`: the code itself when surf knows it, otherwise its class's generic
+/// code (see [`RawStatus`]).
+fn surf_status(code: u16) -> io::Result<StatusCode> {
+    if let Ok(status) = StatusCode::try_from(code) {
+        return Ok(status);
+    }
+    Ok(match code {
+        100..=199 => StatusCode::Continue,
+        200..=299 => StatusCode::Ok,
+        300..=399 => StatusCode::MultipleChoice,
+        400..=499 => StatusCode::BadRequest,
+        500..=599 => StatusCode::InternalServerError,
+        _ => return Err(invalid(format!("invalid status code {code} (not 100–599)"))),
+    })
 }
 
 /// The parsed head as surf's response, and how its body is framed.
 fn response(head: &httparse::Response<'_, '_>, head_only: bool) -> io::Result<(Response, Framing)> {
     let code = head.code.unwrap_or_default();
-    let status = StatusCode::try_from(code)
-        .map_err(|_| invalid(format!("status {code} is unknown to surf")))?;
-    let mut res = Response::new(status);
+    let mut res = Response::new(surf_status(code)?);
+    res.ext_mut().insert(RawStatus(code));
     let mut length: Option<usize> = None;
     let mut codings: Vec<String> = Vec::new();
     for h in head.headers.iter() {
@@ -262,19 +430,6 @@ fn response(head: &httparse::Response<'_, '_>, head_only: bool) -> io::Result<(R
         Framing::UntilClose
     };
     Ok((res, framing))
-}
-
-/// A chunked body decoded by async-h1's decoder, reached through its public `decode` with a
-/// minimal head in front of the body bytes.
-async fn dechunk<R>(body: R) -> io::Result<Body>
-where
-    R: AsyncRead + Unpin + Send + Sync + 'static,
-{
-    const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
-    let mut res = async_h1::client::decode(Cursor::new(HEAD).chain(body))
-        .await
-        .map_err(|e| invalid(e.to_string()))?;
-    Ok(res.take_body())
 }
 
 /// Reads exactly `len` bytes of `inner`: the end of `inner` before that is an error.
@@ -360,6 +515,83 @@ mod tests {
         }
     }
 
+    fn head_of(wire: &[u8]) -> io::Result<(Response, Framing, Vec<u8>)> {
+        async_std::task::block_on(read_head(&mut Cursor::new(wire.to_vec()), false))
+    }
+
+    #[test]
+    fn every_status_from_100_to_599_is_kept() {
+        for code in [
+            200u16, 201, 299, 308, 399, 404, 418, 429, 499, 500, 503, 529, 599,
+        ] {
+            let wire = format!("HTTP/1.1 {code} Whatever\r\ncontent-length: 0\r\n\r\n");
+            let (res, _, _) = head_of(wire.as_bytes()).expect("head");
+            assert_eq!(
+                res.ext().get::<RawStatus>(),
+                Some(&RawStatus(code)),
+                "{code}"
+            );
+            assert_eq!(
+                u16::from(res.status()) / 100,
+                code / 100,
+                "{code}: its class"
+            );
+        }
+        for code in [600u16, 999] {
+            let wire = format!("HTTP/1.1 {code} Nope\r\n\r\n");
+            let e = head_of(wire.as_bytes()).expect_err("out of range");
+            assert!(e.to_string().contains(&code.to_string()), "{e}");
+        }
+    }
+
+    #[test]
+    fn interim_responses_are_skipped() {
+        let wire = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n\
+                     HTTP/1.1 529 Overloaded\r\ncontent-length: 2\r\n\r\nhi";
+        let (res, framing, early) = head_of(wire).expect("head");
+        assert_eq!(res.ext().get::<RawStatus>(), Some(&RawStatus(529)));
+        assert!(
+            res.header("link").is_none(),
+            "the interim head's headers are dropped"
+        );
+        assert_eq!(framing, Framing::Length(2));
+        assert_eq!(early, b"hi");
+        let endless = b"HTTP/1.1 102 Processing\r\n\r\n".repeat(MAX_INTERIM + 1);
+        let e = head_of(&endless).expect_err("bounded");
+        assert!(e.to_string().contains("interim"), "{e}");
+    }
+
+    #[test]
+    fn request_head_carries_host_and_framing() {
+        let url = Url::parse("http://127.0.0.1:8000/v1/chat/completions?x=1").expect("url");
+        let mut req = Request::new(Method::Post, url);
+        req.insert_header("authorization", "Bearer k");
+        req.insert_header("content-length", "999");
+        let head = String::from_utf8(request_head(&req, Some(5)).expect("head")).expect("ascii");
+        assert!(
+            head.starts_with("POST /v1/chat/completions?x=1 HTTP/1.1\r\nhost: 127.0.0.1:8000\r\n")
+        );
+        assert!(head.contains("authorization: Bearer k\r\n"));
+        assert!(head.contains("content-length: 5\r\n") && !head.contains("999"));
+        assert!(head.ends_with("\r\n\r\n"));
+        let head = String::from_utf8(request_head(&req, None).expect("head")).expect("ascii");
+        assert!(head.contains("transfer-encoding: chunked\r\n"));
+        let get = Request::new(Method::Get, Url::parse("https://h/v1/models").expect("url"));
+        let head = String::from_utf8(request_head(&get, Some(0)).expect("head")).expect("ascii");
+        assert_eq!(head, "GET /v1/models HTTP/1.1\r\nhost: h\r\n\r\n");
+    }
+
+    #[test]
+    fn chunked_request_body() {
+        async_std::task::block_on(async {
+            let mut out = Vec::new();
+            write_chunked(Cursor::new(b"hello".to_vec()), &mut out)
+                .await
+                .expect("write");
+            assert_eq!(out, b"5\r\nhello\r\n0\r\n\r\n");
+        });
+    }
+
     #[test]
     fn short_body_is_an_error() {
         async_std::task::block_on(async {
@@ -377,14 +609,10 @@ mod tests {
 
     #[test]
     fn until_close_body_with_head_in_one_read() {
-        async_std::task::block_on(async {
-            let wire = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nhello".to_vec();
-            let (res, framing, early) = read_head(&mut Cursor::new(wire), false)
-                .await
-                .expect("head");
-            assert_eq!(framing, Framing::UntilClose);
-            assert_eq!(early, b"hello");
-            assert_eq!(res.status(), StatusCode::Ok);
-        });
+        let wire = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nhello";
+        let (res, framing, early) = head_of(wire).expect("head");
+        assert_eq!(framing, Framing::UntilClose);
+        assert_eq!(early, b"hello");
+        assert_eq!(res.status(), StatusCode::Ok);
     }
 }

@@ -1,7 +1,7 @@
 //! The async-std + surf adapter of `vllm-client`.
 //!
 //! This crate is IO glue only: [`Surf`] sends requests and reads bodies with surf (HTTP/1
-//! over async-std, rustls for `https`) and times them with async-std; the run loop is
+//! over async-std, TLS for `https` as the features chose) and times them with async-std; the run loop is
 //! `vllm-client-runner`'s, every decision — retries, backoff, timeouts, the breaker, limits,
 //! parsing — the core's. Use it through the
 //! `vllm-client` facade with the `async-std` feature: `vllm_client::async_std::VllmClient`.
@@ -47,10 +47,30 @@
 //!
 //! It has no connect timer of its own: connecting is bounded by the deadline of the response
 //! head (first-token, attempt and overall timeouts) that the core hands out with each request.
+//!
+//! Every status code 100–599 reaches the core as the server sent it, also those surf has no
+//! name for (499, 529, private codes: see [`RawStatus`]); interim 1xx responses are skipped.
+//!
+//! # TLS
+//!
+//! | feature | TLS library | roots |
+//! |---|---|---|
+//! | `rustls` (default) | rustls 0.23 + aws-lc-rs (post-quantum hybrid key exchange first) | the OS trust store (`rustls-platform-verifier`) |
+//! | `rustls-ring` | rustls 0.23 + ring | the OS trust store |
+//! | `native-tls` | the platform's (OpenSSL on Linux, Secure Transport, SChannel) | the OS trust store |
+//!
+//! `native-tls` wins when it is on, then `rustls-ring` ([`TLS_BACKEND`] says which). The rustls crypto provider is the
+//! process-wide default when the application installed one (see `vllm-client-tls`). A TLS
+//! handshake that fails (an unknown issuer, a wrong name) is a connect failure
+//! (`VllmError::Connect`). Your own roots or client certificate: `Http1::with_rustls` or
+//! `Http1::with_native_tls`, given to `http_client(surf::Client::with_http_client(..))`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod chunked;
 mod http1;
+mod tls;
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -62,10 +82,18 @@ use vllm_client_core::call::{ResponseHead, TransportErrorKind};
 use vllm_client_core::config::ClientConfig;
 use vllm_client_runner::{AsyncExec, Failed, Transport};
 
-pub use http1::Http1;
+/// The native-tls connector `Http1::with_native_tls` takes.
+#[cfg(feature = "native-tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "native-tls")))]
+pub use async_native_tls;
+pub use http1::{Http1, RawStatus};
 pub use vllm_client_runner::observability;
 pub use vllm_client_runner::EventStream;
 pub use vllm_client_runner::{ChunkStream, ResponseStream};
+/// The rustls that `Http1::with_rustls` takes a configuration of.
+#[cfg(any(feature = "rustls", feature = "rustls-ring"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "rustls", feature = "rustls-ring"))))]
+pub use vllm_client_tls::rustls;
 
 /// The async-std executor: the shared run loop over [`Surf`].
 pub type AsyncStd = AsyncExec<Surf>;
@@ -76,6 +104,17 @@ pub type VllmClientBuilder = vllm_client_core::client::ClientBuilder<AsyncStd>;
 
 /// Bytes asked for per read of a body.
 const READ_CHUNK: usize = 16 << 10;
+
+/// The TLS library [`Http1::new`] (the default client's backend) uses for `https`:
+/// `"native-tls"`, `"rustls"` or `"none"` (no TLS feature: an `https` URL is refused with an
+/// error naming the features).
+pub const TLS_BACKEND: &str = if cfg!(feature = "native-tls") {
+    "native-tls"
+} else if cfg!(any(feature = "rustls", feature = "rustls-ring")) {
+    "rustls"
+} else {
+    "none"
+};
 
 /// surf and async-std timers as a [`Transport`].
 ///
@@ -137,9 +176,19 @@ impl Transport for Surf {
                 ))
             }
             Err(e) => {
-                let kind = match e.downcast_ref::<std::io::Error>() {
-                    Some(io) => TransportErrorKind::of_io_error(io.kind()),
-                    None => TransportErrorKind::Io,
+                let kind = if let Some(c) = e.downcast_ref::<http1::ConnectFailed>() {
+                    match TransportErrorKind::of_io_error(c.0.kind()) {
+                        TransportErrorKind::ConnectTimeout => TransportErrorKind::ConnectTimeout,
+                        _ => TransportErrorKind::Connect,
+                    }
+                } else if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                    TransportErrorKind::of_io_error(io.kind())
+                } else if e.status() == surf::StatusCode::BadRequest {
+                    // Refused by `Http1` before anything was sent (a scheme it cannot speak,
+                    // https without a TLS feature).
+                    TransportErrorKind::Rejected
+                } else {
+                    TransportErrorKind::Io
                 };
                 let f = Failed::new(kind, error_chain(e.as_ref()));
                 // surf's error wraps the cause; it is kept as the call's error's `source()`
@@ -194,8 +243,14 @@ fn to_surf(request: http::Request<Bytes>) -> Result<surf::Request, String> {
     Ok(req.into())
 }
 
+/// The status as the server sent it: [`Http1`]'s [`RawStatus`], or surf's status on another
+/// backend.
 fn status(resp: &surf::Response) -> StatusCode {
-    StatusCode::from_u16(resp.status() as u16).unwrap_or(StatusCode::BAD_GATEWAY)
+    let code = match resp.ext::<RawStatus>() {
+        Some(raw) => raw.0,
+        None => resp.status() as u16,
+    };
+    StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY)
 }
 
 fn headers(resp: &surf::Response) -> HeaderMap {

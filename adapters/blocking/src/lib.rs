@@ -42,10 +42,11 @@
 //! margin: 50 ms** — whatever the server does (stalls, keep-alive comments, a head that never
 //! comes).
 //!
-//! Each attempt has a ureq agent of its own, built from the client's agent's configuration.
-//! When the attempt ends — finished, timed out, retried, or its [`EventIter`] dropped — that
-//! agent is shut down: its connection is closed at once (so vLLM aborts the generation), and
-//! the IO thread, wherever it blocks, gets an error, finds nobody listening and ends. It is
+//! Each attempt has a ureq agent of its own, built from the client's agent's configuration
+//! (and sharing the client's connector, so TLS is configured once). When the attempt ends —
+//! finished, timed out, retried, or its [`EventIter`] dropped — that agent is shut down: its
+//! connection is closed at once (so vLLM aborts the generation), and the IO thread, wherever
+//! it blocks, gets an error, finds nobody listening and ends. It is
 //! never joined, so the caller does not wait for it. The one phase a shutdown cannot
 //! interrupt is a TCP connect in progress, which ureq bounds with the core's connect timeout.
 //!
@@ -54,8 +55,26 @@
 //!
 //! A call waiting for a concurrency slot blocks until the call ahead of it ends (first come,
 //! first served) or its deadline passes.
+//!
+//! # TLS
+//!
+//! | feature | TLS library | roots |
+//! |---|---|---|
+//! | `rustls` (default) | rustls 0.23 + aws-lc-rs (post-quantum hybrid key exchange first) | the OS trust store (ureq's `platform-verifier`) |
+//! | `rustls-ring` | rustls 0.23 + ring | the OS trust store |
+//! | `native-tls` | the platform's (OpenSSL on Linux, Secure Transport, SChannel) | the OS trust store |
+//!
+//! `native-tls` wins when it is on, then `rustls-ring` ([`TLS_BACKEND`] says which). The
+//! rustls crypto provider is the process-wide default when the application installed one (see
+//! `vllm-client-tls`). A TLS handshake that fails is a connect failure (`VllmError::Connect`).
+//! Your own roots or client certificate: an `ureq::Agent` with your `TlsConfig`, given to
+//! `http_client(..)`. ureq compiled without a provider of its own (as here) needs one in that
+//! `TlsConfig` (`unversioned_rustls_crypto_provider(vllm_client_tls::crypto_provider())`) or
+//! installed process-wide; otherwise its handshake panics on the IO thread and the attempt
+//! fails.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 use std::io::Read;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
@@ -81,12 +100,59 @@ pub type VllmClientBuilder = vllm_client_core::client::ClientBuilder<Blocking>;
 /// Bytes asked for per read of a body.
 const READ_CHUNK: usize = 16 << 10;
 
+/// The TLS library the agent built by default uses for `https`: `"native-tls"`, `"rustls"` or
+/// `"none"` (no TLS feature: an `https` URL is refused with an error naming the features).
+pub const TLS_BACKEND: &str = if cfg!(feature = "native-tls") {
+    "native-tls"
+} else if cfg!(any(feature = "rustls", feature = "rustls-ring")) {
+    "rustls"
+} else {
+    "none"
+};
+
+/// What an `https` request says when no TLS feature is on.
+const NO_TLS: &str = "an https:// URL needs a TLS feature of vllm-client: `rustls` (the \
+                      default), `rustls-ring` or `native-tls`";
+
 /// ureq on an IO thread per attempt, as a [`BlockingTransport`] (see the crate docs). With
 /// your own agent (`http_client(..)`), its configuration (TLS, proxy, …) is used for every
 /// attempt, each on an agent of its own.
+///
+/// The attempts' agents share one connector (TCP, proxy, TLS): ureq builds its TLS
+/// configuration — for rustls with the OS trust store, whose loading is the costly part (about
+/// 20 ms in a debug build on Linux) — once per connector, so once per client, not per attempt.
 #[derive(Debug)]
 pub struct Ureq {
     agent: ureq::Agent,
+    connector: SharedConnector,
+    own: bool,
+}
+
+/// ureq's default connector chain, shared by the agents of every attempt (see [`Ureq`]).
+///
+/// ureq names its connector API "unversioned" (outside its semver promise): the manifest
+/// requires ureq 3.5 and CI builds against the locked version.
+#[derive(Debug, Clone)]
+struct SharedConnector(std::sync::Arc<ureq::unversioned::transport::DefaultConnector>);
+
+impl ureq::unversioned::transport::Connector for SharedConnector {
+    type Out = Box<dyn ureq::unversioned::transport::Transport>;
+
+    fn connect(
+        &self,
+        details: &ureq::unversioned::transport::ConnectionDetails,
+        chained: Option<()>,
+    ) -> Result<Option<Self::Out>, ureq::Error> {
+        self.0.connect(details, chained)
+    }
+}
+
+impl SharedConnector {
+    fn new() -> Self {
+        SharedConnector(std::sync::Arc::new(
+            ureq::unversioned::transport::DefaultConnector::new(),
+        ))
+    }
 }
 
 /// What an IO thread reports.
@@ -136,13 +202,35 @@ impl Attempt {
 }
 
 /// ureq with no timer of its own (the core hands out every deadline) that reads error
-/// statuses as responses.
+/// statuses as responses, with the TLS of the crate's features.
 fn agent() -> ureq::Agent {
     let config = ureq::Agent::config_builder()
         .http_status_as_error(false)
-        .timeout_global(None)
+        .timeout_global(None);
+    #[cfg(any(feature = "native-tls", feature = "rustls", feature = "rustls-ring"))]
+    let config = config.tls_config(tls_config());
+    ureq::Agent::new_with_config(config.build())
+}
+
+/// The TLS of the crate's features: native-tls, or rustls with `vllm-client-tls`'s provider,
+/// each with the OS trust store.
+#[cfg(any(feature = "native-tls", feature = "rustls", feature = "rustls-ring"))]
+fn tls_config() -> ureq::tls::TlsConfig {
+    use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
+    #[cfg(feature = "native-tls")]
+    return TlsConfig::builder()
+        .provider(TlsProvider::NativeTls)
+        .root_certs(RootCerts::PlatformVerifier)
         .build();
-    ureq::Agent::new_with_config(config)
+    #[cfg(all(
+        not(feature = "native-tls"),
+        any(feature = "rustls", feature = "rustls-ring")
+    ))]
+    return TlsConfig::builder()
+        .provider(TlsProvider::Rustls)
+        .root_certs(RootCerts::PlatformVerifier)
+        .unversioned_rustls_crypto_provider(vllm_client_tls::crypto_provider())
+        .build();
 }
 
 impl BlockingTransport for Ureq {
@@ -151,13 +239,17 @@ impl BlockingTransport for Ureq {
 
     fn new(_config: &ClientConfig, http: Option<ureq::Agent>) -> Self {
         Ureq {
+            own: http.is_none(),
             agent: http.unwrap_or_else(agent),
+            connector: SharedConnector::new(),
         }
     }
 
     fn reconfigure(&self, _config: &ClientConfig) -> Self {
         Ureq {
             agent: self.agent.clone(),
+            connector: self.connector.clone(),
+            own: self.own,
         }
     }
 
@@ -167,9 +259,17 @@ impl BlockingTransport for Ureq {
         deadline: Option<Instant>,
         connect_timeout: Option<Duration>,
     ) -> Completion<(ResponseHead, Attempt)> {
+        if self.own && TLS_BACKEND == "none" && request.uri().scheme_str() == Some("https") {
+            return Completion::Failed(Failed::new(TransportErrorKind::Rejected, NO_TLS));
+        }
         // An agent (a connection pool) of its own, so that ending the attempt can shut its
-        // connection down, interrupting the IO thread wherever it blocks (crate docs).
-        let agent = self.agent.config().new_agent();
+        // connection down, interrupting the IO thread wherever it blocks (crate docs); its
+        // connector (and so its TLS configuration) is the client's.
+        let agent = ureq::Agent::with_parts(
+            self.agent.config().clone(),
+            self.connector.clone(),
+            ureq::unversioned::resolver::DefaultResolver::default(),
+        );
         let request = agent
             .configure_request(request.map(|b| b.to_vec()))
             .http_status_as_error(false)
@@ -254,6 +354,20 @@ fn send_error(e: ureq::Error) -> Failed {
         ureq::Error::Timeout(ureq::Timeout::Connect | ureq::Timeout::Resolve) => {
             TransportErrorKind::ConnectTimeout
         }
+        // The TLS handshake failed (an unknown issuer, a wrong name): no connection.
+        ureq::Error::Tls(_) => TransportErrorKind::Connect,
+        #[cfg(any(feature = "rustls", feature = "rustls-ring"))]
+        ureq::Error::Rustls(_) | ureq::Error::Pem(_) => TransportErrorKind::Connect,
+        #[cfg(any(feature = "rustls", feature = "rustls-ring"))]
+        ureq::Error::Io(io)
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<vllm_client_tls::rustls::Error>()) =>
+        {
+            TransportErrorKind::Connect
+        }
+        #[cfg(feature = "native-tls")]
+        ureq::Error::NativeTls(_) | ureq::Error::Der(_) => TransportErrorKind::Connect,
         ureq::Error::Io(io) => TransportErrorKind::of_io_error(io.kind()),
         _ => TransportErrorKind::Io,
     };

@@ -4,8 +4,23 @@
 //! times them with tokio; the run loop is `vllm-client-runner`'s, every decision — retries,
 //! backoff, timeouts, the breaker, limits, parsing — the core's. Use it through the
 //! `vllm-client` facade: `vllm_client::VllmClient`.
+//!
+//! # TLS
+//!
+//! | feature | TLS library | roots |
+//! |---|---|---|
+//! | `rustls` (default) | rustls 0.23 + aws-lc-rs (post-quantum hybrid key exchange first) | the OS trust store (`rustls-platform-verifier`) |
+//! | `rustls-ring` | rustls 0.23 + ring | the OS trust store |
+//! | `native-tls` | the platform's (OpenSSL on Linux, Secure Transport, SChannel) | the OS trust store |
+//!
+//! `native-tls` wins when it is on, then `rustls-ring` ([`TLS_BACKEND`] says which). The
+//! rustls crypto provider is the process-wide default when the application installed one (see
+//! `vllm-client-tls`). A TLS handshake that fails is a connect failure (`VllmError::Connect`).
+//! Your own roots or client certificate: build a `reqwest::Client` with them and give it to
+//! `http_client(..)` (then its TLS is entirely yours).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -26,24 +41,51 @@ pub type VllmClient = vllm_client_core::client::Client<Tokio>;
 /// The tokio client's builder.
 pub type VllmClientBuilder = vllm_client_core::client::ClientBuilder<Tokio>;
 
+/// The TLS library the client built by default uses for `https`: `"native-tls"`,
+/// `"rustls"` or `"none"` (no TLS feature: an `https` URL is refused with an error naming
+/// the features).
+pub const TLS_BACKEND: &str = if cfg!(feature = "native-tls") {
+    "native-tls"
+} else if cfg!(any(feature = "rustls", feature = "rustls-ring")) {
+    "rustls"
+} else {
+    "none"
+};
+
+/// What an `https` request says when no TLS feature is on.
+const NO_TLS: &str = "an https:// URL needs a TLS feature of vllm-client: `rustls` (the \
+                      default), `rustls-ring` or `native-tls`";
+
 /// reqwest and tokio timers as a [`Transport`]. Bring your own `reqwest::Client` with
 /// `http_client(..)`: its own timeouts should be longer than the client's, which are enforced
 /// on top; its connect timeout is its own (the core's `connect_timeout` configures the
 /// client built by default).
 #[derive(Debug)]
 pub struct Reqwest {
-    http: reqwest::Client,
+    http: Result<reqwest::Client, String>,
     own: bool,
 }
 
-fn http_client(config: &ClientConfig) -> reqwest::Client {
+/// The client built by default: the core's connect timeout, the TLS of the crate's features.
+/// `Err` when reqwest cannot build it (its message); every request then fails with it.
+fn http_client(config: &ClientConfig) -> Result<reqwest::Client, String> {
     let mut b = reqwest::Client::builder();
     if let Some(c) = config.policy.timeouts.connect {
         b = b.connect_timeout(c);
     }
-    // Building fails only when TLS cannot initialise; fall back to the defaults then, and the
-    // first request reports the problem.
-    b.build().unwrap_or_else(|_| reqwest::Client::new())
+    #[cfg(feature = "native-tls")]
+    {
+        b = b.tls_backend_native();
+    }
+    #[cfg(all(
+        not(feature = "native-tls"),
+        any(feature = "rustls", feature = "rustls-ring")
+    ))]
+    {
+        b = b.tls_backend_preconfigured(vllm_client_tls::client_config(&[b"h2", b"http/1.1"]));
+    }
+    b.build()
+        .map_err(|e| format!("the HTTP client could not be built: {}", error_chain(&e)))
 }
 
 impl Transport for Reqwest {
@@ -52,7 +94,10 @@ impl Transport for Reqwest {
 
     fn new(config: &ClientConfig, http: Option<reqwest::Client>) -> Self {
         match http {
-            Some(http) => Reqwest { http, own: false },
+            Some(http) => Reqwest {
+                http: Ok(http),
+                own: false,
+            },
             None => Reqwest {
                 http: http_client(config),
                 own: true,
@@ -76,9 +121,16 @@ impl Transport for Reqwest {
         request: http::Request<Bytes>,
         _connect_timeout: Option<Duration>,
     ) -> Result<(ResponseHead, reqwest::Response), Failed> {
+        let http = self
+            .http
+            .as_ref()
+            .map_err(|e| Failed::new(TransportErrorKind::Rejected, e.clone()))?;
+        if self.own && TLS_BACKEND == "none" && request.uri().scheme_str() == Some("https") {
+            return Err(Failed::new(TransportErrorKind::Rejected, NO_TLS));
+        }
         let request = reqwest::Request::try_from(request)
             .map_err(|e| Failed::new(TransportErrorKind::Rejected, e.to_string()))?;
-        let resp = self.http.execute(request).await.map_err(failed)?;
+        let resp = http.execute(request).await.map_err(failed)?;
         let head = ResponseHead::new(resp.status(), resp.headers().clone(), SystemTime::now());
         Ok((head, resp))
     }

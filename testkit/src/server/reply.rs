@@ -11,6 +11,474 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::error_body::{error_json, stream_error_json};
+/// The captures of `fixtures/real-servers/`, compiled in (so that test binaries built here and
+/// run elsewhere, and the published crate, have them): name, head, body, raw chunked body.
+/// `fixture_table_is_the_directory` checks that the table and the directory agree.
+#[allow(clippy::type_complexity)]
+const FIXTURES: &[(&str, &str, &[u8], Option<&[u8]>)] = &[
+    (
+        "litellm_chat_nonstream",
+        include_str!("../../fixtures/real-servers/litellm_chat_nonstream.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_chat_nonstream.body"),
+        None,
+    ),
+    (
+        "litellm_chat_stop",
+        include_str!("../../fixtures/real-servers/litellm_chat_stop.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_chat_stop.body"),
+        None,
+    ),
+    (
+        "litellm_chat_stream",
+        include_str!("../../fixtures/real-servers/litellm_chat_stream.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_chat_stream.body"),
+        Some(include_bytes!(
+            "../../fixtures/real-servers/litellm_chat_stream.rawchunked"
+        )),
+    ),
+    (
+        "litellm_chat_stream_stop",
+        include_str!("../../fixtures/real-servers/litellm_chat_stream_stop.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_chat_stream_stop.body"),
+        None,
+    ),
+    (
+        "litellm_chat_stream_usage",
+        include_str!("../../fixtures/real-servers/litellm_chat_stream_usage.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_chat_stream_usage.body"),
+        None,
+    ),
+    (
+        "litellm_completions_nonstream",
+        include_str!("../../fixtures/real-servers/litellm_completions_nonstream.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_completions_nonstream.body"),
+        None,
+    ),
+    (
+        "litellm_completions_stream",
+        include_str!("../../fixtures/real-servers/litellm_completions_stream.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_completions_stream.body"),
+        None,
+    ),
+    (
+        "litellm_err_404_path",
+        include_str!("../../fixtures/real-servers/litellm_err_404_path.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_err_404_path.body"),
+        None,
+    ),
+    (
+        "litellm_err_429",
+        include_str!("../../fixtures/real-servers/litellm_err_429.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_err_429.body"),
+        None,
+    ),
+    (
+        "litellm_err_429_stream",
+        include_str!("../../fixtures/real-servers/litellm_err_429_stream.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_err_429_stream.body"),
+        None,
+    ),
+    (
+        "litellm_err_500",
+        include_str!("../../fixtures/real-servers/litellm_err_500.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_err_500.body"),
+        None,
+    ),
+    (
+        "litellm_err_500_stream",
+        include_str!("../../fixtures/real-servers/litellm_err_500_stream.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_err_500_stream.body"),
+        None,
+    ),
+    (
+        "litellm_err_bad_json",
+        include_str!("../../fixtures/real-servers/litellm_err_bad_json.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_err_bad_json.body"),
+        None,
+    ),
+    (
+        "litellm_err_bad_key",
+        include_str!("../../fixtures/real-servers/litellm_err_bad_key.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_err_bad_key.body"),
+        None,
+    ),
+    (
+        "litellm_err_bad_role",
+        include_str!("../../fixtures/real-servers/litellm_err_bad_role.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_err_bad_role.body"),
+        None,
+    ),
+    (
+        "litellm_err_context_overflow",
+        include_str!("../../fixtures/real-servers/litellm_err_context_overflow.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_err_context_overflow.body"),
+        None,
+    ),
+    (
+        "litellm_err_context_overflow_stream",
+        include_str!("../../fixtures/real-servers/litellm_err_context_overflow_stream.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_err_context_overflow_stream.body"),
+        None,
+    ),
+    (
+        "litellm_err_cooldown_req1",
+        include_str!("../../fixtures/real-servers/litellm_err_cooldown_req1.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_err_cooldown_req1.body"),
+        None,
+    ),
+    (
+        "litellm_err_cooldown_req2",
+        include_str!("../../fixtures/real-servers/litellm_err_cooldown_req2.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_err_cooldown_req2.body"),
+        None,
+    ),
+    (
+        "litellm_err_cooldown_req3",
+        include_str!("../../fixtures/real-servers/litellm_err_cooldown_req3.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_err_cooldown_req3.body"),
+        None,
+    ),
+    (
+        "litellm_err_ctx",
+        include_str!("../../fixtures/real-servers/litellm_err_ctx.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_err_ctx.body"),
+        None,
+    ),
+    (
+        "litellm_err_ctx_stream",
+        include_str!("../../fixtures/real-servers/litellm_err_ctx_stream.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_err_ctx_stream.body"),
+        None,
+    ),
+    (
+        "litellm_err_get_on_post",
+        include_str!("../../fixtures/real-servers/litellm_err_get_on_post.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_err_get_on_post.body"),
+        None,
+    ),
+    (
+        "litellm_err_missing_messages",
+        include_str!("../../fixtures/real-servers/litellm_err_missing_messages.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_err_missing_messages.body"),
+        None,
+    ),
+    (
+        "litellm_err_negative_max_tokens",
+        include_str!("../../fixtures/real-servers/litellm_err_negative_max_tokens.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_err_negative_max_tokens.body"),
+        None,
+    ),
+    (
+        "litellm_err_no_auth",
+        include_str!("../../fixtures/real-servers/litellm_err_no_auth.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_err_no_auth.body"),
+        None,
+    ),
+    (
+        "litellm_err_stream_error_model",
+        include_str!("../../fixtures/real-servers/litellm_err_stream_error_model.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_err_stream_error_model.body"),
+        None,
+    ),
+    (
+        "litellm_err_temperature_range",
+        include_str!("../../fixtures/real-servers/litellm_err_temperature_range.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_err_temperature_range.body"),
+        None,
+    ),
+    (
+        "litellm_err_unknown_model",
+        include_str!("../../fixtures/real-servers/litellm_err_unknown_model.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_err_unknown_model.body"),
+        None,
+    ),
+    (
+        "litellm_err_wrong_type",
+        include_str!("../../fixtures/real-servers/litellm_err_wrong_type.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_err_wrong_type.body"),
+        None,
+    ),
+    (
+        "litellm_models",
+        include_str!("../../fixtures/real-servers/litellm_models.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_models.body"),
+        None,
+    ),
+    (
+        "litellm_rpm2_req1",
+        include_str!("../../fixtures/real-servers/litellm_rpm2_req1.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_rpm2_req1.body"),
+        None,
+    ),
+    (
+        "litellm_rpm2_req2",
+        include_str!("../../fixtures/real-servers/litellm_rpm2_req2.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_rpm2_req2.body"),
+        None,
+    ),
+    (
+        "litellm_rpm2_req3",
+        include_str!("../../fixtures/real-servers/litellm_rpm2_req3.headers"),
+        include_bytes!("../../fixtures/real-servers/litellm_rpm2_req3.body"),
+        None,
+    ),
+    (
+        "llamacpp_chat_nonstream",
+        include_str!("../../fixtures/real-servers/llamacpp_chat_nonstream.headers"),
+        include_bytes!("../../fixtures/real-servers/llamacpp_chat_nonstream.body"),
+        None,
+    ),
+    (
+        "llamacpp_chat_stop",
+        include_str!("../../fixtures/real-servers/llamacpp_chat_stop.headers"),
+        include_bytes!("../../fixtures/real-servers/llamacpp_chat_stop.body"),
+        None,
+    ),
+    (
+        "llamacpp_chat_stream",
+        include_str!("../../fixtures/real-servers/llamacpp_chat_stream.headers"),
+        include_bytes!("../../fixtures/real-servers/llamacpp_chat_stream.body"),
+        Some(include_bytes!(
+            "../../fixtures/real-servers/llamacpp_chat_stream.rawchunked"
+        )),
+    ),
+    (
+        "llamacpp_chat_stream_stop",
+        include_str!("../../fixtures/real-servers/llamacpp_chat_stream_stop.headers"),
+        include_bytes!("../../fixtures/real-servers/llamacpp_chat_stream_stop.body"),
+        None,
+    ),
+    (
+        "llamacpp_chat_stream_usage",
+        include_str!("../../fixtures/real-servers/llamacpp_chat_stream_usage.headers"),
+        include_bytes!("../../fixtures/real-servers/llamacpp_chat_stream_usage.body"),
+        None,
+    ),
+    (
+        "llamacpp_completions_nonstream",
+        include_str!("../../fixtures/real-servers/llamacpp_completions_nonstream.headers"),
+        include_bytes!("../../fixtures/real-servers/llamacpp_completions_nonstream.body"),
+        None,
+    ),
+    (
+        "llamacpp_completions_stream",
+        include_str!("../../fixtures/real-servers/llamacpp_completions_stream.headers"),
+        include_bytes!("../../fixtures/real-servers/llamacpp_completions_stream.body"),
+        None,
+    ),
+    (
+        "llamacpp_err_401",
+        include_str!("../../fixtures/real-servers/llamacpp_err_401.headers"),
+        include_bytes!("../../fixtures/real-servers/llamacpp_err_401.body"),
+        None,
+    ),
+    (
+        "llamacpp_err_404_path",
+        include_str!("../../fixtures/real-servers/llamacpp_err_404_path.headers"),
+        include_bytes!("../../fixtures/real-servers/llamacpp_err_404_path.body"),
+        None,
+    ),
+    (
+        "llamacpp_err_bad_json",
+        include_str!("../../fixtures/real-servers/llamacpp_err_bad_json.headers"),
+        include_bytes!("../../fixtures/real-servers/llamacpp_err_bad_json.body"),
+        None,
+    ),
+    (
+        "llamacpp_err_bad_role",
+        include_str!("../../fixtures/real-servers/llamacpp_err_bad_role.headers"),
+        include_bytes!("../../fixtures/real-servers/llamacpp_err_bad_role.body"),
+        None,
+    ),
+    (
+        "llamacpp_err_context_overflow",
+        include_str!("../../fixtures/real-servers/llamacpp_err_context_overflow.headers"),
+        include_bytes!("../../fixtures/real-servers/llamacpp_err_context_overflow.body"),
+        None,
+    ),
+    (
+        "llamacpp_err_context_overflow_stream",
+        include_str!("../../fixtures/real-servers/llamacpp_err_context_overflow_stream.headers"),
+        include_bytes!("../../fixtures/real-servers/llamacpp_err_context_overflow_stream.body"),
+        None,
+    ),
+    (
+        "llamacpp_err_get_on_post",
+        include_str!("../../fixtures/real-servers/llamacpp_err_get_on_post.headers"),
+        include_bytes!("../../fixtures/real-servers/llamacpp_err_get_on_post.body"),
+        None,
+    ),
+    (
+        "llamacpp_err_missing_messages",
+        include_str!("../../fixtures/real-servers/llamacpp_err_missing_messages.headers"),
+        include_bytes!("../../fixtures/real-servers/llamacpp_err_missing_messages.body"),
+        None,
+    ),
+    (
+        "llamacpp_err_negative_max_tokens",
+        include_str!("../../fixtures/real-servers/llamacpp_err_negative_max_tokens.headers"),
+        include_bytes!("../../fixtures/real-servers/llamacpp_err_negative_max_tokens.body"),
+        None,
+    ),
+    (
+        "llamacpp_err_temperature_range",
+        include_str!("../../fixtures/real-servers/llamacpp_err_temperature_range.headers"),
+        include_bytes!("../../fixtures/real-servers/llamacpp_err_temperature_range.body"),
+        None,
+    ),
+    (
+        "llamacpp_err_unknown_model",
+        include_str!("../../fixtures/real-servers/llamacpp_err_unknown_model.headers"),
+        include_bytes!("../../fixtures/real-servers/llamacpp_err_unknown_model.body"),
+        None,
+    ),
+    (
+        "llamacpp_err_wrong_type",
+        include_str!("../../fixtures/real-servers/llamacpp_err_wrong_type.headers"),
+        include_bytes!("../../fixtures/real-servers/llamacpp_err_wrong_type.body"),
+        None,
+    ),
+    (
+        "llamacpp_models",
+        include_str!("../../fixtures/real-servers/llamacpp_models.headers"),
+        include_bytes!("../../fixtures/real-servers/llamacpp_models.body"),
+        None,
+    ),
+    (
+        "llamaserver_chat_nonstream",
+        include_str!("../../fixtures/real-servers/llamaserver_chat_nonstream.headers"),
+        include_bytes!("../../fixtures/real-servers/llamaserver_chat_nonstream.body"),
+        None,
+    ),
+    (
+        "llamaserver_chat_stop",
+        include_str!("../../fixtures/real-servers/llamaserver_chat_stop.headers"),
+        include_bytes!("../../fixtures/real-servers/llamaserver_chat_stop.body"),
+        None,
+    ),
+    (
+        "llamaserver_chat_stream",
+        include_str!("../../fixtures/real-servers/llamaserver_chat_stream.headers"),
+        include_bytes!("../../fixtures/real-servers/llamaserver_chat_stream.body"),
+        Some(include_bytes!(
+            "../../fixtures/real-servers/llamaserver_chat_stream.rawchunked"
+        )),
+    ),
+    (
+        "llamaserver_chat_stream_stop",
+        include_str!("../../fixtures/real-servers/llamaserver_chat_stream_stop.headers"),
+        include_bytes!("../../fixtures/real-servers/llamaserver_chat_stream_stop.body"),
+        None,
+    ),
+    (
+        "llamaserver_chat_stream_usage",
+        include_str!("../../fixtures/real-servers/llamaserver_chat_stream_usage.headers"),
+        include_bytes!("../../fixtures/real-servers/llamaserver_chat_stream_usage.body"),
+        None,
+    ),
+    (
+        "llamaserver_completions_nonstream",
+        include_str!("../../fixtures/real-servers/llamaserver_completions_nonstream.headers"),
+        include_bytes!("../../fixtures/real-servers/llamaserver_completions_nonstream.body"),
+        None,
+    ),
+    (
+        "llamaserver_completions_stream",
+        include_str!("../../fixtures/real-servers/llamaserver_completions_stream.headers"),
+        include_bytes!("../../fixtures/real-servers/llamaserver_completions_stream.body"),
+        None,
+    ),
+    (
+        "llamaserver_err_401",
+        include_str!("../../fixtures/real-servers/llamaserver_err_401.headers"),
+        include_bytes!("../../fixtures/real-servers/llamaserver_err_401.body"),
+        None,
+    ),
+    (
+        "llamaserver_err_404_path",
+        include_str!("../../fixtures/real-servers/llamaserver_err_404_path.headers"),
+        include_bytes!("../../fixtures/real-servers/llamaserver_err_404_path.body"),
+        None,
+    ),
+    (
+        "llamaserver_err_bad_json",
+        include_str!("../../fixtures/real-servers/llamaserver_err_bad_json.headers"),
+        include_bytes!("../../fixtures/real-servers/llamaserver_err_bad_json.body"),
+        None,
+    ),
+    (
+        "llamaserver_err_bad_role",
+        include_str!("../../fixtures/real-servers/llamaserver_err_bad_role.headers"),
+        include_bytes!("../../fixtures/real-servers/llamaserver_err_bad_role.body"),
+        None,
+    ),
+    (
+        "llamaserver_err_context_overflow",
+        include_str!("../../fixtures/real-servers/llamaserver_err_context_overflow.headers"),
+        include_bytes!("../../fixtures/real-servers/llamaserver_err_context_overflow.body"),
+        None,
+    ),
+    (
+        "llamaserver_err_context_overflow_stream",
+        include_str!("../../fixtures/real-servers/llamaserver_err_context_overflow_stream.headers"),
+        include_bytes!("../../fixtures/real-servers/llamaserver_err_context_overflow_stream.body"),
+        None,
+    ),
+    (
+        "llamaserver_err_get_on_post",
+        include_str!("../../fixtures/real-servers/llamaserver_err_get_on_post.headers"),
+        include_bytes!("../../fixtures/real-servers/llamaserver_err_get_on_post.body"),
+        None,
+    ),
+    (
+        "llamaserver_err_missing_messages",
+        include_str!("../../fixtures/real-servers/llamaserver_err_missing_messages.headers"),
+        include_bytes!("../../fixtures/real-servers/llamaserver_err_missing_messages.body"),
+        None,
+    ),
+    (
+        "llamaserver_err_negative_max_tokens",
+        include_str!("../../fixtures/real-servers/llamaserver_err_negative_max_tokens.headers"),
+        include_bytes!("../../fixtures/real-servers/llamaserver_err_negative_max_tokens.body"),
+        None,
+    ),
+    (
+        "llamaserver_err_temperature_range",
+        include_str!("../../fixtures/real-servers/llamaserver_err_temperature_range.headers"),
+        include_bytes!("../../fixtures/real-servers/llamaserver_err_temperature_range.body"),
+        None,
+    ),
+    (
+        "llamaserver_err_unknown_model",
+        include_str!("../../fixtures/real-servers/llamaserver_err_unknown_model.headers"),
+        include_bytes!("../../fixtures/real-servers/llamaserver_err_unknown_model.body"),
+        None,
+    ),
+    (
+        "llamaserver_err_wrong_type",
+        include_str!("../../fixtures/real-servers/llamaserver_err_wrong_type.headers"),
+        include_bytes!("../../fixtures/real-servers/llamaserver_err_wrong_type.body"),
+        None,
+    ),
+    (
+        "llamaserver_models",
+        include_str!("../../fixtures/real-servers/llamaserver_models.headers"),
+        include_bytes!("../../fixtures/real-servers/llamaserver_models.body"),
+        None,
+    ),
+    (
+        "llamaserver_router_chat",
+        include_str!("../../fixtures/real-servers/llamaserver_router_chat.headers"),
+        include_bytes!("../../fixtures/real-servers/llamaserver_router_chat.body"),
+        None,
+    ),
+    (
+        "llamaserver_router_unknown_model",
+        include_str!("../../fixtures/real-servers/llamaserver_router_unknown_model.headers"),
+        include_bytes!("../../fixtures/real-servers/llamaserver_router_unknown_model.body"),
+        None,
+    ),
+];
 
 /// One piece of a scripted body, written in order.
 ///
@@ -374,32 +842,33 @@ impl Reply {
         reply
     }
 
-    /// Replays one of the real-server captures copied into this crate's
-    /// `fixtures/real-servers/` (e.g. `"litellm_err_429"`, `"llamaserver_chat_stream"`; the
-    /// names are the files' stems, their `README.md` says what each server is). When a
-    /// `.rawchunked` file exists, the original HTTP chunk boundaries are kept.
+    /// Replays one of the real-server captures of this crate's `fixtures/real-servers/`
+    /// (e.g. `"litellm_err_429"`, `"llamaserver_chat_stream"`; the names are the files'
+    /// stems, their `README.md` says what each server is). When a `.rawchunked` capture exists,
+    /// the original HTTP chunk boundaries are kept.
     ///
-    /// Reads the files at run time from the path this crate was built at.
+    /// The captures are compiled in: this works wherever the test binary runs. An unknown name
+    /// is an `InvalidInput` error listing none of the files (see [`Reply::fixture_names`]).
     pub fn fixture(name: &str) -> std::io::Result<Reply> {
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        let Some((_, head, body, raw)) = FIXTURES.iter().find(|(n, ..)| *n == name) else {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
-                "fixture names are letters, digits and underscores",
+                format!("no fixture named {name:?} (see Reply::fixture_names)"),
             ));
-        }
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/real-servers");
-        let head = std::fs::read_to_string(dir.join(format!("{name}.headers")))?;
-        let body = std::fs::read(dir.join(format!("{name}.body")))?;
-        let mut reply = Reply::from_capture(&head, body);
-        if let Ok(raw) = std::fs::read(dir.join(format!("{name}.rawchunked"))) {
-            if let Some(parts) = parse_chunked(&raw) {
-                reply.body = Body::Parts {
-                    parts,
-                    streamed: true,
-                };
-            }
+        };
+        let mut reply = Reply::from_capture(head, Bytes::from_static(body));
+        if let Some(parts) = (*raw).and_then(parse_chunked) {
+            reply.body = Body::Parts {
+                parts,
+                streamed: true,
+            };
         }
         Ok(reply)
+    }
+
+    /// The names [`Reply::fixture`] knows, in order.
+    pub fn fixture_names() -> impl Iterator<Item = &'static str> {
+        FIXTURES.iter().map(|(name, ..)| *name)
     }
 
     fn with_action(mut self, action: Action) -> Reply {
@@ -599,4 +1068,46 @@ fn parse_chunked(mut raw: &[u8]) -> Option<Vec<Part>> {
         raw = &raw[size + 2..];
     }
     Some(parts)
+}
+
+#[cfg(test)]
+mod fixture_tests {
+    use super::*;
+
+    #[test]
+    fn fixture_table_is_the_directory() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/real-servers");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .expect("the fixtures directory")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|f| f.strip_suffix(".headers").map(str::to_owned))
+            .collect();
+        on_disk.sort();
+        let table: Vec<&str> = Reply::fixture_names().collect();
+        assert_eq!(table, on_disk, "add the new capture to FIXTURES");
+        for (name, _, body, raw) in FIXTURES {
+            let file = std::fs::read(dir.join(format!("{name}.body"))).expect("body");
+            assert_eq!(*body, file.as_slice(), "{name}");
+            let raw_file = std::fs::read(dir.join(format!("{name}.rawchunked"))).ok();
+            assert_eq!(raw.map(<[u8]>::to_vec), raw_file, "{name}");
+        }
+    }
+
+    #[test]
+    fn fixtures_replay_and_unknown_names_are_errors() {
+        let reply = Reply::fixture("litellm_err_429").expect("a capture");
+        assert_eq!(reply.status, 429);
+        let stream = Reply::fixture("llamaserver_chat_stream").expect("a chunked capture");
+        match &stream.body {
+            Body::Parts { parts, streamed } => {
+                assert!(*streamed);
+                assert!(parts.len() > 1, "the captured chunk boundaries are kept");
+            }
+            other => panic!("{other:?}"),
+        }
+        for bad in ["", "../Cargo", "no_such_capture"] {
+            let e = Reply::fixture(bad).expect_err(bad);
+            assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{bad}");
+        }
+    }
 }
