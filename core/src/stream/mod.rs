@@ -63,8 +63,9 @@
 //! every input and every split. [`StreamDecoder::with_fast_path`] turns the scanner off.
 //!
 //! Files: this one (the decoder and its dispatch), `chat.rs` (chat and completions chunks to
-//! events), `fast.rs` (the scanner), `wire.rs` (a chunk as both read it), `responses.rs` (the Responses API's events,
-//! [`crate::responses_stream`]), `kind.rs` and `report.rs` (the two small public types).
+//! events), `fast/` (the scanner; its JSON grammar in `fast/json.rs`), `wire.rs` (a chunk as
+//! both read it), `responses.rs` (the Responses API's events, [`crate::responses_stream`]),
+//! `kind.rs` and `report.rs` (the two small public types).
 
 mod chat;
 mod fast;
