@@ -108,13 +108,10 @@ const READ_CHUNK: usize = 16 << 10;
 /// The TLS library [`Http1::new`] (the default client's backend) uses for `https`:
 /// `"native-tls"`, `"rustls"` or `"none"` (no TLS feature: an `https` URL is refused with an
 /// error naming the features).
-pub const TLS_BACKEND: &str = if cfg!(feature = "native-tls") {
-    "native-tls"
-} else if cfg!(any(feature = "rustls", feature = "rustls-ring")) {
-    "rustls"
-} else {
-    "none"
-};
+pub const TLS_BACKEND: &str = vllm_client_runner::tls_backend(
+    cfg!(feature = "native-tls"),
+    cfg!(any(feature = "rustls", feature = "rustls-ring")),
+);
 
 /// surf and async-std timers as a [`Transport`].
 ///

@@ -9,9 +9,7 @@ use std::io;
 use futures_util::io::{AsyncRead, AsyncWrite};
 use surf::Url;
 
-/// What an `https` request says when no TLS feature is on.
-pub(crate) const NO_TLS: &str = "an https:// URL needs a TLS feature of vllm-client: \
-                                 `rustls` (the default), `rustls-ring` or `native-tls`";
+pub(crate) use vllm_client_runner::NO_TLS;
 
 /// A connection that is either plain or TLS, read and written the same way.
 pub(crate) trait Conn: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static {}

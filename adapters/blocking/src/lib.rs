@@ -102,17 +102,10 @@ const READ_CHUNK: usize = 16 << 10;
 
 /// The TLS library the agent built by default uses for `https`: `"native-tls"`, `"rustls"` or
 /// `"none"` (no TLS feature: an `https` URL is refused with an error naming the features).
-pub const TLS_BACKEND: &str = if cfg!(feature = "native-tls") {
-    "native-tls"
-} else if cfg!(any(feature = "rustls", feature = "rustls-ring")) {
-    "rustls"
-} else {
-    "none"
-};
-
-/// What an `https` request says when no TLS feature is on.
-const NO_TLS: &str = "an https:// URL needs a TLS feature of vllm-client: `rustls` (the \
-                      default), `rustls-ring` or `native-tls`";
+pub const TLS_BACKEND: &str = vllm_client_runner::tls_backend(
+    cfg!(feature = "native-tls"),
+    cfg!(any(feature = "rustls", feature = "rustls-ring")),
+);
 
 /// ureq on an IO thread per attempt, as a [`BlockingTransport`] (see the crate docs). With
 /// your own agent (`http_client(..)`), its configuration (TLS, proxy, …) is used for every
@@ -259,8 +252,10 @@ impl BlockingTransport for Ureq {
         deadline: Option<Instant>,
         connect_timeout: Option<Duration>,
     ) -> Completion<(ResponseHead, Attempt)> {
-        if self.own && TLS_BACKEND == "none" && request.uri().scheme_str() == Some("https") {
-            return Completion::Failed(Failed::new(TransportErrorKind::Rejected, NO_TLS));
+        if let Err(e) =
+            vllm_client_runner::refuse_https_without_tls(TLS_BACKEND, self.own, &request)
+        {
+            return Completion::Failed(e);
         }
         // An agent (a connection pool) of its own, so that ending the attempt can shut its
         // connection down, interrupting the IO thread wherever it blocks (crate docs); its

@@ -44,17 +44,10 @@ pub type VllmClientBuilder = vllm_client_core::client::ClientBuilder<Tokio>;
 /// The TLS library the client built by default uses for `https`: `"native-tls"`,
 /// `"rustls"` or `"none"` (no TLS feature: an `https` URL is refused with an error naming
 /// the features).
-pub const TLS_BACKEND: &str = if cfg!(feature = "native-tls") {
-    "native-tls"
-} else if cfg!(any(feature = "rustls", feature = "rustls-ring")) {
-    "rustls"
-} else {
-    "none"
-};
-
-/// What an `https` request says when no TLS feature is on.
-const NO_TLS: &str = "an https:// URL needs a TLS feature of vllm-client: `rustls` (the \
-                      default), `rustls-ring` or `native-tls`";
+pub const TLS_BACKEND: &str = vllm_client_runner::tls_backend(
+    cfg!(feature = "native-tls"),
+    cfg!(any(feature = "rustls", feature = "rustls-ring")),
+);
 
 /// reqwest and tokio timers as a [`Transport`]. Bring your own `reqwest::Client` with
 /// `http_client(..)`: its own timeouts should be longer than the client's, which are enforced
@@ -125,9 +118,7 @@ impl Transport for Reqwest {
             .http
             .as_ref()
             .map_err(|e| Failed::new(TransportErrorKind::Rejected, e.clone()))?;
-        if self.own && TLS_BACKEND == "none" && request.uri().scheme_str() == Some("https") {
-            return Err(Failed::new(TransportErrorKind::Rejected, NO_TLS));
-        }
+        vllm_client_runner::refuse_https_without_tls(TLS_BACKEND, self.own, &request)?;
         let request = reqwest::Request::try_from(request)
             .map_err(|e| Failed::new(TransportErrorKind::Rejected, e.to_string()))?;
         let resp = http.execute(request).await.map_err(failed)?;

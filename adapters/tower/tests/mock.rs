@@ -60,11 +60,11 @@ fn hi() -> serde_json::Value {
     json!([{"role": "user", "content": "hi"}])
 }
 
-#[tokio::test]
-async fn a_chat_reaches_the_service_and_its_answer_the_caller() {
-    let (service, mut handle) = pair();
-    let c = client(service);
-    let call = tokio::spawn(async move {
+/// A chat "hi" to model `m`, sent on a task of its own (the test answers for the service).
+fn spawn_chat(
+    c: VllmClient<Mock>,
+) -> tokio::task::JoinHandle<Result<vllm_client_core::api::ChatCompletionResponse, VllmError>> {
+    tokio::spawn(async move {
         c.chat
             .completions()
             .create()
@@ -72,7 +72,14 @@ async fn a_chat_reaches_the_service_and_its_answer_the_caller() {
             .messages(hi())
             .send()
             .await
-    });
+    })
+}
+
+#[tokio::test]
+async fn a_chat_reaches_the_service_and_its_answer_the_caller() {
+    let (service, mut handle) = pair();
+    let c = client(service);
+    let call = spawn_chat(c);
     let (request, respond) = handle.next_request().await.expect("a request");
     assert_eq!(request.method(), http::Method::POST);
     assert_eq!(
@@ -92,15 +99,7 @@ async fn a_chat_reaches_the_service_and_its_answer_the_caller() {
 async fn a_503_with_retry_after_is_retried_through_the_service() {
     let (service, mut handle) = pair();
     let c = client(service);
-    let call = tokio::spawn(async move {
-        c.chat
-            .completions()
-            .create()
-            .model("m")
-            .messages(hi())
-            .send()
-            .await
-    });
+    let call = spawn_chat(c);
     let (_, respond) = handle.next_request().await.expect("first attempt");
     let mut busy = full(503, json!({"error": {"message": "busy"}}));
     busy.headers_mut()
@@ -121,15 +120,7 @@ async fn a_503_with_retry_after_is_retried_through_the_service() {
 async fn a_refused_connection_is_a_connect_error_after_the_retries() {
     let (service, mut handle) = pair();
     let c = client(service);
-    let call = tokio::spawn(async move {
-        c.chat
-            .completions()
-            .create()
-            .model("m")
-            .messages(hi())
-            .send()
-            .await
-    });
+    let call = spawn_chat(c);
     for _ in 0..3 {
         let (_, respond) = handle.next_request().await.expect("an attempt");
         respond.send_error(io::Error::new(io::ErrorKind::ConnectionRefused, "refused"));
@@ -144,15 +135,7 @@ async fn readiness_is_waited_for() {
     let (service, mut handle) = pair();
     handle.allow(0);
     let c = client(service);
-    let call = tokio::spawn(async move {
-        c.chat
-            .completions()
-            .create()
-            .model("m")
-            .messages(hi())
-            .send()
-            .await
-    });
+    let call = spawn_chat(c);
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!call.is_finished());
     assert!(
