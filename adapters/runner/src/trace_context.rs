@@ -50,7 +50,7 @@ pub(crate) fn inject(_span: &Span, request: Request<Bytes>) -> Request<Bytes> {
     request
 }
 
-#[cfg(any(feature = "opentelemetry", test))]
+#[cfg(feature = "opentelemetry")]
 const TRACEPARENT: &str = "traceparent";
 #[cfg(any(feature = "opentelemetry", test))]
 const TRACESTATE: &str = "tracestate";
