@@ -52,7 +52,7 @@ pub(crate) fn inject(_span: &Span, request: Request<Bytes>) -> Request<Bytes> {
 
 #[cfg(feature = "opentelemetry")]
 const TRACEPARENT: &str = "traceparent";
-#[cfg(any(feature = "opentelemetry", test))]
+#[cfg(feature = "opentelemetry")]
 const TRACESTATE: &str = "tracestate";
 
 /// The `traceparent` (version 00) and `tracestate` values of a span context, when it is
