@@ -569,6 +569,10 @@ mod tests {
         c
     }
 
+    fn assert_ejected_until(e: &Ejector, until: Instant) {
+        assert_eq!(e.health(), Health::Ejected { until });
+    }
+
     fn secs(n: u64) -> Duration {
         Duration::from_secs(n)
     }
@@ -608,12 +612,7 @@ mod tests {
             &cfg(),
             &mut Rng::new(1),
         );
-        assert_eq!(
-            e.health(),
-            Health::Ejected {
-                until: t0 + secs(30)
-            }
-        );
+        assert_ejected_until(&e, t0 + secs(30));
         assert!(e.on_dispatch(t0 + secs(30)));
         e.record(
             t0 + secs(30),
@@ -630,12 +629,7 @@ mod tests {
         for _ in 0..5 {
             e.record(t0, FAIL, false, true, &legacy, &mut Rng::new(1));
         }
-        assert_eq!(
-            e.health(),
-            Health::Ejected {
-                until: t0 + secs(30)
-            }
-        );
+        assert_ejected_until(&e, t0 + secs(30));
     }
 
     #[test]
@@ -777,33 +771,13 @@ mod tests {
             until: t0 + secs(s),
         };
         e.record(t0, over(10), false, true, &cfg(), &mut Rng::new(1));
-        assert_eq!(
-            e.health(),
-            Health::Ejected {
-                until: t0 + secs(10)
-            }
-        );
+        assert_ejected_until(&e, t0 + secs(10));
         e.record(t0, over(40), false, true, &cfg(), &mut Rng::new(1));
-        assert_eq!(
-            e.health(),
-            Health::Ejected {
-                until: t0 + secs(40)
-            }
-        );
+        assert_ejected_until(&e, t0 + secs(40));
         e.record(t0, over(5), false, true, &cfg(), &mut Rng::new(1));
-        assert_eq!(
-            e.health(),
-            Health::Ejected {
-                until: t0 + secs(40)
-            }
-        );
+        assert_ejected_until(&e, t0 + secs(40));
         feed(&mut e, t0, FAIL, 10);
-        assert_eq!(
-            e.health(),
-            Health::Ejected {
-                until: t0 + secs(40)
-            }
-        );
+        assert_ejected_until(&e, t0 + secs(40));
     }
 
     #[test]

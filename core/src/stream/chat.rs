@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::fast;
 use super::kind::StreamKind;
+use super::record::{self, Record};
 use super::report::PushReport;
 use super::wire::{Choice, Chunk, Text, ToolDelta};
 use crate::api::{FunctionCall, ToolCall, ToolCallDelta, Usage};
@@ -65,30 +66,14 @@ impl ChatState {
 
     /// One finding of the SSE parser; `false` stops parsing (a terminal event was produced).
     pub(super) fn handle(&mut self, raw: Raw<'_>, report: &mut PushReport) -> bool {
-        match raw {
-            Raw::Comment(_) => report.comments += 1,
-            Raw::Retry(_) => {}
-            Raw::Event {
-                event_type, data, ..
-            } => {
-                if !event_type.is_empty() && event_type != b"message" {
-                    return true;
-                }
-                let text = crate::sse::lossy(data.bytes());
-                let trimmed = text.trim_ascii();
-                if trimmed.is_empty() {
-                    report.comments += 1;
-                    return true;
-                }
-                report.data_events += 1;
-                if trimmed == "[DONE]" {
-                    self.flush_tools();
-                    self.terminate(StreamEvent::Done);
-                } else {
-                    self.chunk(&text);
-                }
+        record::read(raw, report, false, |r| match r {
+            Record::Nothing => {}
+            Record::Done => {
+                self.flush_tools();
+                self.terminate(StreamEvent::Done);
             }
-        }
+            Record::Payload { text, .. } => self.chunk(text),
+        });
         !self.terminated
     }
 

@@ -65,11 +65,13 @@
 //! Files: this one (the decoder and its dispatch), `chat.rs` (chat and completions chunks to
 //! events), `fast/` (the scanner; its JSON grammar in `fast/json.rs`), `wire.rs` (a chunk as
 //! both read it), `responses.rs` (the Responses API's events, [`crate::responses_stream`]),
-//! `kind.rs` and `report.rs` (the two small public types).
+//! `record.rs` (an SSE finding as both decoders count and read it), `kind.rs` and `report.rs`
+//! (the two small public types).
 
 mod chat;
 mod fast;
 mod kind;
+mod record;
 mod report;
 pub(crate) mod responses;
 mod wire;

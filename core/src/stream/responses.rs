@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::record::{self, Record};
 use super::report::PushReport;
 use crate::api::{OutputItem, Response, ResponseStreamEvent};
 use crate::error::{ApiError, VllmError};
@@ -87,29 +88,13 @@ impl ResponsesState {
 
     /// One finding of the SSE parser; `false` stops parsing (a terminal event was produced).
     pub(crate) fn handle(&mut self, raw: Raw<'_>, report: &mut PushReport) -> bool {
-        match raw {
-            Raw::Comment(_) => report.comments += 1,
-            Raw::Retry(_) => {}
-            Raw::Event {
-                event_type, data, ..
-            } => {
-                let text = crate::sse::lossy(data.bytes());
-                let trimmed = text.trim_ascii();
-                if trimmed.is_empty() {
-                    report.comments += 1;
-                    return true;
-                }
-                report.data_events += 1;
-                if trimmed == "[DONE]" {
-                    // A gateway's chat-style end marker: without a terminal event before it,
-                    // the response is incomplete.
-                    self.fail(VllmError::Truncated);
-                } else {
-                    let name = crate::sse::lossy(event_type);
-                    self.event(&name, &text);
-                }
-            }
-        }
+        record::read(raw, report, true, |r| match r {
+            Record::Nothing => {}
+            // A gateway's chat-style end marker: without a terminal event before it, the
+            // response is incomplete.
+            Record::Done => self.fail(VllmError::Truncated),
+            Record::Payload { name, text } => self.event(&crate::sse::lossy(name), text),
+        });
         !self.terminated
     }
 
