@@ -166,13 +166,17 @@ enum Phase {
     /// Exchanges in flight (or ended, their events waiting to be emitted).
     Exchanging,
     /// Every exchange failed before output; the retry decision needs the shared state.
-    Failed {
-        failure: Failure,
-        error: VllmError,
-        at: Instant,
-        received_at: SystemTime,
-    },
+    Failed(Box<Failed>),
     Finished,
+}
+
+/// What [`Phase::Failed`] holds (boxed: rare, and a call's size is paid on every event).
+#[derive(Debug)]
+struct Failed {
+    failure: Failure,
+    error: VllmError,
+    at: Instant,
+    received_at: SystemTime,
 }
 
 /// One call: see the [module docs](self).
@@ -211,7 +215,7 @@ pub struct Call {
     /// Attempts to close, for the transport.
     closes: VecDeque<AttemptId>,
     /// A request routed beside the attempt (a health probe), sent at the next poll.
-    queued: Option<Action>,
+    queued: Option<Box<Action>>,
     result: Option<Result<Bytes, VllmError>>,
     report: CallReport,
     owed: owed::OwedQueue,
@@ -224,7 +228,7 @@ pub struct Call {
     /// Whether a cut stream of this call may be resumed ([`resume`]).
     resumable: bool,
     /// The cut stream being resumed.
-    resume: Option<resume::Resume>,
+    resume: Option<Box<resume::Resume>>,
     /// Events of a cut exchange not yet handed out: they go first.
     carry: VecDeque<crate::event::StreamEvent>,
 }
@@ -370,7 +374,7 @@ impl Call {
             return true;
         }
         match self.phase {
-            Phase::Start | Phase::Admit | Phase::Failed { .. } => true,
+            Phase::Start | Phase::Admit | Phase::Failed(_) => true,
             Phase::WaitPermit { waiter } => waiter.is_none() || self.woken,
             Phase::RateWait { until, .. } | Phase::Backoff { until } => self.last_now >= until,
             Phase::Exchanging | Phase::Finished => false,
@@ -421,7 +425,7 @@ impl Call {
                 return Action::Close { attempt };
             }
             if let Some(action) = self.queued.take() {
-                return action;
+                return *action;
             }
             if self.hedge_due(now) {
                 if let Some(action) = self.try_hedge(now, shared) {
@@ -447,16 +451,17 @@ impl Call {
                     self.phase = Phase::Admit;
                     continue;
                 }
-                Phase::Failed { .. } => {
-                    let Phase::Failed {
+                Phase::Failed(_) => {
+                    let Phase::Failed(f) = std::mem::replace(&mut self.phase, Phase::Exchanging)
+                    else {
+                        continue;
+                    };
+                    let Failed {
                         failure,
                         error,
                         at,
                         received_at,
-                    } = std::mem::replace(&mut self.phase, Phase::Exchanging)
-                    else {
-                        continue;
-                    };
+                    } = *f;
                     self.decide(at, failure, error, received_at, shared);
                     continue;
                 }
@@ -490,7 +495,7 @@ impl Call {
             return Action::Close { attempt };
         }
         if let Some(action) = self.queued.take() {
-            return action;
+            return *action;
         }
         if let Some(action) = self.emit(now) {
             return action;

@@ -31,7 +31,7 @@ use http::{header, HeaderValue, Method, Request, Uri};
 use super::body::Body;
 use super::contract::Purpose;
 use super::exchange::Io;
-use super::{Call, Phase};
+use super::{Call, Failed, Phase};
 use crate::error::VllmError;
 use crate::policy::{Failure, TimeoutKind};
 use crate::pool::EndpointId;
@@ -100,18 +100,18 @@ impl Call {
             None => error.clone(),
         };
         self.last_error = Some(cut.clone());
-        self.resume = Some(Resume {
+        self.resume = Some(Box::new(Resume {
             cursor,
             endpoint,
             cut,
-        });
+        }));
         self.committed = None;
-        self.phase = Phase::Failed {
+        self.phase = Phase::Failed(Box::new(Failed {
             failure: before_output(failure),
             error,
             at: now,
             received_at,
-        };
+        }));
         Ok(())
     }
 

@@ -87,7 +87,7 @@ impl Call {
                     // wait): a probe usually ends long before the call, and when both answer
                     // at once the probe's answer is taken first.
                     Some(probe) => {
-                        self.queued = Some(action);
+                        self.queued = Some(Box::new(action));
                         Some(self.probe(now, probe))
                     }
                     None => Some(action),

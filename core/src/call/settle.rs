@@ -11,7 +11,7 @@ use super::exchange::Io;
 use super::observe::{ErrorType, Observation};
 use super::owed::Owed;
 use super::report::RetryRecord;
-use super::{Call, Phase};
+use super::{Call, Failed, Phase};
 use crate::error::VllmError;
 use crate::event::StreamEvent;
 use crate::policy::{
@@ -320,12 +320,12 @@ impl Call {
             self.last_error = Some(error);
             return;
         }
-        self.phase = Phase::Failed {
+        self.phase = Phase::Failed(Box::new(Failed {
             failure,
             error,
             at: now,
             received_at,
-        };
+        }));
     }
 
     /// Retry or give up, after a failed attempt.
