@@ -181,15 +181,11 @@ fn sse(frames: Vec<Result<Frame<Bytes>, BoxError>>) -> http::Response<Body> {
         .expect("a response")
 }
 
-fn data(text: &[u8]) -> Result<Frame<Bytes>, BoxError> {
-    Ok(Frame::data(Bytes::copy_from_slice(text)))
-}
-
-#[tokio::test]
-async fn a_stream_is_read_frame_by_frame() {
-    let (service, mut handle) = pair();
-    let c = client(service);
-    let call = tokio::spawn(async move {
+/// A streamed chat "hi" on a task of its own, collected to its end.
+fn spawn_stream(
+    c: VllmClient<Mock>,
+) -> tokio::task::JoinHandle<Result<Vec<StreamEvent>, VllmError>> {
+    tokio::spawn(async move {
         let stream = c
             .chat
             .completions()
@@ -199,7 +195,18 @@ async fn a_stream_is_read_frame_by_frame() {
             .send_stream()
             .await?;
         Ok::<_, VllmError>(stream.collect::<Vec<_>>().await)
-    });
+    })
+}
+
+fn data(text: &[u8]) -> Result<Frame<Bytes>, BoxError> {
+    Ok(Frame::data(Bytes::copy_from_slice(text)))
+}
+
+#[tokio::test]
+async fn a_stream_is_read_frame_by_frame() {
+    let (service, mut handle) = pair();
+    let c = client(service);
+    let call = spawn_stream(c);
     let (_, respond) = handle.next_request().await.expect("a request");
     let event = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"你好\"}}]}\n\n";
     let bytes = event.as_bytes();
@@ -223,17 +230,7 @@ async fn a_stream_is_read_frame_by_frame() {
 async fn a_body_error_mid_stream_ends_it_with_an_error() {
     let (service, mut handle) = pair();
     let c = client(service);
-    let call = tokio::spawn(async move {
-        let stream = c
-            .chat
-            .completions()
-            .create()
-            .model("m")
-            .messages(hi())
-            .send_stream()
-            .await?;
-        Ok::<_, VllmError>(stream.collect::<Vec<_>>().await)
-    });
+    let call = spawn_stream(c);
     let (_, respond) = handle.next_request().await.expect("a request");
     respond.send_response(sse(vec![
         data(b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\n"),
