@@ -190,20 +190,22 @@ pub fn pool_health_probe_readmits_a_server<H: Harness>() {
         calls += 1;
         assert!(calls < 100, "never ejected: {:?}", c.endpoints());
     }
-    // Back up; once the ejection is over, the next call probes `GET /health` first.
+    // Back up; once the ejection is over, a call takes the `GET /health` probe beside its
+    // attempt. A probe cut short (its call, on the other server, ended first) is due again at
+    // the next call: readmission takes one or a few calls, never a user-visible error.
     down.set_refusing(false);
     std::thread::sleep(Duration::from_millis(400));
-    let user_requests_before = down.request_count();
-    chat::<H>(&c).expect("after the probe");
+    let mut calls = 0;
+    while c.endpoints()[0].health != Health::Healthy {
+        chat::<H>(&c).expect("no user-visible error while probing");
+        calls += 1;
+        assert!(calls <= 10, "not readmitted: {:?}", c.endpoints());
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let requests = down.requests();
-    let probes: Vec<_> = requests
+    let probes = requests
         .iter()
         .filter(|r| r.method == "GET" && r.path == "/health")
-        .collect();
-    assert_eq!(probes.len(), 1, "{requests:?}");
-    assert_eq!(c.endpoints()[0].health, Health::Healthy, "readmitted");
-    assert!(
-        down.request_count() > user_requests_before,
-        "the probe reached it"
-    );
+        .count();
+    assert!(probes >= 1, "readmitted by a probe: {requests:?}");
 }
