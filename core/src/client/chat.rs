@@ -1,6 +1,8 @@
 //! `client.chat.completions().create()…send()`: the chat request builder, written once for
 //! every adapter.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use super::generation::{generation_methods, setter};
@@ -13,16 +15,16 @@ use crate::stream::StreamKind;
 #[derive(Debug, Clone)]
 pub struct Chat<E> {
     exec: E,
-    options: CallOptions,
+    options: Arc<CallOptions>,
 }
 
 impl<E: Execute> Chat<E> {
     /// Wraps an executor.
     pub fn new(exec: E) -> Self {
-        Self::with_options(exec, CallOptions::default())
+        Self::with_options(exec, Arc::default())
     }
 
-    pub(crate) fn with_options(exec: E, options: CallOptions) -> Self {
+    pub(crate) fn with_options(exec: E, options: Arc<CallOptions>) -> Self {
         Chat { exec, options }
     }
 
@@ -39,7 +41,7 @@ impl<E: Execute> Chat<E> {
 #[derive(Debug, Clone)]
 pub struct ChatCompletions<E> {
     exec: E,
-    options: CallOptions,
+    options: Arc<CallOptions>,
 }
 
 impl<E: Execute> ChatCompletions<E> {
@@ -49,7 +51,7 @@ impl<E: Execute> ChatCompletions<E> {
             exec: self.exec.clone(),
             request: ChatCompletionRequest::default(),
             session: None,
-            options: self.options.clone(),
+            options: CallOptions::clone(&self.options),
         }
     }
 

@@ -1,5 +1,7 @@
 //! `client.completions.create()…send()`: the legacy completions builder.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use super::generation::{generation_methods, setter};
@@ -12,16 +14,16 @@ use crate::stream::StreamKind;
 #[derive(Debug, Clone)]
 pub struct Completions<E> {
     exec: E,
-    options: CallOptions,
+    options: Arc<CallOptions>,
 }
 
 impl<E: Execute> Completions<E> {
     /// Wraps an executor.
     pub fn new(exec: E) -> Self {
-        Self::with_options(exec, CallOptions::default())
+        Self::with_options(exec, Arc::default())
     }
 
-    pub(crate) fn with_options(exec: E, options: CallOptions) -> Self {
+    pub(crate) fn with_options(exec: E, options: Arc<CallOptions>) -> Self {
         Completions { exec, options }
     }
 
@@ -31,7 +33,7 @@ impl<E: Execute> Completions<E> {
             exec: self.exec.clone(),
             request: CompletionRequest::default(),
             session: None,
-            options: self.options.clone(),
+            options: CallOptions::clone(&self.options),
         }
     }
 }

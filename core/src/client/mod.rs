@@ -38,6 +38,7 @@ mod responses;
 pub mod views;
 
 use std::fmt;
+use std::sync::Arc;
 
 pub use audio::{Audio, AudioBuilder};
 pub use builder::ClientBuilder;
@@ -156,7 +157,9 @@ pub struct Client<E> {
     /// `client.completions.create()…` (legacy completions)
     pub completions: Completions<E>,
     exec: E,
-    options: CallOptions,
+    /// Shared by the client's clones and its `chat`/`completions` (a client is cloned into
+    /// every task; its options are copied only into each request being built).
+    options: Arc<CallOptions>,
 }
 
 impl<E> fmt::Debug for Client<E>
@@ -193,10 +196,10 @@ impl<E: Execute> Client<E> {
     }
 
     pub(crate) fn from_exec(exec: E) -> Self {
-        Self::with_exec(exec, CallOptions::default())
+        Self::with_exec(exec, Arc::default())
     }
 
-    fn with_exec(exec: E, options: CallOptions) -> Self {
+    fn with_exec(exec: E, options: Arc<CallOptions>) -> Self {
         Client {
             chat: Chat::with_options(exec.clone(), options.clone()),
             completions: Completions::with_options(exec.clone(), options.clone()),
@@ -219,7 +222,8 @@ impl<E: Execute> Client<E> {
     /// # let _ = patient; }
     /// ```
     pub fn with_options(&self, options: CallOptions) -> Self {
-        Self::with_exec(self.exec.clone(), self.options.clone().merged(&options))
+        let merged = CallOptions::clone(&self.options).merged(&options);
+        Self::with_exec(self.exec.clone(), Arc::new(merged))
     }
 
     /// The options every call of this client uses (see [`with_options`](Self::with_options)).
@@ -344,17 +348,22 @@ impl<E: Execute> Client<E> {
     /// # let _ = pending; }
     /// ```
     pub fn request(&self, method: http::Method, path: &str) -> RequestBuilder<E> {
-        RequestBuilder::new(self.exec.clone(), self.options.clone(), method, path)
+        RequestBuilder::new(
+            self.exec.clone(),
+            CallOptions::clone(&self.options),
+            method,
+            path,
+        )
     }
 
     /// The Responses API: `create()`, `retrieve(id)`, `cancel(id)`.
     pub fn responses(&self) -> Responses<E> {
-        Responses::new(self.exec.clone(), self.options.clone())
+        Responses::new(self.exec.clone(), CallOptions::clone(&self.options))
     }
 
     /// Speech to text: `transcription(…)` and `translation(…)`.
     pub fn audio(&self) -> Audio<E> {
-        Audio::new(self.exec.clone(), self.options.clone())
+        Audio::new(self.exec.clone(), CallOptions::clone(&self.options))
     }
 }
 
