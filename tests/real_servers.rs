@@ -1064,7 +1064,7 @@ fn fleet_lock() -> std::sync::MutexGuard<'static, ()> {
 
 /// `scripts/real/replica.sh url <n>`.
 fn replica_url(n: usize) -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/real/replica.sh");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/real/replica.sh");
     let out = std::process::Command::new("bash")
         .arg(script)
         .arg("url")
