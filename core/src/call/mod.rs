@@ -281,7 +281,7 @@ impl Call {
             deadline,
             phase: Phase::Start,
             woken: false,
-            exchanges: Vec::with_capacity(1),
+            exchanges: Vec::new(),
             tried: Vec::new(),
             sends: 0,
             attempts: 0,

@@ -134,7 +134,7 @@ impl Call {
             now,
         );
         ex.probe_deadline = Some(deadline);
-        self.exchanges.push(ex);
+        self.push_exchange(ex);
         Action::Send {
             attempt,
             purpose: Purpose::HealthProbe,
@@ -142,6 +142,15 @@ impl Call {
             deadline: Some(deadline),
             connect_timeout: Some(deadline.saturating_duration_since(now)),
         }
+    }
+
+    /// Adds an exchange: room for one when it is the call's first (a call that only ever
+    /// waits allocates none; a second, a hedge or a probe, is rare).
+    fn push_exchange(&mut self, ex: Exchange) {
+        if self.exchanges.capacity() == 0 {
+            self.exchanges.reserve_exact(1);
+        }
+        self.exchanges.push(ex);
     }
 
     /// A new exchange on `id` with `request`.
@@ -165,7 +174,7 @@ impl Call {
         let mut ex = Exchange::new(attempt, purpose, number, id, ticket, now);
         ex.breaker = breaker;
         ex.slot = slot;
-        self.exchanges.push(ex);
+        self.push_exchange(ex);
         self.phase = Phase::Exchanging;
         self.obs.attempt_started(now, number, id, purpose);
         let deadline = self
