@@ -143,7 +143,6 @@ use self::route::HedgePlan;
 use crate::config::{ClientConfig, PolicyConfig};
 use crate::error::VllmError;
 use crate::policy::{BreakerPermit, ConcurrencyPermit, Failure, Rng, WaiterId};
-use crate::pool::EndpointId;
 use crate::request::Operation;
 use crate::stream::StreamKind;
 
@@ -195,8 +194,6 @@ pub struct Call {
     /// Set when the call's turn for a slot came (the next poll claims it).
     woken: bool,
     exchanges: Vec<Exchange>,
-    /// Endpoints this call already sent an attempt to (a retry skips them while it can).
-    tried: Vec<EndpointId>,
     /// Requests sent, health probes included (each has its own [`AttemptId`]).
     sends: u32,
     /// Attempts sent (retries included; hedges and probes not).
@@ -282,7 +279,6 @@ impl Call {
             phase: Phase::Start,
             woken: false,
             exchanges: Vec::new(),
-            tried: Vec::new(),
             sends: 0,
             attempts: 0,
             previous_delay: Duration::ZERO,

@@ -457,7 +457,7 @@ pub struct Observer {
     dropped: u64,
     call_start: Instant,
     /// The attempts in progress (two while a hedge races): number, start, head status.
-    open: Vec<(u32, Instant, Option<StatusCode>)>,
+    open: OpenAttempts,
     /// Since when the call waits for a concurrency slot.
     queued_since: Option<Instant>,
     finished: bool,
@@ -470,7 +470,7 @@ impl Observer {
             queue: VecDeque::new(),
             dropped: 0,
             call_start: now,
-            open: Vec::new(),
+            open: OpenAttempts::default(),
             queued_since: None,
             finished: false,
             response: ResponseInfo::default(),
@@ -521,9 +521,8 @@ impl Observer {
         endpoint: crate::pool::EndpointId,
         purpose: super::Purpose,
     ) {
-        if self.open.len() >= 4 {
+        if let (true, Some(&(number, ..))) = (self.open.is_full(), self.open.first()) {
             // Bounded: an attempt never ended is closed by the next ones.
-            let (number, ..) = self.open[0];
             self.end_attempt(number, now, None);
         }
         self.open.push((attempt, now, None));
@@ -535,13 +534,13 @@ impl Observer {
     }
 
     pub(crate) fn head(&mut self, attempt: u32, status: StatusCode) {
-        if let Some((_, _, s)) = self.open.iter_mut().find(|(n, ..)| *n == attempt) {
+        if let Some((_, _, s)) = self.open.find_mut(attempt) {
             *s = Some(status);
         }
     }
 
     pub(crate) fn first_chunk(&mut self, attempt: u32, now: Instant) {
-        if let Some(&(attempt, start, _)) = self.open.iter().find(|(n, ..)| *n == attempt) {
+        if let Some(&mut (attempt, start, _)) = self.open.find_mut(attempt) {
             self.push(Observation::FirstChunk {
                 attempt,
                 since_call_start: now.saturating_duration_since(self.call_start),
@@ -552,8 +551,7 @@ impl Observer {
 
     /// Ends attempt `attempt`, if it is in progress.
     pub(crate) fn end_attempt(&mut self, attempt: u32, now: Instant, error: Option<ErrorType>) {
-        if let Some(i) = self.open.iter().position(|(n, ..)| *n == attempt) {
-            let (attempt, start, status) = self.open.remove(i);
+        if let Some((attempt, start, status)) = self.open.remove(attempt) {
             self.push(Observation::AttemptEnded {
                 attempt,
                 status,
@@ -579,10 +577,72 @@ impl Observer {
     }
 }
 
+/// An attempt in progress: its number, its start and its head's status.
+type OpenAttempt = (u32, Instant, Option<StatusCode>);
+
+/// The attempts in progress, oldest first, inline: at most four (a call rarely has more than
+/// one, two while a hedge races), so recording them never allocates.
+#[derive(Debug, Default)]
+struct OpenAttempts([Option<OpenAttempt>; 4]);
+
+impl OpenAttempts {
+    fn is_full(&self) -> bool {
+        self.0.iter().all(Option::is_some)
+    }
+
+    fn first(&self) -> Option<&OpenAttempt> {
+        self.0[0].as_ref()
+    }
+
+    /// Adds `a` after the others (ignored when full: the caller makes room first).
+    fn push(&mut self, a: OpenAttempt) {
+        if let Some(slot) = self.0.iter_mut().find(|s| s.is_none()) {
+            *slot = Some(a);
+        }
+    }
+
+    fn find_mut(&mut self, number: u32) -> Option<&mut OpenAttempt> {
+        self.0.iter_mut().flatten().find(|(n, ..)| *n == number)
+    }
+
+    /// Takes attempt `number` out, keeping the others in order.
+    fn remove(&mut self, number: u32) -> Option<OpenAttempt> {
+        let i = self
+            .0
+            .iter()
+            .position(|s| matches!(s, Some((n, ..)) if *n == number))?;
+        let a = self.0[i].take();
+        self.0[i..].rotate_left(1);
+        a
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::error::VllmError;
+
+    #[test]
+    fn open_attempts_keep_their_order_and_their_bound() {
+        let t = Instant::now();
+        let mut open = OpenAttempts::default();
+        for n in 1..=4 {
+            assert!(!open.is_full());
+            open.push((n, t, None));
+        }
+        assert!(open.is_full());
+        open.push((5, t, None)); // full: ignored
+        assert!(open.find_mut(5).is_none());
+        assert_eq!(open.remove(2).map(|a| a.0), Some(2));
+        assert_eq!(open.remove(2), None);
+        open.push((6, t, None));
+        let order: Vec<u32> = std::iter::from_fn(|| {
+            let n = open.first()?.0;
+            open.remove(n).map(|a| a.0)
+        })
+        .collect();
+        assert_eq!(order, [1, 3, 4, 6]);
+    }
     use serde_json::json;
 
     #[test]

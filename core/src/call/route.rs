@@ -58,7 +58,7 @@ impl Call {
             }
         };
         let to = Destination {
-            tried: &self.tried,
+            tried: &self.report.endpoints,
             affinity: self.affinity,
             template,
             operation: self.operation,
@@ -165,9 +165,7 @@ impl Call {
         breaker: Option<crate::policy::BreakerPermit>,
         slot: Option<crate::policy::ConcurrencyPermit>,
     ) -> Action {
-        if !self.tried.contains(&id) {
-            self.tried.push(id);
-        }
+        // Also the endpoints a retry skips while it can (`Destination::tried`).
         self.report.endpoints.push(id);
         let number = self.attempts + self.report.hedges;
         let attempt = self.next_id();
@@ -225,7 +223,7 @@ impl Call {
             return None;
         }
         let to = Destination {
-            tried: &self.tried,
+            tried: &self.report.endpoints,
             affinity: self.affinity,
             template: self.request.as_ref().ok()?,
             operation: self.operation,

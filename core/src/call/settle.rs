@@ -341,7 +341,7 @@ impl Call {
             .with_deadline(self.deadline)
             .with_previous_delay(self.previous_delay);
         // A resume goes back to the endpoint that holds the stream: no fail-over.
-        let tried = self.resume.is_none().then_some(&self.tried[..]);
+        let tried = self.resume.is_none().then_some(&self.report.endpoints[..]);
         let decision = shared.decide_retry(&self.policy.retry, &failure, ctx, tried, &mut self.rng);
         match decision {
             RetryDecision::Retry { delay, hinted } => {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue, AUTHORIZATION};
-use http::{Request, Uri};
+use http::Request;
 
 use super::EndpointId;
 use crate::error::VllmError;
@@ -151,11 +151,7 @@ impl Member {
     ) -> Result<Request<Bytes>, VllmError> {
         let mut req = clone_request(template);
         let base = self.route.base.as_ref().map_err(Clone::clone)?;
-        let uri: Uri = base
-            .url_for(api, template)
-            .parse()
-            .map_err(|e| VllmError::InvalidRequest(format!("cannot build the URL: {e}")))?;
-        *req.uri_mut() = uri;
+        *req.uri_mut() = base.uri_for(api, template)?;
         for (name, value) in &self.route.headers {
             req.headers_mut().insert(name.clone(), value.clone());
         }

@@ -2,6 +2,8 @@
 //! server root (`/health`, `/tokenize`, ...) — the table of accepted forms is in the
 //! [module docs](super).
 
+use std::sync::OnceLock;
+
 use bytes::Bytes;
 use http::{Request, Uri};
 
@@ -9,11 +11,25 @@ use super::{Operation, Route};
 use crate::error::VllmError;
 
 /// A parsed base URL: where `/v1/...` endpoints and root endpoints live.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct BaseUrl {
     api_root: String,
     server_root: String,
+    /// Each fixed operation's URL, parsed the first time it is asked for: a client's calls
+    /// then share its bytes instead of formatting and parsing a URL each.
+    uris: [OnceLock<Uri>; CACHED_OPERATIONS],
 }
+
+/// The operations whose URL is cached: every one up to [`Operation::Custom`], the last.
+const CACHED_OPERATIONS: usize = Operation::Custom as usize + 1;
+
+impl PartialEq for BaseUrl {
+    fn eq(&self, other: &Self) -> bool {
+        self.api_root == other.api_root && self.server_root == other.server_root
+    }
+}
+
+impl Eq for BaseUrl {}
 
 impl BaseUrl {
     /// Parses a base URL, tolerating a trailing slash and a missing `/v1`.
@@ -49,6 +65,7 @@ impl BaseUrl {
         Ok(BaseUrl {
             api_root: format!("{scheme}://{authority}{api_path}"),
             server_root: format!("{scheme}://{authority}{server_path}"),
+            uris: std::array::from_fn(|_| OnceLock::new()),
         })
     }
 
@@ -73,6 +90,30 @@ impl BaseUrl {
         }
     }
 
+    /// [`url_for`](Self::url_for), parsed; an operation's own URL is parsed once per base.
+    pub fn uri_for(
+        &self,
+        operation: Operation,
+        template: &Request<Bytes>,
+    ) -> Result<Uri, VllmError> {
+        match template.extensions().get::<Route>() {
+            Some(route) => parse_uri(format!("{}{}", self.server_root, route.path())),
+            None => self.uri(operation),
+        }
+    }
+
+    /// The full URL of an operation, parsed (once per base: later calls share its bytes).
+    pub fn uri(&self, operation: Operation) -> Result<Uri, VllmError> {
+        let Some(cell) = self.uris.get(operation as usize) else {
+            return parse_uri(self.url(operation));
+        };
+        if let Some(uri) = cell.get() {
+            return Ok(uri.clone());
+        }
+        let uri = parse_uri(self.url(operation))?;
+        Ok(cell.get_or_init(|| uri).clone())
+    }
+
     /// The full URL of an operation.
     pub fn url(&self, operation: Operation) -> String {
         let root = if operation.under_v1() {
@@ -82,6 +123,10 @@ impl BaseUrl {
         };
         format!("{root}{}", operation.path())
     }
+}
+
+fn parse_uri(url: String) -> Result<Uri, VllmError> {
+    Uri::try_from(url).map_err(|e| VllmError::InvalidRequest(format!("cannot build the URL: {e}")))
 }
 
 #[cfg(test)]

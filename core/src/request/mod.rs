@@ -27,7 +27,7 @@ use std::fmt;
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
-use http::Request;
+use http::{Request, Uri};
 
 pub use base_url::BaseUrl;
 pub use endpoint::EndpointConfig;
@@ -40,16 +40,33 @@ pub const USER_AGENT: &str = concat!("vllm-client-rust/", env!("CARGO_PKG_VERSIO
 
 /// An API key. Its `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(String);
+pub struct ApiKey {
+    key: String,
+    /// `Bearer <key>`, marked sensitive, made once (each request's copy shares its bytes);
+    /// `None` when the key has characters a header cannot carry.
+    bearer: Option<HeaderValue>,
+}
 
 impl ApiKey {
     /// Wraps a key.
     pub fn new(key: impl Into<String>) -> Self {
-        ApiKey(key.into())
+        let key = key.into();
+        let bearer = HeaderValue::from_str(&format!("Bearer {key}"))
+            .ok()
+            .filter(|v| check_header_value("authorization", v).is_ok())
+            .map(|mut v| {
+                v.set_sensitive(true);
+                v
+            });
+        ApiKey { key, bearer }
     }
     /// The key itself, for the `Authorization` header.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.key
+    }
+    /// The `Authorization` header's value, `None` when the key cannot be sent in a header.
+    pub(crate) fn bearer(&self) -> Option<&HeaderValue> {
+        self.bearer.as_ref()
     }
 }
 
@@ -187,12 +204,13 @@ impl RequestConfig {
         let (method, url) = match parts.route {
             Some(route) => {
                 route.check()?;
-                (
-                    route.method().clone(),
-                    format!("{}{}", base.server_root(), route.path()),
-                )
+                let url = format!("{}{}", base.server_root(), route.path());
+                let url = Uri::try_from(url).map_err(|e| {
+                    VllmError::InvalidRequest(format!("cannot build the request: {e}"))
+                })?;
+                (route.method().clone(), url)
             }
-            None => (parts.operation.method(), base.url(parts.operation)),
+            None => (parts.operation.method(), base.uri(parts.operation)?),
         };
         let (body, content_type) = match parts.body {
             RequestBody::Empty => (Bytes::new(), None),
@@ -231,23 +249,20 @@ impl RequestConfig {
                 "application/json"
             }),
         );
-        let ua = HeaderValue::from_str(&self.user_agent).map_err(|_| {
-            VllmError::InvalidRequest("the user agent is not a valid header".into())
-        })?;
+        // The default is a static string: no copy per request.
+        let ua = if self.user_agent == USER_AGENT {
+            Ok(HeaderValue::from_static(USER_AGENT))
+        } else {
+            HeaderValue::from_str(&self.user_agent)
+        }
+        .map_err(|_| VllmError::InvalidRequest("the user agent is not a valid header".into()))?;
         check_header_value("user-agent", &ua)?;
         headers.insert(http::header::USER_AGENT, ua);
         if let Some(key) = &self.api_key {
-            let mut v =
-                HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
-                    VllmError::InvalidRequest(
-                        "the API key has characters a header cannot carry".into(),
-                    )
-                })?;
-            v.set_sensitive(true);
-            check_header_value("authorization", &v).map_err(|_| {
+            let v = key.bearer().ok_or_else(|| {
                 VllmError::InvalidRequest("the API key has characters a header cannot carry".into())
             })?;
-            headers.insert(AUTHORIZATION, v);
+            headers.insert(AUTHORIZATION, v.clone());
         }
         if let Some(own) = parts.headers {
             // Replace the client's headers of the same names, then add every value given.
