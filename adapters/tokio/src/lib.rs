@@ -121,8 +121,11 @@ impl Transport for Reqwest {
         vllm_client_runner::refuse_https_without_tls(TLS_BACKEND, self.own, &request)?;
         let request = reqwest::Request::try_from(request)
             .map_err(|e| Failed::new(TransportErrorKind::Rejected, e.to_string()))?;
-        let resp = http.execute(request).await.map_err(failed)?;
-        let head = ResponseHead::new(resp.status(), resp.headers().clone(), SystemTime::now());
+        let mut resp = http.execute(request).await.map_err(failed)?;
+        // Taken, not cloned: reqwest's copy would keep hyper's read buffer (which the values
+        // are slices of) alive for the whole stream; the head copies them out.
+        let headers = std::mem::take(resp.headers_mut());
+        let head = ResponseHead::new(resp.status(), headers, SystemTime::now());
         Ok((head, resp))
     }
 

@@ -298,18 +298,73 @@ pub struct ResponseHead {
 }
 
 impl ResponseHead {
-    /// A head.
+    /// A head. Its header values are copied into one buffer of its own: a transport that
+    /// parsed them as slices of its read buffer (hyper does, 8 KiB per connection) would
+    /// otherwise have that buffer pinned for as long as the call keeps the head — a stream's
+    /// whole life — and allocate another to read the body.
     pub fn new(status: StatusCode, headers: HeaderMap, received_at: SystemTime) -> Self {
         ResponseHead {
             status,
-            headers,
+            headers: detached(&headers),
             received_at,
         }
     }
 }
 
+/// `headers` with every value copied, all into one allocation.
+fn detached(headers: &HeaderMap) -> HeaderMap {
+    let total = headers.iter().map(|(_, v)| v.len()).sum();
+    let mut buf = bytes::BytesMut::with_capacity(total);
+    for (_, v) in headers {
+        buf.extend_from_slice(v.as_bytes());
+    }
+    let buf = buf.freeze();
+    let mut out = HeaderMap::with_capacity(headers.keys_len());
+    let mut at = 0;
+    for (name, value) in headers {
+        let end = at + value.len();
+        let mut copy = http::HeaderValue::from_maybe_shared(buf.slice(at..end))
+            .unwrap_or_else(|_| value.clone());
+        copy.set_sensitive(value.is_sensitive());
+        out.append(name.clone(), copy);
+        at = end;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_head_does_not_keep_the_transports_read_buffer() {
+        use bytes::Bytes;
+        use http::{HeaderMap, HeaderValue};
+        // Values as hyper parses them: slices of one read buffer.
+        let read_buf = Bytes::from(b"text/event-stream req-1 2 secret".to_vec());
+        let slice = |a: usize, b: usize| HeaderValue::from_maybe_shared(read_buf.slice(a..b));
+        let mut h = HeaderMap::new();
+        h.insert("content-type", slice(0, 17).unwrap());
+        h.append("x-request-id", slice(18, 23).unwrap());
+        h.append("x-request-id", slice(24, 25).unwrap());
+        let mut secret = slice(26, 32).unwrap();
+        secret.set_sensitive(true);
+        h.insert("set-cookie", secret);
+        let head = ResponseHead::new(StatusCode::OK, h.clone(), SystemTime::UNIX_EPOCH);
+        assert_eq!(head.headers, h);
+        let ids: Vec<_> = head.headers.get_all("x-request-id").iter().collect();
+        assert_eq!(ids, ["req-1", "2"]);
+        assert!(head.headers["set-cookie"].is_sensitive());
+        drop(h);
+        let range = read_buf.as_ptr_range();
+        for (_, v) in &head.headers {
+            assert!(
+                !range.contains(&v.as_bytes().as_ptr()),
+                "a value still points into the read buffer"
+            );
+        }
+        // Nothing but `read_buf` itself refers to the buffer any more.
+        assert!(read_buf.is_unique());
+    }
+
     use super::*;
 
     #[test]
