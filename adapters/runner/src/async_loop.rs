@@ -321,17 +321,7 @@ impl<T: Transport> Execute for AsyncExec<T> {
     type Stream = EventStream;
     type HttpClient = T::HttpClient;
 
-    fn from_config(config: ClientConfig, http: Option<T::HttpClient>) -> Self {
-        Exec::with_transport(T::new(&config, http), config)
-    }
-
-    fn config(&self) -> &ClientConfig {
-        self.client.config()
-    }
-
-    fn reconfigure(&self, config: ClientConfig) -> Self {
-        Exec::with_transport(self.transport.reconfigure(&config), config)
-    }
+    crate::exec::config_methods!();
 
     fn execute<R: Decode + Send + 'static>(&self, spec: CallSpec) -> BoxFuture<R> {
         let mut runner = self.runner(spec);

@@ -396,17 +396,7 @@ impl<T: BlockingTransport> Execute for BlockingExec<T> {
     type Stream = EventIter;
     type HttpClient = T::HttpClient;
 
-    fn from_config(config: ClientConfig, http: Option<T::HttpClient>) -> Self {
-        Exec::with_transport(T::new(&config, http), config)
-    }
-
-    fn config(&self) -> &ClientConfig {
-        self.client.config()
-    }
-
-    fn reconfigure(&self, config: ClientConfig) -> Self {
-        Exec::with_transport(self.transport.reconfigure(&config), config)
-    }
+    crate::exec::config_methods!();
 
     fn execute<R: Decode + Send + 'static>(&self, spec: CallSpec) -> Result<R, VllmError> {
         let body = self.runner(spec).finish()?;

@@ -34,6 +34,25 @@ pub type AsyncExec<T> = Exec<T, Async>;
 /// `send()` returns the value, `send_stream()` an [`EventIter`](crate::EventIter).
 pub type BlockingExec<T> = Exec<T, Blocking>;
 
+/// The `Execute` methods that make, read and remake a client: the same in both modes (an async
+/// and a blocking transport's `new` and `reconfigure` mean the same).
+macro_rules! config_methods {
+    () => {
+        fn from_config(config: ClientConfig, http: Option<T::HttpClient>) -> Self {
+            Exec::with_transport(T::new(&config, http), config)
+        }
+
+        fn config(&self) -> &ClientConfig {
+            self.client.config()
+        }
+
+        fn reconfigure(&self, config: ClientConfig) -> Self {
+            Exec::with_transport(self.transport.reconfigure(&config), config)
+        }
+    };
+}
+pub(crate) use config_methods;
+
 impl<T, M> Clone for Exec<T, M> {
     fn clone(&self) -> Self {
         Exec {

@@ -114,34 +114,22 @@ impl ClientState {
         status: &[vllm_client_core::pool::EndpointStatus],
     ) {
         self.refresh_endpoint_urls(status);
+        // A removed endpoint is no longer in `status`: it is named by its index alone.
         let url = |id: &vllm_client_core::pool::EndpointId| {
             status
                 .iter()
                 .find(|e| e.id == *id)
-                .map_or("", |e| e.url.as_str())
-                .to_owned()
+                .map_or(String::new(), |e| format!(" ({})", e.url))
         };
-        for id in &update.added {
+        let changes = (update.added.iter().map(|id| (id, "added, in slow start")))
+            .chain((update.draining.iter()).map(|id| (id, "removed: draining its calls in flight")))
+            .chain(update.removed.iter().map(|id| (id, "removed")));
+        for (id, what) in changes {
             tracing::info!(
                 vllm_client.endpoint.index = id.index(),
-                "endpoint {} ({}) added, in slow start",
+                "endpoint {}{} {what}",
                 id.index(),
                 url(id)
-            );
-        }
-        for id in &update.draining {
-            tracing::info!(
-                vllm_client.endpoint.index = id.index(),
-                "endpoint {} ({}) removed: draining its calls in flight",
-                id.index(),
-                url(id)
-            );
-        }
-        for id in &update.removed {
-            tracing::info!(
-                vllm_client.endpoint.index = id.index(),
-                "endpoint {} removed",
-                id.index()
             );
         }
     }
@@ -180,12 +168,8 @@ async fn upkeep_async<T: Transport>(transport: Arc<T>, client: Weak<ClientState>
     while let Some(step) = next_step(&client) {
         match step {
             Err(until) => T::sleep_until(until).await,
-            Ok(ProbeJob {
-                request,
-                deadline,
-                ticket,
-                ..
-            }) => {
+            Ok(job) => {
+                let (request, deadline, ticket) = (job.request, job.deadline, job.ticket);
                 let timeout = deadline.saturating_duration_since(Instant::now());
                 let send = Box::pin(transport.send(request, Some(timeout)));
                 let timer = Box::pin(T::sleep_until(deadline));
@@ -206,12 +190,8 @@ fn upkeep_blocking<T: BlockingTransport>(transport: Arc<T>, client: Weak<ClientS
     while let Some(step) = next_step(&client) {
         match step {
             Err(until) => std::thread::sleep(until.saturating_duration_since(Instant::now())),
-            Ok(ProbeJob {
-                request,
-                deadline,
-                ticket,
-                ..
-            }) => {
+            Ok(job) => {
+                let (request, deadline, ticket) = (job.request, job.deadline, job.ticket);
                 let timeout = deadline.saturating_duration_since(Instant::now());
                 let result = match transport.send(request, Some(deadline), Some(timeout)) {
                     Completion::Ok((head, _response)) => ProbeResult::answered(&head),
@@ -224,16 +204,26 @@ fn upkeep_blocking<T: BlockingTransport>(transport: Arc<T>, client: Weak<ClientS
     }
 }
 
+/// The endpoint list's methods, the same in both modes: the decisions are the client state's.
+macro_rules! endpoint_methods {
+    () => {
+        fn set_endpoints(
+            &self,
+            endpoints: Vec<EndpointConfig>,
+        ) -> Result<EndpointsUpdate, VllmError> {
+            self.client.set_endpoints(endpoints)
+        }
+
+        fn discover(&self, discovery: DnsDiscovery) -> Result<(), VllmError> {
+            self.client.discover(discovery)
+        }
+    };
+}
+
 impl<T: Transport> ManageEndpoints for AsyncExec<T> {
     type Upkeep = UpkeepFuture;
 
-    fn set_endpoints(&self, endpoints: Vec<EndpointConfig>) -> Result<EndpointsUpdate, VllmError> {
-        self.client.set_endpoints(endpoints)
-    }
-
-    fn discover(&self, discovery: DnsDiscovery) -> Result<(), VllmError> {
-        self.client.discover(discovery)
-    }
+    endpoint_methods!();
 
     fn upkeep(&self) -> UpkeepFuture {
         Box::pin(upkeep_async(
@@ -246,13 +236,7 @@ impl<T: Transport> ManageEndpoints for AsyncExec<T> {
 impl<T: BlockingTransport> ManageEndpoints for BlockingExec<T> {
     type Upkeep = UpkeepFn;
 
-    fn set_endpoints(&self, endpoints: Vec<EndpointConfig>) -> Result<EndpointsUpdate, VllmError> {
-        self.client.set_endpoints(endpoints)
-    }
-
-    fn discover(&self, discovery: DnsDiscovery) -> Result<(), VllmError> {
-        self.client.discover(discovery)
-    }
+    endpoint_methods!();
 
     fn upkeep(&self) -> UpkeepFn {
         let transport = self.transport.clone();

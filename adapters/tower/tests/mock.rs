@@ -19,8 +19,22 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Body = BoxBody<Bytes, BoxError>;
 type Mock = mock::Mock<http::Request<Bytes>, http::Response<Body>>;
 
-fn pair() -> (Mock, Handle<http::Request<Bytes>, http::Response<Body>>) {
+type MockHandle = Handle<http::Request<Bytes>, http::Response<Body>>;
+type Answer = Result<vllm_client_core::api::ChatCompletionResponse, VllmError>;
+
+fn pair() -> (Mock, MockHandle) {
     mock::pair()
+}
+
+/// A chat "hi" on the test client, on a task of its own, and the service's side of it.
+fn chat_call() -> (MockHandle, tokio::task::JoinHandle<Answer>) {
+    let (service, handle) = pair();
+    (handle, spawn_chat(client(service)))
+}
+
+/// The text of a chat call's answer.
+async fn content_of(call: tokio::task::JoinHandle<Answer>) -> Option<String> {
+    call.await.expect("joined").expect("the answer").content
 }
 
 fn client(service: Mock) -> VllmClient<Mock> {
@@ -60,26 +74,25 @@ fn hi() -> serde_json::Value {
     json!([{"role": "user", "content": "hi"}])
 }
 
+/// A chat "hi" to model `m`.
+async fn send_hi(c: &VllmClient<Mock>) -> Answer {
+    c.chat
+        .completions()
+        .create()
+        .model("m")
+        .messages(hi())
+        .send()
+        .await
+}
+
 /// A chat "hi" to model `m`, sent on a task of its own (the test answers for the service).
-fn spawn_chat(
-    c: VllmClient<Mock>,
-) -> tokio::task::JoinHandle<Result<vllm_client_core::api::ChatCompletionResponse, VllmError>> {
-    tokio::spawn(async move {
-        c.chat
-            .completions()
-            .create()
-            .model("m")
-            .messages(hi())
-            .send()
-            .await
-    })
+fn spawn_chat(c: VllmClient<Mock>) -> tokio::task::JoinHandle<Answer> {
+    tokio::spawn(async move { send_hi(&c).await })
 }
 
 #[tokio::test]
 async fn a_chat_reaches_the_service_and_its_answer_the_caller() {
-    let (service, mut handle) = pair();
-    let c = client(service);
-    let call = spawn_chat(c);
+    let (mut handle, call) = chat_call();
     let (request, respond) = handle.next_request().await.expect("a request");
     assert_eq!(request.method(), http::Method::POST);
     assert_eq!(
@@ -91,15 +104,12 @@ async fn a_chat_reaches_the_service_and_its_answer_the_caller() {
     assert_eq!(body["model"], "m");
     assert_eq!(body["messages"], hi());
     respond.send_response(full(200, completion("hello")));
-    let answer = call.await.expect("joined").expect("the answer");
-    assert_eq!(answer.content.as_deref(), Some("hello"));
+    assert_eq!(content_of(call).await.as_deref(), Some("hello"));
 }
 
 #[tokio::test]
 async fn a_503_with_retry_after_is_retried_through_the_service() {
-    let (service, mut handle) = pair();
-    let c = client(service);
-    let call = spawn_chat(c);
+    let (mut handle, call) = chat_call();
     let (_, respond) = handle.next_request().await.expect("first attempt");
     let mut busy = full(503, json!({"error": {"message": "busy"}}));
     busy.headers_mut()
@@ -112,15 +122,12 @@ async fn a_503_with_retry_after_is_retried_through_the_service() {
         "Retry-After honoured"
     );
     respond.send_response(full(200, completion("second")));
-    let answer = call.await.expect("joined").expect("the answer");
-    assert_eq!(answer.content.as_deref(), Some("second"));
+    assert_eq!(content_of(call).await.as_deref(), Some("second"));
 }
 
 #[tokio::test]
 async fn a_refused_connection_is_a_connect_error_after_the_retries() {
-    let (service, mut handle) = pair();
-    let c = client(service);
-    let call = spawn_chat(c);
+    let (mut handle, call) = chat_call();
     for _ in 0..3 {
         let (_, respond) = handle.next_request().await.expect("an attempt");
         respond.send_error(io::Error::new(io::ErrorKind::ConnectionRefused, "refused"));
@@ -145,8 +152,7 @@ async fn readiness_is_waited_for() {
     handle.allow(1);
     let (_, respond) = handle.next_request().await.expect("a request once ready");
     respond.send_response(full(200, completion("ready")));
-    let answer = call.await.expect("joined").expect("the answer");
-    assert_eq!(answer.content.as_deref(), Some("ready"));
+    assert_eq!(content_of(call).await.as_deref(), Some("ready"));
 }
 
 #[tokio::test]
@@ -159,15 +165,7 @@ async fn a_service_that_never_gets_ready_times_out() {
         .timeout(Duration::from_millis(200))
         .http_client(service)
         .build();
-    let e = c
-        .chat
-        .completions()
-        .create()
-        .model("m")
-        .messages(hi())
-        .send()
-        .await
-        .expect_err("never ready");
+    let e = send_hi(&c).await.expect_err("never ready");
     assert!(matches!(e, VllmError::Timeout), "{e:?}");
 }
 
@@ -198,15 +196,22 @@ fn spawn_stream(
     })
 }
 
+/// A streamed chat "hi" on the test client, on a task of its own, and the service's side.
+fn stream_call() -> (
+    MockHandle,
+    tokio::task::JoinHandle<Result<Vec<StreamEvent>, VllmError>>,
+) {
+    let (service, handle) = pair();
+    (handle, spawn_stream(client(service)))
+}
+
 fn data(text: &[u8]) -> Result<Frame<Bytes>, BoxError> {
     Ok(Frame::data(Bytes::copy_from_slice(text)))
 }
 
 #[tokio::test]
 async fn a_stream_is_read_frame_by_frame() {
-    let (service, mut handle) = pair();
-    let c = client(service);
-    let call = spawn_stream(c);
+    let (mut handle, call) = stream_call();
     let (_, respond) = handle.next_request().await.expect("a request");
     let event = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"你好\"}}]}\n\n";
     let bytes = event.as_bytes();
@@ -228,9 +233,7 @@ async fn a_stream_is_read_frame_by_frame() {
 
 #[tokio::test]
 async fn a_body_error_mid_stream_ends_it_with_an_error() {
-    let (service, mut handle) = pair();
-    let c = client(service);
-    let call = spawn_stream(c);
+    let (mut handle, call) = stream_call();
     let (_, respond) = handle.next_request().await.expect("a request");
     respond.send_response(sse(vec![
         data(b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\"}}]}\n\n"),
@@ -259,15 +262,7 @@ async fn a_client_without_a_service_refuses_clearly() {
     let c: VllmClient<Mock> = VllmClient::builder()
         .base_url("http://vllm.test/v1")
         .build();
-    let e = c
-        .chat
-        .completions()
-        .create()
-        .model("m")
-        .messages(hi())
-        .send()
-        .await
-        .expect_err("no service");
+    let e = send_hi(&c).await.expect_err("no service");
     assert!(matches!(e, VllmError::InvalidRequest(_)), "{e:?}");
     assert!(e.to_string().contains("http_client"), "{e}");
 }

@@ -107,29 +107,35 @@ impl Default for EjectionConfig {
     }
 }
 
-impl EjectionConfig {
-    /// Sets how many server failures in a row eject an endpoint (0 is taken as 1).
-    pub fn consecutive_failures(mut self, n: u32) -> Self {
-        self.consecutive_failures = n;
-        self
-    }
+/// Builder setters that set one field each.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty => $field:ident;)*) => {$(
+        $(#[$doc])*
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.$field = value;
+            self
+        }
+    )*};
+}
 
-    /// Sets how many connection failures in a row eject an endpoint (0 is taken as 1).
-    pub fn consecutive_connect_failures(mut self, n: u32) -> Self {
-        self.consecutive_connect_failures = n;
-        self
+impl EjectionConfig {
+    setters! {
+        /// Sets how many server failures in a row eject an endpoint (0 is taken as 1).
+        consecutive_failures: u32 => consecutive_failures;
+        /// Sets how many connection failures in a row eject an endpoint (0 is taken as 1).
+        consecutive_connect_failures: u32 => consecutive_connect_failures;
+        /// Sets the jitter taken off each ejection, in percent (capped at 100).
+        jitter_percent: u32 => jitter_percent;
+        /// Sets the whole probe schedule.
+        probe_schedule: ProbeSchedule => probe;
+        /// Sets the largest share of endpoints ejected at once, in percent.
+        max_ejected_percent: u32 => max_ejected_percent;
     }
 
     /// Sets the first ejection's length and the longest one.
     pub fn durations(mut self, base: Duration, max: Duration) -> Self {
         self.base = base;
         self.max = max;
-        self
-    }
-
-    /// Sets the jitter taken off each ejection, in percent (capped at 100).
-    pub fn jitter_percent(mut self, percent: u32) -> Self {
-        self.jitter_percent = percent;
         self
     }
 
@@ -152,18 +158,6 @@ impl EjectionConfig {
     pub fn probe_interval(mut self, first: Duration, max: Duration) -> Self {
         self.probe.first = first;
         self.probe.max = max;
-        self
-    }
-
-    /// Sets the whole probe schedule.
-    pub fn probe_schedule(mut self, probe: ProbeSchedule) -> Self {
-        self.probe = probe;
-        self
-    }
-
-    /// Sets the largest share of endpoints ejected at once, in percent.
-    pub fn max_ejected_percent(mut self, percent: u32) -> Self {
-        self.max_ejected_percent = percent;
         self
     }
 
@@ -587,6 +581,11 @@ mod tests {
         last
     }
 
+    /// A probe (a request sent while ejected) that succeeded, with the default configuration.
+    fn answered_probe(e: &mut Ejector, at: Instant) {
+        e.record(at, Verdict::Success, true, true, &cfg(), &mut Rng::new(1));
+    }
+
     #[test]
     fn five_server_failures_in_a_row_eject_for_the_base_time() {
         // LiteLLM #34836: 25 consecutive 500s left a deployment in rotation.
@@ -604,24 +603,10 @@ mod tests {
             }
         );
         assert!(e.on_dispatch(t0 + secs(1)));
-        e.record(
-            t0 + secs(1),
-            Verdict::Success,
-            true,
-            true,
-            &cfg(),
-            &mut Rng::new(1),
-        );
+        answered_probe(&mut e, t0 + secs(1));
         assert_ejected_until(&e, t0 + secs(30));
         assert!(e.on_dispatch(t0 + secs(30)));
-        e.record(
-            t0 + secs(30),
-            Verdict::Success,
-            true,
-            true,
-            &cfg(),
-            &mut Rng::new(1),
-        );
+        answered_probe(&mut e, t0 + secs(30));
         assert!(e.is_healthy());
         // Probes made of user requests wait for the base time.
         let legacy = cfg().probe_with_requests();
@@ -860,14 +845,7 @@ mod tests {
         let mut e = Ejector::new();
         feed(&mut e, t0, FAIL, 5);
         e.on_dispatch(t0 + secs(30));
-        e.record(
-            t0 + secs(30),
-            Verdict::Success,
-            true,
-            true,
-            &cfg(),
-            &mut Rng::new(1),
-        );
+        answered_probe(&mut e, t0 + secs(30));
         assert_eq!(e.times_ejected(), 1);
         feed(&mut e, t0 + secs(45), Verdict::Success, 1);
         assert_eq!(e.times_ejected(), 1);
