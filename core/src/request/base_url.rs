@@ -11,7 +11,7 @@ use super::{Operation, Route};
 use crate::error::VllmError;
 
 /// A parsed base URL: where `/v1/...` endpoints and root endpoints live.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct BaseUrl {
     api_root: String,
     server_root: String,
@@ -30,6 +30,15 @@ impl PartialEq for BaseUrl {
 }
 
 impl Eq for BaseUrl {}
+
+impl std::fmt::Debug for BaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BaseUrl")
+            .field("api_root", &self.api_root)
+            .field("server_root", &self.server_root)
+            .finish_non_exhaustive()
+    }
+}
 
 impl BaseUrl {
     /// Parses a base URL, tolerating a trailing slash and a missing `/v1`.
@@ -132,6 +141,23 @@ fn parse_uri(url: String) -> Result<Uri, VllmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_operations_uri_is_parsed_once_and_shared() {
+        let b = BaseUrl::parse("http://h:8000").unwrap();
+        let first = b.uri(Operation::ChatCompletions).unwrap();
+        let again = b.uri(Operation::ChatCompletions).unwrap();
+        assert_eq!(first, "http://h:8000/v1/chat/completions");
+        assert_eq!(again, first);
+        // The same bytes, not a second parse.
+        assert_eq!(first.path().as_ptr(), again.path().as_ptr());
+        assert_eq!(b.uri(Operation::Health).unwrap(), "http://h:8000/health");
+        assert_eq!(
+            format!("{b:?}"),
+            r#"BaseUrl { api_root: "http://h:8000/v1", server_root: "http://h:8000", .. }"#
+        );
+        assert_eq!(b.clone(), b);
+    }
 
     #[test]
     fn base_url_forms() {
