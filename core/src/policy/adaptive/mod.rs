@@ -31,6 +31,10 @@
 //!         always ends: at the latest after `probe_timeout`), then the limit grows back by
 //!         √limit (a burst of admissions is a burst of prefills), then window by window
 //!   near the limit where congestion was last seen (±10 %) the headroom is 1, not √limit
+//!
+//!   a pool with a limit per endpoint: the client's limit is min(Σ their limits, pooled), the
+//!   pooled limit following that sum until the client leaves it unused for 10 s, then
+//!   validated down toward max(initial, peak + √peak) (RFC 7661; see [`pooled`])
 //! ```
 //!
 //! Between probes a baseline only falls (a min), so a standing queue cannot teach the limiter
@@ -71,9 +75,11 @@ use std::time::{Duration, Instant};
 use super::rng::Rng;
 
 mod gradient;
+pub mod pooled;
 mod probe;
 
 use gradient::Window;
+pub use pooled::PooledLimit;
 use probe::Probe;
 
 /// Prompt-size buckets: bodies below 512 B, below 1 KiB, …, and 1 MiB or more.
