@@ -314,7 +314,6 @@ proptest! {
 
 // ---- exact timelines ---------------------------------------------------------------------------
 
-/// Probes off, so that a timeline is the delay path alone.
 // ---- the pooled limit (congestion-window validation) ---------------------------------------------
 
 /// One step of a pooled limit's life: time passes, the endpoints' sum changes, a call is sent
@@ -383,6 +382,56 @@ proptest! {
         }
     }
 
+    /// Ratios within the tolerance change nothing (the same life without them gives the same
+    /// limits); a congested delay window never raises the limit; and the limit in force stays
+    /// within [min, endpoints × max].
+    #[test]
+    fn pooled_limit_delay_window(
+        config in any_config(),
+        endpoints in 1usize..20,
+        ops in prop::collection::vec((any_pool_op(400), any_step(), 0.0f64..1.0, any::<bool>()), 0..300),
+    ) {
+        let c = config.sanitized();
+        let mut calm = PooledLimit::new(config, endpoints);
+        let mut bare = PooledLimit::new(config, endpoints);
+        let mut hot = PooledLimit::new(config, endpoints);
+        let mut now = base();
+        let top = u64::from(c.max) * endpoints as u64;
+        for (op, step, u, congested) in ops {
+            now = advance(now, step);
+            let before = hot.limit();
+            match op {
+                PoolOp::Bound(b) => {
+                    calm.set_bound(b);
+                    bare.set_bound(b);
+                    hot.set_bound(b);
+                }
+                PoolOp::Demand(d) => {
+                    calm.note_demand(d);
+                    bare.note_demand(d);
+                }
+                PoolOp::FirstToken(load) => {
+                    calm.note_ratio(u * (1.0 + c.tolerance));
+                    calm.record(now, load);
+                    bare.record(now, load);
+                    // Congested ratios on `hot`, and a load that never reaches its limit, so
+                    // only the delay window (and validation) may move it.
+                    let ratio = if congested { 2.0 * (1.0 + c.tolerance) + 1.0 } else { 1.0 };
+                    hot.note_ratio(ratio);
+                    let idle = Load { in_flight: 0, waiting: 0 };
+                    hot.record(now, idle);
+                }
+            }
+            prop_assert_eq!(calm.limit(), bare.limit());
+            if let (Some(b), Some(l)) = (before, hot.limit()) {
+                prop_assert!(l <= b, "{b} → {l} without use");
+            }
+            if let Some(l) = hot.limit() {
+                prop_assert!(l >= c.min && u64::from(l) <= top.max(1), "{l} outside [{}, {top}]", c.min);
+            }
+        }
+    }
+
     /// A client whose demand never exceeds `d` ends, after the non-validated period and enough
     /// windows, with a limit of at most max(initial, d + √d) (+1 for rounding), whatever the
     /// endpoints' sum — and never binds before the non-validated period has passed.
@@ -424,6 +473,7 @@ proptest! {
     }
 }
 
+/// Probes off, so that a timeline is the delay path alone.
 fn no_probes(min: u32, max: u32, initial: u32) -> AdaptiveConfig {
     AdaptiveConfig {
         probe_interval: Duration::from_secs(1_000_000),

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use super::{EndpointId, Pool, Ticket};
+use crate::policy::adaptive::bucket_of;
 use crate::policy::ejection::{Health, HealthChange, Verdict};
 use crate::policy::{LimitChange, LimitSample, Load, PooledLimit, Rng};
 
@@ -152,8 +153,20 @@ impl Pool {
         let change = limit.record(now, sample, load);
         while limit.poll_change().is_some() {}
         // The pooled limit counts the client's first tokens (its windows), with the client's
-        // load, and follows the endpoints' sum.
-        if matches!(sample, LimitSample::FirstToken { .. }) {
+        // load, and follows the endpoints' sum; its delay window takes the TTFT against the
+        // best baseline of the prompt's bucket on any endpoint.
+        if let LimitSample::FirstToken { ttft, prompt_bytes } = sample {
+            let bucket = bucket_of(prompt_bytes);
+            let base = self
+                .members
+                .iter()
+                .filter_map(|m| m.limit.as_ref()?.baseline(bucket))
+                .min();
+            if let (Some(b), Some(p)) = (base, self.pooled.as_mut()) {
+                if !b.is_zero() {
+                    p.note_ratio(ttft.as_secs_f64() / b.as_secs_f64());
+                }
+            }
             let bound = self.endpoint_limits_sum();
             let load = Load {
                 in_flight: self.user_in_flight(),
