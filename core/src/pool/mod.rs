@@ -120,7 +120,8 @@ pub struct Pool {
     /// Per-endpoint adaptive limits: their configuration and seed, for endpoints added later.
     adaptive: Option<(AdaptiveConfig, u64)>,
     /// With per-endpoint limits, the client-wide one that bounds their sum once the client
-    /// has left it unused for a while ([`PooledLimit`]: congestion-window validation).
+    /// has left it unused for a while (congestion-window validation) or its first tokens
+    /// together saw congestion ([`PooledLimit`]).
     pooled: Option<PooledLimit>,
     /// The client's request configuration, for the background probes' `GET /health`.
     probe_base: RequestConfig,
