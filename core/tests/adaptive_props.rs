@@ -12,7 +12,7 @@ use vllm_client_core::client::CallSpec;
 use vllm_client_core::config::{ClientConfig, Concurrency};
 use vllm_client_core::policy::{
     AdaptiveConfig, AdaptiveLimit, Admission, ChangeCause, ConcurrencyLimiter, ConcurrencyPermit,
-    LimitSample, Load, LossKind, WaiterId,
+    LimitSample, Load, LossKind, PooledLimit, WaiterId,
 };
 use vllm_client_core::request::Operation;
 use vllm_client_core::StreamKind;
@@ -313,6 +313,165 @@ proptest! {
 }
 
 // ---- exact timelines ---------------------------------------------------------------------------
+
+// ---- the pooled limit (congestion-window validation) ---------------------------------------------
+
+/// One step of a pooled limit's life: time passes, the endpoints' sum changes, a call is sent
+/// with this demand, or a first token comes with this load.
+#[derive(Debug, Clone)]
+enum PoolOp {
+    Bound(u32),
+    Demand(u32),
+    FirstToken(Load),
+}
+
+fn any_pool_op(top: u32) -> impl Strategy<Value = PoolOp> {
+    prop_oneof![
+        1 => (0u32..2_000).prop_map(PoolOp::Bound),
+        2 => (0u32..=top).prop_map(PoolOp::Demand),
+        6 => (0u32..=top, 0usize..=(top as usize)).prop_map(|(in_flight, waiting)| {
+            PoolOp::FirstToken(Load { in_flight, waiting })
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// Validation never lowers a pooled limit below one endpoint's `initial`; it grows at most
+    /// twice per window (slow start) unless it follows the endpoints' sum; and while the client
+    /// never reaches it (application-limited), a limit in force never rises.
+    #[test]
+    fn pooled_limit_floor_growth_and_no_rise_when_unused(
+        config in any_config(),
+        endpoints in 1usize..20,
+        ops in prop::collection::vec((any_pool_op(400), any_step()), 0..300),
+    ) {
+        let c = config.sanitized();
+        let mut p = PooledLimit::new(config, endpoints);
+        let mut now = base();
+        // Whether the client ever reached the pooled limit in force.
+        let mut ever_reached = false;
+        for (op, step) in ops {
+            now = advance(now, step);
+            let before = p.limit();
+            let d = match &op {
+                PoolOp::Bound(_) => None,
+                PoolOp::Demand(d) => Some(*d),
+                PoolOp::FirstToken(load) => Some(load.in_flight.saturating_add(load.waiting as u32)),
+            };
+            if let (Some(d), Some(l)) = (d, before) {
+                ever_reached |= d >= l;
+            }
+            match op {
+                PoolOp::Bound(b) => p.set_bound(b),
+                PoolOp::Demand(d) => p.note_demand(d),
+                PoolOp::FirstToken(load) => { p.record(now, load); }
+            }
+            let after = p.limit();
+            if let Some(l) = after {
+                prop_assert!(l >= c.initial.max(1), "validated below initial: {l} < {}", c.initial);
+                if let Some(b) = before {
+                    prop_assert!(u64::from(l) <= 2 * u64::from(b) + 1, "{b} → {l} in one step");
+                }
+            }
+            if let (false, Some(b)) = (ever_reached, before) {
+                // Application-limited all along: once validated, it only falls.
+                prop_assert!(after.is_some_and(|l| l <= b), "{b} → {after:?} while never used");
+            }
+        }
+    }
+
+    /// Ratios within the tolerance change nothing (the same life without them gives the same
+    /// limits); a congested delay window never raises the limit; and the limit in force stays
+    /// within [min, endpoints × max].
+    #[test]
+    fn pooled_limit_delay_window(
+        config in any_config(),
+        endpoints in 1usize..20,
+        ops in prop::collection::vec((any_pool_op(400), any_step(), 0.0f64..1.0, any::<bool>()), 0..300),
+    ) {
+        let c = config.sanitized();
+        let mut calm = PooledLimit::new(config, endpoints);
+        let mut bare = PooledLimit::new(config, endpoints);
+        let mut hot = PooledLimit::new(config, endpoints);
+        let mut now = base();
+        let top = u64::from(c.max) * endpoints as u64;
+        for (op, step, u, congested) in ops {
+            now = advance(now, step);
+            let before = hot.limit();
+            match op {
+                PoolOp::Bound(b) => {
+                    calm.set_bound(b);
+                    bare.set_bound(b);
+                    hot.set_bound(b);
+                }
+                PoolOp::Demand(d) => {
+                    calm.note_demand(d);
+                    bare.note_demand(d);
+                }
+                PoolOp::FirstToken(load) => {
+                    calm.note_ratio(u * (1.0 + c.tolerance));
+                    calm.record(now, load);
+                    bare.record(now, load);
+                    // Congested ratios on `hot`, and a load that never reaches its limit, so
+                    // only the delay window (and validation) may move it.
+                    let ratio = if congested { 2.0 * (1.0 + c.tolerance) + 1.0 } else { 1.0 };
+                    hot.note_ratio(ratio);
+                    let idle = Load { in_flight: 0, waiting: 0 };
+                    hot.record(now, idle);
+                }
+            }
+            prop_assert_eq!(calm.limit(), bare.limit());
+            if let (Some(b), Some(l)) = (before, hot.limit()) {
+                prop_assert!(l <= b, "{b} → {l} without use");
+            }
+            if let Some(l) = hot.limit() {
+                prop_assert!(l >= c.min && u64::from(l) <= top.max(1), "{l} outside [{}, {top}]", c.min);
+            }
+        }
+    }
+
+    /// A client whose demand never exceeds `d` ends, after the non-validated period and enough
+    /// windows, with a limit of at most max(initial, d + √d) (+1 for rounding), whatever the
+    /// endpoints' sum — and never binds before the non-validated period has passed.
+    #[test]
+    fn pooled_limit_converges_to_what_the_client_uses(
+        initial in 1u32..60,
+        endpoints in 1usize..20,
+        d in 0u32..200,
+        bound in 0u32..3_000,
+        gaps in prop::collection::vec(1u64..600, 200..400),
+    ) {
+        let config = AdaptiveConfig::bounded(1, 1000, initial);
+        let mut p = PooledLimit::new(config, endpoints);
+        p.set_bound(bound);
+        let start = base();
+        let mut now = start;
+        let mut k = 0u32;
+        for gap in &gaps {
+            now += Duration::from_millis(*gap);
+            k = k.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let in_flight = if d == 0 { 0 } else { k % (d + 1) };
+            p.record(now, Load { in_flight, waiting: 0 });
+            if now.duration_since(start) < vllm_client_core::policy::adaptive::pooled::NON_VALIDATED_PERIOD {
+                prop_assert_eq!(p.limit(), None);
+            }
+            if let Some(l) = p.limit() {
+                prop_assert!(l >= initial, "validated below initial: {l} < {initial}");
+            }
+        }
+        // Enough windows past the period: 200 first tokens at most 600 ms apart span at least
+        // 50 windows of 4 samples, halving the distance each time.
+        let elapsed = now.duration_since(start);
+        if elapsed > Duration::from_secs(60) {
+            let df = f64::from(d);
+            let cap = (df + df.sqrt()).max(f64::from(initial)).floor() as u32 + 1;
+            let in_force = p.limit().unwrap_or(bound);
+            prop_assert!(in_force <= cap, "{in_force} > {cap} (d {d}, bound {bound}, {elapsed:?})");
+        }
+    }
+}
 
 /// Probes off, so that a timeline is the delay path alone.
 fn no_probes(min: u32, max: u32, initial: u32) -> AdaptiveConfig {

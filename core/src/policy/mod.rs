@@ -92,7 +92,7 @@ pub mod token_rate;
 
 pub use adaptive::{
     AdaptiveConfig, AdaptiveLimit, AdaptiveSnapshot, ChangeCause, LimitChange, LimitSample, Load,
-    LossKind,
+    LossKind, PooledLimit,
 };
 pub use backoff::{Backoff, Jitter};
 pub use breaker::{

@@ -128,6 +128,10 @@ impl Pool {
             self.members.push(m);
             update.added.push(id);
         }
+        let active = self.active();
+        if let Some(p) = self.pooled.as_mut() {
+            p.set_endpoints(active);
+        }
         // Every endpoint listed is usable now.
         self.invalid = None;
         Ok(update)

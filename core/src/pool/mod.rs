@@ -18,7 +18,7 @@
 //! |---|---|
 //! | `endpoint.rs` | one endpoint: its route (URL, key, headers, weight) and state |
 //! | `pick.rs` | which endpoint takes an attempt |
-//! | `record.rs` | dispatch, verdicts, release; the per-endpoint limits and their sum |
+//! | `record.rs` | dispatch, verdicts, release; the per-endpoint limits, their sum and the pooled limit that validates it |
 //! | `probe.rs` | which ejected endpoint is due for a probe, its request, its verdict |
 //! | `membership.rs` | `set_endpoints`: added, kept, drained |
 //! | [`discovery`] | DNS discovery: when to resolve, what a resolved address list means |
@@ -58,7 +58,7 @@ pub use status::{EndpointChange, EndpointStatus};
 
 use crate::error::VllmError;
 use crate::policy::routing::{self, RoutingConfig};
-use crate::policy::{AdaptiveConfig, AdaptiveLimit, EjectionConfig, Rng};
+use crate::policy::{AdaptiveConfig, AdaptiveLimit, EjectionConfig, PooledLimit, Rng};
 pub use crate::request::EndpointConfig;
 use crate::request::{BaseUrl, Operation, RequestConfig};
 
@@ -119,6 +119,10 @@ pub struct Pool {
     changes: VecDeque<EndpointChange>,
     /// Per-endpoint adaptive limits: their configuration and seed, for endpoints added later.
     adaptive: Option<(AdaptiveConfig, u64)>,
+    /// With per-endpoint limits, the client-wide one that bounds their sum once the client
+    /// has left it unused for a while (congestion-window validation) or its first tokens
+    /// together saw congestion ([`PooledLimit`]).
+    pooled: Option<PooledLimit>,
     /// The client's request configuration, for the background probes' `GET /health`.
     probe_base: RequestConfig,
     /// The latest instant seen.
@@ -158,6 +162,7 @@ impl Pool {
             rng: Some(Rng::new(seed)),
             changes: VecDeque::new(),
             adaptive: None,
+            pooled: None,
             probe_base,
             last_now: None,
         }
@@ -184,7 +189,14 @@ impl Pool {
             m.limit = Some(AdaptiveLimit::new(cfg, routing::mix(seed ^ m.id.0 as u64)));
         }
         self.adaptive = Some((cfg, seed));
+        self.pooled = Some(PooledLimit::new(cfg, self.members.len()));
         true
+    }
+
+    /// The client-wide limit that bounds the per-endpoint limits' sum (with per-endpoint
+    /// limits only): see [`PooledLimit`].
+    pub fn pooled_limit(&self) -> Option<&PooledLimit> {
+        self.pooled.as_ref()
     }
 
     /// Whether each endpoint has its own concurrency limit.

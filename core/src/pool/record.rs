@@ -6,8 +6,9 @@
 use std::time::{Duration, Instant};
 
 use super::{EndpointId, Pool, Ticket};
+use crate::policy::adaptive::bucket_of;
 use crate::policy::ejection::{Health, HealthChange, Verdict};
-use crate::policy::{LimitChange, LimitSample, Load, Rng};
+use crate::policy::{LimitChange, LimitSample, Load, PooledLimit, Rng};
 
 /// The latency an outlier kept in rotation counts as, at least.
 const FAILURE_PENALTY: Duration = Duration::from_secs(1);
@@ -31,7 +32,18 @@ impl Pool {
         m.in_flight = m.in_flight.saturating_add(1);
         if user {
             m.user_in_flight = m.user_in_flight.saturating_add(1);
+            let demand = self.user_in_flight();
+            if let Some(p) = self.pooled.as_mut() {
+                p.note_demand(demand);
+            }
         }
+        let Some(m) = self.member_mut(id) else {
+            return Ticket {
+                id,
+                probe: false,
+                user,
+            };
+        };
         // A user request is a probe only when probes are made of user requests.
         let probe = if user && health_probes {
             false
@@ -140,14 +152,61 @@ impl Pool {
         let limit = m.limit.as_mut()?;
         let change = limit.record(now, sample, load);
         while limit.poll_change().is_some() {}
+        // The pooled limit counts the client's first tokens (its windows), with the client's
+        // load, and follows the endpoints' sum; its delay window takes the TTFT against the
+        // best baseline of the prompt's bucket on any endpoint.
+        if let LimitSample::FirstToken { ttft, prompt_bytes } = sample {
+            let bucket = bucket_of(prompt_bytes);
+            let base = self
+                .members
+                .iter()
+                .filter_map(|m| m.limit.as_ref()?.baseline(bucket))
+                .min();
+            if let (Some(b), Some(p)) = (base, self.pooled.as_mut()) {
+                if !b.is_zero() {
+                    p.note_ratio(ttft.as_secs_f64() / b.as_secs_f64());
+                }
+            }
+            let bound = self.endpoint_limits_sum();
+            let load = Load {
+                in_flight: self.user_in_flight(),
+                waiting,
+            };
+            if let Some(p) = self.pooled.as_mut() {
+                p.set_bound(bound);
+                p.record(now, load);
+            }
+        }
         change
+    }
+
+    /// User requests in flight on every endpoint (each holds a client slot).
+    fn user_in_flight(&self) -> u32 {
+        self.members
+            .iter()
+            .map(|m| m.user_in_flight)
+            .fold(0u32, u32::saturating_add)
+    }
+
+    /// The sum of the own limits in force (slow start included) of the endpoints in rotation.
+    fn endpoint_limits_sum(&self) -> u32 {
+        let ss = &self.cfg.routing.slow_start;
+        self.members
+            .iter()
+            .filter(|m| m.in_rotation())
+            .filter_map(|m| match self.last_now {
+                Some(now) => m.limit_now(now, ss),
+                None => m.limit.as_ref().map(|l| l.limit()),
+            })
+            .fold(0u32, u32::saturating_add)
     }
 
     /// The client-wide limit when each endpoint has its own: the sum of the limits
     /// in force (slow start included) of the endpoints in rotation, plus the user requests
     /// still running on the endpoints out of rotation (ejected or drained) — those hold
-    /// their calls' slots, and must not eat the share of the endpoints in rotation. `None`
-    /// without per-endpoint limits.
+    /// their calls' slots, and must not eat the share of the endpoints in rotation — and at
+    /// most the pooled limit once validation lowered it ([`PooledLimit`]). `None` without
+    /// per-endpoint limits.
     /// Time is the latest the pool was told of ([`observe`](Self::observe)).
     pub fn total_limit(&self) -> Option<u32> {
         if !self.has_limits() {
@@ -172,6 +231,12 @@ impl Pool {
                 }
             })
             .fold(0u32, u32::saturating_add);
+        // Bounded by the pooled limit once validation lowered it: what the client has shown
+        // it uses.
+        let sum = match self.pooled.as_ref().and_then(PooledLimit::limit) {
+            Some(p) => sum.min(p),
+            None => sum,
+        };
         // Never 0: the least-bad endpoint still runs while every one is out.
         Some(sum.max(1))
     }

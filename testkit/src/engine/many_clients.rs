@@ -113,7 +113,8 @@ impl Scenario {
 /// Each client's concurrency policy.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Strategy {
-    /// `Concurrency::Auto` (a limit per endpoint; the client's is their sum).
+    /// `Concurrency::Auto` (a limit per endpoint; the client's is their sum, bounded by its
+    /// pooled limit once validated by use or cut by congestion).
     Auto(AdaptiveConfig),
     /// `max_concurrency(n)` per client.
     Fixed(u32),

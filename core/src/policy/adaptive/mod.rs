@@ -31,6 +31,11 @@
 //!         always ends: at the latest after `probe_timeout`), then the limit grows back by
 //!         √limit (a burst of admissions is a burst of prefills), then window by window
 //!   near the limit where congestion was last seen (±10 %) the headroom is 1, not √limit
+//!
+//!   a pool with a limit per endpoint: the client's limit is min(Σ their limits, pooled), the
+//!   pooled limit following that sum until the client leaves it unused for 10 s (then
+//!   validated down toward max(initial, peak + √peak), RFC 7661) or one delay window of all
+//!   the client's first tokens sees congestion (then cut as one limit); see [`pooled`]
 //! ```
 //!
 //! Between probes a baseline only falls (a min), so a standing queue cannot teach the limiter
@@ -71,9 +76,11 @@ use std::time::{Duration, Instant};
 use super::rng::Rng;
 
 mod gradient;
+pub mod pooled;
 mod probe;
 
 use gradient::Window;
+pub use pooled::PooledLimit;
 use probe::Probe;
 
 /// Prompt-size buckets: bodies below 512 B, below 1 KiB, …, and 1 MiB or more.
@@ -358,6 +365,12 @@ impl AdaptiveLimit {
             Some(p) => p.limit,
             None => self.rounded(self.limit),
         }
+    }
+
+    /// The baseline TTFT of prompt-size bucket `bucket` (see [`bucket_of`]); `None` before its
+    /// first sample, or for a bucket out of range.
+    pub fn baseline(&self, bucket: usize) -> Option<Duration> {
+        self.baselines.get(bucket).copied().flatten()
     }
 
     /// Whether a baseline probe is running.
