@@ -95,7 +95,7 @@ impl Shared {
         let pool_seed = seeds.next_u64();
         let mut pool = Pool::new(&config.request, policy.pool, pool_seed);
         // Several endpoints with an adaptive limit: one limit per endpoint, and the client's is
-        // their sum.
+        // their sum, bounded by the pooled limit (`policy::adaptive::pooled`).
         if let Some(auto) = policy.auto_concurrency {
             if pool.with_adaptive_limits(auto, pool_seed) {
                 adaptive = None;
@@ -362,8 +362,9 @@ impl Shared {
 
     /// With a limit per endpoint: the client's limit is their sum over the endpoints in
     /// rotation (an ejection takes its share away, a readmission gives it back, slow start
-    /// gives it back gradually), plus the calls still running on endpoints out of rotation.
-    /// A raised limit hands slots to waiters at once.
+    /// gives it back gradually), plus the calls still running on endpoints out of rotation,
+    /// at most the pooled limit (what the client has shown it uses, cut as one limit when its
+    /// first tokens queue). A raised limit hands slots to waiters at once.
     pub(super) fn sync_pool_limit(&mut self) {
         if let (Some(total), Some(c)) = (self.pool.total_limit(), self.concurrency.as_mut()) {
             if c.max() != total {
