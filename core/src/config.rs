@@ -90,7 +90,7 @@ impl From<u32> for Concurrency {
 }
 
 /// The resilience policy of a client. Defaults: see each field.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct PolicyConfig {
     /// Which failures are retried, how often and after how long (default: 2 retries, full

@@ -132,6 +132,7 @@ pub use spec::CallSpec;
 
 use std::collections::VecDeque;
 use std::ops::DerefMut;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -181,7 +182,7 @@ struct Failed {
 /// One call: see the [module docs](self).
 #[derive(Debug)]
 pub struct Call {
-    policy: PolicyConfig,
+    policy: Arc<PolicyConfig>,
     operation: Operation,
     /// Built once for the client's first endpoint; each attempt's copy goes to its own.
     request: Result<Request<Bytes>, VllmError>,
@@ -256,7 +257,10 @@ impl Call {
         };
         let meta = CallMeta::new(spec.operation, spec.json_body(), request.as_ref().ok())
             .with_providers(&config.request);
-        let policy = config.policy.with_options(&spec.options, now);
+        let policy = match shared.shared_policy(&config.policy) {
+            Some(policy) if spec.options.is_empty() => policy,
+            _ => Arc::new(config.policy.with_options(&spec.options, now)),
+        };
         let resumable = spec.operation == Operation::Responses
             && spec.stream == Some(StreamKind::Responses)
             && policy.resume.applies(spec.json_body());

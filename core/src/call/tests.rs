@@ -70,3 +70,39 @@ fn a_clock_that_goes_backwards_is_taken_as_the_last_time_seen() {
         Action::Emit(StreamEvent::Content(_))
     ));
 }
+
+#[test]
+fn a_call_shares_the_clients_policy_unless_its_own_differs() {
+    use super::{Call, Shared};
+    use crate::client::{CallOptions, CallSpec};
+    use crate::request::Operation;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    let config = ClientConfig::default();
+    let mut shared = Shared::new(&config, 1);
+    let now = Instant::now();
+    let client_policy = shared
+        .shared_policy(&config.policy)
+        .expect("the client's own");
+    let plain = Call::new(&config, CallSpec::get(Operation::Models), now, &mut shared);
+    assert!(Arc::ptr_eq(&plain.policy, &client_policy));
+    // A configuration other than the shared state's: its own policy, as given.
+    let mut other = config.clone();
+    other.policy.retry.max_retries = 0;
+    let derived = Call::new(&other, CallSpec::get(Operation::Models), now, &mut shared);
+    assert_eq!(derived.policy.retry.max_retries, 0);
+    assert!(!Arc::ptr_eq(&derived.policy, &client_policy));
+    // Options of its own: applied to a copy.
+    let options = CallOptions {
+        max_retries: Some(5),
+        ..CallOptions::default()
+    };
+    let spec = CallSpec::get(Operation::Models).with_options(&options);
+    let own = Call::new(&config, spec, now, &mut shared);
+    assert_eq!(own.policy.retry.max_retries, 5);
+    assert_eq!(
+        client_policy.retry.max_retries,
+        config.policy.retry.max_retries
+    );
+}

@@ -15,10 +15,11 @@ mod fleet;
 pub(crate) use ask::{Destination, ProbeGrant, Routed};
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::owed::Owed;
-use crate::config::{BreakerScope, ClientConfig};
+use crate::config::{BreakerScope, ClientConfig, PolicyConfig};
 use crate::policy::hedge::HedgeState;
 use crate::policy::{
     AdaptiveConfig, AdaptiveLimit, AdaptiveSnapshot, BreakerConfig, BreakerState, CircuitBreaker,
@@ -75,6 +76,9 @@ pub struct Shared {
     hedge: HedgeState,
     seeds: Rng,
     transitions: VecDeque<(Option<Operation>, Transition)>,
+    /// The client's policy, shared by its calls that have no options of their own (a call
+    /// keeps a pointer, not a 700-byte copy).
+    policy: Arc<PolicyConfig>,
 }
 
 impl Shared {
@@ -126,7 +130,14 @@ impl Shared {
             hedge: HedgeState::default(),
             seeds,
             transitions: VecDeque::new(),
+            policy: Arc::new(policy.clone()),
         }
+    }
+
+    /// The client's policy, shared, when `policy` is it (a call of a client derived with
+    /// another policy gets `None` and keeps its own).
+    pub(crate) fn shared_policy(&self, policy: &PolicyConfig) -> Option<Arc<PolicyConfig>> {
+        (*self.policy == *policy).then(|| Arc::clone(&self.policy))
     }
 
     // --- what calls owe -----------------------------------------------------------------
