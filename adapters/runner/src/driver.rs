@@ -102,7 +102,7 @@ pub(crate) fn no_response(attempt: AttemptId) -> Event {
 
 pub(crate) struct Driver {
     client: Arc<ClientState>,
-    /// Boxed: the driver moves with the run loop's futures, a call is 2 KB.
+    /// Boxed: the driver moves with the run loop's futures, a call is 1.7 KB.
     call: Box<Call>,
     /// Set when this call's turn for a slot came.
     pub(crate) turn: Arc<Turn>,
