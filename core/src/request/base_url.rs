@@ -106,7 +106,8 @@ impl BaseUrl {
         template: &Request<Bytes>,
     ) -> Result<Uri, VllmError> {
         match template.extensions().get::<Route>() {
-            Some(route) => parse_uri(format!("{}{}", self.server_root, route.path())),
+            // A route's path is the call's own: parsed each time, not cached.
+            Some(_) => parse_uri(self.url_for(operation, template)),
             None => self.uri(operation),
         }
     }
