@@ -115,6 +115,9 @@ pub(crate) struct Driver {
     /// needs time to have moved on: a deadline that passed meanwhile (while the caller held an
     /// event, say) is in the next wait's `until`, whose timer then fires at once.
     clock: Option<Instant>,
+    /// Set when the core said the poll after a `ReadBody` would only wait until this deadline
+    /// (`Call::waits_after_read`): the loop then waits without that poll.
+    read_wait: Option<Option<Instant>>,
 }
 
 impl Driver {
@@ -131,6 +134,7 @@ impl Driver {
             waiter: None,
             telemetry,
             clock: None,
+            read_wait: None,
         };
         driver.observe();
         driver
@@ -183,6 +187,14 @@ impl Driver {
     /// The next IO for the transport, or what the loop stops for.
     #[inline]
     pub(crate) fn next_io(&mut self) -> Result<Io, Step> {
+        if let Some(until) = self.read_wait.take() {
+            // What ends the wait is handled with a fresh time.
+            self.clock = None;
+            return Ok(Io::Wait {
+                until,
+                permit: false,
+            });
+        }
         Ok(match self.next() {
             Action::Send {
                 attempt,
@@ -196,7 +208,12 @@ impl Driver {
                 deadline,
                 connect_timeout,
             },
-            Action::ReadBody { attempt, deadline } => Io::Read { attempt, deadline },
+            Action::ReadBody { attempt, deadline } => {
+                if self.call.waits_after_read() {
+                    self.read_wait = Some(deadline);
+                }
+                Io::Read { attempt, deadline }
+            }
             Action::Close { attempt } => Io::Close { attempt },
             Action::Wait { until, waiter, .. } => Io::Wait {
                 until,
@@ -210,6 +227,7 @@ impl Driver {
     /// Reports what happened (never takes the lock: what the call then owes the shared state
     /// is paid at its next poll).
     pub(crate) fn handle(&mut self, event: Event) {
+        self.read_wait = None;
         let now = Instant::now();
         self.clock = Some(now);
         self.call.handle(now, event);

@@ -84,6 +84,11 @@
 //! 11. **Seeding**: give [`Shared::new`](super::Shared::new) entropy from the OS (e.g.
 //!     [`os_entropy`](crate::os_entropy)) so processes do not retry in lockstep; a seed in the
 //!     policy replaces it for replayable runs.
+//! 12. **A read that is all there is** (optional): right after a `ReadBody`,
+//!     [`Call::waits_after_read`](super::Call::waits_after_read) says whether the next poll
+//!     would be `Wait { until: <the ReadBody's deadline>, waiter: None, .. }` — the call's one
+//!     exchange is reading and nothing else is queued, owed or due. A loop may then block at
+//!     once as if it had polled; a streamed chunk then costs two polls instead of three.
 
 use std::time::{Duration, Instant, SystemTime};
 

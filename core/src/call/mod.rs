@@ -381,6 +381,26 @@ impl Call {
         }
     }
 
+    /// Whether the poll after the [`Action::ReadBody`] just returned would be
+    /// `Wait { until: <that ReadBody's deadline>, waiter: None, reason: WaitReason::Exchange }`:
+    /// the read is the call's one exchange and nothing else is queued, owed or due (no hedge
+    /// timer). A loop may then block at once instead of polling for that `Wait` — one poll
+    /// fewer per chunk of a stream (rule 12 of the [`contract`]). Ask it only right after a
+    /// `ReadBody`; what the loop reports next goes through [`handle`](Self::handle) as usual.
+    pub fn waits_after_read(&self) -> bool {
+        let [ex] = self.exchanges.as_slice() else {
+            return false;
+        };
+        ex.io == Io::Reading
+            && ex.events.is_empty()
+            && matches!(self.phase, Phase::Exchanging)
+            && self.closes.is_empty()
+            && self.queued.is_none()
+            && self.carry.is_empty()
+            && self.owed.is_empty()
+            && (self.hedge.at.is_none() || self.hedge.decided)
+    }
+
     // --- poll ------------------------------------------------------------------------------
 
     /// What to do next, taking the shared state only when the call needs it: `lock` is called

@@ -451,6 +451,7 @@ impl Sim {
 
     /// The caller drops the call.
     fn cancel(&mut self, task: &mut Task) {
+        task.wait_promised = None;
         task.was_cancelled = true;
         task.ops.clear();
         let driver_now = self.driver_now();
@@ -538,6 +539,7 @@ impl Sim {
             }
         };
         self.record(task, step);
+        task.wait_promised = None;
         if let Some(call) = task.call.as_mut() {
             call.handle(now, event);
         }
@@ -569,6 +571,19 @@ impl Sim {
                 *locks += 1;
                 &mut *shared
             });
+            if let Some(promised) = task.wait_promised.take() {
+                let kept = matches!(
+                    &action,
+                    Action::Wait { until, waiter: None, reason: WaitReason::Exchange }
+                        if *until == promised
+                );
+                if !kept {
+                    task.violations.push(format!(
+                        "waits_after_read promised a wait until {:?}, the next poll gave {action:?}",
+                        self.off(promised)
+                    ));
+                }
+            }
             match action {
                 Action::Emit(ev) => {
                     if task.terminal_emitted {
@@ -708,6 +723,9 @@ impl Sim {
                     self.answer(task, attempt, resp, connect_timeout);
                 }
                 Action::ReadBody { attempt, deadline } => {
+                    if task.call.as_ref().is_some_and(Call::waits_after_read) {
+                        task.wait_promised = Some(deadline);
+                    }
                     self.check_deadline(task, deadline, "read");
                     let off = self.off(deadline);
                     self.record(task, Step::ReadBody { deadline: off });
@@ -952,6 +970,9 @@ struct Task {
     sends: Vec<Duration>,
     hedges: Vec<Duration>,
     violations: Vec<String>,
+    /// What `Call::waits_after_read` promised the poll after a `ReadBody` returns: a plain
+    /// wait until that deadline (contract rule 12, which the runner relies on).
+    wait_promised: Option<Option<Instant>>,
     fault: Option<SimFault>,
     started_at: Duration,
     ended_at: Duration,
@@ -987,6 +1008,7 @@ impl Task {
             sends: Vec::new(),
             hedges: Vec::new(),
             violations: Vec::new(),
+            wait_promised: None,
             fault: None,
             started_at: elapsed,
             ended_at: elapsed,
