@@ -15,7 +15,7 @@ use std::fmt;
 use std::future::{poll_fn, Future};
 use std::pin::{pin, Pin};
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{ready, Context, Poll, Waker};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -26,7 +26,7 @@ use vllm_client_core::config::ClientConfig;
 use vllm_client_core::policy::RateLimitSnapshot;
 use vllm_client_core::{StreamEvent, VllmError};
 
-use crate::driver::{no_response, Collect, Driver, Io, Ops, Step};
+use crate::driver::{no_response, Collect, Driver, Held, Io, Ops, Step};
 use crate::exec::{AsyncExec, Exec};
 use crate::transport::{Failed, Transport};
 
@@ -37,14 +37,16 @@ type Sending<T> = Pin<
     Box<dyn Future<Output = Result<(ResponseHead, <T as Transport>::Response), Failed>> + Send>,
 >;
 
-/// One operation the core started.
+/// One operation the core started. `repr(u8)`: the tag and `reading` come first, in the
+/// cache line of [`Held`]'s attempt.
+#[repr(u8)]
 enum Op<T: Transport> {
     /// A request on its way; the head is awaited.
     Sending(Sending<T>),
     /// A response; `reading` when the core asked for its next chunk.
     Open {
-        response: T::Response,
         reading: bool,
+        response: T::Response,
     },
 }
 
@@ -58,16 +60,23 @@ struct Waiting {
     permit: bool,
 }
 
+// `repr(C)`: what each poll reads first. With a thousand open streams a runner is cold when
+// its next chunk arrives, and every cache line it touches is a miss.
+#[repr(C)]
 pub(crate) struct Runner<T: Transport> {
-    transport: Arc<T>,
-    driver: Driver,
+    /// Set while the call waits (between a `Wait` and what ends it).
+    waiting: Option<Waiting>,
     ops: Ops<Op<T>>,
     /// The wait timer. The idle deadline moves forward with every data event; re-arming a
     /// runtime timer per event costs more than the event itself, so a timer armed earlier
     /// than the current deadline is kept, and when it fires early it is re-armed once.
     timer: Option<Timer>,
-    /// Set while the call waits (between a `Wait` and what ends it).
-    waiting: Option<Waiting>,
+    /// The waker the timer was last polled with. While the task's waker is the same and the
+    /// timer's instant has not come, the timer holds it already: polling it again (a cold
+    /// timer entry and an atomic swap, once per streamed chunk) is skipped.
+    timer_waker: Option<Waker>,
+    driver: Driver,
+    transport: Arc<T>,
 }
 
 // Nothing of a runner is ever pinned in place: each read future is made from `&mut response`
@@ -85,6 +94,7 @@ impl<T: Transport> Runner<T> {
             driver,
             ops: Ops::new(),
             timer: None,
+            timer_waker: None,
             waiting: None,
         }
     }
@@ -106,7 +116,7 @@ impl<T: Transport> Runner<T> {
                 }) => {
                     let transport = self.transport.clone();
                     let send = async move { transport.send(request, connect_timeout).await };
-                    self.ops.0.push((attempt, Op::Sending(Box::pin(send))));
+                    self.ops.push(attempt, Op::Sending(Box::pin(send)));
                 }
                 Ok(Io::Read { attempt, .. }) => match self.ops.get(attempt) {
                     Some(Op::Open { reading, .. }) => *reading = true,
@@ -128,7 +138,7 @@ impl<T: Transport> Runner<T> {
     /// a slot, then the timer. What completed first becomes the event reported to the core.
     fn poll_wait(&mut self, cx: &mut Context<'_>, w: Waiting) -> Poll<Event> {
         for i in 0..self.ops.0.len() {
-            let (attempt, op) = &mut self.ops.0[i];
+            let Held { attempt, op } = &mut self.ops.0[i];
             let attempt = *attempt;
             match op {
                 Op::Sending(f) => {
@@ -179,13 +189,28 @@ impl<T: Transport> Runner<T> {
         loop {
             if !matches!(&self.timer, Some((at, _)) if *at <= until) {
                 self.timer = Some((until, Box::pin(T::sleep_until(until))));
+                self.timer_waker = None;
             }
             let Some((at, sleep)) = self.timer.as_mut() else {
                 return Poll::Pending;
             };
-            ready!(sleep.as_mut().poll(cx));
             let at = *at;
+            let holds_waker = self
+                .timer_waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()));
+            // A timer cannot have fired before its instant; it wakes the waker it holds.
+            if holds_waker && Instant::now() < at {
+                return Poll::Pending;
+            }
+            if sleep.as_mut().poll(cx).is_pending() {
+                if !holds_waker {
+                    self.timer_waker = Some(cx.waker().clone());
+                }
+                return Poll::Pending;
+            }
             self.timer = None;
+            self.timer_waker = None;
             // A timer armed for this very deadline has reached it; one armed earlier (for an
             // older idle deadline) is re-armed once.
             if at >= until || Instant::now() >= until {
@@ -217,9 +242,10 @@ impl<T: Transport> Runner<T> {
 }
 
 /// A stream's runner after its first event: the events until the terminal one, then the end.
+#[repr(C)]
 struct Events<T: Transport> {
-    runner: Runner<T>,
     done: bool,
+    runner: Runner<T>,
 }
 
 impl<T: Transport> Stream for Events<T> {

@@ -23,7 +23,7 @@ use vllm_client_core::config::ClientConfig;
 use vllm_client_core::policy::RateLimitSnapshot;
 use vllm_client_core::{StreamEvent, VllmError};
 
-use crate::driver::{no_response, Collect, Driver, Io, Ops, Step};
+use crate::driver::{no_response, Collect, Driver, Held, Io, Ops, Step};
 use crate::exec::{BlockingExec, Exec};
 use crate::transport::{BlockingTransport, Completion, Failed};
 
@@ -114,7 +114,7 @@ impl<T: BlockingTransport> BlockingRunner<T> {
                         deadline,
                         connect_timeout,
                     };
-                    self.ops.0.push((attempt, Op::Send(pending)));
+                    self.ops.push(attempt, Op::Send(pending));
                 }
                 Ok(Io::Read { attempt, deadline }) => match self.ops.get(attempt) {
                     Some(Op::Open { read, .. }) => *read = Some(deadline),
@@ -156,7 +156,7 @@ impl<T: BlockingTransport> BlockingRunner<T> {
             Op::Worker { .. } => None,
         };
         // Inline: one operation, whose own deadline is the wait's.
-        if let [(attempt, op)] = self.ops.0.as_mut_slice() {
+        if let [Held { attempt, op }] = self.ops.0.as_mut_slice() {
             if started(op) && deadline_of(op) == Some(until) {
                 let attempt = *attempt;
                 return self.perform(attempt, until);
@@ -164,7 +164,7 @@ impl<T: BlockingTransport> BlockingRunner<T> {
         }
         // Otherwise every exchange with something to do runs on its own thread.
         for i in 0..self.ops.0.len() {
-            if started(&self.ops.0[i].1) && !matches!(self.ops.0[i].1, Op::Worker { .. }) {
+            if started(&self.ops.0[i].op) && !matches!(self.ops.0[i].op, Op::Worker { .. }) {
                 self.spawn_worker(i);
             }
         }
@@ -185,8 +185,8 @@ impl<T: BlockingTransport> BlockingRunner<T> {
                 Err(_) => return Event::Timeout,
             };
             // A closed exchange's late report is dropped here.
-            let op = self.ops.0.iter_mut().find(|(a, _)| *a == attempt);
-            let Some((_, Op::Worker { busy, .. })) = op else {
+            let op = self.ops.get(attempt);
+            let Some(Op::Worker { busy, .. }) = op else {
                 continue;
             };
             *busy = false;
@@ -201,10 +201,10 @@ impl<T: BlockingTransport> BlockingRunner<T> {
 
     /// Performs the one started operation on this thread, until `until`.
     fn perform(&mut self, attempt: AttemptId, until: Option<Instant>) -> Event {
-        let Some(i) = self.ops.0.iter().position(|(a, _)| *a == attempt) else {
+        let Some(i) = self.ops.0.iter().position(|h| h.attempt == attempt) else {
             return Event::Timeout;
         };
-        let (_, op) = self.ops.0.remove(i);
+        let op = self.ops.0.remove(i).op;
         match op {
             Op::Send(p) => match self.transport.send(p.request, until, p.connect_timeout) {
                 Completion::Ok((head, response)) => {
@@ -212,7 +212,7 @@ impl<T: BlockingTransport> BlockingRunner<T> {
                         response,
                         read: None,
                     };
-                    self.ops.0.insert(i, (attempt, open));
+                    self.ops.0.insert(i, Held { attempt, op: open });
                     Event::Response { attempt, head }
                 }
                 Completion::TimedOut => Event::Timeout,
@@ -224,11 +224,17 @@ impl<T: BlockingTransport> BlockingRunner<T> {
                     response,
                     read: None,
                 };
-                self.ops.0.insert(i, (attempt, open));
+                self.ops.0.insert(i, Held { attempt, op: open });
                 event
             }
             worker @ Op::Worker { .. } => {
-                self.ops.0.insert(i, (attempt, worker));
+                self.ops.0.insert(
+                    i,
+                    Held {
+                        attempt,
+                        op: worker,
+                    },
+                );
                 Event::Timeout
             }
         }
@@ -239,12 +245,12 @@ impl<T: BlockingTransport> BlockingRunner<T> {
         let (tx, _) = self.reports.get_or_insert_with(mpsc::channel);
         let reports = tx.clone();
         let (commands, inbox) = mpsc::channel();
-        let attempt = self.ops.0[i].0;
+        let attempt = self.ops.0[i].attempt;
         let handle = Op::Worker {
             commands: commands.clone(),
             busy: true,
         };
-        let (_, op) = std::mem::replace(&mut self.ops.0[i], (attempt, handle));
+        let op = std::mem::replace(&mut self.ops.0[i].op, handle);
         let mut response = None;
         match op {
             Op::Send(p) => {

@@ -51,22 +51,34 @@ pub(crate) enum Io {
 }
 
 /// The operations a loop holds for a call's attempts in flight, whatever it holds them as.
-pub(crate) struct Ops<O>(pub(crate) Vec<(AttemptId, O)>);
+pub(crate) struct Ops<O>(pub(crate) Vec<Held<O>>);
+
+/// One operation and its attempt. `repr(C)`: the attempt and the operation's tag share the
+/// first cache line, which every poll of a wait reads (a tuple would put the attempt last).
+#[repr(C)]
+pub(crate) struct Held<O> {
+    pub(crate) attempt: AttemptId,
+    pub(crate) op: O,
+}
 
 impl<O> Ops<O> {
     pub(crate) fn new() -> Self {
         Ops(Vec::with_capacity(1))
     }
 
+    pub(crate) fn push(&mut self, attempt: AttemptId, op: O) {
+        self.0.push(Held { attempt, op });
+    }
+
     pub(crate) fn get(&mut self, attempt: AttemptId) -> Option<&mut O> {
         self.0
             .iter_mut()
-            .find(|(a, _)| *a == attempt)
-            .map(|(_, o)| o)
+            .find(|h| h.attempt == attempt)
+            .map(|h| &mut h.op)
     }
 
     pub(crate) fn remove(&mut self, attempt: AttemptId) {
-        self.0.retain(|(a, _)| *a != attempt);
+        self.0.retain(|h| h.attempt != attempt);
     }
 }
 
@@ -100,14 +112,11 @@ pub(crate) fn no_response(attempt: AttemptId) -> Event {
     }
 }
 
+// `repr(C)`: what each poll reads first (see the runner's layout).
+#[repr(C)]
 pub(crate) struct Driver {
-    client: Arc<ClientState>,
     /// Boxed: the driver moves with the run loop's futures, a call is 1.7 KB.
     call: Box<Call>,
-    /// Set when this call's turn for a slot came.
-    pub(crate) turn: Arc<Turn>,
-    waiter: Option<WaiterId>,
-    telemetry: Telemetry,
     /// The time the loop runs at between two waits: read when what ended a wait is handled
     /// (or by the first poll after a wait), then given to every poll until the next wait —
     /// one clock read per wake-up instead of one per poll (a paced stream polls three times
@@ -118,6 +127,11 @@ pub(crate) struct Driver {
     /// Set when the core said the poll after a `ReadBody` would only wait until this deadline
     /// (`Call::waits_after_read`): the loop then waits without that poll.
     read_wait: Option<Option<Instant>>,
+    /// Set when this call's turn for a slot came.
+    pub(crate) turn: Arc<Turn>,
+    waiter: Option<WaiterId>,
+    client: Arc<ClientState>,
+    telemetry: Telemetry,
 }
 
 impl Driver {

@@ -47,9 +47,22 @@ pub(super) enum Io {
 
 /// One request of a call and its answer.
 #[derive(Debug)]
+// `repr(C)`: what a streamed chunk reads first (see `Call`'s layout).
+#[repr(C)]
 pub(super) struct Exchange {
     pub(super) id: AttemptId,
+    pub(super) io: Io,
     pub(super) purpose: Purpose,
+    /// Whether what it says about its endpoint and the breaker was recorded (once).
+    pub(super) judged: bool,
+    pub(super) body: Option<Body>,
+    /// Decoded events not yet handed to the caller.
+    pub(super) events: VecDeque<StreamEvent>,
+    pub(super) last_activity: Instant,
+    pub(super) first_data: Option<Instant>,
+    pub(super) start: Instant,
+    /// A health probe's own deadline.
+    pub(super) probe_deadline: Option<Instant>,
     /// The user-visible attempt number (1-based; hedges count); 0 for a health probe.
     pub(super) number: u32,
     pub(super) endpoint: EndpointId,
@@ -59,19 +72,8 @@ pub(super) struct Exchange {
     pub(super) breaker: Option<BreakerPermit>,
     /// A hedge's own concurrency slot.
     pub(super) slot: Option<ConcurrencyPermit>,
-    pub(super) start: Instant,
     pub(super) head: Option<ResponseHead>,
     pub(super) head_at: Option<Instant>,
-    pub(super) body: Option<Body>,
-    pub(super) first_data: Option<Instant>,
-    pub(super) last_activity: Instant,
-    pub(super) io: Io,
-    /// Decoded events not yet handed to the caller.
-    pub(super) events: VecDeque<StreamEvent>,
-    /// Whether what it says about its endpoint and the breaker was recorded (once).
-    pub(super) judged: bool,
-    /// A health probe's own deadline.
-    pub(super) probe_deadline: Option<Instant>,
 }
 
 impl Exchange {

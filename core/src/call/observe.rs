@@ -452,6 +452,8 @@ impl ResponseInfo {
 
 /// A call's observations and the bookkeeping behind them (kept inside the call).
 #[derive(Debug)]
+// `repr(C)`: the queue, drained after every poll, first (see `Call`'s layout).
+#[repr(C)]
 pub struct Observer {
     queue: VecDeque<Observation>,
     dropped: u64,
@@ -482,6 +484,7 @@ impl Observer {
         self.dropped
     }
 
+    #[inline]
     pub(crate) fn pop(&mut self) -> Option<Observation> {
         self.queue.pop_front()
     }

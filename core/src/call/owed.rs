@@ -91,10 +91,12 @@ pub enum Owed {
 
 /// What a call owes, in order: the first few inline (most calls owe one or two things at a
 /// time, and a call that never allocates for them admits faster), the rest spilled.
+// `repr(C)`, `spill` first: `is_empty` (every poll) reads one cache line, not two.
 #[derive(Debug, Default)]
+#[repr(C)]
 pub(super) struct OwedQueue {
-    inline: [Option<Owed>; 4],
     spill: Vec<Owed>,
+    inline: [Option<Owed>; 4],
 }
 
 impl OwedQueue {

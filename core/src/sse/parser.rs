@@ -70,8 +70,15 @@ enum Bom {
 /// go to a sink, which returns `false` to stop parsing (the stream decoder does after a terminal
 /// event).
 #[derive(Debug, Clone)]
+// `repr(C)`: what every chunk reads first (see the call's layout in `call/mod.rs`).
+#[repr(C)]
 pub(crate) struct Parser {
+    pub(super) error: Option<SseError>,
+    pub(super) finished: bool,
     limits: SseLimits,
+    bom: Bom,
+    /// The last chunk ended with CR: a LF starting the next chunk belongs to it.
+    after_cr: bool,
     /// The unterminated tail of the input; never holds a CR or LF.
     line: Vec<u8>,
     /// Each `data` value followed by LF, as the standard's data buffer, from `data_start` on:
@@ -82,11 +89,6 @@ pub(crate) struct Parser {
     event_type: Vec<u8>,
     pub(super) last_id: String,
     pub(super) retry: Option<u64>,
-    bom: Bom,
-    /// The last chunk ended with CR: a LF starting the next chunk belongs to it.
-    after_cr: bool,
-    pub(super) error: Option<SseError>,
-    pub(super) finished: bool,
 }
 
 impl Parser {

@@ -26,20 +26,22 @@ const TOOL_CALL_OVERHEAD: usize = 64;
 
 /// The chat and completions decoder's state (the Responses kind has its own).
 #[derive(Debug)]
+// `repr(C)`: what every chunk reads first (see the call's layout in `call/mod.rs`).
+#[repr(C)]
 pub(super) struct ChatState {
-    pub(super) kind: StreamKind,
-    pub(super) out: VecDeque<StreamEvent>,
     pub(super) terminated: bool,
-    /// Choice 0's tool calls by index, until its `finish_reason` or `[DONE]`.
-    tools: BTreeMap<u32, ToolCall>,
-    pub(super) tool_bytes: usize,
-    pub(super) max_tool_bytes: usize,
-    /// The `model` the first chunk named (`gen_ai.response.model`).
-    pub(super) model: Option<String>,
+    pub(super) kind: StreamKind,
     /// Whether chunks of the common shape are read by the fast scanner (else all by serde).
     pub(super) fast: bool,
+    pub(super) out: VecDeque<StreamEvent>,
     /// The last chunk's layout, for the fast scanner.
     layout: fast::Layout,
+    /// The `model` the first chunk named (`gen_ai.response.model`).
+    pub(super) model: Option<String>,
+    pub(super) tool_bytes: usize,
+    pub(super) max_tool_bytes: usize,
+    /// Choice 0's tool calls by index, until its `finish_reason` or `[DONE]`.
+    tools: BTreeMap<u32, ToolCall>,
 }
 
 impl ChatState {

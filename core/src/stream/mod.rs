@@ -102,11 +102,13 @@ use responses::{ResponseCursor, ResponsesState};
 /// assert!(dec.is_finished());
 /// ```
 #[derive(Debug)]
+// `repr(C)`: read in this order on every chunk (see the call's layout in `call/mod.rs`).
+#[repr(C)]
 pub struct StreamDecoder {
-    sse: Parser,
-    state: ChatState,
     /// For [`StreamKind::Responses`]: its own state (the chat state then stays idle).
     responses: Option<Box<ResponsesState>>,
+    state: ChatState,
+    sse: Parser,
 }
 
 impl StreamDecoder {

@@ -98,16 +98,17 @@ enum Slot {
 /// the last chunk's, with the new string. The chunk's `model` is handed over as `None`: the
 /// decoder kept the last chunk's `model` already (or it had none), and takes the first one only.
 #[derive(Debug, Default)]
+#[repr(C)]
 pub(super) struct Layout {
-    /// The bytes before the string and its opening quote, then its closing quote and the bytes
-    /// after it; empty when the last chunk had no such layout.
-    bytes: Vec<u8>,
-    /// Where the closing quote starts in `bytes`.
-    split: usize,
     slot: Option<Slot>,
     index: Option<u32>,
     /// Whether the chunk had a `delta` object.
     delta: bool,
+    /// Where the closing quote starts in `bytes`.
+    split: usize,
+    /// The bytes before the string and its opening quote, then its closing quote and the bytes
+    /// after it; empty when the last chunk had no such layout.
+    bytes: Vec<u8>,
 }
 
 impl Layout {
