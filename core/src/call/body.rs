@@ -8,10 +8,13 @@ use crate::stream::StreamDecoder;
 /// The largest error body kept (error bodies are short; a proxy's HTML page is cut).
 pub(super) const MAX_ERROR_BODY: usize = 64 << 10;
 
+// The decoder is inline: it is read on every chunk, right after the exchange's own fields
+// (see `Call`'s layout); the other variants are rare or read once.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub(super) enum Body {
     Json(Vec<u8>),
-    Stream(Box<StreamDecoder>),
+    Stream(StreamDecoder),
     /// A 2xx `application/json` answer to a stream request (a server that ignored
     /// `stream: true`): read whole, then turned into the events a stream would have produced.
     Document(Box<StreamDecoder>, Vec<u8>),

@@ -55,7 +55,6 @@ pub(super) struct Exchange {
     pub(super) purpose: Purpose,
     /// Whether what it says about its endpoint and the breaker was recorded (once).
     pub(super) judged: bool,
-    pub(super) body: Option<Body>,
     /// Decoded events not yet handed to the caller.
     pub(super) events: VecDeque<StreamEvent>,
     pub(super) last_activity: Instant,
@@ -63,6 +62,8 @@ pub(super) struct Exchange {
     pub(super) start: Instant,
     /// A health probe's own deadline.
     pub(super) probe_deadline: Option<Instant>,
+    /// Last of what a chunk reads: a stream's decoder is inline.
+    pub(super) body: Option<Body>,
     /// The user-visible attempt number (1-based; hedges count); 0 for a health probe.
     pub(super) number: u32,
     pub(super) endpoint: EndpointId,
@@ -164,7 +165,7 @@ impl Call {
                 decoder = decoder.resuming(r.cursor.clone());
             }
             match StreamBody::of(&head.headers) {
-                StreamBody::EventStream => Body::Stream(Box::new(decoder)),
+                StreamBody::EventStream => Body::Stream(decoder),
                 // A whole response instead of the rest of a resumed stream would hand out its
                 // text again: a resume reads events only.
                 StreamBody::Json if !self.is_resume(i) => {
@@ -225,8 +226,11 @@ impl Call {
             }
             Some(Body::Stream(dec)) => {
                 let report = dec.push(bytes);
-                if self.obs.response.model.is_none() {
-                    self.obs.response.model = dec.model().map(str::to_owned);
+                if !self.model_seen {
+                    if self.obs.response.model.is_none() {
+                        self.obs.response.model = dec.model().map(str::to_owned);
+                    }
+                    self.model_seen = self.obs.response.model.is_some();
                 }
                 if report.has_data() {
                     ex.last_activity = now;
@@ -324,7 +328,7 @@ impl Call {
                 dec.push_document(&buf);
                 let ex = &mut self.exchanges[i];
                 ex.first_data = Some(now);
-                ex.body = Some(Body::Stream(dec));
+                ex.body = Some(Body::Stream(*dec));
                 self.on_first_data(i, now);
                 self.drain_decoder(i, now);
             }

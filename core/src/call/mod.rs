@@ -137,6 +137,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::Request;
+use smallvec::SmallVec;
 
 use self::exchange::{Exchange, Io};
 use self::observe::Observer;
@@ -181,17 +182,15 @@ struct Failed {
 
 /// One call: see the [module docs](self).
 // `repr(C)`: fields stay in the order written. What every streamed chunk reads comes first, in
-// a few cache lines: with a thousand open streams a call is cold when its next chunk arrives,
-// and each line it touches is a cache miss.
+// a few adjacent cache lines — the small fields, then the exchange (inline: a call usually has
+// one), what it owes and its observations: with a thousand open streams a call is cold when
+// its next chunk arrives, and each line it touches is a cache miss.
 #[derive(Debug)]
 #[repr(C)]
 pub struct Call {
     // --- read per chunk ---
     phase: Phase,
     last_now: Instant,
-    exchanges: Vec<Exchange>,
-    /// What the call owes the shared state (its head, read per poll, first).
-    owed: owed::OwedQueue,
     /// Attempts to close, for the transport.
     closes: VecDeque<AttemptId>,
     /// Events of a cut exchange not yet handed out: they go first.
@@ -210,6 +209,12 @@ pub struct Call {
     terminal_emitted: bool,
     /// Whether the caller dropped the call.
     cancelled: bool,
+    /// Whether the response's model is known (`obs.response.model` is set), so that a chunk
+    /// does not read the observations to ask.
+    model_seen: bool,
+    exchanges: SmallVec<[Exchange; 1]>,
+    /// What the call owes the shared state (its head, read per poll, first).
+    owed: owed::OwedQueue,
     /// Its queue of observations (first) is drained after every poll.
     obs: Observer,
     // --- read per attempt or at the end ---
@@ -290,7 +295,7 @@ impl Call {
             deadline,
             phase: Phase::Start,
             woken: false,
-            exchanges: Vec::new(),
+            exchanges: SmallVec::new(),
             sends: 0,
             attempts: 0,
             previous_delay: Duration::ZERO,
@@ -310,6 +315,7 @@ impl Call {
             obs: Observer::new(now),
             tokens_charged: None,
             cancelled: false,
+            model_seen: false,
             resumable,
             resume: None,
             carry: VecDeque::new(),
@@ -418,6 +424,7 @@ impl Call {
     /// What to do next, taking the shared state only when the call needs it: `lock` is called
     /// at most once, and not at all while the call reads and emits a body. This is the loop's
     /// one entry point (rule 9 of the [`contract`]).
+    #[inline]
     pub fn poll_with<G, L>(&mut self, now: Instant, lock: L) -> Action
     where
         G: DerefMut<Target = Shared>,

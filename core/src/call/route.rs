@@ -144,12 +144,9 @@ impl Call {
         }
     }
 
-    /// Adds an exchange: room for one when it is the call's first (a call that only ever
-    /// waits allocates none; a second, a hedge or a probe, is rare).
+    /// Adds an exchange: the first is kept inline in the call; a second (a hedge or a probe)
+    /// is rare.
     fn push_exchange(&mut self, ex: Exchange) {
-        if self.exchanges.capacity() == 0 {
-            self.exchanges.reserve_exact(1);
-        }
         self.exchanges.push(ex);
     }
 

@@ -34,14 +34,14 @@ pub(super) struct ChatState {
     /// Whether chunks of the common shape are read by the fast scanner (else all by serde).
     pub(super) fast: bool,
     pub(super) out: VecDeque<StreamEvent>,
-    /// The last chunk's layout, for the fast scanner.
-    layout: fast::Layout,
     /// The `model` the first chunk named (`gen_ai.response.model`).
     pub(super) model: Option<String>,
     pub(super) tool_bytes: usize,
     pub(super) max_tool_bytes: usize,
     /// Choice 0's tool calls by index, until its `finish_reason` or `[DONE]`.
     tools: BTreeMap<u32, ToolCall>,
+    /// The last chunk's layout, for the fast scanner (last: its bytes are inline).
+    layout: fast::Layout,
 }
 
 impl ChatState {

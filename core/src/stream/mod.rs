@@ -107,8 +107,8 @@ use responses::{ResponseCursor, ResponsesState};
 pub struct StreamDecoder {
     /// For [`StreamKind::Responses`]: its own state (the chat state then stays idle).
     responses: Option<Box<ResponsesState>>,
-    state: ChatState,
     sse: Parser,
+    state: ChatState,
 }
 
 impl StreamDecoder {
