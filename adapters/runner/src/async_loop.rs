@@ -290,18 +290,22 @@ impl fmt::Debug for EventStream {
 impl EventStream {
     /// Drives the call until its first event: a failure before any output (after retries) is
     /// returned as the error.
-    async fn start<T: Transport>(mut runner: Runner<T>) -> Result<EventStream, VllmError> {
-        let first = match runner.step().await {
+    ///
+    /// The runner (the call inline, a few KB) is boxed once, before this future is made: the
+    /// future then holds a pointer, never a copy of it, and the box becomes the stream's.
+    async fn start<T: Transport>(mut events: Box<Events<T>>) -> Result<EventStream, VllmError> {
+        let first = match events.runner.step().await {
             Step::Emit(ev) => ev,
             Step::Done(Err(e)) => return Err(e),
             // The core guarantees a terminal event before `Done(Ok)` of a stream.
             Step::Done(Ok(_)) => StreamEvent::Error(VllmError::Truncated),
         };
-        let done = first.is_terminal();
-        let rate_limit = runner.driver.rate_limit();
+        events.done = first.is_terminal();
+        let rate_limit = events.runner.driver.rate_limit();
+        let inner: Box<dyn Stream<Item = StreamEvent> + Send> = events;
         Ok(EventStream {
             first: Some(first),
-            inner: Box::pin(Events { runner, done }),
+            inner: Box::into_pin(inner),
             rate_limit,
         })
     }
@@ -369,8 +373,11 @@ impl<T: Transport> Execute for AsyncExec<T> {
     }
 
     fn execute_stream(&self, spec: CallSpec) -> BoxFuture<EventStream> {
-        let runner = self.runner(spec);
-        Box::pin(EventStream::start(runner))
+        let events = Box::new(Events {
+            done: false,
+            runner: self.runner(spec),
+        });
+        Box::pin(EventStream::start(events))
     }
 
     fn endpoints(&self) -> Vec<vllm_client_core::pool::EndpointStatus> {
