@@ -40,6 +40,7 @@ pub mod error;
 pub mod event;
 pub mod policy;
 pub mod pool;
+mod queue;
 pub mod request;
 pub mod responses_stream;
 pub mod sse;

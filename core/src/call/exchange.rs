@@ -11,7 +11,7 @@
 //!           failed (settle)                    Ended (its events wait to be emitted)
 //! ```
 
-use std::collections::VecDeque;
+use crate::queue::InlineQueue;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -56,7 +56,7 @@ pub(super) struct Exchange {
     /// Whether what it says about its endpoint and the breaker was recorded (once).
     pub(super) judged: bool,
     /// Decoded events not yet handed to the caller.
-    pub(super) events: VecDeque<StreamEvent>,
+    pub(super) events: InlineQueue<StreamEvent>,
     pub(super) last_activity: Instant,
     pub(super) first_data: Option<Instant>,
     pub(super) start: Instant,
@@ -101,7 +101,7 @@ impl Exchange {
             first_data: None,
             last_activity: now,
             io: Io::Sending,
-            events: VecDeque::new(),
+            events: InlineQueue::new(),
             judged: false,
             probe_deadline: None,
         }

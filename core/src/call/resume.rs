@@ -93,7 +93,7 @@ impl Call {
             .map_or(std::time::SystemTime::UNIX_EPOCH, |h| h.received_at);
         let endpoint = ex.endpoint;
         self.judge_failure(i, now, failure);
-        self.carry.extend(self.exchanges[i].events.drain(..));
+        self.carry.extend(self.exchanges[i].events.drain());
         self.end_exchange(i, now, Some(failure.error_type()));
         let cut = match self.resume.take() {
             Some(r) => r.cut,

@@ -6,7 +6,9 @@
 //! `serde_json` otherwise; both hand the same borrowed [`Choice`]s to one function
 //! (`ChatState::apply`), so what comes out cannot depend on which of them read it.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
+
+use crate::queue::InlineQueue;
 
 use serde_json::Value;
 
@@ -33,7 +35,7 @@ pub(super) struct ChatState {
     pub(super) kind: StreamKind,
     /// Whether chunks of the common shape are read by the fast scanner (else all by serde).
     pub(super) fast: bool,
-    pub(super) out: VecDeque<StreamEvent>,
+    pub(super) out: InlineQueue<StreamEvent>,
     /// The `model` the first chunk named (`gen_ai.response.model`).
     pub(super) model: Option<String>,
     pub(super) tool_bytes: usize,
@@ -48,7 +50,7 @@ impl ChatState {
     pub(super) fn new(kind: StreamKind, max_tool_bytes: usize) -> ChatState {
         ChatState {
             kind,
-            out: VecDeque::new(),
+            out: InlineQueue::new(),
             terminated: false,
             tools: BTreeMap::new(),
             tool_bytes: 0,
