@@ -141,7 +141,7 @@ fn run(config: &ClientConfig, shared: &Mutex<Shared>, spec: CallSpec) -> Ran {
                 ..
             } => {
                 probes += usize::from(purpose == Purpose::HealthProbe);
-                open.insert(attempt, exchange(attempt, request, tx.clone()));
+                open.insert(attempt, exchange(attempt, *request, tx.clone()));
             }
             Action::ReadBody { attempt, .. } => drop(open.get(&attempt).map(|r| r.send(()))),
             Action::Close { attempt } => drop(open.remove(&attempt)),

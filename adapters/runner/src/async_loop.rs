@@ -115,7 +115,7 @@ impl<T: Transport> Runner<T> {
                     ..
                 }) => {
                     let transport = self.transport.clone();
-                    let send = async move { transport.send(request, connect_timeout).await };
+                    let send = async move { transport.send(*request, connect_timeout).await };
                     self.ops.push(attempt, Op::Sending(Box::pin(send)));
                 }
                 Ok(Io::Read { attempt, .. }) => match self.ops.get(attempt) {

@@ -110,7 +110,7 @@ impl<T: BlockingTransport> BlockingRunner<T> {
                     connect_timeout,
                 }) => {
                     let pending = Pending {
-                        request,
+                        request: *request,
                         deadline,
                         connect_timeout,
                     };

@@ -28,12 +28,11 @@ pub(crate) enum Step {
 }
 
 /// The IO an action asks the transport for; everything else is the driver's.
-// Short-lived, moved once per action: boxing the request would cost an allocation per send.
-#[allow(clippy::large_enum_variant)]
+// The request stays boxed as the core handed it: an `Io` is returned once per poll.
 pub(crate) enum Io {
     Send {
         attempt: AttemptId,
-        request: Request<Bytes>,
+        request: Box<Request<Bytes>>,
         deadline: Option<Instant>,
         connect_timeout: Option<Duration>,
     },
@@ -218,16 +217,19 @@ impl Driver {
         Ok(match self.next() {
             Action::Send {
                 attempt,
-                request,
+                mut request,
                 deadline,
                 connect_timeout,
                 ..
-            } => Io::Send {
-                attempt,
-                request: self.telemetry.trace_context(request),
-                deadline,
-                connect_timeout,
-            },
+            } => {
+                self.telemetry.trace_context(&mut request);
+                Io::Send {
+                    attempt,
+                    request,
+                    deadline,
+                    connect_timeout,
+                }
+            }
             Action::ReadBody { attempt, deadline } => {
                 if self.call.waits_after_read() {
                     self.read_wait = Some(deadline);

@@ -89,12 +89,9 @@ impl Telemetry {
 
     /// The request of an attempt, with the W3C trace context of its span (see
     /// [`trace_context`](crate::trace_context)).
-    pub(crate) fn trace_context(
-        &self,
-        request: http::Request<bytes::Bytes>,
-    ) -> http::Request<bytes::Bytes> {
+    pub(crate) fn trace_context(&self, request: &mut http::Request<bytes::Bytes>) {
         let span = self.attempts.last().map_or(&self.call, |(_, s)| s);
-        crate::trace_context::inject(span, request)
+        crate::trace_context::inject(span, request);
     }
 
     /// Handles every observation the call queued.

@@ -14,12 +14,12 @@ use tracing::Span;
 
 /// `request` with the trace context of `span` injected (see the [module docs](self)).
 #[cfg(feature = "opentelemetry")]
-pub(crate) fn inject(span: &Span, mut request: Request<Bytes>) -> Request<Bytes> {
+pub(crate) fn inject(span: &Span, request: &mut Request<Bytes>) {
     use opentelemetry::trace::TraceContextExt;
     use tracing_opentelemetry::OpenTelemetrySpanExt;
 
     if request.headers().contains_key(TRACEPARENT) {
-        return request;
+        return;
     }
     let from_span = span.context();
     let cx = if from_span.span().span_context().is_valid() {
@@ -41,14 +41,11 @@ pub(crate) fn inject(span: &Span, mut request: Request<Bytes>) -> Request<Bytes>
             request.headers_mut().insert(TRACESTATE, state);
         }
     }
-    request
 }
 
 /// Without the `opentelemetry` feature: the request as it is.
 #[cfg(not(feature = "opentelemetry"))]
-pub(crate) fn inject(_span: &Span, request: Request<Bytes>) -> Request<Bytes> {
-    request
-}
+pub(crate) fn inject(_span: &Span, _request: &mut Request<Bytes>) {}
 
 #[cfg(feature = "opentelemetry")]
 const TRACEPARENT: &str = "traceparent";
@@ -100,14 +97,14 @@ mod tests {
     #[cfg(feature = "opentelemetry")]
     #[test]
     fn no_span_context_no_header_and_a_given_one_is_kept() {
-        let r = Request::new(Bytes::new());
-        let r = inject(&Span::none(), r);
+        let mut r = Request::new(Bytes::new());
+        inject(&Span::none(), &mut r);
         assert!(!r.headers().contains_key(TRACEPARENT));
         let mut given = Request::new(Bytes::new());
         given
             .headers_mut()
             .insert(TRACEPARENT, http::HeaderValue::from_static("00-given"));
-        let given = inject(&Span::none(), given);
+        inject(&Span::none(), &mut given);
         assert_eq!(given.headers()[TRACEPARENT], "00-given");
     }
 }

@@ -156,8 +156,10 @@ pub enum Action {
         attempt: AttemptId,
         /// What it is for.
         purpose: Purpose,
-        /// The request (a cheap clone of the call's; the body is shared `Bytes`).
-        request: Request<Bytes>,
+        /// The request (a cheap clone of the call's; the body is shared `Bytes`). Boxed: an
+        /// `Action` is returned once per poll, several polls per streamed chunk, and the box
+        /// keeps it at a fifth of the request's size (`*request` to take it out).
+        request: Box<Request<Bytes>>,
         /// When the core gives up waiting for its head (for transports that time the
         /// operation themselves; `Wait`'s `until` is never later while it is the only one).
         deadline: Option<Instant>,

@@ -138,7 +138,7 @@ impl Call {
         Action::Send {
             attempt,
             purpose: Purpose::HealthProbe,
-            request: probe.request,
+            request: Box::new(probe.request),
             deadline: Some(deadline),
             connect_timeout: Some(deadline.saturating_duration_since(now)),
         }
@@ -184,7 +184,7 @@ impl Call {
         Action::Send {
             attempt,
             purpose,
-            request,
+            request: Box::new(request),
             deadline,
             connect_timeout,
         }
