@@ -383,3 +383,90 @@ async fn a_concurrency_limit_of_zero_is_a_clear_error_not_a_hang() {
     assert!(e.to_string().contains("max_concurrency"), "{e}");
     assert_eq!(server.request_count(), 0);
 }
+
+/// A transport whose stream stalls after its first event and whose timer fires a few
+/// milliseconds early (as a millisecond timer wheel that rounds down would): the run loop
+/// does not poll its timer again while the timer holds the task's waker, and must still see
+/// it fire — the idle timeout ends the stream instead of a hang.
+mod early_timer {
+    use std::time::{Duration, Instant, SystemTime};
+
+    use futures::StreamExt;
+    use vllm_client::core::bytes::Bytes;
+    use vllm_client::core::call::ResponseHead;
+    use vllm_client::core::client::Client;
+    use vllm_client::core::config::ClientConfig;
+    use vllm_client::core::http;
+    use vllm_client::{json, StreamEvent, VllmError};
+    use vllm_client_runner::{AsyncExec, Failed, Transport};
+
+    struct EarlyTimer;
+
+    const CHUNK: &str = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n";
+
+    impl Transport for EarlyTimer {
+        type HttpClient = ();
+        type Response = bool;
+
+        fn new(_: &ClientConfig, _: Option<()>) -> Self {
+            EarlyTimer
+        }
+        fn reconfigure(&self, _: &ClientConfig) -> Self {
+            EarlyTimer
+        }
+        async fn send(
+            &self,
+            _request: http::Request<Bytes>,
+            _connect_timeout: Option<Duration>,
+        ) -> Result<(ResponseHead, bool), Failed> {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("content-type", "text/event-stream".parse().unwrap());
+            let head = ResponseHead::new(http::StatusCode::OK, headers, SystemTime::now());
+            Ok((head, false))
+        }
+        async fn read(sent: &mut bool) -> Result<Option<Bytes>, Failed> {
+            if *sent {
+                // Stalled: no more bytes, ever.
+                std::future::pending::<()>().await;
+            }
+            *sent = true;
+            Ok(Some(Bytes::from_static(CHUNK.as_bytes())))
+        }
+        async fn sleep_until(deadline: Instant) {
+            let early = deadline
+                .checked_sub(Duration::from_millis(3))
+                .unwrap_or(deadline);
+            tokio::time::sleep_until(early.into()).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_timer_that_fires_early_still_ends_a_stalled_stream() {
+        let client = Client::<AsyncExec<EarlyTimer>>::builder()
+            .base_url("http://early-timer/v1")
+            .idle_timeout(Duration::from_millis(200))
+            .build();
+        let mut stream = client
+            .chat
+            .completions()
+            .create()
+            .model("m")
+            .messages(json!([{"role": "user", "content": "hi"}]))
+            .stream(true)
+            .send_stream()
+            .await
+            .unwrap();
+        assert!(matches!(stream.next().await, Some(StreamEvent::Content(t)) if t == "hi"));
+        let stalled = Instant::now();
+        let next = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .expect("the idle timeout must end the stalled stream, early timer or not");
+        assert!(
+            matches!(next, Some(StreamEvent::Error(VllmError::Timeout))),
+            "{next:?}"
+        );
+        // At the idle timeout (200 ms), not when something else happens to poll the stream.
+        let waited = stalled.elapsed();
+        assert!(waited < Duration::from_secs(2), "{waited:?}");
+    }
+}

@@ -50,6 +50,11 @@ enum Op<T: Transport> {
     },
 }
 
+/// How early a transport's timer may fire and still be noticed: within this much of its
+/// instant, the wait timer is polled at every wake-up even while it holds the task's waker
+/// (a millisecond timer wheel that rounds down fires up to a millisecond early).
+const TIMER_SLACK: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// A timer armed at an instant, kept across waits.
 type Timer = (Instant, Pin<Box<dyn Future<Output = ()> + Send>>);
 
@@ -199,8 +204,10 @@ impl<T: Transport> Runner<T> {
                 .timer_waker
                 .as_ref()
                 .is_some_and(|w| w.will_wake(cx.waker()));
-            // A timer cannot have fired before its instant; it wakes the waker it holds.
-            if holds_waker && Instant::now() < at {
+            // A timer does not fire before its instant (a transport's may fire a little
+            // early: `TIMER_SLACK`), and it wakes the waker it holds.
+            let quiet_until = at.checked_sub(TIMER_SLACK);
+            if holds_waker && quiet_until.is_some_and(|q| Instant::now() < q) {
                 return Poll::Pending;
             }
             if sleep.as_mut().poll(cx).is_pending() {

@@ -89,7 +89,9 @@ pub trait Transport: Send + Sync + Sized + 'static {
     fn read(
         response: &mut Self::Response,
     ) -> impl Future<Output = Result<Option<Bytes>, Failed>> + Send + '_;
-    /// Resolves at `deadline`.
+    /// Resolves at `deadline` (up to 10 ms early is tolerated; earlier than that, the run
+    /// loop may not notice it before the next chunk, because it does not poll its timer again
+    /// while the timer holds the task's waker).
     fn sleep_until(deadline: Instant) -> impl Future<Output = ()> + Send;
 }
 
