@@ -44,14 +44,13 @@ fn read_event(attempt: AttemptId, outcome: Completion<Option<Bytes>>) -> Event {
 
 /// A request not sent yet.
 struct Pending {
-    request: Request<Bytes>,
+    /// Boxed as the core hands it out.
+    request: Box<Request<Bytes>>,
     deadline: Option<Instant>,
     connect_timeout: Option<Duration>,
 }
 
 /// One exchange of the call, as the loop holds it.
-// Short-lived, one per exchange: boxing the request would cost an allocation per send.
-#[allow(clippy::large_enum_variant)]
 enum Op<T: BlockingTransport> {
     /// Started by `Send`, not performed yet.
     Send(Pending),
@@ -67,7 +66,6 @@ enum Op<T: BlockingTransport> {
     },
 }
 
-#[allow(clippy::large_enum_variant)]
 enum Command {
     Send(Pending),
     Read(Option<Instant>),
@@ -110,7 +108,7 @@ impl<T: BlockingTransport> BlockingRunner<T> {
                     connect_timeout,
                 }) => {
                     let pending = Pending {
-                        request: *request,
+                        request,
                         deadline,
                         connect_timeout,
                     };
@@ -206,7 +204,7 @@ impl<T: BlockingTransport> BlockingRunner<T> {
         };
         let op = self.ops.0.remove(i).op;
         match op {
-            Op::Send(p) => match self.transport.send(p.request, until, p.connect_timeout) {
+            Op::Send(p) => match self.transport.send(*p.request, until, p.connect_timeout) {
                 Completion::Ok((head, response)) => {
                     let open = Op::Open {
                         response,
@@ -290,7 +288,7 @@ fn worker<T: BlockingTransport>(
 ) {
     while let Ok(command) = inbox.recv() {
         let outcome = match command {
-            Command::Send(p) => match transport.send(p.request, p.deadline, p.connect_timeout) {
+            Command::Send(p) => match transport.send(*p.request, p.deadline, p.connect_timeout) {
                 Completion::Ok((head, r)) => {
                     response = Some(r);
                     WorkerOutcome::Sent(Completion::Ok(head))
