@@ -1070,3 +1070,64 @@ proptest! {
         if hi > lo { prop_assert!(d >= lo && d < hi); } else { prop_assert_eq!(d, lo); }
     }
 }
+
+// ---- timeouts ---------------------------------------------------------------------------------
+
+/// `Timeouts::body_deadline` as it was first written: each timer armed and clamped to the
+/// deadline on its own, then the earliest (the single-pass version must say the same).
+fn body_deadline_reference(
+    t: &Timeouts,
+    start: Instant,
+    clock: BodyClock,
+    overall: Option<Instant>,
+) -> Option<(Instant, TimeoutKind)> {
+    let (first_token, idle) = match clock {
+        BodyClock::AwaitingFirstData => (t.arm(TimeoutKind::FirstToken, start, overall), None),
+        BodyClock::LastActivity(at) => (None, t.arm(TimeoutKind::Idle, at, overall)),
+    };
+    earliest_timer([
+        t.arm(TimeoutKind::Attempt, start, overall),
+        first_token,
+        idle,
+        overall.map(|d| (d, TimeoutKind::Deadline)),
+    ])
+}
+
+fn any_opt_duration() -> impl Strategy<Value = Option<Duration>> {
+    prop_oneof![
+        Just(None),
+        any_duration().prop_map(Some),
+        // Small values make ties between the timers likely.
+        (0u64..4).prop_map(|s| Some(Duration::from_secs(s))),
+    ]
+}
+
+proptest! {
+    #![proptest_config(cfg())]
+
+    /// The body's deadline (asked once per streamed chunk) is the earliest of the deadline,
+    /// the attempt timer and the first-token or idle timer, reported with the same kind on
+    /// every tie as arming each timer separately.
+    #[test]
+    fn body_deadline_is_the_earliest_timer(
+        first_token in any_opt_duration(),
+        idle in any_opt_duration(),
+        attempt in any_opt_duration(),
+        since_start in 0u64..4,
+        overall in prop::option::of(0u64..8),
+        awaiting in any::<bool>(),
+    ) {
+        let t = Timeouts { first_token, idle, attempt, ..Timeouts::none() };
+        let start = at(Duration::from_secs(1));
+        let clock = if awaiting {
+            BodyClock::AwaitingFirstData
+        } else {
+            BodyClock::LastActivity(start + Duration::from_secs(since_start))
+        };
+        let overall = overall.map(|s| start + Duration::from_secs(s));
+        prop_assert_eq!(
+            t.body_deadline(start, clock, overall),
+            body_deadline_reference(&t, start, clock, overall)
+        );
+    }
+}

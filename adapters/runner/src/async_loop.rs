@@ -142,6 +142,7 @@ impl<T: Transport> Runner<T> {
     /// Polls what the call waits for: the operations started (in order), the call's turn for
     /// a slot, then the timer. What completed first becomes the event reported to the core.
     fn poll_wait(&mut self, cx: &mut Context<'_>, w: Waiting) -> Poll<Event> {
+        let handled_at = self.driver.take_handled_at();
         for i in 0..self.ops.0.len() {
             let Held { attempt, op } = &mut self.ops.0[i];
             let attempt = *attempt;
@@ -183,14 +184,23 @@ impl<T: Transport> Runner<T> {
             return Poll::Ready(Event::PermitReleased);
         }
         match w.until {
-            Some(until) => self.poll_timer(cx, until).map(|()| Event::Timeout),
+            Some(until) => self
+                .poll_timer(cx, until, handled_at)
+                .map(|()| Event::Timeout),
             None => Poll::Pending,
         }
     }
 
     /// Ready once the wait timer reaches `until`, re-arming a timer that was armed earlier
-    /// than `until` when it fires early.
-    fn poll_timer(&mut self, cx: &mut Context<'_>, until: Instant) -> Poll<()> {
+    /// than `until` when it fires early. `handled_at`: when the event before this wait was
+    /// handled, if this is the wait's first poll since (it stands for "now" without a clock
+    /// read: a paced stream's wait begins microseconds after its chunk was handled).
+    fn poll_timer(
+        &mut self,
+        cx: &mut Context<'_>,
+        until: Instant,
+        handled_at: Option<Instant>,
+    ) -> Poll<()> {
         loop {
             if !matches!(&self.timer, Some((at, _)) if *at <= until) {
                 self.timer = Some((until, Box::pin(T::sleep_until(until))));
@@ -205,9 +215,13 @@ impl<T: Transport> Runner<T> {
                 .as_ref()
                 .is_some_and(|w| w.will_wake(cx.waker()));
             // A timer does not fire before its instant (a transport's may fire a little
-            // early: `TIMER_SLACK`), and it wakes the waker it holds.
+            // early: `TIMER_SLACK`), and it wakes the waker it holds. An earlier "now" is
+            // safe here: if the timer fired since, it woke the task, and that wake's poll
+            // reads the clock.
             let quiet_until = at.checked_sub(TIMER_SLACK);
-            if holds_waker && quiet_until.is_some_and(|q| Instant::now() < q) {
+            if holds_waker
+                && quiet_until.is_some_and(|q| handled_at.unwrap_or_else(Instant::now) < q)
+            {
                 return Poll::Pending;
             }
             if sleep.as_mut().poll(cx).is_pending() {

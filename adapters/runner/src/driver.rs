@@ -132,6 +132,9 @@ pub(crate) struct Driver {
     /// Set when the core said the poll after a `ReadBody` would only wait until this deadline
     /// (`Call::waits_after_read`): the loop then waits without that poll.
     read_wait: Option<Option<Instant>>,
+    /// The time the last event was handled at, until the next poll of a wait takes it
+    /// ([`take_handled_at`](Self::take_handled_at)).
+    handled_at: Option<Instant>,
     /// Set when this call's turn for a slot came.
     pub(crate) turn: Arc<Turn>,
     waiter: Option<WaiterId>,
@@ -154,6 +157,7 @@ impl Driver {
             telemetry,
             clock: None,
             read_wait: None,
+            handled_at: None,
         };
         driver.observe();
         driver
@@ -252,8 +256,16 @@ impl Driver {
         self.read_wait = None;
         let now = Instant::now();
         self.clock = Some(now);
+        self.handled_at = Some(now);
         self.call.handle(now, event);
         self.observe();
+    }
+
+    /// The time the last event was handled at, once: the first poll of the wait that follows
+    /// may take it for "now" (no time has passed that could have fired a timer without waking
+    /// the task, and a wake brings a poll that finds nothing here and reads the clock).
+    pub(crate) fn take_handled_at(&mut self) -> Option<Instant> {
+        self.handled_at.take()
     }
 
     fn forget_waiter(&mut self) {

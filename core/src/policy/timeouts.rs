@@ -151,17 +151,17 @@ impl Timeouts {
         clock: BodyClock,
         overall: Option<Instant>,
     ) -> Option<(Instant, TimeoutKind)> {
-        let (first_token, idle) = match clock {
-            BodyClock::AwaitingFirstData => {
-                (self.arm(TimeoutKind::FirstToken, start, overall), None)
-            }
-            BodyClock::LastActivity(at) => (None, self.arm(TimeoutKind::Idle, at, overall)),
+        // Asked once per streamed chunk: one pass over the three timers (on a tie the deadline
+        // is reported, then the attempt timer), each sum computed once.
+        let (kind, from) = match clock {
+            BodyClock::AwaitingFirstData => (TimeoutKind::FirstToken, start),
+            BodyClock::LastActivity(at) => (TimeoutKind::Idle, at),
         };
         earliest_timer([
-            self.arm(TimeoutKind::Attempt, start, overall),
-            first_token,
-            idle,
             overall.map(|d| (d, TimeoutKind::Deadline)),
+            self.attempt
+                .map(|d| (saturating_add(start, d), TimeoutKind::Attempt)),
+            self.get(kind).map(|d| (saturating_add(from, d), kind)),
         ])
     }
 }
