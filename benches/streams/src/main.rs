@@ -3,7 +3,7 @@
 //! `vllm-client` 0.1.2 and async-openai, in one run.
 //!
 //! ```text
-//! streams run [--reps R] [--quick] [--with-100] [--smoke] [--json FILE] [--also LABEL=EXE]…   the matrix
+//! streams run [--reps R (5)] [--quick] [--with-100] [--smoke] [--json FILE] [--also LABEL=EXE]…   the matrix
 //! streams server <paced|fast|short>                                       the loopback server
 //! streams client <reqwest-bytes|ours|ours-mc100|origin|async-openai> <mode> <n> <base-url>
 //! ```
@@ -21,7 +21,7 @@ mod server;
 mod wire;
 
 const USAGE: &str = "usage:
-  streams run [--reps R] [--quick] [--with-100] [--smoke] [--json FILE] [--also LABEL=EXE]...
+  streams run [--reps R (5)] [--quick] [--with-100] [--smoke] [--json FILE] [--also LABEL=EXE]...
   streams server <paced|fast|short>
   streams client <reqwest-bytes|ours|ours-mc100|origin|async-openai> <paced|fast|short> <n> <base-url>";
 

@@ -27,7 +27,7 @@ pub struct Options {
 impl Options {
     pub fn parse(args: &[String]) -> Result<Options, String> {
         let mut o = Options {
-            reps: 3,
+            reps: 5,
             quick: false,
             smoke: false,
             with_100: false,
@@ -314,6 +314,71 @@ fn paired_above(ours: &[Value], peer: &[Value], floor: &[Value], metric: fn(&Val
     median(&ratios, "x")
 }
 
+/// A 95 % bootstrap interval of the ratio of medians `(ours − floor) ÷ (peer − floor)`:
+/// whole repetitions (the three clients' runs of one repetition together) drawn with
+/// replacement, 2 000 times, from a fixed seed. "Above the floor" is a difference of two
+/// totals that each move with the shared machine's load, so a ratio of medians near a target
+/// says little without it. `None` with fewer than three complete repetitions.
+fn bootstrap_above(
+    ours: &[Value],
+    peer: &[Value],
+    floor: &[Value],
+    metric: fn(&Value) -> f64,
+) -> Option<(f64, f64)> {
+    let reps: Vec<[f64; 3]> = ours
+        .iter()
+        .filter_map(|o| {
+            Some([
+                metric(o),
+                metric(same_rep(peer, o)?),
+                metric(same_rep(floor, o)?),
+            ])
+        })
+        .collect();
+    bootstrap_ratio(&reps, 2_000)
+}
+
+/// See [`bootstrap_above`]; each row is `[ours, peer, floor]` of one repetition.
+pub(crate) fn bootstrap_ratio(reps: &[[f64; 3]], draws: usize) -> Option<(f64, f64)> {
+    if reps.len() < 3 {
+        return None;
+    }
+    fn med(mut v: Vec<f64>) -> f64 {
+        v.sort_by(|a, b| a.total_cmp(b));
+        let m = v.len() / 2;
+        if v.len() % 2 == 1 {
+            v[m]
+        } else {
+            (v[m - 1] + v[m]) / 2.0
+        }
+    }
+    // xorshift64*: reproducible without a dependency.
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    };
+    let mut ratios: Vec<f64> = (0..draws)
+        .filter_map(|_| {
+            let sample: Vec<&[f64; 3]> = (0..reps.len())
+                .map(|_| &reps[(next() % reps.len() as u64) as usize])
+                .collect();
+            let col = |k: usize| med(sample.iter().map(|r| r[k]).collect());
+            let (o, p, f) = (col(0), col(1), col(2));
+            let r = (o - f) / (p - f);
+            r.is_finite().then_some(r)
+        })
+        .collect();
+    if ratios.is_empty() {
+        return None;
+    }
+    ratios.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
+    Some((at(0.025), at(0.975)))
+}
+
 fn verdict(ratio: f64, target: f64) -> &'static str {
     if ratio <= target {
         "**met**"
@@ -491,7 +556,7 @@ fn print_report(o: &Options, plan: &[Scenario], results: &HashMap<(usize, Who), 
                 }
                 println!();
                 let Some(origin) = origin else { continue };
-                println!("Targets (ratio of medians; in brackets the median of per-repetition ratios):\n");
+                println!("Targets (ratio of medians; in brackets the median of per-repetition ratios and a 95 % bootstrap interval of the ratio of medians):\n");
                 let ours_rows = std::iter::once(Who::Builtin(Which::Ours))
                     .chain((0..o.also.len()).map(Who::Also));
                 for w in ours_rows {
@@ -516,8 +581,15 @@ fn print_report(o: &Options, plan: &[Scenario], results: &HashMap<(usize, Who), 
                         let rp = paired_above(mine, peer, fl, user_cpu);
                         let m = above_growth(&x) / above_growth(&origin);
                         let mp = paired_above(mine, peer, fl, growth_kb);
+                        let interval = |b: Option<(f64, f64)>| {
+                            b.map_or(String::new(), |(lo, hi)| {
+                                format!(", 95 % interval {lo:.2}–{hi:.2}")
+                            })
+                        };
+                        let ri = interval(bootstrap_above(mine, peer, fl, user_cpu));
+                        let mi = interval(bootstrap_above(mine, peer, fl, growth_kb));
                         println!(
-                            "- {}: user CPU above the floor ≤ 0.6× the origin crate's — {r:.2}× ({rp:.2}×) {}; memory growth per stream above the floor ≤ the origin crate's — {m:.2}× ({mp:.2}×) {}",
+                            "- {}: user CPU above the floor ≤ 0.6× the origin crate's — {r:.2}× ({rp:.2}×{ri}) {}; memory growth per stream above the floor ≤ the origin crate's — {m:.2}× ({mp:.2}×{mi}) {}",
                             w.label(o),
                             verdict(r, 0.6),
                             verdict(m, 1.0),
@@ -560,5 +632,30 @@ fn print_report(o: &Options, plan: &[Scenario], results: &HashMap<(usize, Who), 
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bootstrap_ratio;
+
+    #[test]
+    fn identical_repetitions_give_a_point_interval() {
+        let reps = vec![[1.5, 2.0, 1.0]; 5];
+        assert_eq!(bootstrap_ratio(&reps, 200), Some((0.5, 0.5)));
+    }
+
+    #[test]
+    fn the_interval_holds_the_ratio_of_medians_and_widens_with_noise() {
+        let reps: Vec<[f64; 3]> = (0..9)
+            .map(|i| {
+                let f = 1.0 + 0.1 * (i % 3) as f64;
+                [f + 0.5 + 0.05 * (i % 4) as f64, f + 1.0, f]
+            })
+            .collect();
+        let (lo, hi) = bootstrap_ratio(&reps, 2_000).unwrap();
+        assert!(lo < hi, "{lo} {hi}");
+        assert!(lo <= 0.6 && hi >= 0.5, "{lo} {hi}");
+        assert_eq!(bootstrap_ratio(&reps[..2], 2_000), None);
     }
 }
