@@ -194,7 +194,7 @@ fn tool_call_deltas_stream_and_complete_calls_accumulate_per_index() {
     );
     match &ev[0] {
         StreamEvent::ToolCallDelta(d) => assert_eq!(
-            d,
+            &**d,
             &ToolCallDelta::new(
                 0,
                 0,

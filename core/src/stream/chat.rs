@@ -262,9 +262,9 @@ impl ChatState {
         }
         if tc.id.is_some() || name.is_some() || !arguments.is_empty() {
             self.out
-                .push_back(StreamEvent::ToolCallDelta(ToolCallDelta::new(
+                .push_back(StreamEvent::ToolCallDelta(Box::new(ToolCallDelta::new(
                     choice, index, tc.id, name, arguments,
-                )));
+                ))));
         }
     }
 
@@ -272,7 +272,7 @@ impl ChatState {
         let tools = std::mem::take(&mut self.tools);
         self.tool_bytes = 0;
         for (_, call) in tools {
-            self.out.push_back(StreamEvent::ToolCall(call));
+            self.out.push_back(StreamEvent::ToolCall(Box::new(call)));
         }
     }
 
