@@ -217,7 +217,11 @@ fn measure_once(which: Which, exe: Option<&str>, mode: Mode, n: usize) -> Result
 
 /// Median of one numeric field over the repetitions.
 fn median(reports: &[Value], field: &str) -> f64 {
-    let mut v: Vec<f64> = reports.iter().filter_map(|r| r[field].as_f64()).collect();
+    median_of(reports.iter().filter_map(|r| r[field].as_f64()).collect())
+}
+
+/// The median of `v`; NaN when it is empty.
+fn median_of(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
@@ -343,15 +347,6 @@ pub(crate) fn bootstrap_ratio(reps: &[[f64; 3]], draws: usize) -> Option<(f64, f
     if reps.len() < 3 {
         return None;
     }
-    fn med(mut v: Vec<f64>) -> f64 {
-        v.sort_by(|a, b| a.total_cmp(b));
-        let m = v.len() / 2;
-        if v.len() % 2 == 1 {
-            v[m]
-        } else {
-            (v[m - 1] + v[m]) / 2.0
-        }
-    }
     // xorshift64*: reproducible without a dependency.
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
     let mut next = move || {
@@ -365,7 +360,7 @@ pub(crate) fn bootstrap_ratio(reps: &[[f64; 3]], draws: usize) -> Option<(f64, f
             let sample: Vec<&[f64; 3]> = (0..reps.len())
                 .map(|_| &reps[(next() % reps.len() as u64) as usize])
                 .collect();
-            let col = |k: usize| med(sample.iter().map(|r| r[k]).collect());
+            let col = |k: usize| median_of(sample.iter().map(|r| r[k]).collect());
             let (o, p, f) = (col(0), col(1), col(2));
             let r = (o - f) / (p - f);
             r.is_finite().then_some(r)
