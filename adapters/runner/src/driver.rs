@@ -195,7 +195,9 @@ impl Driver {
         }
         self.observe();
         match &action {
-            Action::Emit(ev) => self.telemetry.on_emit(ev, &self.call, &self.client.sink),
+            Action::Emit(ev) => self
+                .telemetry
+                .on_emit(ev, now, &self.call, &self.client.sink),
             // What ends the wait is handled with a fresh time.
             Action::Wait { .. } => self.clock = None,
             Action::Done(_) => {

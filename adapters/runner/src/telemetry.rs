@@ -53,8 +53,8 @@ pub(crate) struct Telemetry {
     call: Span,
     /// The attempts in flight (two while a hedge races the first), by number.
     attempts: Vec<(u32, Span)>,
-    /// The last data event handed to the caller (for `time_per_output_chunk`, recorded for
-    /// each data event after the first).
+    /// When the last data event handed to the caller arrived (for `time_per_output_chunk`,
+    /// recorded for each data event after the first).
     last_chunk: Option<Instant>,
     /// `time_per_output_chunk` with this call's attributes, bound at the second data event.
     per_chunk: Option<Bound>,
@@ -101,15 +101,16 @@ impl Telemetry {
         }
     }
 
-    /// A stream event is handed to the caller: the time between data events.
-    pub(crate) fn on_emit(&mut self, ev: &StreamEvent, call: &Call, sink: &Sink) {
+    /// A stream event that arrived at `now` (the time the loop handled its chunk at) is
+    /// handed to the caller: the time between data events as they arrived, which is what
+    /// `time_per_output_chunk` measures — not how fast the caller asks for them.
+    pub(crate) fn on_emit(&mut self, ev: &StreamEvent, now: Instant, call: &Call, sink: &Sink) {
         if !Sink::ENABLED {
             return;
         }
         if !ev.is_output() {
             return;
         }
-        let now = Instant::now();
         if let Some(last) = self.last_chunk.replace(now) {
             let bound = self.per_chunk.get_or_insert_with(|| {
                 let attrs = common(
