@@ -42,7 +42,8 @@ pub const TOKEN_USAGE: &str = "gen_ai.client.token.usage";
 /// event.
 pub const TIME_TO_FIRST_CHUNK: &str = "gen_ai.client.operation.time_to_first_chunk";
 /// `gen_ai.client.operation.time_per_output_chunk`: between two data events of a stream, as
-/// they are handed to the caller (one sample per data event after the first).
+/// they arrived (the time their chunk was read; events of one chunk 0 apart), however late the
+/// caller asks for them (one sample per data event after the first).
 pub const TIME_PER_OUTPUT_CHUNK: &str = "gen_ai.client.operation.time_per_output_chunk";
 /// `vllm_client.attempts`: requests sent (each attempt, when it ends).
 pub const ATTEMPTS: &str = "vllm_client.attempts";
