@@ -232,7 +232,12 @@ fn the_upkeep_readmits_without_calls<H: Fleet>() {
     while status_of::<H>(&c, &servers[1]).unwrap().health == Health::Healthy {
         assert_ok(&stream::<H>(&c));
         calls += 1;
-        assert!(calls < 200, "never ejected");
+        assert!(
+            calls < 200,
+            "never ejected: {} connections refused; {:?}",
+            servers[1].refused_count(),
+            c.endpoints()
+        );
     }
     servers[1].set_refusing(false);
     let back = Instant::now();
