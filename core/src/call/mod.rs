@@ -136,7 +136,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http::Request;
 use smallvec::SmallVec;
 
 use self::exchange::{Exchange, Io};
@@ -145,7 +144,7 @@ use self::route::HedgePlan;
 use crate::config::{ClientConfig, PolicyConfig};
 use crate::error::VllmError;
 use crate::policy::{BreakerPermit, ConcurrencyPermit, Failure, Rng, WaiterId};
-use crate::request::Operation;
+use crate::request::{Operation, Template};
 use crate::stream::StreamKind;
 
 /// Where a call is (see the diagram in the [module docs](self)).
@@ -220,7 +219,7 @@ pub struct Call {
     // --- read per attempt or at the end ---
     operation: Operation,
     /// Built once for the client's first endpoint; each attempt's copy goes to its own.
-    request: Result<Request<Bytes>, VllmError>,
+    request: Result<Template, VllmError>,
     affinity: Option<u64>,
     rng: Rng,
     /// Requests sent, health probes included (each has its own [`AttemptId`]).
@@ -266,10 +265,16 @@ impl Call {
             ))
         } else {
             let base = shared.parsed_base(config.request.first_url());
-            spec.build_request_on(&config.request, base)
+            spec.build_template_on(&config.request, base, || {
+                shared.client_headers(&config.request)
+            })
         };
-        let meta = CallMeta::new(spec.operation, spec.json_body(), request.as_ref().ok())
-            .with_providers(&config.request);
+        let meta = CallMeta::new(
+            spec.operation,
+            spec.json_body(),
+            request.as_ref().ok().map(Template::request),
+        )
+        .with_providers(&config.request);
         let policy = match shared.shared_policy(&config.policy) {
             Some(policy) if spec.options.is_empty() => policy,
             _ => Arc::new(config.policy.with_options(&spec.options, now)),

@@ -126,7 +126,10 @@ impl Call {
         ) else {
             return Err(VllmError::Misuse("no cursor to resume from".into()));
         };
-        Ok((resume.endpoint, resume_template(template, id, after)?))
+        Ok((
+            resume.endpoint,
+            resume_template(template.request(), template.headers(), id, after)?,
+        ))
     }
 
     /// Whether exchange `i` is a resume that may not read an answer other than an event
@@ -187,11 +190,12 @@ fn before_output(failure: &Failure) -> Failure {
     }
 }
 
-/// `GET {responses URL}/{id}?stream=true&starting_after={after}` with the template's headers
-/// (its body's own dropped), for the client's first endpoint; a pool re-targets it with the
-/// route it carries.
+/// `GET {responses URL}/{id}?stream=true&starting_after={after}` with the template's
+/// `headers` (its body's own dropped), for the client's first endpoint; a pool re-targets it
+/// with the route it carries.
 fn resume_template(
     template: &Request<Bytes>,
+    headers: http::HeaderMap,
     id: &str,
     after: u64,
 ) -> Result<Request<Bytes>, VllmError> {
@@ -215,7 +219,7 @@ fn resume_template(
     *req.method_mut() = Method::GET;
     *req.uri_mut() = uri;
     *req.version_mut() = template.version();
-    *req.headers_mut() = template.headers().clone();
+    *req.headers_mut() = headers;
     let headers = req.headers_mut();
     headers.remove(header::CONTENT_TYPE);
     headers.remove(header::CONTENT_LENGTH);
@@ -519,7 +523,7 @@ mod tests {
             .header("accept", "application/json")
             .body(Bytes::from_static(b"{}"))
             .unwrap();
-        let r = resume_template(&template, "resp_1", 7).unwrap();
+        let r = resume_template(&template, template.headers().clone(), "resp_1", 7).unwrap();
         assert_eq!(r.method(), http::Method::GET);
         assert_eq!(
             r.uri(),

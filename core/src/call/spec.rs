@@ -3,12 +3,16 @@
 //! this call alone.
 
 use bytes::Bytes;
-use http::{HeaderValue, Request};
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue, Request};
 use serde_json::Value;
 
 use crate::client::CallOptions;
 use crate::error::VllmError;
-use crate::request::{BaseUrl, Operation, RequestBody, RequestConfig, RequestParts, Route};
+use crate::request::{
+    BaseUrl, Operation, RequestBody, RequestConfig, RequestParts, Route, Template,
+};
 use crate::stream::StreamKind;
 
 /// A body sent as it is, with its `Content-Type`: a multipart form (audio uploads), or any
@@ -137,6 +141,34 @@ impl CallSpec {
         config: &RequestConfig,
         base: Option<&BaseUrl>,
     ) -> Result<Request<Bytes>, VllmError> {
+        let parts = self.parts()?;
+        match base {
+            Some(base) => config.build_on(base, parts),
+            None => config.build_with(parts),
+        }
+    }
+
+    /// The call's [`Template`] on the client's base URL, sharing the `client`'s headers.
+    pub(crate) fn build_template_on(
+        &self,
+        config: &RequestConfig,
+        base: Option<&BaseUrl>,
+        client: impl FnOnce() -> Result<Arc<HeaderMap>, VllmError>,
+    ) -> Result<Template, VllmError> {
+        let parts = self.parts()?;
+        match base {
+            Some(base) => config.template_on(base, parts, client),
+            None => {
+                if let Some(why) = &config.invalid {
+                    return Err(VllmError::InvalidRequest(why.clone()));
+                }
+                let base = BaseUrl::parse(config.first_url())?;
+                config.template_on(&base, parts, client)
+            }
+        }
+    }
+
+    fn parts(&self) -> Result<RequestParts<'_>, VllmError> {
         let json = self.body.as_ref().map_err(Clone::clone)?;
         if let Some(why) = &self.options.invalid {
             return Err(VllmError::InvalidRequest(why.clone()));
@@ -155,17 +187,13 @@ impl CallSpec {
                 .and_then(|b| b.get("stream"))
                 .and_then(Value::as_bool)
                 .unwrap_or(false);
-        let parts = RequestParts {
+        Ok(RequestParts {
             operation: self.operation,
             route: self.route.as_ref(),
             body,
             stream,
             headers: (!self.options.headers.is_empty()).then_some(&self.options.headers),
-        };
-        match base {
-            Some(base) => config.build_on(base, parts),
-            None => config.build_with(parts),
-        }
+        })
     }
 }
 

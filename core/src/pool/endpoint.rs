@@ -149,7 +149,16 @@ impl Member {
         template: &Request<Bytes>,
         api: Operation,
     ) -> Result<Request<Bytes>, VllmError> {
-        let mut req = clone_request(template);
+        self.address(clone_request(template), template, api)
+    }
+
+    /// `req`, built as `template`, addressed to it: its URL, key and headers.
+    pub(super) fn address(
+        &self,
+        mut req: Request<Bytes>,
+        template: &Request<Bytes>,
+        api: Operation,
+    ) -> Result<Request<Bytes>, VllmError> {
         let base = self.route.base.as_ref().map_err(Clone::clone)?;
         *req.uri_mut() = base.uri_for(api, template)?;
         for (name, value) in &self.route.headers {

@@ -43,10 +43,11 @@ mod record;
 mod status;
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::Request;
+use http::{HeaderMap, Request};
 
 pub use discovery::{Discovery, DnsDiscovery, Lookup};
 pub(crate) use endpoint::clone_request;
@@ -60,7 +61,7 @@ use crate::error::VllmError;
 use crate::policy::routing::{self, RoutingConfig};
 use crate::policy::{AdaptiveConfig, AdaptiveLimit, EjectionConfig, PooledLimit, Rng};
 pub use crate::request::EndpointConfig;
-use crate::request::{BaseUrl, Operation, RequestConfig};
+use crate::request::{BaseUrl, Operation, RequestConfig, Template};
 
 /// How a pool routes, ejects, probes and ramps. Defaults: see [`RoutingConfig`] and
 /// [`EjectionConfig`].
@@ -125,6 +126,8 @@ pub struct Pool {
     pooled: Option<PooledLimit>,
     /// The client's request configuration, for the background probes' `GET /health`.
     probe_base: RequestConfig,
+    /// The headers every call of the client shares, built once ([`Template`]).
+    client_headers: Option<Result<Arc<HeaderMap>, VllmError>>,
     /// The latest instant seen.
     last_now: Option<Instant>,
 }
@@ -153,7 +156,9 @@ impl Pool {
             .collect();
         let mut probe_base = request.clone();
         probe_base.endpoints.clear();
+        let client_headers = Some(request.client_headers().map(Arc::new));
         Pool {
+            client_headers,
             next_id: members.len(),
             members,
             implicit,
@@ -176,6 +181,18 @@ impl Pool {
             return None;
         }
         first.route.base.as_ref().ok()
+    }
+
+    /// The headers every call built with `request` shares: those built with the pool when
+    /// `request` gives the same, else built now.
+    pub(crate) fn client_headers(
+        &self,
+        request: &RequestConfig,
+    ) -> Result<Arc<HeaderMap>, VllmError> {
+        match &self.client_headers {
+            Some(built) if self.probe_base.same_headers(request) => built.clone(),
+            _ => request.client_headers().map(Arc::new),
+        }
     }
 
     /// Gives each endpoint its own adaptive concurrency limit (only for several endpoints:
@@ -242,6 +259,23 @@ impl Pool {
         }
         match self.member(id) {
             Some(m) => m.request(template, api),
+            None => Err(VllmError::Misuse(format!("no endpoint {}", id.0))),
+        }
+    }
+
+    /// The request of an attempt on `id` from a call's `template`, as
+    /// [`request`](Self::request).
+    pub(crate) fn request_from(
+        &self,
+        id: EndpointId,
+        template: &Template,
+        api: Operation,
+    ) -> Result<Request<Bytes>, VllmError> {
+        if self.implicit {
+            return Ok(template.to_request());
+        }
+        match self.member(id) {
+            Some(m) => m.address(template.to_request(), template.request(), api),
             None => Err(VllmError::Misuse(format!("no endpoint {}", id.0))),
         }
     }

@@ -22,16 +22,19 @@
 mod base_url;
 mod endpoint;
 mod operation;
+mod template;
 
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 use http::{Request, Uri};
 
 pub use base_url::BaseUrl;
 pub use endpoint::EndpointConfig;
 pub use operation::{encode_path_segment, Operation, Route};
+pub use template::Template;
 
 use crate::error::VllmError;
 
@@ -198,6 +201,57 @@ impl RequestConfig {
         base: &BaseUrl,
         parts: RequestParts<'_>,
     ) -> Result<Request<Bytes>, VllmError> {
+        let t = self.template_on(base, parts, || self.client_headers().map(Arc::new))?;
+        Ok(t.into_request())
+    }
+
+    /// The headers every request of the client carries: the default headers, the
+    /// `User-Agent`, and `Authorization` when there is a key. A client builds them once; each
+    /// call's [`Template`] shares them.
+    pub fn client_headers(&self) -> Result<HeaderMap, VllmError> {
+        if let Some(why) = &self.invalid {
+            return Err(VllmError::InvalidRequest(why.clone()));
+        }
+        let mut headers = HeaderMap::with_capacity(self.default_headers.len() + 2);
+        for (name, value) in &self.default_headers {
+            check_header_value(name.as_str(), value)?;
+            headers.append(name.clone(), value.clone());
+        }
+        // The default is a static string: no copy per client.
+        let ua = if self.user_agent == USER_AGENT {
+            Ok(HeaderValue::from_static(USER_AGENT))
+        } else {
+            HeaderValue::from_str(&self.user_agent)
+        }
+        .map_err(|_| VllmError::InvalidRequest("the user agent is not a valid header".into()))?;
+        check_header_value("user-agent", &ua)?;
+        headers.insert(http::header::USER_AGENT, ua);
+        if let Some(key) = &self.api_key {
+            let v = key.bearer().ok_or_else(|| {
+                VllmError::InvalidRequest("the API key has characters a header cannot carry".into())
+            })?;
+            headers.insert(AUTHORIZATION, v.clone());
+        }
+        Ok(headers)
+    }
+
+    /// Whether `other` gives its requests the same [`client_headers`](Self::client_headers).
+    pub(crate) fn same_headers(&self, other: &RequestConfig) -> bool {
+        self.invalid == other.invalid
+            && self.user_agent == other.user_agent
+            && self.api_key.as_ref().map(ApiKey::expose)
+                == other.api_key.as_ref().map(ApiKey::expose)
+            && self.default_headers == other.default_headers
+    }
+
+    /// The call's [`Template`] on `base`, sharing the `client`'s headers (asked for after
+    /// the URL and the body are built, so that their errors come first).
+    pub(crate) fn template_on(
+        &self,
+        base: &BaseUrl,
+        parts: RequestParts<'_>,
+        client: impl FnOnce() -> Result<Arc<HeaderMap>, VllmError>,
+    ) -> Result<Template, VllmError> {
         if let Some(why) = &self.invalid {
             return Err(VllmError::InvalidRequest(why.clone()));
         }
@@ -233,42 +287,10 @@ impl RequestConfig {
         if let Some(route) = parts.route {
             req.extensions_mut().insert(route.clone());
         }
-        let headers = req.headers_mut();
-        for (name, value) in &self.default_headers {
-            check_header_value(name.as_str(), value)?;
-            headers.append(name.clone(), value.clone());
-        }
-        if let Some(ct) = content_type {
-            headers.insert(CONTENT_TYPE, ct);
-        }
-        headers.insert(
-            ACCEPT,
-            HeaderValue::from_static(if parts.stream {
-                "text/event-stream"
-            } else {
-                "application/json"
-            }),
-        );
-        // The default is a static string: no copy per request.
-        let ua = if self.user_agent == USER_AGENT {
-            Ok(HeaderValue::from_static(USER_AGENT))
-        } else {
-            HeaderValue::from_str(&self.user_agent)
-        }
-        .map_err(|_| VllmError::InvalidRequest("the user agent is not a valid header".into()))?;
-        check_header_value("user-agent", &ua)?;
-        headers.insert(http::header::USER_AGENT, ua);
-        if let Some(key) = &self.api_key {
-            let v = key.bearer().ok_or_else(|| {
-                VllmError::InvalidRequest("the API key has characters a header cannot carry".into())
-            })?;
-            headers.insert(AUTHORIZATION, v.clone());
-        }
+        let client = client()?;
         if let Some(own) = parts.headers {
-            // Replace the client's headers of the same names, then add every value given.
-            for name in own.keys() {
-                headers.remove(name);
-            }
+            // Kept apart: they replace the client's headers of the same names.
+            let headers = req.headers_mut();
             for (name, value) in own {
                 check_header_value(name.as_str(), value)?;
                 let mut value = value.clone();
@@ -278,7 +300,7 @@ impl RequestConfig {
                 headers.append(name.clone(), value);
             }
         }
-        Ok(req)
+        Ok(Template::new(req, client, content_type, parts.stream))
     }
 }
 
@@ -323,6 +345,7 @@ pub fn check_header_value(name: &str, value: &HeaderValue) -> Result<(), VllmErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::{ACCEPT, CONTENT_TYPE};
     use http::Method;
     use serde_json::json;
 

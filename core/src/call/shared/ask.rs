@@ -14,7 +14,7 @@ use crate::policy::{
     RateLimited, RetryContext, RetryDecision, RetryPolicy, Rng, WaiterId,
 };
 use crate::pool::{EndpointId, Ticket};
-use crate::request::Operation;
+use crate::request::{Operation, Template};
 
 /// What a call asks when its next request needs an endpoint.
 #[derive(Debug, Clone, Copy)]
@@ -24,7 +24,7 @@ pub(crate) struct Destination<'a> {
     /// Its session key, if any.
     pub(crate) affinity: Option<u64>,
     /// Its request, built for the client's first endpoint.
-    pub(crate) template: &'a Request<Bytes>,
+    pub(crate) template: &'a Template,
     /// Its operation.
     pub(crate) operation: Operation,
 }
@@ -129,6 +129,14 @@ impl Shared {
         self.pool.parsed_base(raw)
     }
 
+    /// The headers every call built with `request` shares, built once per client.
+    pub(crate) fn client_headers(
+        &self,
+        request: &crate::request::RequestConfig,
+    ) -> Result<std::sync::Arc<http::HeaderMap>, VllmError> {
+        self.pool.client_headers(request)
+    }
+
     /// Why no request can be sent (an endpoint's URL, key or header is unusable).
     pub(crate) fn invalid(&self) -> Option<&VllmError> {
         self.pool.invalid()
@@ -142,7 +150,7 @@ impl Shared {
     pub(crate) fn route(&mut self, now: Instant, to: Destination<'_>) -> Result<Routed, VllmError> {
         self.observe(now);
         let id = self.pick(now, &to);
-        let request = self.pool.request(id, to.template, to.operation)?;
+        let request = self.pool.request_from(id, to.template, to.operation)?;
         let ticket = self.pool.dispatch(now, id);
         let probe = self.take_probe(now, to.template);
         Ok(Routed {
@@ -154,10 +162,10 @@ impl Shared {
     }
 
     /// The health probe due now, if any, as a call sends it (from its own request's headers).
-    fn take_probe(&mut self, now: Instant, template: &Request<Bytes>) -> Option<ProbeGrant> {
+    fn take_probe(&mut self, now: Instant, template: &Template) -> Option<ProbeGrant> {
         let timeout = self.pool_config().ejection.health_probe?;
         let id = self.pool.due_probe(now)?;
-        let request = self.pool.health_request(id, template).ok()?;
+        let request = self.pool.health_request(id, &template.to_request()).ok()?;
         let ticket = self.pool.dispatch_probe(now, id)?;
         Some(ProbeGrant {
             id,
@@ -244,7 +252,7 @@ impl Shared {
             None => None,
         };
         let id = self.pick(now, &to);
-        let request = match self.pool.request(id, to.template, to.operation) {
+        let request = match self.pool.request_from(id, to.template, to.operation) {
             Ok(r) => r,
             Err(_) => {
                 if let (Some(p), Some(b)) = (breaker, self.breaker_for(to.operation)) {
