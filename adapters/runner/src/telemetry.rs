@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use smallvec::SmallVec;
 use tracing::field::Empty;
 use tracing::Span;
 use vllm_client_core::call::observe::{timeout_label, ErrorType, Limiter};
@@ -51,8 +52,9 @@ macro_rules! call_span {
 /// The spans of one call and what its metrics need between observations.
 pub(crate) struct Telemetry {
     call: Span,
-    /// The attempts in flight (two while a hedge races the first), by number.
-    attempts: Vec<(u32, Span)>,
+    /// The attempts in flight (two while a hedge races the first), by number. Room for one
+    /// inline: a heap buffer for it would be one more allocation an open stream holds.
+    attempts: SmallVec<[(u32, Span); 1]>,
     /// When the last data event handed to the caller arrived (for `time_per_output_chunk`,
     /// recorded for each data event after the first).
     last_chunk: Option<Instant>,
@@ -79,7 +81,7 @@ impl Telemetry {
         }
         Telemetry {
             call,
-            attempts: Vec::new(),
+            attempts: SmallVec::new(),
             last_chunk: None,
             per_chunk: None,
             endpoints,

@@ -73,8 +73,13 @@ pub(super) struct Exchange {
     pub(super) breaker: Option<BreakerPermit>,
     /// A hedge's own concurrency slot.
     pub(super) slot: Option<ConcurrencyPermit>,
+    /// Its head. A successful one keeps no headers: a stream would hold them for its whole
+    /// life, and all that is read of them later is `hint`.
     pub(super) head: Option<ResponseHead>,
     pub(super) head_at: Option<Instant>,
+    /// How long its server asked to be left alone (its `Retry-After`, or the reset of a spent
+    /// rate-limit quota), read from the head when it arrived.
+    pub(super) hint: Option<Duration>,
 }
 
 impl Exchange {
@@ -97,6 +102,7 @@ impl Exchange {
             start: now,
             head: None,
             head_at: None,
+            hint: None,
             body: None,
             first_data: None,
             last_activity: now,
@@ -183,11 +189,18 @@ impl Call {
         if rate_limit.is_some() {
             self.report.rate_limit = rate_limit;
         }
-        if let Some(wait) = rate_limit.and_then(|r| r.wait()) {
+        let reset = rate_limit.and_then(|r| r.wait());
+        if let Some(wait) = reset {
             let until = crate::policy::clock::saturating_add(now, wait);
             self.owed.push(Owed::RateGate { until });
         }
+        let retry_after = parse_retry_after(&head.headers, head.received_at).map(|h| h.delay);
+        let mut head = head;
+        if head.status.is_success() {
+            head.headers = http::HeaderMap::new();
+        }
         let ex = &mut self.exchanges[i];
+        ex.hint = retry_after.max(reset);
         ex.body = Some(body);
         ex.head = Some(head);
         ex.head_at = Some(now);

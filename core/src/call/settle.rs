@@ -15,8 +15,7 @@ use super::{Call, Failed, Phase};
 use crate::error::VllmError;
 use crate::event::StreamEvent;
 use crate::policy::{
-    parse_retry_after, Failure, LimitSample, Outcome, RateLimitSnapshot, RetryContext,
-    RetryDecision, TimeoutKind, Verdict,
+    Failure, LimitSample, Outcome, RetryContext, RetryDecision, TimeoutKind, Verdict,
 };
 use crate::pool::{EndpointId, ProbeResult};
 
@@ -97,11 +96,7 @@ impl Call {
     /// When the server of exchange `i` asked to be called again: its `Retry-After`, or the
     /// reset of a spent rate-limit quota.
     fn server_hint(&self, i: usize, now: Instant) -> Option<Instant> {
-        let head = self.exchanges[i].head.as_ref()?;
-        let retry_after = parse_retry_after(&head.headers, head.received_at).map(|h| h.delay);
-        let reset =
-            RateLimitSnapshot::parse(&head.headers, head.received_at).and_then(|r| r.wait());
-        let wait = retry_after.max(reset)?;
+        let wait = self.exchanges[i].hint?;
         Some(crate::policy::clock::saturating_add(now, wait))
     }
 

@@ -106,3 +106,52 @@ fn a_call_shares_the_clients_policy_unless_its_own_differs() {
         config.policy.retry.max_retries
     );
 }
+
+#[test]
+fn a_successful_head_keeps_no_headers_but_its_servers_hint() {
+    use super::wire::head;
+    let mut w = Wire::new(ClientConfig::default());
+    let mut a = w.call(chat_stream());
+    let attempt = w.send(&mut a, 0);
+    let asked = head(
+        200,
+        "text/event-stream",
+        &[
+            ("retry-after", "3"),
+            ("x-ratelimit-remaining-requests", "0"),
+            ("x-ratelimit-reset-requests", "5s"),
+        ],
+    );
+    w.handle(
+        &mut a,
+        0,
+        Event::Response {
+            attempt,
+            head: asked,
+        },
+    );
+    // An open stream holds its head for its whole life: not its headers, only the longer of
+    // what they asked for (judging a later failure of the attempt reads nothing else).
+    let ex = &a.exchanges[0];
+    assert!(ex.head.as_ref().is_some_and(|h| h.headers.is_empty()));
+    assert_eq!(ex.hint, Some(std::time::Duration::from_secs(5)));
+    assert_eq!(
+        a.report().rate_limit.map(|r| r.requests.remaining),
+        Some(Some(0))
+    );
+    // An error's head keeps them: its body's error and the retry read them at its end.
+    let mut b = w.call(chat_stream());
+    let attempt = w.send(&mut b, 0);
+    let busy = head(503, "application/json", &[("retry-after", "3")]);
+    w.handle(
+        &mut b,
+        0,
+        Event::Response {
+            attempt,
+            head: busy,
+        },
+    );
+    let ex = &b.exchanges[0];
+    assert_eq!(ex.head.as_ref().map(|h| h.headers.len()), Some(2));
+    assert_eq!(ex.hint, Some(std::time::Duration::from_secs(3)));
+}
