@@ -1,7 +1,8 @@
 //! [`InlineQueue`]: a first-in, first-out queue that keeps its first item inline.
 //!
 //! A stream's two queues — events the decoder read, then events waiting to be handed to the
-//! caller — hold one event almost always. Kept inline, that event lives in the call's own
+//! caller — hold one event almost always (and a call's observations, drained after every
+//! poll, are one at a time almost always). Kept inline, that event lives in the call's own
 //! cache lines; a `VecDeque` would put it in a heap buffer of its own, one more cache miss per
 //! streamed chunk when a thousand streams take turns. More items spill to a `VecDeque`.
 
@@ -56,6 +57,11 @@ impl<T> InlineQueue<T> {
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.head.is_none() && self.rest.is_empty()
+    }
+
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        usize::from(self.head.is_some()) + self.rest.len()
     }
 
     pub(crate) fn clear(&mut self) {
@@ -117,6 +123,7 @@ mod tests {
                 }
                 prop_assert_eq!(q.front(), model.front());
                 prop_assert_eq!(q.is_empty(), model.is_empty());
+                prop_assert_eq!(q.len(), model.len());
             }
         }
     }

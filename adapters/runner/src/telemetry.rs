@@ -7,6 +7,7 @@
 //! `otel.name` as the name), `otel.kind = "client"`. One child span `"attempt"` per request
 //! sent. Secrets never appear: no request header, URL query or body is recorded.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,14 +63,18 @@ pub(crate) struct Telemetry {
     per_chunk: Option<Bound>,
     /// The client's endpoints' base URLs, for the attempt spans' `server.address`.
     endpoints: Arc<[String]>,
-    /// `gen_ai.provider.name`: the client's, or the endpoint's of the latest attempt.
-    provider: String,
+    /// `gen_ai.provider.name`: the client's, or the endpoint's of the latest attempt (the
+    /// default, `"vllm"`, borrowed: nothing allocated per call for it).
+    provider: Cow<'static, str>,
 }
 
 impl Telemetry {
     pub(crate) fn new(meta: &CallMeta, endpoints: Arc<[String]>) -> Telemetry {
-        let provider = meta.provider_for(None).unwrap_or(PROVIDER_NAME).to_owned();
-        let p = provider.as_str();
+        let provider = match meta.provider_for(None) {
+            Some(p) => Cow::Owned(p.to_owned()),
+            None => Cow::Borrowed(PROVIDER_NAME),
+        };
+        let p: &str = &provider;
         let call = match meta.operation {
             "chat" => call_span!("chat", meta, p),
             "text_completion" => call_span!("text_completion", meta, p),
@@ -169,7 +174,7 @@ impl Telemetry {
                 // An endpoint with a provider name of its own names the call's provider.
                 if let Some(p) = meta.provider_for(Some(endpoint)) {
                     if p != self.provider {
-                        p.clone_into(&mut self.provider);
+                        self.provider = Cow::Owned(p.to_owned());
                         self.call.record("gen_ai.provider.name", p);
                     }
                 }

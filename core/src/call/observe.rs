@@ -23,7 +23,6 @@
 //! The queue is bounded ([`MAX_QUEUED`]): a caller that never drains it loses the oldest
 //! observations (counted in [`Observer::dropped`]), never memory.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
@@ -32,6 +31,7 @@ use serde::Deserialize;
 use crate::api::Usage;
 use crate::event::StreamEvent;
 use crate::policy::TimeoutKind;
+use crate::queue::InlineQueue;
 use crate::request::Operation;
 
 /// The most observations a call keeps queued; older ones are dropped first.
@@ -455,7 +455,8 @@ impl ResponseInfo {
 // `repr(C)`: the queue, drained after every poll, first (see `Call`'s layout).
 #[repr(C)]
 pub struct Observer {
-    queue: VecDeque<Observation>,
+    /// One inline: a heap buffer for it would be held by every open stream.
+    queue: InlineQueue<Observation>,
     dropped: u64,
     call_start: Instant,
     /// The attempts in progress (two while a hedge races): number, start, head status.
@@ -469,7 +470,7 @@ pub struct Observer {
 impl Observer {
     pub(crate) fn new(now: Instant) -> Observer {
         Observer {
-            queue: VecDeque::new(),
+            queue: InlineQueue::new(),
             dropped: 0,
             call_start: now,
             open: OpenAttempts::default(),

@@ -28,7 +28,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
+use http::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::{Request, Uri};
 
 pub use base_url::BaseUrl;
@@ -266,19 +266,23 @@ impl RequestConfig {
             }
             None => (parts.operation.method(), base.uri(parts.operation)?),
         };
-        let (body, content_type) = match parts.body {
+        let (body, raw_type) = match parts.body {
             RequestBody::Empty => (Bytes::new(), None),
-            RequestBody::Json(v) => (
-                Bytes::from(serde_json::to_vec(v).map_err(|e| {
+            RequestBody::Json(v) => {
+                let mut json = serde_json::to_vec(v).map_err(|e| {
                     VllmError::InvalidRequest(format!("cannot serialize the body: {e}"))
-                })?),
-                Some(HeaderValue::from_static("application/json")),
-            ),
+                })?;
+                // Serializing doubles the buffer as it grows: a call keeps its body until its
+                // end, and a long prompt would hold up to twice its size.
+                json.shrink_to_fit();
+                (Bytes::from(json), None)
+            }
             RequestBody::Raw {
                 content_type,
                 bytes,
-            } => (bytes.clone(), Some(content_type.clone())),
+            } => (bytes.clone(), Some(content_type)),
         };
+        let json = matches!(parts.body, RequestBody::Json(_));
         let mut req = Request::builder()
             .method(method)
             .uri(url)
@@ -288,9 +292,16 @@ impl RequestConfig {
             req.extensions_mut().insert(route.clone());
         }
         let client = client()?;
+        // The call's own headers, kept apart from the client's: a raw body's type, then the
+        // headers given for this call, which replace the others of the same names.
+        if let Some(ct) = raw_type {
+            req.headers_mut().insert(CONTENT_TYPE, ct.clone());
+        }
         if let Some(own) = parts.headers {
-            // Kept apart: they replace the client's headers of the same names.
             let headers = req.headers_mut();
+            for name in own.keys() {
+                headers.remove(name);
+            }
             for (name, value) in own {
                 check_header_value(name.as_str(), value)?;
                 let mut value = value.clone();
@@ -300,7 +311,7 @@ impl RequestConfig {
                 headers.append(name.clone(), value);
             }
         }
-        Ok(Template::new(req, client, content_type, parts.stream))
+        Ok(Template::new(req, client, json, parts.stream))
     }
 }
 

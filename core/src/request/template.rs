@@ -22,23 +22,26 @@ pub struct Template {
     request: Request<Bytes>,
     /// The client's headers: default headers, `User-Agent`, `Authorization`.
     client: Arc<HeaderMap>,
-    content_type: Option<HeaderValue>,
+    /// Whether the body is JSON (`Content-Type: application/json`; a raw body's type is
+    /// among the call's own headers).
+    json: bool,
     stream: bool,
 }
 
 impl Template {
     /// A template of `request` (whose headers are the call's own), sent with the `client`'s
-    /// headers, `content_type` and the `Accept` of a stream or of a JSON answer.
+    /// headers, the JSON `Content-Type` when `json`, and the `Accept` of a stream or of a
+    /// JSON answer.
     pub(crate) fn new(
         request: Request<Bytes>,
         client: Arc<HeaderMap>,
-        content_type: Option<HeaderValue>,
+        json: bool,
         stream: bool,
     ) -> Template {
         Template {
             request,
             client,
-            content_type,
+            json,
             stream,
         }
     }
@@ -62,8 +65,8 @@ impl Template {
         for (name, value) in self.client.iter() {
             headers.append(name.clone(), value.clone());
         }
-        if let Some(ct) = &self.content_type {
-            headers.insert(CONTENT_TYPE, ct.clone());
+        if self.json {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
         headers.insert(
             ACCEPT,
@@ -127,8 +130,7 @@ mod tests {
             .append("x-team", HeaderValue::from_static("b"));
         own.headers_mut()
             .append("x-team", HeaderValue::from_static("c"));
-        let ct = HeaderValue::from_static("application/json");
-        let t = Template::new(own, client(), Some(ct), true);
+        let t = Template::new(own, client(), true, true);
         let r = t.to_request();
         assert_eq!(r.method(), http::Method::POST);
         assert_eq!(r.uri(), "http://h/v1/chat/completions");
@@ -150,7 +152,7 @@ mod tests {
         let own = Request::get("http://h/v1/models")
             .body(Bytes::new())
             .unwrap();
-        let t = Template::new(own, client(), None, false);
+        let t = Template::new(own, client(), false, false);
         let h = t.headers();
         assert_eq!(h[CONTENT_TYPE], "text/plain");
         assert_eq!(h[ACCEPT], "application/json");
