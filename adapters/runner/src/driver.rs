@@ -163,9 +163,13 @@ impl Driver {
         driver
     }
 
-    /// Reports what the call did since the last time (spans, events, metrics).
+    /// Reports what the call did since the last time (spans, events, metrics). Most polls of
+    /// a stream did nothing to report: that is checked inline.
+    #[inline]
     fn observe(&mut self) {
-        self.telemetry.drain(&mut self.call, &self.client.sink);
+        if self.call.has_observations() {
+            self.telemetry.drain(&mut self.call, &self.client.sink);
+        }
     }
 
     /// What the server's rate-limit headers said, once a response head arrived.
@@ -253,14 +257,14 @@ impl Driver {
     }
 
     /// Reports what happened (never takes the lock: what the call then owes the shared state
-    /// is paid at its next poll).
+    /// is paid at its next poll). What it observed is reported at that poll too: a loop
+    /// always asks for the next action after an event, and the queue keeps the order.
     pub(crate) fn handle(&mut self, event: Event) {
         self.read_wait = None;
         let now = Instant::now();
         self.clock = Some(now);
         self.handled_at = Some(now);
         self.call.handle(now, event);
-        self.observe();
     }
 
     /// The time the last event was handled at, once: the first poll of the wait that follows

@@ -373,6 +373,12 @@ impl Call {
         self.obs.pop()
     }
 
+    /// Whether [`poll_observation`](Self::poll_observation) has something.
+    #[inline]
+    pub fn has_observations(&self) -> bool {
+        self.obs.has_queued()
+    }
+
     /// The most recent request sent (0 before the first).
     pub fn attempt(&self) -> AttemptId {
         AttemptId(self.sends)

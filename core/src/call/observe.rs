@@ -486,6 +486,11 @@ impl Observer {
     }
 
     #[inline]
+    pub(crate) fn has_queued(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    #[inline]
     pub(crate) fn pop(&mut self) -> Option<Observation> {
         self.queue.pop_front()
     }
