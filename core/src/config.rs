@@ -130,6 +130,9 @@ pub struct PolicyConfig {
     /// Which Responses streams cut after their first event are resumed from their last
     /// `sequence_number` instead of failed (default: background responses).
     pub resume: crate::policy::ResumeStreams,
+    /// Whether a chat stream cut after its text started is continued on another server from
+    /// the text it handed out (default: off; see `call::continuation`).
+    pub continue_chats: bool,
 }
 
 impl PolicyConfig {
@@ -189,6 +192,7 @@ impl Default for PolicyConfig {
             max_body_bytes: 64 << 20,
             sse_limits: SseLimits::default(),
             resume: crate::policy::ResumeStreams::default(),
+            continue_chats: false,
         }
     }
 }

@@ -59,6 +59,11 @@ impl<T> InlineQueue<T> {
         self.head.is_none() && self.rest.is_empty()
     }
 
+    /// The items, oldest first.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> + '_ {
+        self.head.iter().chain(self.rest.iter())
+    }
+
     #[inline]
     pub(crate) fn len(&self) -> usize {
         usize::from(self.head.is_some()) + self.rest.len()
@@ -124,6 +129,7 @@ mod tests {
                 prop_assert_eq!(q.front(), model.front());
                 prop_assert_eq!(q.is_empty(), model.is_empty());
                 prop_assert_eq!(q.len(), model.len());
+                prop_assert!(q.iter().eq(model.iter()));
             }
         }
     }

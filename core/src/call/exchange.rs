@@ -478,6 +478,7 @@ impl Call {
     /// `ev` goes to the caller.
     fn hand_out(&mut self, now: Instant, ev: StreamEvent) -> Action {
         self.output_started = true;
+        self.note_continuable(&ev);
         self.obs.response.on_event(&ev);
         if let StreamEvent::Error(e) = &ev {
             self.obs

@@ -106,6 +106,7 @@
 
 mod admit;
 mod body;
+mod continuation;
 pub mod contract;
 mod exchange;
 pub mod observe;
@@ -241,6 +242,8 @@ pub struct Call {
     resumable: bool,
     /// The cut stream being resumed.
     resume: Option<Box<resume::Resume>>,
+    /// A chat stream that may be continued on another server after a cut ([`continuation`]).
+    continuing: Option<Box<continuation::Continuing>>,
 }
 
 impl Call {
@@ -282,6 +285,11 @@ impl Call {
         let resumable = spec.operation == Operation::Responses
             && spec.stream == Some(StreamKind::Responses)
             && policy.resume.applies(spec.json_body());
+        let continuing = (policy.continue_chats
+            && spec.operation == Operation::ChatCompletions
+            && spec.stream == Some(StreamKind::Chat)
+            && continuation::eligible(spec.json_body()))
+        .then(Box::default);
         let deadline = policy.timeouts.deadline_from(now);
         let hedge = match (policy.pool.hedge, spec.stream) {
             (Some(cfg), Some(_)) => HedgePlan {
@@ -323,6 +331,7 @@ impl Call {
             model_seen: false,
             resumable,
             resume: None,
+            continuing,
             carry: VecDeque::new(),
             policy,
         }

@@ -67,7 +67,10 @@ impl Call {
                 ..
             }
         );
-        if !self.resumable || deadline {
+        if !self.resumable {
+            return self.try_continue(i, now, failure, error);
+        }
+        if deadline {
             return Err(error);
         }
         let ex = &self.exchanges[i];
@@ -154,7 +157,7 @@ impl Call {
 
 /// Whether `failure` cut a flowing stream (rather than the server answering with an error,
 /// or the call's own deadline passing).
-fn is_cut(failure: &Failure) -> bool {
+pub(super) fn is_cut(failure: &Failure) -> bool {
     match failure {
         Failure::Truncated { .. } | Failure::Transport { .. } => true,
         Failure::Timeout { kind, .. } => matches!(
@@ -167,7 +170,7 @@ fn is_cut(failure: &Failure) -> bool {
 
 /// `failure` as the retry policy weighs it for a resume: nothing will be handed out twice, so
 /// it is a failure before output.
-fn before_output(failure: &Failure) -> Failure {
+pub(super) fn before_output(failure: &Failure) -> Failure {
     match failure.clone() {
         Failure::Transport { .. } => Failure::Transport {
             output_started: false,

@@ -48,6 +48,8 @@ impl Call {
         if self.resume.is_some() {
             return self.route_resume(now, shared);
         }
+        // A cut chat stream's continuation goes anywhere, as a retry does.
+        let continuation = self.take_continuation();
         let template = match &self.request {
             Ok(r) => r,
             Err(e) => {
@@ -57,10 +59,11 @@ impl Call {
                 return None;
             }
         };
+        let continuation = continuation.map(|body| template.with_body(body));
         let to = Destination {
             tried: &self.report.endpoints,
             affinity: self.affinity,
-            template,
+            template: continuation.as_ref().unwrap_or(template),
             operation: self.operation,
         };
         match shared.route(now, to) {
@@ -78,8 +81,16 @@ impl Call {
                 self.attempts += 1;
                 self.report.attempts = self.attempts;
                 let breaker = self.breaker_permit.take();
-                let action = self.send(now, Purpose::Attempt, id, request, ticket, breaker, None);
-                if let (Some(delay), false) = (self.hedge.delay, self.hedge.decided) {
+                let purpose = match continuation {
+                    Some(_) => Purpose::Resume,
+                    None => Purpose::Attempt,
+                };
+                let action = self.send(now, purpose, id, request, ticket, breaker, None);
+                if purpose == Purpose::Resume {
+                    // It holds the output from its send.
+                    self.report.resumes += 1;
+                    self.committed = self.exchanges.last().map(|e| e.id);
+                } else if let (Some(delay), false) = (self.hedge.delay, self.hedge.decided) {
                     self.hedge.at = Some(saturating_add(now, delay));
                 }
                 match probe {

@@ -379,7 +379,10 @@ impl Call {
         // A resumed stream that cannot go on ends with the error that cut it, as its last
         // event (not a bare `Done(Err)` after its events).
         let result = match result {
-            Err(e) if !matches!(e, VllmError::Cancelled) && self.end_resumed_stream() => {
+            Err(e)
+                if !matches!(e, VllmError::Cancelled)
+                    && (self.end_resumed_stream() || self.end_continued_stream()) =>
+            {
                 Ok(Bytes::new())
             }
             r => r,

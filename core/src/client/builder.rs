@@ -130,6 +130,28 @@ impl<E: Execute> ClientBuilder<E> {
         self
     }
 
+    /// Continue a chat stream cut after its text started, on another server, instead of
+    /// ending it with the error (default: off). The server that died, restarted or timed out
+    /// mid-answer took the generation with it; the client sends the conversation again with the
+    /// text you already received as the start of the assistant's message (vLLM's
+    /// `"continue_final_message": true`, `"add_generation_prompt": false`), `max_tokens` less
+    /// the chunks received, and hands you only the new text: nothing lost, nothing twice.
+    ///
+    /// Only plain text is continued: a stream that handed out reasoning, a tool call, several
+    /// choices or a finish reason, or whose request asks for log probabilities, a response
+    /// format or guided decoding, or continues a message itself, ends with the error as
+    /// before. The continuation is a new sample from the cut onwards (with `temperature` 0 the
+    /// same text); its usage counts the continuation's request alone. Each continuation is a
+    /// retry: it needs the retry budget and a breaker permit, and stays within
+    /// [`max_retries`](Self::max_retries) and the deadline. The client keeps a copy of the text
+    /// handed out for as long as such a stream is open. A server other than vLLM that does not
+    /// know `continue_final_message` may answer with a new message instead: turn this on for
+    /// vLLM fleets.
+    pub fn continue_cut_chats(mut self, on: bool) -> Self {
+        self.config.policy.continue_chats = on;
+        self
+    }
+
     /// The server's base URL, e.g. `http://localhost:8000/v1`.
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
         self.config.request.base_url = url.into();

@@ -46,6 +46,23 @@ impl Template {
         }
     }
 
+    /// The same request with another body (of the same type).
+    pub fn with_body(&self, body: Bytes) -> Template {
+        let r = &self.request;
+        let mut request = Request::new(body);
+        *request.method_mut() = r.method().clone();
+        *request.uri_mut() = r.uri().clone();
+        *request.version_mut() = r.version();
+        *request.headers_mut() = r.headers().clone();
+        *request.extensions_mut() = r.extensions().clone();
+        Template {
+            request,
+            client: self.client.clone(),
+            json: self.json,
+            stream: self.stream,
+        }
+    }
+
     /// The request without the client's headers: its method, URL, body and route.
     pub fn request(&self) -> &Request<Bytes> {
         &self.request
