@@ -46,6 +46,16 @@ fn the_fault_scenario_meets_its_targets_against_round_robin() {
     assert!(p99(p) <= 0.5 * p99(r), "TTFT p99\n{show}");
     assert!(p.error_count() * 3 <= r.error_count(), "failures\n{show}");
     assert!(pool.good_tokens >= rr.good_tokens, "goodput\n{show}");
+    // The streams the dying replica cut mid-answer were continued elsewhere, whole: round
+    // robin loses every one of them.
+    assert!(r.errors.keys().any(|k| k.contains("mid-stream")), "{show}");
+    assert!(!p.errors.keys().any(|k| k.contains("mid-stream")), "{show}");
+    let continued = pool
+        .outcome
+        .records
+        .iter()
+        .filter(|r| r.result.is_ok() && r.sends.len() > 1);
+    assert!(continued.count() > 0, "{show}");
     // The replica is readmitted within the probe schedule's longest interval of answering,
     // and carries its fair share of the attempts within 5 s.
     let back = pool.readmitted_after.expect("readmitted");

@@ -37,6 +37,7 @@ use super::{Call, Failed, Phase};
 use crate::error::VllmError;
 use crate::event::StreamEvent;
 use crate::policy::{Failure, TimeoutKind};
+use crate::pool::EndpointId;
 
 /// What a continuable chat stream keeps: the text it handed out, and a continuation between
 /// a cut and its send.
@@ -50,6 +51,8 @@ pub(super) struct Continuing {
     pub(super) body: Option<Bytes>,
     /// The error of the first cut: the stream's last event if continuing fails.
     cut: Option<VllmError>,
+    /// The endpoint of the last exchange that failed: not where its continuation goes.
+    pub(super) avoid: Option<EndpointId>,
 }
 
 impl Continuing {
@@ -186,11 +189,13 @@ impl Call {
             .head
             .as_ref()
             .map_or(std::time::SystemTime::UNIX_EPOCH, |h| h.received_at);
+        let endpoint = ex.endpoint;
         self.judge_failure(i, now, failure);
         self.carry.extend(self.exchanges[i].events.drain());
         self.end_exchange(i, now, Some(failure.error_type()));
         let c = self.continuing.as_deref_mut().expect("checked above");
         c.body = Some(body);
+        c.avoid = Some(endpoint);
         let cut = c.cut.get_or_insert_with(|| error.clone()).clone();
         self.last_error = Some(cut);
         self.committed = None;
@@ -203,9 +208,10 @@ impl Call {
         Ok(())
     }
 
-    /// The continuation to send, if a cut stream waits for one.
-    pub(super) fn take_continuation(&mut self) -> Option<Bytes> {
-        self.continuing.as_deref_mut()?.body.take()
+    /// The continuation to send, if a cut stream waits for one, and the endpoint it avoids.
+    pub(super) fn take_continuation(&mut self) -> Option<(Bytes, Option<EndpointId>)> {
+        let c = self.continuing.as_deref_mut()?;
+        Some((c.body.take()?, c.avoid))
     }
 
     /// The call is over with an error after a cut stream handed out text: the stream ends

@@ -59,8 +59,10 @@ impl Call {
                 return None;
             }
         };
-        let continuation = continuation.map(|body| template.with_body(body));
+        let avoid = continuation.as_ref().and_then(|(_, avoid)| *avoid);
+        let continuation = continuation.map(|(body, _)| template.with_body(body));
         let to = Destination {
+            avoid,
             tried: &self.report.endpoints,
             affinity: self.affinity,
             template: continuation.as_ref().unwrap_or(template),
@@ -231,6 +233,7 @@ impl Call {
             return None;
         }
         let to = Destination {
+            avoid: None,
             tried: &self.report.endpoints,
             affinity: self.affinity,
             template: self.request.as_ref().ok()?,

@@ -75,6 +75,20 @@ impl Pool {
             })
     }
 
+    /// An endpoint in rotation other than `avoid`, one with room first: `None` when `avoid`
+    /// is the only one.
+    pub(crate) fn pick_other(&mut self, now: Instant, avoid: EndpointId) -> Option<EndpointId> {
+        let ss = self.cfg.routing.slow_start;
+        let mut candidates = self.candidates(now, |m| {
+            m.id != avoid && m.in_rotation() && m.has_room(now, &ss)
+        });
+        if candidates.is_empty() {
+            candidates = self.candidates(now, |m| m.id != avoid && m.in_rotation());
+        }
+        let rng = self.rng.get_or_insert_with(|| Rng::new(0));
+        routing::choose(&candidates, None, self.cfg.routing.affinity_bound, rng).map(EndpointId)
+    }
+
     fn candidates(&self, now: Instant, eligible: impl Fn(&Member) -> bool) -> Vec<Candidate> {
         let ss = &self.cfg.routing.slow_start;
         // Unknown endpoints are seeded optimistically, at the best latency seen anywhere.
@@ -95,5 +109,34 @@ impl Pool {
                 latency: m.latency.relaxed(now, best).unwrap_or(best),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{EndpointId, Pool, PoolConfig};
+    use crate::request::RequestConfig;
+    use std::time::Instant;
+
+    fn pool(n: usize) -> Pool {
+        let mut r = RequestConfig::default();
+        r.endpoints = (0..n)
+            .map(|i| format!("http://10.0.0.{i}:8000/v1").into())
+            .collect();
+        Pool::new(&r, PoolConfig::default(), 7)
+    }
+
+    #[test]
+    fn another_endpoint_than_the_one_avoided_or_none() {
+        let now = Instant::now();
+        let mut p = pool(3);
+        let mut seen = [0; 3];
+        for _ in 0..60 {
+            let id = p.pick_other(now, EndpointId::new(1)).expect("two others");
+            seen[id.index()] += 1;
+        }
+        assert_eq!(seen[1], 0);
+        assert!(seen[0] > 0 && seen[2] > 0, "{seen:?}");
+        assert_eq!(pool(1).pick_other(now, EndpointId::new(0)), None);
     }
 }

@@ -192,10 +192,12 @@ impl FaultSpec {
         c
     }
 
-    /// The pool's configuration: the defaults with `Concurrency::Auto`.
+    /// The pool's configuration: the defaults with `Concurrency::Auto`, and cut chat streams
+    /// continued on another replica (`continue_cut_chats`).
     pub fn pool_config(&self) -> Box<ClientConfig> {
         let mut c = self.base_config();
         c.policy.auto_concurrency = Some(AdaptiveConfig::default());
+        c.policy.continue_chats = true;
         Box::new(c)
     }
 

@@ -5,7 +5,7 @@
 //!
 //! | action | what happens |
 //! |---|---|
-//! | `Send` | to the client's replica, or to replica `i` when the URL's host is `replica-<i>` ([`replica_url`]: a client with several endpoints routes each attempt, a hedge, a health probe). Down replica: [`Event::TransportError`] (`Connect`) at once. 503 window: a `503` head with vLLM's error body at once. A health probe (`GET /health`) of a replica that is up: `200` at once. Otherwise the request is [submitted](Engine::submit) to the replica: a stream gets its head (`200`, `content-type: text/event-stream`) at once, as vLLM sends it; a JSON call gets its head when the engine finishes (`200`, `application/json`), or `400` when the engine rejects it. A replica going down before a JSON head breaks the connection (`TransportError` `Io`). Several exchanges of one call run at once. |
+//! | `Send` | to the client's replica, or to replica `i` when the URL's host is `replica-<i>` ([`replica_url`]: a client with several endpoints routes each attempt, a hedge, a health probe). Down replica: [`Event::TransportError`] (`Connect`) at once. 503 window: a `503` head with vLLM's error body at once. A health probe (`GET /health`) of a replica that is up: `200` at once. Otherwise the request is [submitted](Engine::submit) to the replica: a stream gets its head (`200`, `content-type: text/event-stream`) at once, as vLLM sends it; a JSON call gets its head when the engine finishes (`200`, `application/json`), or `400` when the engine rejects it. A replica going down before a JSON head breaks the connection (`TransportError` `Io`). Several exchanges of one call run at once. The continuation of a cut chat stream (`Purpose::Resume`, a body with `"continue_final_message": true`) is submitted with the tokens already generated added to its prompt and its body's `max_tokens`, and its tokens are numbered on from the cut, so that a continued stream's text is the whole `t0 … t<n−1>`. |
 //! | `ReadBody` | everything the engine produced for that exchange since the last read, as one chunk: one SSE event `data: {"choices":[{"index":0,"delta":{"content":"t<k> "}}]}` per token (`k` counts the request's tokens from 0); at the end a chunk with `finish_reason: "length"` and `usage`, then `data: [DONE]`, then [`Event::BodyEnd`]. A replica going down mid-stream breaks the connection. |
 //! | `Close` | the exchange is dropped; an engine request still in progress is aborted, as a disconnect does. |
 //! | `Wait` | the first exchange with something to deliver is answered; otherwise [`Event::Timeout`] at `until`. A wait with a waiter is woken with [`Event::PermitReleased`] (then polled again) whenever another call of the same client released a slot, one after the other in [`WakeOrder`] (default: the order the calls started waiting); a woken call that is not granted just waits again. |
@@ -391,18 +391,29 @@ struct Run<'a> {
 }
 
 /// A chat call whose body is about as long as a prompt of `prompt_tokens` tokens (4 bytes
-/// a token, the usual estimate), so that a client's prompt-size estimate sees it.
-fn chat_spec(prompt_tokens: u32, stream: bool) -> CallSpec {
+/// a token, the usual estimate), so that a client's prompt-size estimate sees it, asking for
+/// `max_tokens`.
+fn chat_spec(prompt_tokens: u32, max_tokens: u32, stream: bool) -> CallSpec {
     let content = "word".repeat(prompt_tokens.min(1 << 20) as usize);
     let body = serde_json::json!({
         "model": "m",
         "messages": [{"role": "user", "content": content}],
+        "max_tokens": max_tokens,
     });
     if stream {
         CallSpec::stream(Operation::ChatCompletions, StreamKind::Chat, Ok(body))
     } else {
         CallSpec::json(Operation::ChatCompletions, Ok(body))
     }
+}
+
+/// The `max_tokens` of a continuation's request body.
+fn continued_max_tokens(body: &[u8]) -> Option<u32> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    if v.get("continue_final_message") != Some(&serde_json::Value::Bool(true)) {
+        return None;
+    }
+    v.get("max_tokens")?.as_u64()?.try_into().ok()
 }
 
 fn sse_content(k: u32) -> String {
@@ -732,7 +743,8 @@ impl<'a> Run<'a> {
                     ..
                 } => {
                     x.engine_done = true;
-                    task.finished.push((attempt, completion_tokens));
+                    // Counted from the stream's start (a continuation's from the cut on).
+                    task.finished.push((attempt, x.tokens));
                     let usage = usage(prompt_tokens, completion_tokens);
                     if x.stream {
                         let tail = format!(
@@ -793,7 +805,7 @@ impl<'a> Run<'a> {
         let event = match wait {
             Wait::NotStarted => {
                 let a = self.tasks[i].arrival;
-                let spec = chat_spec(a.prompt_tokens, a.stream);
+                let spec = chat_spec(a.prompt_tokens, a.max_tokens, a.stream);
                 let config = &self.sim.clients[c].config;
                 let call = Call::new(config, spec, now, &mut self.shareds[c]);
                 self.tasks[i].call = Some(call);
@@ -962,7 +974,11 @@ impl<'a> Run<'a> {
                         replica: r,
                         purpose,
                     });
-                    self.open_exchange(i, attempt, r, purpose == Purpose::HealthProbe);
+                    // A cut chat stream's continuation asks for the tokens it has not got.
+                    let left = (purpose == Purpose::Resume)
+                        .then(|| continued_max_tokens(request.body()))
+                        .flatten();
+                    self.open_exchange(i, attempt, r, purpose == Purpose::HealthProbe, left);
                 }
                 Action::ReadBody { attempt, .. } => {
                     let x = self.tasks[i]
@@ -992,8 +1008,16 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Starts exchange `attempt` of task `i` with replica `r` (a health probe, when `probe`).
-    fn open_exchange(&mut self, i: usize, attempt: AttemptId, r: usize, probe: bool) {
+    /// Starts exchange `attempt` of task `i` with replica `r` (a health probe, when `probe`;
+    /// the continuation of a cut stream with `left` tokens to generate, when given).
+    fn open_exchange(
+        &mut self,
+        i: usize,
+        attempt: AttemptId,
+        r: usize,
+        probe: bool,
+        left: Option<u32>,
+    ) {
         let now = self.now;
         let wall = self.wall(now);
         let a = self.tasks[i].arrival;
@@ -1009,9 +1033,13 @@ impl<'a> Run<'a> {
             x.head = Some(head(200, "application/json", wall));
             x.end = Some(BodyEnd::Close);
         } else {
+            // A continuation's prompt ends with the text already generated, and its tokens
+            // are numbered on from there.
+            let done = left.map_or(0, |l| a.max_tokens.saturating_sub(l));
+            x.tokens = done;
             let spec = RequestSpec {
-                prompt_tokens: a.prompt_tokens,
-                max_tokens: a.max_tokens,
+                prompt_tokens: a.prompt_tokens + done,
+                max_tokens: a.max_tokens - done,
                 stream: a.stream,
             };
             let id = engine.submit(now, spec);

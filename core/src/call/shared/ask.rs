@@ -21,6 +21,9 @@ use crate::request::{Operation, Template};
 pub(crate) struct Destination<'a> {
     /// The endpoints the call already sent to (avoided while others are healthy).
     pub(crate) tried: &'a [EndpointId],
+    /// An endpoint not to go to while another is in rotation, even one at its limit: the one
+    /// that just cut the stream a continuation carries on.
+    pub(crate) avoid: Option<EndpointId>,
     /// Its session key, if any.
     pub(crate) affinity: Option<u64>,
     /// Its request, built for the client's first endpoint.
@@ -191,6 +194,10 @@ impl Shared {
 
     fn pick(&mut self, now: Instant, to: &Destination<'_>) -> EndpointId {
         let picked = self.pool.pick(now, to.tried, to.affinity);
+        let picked = match (picked, to.avoid) {
+            (Some(p), Some(avoid)) if p == avoid => self.pool.pick_other(now, avoid).or(picked),
+            _ => picked,
+        };
         picked.unwrap_or(EndpointId::new(0))
     }
 
