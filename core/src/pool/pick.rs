@@ -119,10 +119,12 @@ mod tests {
     use std::time::Instant;
 
     fn pool(n: usize) -> Pool {
-        let mut r = RequestConfig::default();
-        r.endpoints = (0..n)
-            .map(|i| format!("http://10.0.0.{i}:8000/v1").into())
-            .collect();
+        let r = RequestConfig {
+            endpoints: (0..n)
+                .map(|i| format!("http://10.0.0.{i}:8000/v1").into())
+                .collect(),
+            ..RequestConfig::default()
+        };
         Pool::new(&r, PoolConfig::default(), 7)
     }
 
