@@ -75,6 +75,7 @@ conformance! {
     adaptive_limit_halves_on_a_hinted_503,
     chat_completion,
     chat_stream,
+    chat_cut_mid_answer_is_continued,
     completion,
     completion_stream,
     other_endpoints,

@@ -116,6 +116,58 @@ pub fn chat_stream<H: Harness>() {
     assert_eq!(seen.json.as_ref().expect("json")["stream"], true);
 }
 
+/// A server that dies mid-answer: with `continue_cut_chats(true)` the stream goes on from the
+/// text already handed out (here on the same server, the only one), and the caller reads the
+/// whole text once and `Done`.
+pub fn chat_cut_mid_answer_is_continued<H: Harness>() {
+    let server = FakeServer::start();
+    // A token delay, so that the first token reaches the caller before the cut (a cut before
+    // any output is retried from the start).
+    server.push(
+        Reply::generate()
+            .token_delay(Duration::from_millis(50))
+            .cut_after_tokens(1),
+    );
+    server.push(Reply::sse([
+        chunk(json!({"role": "assistant", "content": ""}), None),
+        chunk(json!({"content": " there"}), None),
+        chunk(json!({}), Some("stop")),
+        Part::done(),
+    ]));
+    let c = H::builder(&server.base_url())
+        .continue_cut_chats(true)
+        .build();
+    let events = stream::<H>(&c).expect("stream");
+    assert!(matches!(terminal(&events), StreamEvent::Done), "{events:?}");
+    assert_eq!(
+        content(&events),
+        "Echo: there",
+        "the text once, never twice"
+    );
+    let r = server.requests();
+    assert_eq!(r.len(), 2);
+    let body = r[1].json.as_ref().expect("json");
+    assert_eq!(
+        body["messages"],
+        json!([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Echo:"}])
+    );
+    assert_eq!(body["continue_final_message"], true);
+    assert_eq!(body["add_generation_prompt"], false);
+    // Off (the default): the cut is the stream's last event.
+    server.push(
+        Reply::generate()
+            .token_delay(Duration::from_millis(50))
+            .cut_after_tokens(1),
+    );
+    let events = stream::<H>(&client::<H>(&server)).expect("stream");
+    assert!(
+        matches!(stream_error(&events), VllmError::Truncated),
+        "{events:?}"
+    );
+    assert_eq!(content(&events), "Echo:");
+    assert_eq!(server.request_count(), 3);
+}
+
 pub fn completion<H: Harness>() {
     let server = FakeServer::start();
     let c = client::<H>(&server);
