@@ -1,6 +1,7 @@
 //! Several servers, one client: three in-process fake vLLM servers — one stalls before its
 //! first token, one answers `503` with `Retry-After: 30`, one is fine and then killed — and
-//! not a single user-visible error.
+//! not a single user-visible error; then a server that dies mid-answer, and chats that go on
+//! on the other server (`continue_cut_chats`).
 //!
 //! The seed page's answer is one client per URL, a round robin and a semaphore each; here it
 //! is one builder call. Each attempt goes to the less loaded of two endpoints drawn at random
@@ -103,5 +104,44 @@ async fn main() -> Result<(), VllmError> {
             e.failures
         );
     }
+
+    // A server that dies mid-answer: with `continue_cut_chats`, the chat goes on on the other
+    // server from the text you already have, and you read it whole, once.
+    let dying = FakeServer::start();
+    let steady = FakeServer::start();
+    dying.push_n(
+        20,
+        Reply::generate()
+            .token_delay(Duration::from_millis(20))
+            .cut_after_tokens(2),
+    );
+    let client = VllmClient::builder()
+        .endpoints([dying.base_url(), steady.base_url()])
+        .continue_cut_chats(true)
+        .build();
+    println!();
+    for i in 0..4 {
+        let mut stream = client
+            .chat
+            .completions()
+            .create()
+            .model("fake/vllm-model")
+            .messages(json!([{"role": "user", "content": format!("tell me about fleet {i}")}]))
+            .send_stream()
+            .await?;
+        let mut text = String::new();
+        while let Some(event) = stream.next().await {
+            match event {
+                StreamEvent::Content(delta) => text.push_str(&delta),
+                StreamEvent::Error(e) => return Err(e),
+                _ => {}
+            }
+        }
+        println!("stream {i}: {text}");
+    }
+    println!(
+        "the dying server took {} of the streams and cut them; each went on on the other",
+        dying.request_count()
+    );
     Ok(())
 }

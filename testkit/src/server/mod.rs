@@ -11,7 +11,7 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | `POST /v1/chat/completions` | `"Echo: <last user message>"` (see [`model`]), one token per word, capped by `max_tokens` / `max_completion_tokens` (`finish_reason: "length"`); vLLM's exact JSON, or with `"stream": true` vLLM's chunk stream (role chunk, one content chunk per token, finish chunk, usage chunk if `stream_options.include_usage`, `data: [DONE]`) |
+//! | `POST /v1/chat/completions` | `"Echo: <last user message>"` (see [`model`]); with `"continue_final_message": true`, the rest of that answer after the last (assistant) message's text (nothing when it starts otherwise), one token per word, capped by `max_tokens` / `max_completion_tokens` (`finish_reason: "length"`); vLLM's exact JSON, or with `"stream": true` vLLM's chunk stream (role chunk, one content chunk per token, finish chunk, usage chunk if `stream_options.include_usage`, `data: [DONE]`) |
 //! | `POST /v1/completions` | the same for `prompt` (`max_tokens` defaults to 16), streamed too |
 //! | `POST /v1/embeddings` | deterministic unit vectors (`dimensions`, `encoding_format: "base64"` honoured) |
 //! | `POST /tokenize`, `POST /detokenize` | `{count, max_model_len, tokens, token_strs}`, `{prompt}` |

@@ -481,6 +481,17 @@ pub(crate) fn chat(
         Some(out) => format!("Tool said: {out}"),
         None => default_reply_text(&last_user),
     });
+    // vLLM's `continue_final_message`: the last (assistant) message is continued — here, what
+    // follows it in the answer it starts (nothing when it starts another).
+    let continued = body.get("continue_final_message") == Some(&Value::Bool(true))
+        && last_role == Some("assistant");
+    let text = match last.and_then(|m| m.get("content")).map(content_text) {
+        Some(prefix) if continued => text
+            .strip_prefix(prefix.as_str())
+            .unwrap_or_default()
+            .to_owned(),
+        _ => text,
+    };
     let prompt_tokens = message_tokens(messages).len();
     let who = ident("chatcmpl-", index, body, cfg);
     // With tools, a user's turn is answered by calling the first one (unless `tool_choice`
