@@ -48,22 +48,7 @@ async fn main() -> Result<(), VllmError> {
         .build();
 
     for i in 0..12 {
-        let mut stream = client
-            .chat
-            .completions()
-            .create()
-            .model("fake/vllm-model")
-            .messages(json!([{"role": "user", "content": format!("question {i}")}]))
-            .send_stream()
-            .await?;
-        let mut text = String::new();
-        while let Some(event) = stream.next().await {
-            match event {
-                StreamEvent::Content(delta) => text.push_str(&delta),
-                StreamEvent::Error(e) => return Err(e),
-                _ => {}
-            }
-        }
+        let text = stream_text(&client, &format!("question {i}")).await?;
         println!("call {i:>2}: {text}");
     }
 
@@ -121,27 +106,37 @@ async fn main() -> Result<(), VllmError> {
         .build();
     println!();
     for i in 0..4 {
-        let mut stream = client
-            .chat
-            .completions()
-            .create()
-            .model("fake/vllm-model")
-            .messages(json!([{"role": "user", "content": format!("tell me about fleet {i}")}]))
-            .send_stream()
-            .await?;
-        let mut text = String::new();
-        while let Some(event) = stream.next().await {
-            match event {
-                StreamEvent::Content(delta) => text.push_str(&delta),
-                StreamEvent::Error(e) => return Err(e),
-                _ => {}
-            }
-        }
+        let text = stream_text(&client, &format!("tell me about fleet {i}")).await?;
         println!("stream {i}: {text}");
     }
     println!(
         "the dying server took {} of the streams and cut them; each went on on the other",
-        dying.request_count()
+        dying
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/chat/completions"))
+            .count()
     );
     Ok(())
+}
+
+/// The text of a streamed chat answer to `prompt`, or the stream's error.
+async fn stream_text(client: &VllmClient, prompt: &str) -> Result<String, VllmError> {
+    let mut stream = client
+        .chat
+        .completions()
+        .create()
+        .model("fake/vllm-model")
+        .messages(json!([{"role": "user", "content": prompt}]))
+        .send_stream()
+        .await?;
+    let mut text = String::new();
+    while let Some(event) = stream.next().await {
+        match event {
+            StreamEvent::Content(delta) => text.push_str(&delta),
+            StreamEvent::Error(e) => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(text)
 }

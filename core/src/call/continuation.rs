@@ -32,11 +32,11 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 use super::contract::Purpose;
-use super::resume::{before_output, is_cut};
-use super::{Call, Failed, Phase};
+use super::resume::{by_deadline, is_cut};
+use super::Call;
 use crate::error::VllmError;
 use crate::event::StreamEvent;
-use crate::policy::{Failure, TimeoutKind};
+use crate::policy::Failure;
 use crate::pool::EndpointId;
 
 /// What a continuable chat stream keeps: the text it handed out, and a continuation between
@@ -148,13 +148,6 @@ impl Call {
         failure: &Failure,
         error: VllmError,
     ) -> Result<(), VllmError> {
-        let deadline = matches!(
-            failure,
-            Failure::Timeout {
-                kind: TimeoutKind::Deadline,
-                ..
-            }
-        );
         let (Some(c), Ok(template)) = (self.continuing.as_deref(), &self.request) else {
             return Err(error);
         };
@@ -162,7 +155,7 @@ impl Call {
         // A continuation that handed out nothing may fail any way (a 503 is retried, a 400
         // ends the stream); a stream that is flowing is continued after a cut only.
         let fresh = ex.purpose == Purpose::Resume && ex.first_data.is_none();
-        if deadline || !(fresh || is_cut(failure)) {
+        if by_deadline(failure) || !(fresh || is_cut(failure)) {
             return Err(error);
         }
         // The text is what was handed out, then what was decoded and is not read yet (it is
@@ -185,26 +178,14 @@ impl Call {
         let Some(body) = continuation_body(template.body(), &text, chunks) else {
             return Err(error);
         };
-        let received_at = ex
-            .head
-            .as_ref()
-            .map_or(std::time::SystemTime::UNIX_EPOCH, |h| h.received_at);
         let endpoint = ex.endpoint;
-        self.judge_failure(i, now, failure);
-        self.carry.extend(self.exchanges[i].events.drain());
-        self.end_exchange(i, now, Some(failure.error_type()));
-        let c = self.continuing.as_deref_mut().expect("checked above");
+        let Some(c) = self.continuing.as_deref_mut() else {
+            return Err(error);
+        };
         c.body = Some(body);
         c.avoid = Some(endpoint);
         let cut = c.cut.get_or_insert_with(|| error.clone()).clone();
-        self.last_error = Some(cut);
-        self.committed = None;
-        self.phase = Phase::Failed(Box::new(Failed {
-            failure: before_output(failure),
-            error,
-            at: now,
-            received_at,
-        }));
+        self.hand_cut_to_retry(i, now, failure, error, cut);
         Ok(())
     }
 
@@ -291,17 +272,21 @@ mod tests {
         let host1 = host(&first);
         let (events, _) = w.answer(&mut a, 0, attempt, sse(), chunks, false);
         w.handle(&mut a, 5, reset(attempt));
-        let mut t = 5;
-        let next = loop {
-            match w.next(&mut a, t) {
+        let next = past_waits(w, &mut a, 5);
+        (a, host1, next, events)
+    }
+
+    /// The next action from `t` on that is not a wait, each wait's timer fired at its time.
+    fn past_waits(w: &mut Wire, a: &mut Call, mut t: u64) -> Action {
+        loop {
+            match w.next(a, t) {
                 Action::Wait { until: Some(u), .. } => {
                     t = u.duration_since(w.at(0)).as_millis() as u64;
-                    w.handle(&mut a, t, Event::Timeout);
+                    w.handle(a, t, Event::Timeout);
                 }
-                other => break other,
+                other => return other,
             }
-        };
-        (a, host1, next, events)
+        }
     }
 
     #[test]
@@ -354,16 +339,7 @@ mod tests {
         let (events, _) = w.answer(&mut a, 20, attempt, sse(), &[&content("2 ")], false);
         assert_eq!(texts(&events), ["2 "]);
         w.handle(&mut a, 25, reset(attempt));
-        let mut t = 25;
-        let next = loop {
-            match w.next(&mut a, t) {
-                Action::Wait { until: Some(u), .. } => {
-                    t = u.duration_since(w.at(0)).as_millis() as u64;
-                    w.handle(&mut a, t, Event::Timeout);
-                }
-                other => break other,
-            }
-        };
+        let next = past_waits(&mut w, &mut a, 25);
         let Action::Send { request, .. } = &next else {
             panic!("{next:?}")
         };

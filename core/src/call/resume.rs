@@ -60,17 +60,10 @@ impl Call {
         failure: &Failure,
         error: VllmError,
     ) -> Result<(), VllmError> {
-        let deadline = matches!(
-            failure,
-            Failure::Timeout {
-                kind: TimeoutKind::Deadline,
-                ..
-            }
-        );
         if !self.resumable {
             return self.try_continue(i, now, failure, error);
         }
-        if deadline {
+        if by_deadline(failure) {
             return Err(error);
         }
         let ex = &self.exchanges[i];
@@ -90,24 +83,40 @@ impl Call {
         if !(fresh || is_cut(failure)) {
             return Err(error);
         }
-        let received_at = ex
-            .head
-            .as_ref()
-            .map_or(std::time::SystemTime::UNIX_EPOCH, |h| h.received_at);
         let endpoint = ex.endpoint;
-        self.judge_failure(i, now, failure);
-        self.carry.extend(self.exchanges[i].events.drain());
-        self.end_exchange(i, now, Some(failure.error_type()));
         let cut = match self.resume.take() {
             Some(r) => r.cut,
             None => error.clone(),
         };
-        self.last_error = Some(cut.clone());
+        self.hand_cut_to_retry(i, now, failure, error, cut.clone());
         self.resume = Some(Box::new(Resume {
             cursor,
             endpoint,
             cut,
         }));
+        Ok(())
+    }
+
+    /// Exchange `i`, cut, leaves its stream to the retry decision: judged, its events not yet
+    /// handed out carried (they go first), closed. The call then decides as after a failure
+    /// before output — nothing will be handed out twice — and `cut` is the stream's last event
+    /// if it goes no further.
+    pub(super) fn hand_cut_to_retry(
+        &mut self,
+        i: usize,
+        now: Instant,
+        failure: &Failure,
+        error: VllmError,
+        cut: VllmError,
+    ) {
+        let received_at = self.exchanges[i]
+            .head
+            .as_ref()
+            .map_or(std::time::SystemTime::UNIX_EPOCH, |h| h.received_at);
+        self.judge_failure(i, now, failure);
+        self.carry.extend(self.exchanges[i].events.drain());
+        self.end_exchange(i, now, Some(failure.error_type()));
+        self.last_error = Some(cut);
         self.committed = None;
         self.phase = Phase::Failed(Box::new(Failed {
             failure: before_output(failure),
@@ -115,7 +124,6 @@ impl Call {
             at: now,
             received_at,
         }));
-        Ok(())
     }
 
     /// The request that asks the endpoint for the rest of the stream.
@@ -155,6 +163,17 @@ impl Call {
     }
 }
 
+/// Whether the call's own deadline passed (nothing goes on after it).
+pub(super) fn by_deadline(failure: &Failure) -> bool {
+    matches!(
+        failure,
+        Failure::Timeout {
+            kind: TimeoutKind::Deadline,
+            ..
+        }
+    )
+}
+
 /// Whether `failure` cut a flowing stream (rather than the server answering with an error,
 /// or the call's own deadline passing).
 pub(super) fn is_cut(failure: &Failure) -> bool {
@@ -170,7 +189,7 @@ pub(super) fn is_cut(failure: &Failure) -> bool {
 
 /// `failure` as the retry policy weighs it for a resume: nothing will be handed out twice, so
 /// it is a failure before output.
-pub(super) fn before_output(failure: &Failure) -> Failure {
+fn before_output(failure: &Failure) -> Failure {
     match failure.clone() {
         Failure::Transport { .. } => Failure::Transport {
             output_started: false,
