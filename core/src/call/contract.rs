@@ -124,8 +124,12 @@ pub enum Purpose {
     /// `GET /health` of an ejected endpoint whose probe is due, sent beside the call's own
     /// attempt (the call waits for nothing; a call that ends first closes it).
     HealthProbe,
-    /// `GET /v1/responses/{id}?stream=true&starting_after=N` on the endpoint whose Responses
-    /// stream was cut: the rest of the stream (see [`ResumeStreams`](crate::policy::ResumeStreams)).
+    /// The rest of a cut stream: `GET /v1/responses/{id}?stream=true&starting_after=N` on the
+    /// endpoint whose Responses stream was cut (see
+    /// [`ResumeStreams`](crate::policy::ResumeStreams)), or a chat stream's continuation on
+    /// another endpoint, with the text handed out as the assistant's message (see
+    /// [`continue_cut_chats`](crate::client::ClientBuilder::continue_cut_chats)). It holds the
+    /// output from its send.
     Resume,
 }
 

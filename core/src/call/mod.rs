@@ -83,8 +83,10 @@
 //! - a stream is never retried once any of its events was emitted (a retry restarts the
 //!   generation, so the caller would see text twice); with a hedge, the first exchange to
 //!   hand out an event wins and the other is closed before any of its events is seen; the
-//!   one exception is a resumable Responses stream, continued after its last numbered event
-//!   ([`Purpose::Resume`], see `resume.rs`);
+//!   exceptions are a resumable Responses stream, continued after its last numbered event,
+//!   and, with `continue_cut_chats`, a chat stream continued from the text it handed out
+//!   ([`Purpose::Resume`], see `resume.rs` and `continuation.rs`): neither hands out
+//!   anything twice;
 //! - a stream's `Done(Ok)` always follows its terminal event;
 //! - no deadline it hands out lies past the call's overall deadline;
 //! - a `now` earlier than one already seen is taken as the latest one;
