@@ -391,6 +391,102 @@ mod tests {
         }
     }
 
+    /// Runs from `t` until the next send, firing each wait's timer and keeping what is
+    /// emitted on the way (carried events go out before the continuation is sent).
+    fn until_send(w: &mut Wire, a: &mut Call, t: u64, got: &mut Vec<StreamEvent>) -> Action {
+        let mut t = t;
+        loop {
+            match w.next(a, t) {
+                Action::Wait { until: Some(u), .. } => {
+                    t = u.duration_since(w.at(0)).as_millis() as u64;
+                    w.handle(a, t, Event::Timeout);
+                }
+                Action::Emit(ev) => got.push(ev),
+                other => return other,
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+        /// However often a stream is cut — the connection reset, the body ended early, the
+        /// idle timer fired — and after however many events, the caller reads the whole text
+        /// once, then `Done`: each exchange's server generates from where its request's
+        /// assistant message ends, as vLLM does.
+        #[test]
+        fn a_continued_stream_hands_out_its_whole_text_once(
+            n in 2u32..14,
+            cuts in proptest::collection::vec((0u32..5, 0u8..3), 1..4),
+        ) {
+            let mut c = config(true);
+            c.policy.retry.max_retries = 10;
+            c.policy.timeouts.idle = Some(ms(1000));
+            let mut w = Wire::new(c);
+            let full: String = (0..n).map(|k| format!("t{k} ")).collect();
+            let mut a = w.call(CallSpec::stream(
+                Operation::ChatCompletions,
+                StreamKind::Chat,
+                Ok(json!({"model": "m", "messages": [{"role": "user", "content": "go"}], "max_tokens": n})),
+            ));
+            let mut got = Vec::new();
+            let mut t = 0;
+            let mut action = until_send(&mut w, &mut a, t, &mut got);
+            let mut cuts = cuts.into_iter();
+            let token = |k: u32| content(&format!("t{k} "));
+            loop {
+                let Action::Send { attempt, request, .. } = action else {
+                    panic!("expected a send, got {action:?} after {got:?}")
+                };
+                // The server: from the end of the assistant's message, up to max_tokens more.
+                let body: Value = serde_json::from_slice(request.body()).unwrap();
+                let left = body["max_tokens"].as_u64().unwrap() as u32;
+                let start = n - left;
+                let prefix = body["messages"].as_array().unwrap().get(1).map(|m| m["content"].clone());
+                let have: String = (0..start).map(|k| format!("t{k} ")).collect();
+                proptest::prop_assert_eq!(prefix.unwrap_or(json!("")), json!(have));
+                w.handle(&mut a, t, Event::Response { attempt, head: sse() });
+                match cuts.next() {
+                    Some((handed, how)) if start + handed < n => {
+                        let read: Vec<String> = (start..start + handed).map(token).collect();
+                        let read: Vec<&str> = read.iter().map(String::as_str).collect();
+                        let (events, waiting) = w.feed(&mut a, t, attempt, &read, false);
+                        got.extend(events);
+                        // Reading: the read asked for, or the wait that follows it.
+                        let deadline = match waiting {
+                            Action::ReadBody { deadline, .. } => deadline,
+                            Action::Wait { until, .. } => until,
+                            other => panic!("expected a read, got {other:?}"),
+                        };
+                        t += 5;
+                        let cut = match how {
+                            0 => reset(attempt),
+                            1 => Event::BodyEnd { attempt },
+                            _ => {
+                                t = deadline.unwrap().duration_since(w.at(0)).as_millis() as u64;
+                                Event::Timeout
+                            }
+                        };
+                        w.handle(&mut a, t, cut);
+                        action = until_send(&mut w, &mut a, t, &mut got);
+                    }
+                    _ => {
+                        let rest: Vec<String> = (start..n).map(token).collect();
+                        let mut rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+                        rest.push(DONE);
+                        let (events, end) = w.feed(&mut a, t, attempt, &rest, true);
+                        got.extend(events);
+                        proptest::prop_assert!(matches!(end, Action::Done(Ok(_))), "{:?}", end);
+                        break;
+                    }
+                }
+            }
+            let text: String = texts(&got).concat();
+            proptest::prop_assert_eq!(text, full);
+            let ends: Vec<&StreamEvent> = got.iter().filter(|e| e.is_terminal()).collect();
+            proptest::prop_assert!(matches!(ends.as_slice(), [StreamEvent::Done]), "{:?}", got);
+        }
+    }
+
     #[test]
     fn plain_chat_requests_are_continuable_and_the_rest_are_not() {
         let base = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
