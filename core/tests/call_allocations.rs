@@ -4,7 +4,7 @@
 //! 10 000 waiting calls it is the allocator's work and the cache misses that count).
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 use std::time::Instant;
 
 use vllm_client_core::call::{Action, Call, Event, Shared};
@@ -14,27 +14,39 @@ use vllm_client_core::request::Operation;
 
 struct Counting;
 
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-static BYTES: AtomicUsize = AtomicUsize::new(0);
-/// Bytes allocated and not yet freed.
-static LIVE: AtomicUsize = AtomicUsize::new(0);
+// Per thread: `cargo test` runs this file's tests at once, in threads of one process, and the
+// harness allocates beside them.
+thread_local! {
+    static ALLOCS: Cell<usize> = const { Cell::new(0) };
+    static BYTES: Cell<usize> = const { Cell::new(0) };
+    /// Bytes allocated less bytes freed (by this thread).
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+}
+
+fn add<T: Copy + std::ops::Add<Output = T>>(key: &'static std::thread::LocalKey<Cell<T>>, n: T) {
+    // Not during the thread's teardown, when its locals are gone.
+    let _ = key.try_with(|c| c.set(c.get() + n));
+}
+
+fn get<T: Copy>(key: &'static std::thread::LocalKey<Cell<T>>) -> T {
+    key.with(Cell::get)
+}
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        BYTES.fetch_add(layout.size(), Ordering::Relaxed);
-        LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        add(&ALLOCS, 1);
+        add(&BYTES, layout.size());
+        add(&LIVE, layout.size() as isize);
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        add(&LIVE, -(layout.size() as isize));
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        BYTES.fetch_add(new, Ordering::Relaxed);
-        LIVE.fetch_add(new, Ordering::Relaxed);
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        add(&ALLOCS, 1);
+        add(&BYTES, new);
+        add(&LIVE, new as isize - layout.size() as isize);
         unsafe { System.realloc(ptr, layout, new) }
     }
 }
@@ -43,15 +55,9 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 fn count<T>(f: impl FnOnce() -> T) -> (T, usize, usize) {
-    let (a, b) = (
-        ALLOCS.load(Ordering::Relaxed),
-        BYTES.load(Ordering::Relaxed),
-    );
+    let (a, b) = (get(&ALLOCS), get(&BYTES));
     let t = f();
-    let (a2, b2) = (
-        ALLOCS.load(Ordering::Relaxed),
-        BYTES.load(Ordering::Relaxed),
-    );
+    let (a2, b2) = (get(&ALLOCS), get(&BYTES));
     (t, a2 - a, b2 - b)
 }
 
@@ -133,7 +139,7 @@ fn an_open_stream_holds_little_on_the_heap() {
         Action::Send { .. }
     ));
 
-    let live = || LIVE.load(Ordering::Relaxed);
+    let live = || get(&LIVE);
     let before = live();
     let mut call = Call::new(&config, spec(), now, &mut shared);
     let attempt = match call.poll_with(now, || &mut shared) {
